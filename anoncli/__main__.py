@@ -1,0 +1,3 @@
+from anoncli.cli.app import main
+
+main()

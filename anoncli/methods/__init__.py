@@ -1,0 +1,34 @@
+"""Registry of anonymization methods: one module each, imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+
+from anoncli.errors import AnoncliError
+from anoncli.methods.base import Method, MethodOptions
+
+# name -> "module:Class"; a new method needs one module and one line here.
+REGISTRY: dict[str, str] = {
+    "mcadams": "anoncli.methods.mcadams:McAdams",
+    "identity": "anoncli.methods.identity:Identity",
+}
+
+DEFAULT_METHOD = "mcadams"
+
+
+def method_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def method_class(name: str) -> type[Method]:
+    if name not in REGISTRY:
+        raise AnoncliError(f"unknown method {name!r} (choose from: {', '.join(method_names())})")
+    module_name, class_name = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def create_method(name: str, options: MethodOptions) -> Method:
+    return method_class(name)(options)
+
+
+__all__ = ["Method", "MethodOptions", "REGISTRY", "DEFAULT_METHOD", "create_method", "method_class", "method_names"]

@@ -37,8 +37,12 @@ def _rename_reserved(columns: list[str]) -> dict[str, str]:
     return {c: (f"label_{c}" if c in RESERVED else c) for c in columns}
 
 
-def open_corpus(root: str | Path, labels_file: str | Path | None = None) -> Corpus:
-    """Find every audio file under `root`, sorted by utterance id, with labels attached."""
+def open_corpus(root: str | Path, labels_file: str | Path | None = None, layout: str = "auto") -> Corpus:
+    """Find every audio file under `root`, sorted by utterance id, with labels attached.
+
+    `layout` names a known corpus layout or "auto"; the plain walk with an
+    audiofolder metadata file is what "auto" falls back to.
+    """
     root = Path(root)
     if not root.exists():
         raise InputError(f"{root}: no such folder")

@@ -1,0 +1,95 @@
+"""The `anoncli` command: a thin Typer app; each command lives in its own module.
+
+Exit codes (documented in README): 0 all done, 1 internal error, 2 usage or
+input error, 3 finished but some files failed, 4 release gate failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from anoncli import __version__
+from anoncli.errors import EXIT_INTERNAL, EXIT_USAGE, AnoncliError
+
+app = typer.Typer(
+    name="anoncli",
+    help="Anonymize whole speech corpora and measure how private and useful the result is.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines register(app) and adds its own command(s); one line per command module.
+COMMAND_MODULES = [
+    "anoncli.cli.anonymize",
+    "anoncli.cli.inspect",
+    "anoncli.cli.train",
+]
+
+_OPTIONAL_COMMAND_MODULES = [
+    "anoncli.cli.evaluate",
+    "anoncli.cli.export",
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"anoncli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """anoncli: anonymize speech corpora (McAdams by default, no training needed)."""
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    for name in _OPTIONAL_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_commands()
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    """Print a one-line error to stderr and exit with `code`."""
+    typer.echo(f"anoncli: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def main() -> None:
+    debug = os.environ.get("ANONCLI_DEBUG") == "1"
+    try:
+        app(standalone_mode=True)
+    except AnoncliError as err:
+        if debug:
+            raise
+        fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("anoncli: interrupted; rerun the same command to resume", err=True)
+        raise SystemExit(130)
+    except SystemExit:
+        raise
+    except Exception as err:  # an unexpected failure is a bug: say so in one line
+        if debug:
+            raise
+        first = str(err).splitlines()[0] if str(err) else ""
+        fail(f"internal error: {type(err).__name__}: {first} (set ANONCLI_DEBUG=1 for a traceback)", EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

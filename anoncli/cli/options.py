@@ -1,0 +1,30 @@
+"""Option parsing shared by several commands."""
+
+from __future__ import annotations
+
+from anoncli.errors import AnoncliError
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, str]:
+    """`--param key=value` pairs into a dict, with a one-line error for a malformed pair."""
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AnoncliError(f"--param {pair!r}: expected KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when a GPU is visible, else cpu; refuse cuda without a GPU."""
+    import torch
+
+    device = device.lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AnoncliError("--device cuda: no CUDA GPU is visible on this machine (use --device cpu or auto)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise AnoncliError(f"--device {device!r}: expected auto, cpu or cuda")
+    return device

@@ -1,0 +1,51 @@
+"""`anoncli train`: train a learned method or an attacker model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from anoncli.cli.options import parse_params, resolve_device
+from anoncli.training import TrainOptions, get_trainer, trainer_names
+
+
+def train(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder to train on.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="What to train (see the list in --help).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoints, log.parquet and model.json.")],
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet) instead of the corpus' metadata.")] = None,
+    layout: Annotated[str, typer.Option("--layout", help="Corpus layout, or auto to detect it.")] = "auto",
+    label: Annotated[Optional[str], typer.Option("--label", help="Label column an attribute attacker learns.")] = None,
+    attribute: Annotated[Optional[str], typer.Option("--attribute", help="Private attribute column (learned methods).")] = None,
+    utility: Annotated[Optional[str], typer.Option("--utility", help="Utility label column (representation methods).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Training epochs (default: the config's).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size (default: the config's).")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, noise).")] = 0,
+    config: Annotated[Optional[str], typer.Option("--config", help="quick, full, or a JSON config file.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Extra KEY=VALUE setting; repeatable.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over even if RUN holds a finished or partial run.")] = False,
+) -> None:
+    """Train a learned anonymization method or an attacker model; resumes a killed run.
+
+    Example: anoncli train --method gengan corpus/ --out runs/gengan --epochs 20
+    """
+    trainer = get_trainer(method)
+    options = TrainOptions(
+        corpus=corpus, out=out, labels_file=labels, layout=layout, label=label, attribute=attribute,
+        utility=utility, epochs=epochs, batch_size=batch_size, device=resolve_device(device), seed=seed,
+        overwrite=overwrite, config=config, extra=parse_params(param),
+    )
+    summary = trainer(options)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "train",
+        help="Train a learned method or attacker. Methods: " + (", ".join(trainer_names()) or "none yet")
+        + ".\n\nExample: anoncli train --method gengan corpus/ --out runs/gengan",
+    )(train)

@@ -1,0 +1,47 @@
+"""Registry of trainers for `anoncli train --method NAME`: one module each, imported when used.
+
+A trainer is a function `train(options: TrainOptions) -> dict` that writes its
+run folder (checkpoints, log.parquet, model.json) and returns a summary.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from anoncli.errors import AnoncliError
+
+# name -> "module:function"; a new trainer needs one module and one line here.
+TRAINERS: dict[str, str] = {}
+
+
+@dataclass
+class TrainOptions:
+    corpus: Path
+    out: Path
+    labels_file: Path | None = None
+    layout: str = "auto"
+    label: str | None = None          # attribute probes: the label column to learn
+    attribute: str | None = None      # learned methods: the private attribute column
+    utility: str | None = None        # representation methods: the utility label column
+    epochs: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    overwrite: bool = False
+    config: str | None = None         # "quick" / "full" or a path to a JSON config
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def trainer_names() -> list[str]:
+    return sorted(TRAINERS)
+
+
+def get_trainer(name: str) -> Callable[[TrainOptions], dict]:
+    if name not in TRAINERS:
+        known = ", ".join(trainer_names()) or "none yet"
+        raise AnoncliError(f"unknown training method {name!r} (choose from: {known})")
+    module_name, func_name = TRAINERS[name].split(":")
+    return getattr(importlib.import_module(module_name), func_name)

@@ -7,6 +7,7 @@ machine may not have); torchaudio is used only for resampling.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -85,7 +86,7 @@ def peak_safe(samples: np.ndarray, peak: float = 0.999) -> np.ndarray:
 
 def temp_path_for(path: Path) -> Path:
     """A sibling name that a resumed job recognises as an unfinished write."""
-    return path.with_name(f".{path.name}.anoncli-tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}.anoncli-tmp-{socket.gethostname()}-{os.getpid()}")
 
 
 def is_temp_path(path: Path) -> bool:

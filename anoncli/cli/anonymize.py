@@ -1,0 +1,94 @@
+"""`anoncli anonymize`: the main job."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from anoncli.cli.options import parse_params, resolve_device
+from anoncli.errors import EXIT_OK, EXIT_PARTIAL
+from anoncli.jobs.sharding import parse_shard
+from anoncli.methods import DEFAULT_METHOD, method_names
+
+
+def _default_jobs(device: str) -> int:
+    # One process feeds a GPU; on CPU one single-threaded worker per core.
+    return 1 if device.startswith("cuda") else max(1, len(os.sched_getaffinity(0)))
+
+
+def anonymize(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder (searched recursively for audio).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (mirrors the corpus tree; must not be inside it).")],
+    method: Annotated[str, typer.Option("--method", "-m", help=f"Anonymization method: {', '.join(method_names())}.")] = DEFAULT_METHOD,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet, 'file_name' or 'path' column) instead of CORPUS/metadata.csv.")] = None,
+    layout: Annotated[str, typer.Option("--layout", help="Corpus layout, or auto to detect it.")] = "auto",
+    allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands (they execute arbitrary code).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Run seed; per-utterance randomness is derived from it and the utterance id.")] = 0,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="McAdams: fixed coefficient instead of one drawn from U(0.5, 0.9).")] = None,
+    per_speaker: Annotated[bool, typer.Option("--per-speaker", help="Draw random parameters per speaker (seeded by the speaker id) instead of per utterance.")] = False,
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Learned methods: a training run folder or checkpoint file.")] = None,
+    vocoder: Annotated[Optional[str], typer.Option("--vocoder", help="Learned methods: mel-to-wave backend.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Extra method setting KEY=VALUE; repeatable.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel workers (default: one per CPU core on CPU, 1 on GPU).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Utterances per batch.")] = 16,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K (0-based) of N; 'auto' reads SLURM_ARRAY_TASK_ID/COUNT.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo files already done (default: resume, skipping them).")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Redo only the files that failed before.")] = False,
+    sample_rate: Annotated[Optional[int], typer.Option("--sample-rate", min=1000, help="Output sample rate (default: the input's).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Output format: wav or flac (16-bit PCM).")] = "wav",
+    pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Random pseudonyms for file, utterance and speaker ids; needs --mapping.")] = False,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Where to write the id -> pseudonym mapping (outside --out).")] = None,
+    score: Annotated[bool, typer.Option("--score/--no-score", help="Add per-utterance linkability, STOI and F0 correlation to the manifest.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done (JSON on stdout) and exit.")] = False,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal).")] = None,
+) -> None:
+    """Anonymize every audio file of CORPUS into OUT, with Parquet manifests; resumes by default.
+
+    Example: anoncli anonymize examples/corpus --out anon/ --method mcadams --seed 1
+    """
+    from anoncli.jobs.engine import AnonymizeConfig, plan, run_anonymize
+
+    device = resolve_device(device)
+    config = AnonymizeConfig(
+        corpus=corpus, out=out, method=method, labels_file=labels, layout=layout, allow_commands=allow_commands,
+        seed=seed, alpha=alpha, per_speaker=per_speaker, checkpoint=checkpoint, vocoder=vocoder,
+        params=parse_params(param), device=device, jobs=jobs or _default_jobs(device), batch_size=batch_size,
+        shard=parse_shard(shard), overwrite=overwrite, retry_failed=retry_failed, output_sample_rate=sample_rate,
+        fmt=fmt, pseudonymize=pseudonymize, mapping=mapping, score=score, dry_run=dry_run,
+        progress=progress if progress is not None else _stderr_is_terminal(),
+    )
+    from anoncli.jobs.engine import check_paths
+
+    check_paths(config)
+    job_plan = plan(config)
+    if dry_run:
+        typer.echo(json.dumps(job_plan.as_dict(config), indent=2))
+        raise typer.Exit(EXIT_OK)
+    summary = run_anonymize(config, job_plan)
+    typer.echo(
+        f"anonymize: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
+        f"{summary.audio_s / 3600:.3f} h of audio in {summary.wall_s:.1f} s "
+        f"({summary.realtime_factor:.0f}x real time) -> {out}",
+        err=True,
+    )
+    for line in summary.errors[:20]:
+        typer.echo(f"  failed: {line}", err=True)
+    if len(summary.errors) > 20:
+        typer.echo(f"  ... and {len(summary.errors) - 20} more (see anoncli inspect {out})", err=True)
+    if summary.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _stderr_is_terminal() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("anonymize")(anonymize)

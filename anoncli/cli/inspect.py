@@ -1,0 +1,73 @@
+"""`anoncli inspect`: summarise a corpus, an output folder, a manifest file or an evaluation report."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from anoncli.errors import InputError
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A corpus folder, an anoncli output folder, a manifest .parquet, or a report folder.")],
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")] = Format.table,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file for a corpus folder.")] = None,
+    layout: Annotated[str, typer.Option("--layout", help="Corpus layout, or auto to detect it.")] = "auto",
+    allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
+    worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report folders: list the N least private utterances.")] = None,
+    by: Annotated[str, typer.Option("--by", help="Report folders: the score that ranks --worst.")] = "asv.link",
+    check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing, duplicated or failed.")] = False,
+) -> None:
+    """Summarise PATH: corpus (files, hours, speakers, labels), output folder or manifest (rows, failures, throughput), or report.
+
+    Example: anoncli inspect anon/ --format json | jq .ok
+    """
+    from anoncli.inspection import describe
+
+    info = describe(path, labels=labels, layout=layout, allow_commands=allow_commands, worst=worst, by=by,
+                    check=check)
+    if fmt == Format.json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+    else:
+        _print_table(info)
+    if check and info.get("complete") is False:
+        raise typer.Exit(3)
+
+
+def _print_table(info: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    table = Table(title=f"{info.get('kind', '')}: {info.get('path', '')}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in info.items():
+        if key in ("kind", "path"):
+            continue
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, default=str) if len(json.dumps(value, default=str)) < 200 else _short(value)
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {json.dumps(v, default=str)}" for k, v in value.items())
+    return "\n".join(json.dumps(v, default=str) for v in value)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect)
+
+
+__all__ = ["inspect", "register", "InputError"]

@@ -1,0 +1,1 @@
+"""Batched, sharded, resumable anonymization jobs."""

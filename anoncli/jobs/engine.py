@@ -1,0 +1,298 @@
+"""The anonymize job: plan (shard, resume), run batches (in-process or joblib workers), merge the manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from anoncli import __version__
+from anoncli.audio import is_temp_path
+from anoncli.corpus import Corpus, open_corpus
+from anoncli.corpus.utterance import Utterance
+from anoncli.errors import AnoncliError, InputError
+from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
+from anoncli.jobs.sharding import select_shard
+from anoncli.jobs.worker import JobSpec, process_batch
+from anoncli.manifest.reader import manifest_config, status_by_utt
+from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
+from anoncli.manifest.writer import finalize_part, remove_rows
+from anoncli.methods import MethodOptions, create_method
+
+RUN_JSON = "run.json"
+# Settings that change what a method writes; a rerun into the same folder must not mix them.
+_RESULT_KEYS = ("method", "seed", "alpha", "per_speaker", "checkpoint", "vocoder", "params", "fmt",
+                "output_sample_rate", "pseudonymize")
+
+
+@dataclass
+class AnonymizeConfig:
+    corpus: Path
+    out: Path
+    method: str = "mcadams"
+    labels_file: Path | None = None
+    layout: str = "auto"
+    allow_commands: bool = False
+    seed: int = 0
+    alpha: float | None = None
+    per_speaker: bool = False
+    checkpoint: str | None = None
+    vocoder: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    device: str = "cpu"
+    jobs: int = 1
+    batch_size: int = 16
+    shard: tuple[int, int] = (0, 1)
+    overwrite: bool = False
+    retry_failed: bool = False
+    output_sample_rate: int | None = None
+    fmt: str = "wav"
+    pseudonymize: bool = False
+    mapping: Path | None = None
+    score: bool = False
+    dry_run: bool = False
+    progress: bool = True
+
+    def method_options(self) -> MethodOptions:
+        return MethodOptions(device=self.device, seed=self.seed, per_speaker=self.per_speaker, alpha=self.alpha,
+                             checkpoint=self.checkpoint, vocoder=self.vocoder, extra=dict(self.params))
+
+    def result_settings(self) -> dict[str, Any]:
+        values = asdict(self)
+        return {key: values[key] for key in _RESULT_KEYS}
+
+
+@dataclass
+class Plan:
+    corpus: Corpus
+    shard_utterances: list[Utterance]
+    todo: list[Utterance]
+    skipped_done: int
+    redo: int
+
+    def as_dict(self, config: AnonymizeConfig) -> dict[str, Any]:
+        return {
+            "corpus": str(config.corpus), "out": str(config.out), "method": config.method,
+            "shard": f"{config.shard[0]}/{config.shard[1]}", "corpus_files": len(self.corpus),
+            "shard_files": len(self.shard_utterances), "to_process": len(self.todo),
+            "already_done": self.skipped_done, "to_redo": self.redo,
+            "ignored_non_audio_files": self.corpus.ignored_files,
+        }
+
+
+@dataclass
+class RunSummary:
+    processed: int
+    ok: int
+    failed: int
+    skipped: int
+    audio_s: float
+    wall_s: float
+    errors: list[str]
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def check_paths(config: AnonymizeConfig) -> None:
+    """Refuse outputs that could overwrite or mix with the input corpus, or leak the mapping."""
+    corpus = config.corpus.resolve()
+    out = config.out.resolve()
+    if out == corpus or out.is_relative_to(corpus):
+        raise InputError(f"--out {config.out}: must not be the input corpus or inside it ({config.corpus})")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {config.out}: exists and is not a folder")
+    if config.pseudonymize:
+        if config.mapping is None:
+            raise AnoncliError("--pseudonymize needs --mapping FILE (outside --out) for the id mapping")
+        mapping = config.mapping.resolve()
+        if mapping.is_relative_to(out) or mapping.is_relative_to(corpus):
+            raise InputError(f"--mapping {config.mapping}: must be outside the output and the input folders")
+    if config.fmt not in ("wav", "flac"):
+        raise AnoncliError(f"--format {config.fmt!r}: expected wav or flac")
+
+
+def _check_compatible(config: AnonymizeConfig) -> None:
+    """A resumed run must write what the first run wrote; otherwise the folder would mix two anonymizations."""
+    previous = manifest_config(config.out).get("result_settings")
+    if previous is None:
+        run_json = config.out / RUN_JSON
+        if run_json.is_file():
+            previous = json.loads(run_json.read_text()).get("config", {}).get("result_settings")
+    if not previous or config.overwrite:
+        return
+    current = json.loads(json.dumps(config.result_settings(), default=str))
+    changed = [key for key in current if key in previous and previous[key] != current[key]]
+    if changed:
+        details = ", ".join(f"{key}: {previous[key]!r} -> {current[key]!r}" for key in changed)
+        raise AnoncliError(f"--out {config.out}: holds a run with other settings ({details}); "
+                           "use another --out, or --overwrite to redo every file")
+
+
+def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
+    corpus = corpus or open_corpus(config.corpus, config.labels_file, layout=config.layout,
+                                   **({"allow_commands": True} if config.allow_commands else {}))
+    shard_utts = select_shard(corpus.utterances, *config.shard)
+    status = status_by_utt(config.out) if config.out.exists() else {}
+    pseudonyms = _pseudonymizer(config)
+
+    def key(utt: Utterance) -> str:
+        return pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id
+
+    todo, skipped, redo = [], 0, 0
+    for utt in shard_utts:
+        state = status.get(key(utt))
+        if state is None:
+            todo.append(utt)
+        elif config.overwrite or (config.retry_failed and state == STATUS_FAILED):
+            todo.append(utt)
+            redo += 1
+        else:
+            skipped += 1
+    return Plan(corpus, shard_utts, todo, skipped, redo)
+
+
+def _pseudonymizer(config: AnonymizeConfig) -> Pseudonymizer | None:
+    if not config.pseudonymize:
+        return None
+    return Pseudonymizer(load_or_create_key(config.mapping))
+
+
+def _remove_stale_temp_files(out: Path) -> None:
+    """Unfinished writes of a killed run on this host (their process is gone)."""
+    host = socket.gethostname()
+    for folder, _dirs, files in os.walk(out):
+        for name in files:
+            path = Path(folder) / name
+            if not is_temp_path(path):
+                continue
+            owner = name.rsplit("-tmp-", 1)[-1]
+            if owner.startswith(host + "-") and not _alive(owner[len(host) + 1:]):
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid_text: str) -> bool:
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _batches(items: list[Utterance], size: int) -> Iterable[list[Utterance]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import pyarrow
+    import soundfile
+    import torch
+    import torchaudio
+
+    return {"anoncli": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "torchaudio": torchaudio.__version__, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
+            "soundfile": soundfile.__version__, "platform": platform.platform()}
+
+
+def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSummary, started: float) -> None:
+    index, count = config.shard
+    name = RUN_JSON if count == 1 else f"run-{index:05d}-of-{count:05d}.json"
+    record = {
+        "config": _config_record(config, method_config),
+        "versions": _versions(),
+        "timings": {"started_unix": started, "wall_s": summary.wall_s, "audio_s": summary.audio_s,
+                    "realtime_factor": summary.realtime_factor},
+        "counts": {"processed": summary.processed, "ok": summary.ok, "failed": summary.failed,
+                   "skipped_already_done": summary.skipped},
+    }
+    path = config.out / name
+    tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _config_record(config: AnonymizeConfig, method_config: dict) -> dict[str, Any]:
+    record = {k: v for k, v in asdict(config).items() if k not in ("dry_run", "progress")}
+    record["corpus"] = str(config.corpus.resolve())
+    record["out"] = str(config.out.resolve())
+    record["mapping"] = None  # the mapping's location is the user's secret; never stored in OUT
+    record["method_config"] = method_config
+    record["result_settings"] = config.result_settings()
+    return json.loads(json.dumps(record, default=str))
+
+
+def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunSummary:
+    """Anonymize the shard's remaining utterances; returns counts and timings."""
+    started = time.time()
+    check_paths(config)
+    if config.out.exists():
+        _check_compatible(config)
+    job_plan = job_plan or plan(config)
+    method = create_method(config.method, config.method_options())  # fail early on bad options/missing models
+    method_config = method.config()
+    config.out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_files(config.out)
+
+    pseudonyms = _pseudonymizer(config)
+    if config.pseudonymize:
+        index, count = config.shard
+        mapping = config.mapping if count == 1 else config.mapping.with_name(
+            f"{config.mapping.stem}-part-{index:05d}-of-{count:05d}{config.mapping.suffix}")
+        write_mapping(mapping, job_plan.shard_utterances, pseudonyms)
+
+    redo_ids = [pseudonyms.utterance(u.utt_id) if pseudonyms else u.utt_id for u in job_plan.todo]
+    if job_plan.redo:
+        remove_rows(config.out, redo_ids)
+
+    schema = manifest_schema(job_plan.corpus.label_columns, _config_record(config, method_config))
+    spec = JobSpec(out=str(config.out), shard=config.shard, method=config.method,
+                   options=config.method_options(), label_columns=job_plan.corpus.label_columns,
+                   schema=schema, fmt=config.fmt, output_sample_rate=config.output_sample_rate,
+                   pseudonym_key=pseudonyms._key if pseudonyms else None, score=config.score,
+                   single_thread=config.device == "cpu")
+    summary = RunSummary(processed=0, ok=0, failed=0, skipped=job_plan.skipped_done, audio_s=0.0, wall_s=0.0,
+                         errors=[])
+    t0 = time.perf_counter()
+    from anoncli.jobs.progress import JobProgress
+
+    with JobProgress(total=len(job_plan.todo), enabled=config.progress) as progress:
+        for result in _execute(spec, list(_batches(job_plan.todo, config.batch_size)), config.jobs):
+            summary.ok += result.ok
+            summary.failed += result.failed
+            summary.processed += result.ok + result.failed
+            summary.audio_s += result.audio_s
+            summary.errors.extend(result.errors)
+            progress.advance(result.ok + result.failed, result.audio_s, result.failed)
+    finalize_part(config.out, config.shard, schema)
+    summary.wall_s = time.perf_counter() - t0
+    _write_run_json(config, method_config, summary, started)
+    return summary
+
+
+def _execute(spec: JobSpec, batches: list[list[Utterance]], jobs: int):
+    """Run batches in this process, or in `jobs` worker processes (results in completion order)."""
+    if jobs <= 1 or len(batches) <= 1:
+        for batch in batches:
+            yield process_batch(spec, batch)
+        return
+    from anoncli.jobs.backends import local_executor
+
+    with local_executor(jobs, spec.options.device) as executor:
+        pending = {executor.submit(process_batch, spec, batch) for batch in batches}
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()

@@ -1,0 +1,31 @@
+"""Progress on stderr: files, audio hours, real-time factor and ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm import tqdm
+
+
+class JobProgress:
+    def __init__(self, total: int, enabled: bool = True, description: str = "anonymize"):
+        self._bar = tqdm(total=total, unit="file", desc=description, file=sys.stderr, disable=not enabled,
+                         dynamic_ncols=True, smoothing=0.1)
+        self._audio_s = 0.0
+        self._failed = 0
+        self._start = time.perf_counter()
+
+    def advance(self, files: int, audio_s: float, failed: int = 0) -> None:
+        self._audio_s += audio_s
+        self._failed += failed
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        self._bar.set_postfix(audio_h=f"{self._audio_s / 3600:.2f}", xRT=f"{self._audio_s / elapsed:.0f}",
+                              failed=self._failed, refresh=False)
+        self._bar.update(files)
+
+    def __enter__(self) -> "JobProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()

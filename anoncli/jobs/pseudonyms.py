@@ -1,0 +1,61 @@
+"""Pseudonyms for utterance and speaker ids.
+
+Pseudonyms are keyed HMACs: the key is random, created once next to the
+user's mapping file (never inside the output), so every shard of a run agrees
+on a speaker's pseudonym while nobody without the key can recompute them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from anoncli.corpus.utterance import Utterance
+
+
+def key_path(mapping: Path) -> Path:
+    return mapping.with_name(mapping.name + ".key")
+
+
+def load_or_create_key(mapping: Path) -> bytes:
+    path = key_path(mapping)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key.hex() + "\n")
+    return key
+
+
+class Pseudonymizer:
+    def __init__(self, key: bytes):
+        self._key = key
+
+    def _digest(self, kind: str, value: str, length: int) -> str:
+        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:length]
+
+    def speaker(self, speaker: str | None) -> str | None:
+        return None if speaker is None else "spk-" + self._digest("speaker", speaker, 10)
+
+    def utterance(self, utt_id: str) -> str:
+        return "utt-" + self._digest("utt", utt_id, 16)
+
+
+def write_mapping(path: Path, utterances: list[Utterance], pseudonyms: Pseudonymizer) -> None:
+    """The only place original ids and pseudonyms meet; written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["utt_id", "source_path", "speaker", "pseudo_utt_id", "pseudo_speaker"])
+        for utt in utterances:
+            writer.writerow([utt.utt_id, utt.rel_path, utt.speaker or "", pseudonyms.utterance(utt.utt_id),
+                             pseudonyms.speaker(utt.speaker) or ""])
+    os.replace(tmp, path)

@@ -1,0 +1,217 @@
+"""What one worker does with one batch: decode, anonymize, encode, record.
+
+Runs in the driver process (--jobs 1) or in a joblib worker; the method is
+built once per process and reused for every batch that process receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from anoncli import __version__
+from anoncli.audio import Audio, resample, temp_path_for, write_audio
+from anoncli.corpus.reading import read_utterance_audio
+from anoncli.corpus.utterance import Utterance
+from anoncli.errors import AudioError
+from anoncli.jobs.pseudonyms import Pseudonymizer
+from anoncli.manifest.schema import STATUS_FAILED, STATUS_OK
+from anoncli.manifest.writer import write_batch
+from anoncli.methods import MethodOptions, create_method
+
+FEATURES_DIR = "features"
+
+
+@dataclass
+class JobSpec:
+    """Everything a worker needs, small and picklable."""
+
+    out: str
+    shard: tuple[int, int]
+    method: str
+    options: MethodOptions
+    label_columns: list[str]
+    schema: pa.Schema
+    fmt: str = "wav"
+    output_sample_rate: int | None = None
+    pseudonym_key: bytes | None = None
+    score: bool = False
+    single_thread: bool = True
+
+
+@dataclass
+class BatchResult:
+    ok: int = 0
+    failed: int = 0
+    audio_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+_METHODS: dict[str, Any] = {}
+_SCORERS: dict[str, Any] = {}
+
+
+def _method_for(spec: JobSpec):
+    key = json.dumps([spec.method, spec.options.__dict__], sort_keys=True, default=str)
+    if key not in _METHODS:
+        _METHODS.clear()
+        _METHODS[key] = create_method(spec.method, spec.options)
+    return _METHODS[key]
+
+
+def _scorer():
+    if "quick" not in _SCORERS:
+        from anoncli.evaluation.quick_scores import QuickScorer
+
+        _SCORERS["quick"] = QuickScorer()
+    return _SCORERS["quick"]
+
+
+def output_rel_path(utt: Utterance, fmt: str, pseudonyms: Pseudonymizer | None) -> str:
+    if pseudonyms is not None:
+        return f"{pseudonyms.utterance(utt.utt_id)}.{fmt}"
+    return str(PurePosixPath(utt.rel_path).with_suffix(f".{fmt}"))
+
+
+def features_rel_path(utt: Utterance, pseudonyms: Pseudonymizer | None) -> str:
+    stem = pseudonyms.utterance(utt.utt_id) if pseudonyms is not None else str(PurePosixPath(utt.rel_path).with_suffix(""))
+    return f"{FEATURES_DIR}/{stem}.npy"
+
+
+def _save_features(path: Path, values) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    tmp = temp_path_for(path)
+    with open(tmp, "wb") as handle:
+        np.save(handle, array.astype(np.float32, copy=False))
+    os.replace(tmp, path)
+
+
+class _Row:
+    """Builds one manifest row; identifying fields are replaced when pseudonymizing."""
+
+    def __init__(self, spec: JobSpec, utt: Utterance, pseudonyms: Pseudonymizer | None):
+        self.spec = spec
+        self.values: dict[str, Any] = {
+            "utt_id": pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id,
+            "source_path": None if pseudonyms else utt.rel_path,
+            "speaker": pseudonyms.speaker(utt.speaker) if pseudonyms else utt.speaker,
+            "method": spec.method,
+            "anoncli_version": __version__,
+        }
+        for column in spec.label_columns:
+            if column == "speaker" or (pseudonyms and column.startswith("label_")):
+                continue
+            self.values[column] = utt.labels.get(column)
+
+    def fail(self, message: str, started: float) -> dict:
+        self.values.update(status=STATUS_FAILED, error=message, elapsed_s=time.perf_counter() - started)
+        return self.values
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if not isinstance(err, AudioError) else text
+
+
+def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
+    if spec.single_thread:
+        torch.set_num_threads(1)
+    method = _method_for(spec)
+    pseudonyms = Pseudonymizer(spec.pseudonym_key) if spec.pseudonym_key else None
+    out = Path(spec.out)
+    result = BatchResult()
+    rows: list[dict] = []
+    loaded: list[tuple[Utterance, _Row, Audio, torch.Tensor, dict, float]] = []
+
+    for utt in utterances:
+        started = time.perf_counter()
+        row = _Row(spec, utt, pseudonyms)
+        try:
+            audio = read_utterance_audio(utt)
+            params = method.utterance_params(utt)
+            row.values.update(duration_s=audio.duration_s, sample_rate=audio.sample_rate,
+                              seed=method.utterance_seed(utt),
+                              params=json.dumps({**method.config(), **params}, sort_keys=True, default=str))
+            wave = torch.from_numpy(audio.samples)
+            wave = resample(wave, audio.sample_rate, method.sample_rate or audio.sample_rate).to(method.device)
+            loaded.append((utt, row, audio, wave, params, started))
+        except Exception as err:  # one bad file must not stop the batch
+            rows.append(row.fail(_one_line(err), started))
+            result.errors.append(f"{utt.rel_path}: {_one_line(err)}")
+
+    outputs = _run_method(method, loaded)
+    for (utt, row, audio, _wave, _params, started), output in zip(loaded, outputs):
+        try:
+            if isinstance(output, BaseException):
+                raise output
+            _write_outputs(spec, method, out, utt, row, audio, output, pseudonyms)
+            row.values.update(status=STATUS_OK, elapsed_s=time.perf_counter() - started)
+            rows.append(row.values)
+            result.ok += 1
+            result.audio_s += audio.duration_s
+        except Exception as err:
+            if isinstance(err, (MemoryError,)):
+                raise
+            message = _one_line(err)
+            rows.append(row.fail(message, started))
+            result.errors.append(f"{utt.rel_path}: {message}")
+    result.failed = len(rows) - result.ok
+    if rows:
+        write_batch(out, spec.shard, rows, spec.schema)
+    return result
+
+
+def _run_method(method, loaded) -> list:
+    """Whole batch at once; if that fails, one at a time so only the culprit fails."""
+    if not loaded:
+        return []
+    waves = [item[3] for item in loaded]
+    params = [item[4] for item in loaded]
+    try:
+        with torch.inference_mode():
+            return list(method.process(waves, params))
+    except Exception:
+        if len(loaded) == 1:
+            return [RuntimeError(traceback.format_exc().strip().splitlines()[-1])]
+    outputs = []
+    for wave, param in zip(waves, params):
+        try:
+            with torch.inference_mode():
+                outputs.extend(method.process([wave], [param]))
+        except Exception as err:
+            outputs.append(err)
+    return outputs
+
+
+def _write_outputs(spec, method, out: Path, utt: Utterance, row: _Row, audio: Audio, output, pseudonyms) -> None:
+    audio_out, features_out = output, None
+    if isinstance(output, dict):
+        audio_out, features_out = output.get("audio"), output.get("features")
+    elif method.output_kind == "features":
+        audio_out, features_out = None, output
+    if features_out is not None:
+        rel = features_rel_path(utt, pseudonyms)
+        _save_features(out / rel, features_out)
+        row.values["features_path"] = rel
+    if audio_out is not None:
+        wave = audio_out.detach().float().reshape(-1)
+        if not torch.isfinite(wave).all():
+            raise AudioError("method produced NaN or infinite samples")
+        rate_in = method.sample_rate or audio.sample_rate
+        rate_out = spec.output_sample_rate or audio.sample_rate
+        wave = resample(wave.cpu(), rate_in, rate_out).numpy()
+        rel = output_rel_path(utt, spec.fmt, pseudonyms)
+        write_audio(out / rel, wave, rate_out, spec.fmt)
+        row.values.update(output_path=rel, output_sample_rate=rate_out)
+        if spec.score:
+            row.values.update(_scorer().score(audio.samples, audio.sample_rate, wave, rate_out))

@@ -1,0 +1,1 @@
+"""Parquet manifests: one row per input file, written in parts, read as one table."""

@@ -1,0 +1,41 @@
+"""Where manifest files live inside an output folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+MANIFEST_DIR = "manifest"
+PENDING_DIR = ".pending"
+PART_RE = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
+
+
+def manifest_dir(out: Path) -> Path:
+    return Path(out) / MANIFEST_DIR
+
+
+def part_name(index: int, count: int) -> str:
+    return f"part-{index:05d}-of-{count:05d}.parquet"
+
+
+def part_path(out: Path, index: int, count: int) -> Path:
+    return manifest_dir(out) / part_name(index, count)
+
+
+def pending_dir(out: Path, index: int, count: int) -> Path:
+    """Batch files of a shard that is running (or was killed) before they are merged into its part."""
+    return manifest_dir(out) / PENDING_DIR / f"part-{index:05d}-of-{count:05d}"
+
+
+def part_files(out: Path) -> list[Path]:
+    folder = manifest_dir(out)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if PART_RE.match(p.name))
+
+
+def pending_files(out: Path) -> list[Path]:
+    root = manifest_dir(out) / PENDING_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("*/*.parquet") if not p.name.startswith("."))

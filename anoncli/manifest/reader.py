@@ -1,0 +1,61 @@
+"""Reading an output folder's manifest as one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from anoncli.errors import InputError
+from anoncli.manifest.layout import PART_RE, part_files, pending_files
+from anoncli.manifest.schema import run_config
+
+
+def manifest_files(out: Path) -> list[Path]:
+    """Finished parts first, then batches of shards still running or killed."""
+    return part_files(Path(out)) + pending_files(Path(out))
+
+
+def read_manifest(out: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """All rows of an output folder (or of one manifest .parquet file), one per utterance.
+
+    Rows of pending batches that were already merged into a part are dropped,
+    so every utterance appears once.
+    """
+    out = Path(out)
+    if out.is_file():
+        return pq.read_table(out, columns=columns)
+    files = manifest_files(out)
+    if not files:
+        raise InputError(f"{out}: no anoncli manifest (expected {out}/manifest/part-*.parquet)")
+    tables = []
+    seen: set[str] = set()
+    for path in files:
+        table = pq.read_table(path, columns=columns)
+        ids = table.column("utt_id").to_pylist() if "utt_id" in table.column_names else None
+        if ids is not None and seen:
+            table = table.filter(pa.array([u not in seen for u in ids]))
+        if ids is not None:
+            seen.update(ids)
+        tables.append(table.replace_schema_metadata(None))
+    merged = pa.concat_tables(tables, promote_options="default")
+    return merged.replace_schema_metadata(pq.read_schema(files[0]).metadata)
+
+
+def status_by_utt(out: Path) -> dict[str, str]:
+    """utt_id -> status for every row already written (parts and pending batches)."""
+    status: dict[str, str] = {}
+    for path in manifest_files(out):
+        table = pq.read_table(path, columns=["utt_id", "status"])
+        for utt, state in zip(table.column("utt_id").to_pylist(), table.column("status").to_pylist()):
+            status.setdefault(utt, state)
+    return status
+
+
+def manifest_config(out: Path) -> dict:
+    """The run configuration stored in the schema metadata of the first part."""
+    for path in part_files(Path(out)):
+        if PART_RE.match(path.name):
+            return run_config(pq.read_schema(path))
+    return {}

@@ -1,0 +1,51 @@
+"""The manifest's columns. Label columns vary by corpus and are added as strings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+FIXED_FIELDS = [
+    pa.field("utt_id", pa.string(), nullable=False),
+    pa.field("source_path", pa.string()),
+    pa.field("output_path", pa.string()),
+    pa.field("features_path", pa.string()),
+    pa.field("speaker", pa.string()),
+]
+TAIL_FIELDS = [
+    pa.field("duration_s", pa.float64()),
+    pa.field("sample_rate", pa.int32()),
+    pa.field("output_sample_rate", pa.int32()),
+    pa.field("method", pa.string()),
+    pa.field("params", pa.string()),
+    pa.field("seed", pa.int64()),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("elapsed_s", pa.float64()),
+    pa.field("anoncli_version", pa.string()),
+]
+# Per-utterance scores that `anonymize --score` adds; null when not computed.
+SCORE_FIELDS = [
+    pa.field("link_cosine", pa.float64()),
+    pa.field("stoi", pa.float64()),
+    pa.field("f0_r", pa.float64()),
+]
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+CONFIG_KEY = b"anoncli.config"
+
+
+def manifest_schema(label_columns: list[str], config: dict[str, Any] | None = None) -> pa.Schema:
+    fixed = {f.name for f in FIXED_FIELDS + TAIL_FIELDS + SCORE_FIELDS}
+    labels = [pa.field(c, pa.string()) for c in label_columns if c not in fixed]
+    schema = pa.schema(FIXED_FIELDS + labels + TAIL_FIELDS + SCORE_FIELDS)
+    if config is not None:
+        schema = schema.with_metadata({CONFIG_KEY: json.dumps(config, sort_keys=True, default=str).encode()})
+    return schema
+
+
+def run_config(schema: pa.Schema) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(CONFIG_KEY)
+    return json.loads(raw) if raw else {}

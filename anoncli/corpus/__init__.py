@@ -1,11 +1,20 @@
-"""Corpus discovery: audio files, their stable ids and their labels."""
+"""Corpus discovery: audio files, their stable ids and their labels.
+
+`open_corpus` walks the folder once, recognises its layout (a known corpus,
+a Kaldi data folder, an audiofolder with a metadata table, or plain audio)
+and returns every utterance with labels under normalised column names.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anoncli.corpus.labels import find_metadata, load_labels
+from anoncli.corpus.labels import find_metadata
+from anoncli.corpus.layouts import AMBIGUOUS_SHARE, LAYOUTS, Scan, describe_tried, detect_named, get_layout
+from anoncli.corpus.layouts.audiofolder import attach_table
+from anoncli.corpus.layouts.base import FilenameLayout
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
 from anoncli.corpus.walk import WalkStats, iter_audio_files
 from anoncli.errors import InputError
@@ -13,7 +22,10 @@ from anoncli.errors import InputError
 # Columns the manifest owns; a label column of the same name is renamed label_<name>.
 RESERVED = {"utt_id", "source_path", "output_path", "status", "error"}
 
-__all__ = ["Corpus", "Utterance", "open_corpus"]
+__all__ = [
+    "Corpus", "Utterance", "open_corpus", "describe_corpus", "LAYOUTS",
+    "utt_id_from_rel_path", "iter_audio_files", "WalkStats",
+]
 
 
 @dataclass
@@ -37,45 +49,129 @@ def _rename_reserved(columns: list[str]) -> dict[str, str]:
     return {c: (f"label_{c}" if c in RESERVED else c) for c in columns}
 
 
-def open_corpus(root: str | Path, labels_file: str | Path | None = None, layout: str = "auto") -> Corpus:
+def _choose_layout(root: Path, layout: str, labels_file: Path | None):
+    """Return (layout object, scan, notes); walk the folder only when the layout needs it."""
+    no_walk = Scan(root, [], WalkStats())
+    if layout != "auto":
+        chosen = get_layout(layout)
+        scan = Scan.of(root) if chosen.needs_walk else no_walk
+        if isinstance(chosen, FilenameLayout) and scan.audio and chosen.detect(scan) is None:
+            raise InputError(f"{root}: --layout {layout}: no audio file follows the {chosen.title} naming")
+        return chosen, scan, [f"layout {layout} chosen with --layout"]
+
+    kaldi = LAYOUTS["kaldi"].detect(no_walk)
+    if kaldi is not None and kaldi.share >= 1.0:
+        return LAYOUTS["kaldi"], no_walk, [f"detected kaldi: {kaldi.reason}"]
+    scan = Scan.of(root)
+    if not scan.audio:
+        hint = " (wav.scp without utt2spk is not a Kaldi data folder)" if kaldi is not None else ""
+        return LAYOUTS["plain"], scan, [f"no audio files found under {root}{hint}"]
+    accepted, found = detect_named(scan)
+    if accepted is not None:
+        return LAYOUTS[accepted.layout], scan, [f"detected {accepted.layout}: {accepted.reason}"]
+    if labels_file is not None or find_metadata(root) is not None:
+        return LAYOUTS["audiofolder"], scan, []
+    if found and found[0].share >= AMBIGUOUS_SHARE:
+        raise InputError(
+            f"{root}: layout not recognised: {describe_tried(found)}; pass --layout NAME "
+            "(or --layout plain to go on without labels)"
+        )
+    return LAYOUTS["plain"], scan, [f"no known layout recognised ({describe_tried(found)}): no labels"]
+
+
+def open_corpus(
+    root: str | Path,
+    labels_file: str | Path | None = None,
+    layout: str = "auto",
+    *,
+    allow_commands: bool = False,
+) -> Corpus:
     """Find every audio file under `root`, sorted by utterance id, with labels attached.
 
-    `layout` names a known corpus layout or "auto"; the plain walk with an
-    audiofolder metadata file is what "auto" falls back to.
+    `layout` names a known corpus layout (see `LAYOUTS`) or "auto". When a
+    known corpus also has a metadata table (or `labels_file` is given), the
+    layout is still reported under its own name and the table's labels are
+    merged on top: explicit labels win over what file names say.
+    `allow_commands` lets a Kaldi wav.scp run piped shell commands.
     """
     root = Path(root)
     if not root.exists():
         raise InputError(f"{root}: no such folder")
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
-    stats = WalkStats()
-    rel_paths = sorted(iter_audio_files(root, stats))
+    labels_path = Path(labels_file) if labels_file else None
+    if labels_path is not None and not labels_path.is_file():
+        raise InputError(f"{labels_path}: no such labels file")
 
-    labels_path = Path(labels_file) if labels_file else find_metadata(root)
-    label_map: dict[str, dict] = {}
-    columns: list[str] = []
-    if labels_path is not None:
-        if not labels_path.is_file():
-            raise InputError(f"{labels_path}: no such labels file")
-        label_map, columns = load_labels(labels_path, root)
+    chosen, scan, notes = _choose_layout(root, layout, labels_path)
+    if chosen.name == "kaldi" and labels_path is not None:
+        raise InputError(f"{labels_path}: --labels cannot be combined with a Kaldi data folder (use its utt2spk, spk2gender, text, utt2emo)")
+    result = chosen.load(scan, allow_commands=allow_commands, labels_file=labels_path)
+    utterances = result.utterances
+    columns = list(result.label_columns)
+    sources = [result.labels_source] if result.labels_source else []
+    notes.extend(result.notes)
+
+    # A named corpus with an explicit table: file-name labels first, the table on top.
+    table = labels_path
+    if table is None and isinstance(chosen, FilenameLayout):
+        table = find_metadata(root)
+    if table is not None and chosen.name not in ("audiofolder", "kaldi"):
+        table_columns, unlisted, changed = attach_table(utterances, table, root)
+        columns += [c for c in table_columns if c not in columns]
+        sources.append(str(table))
+        note = f"labels merged from {table.name} (its values win where both give one"
+        note += f"; {changed} value(s) differed from the file names)" if changed else ")"
+        notes.append(note)
+        if unlisted:
+            notes.append(f"{unlisted} audio file(s) are not listed in {table.name}")
+
     renames = _rename_reserved(columns)
-
+    if any(old != new for old, new in renames.items()):
+        for utt in utterances:
+            for old, new in renames.items():
+                if old != new and old in utt.labels:
+                    utt.labels[new] = utt.labels.pop(old)
     seen: dict[str, str] = {}
-    utterances = []
-    for rel in rel_paths:
-        utt_id = utt_id_from_rel_path(rel)
-        if utt_id in seen:
-            raise InputError(f"{root}: {seen[utt_id]!r} and {rel!r} give the same utterance id {utt_id!r}")
-        seen[utt_id] = rel
-        raw = label_map.get(rel, {})
-        labels = {renames[c]: raw.get(c) for c in columns}
-        utterances.append(Utterance(utt_id, root / rel, rel, labels))
+    for utt in utterances:
+        if utt.utt_id in seen:
+            raise InputError(f"{root}: {seen[utt.utt_id]!r} and {utt.rel_path!r} give the same utterance id {utt.utt_id!r}")
+        seen[utt.utt_id] = utt.rel_path
     utterances.sort(key=lambda u: u.utt_id)
     return Corpus(
         root=root,
         utterances=utterances,
         label_columns=[renames[c] for c in columns],
-        layout="audiofolder" if labels_path is not None and labels_file is None else "plain",
-        labels_source=str(labels_path) if labels_path else None,
-        ignored_files=stats.ignored_files,
+        layout=chosen.name,
+        labels_source=" + ".join(sources) if sources else None,
+        ignored_files=scan.stats.ignored_files,
+        notes=notes,
     )
+
+
+def describe_corpus(corpus: Corpus, max_values: int = 20) -> dict:
+    """A JSON-ready summary for `anoncli inspect`: layout, label columns, counts per label.
+
+    Columns with more than `max_values` distinct values (transcripts, ages)
+    are summarised by their number of distinct values only.
+    """
+    labels: dict[str, dict] = {}
+    for column in corpus.label_columns:
+        counts = Counter(u.labels.get(column) for u in corpus.utterances)
+        missing = counts.pop(None, 0)
+        entry: dict = {"distinct": len(counts), "missing": missing}
+        if len(counts) <= max_values:
+            entry["counts"] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        labels[column] = entry
+    speakers = {u.speaker for u in corpus.utterances if u.speaker is not None}
+    return {
+        "root": str(corpus.root),
+        "layout": corpus.layout,
+        "utterances": len(corpus.utterances),
+        "speakers": len(speakers),
+        "label_columns": list(corpus.label_columns),
+        "labels_source": corpus.labels_source,
+        "ignored_files": corpus.ignored_files,
+        "labels": labels,
+        "notes": list(corpus.notes),
+    }

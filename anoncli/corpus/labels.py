@@ -1,19 +1,36 @@
-"""Label tables: a metadata.csv in the corpus root or a --labels file (CSV or Parquet).
+"""Label tables: a metadata file in the corpus root or a --labels file.
 
 Follows the Hugging Face audiofolder convention: one row per file, keyed by a
-`file_name` (or `path`) column relative to the corpus root.
+`file_name` (or `path`) column relative to the corpus root, in
+metadata.csv, metadata.jsonl or metadata.parquet.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from anoncli.errors import InputError
 
 KEY_COLUMNS = ("file_name", "path")
-METADATA_NAMES = ("metadata.csv", "metadata.parquet")
+METADATA_NAMES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
+
+GENDER_VALUES = {
+    "m": "male", "male": "male", "man": "male", "masculine": "male",
+    "f": "female", "female": "female", "woman": "female", "feminine": "female",
+}
+
+
+def normalise_gender(value: str | None) -> str | None:
+    """`M`, `m`, `Male` -> `male`; anything else is kept as written (lower-case)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    return GENDER_VALUES.get(text.lower(), text.lower())
 
 
 def _rows_from_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
@@ -33,6 +50,27 @@ def _rows_from_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             raise InputError(f"{path}: line {reader.line_num}: malformed CSV ({err})") from None
 
 
+def _rows_from_jsonl(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        handle = open(path, encoding="utf-8-sig")
+    except OSError as err:
+        raise InputError(f"{path}: cannot read labels ({err.strerror or err})") from None
+    with handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{path}: line {number}: not a JSON object ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{path}: line {number}: not a JSON object")
+                yield number, row
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text") from None
+
+
 def _rows_from_parquet(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     import pyarrow.parquet as pq
 
@@ -46,8 +84,11 @@ def _rows_from_parquet(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 def read_label_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (row number, row) where the row number is the one a user sees in the file."""
-    if path.suffix.lower() in (".parquet", ".pq"):
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
         return _rows_from_parquet(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return _rows_from_jsonl(path)
     return _rows_from_csv(path)
 
 
@@ -62,19 +103,20 @@ def load_labels(path: Path, root: Path) -> tuple[dict[str, dict[str, str | None]
     """Map corpus-relative posix paths to label dicts; return them with the label column names.
 
     A row naming a file that does not exist, or a path that leaves the corpus
-    folder, is an InputError naming the row.
+    folder, is an InputError naming the row. `gender` values are normalised
+    to male/female (M, f, Male ... are accepted).
     """
     root_resolved = root.resolve()
     labels: dict[str, dict[str, str | None]] = {}
     columns: list[str] = []
     key = None
+    where = "row" if path.suffix.lower() in (".parquet", ".pq") else "line"
     for line, row in read_label_rows(path):
         if key is None:
             key = next((k for k in KEY_COLUMNS if k in row), None)
             if key is None:
                 raise InputError(f"{path}: labels need a 'file_name' or 'path' column (found: {', '.join(row)})")
             columns = [c for c in row if c not in KEY_COLUMNS and c]
-        where = "line" if path.suffix.lower() == ".csv" else "row"
         raw = _clean(row.get(key))
         if raw is None:
             raise InputError(f"{path}: {where} {line}: empty {key}")
@@ -87,7 +129,10 @@ def load_labels(path: Path, root: Path) -> tuple[dict[str, dict[str, str | None]
         rel_key = target.relative_to(root_resolved).as_posix()
         if rel_key in labels:
             raise InputError(f"{path}: {where} {line}: {raw!r} is listed twice")
-        labels[rel_key] = {c: _clean(row.get(c)) for c in columns}
+        values = {c: _clean(row.get(c)) for c in columns}
+        if "gender" in values:
+            values["gender"] = normalise_gender(values["gender"])
+        labels[rel_key] = values
     return labels, columns
 
 

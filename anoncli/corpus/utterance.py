@@ -13,12 +13,15 @@ class Utterance:
     `utt_id` is derived from the path relative to the corpus root, so it is the
     same on every machine and every run; `labels` holds speaker, gender,
     emotion, transcript and any other column the corpus provides (as strings).
+    `command` is set only for a Kaldi wav.scp entry that pipes a shell command
+    (and only when the user allowed commands); `path` is then the wav.scp.
     """
 
     utt_id: str
     path: Path
     rel_path: str
     labels: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False)
+    command: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def speaker(self) -> str | None:

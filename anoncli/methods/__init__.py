@@ -11,6 +11,9 @@ from anoncli.methods.base import Method, MethodOptions
 REGISTRY: dict[str, str] = {
     "mcadams": "anoncli.methods.mcadams:McAdams",
     "identity": "anoncli.methods.identity:Identity",
+    "pcmelgan": "anoncli.methods.pcmelgan:PCMelGAN",
+    "gengan": "anoncli.methods.gengan:GenGAN",
+    "psegan": "anoncli.methods.psegan:PSEGAN",
 }
 
 DEFAULT_METHOD = "mcadams"

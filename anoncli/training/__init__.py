@@ -14,7 +14,11 @@ from typing import Callable
 from anoncli.errors import AnoncliError
 
 # name -> "module:function"; a new trainer needs one module and one line here.
-TRAINERS: dict[str, str] = {}
+TRAINERS: dict[str, str] = {
+    "pcmelgan": "anoncli.training.pcmelgan:train",
+    "gengan": "anoncli.training.gengan:train",
+    "psegan": "anoncli.training.psegan:train",
+}
 
 
 @dataclass

@@ -1,0 +1,27 @@
+"""PSEGAN: a gated, dilated U-Net that moves the emotion to a random target and keeps the speaker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from anoncli.corpus.utterance import Utterance
+from anoncli.methods.learned import LearnedMelMethod
+from anoncli.training.psegan import build_generator
+
+
+class PSEGAN(LearnedMelMethod):
+    name = "psegan"
+
+    def build(self, state: dict) -> dict[str, torch.nn.Module]:
+        generator = build_generator(self.model_config, len(self.classes))
+        generator.load_state_dict(state["models"]["generator"])
+        return {"generator": generator}
+
+    def utterance_params(self, utt: Utterance) -> dict[str, Any]:
+        return {"target": self.draw_target(self.utterance_seed(utt))}
+
+    def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
+        labels = torch.tensor([self.target_index(p) for p in params], device=self.device)
+        return self.generate(self.modules["generator"], norm, {"label": labels})

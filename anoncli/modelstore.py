@@ -1,0 +1,82 @@
+"""The local model folder: where `anoncli train` registers a model and `anonymize` finds it.
+
+Layout: `$ANONCLI_MODELS/<method>/` (default `~/.cache/anoncli/models/<method>/`)
+holding `model.pt` (the best checkpoint) and `model.json` (its card). A run
+folder given with `--checkpoint RUN` is used as it is (its `checkpoints/best.pt`,
+else `checkpoints/last.pt`); a path to a `.pt` file also works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from anoncli.errors import AnoncliError
+
+MODEL_FILE = "model.pt"
+CARD_FILE = "model.json"
+
+
+def store_root() -> Path:
+    env = os.environ.get("ANONCLI_MODELS")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "anoncli" / "models"
+
+
+def method_dir(method: str) -> Path:
+    return store_root() / method
+
+
+def checkpoint_in_run(run_dir: Path) -> Path | None:
+    """The checkpoint a run folder offers: best.pt, else last.pt, else a model.pt."""
+    for candidate in (run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt", run_dir / MODEL_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def register(method: str, run_dir: str | os.PathLike) -> Path:
+    """Copy a run's best checkpoint and card into the store; return the stored model path."""
+    run_dir = Path(run_dir)
+    source = checkpoint_in_run(run_dir)
+    if source is None:
+        raise AnoncliError(f"{run_dir}: no checkpoint to register (expected checkpoints/best.pt)")
+    target_dir = method_dir(method)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / MODEL_FILE
+    tmp = target_dir / f".{MODEL_FILE}.tmp-{os.getpid()}"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    card_source = run_dir / CARD_FILE
+    card = json.loads(card_source.read_text()) if card_source.is_file() else {}
+    card["registered_from"] = str(run_dir.resolve())
+    card_tmp = target_dir / f".{CARD_FILE}.tmp-{os.getpid()}"
+    card_tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")
+    os.replace(card_tmp, target_dir / CARD_FILE)
+    return target
+
+
+def missing_message(method: str) -> str:
+    return (
+        f"no trained {method} model: run `anoncli train --method {method} CORPUS --out RUN` "
+        f"or pass --checkpoint RUN"
+    )
+
+
+def find(method: str, checkpoint: str | os.PathLike | None = None) -> Path:
+    """The checkpoint file to load for `method`: from `checkpoint` (file or run folder) or the store."""
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        if path.is_file():
+            return path
+        if path.is_dir():
+            found = checkpoint_in_run(path)
+            if found is None:
+                raise AnoncliError(f"--checkpoint {path}: no checkpoints/best.pt, checkpoints/last.pt or model.pt in it")
+            return found
+        raise AnoncliError(f"--checkpoint {path}: no such file or folder")
+    stored = method_dir(method) / MODEL_FILE
+    if stored.is_file():
+        return stored
+    raise AnoncliError(missing_message(method))

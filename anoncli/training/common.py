@@ -1,0 +1,342 @@
+"""Run-folder utilities every trainer can share.
+
+A run folder RUN holds:
+
+* `RUN/config.json`      the resolved training config (a resumed run must match it);
+* `RUN/checkpoints/last.pt` and `RUN/checkpoints/best.pt` (plain dicts of tensors,
+  loadable with `torch.load(..., weights_only=True)`);
+* `RUN/log.parquet`      one row per logged step/epoch (losses, validation figures);
+* `RUN/model.json`       the model card (data, labels, config, validation figures);
+* `RUN/cache/`           features computed once per run (mels), reused on resume.
+
+Checkpoints are written every epoch with temp file + os.replace, so a kill at
+any moment leaves the last complete epoch behind and `resume()` continues
+from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from anoncli.errors import AnoncliError
+
+CARD_NAME = "model.json"
+CONFIG_NAME = "config.json"
+LOG_NAME = "log.parquet"
+
+
+# --------------------------------------------------------------------------- seeding, device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python and torch (CPU and CUDA); return a torch Generator for data order."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def pick_device(name: str | None) -> torch.device:
+    """"auto"/None -> cuda when visible, else cpu; refuse cuda without a GPU."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AnoncliError("--device cuda: no CUDA GPU is visible on this machine")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Mixed precision on CUDA (bfloat16 needs no grad scaler); a no-op on CPU."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def limit_cpu_threads(threads: int | None) -> None:
+    """CPU time is shared: trainers default to few threads (ANONCLI_TORCH_THREADS overrides)."""
+    env = os.environ.get("ANONCLI_TORCH_THREADS")
+    count = int(env) if env else threads
+    if count:
+        torch.set_num_threads(max(1, int(count)))
+
+
+# --------------------------------------------------------------------------- speaker-disjoint split
+
+
+def speaker_split(
+    utterances: Sequence,
+    val_speakers: Iterable[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    stratify_label: str | None = None,
+) -> tuple[list, list, list[str]]:
+    """Split utterances so no speaker is in both parts; return (train, val, val_speaker_ids).
+
+    With `val_speakers` given they are used as they are. Otherwise about
+    `val_fraction` of the speakers (at least one, never all) are drawn with
+    `seed`; with `stratify_label` (a speaker-level label such as gender) the
+    draw takes speakers of the different values in turn so validation covers
+    them when there are enough speakers.
+    """
+    by_speaker: dict[str, list] = defaultdict(list)
+    for utt in utterances:
+        speaker = utt.labels.get("speaker")
+        if not speaker:
+            raise AnoncliError(f"{getattr(utt, 'rel_path', utt)}: no speaker label (a speaker-disjoint split needs one)")
+        by_speaker[str(speaker)].append(utt)
+    speakers = sorted(by_speaker)
+    if len(speakers) < 2:
+        raise AnoncliError(f"a speaker-disjoint split needs at least 2 speakers; the corpus has {len(speakers)}")
+    if val_speakers:
+        chosen = [str(s) for s in val_speakers]
+        unknown = [s for s in chosen if s not in by_speaker]
+        if unknown:
+            raise AnoncliError(f"validation speakers not in the corpus: {', '.join(unknown)}")
+        if len(set(chosen)) >= len(speakers):
+            raise AnoncliError("validation speakers would leave no training speaker")
+    else:
+        count = min(len(speakers) - 1, max(1, round(val_fraction * len(speakers))))
+        rng = random.Random(seed)
+        order = speakers[:]
+        rng.shuffle(order)
+        if stratify_label:
+            groups: dict[str, list[str]] = defaultdict(list)
+            for spk in order:
+                groups[str(by_speaker[spk][0].labels.get(stratify_label))].append(spk)
+            interleaved = []
+            lists = [groups[key] for key in sorted(groups)]
+            while any(lists):
+                for members in lists:
+                    if members:
+                        interleaved.append(members.pop(0))
+            order = interleaved
+        chosen = order[:count]
+    chosen_set = set(chosen)
+    train = [u for s in speakers if s not in chosen_set for u in by_speaker[s]]
+    val = [u for s in speakers if s in chosen_set for u in by_speaker[s]]
+    return train, val, sorted(chosen_set)
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str, sort_keys=False) + "\n").encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint safely (tensors and plain containers only)."""
+    try:
+        return torch.load(Path(path), map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise AnoncliError(f"{path}: no such checkpoint") from None
+    except Exception as err:  # pickle/zip errors of a damaged or foreign file
+        raise AnoncliError(f"{path}: cannot load checkpoint ({str(err).splitlines()[0]})") from None
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+class RunFolder:
+    """Checkpoints, log and model card of one training run, with resume."""
+
+    def __init__(self, out: Path, config: dict, overwrite: bool = False, resume_keys: Sequence[str] | None = None):
+        self.root = Path(out)
+        self.config = config
+        if self.root.exists() and not self.root.is_dir():
+            raise AnoncliError(f"{self.root}: exists and is not a folder")
+        saved = self.root / CONFIG_NAME
+        if overwrite and self.root.exists():
+            for name in ("checkpoints/last.pt", "checkpoints/best.pt", LOG_NAME, CARD_NAME, CONFIG_NAME):
+                target = self.root / name
+                if target.exists():
+                    target.unlink()
+        elif saved.exists():
+            previous = json.loads(saved.read_text())
+            keys = resume_keys if resume_keys is not None else [k for k in config if k not in ("epochs",)]
+            changed = [k for k in keys if json.dumps(previous.get(k), default=str) != json.dumps(config.get(k), default=str)]
+            if changed:
+                raise AnoncliError(
+                    f"{self.root}: holds a run with a different config ({', '.join(changed)}); "
+                    "use another --out or --overwrite to start over"
+                )
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(saved, config)
+        self._log_rows: list[dict] = []
+        if (self.root / LOG_NAME).exists() and not overwrite:
+            import pyarrow.parquet as pq
+
+            self._log_rows = pq.read_table(self.root / LOG_NAME).to_pylist()
+
+    # paths
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last_path(self) -> Path:
+        return self.checkpoint_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.checkpoint_dir / "best.pt"
+
+    @property
+    def cache_dir(self) -> Path:
+        path = self.root / "cache"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # checkpoints
+    def resume(self, map_location: str | torch.device = "cpu") -> dict | None:
+        """The last complete epoch's state, or None for a fresh run."""
+        if not self.last_path.exists():
+            return None
+        return load_checkpoint(self.last_path, map_location)
+
+    def save(self, state: dict, best: bool = False) -> None:
+        """Write `last.pt` (and `best.pt` when this epoch is the best so far)."""
+        atomic_torch_save(state, self.last_path)
+        if best:
+            atomic_torch_save(state, self.best_path)
+
+    # log
+    def log(self, rows: dict | list[dict]) -> None:
+        """Append rows and rewrite RUN/log.parquet atomically (logs are small)."""
+        if isinstance(rows, dict):
+            rows = [rows]
+        stamp = time.time()
+        self._log_rows.extend({"time": stamp, **r} for r in rows)
+        self._write_log()
+
+    def truncate_log(self, epoch: int) -> None:
+        """Drop rows of epochs after `epoch` (left by a killed run that did not checkpoint them)."""
+        self._log_rows = [r for r in self._log_rows if int(r.get("epoch", 0) or 0) <= epoch]
+        self._write_log()
+
+    def _write_log(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns: dict[str, list] = {}
+        keys: list[str] = []
+        for row in self._log_rows:
+            for key in row:
+                if key not in columns:
+                    columns[key] = []
+                    keys.append(key)
+        for key in keys:
+            columns[key] = [row.get(key) for row in self._log_rows]
+        table = pa.table(columns)
+        tmp = self.root / f".{LOG_NAME}.tmp-{os.getpid()}"
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.root / LOG_NAME)
+
+    @property
+    def log_rows(self) -> list[dict]:
+        return list(self._log_rows)
+
+    # card
+    def write_card(self, card: dict) -> None:
+        atomic_write_json(self.root / CARD_NAME, card)
+
+
+def rng_state() -> dict:
+    """Torch RNG states as tensors (checkpoint-safe with weights_only=True)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict | None) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_json_config(defaults: dict[str, dict], choice: str | None, recipe_dir: Path | None = None) -> dict:
+    """A named preset ("quick", "full") or a JSON file; a file may name a `base` preset it extends."""
+    choice = choice or "quick"
+    if choice in defaults:
+        return dict(defaults[choice])
+    path = Path(choice)
+    if not path.is_file():
+        raise AnoncliError(f"--config {choice!r}: neither a preset ({', '.join(defaults)}) nor a JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise AnoncliError(f"{path}: cannot read JSON config ({err})") from None
+    if not isinstance(data, dict):
+        raise AnoncliError(f"{path}: a JSON config must be an object")
+    base = data.pop("base", "quick")
+    if base not in defaults:
+        raise AnoncliError(f"{path}: unknown base preset {base!r}")
+    merged = dict(defaults[base])
+    unknown = [k for k in data if k not in merged and not k.startswith("_")]
+    if unknown:
+        raise AnoncliError(f"{path}: unknown config keys: {', '.join(unknown)}")
+    merged.update({k: v for k, v in data.items() if not k.startswith("_")})
+    return merged
+
+
+def apply_overrides(config: dict, extra: dict[str, str]) -> dict:
+    """`--param KEY=VALUE` overrides, converted to the type of the existing value."""
+    out = dict(config)
+    for key, raw in extra.items():
+        if key not in out:
+            raise AnoncliError(f"--param {key}: unknown setting (known: {', '.join(sorted(out))})")
+        current = out[key]
+        try:
+            if isinstance(current, bool):
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(raw)
+                out[key] = raw.lower() in ("1", "true", "yes")
+            elif isinstance(current, int):
+                out[key] = int(raw)
+            elif isinstance(current, float):
+                out[key] = float(raw)
+            elif isinstance(current, list):
+                out[key] = [x.strip() for x in raw.split(",") if x.strip()]
+            elif current is None:
+                out[key] = raw
+            else:
+                out[key] = type(current)(raw)
+        except ValueError:
+            raise AnoncliError(f"--param {key}={raw}: expected a {type(current).__name__}") from None
+    return out

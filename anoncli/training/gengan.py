@@ -1,0 +1,112 @@
+"""GenGAN trainer: a U-Net generator with a noise channel against a gender (attribute) discriminator.
+
+L_G = MSE(M, M') + eps * L_adv,  L_adv = CE(D(M'), y_N)
+L_D = CE(D(M), y) + CE(D(M'), y_N)
+y_N is the *synthetic* label: a probability vector whose mass on each class
+is drawn around uniform (for two classes p ~ N(0.5, sigma^2 = 0.05), clipped
+to [0, 1]). It is used as a proper soft target (cross-entropy against a
+probability distribution); the original code fed the float to a class-index
+cross-entropy. With `d_fake_target = "true"` the discriminator is instead
+trained to recover the real class from M' (a stronger, attacker-like D).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from anoncli.models.chunking import generate
+from anoncli.models.discriminator import AlexNetDiscriminator
+from anoncli.models.injections import NoiseChannel
+from anoncli.models.unet import UNet
+from anoncli.training import TrainOptions
+from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
+
+SYNTHETIC_VARIANCE = 0.05
+
+
+def synthetic_soft_target(batch: int, num_classes: int, generator: torch.Generator | None = None,
+                          variance: float = SYNTHETIC_VARIANCE, device=None) -> torch.Tensor:
+    """(batch, K) rows of probabilities near uniform: K = 2 gives [1 - p, p] with p ~ N(0.5, variance) in [0, 1]."""
+    std = variance ** 0.5
+    if num_classes == 2:
+        p = (0.5 + std * torch.randn(batch, generator=generator)).clamp(0.0, 1.0)
+        target = torch.stack([1.0 - p, p], dim=1)
+    else:
+        raw = (1.0 / num_classes + std * torch.randn(batch, num_classes, generator=generator) / num_classes).clamp(min=0.0)
+        raw = raw + 1e-6
+        target = raw / raw.sum(dim=1, keepdim=True)
+    return target.to(device) if device is not None else target
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a probability target (rows sum to 1)."""
+    return -(target * torch.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def build_generator(config: dict) -> UNet:
+    return UNet(config["channels"], NoiseChannel(), residual=config["residual"])
+
+
+def noise_map(seed: int, frames: int, stride: int = 16, height: int = 5) -> torch.Tensor:
+    """The per-utterance N(0, 1) bottleneck channel (1, 1, height, ceil(frames/stride)), drawn from `seed`."""
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return torch.randn(1, 1, height, -(-frames // stride), generator=generator)
+
+
+class GenGANTrainer(GANTrainer):
+    method = "gengan"
+    default_attribute = "gender"
+    presets = common_presets(
+        quick={"lr_g": 3e-4, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 40},
+        full={"lr_g": 1e-3, "lr_d": 1e-3, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 100},
+    )
+
+    def build(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.generator = build_generator(self.config)
+        self.discriminator = AlexNetDiscriminator(num_classes, width=self.config["d_width"],
+                                                  first_stride=self.config["d_first_stride"])
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.config["lr_g"], betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config["lr_d"], betas=(0.5, 0.9))
+
+    def modules(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self):
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def train_step(self, x, labels):
+        batch = x.shape[0]
+        noise = torch.randn(batch, 1, x.shape[2] // 16, x.shape[3] // 16, device=x.device)
+        fake = self.generator(x, {"noise": noise})
+        # generator: keep the mel, make D's attribute posterior look like the synthetic label
+        soft = synthetic_soft_target(batch, self.num_classes, self.data_rng, device=x.device)
+        adv = soft_cross_entropy(self.discriminator(fake), soft)
+        distortion = nn.functional.mse_loss(fake.float(), x.float())
+        loss_g = distortion + self.config["adv_weight"] * adv
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        # discriminator: real class on real mels; synthetic (or true) label on generated ones
+        real_loss = nn.functional.cross_entropy(self.discriminator(x).float(), labels)
+        fake_logits = self.discriminator(fake.detach())
+        if self.config["d_fake_target"] == "true":
+            fake_loss = nn.functional.cross_entropy(fake_logits.float(), labels)
+        else:
+            fake_loss = soft_cross_entropy(fake_logits, synthetic_soft_target(batch, self.num_classes, self.data_rng, device=x.device))
+        loss_d = real_loss + fake_loss
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        return {"g_mse": distortion.item(), "g_adv": adv.item(), "d_real": real_loss.item(), "d_fake": fake_loss.item()}
+
+    @torch.no_grad()
+    def anonymize_val(self, item: MelItem, index: int) -> torch.Tensor:
+        noise = noise_map(self.config["seed"] * 7919 + index, item.norm.shape[-1]).to(self.device)
+        return generate(self.generator, item.norm.unsqueeze(0).to(self.device), {"noise": noise}).squeeze(0)
+
+
+def train(options: TrainOptions) -> dict:
+    return GenGANTrainer(options).run()

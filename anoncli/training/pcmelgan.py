@@ -1,0 +1,129 @@
+"""PCMelGAN trainer: a filter F that hides the attribute, then a generator G that draws a new one.
+
+Per batch (F, then G, then FD, then GD), with s the true class, s' a uniformly
+drawn target class and K the number of classes:
+  L_F  = CE(FD(F(x)), other(s)) + lambda * relu(L1(F(x), x) - eps)^2
+  L_G  = CE(GD(G(F(x), z, s')), s') + lambda * relu(L1(G, x) - eps)^2
+  L_FD = CE(FD(F(x)), s)
+  L_GD = 1/2 [CE(GD(x), s) + CE(GD(G), K)]          (K = the extra "fake" class)
+other(s) = 1 - s for two classes (the paper); for K > 2 a different class
+drawn uniformly. lambda = 100, eps = 1e-3.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from anoncli.models.chunking import generate
+from anoncli.models.discriminator import AlexNetDiscriminator
+from anoncli.models.injections import PCMelGANInjection
+from anoncli.models.unet import UNet
+from anoncli.training import TrainOptions
+from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
+
+NOISE_DIM = 10
+
+
+def build_filter(config: dict) -> UNet:
+    return UNet(config["channels"], PCMelGANInjection(config["channels"][-1], 5, NOISE_DIM, 0), residual=config["residual"])
+
+
+def build_generator(config: dict, num_classes: int) -> UNet:
+    return UNet(config["channels"], PCMelGANInjection(config["channels"][-1], 5, NOISE_DIM, num_classes),
+                residual=config["residual"])
+
+
+def hinge_distortion(output: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.relu(nn.functional.l1_loss(output.float(), target.float()) - eps) ** 2
+
+
+def other_class(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    if num_classes == 2:
+        return 1 - labels
+    shift = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
+    return (labels + shift) % num_classes
+
+
+def seeded_z(seed: int) -> torch.Tensor:
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return torch.randn(1, NOISE_DIM, generator=generator)
+
+
+class PCMelGANTrainer(GANTrainer):
+    method = "pcmelgan"
+    default_attribute = "gender"
+    presets = common_presets(
+        quick={"lr_g": 1e-4 * 3, "lr_d": 4e-4, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 25},
+        full={"lr_g": 1e-4, "lr_d": 4e-4, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 100,
+              "batch_size": 128},
+    )
+
+    def build(self, num_classes: int) -> None:
+        c = self.config
+        self.num_classes = num_classes
+        self.filter = build_filter(c)
+        self.generator = build_generator(c, num_classes)
+        self.filter_d = AlexNetDiscriminator(num_classes, width=c["d_width"], first_stride=c["d_first_stride"])
+        self.generator_d = AlexNetDiscriminator(num_classes + 1, width=c["d_width"], first_stride=c["d_first_stride"])
+        betas = (0.5, 0.9)
+        self.opts = {
+            "filter": torch.optim.Adam(self.filter.parameters(), lr=c["lr_g"], betas=betas),
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=c["lr_g"], betas=betas),
+            "filter_d": torch.optim.Adam(self.filter_d.parameters(), lr=c["lr_d"], betas=betas),
+            "generator_d": torch.optim.Adam(self.generator_d.parameters(), lr=c["lr_d"], betas=betas),
+        }
+
+    def modules(self):
+        return {"filter": self.filter, "generator": self.generator, "filter_d": self.filter_d, "generator_d": self.generator_d}
+
+    def optimizers(self):
+        return self.opts
+
+    def inference_modules(self):
+        return ["filter", "generator"]
+
+    def _step(self, name: str, loss: torch.Tensor) -> None:
+        self.opts[name].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opts[name].step()
+
+    def train_step(self, x, labels):
+        c, k = self.config, self.num_classes
+        batch = x.shape[0]
+        z_f = torch.randn(batch, NOISE_DIM, device=x.device)
+        z_g = torch.randn(batch, NOISE_DIM, device=x.device)
+        targets = torch.randint(0, k, (batch,), generator=self.data_rng).to(x.device)
+        # F: fool the filter discriminator into the other class, stay close to x
+        filtered = self.filter(x, {"z": z_f})
+        loss_f = nn.functional.cross_entropy(self.filter_d(filtered).float(), other_class(labels, k, self.data_rng)) \
+            + c["distortion_lambda"] * hinge_distortion(filtered, x, c["distortion_eps"])
+        self._step("filter", loss_f)
+        # G: from the filtered mel, sound like the drawn target class to GD
+        filtered = filtered.detach()
+        generated = self.generator(filtered, {"z": z_g, "label": targets})
+        loss_g = nn.functional.cross_entropy(self.generator_d(generated).float(), targets) \
+            + c["distortion_lambda"] * hinge_distortion(generated, x, c["distortion_eps"])
+        self._step("generator", loss_g)
+        # FD: recover the true class from F's output
+        loss_fd = nn.functional.cross_entropy(self.filter_d(filtered).float(), labels)
+        self._step("filter_d", loss_fd)
+        # GD: true class on real mels, the extra "fake" class on G's output
+        fake_class = torch.full_like(labels, k)
+        loss_gd = 0.5 * (nn.functional.cross_entropy(self.generator_d(x).float(), labels)
+                         + nn.functional.cross_entropy(self.generator_d(generated.detach()).float(), fake_class))
+        self._step("generator_d", loss_gd)
+        return {"f": loss_f.item(), "g": loss_g.item(), "fd": loss_fd.item(), "gd": loss_gd.item()}
+
+    @torch.no_grad()
+    def anonymize_val(self, item: MelItem, index: int) -> torch.Tensor:
+        seed = self.config["seed"] * 7919 + index
+        target = torch.tensor([index % self.num_classes], device=self.device)
+        mel = item.norm.unsqueeze(0).to(self.device)
+        filtered = generate(self.filter, mel, {"z": seeded_z(seed).to(self.device)})
+        return generate(self.generator, filtered, {"z": seeded_z(seed + 1).to(self.device), "label": target}).squeeze(0)
+
+
+def train(options: TrainOptions) -> dict:
+    return PCMelGANTrainer(options).run()

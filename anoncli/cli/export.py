@@ -1,0 +1,46 @@
+"""`anoncli export OUT --to kaldi|audiofolder DIR`: hand anonymized audio to other tools."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class ExportFormat(str, Enum):
+    kaldi = "kaldi"
+    audiofolder = "audiofolder"
+
+
+def export(
+    out: Annotated[Path, typer.Argument(help="Output folder of `anoncli anonymize` (with manifest/).", show_default=False)],
+    dest: Annotated[Path, typer.Argument(help="Folder to create (must be empty or absent; outside OUT).", show_default=False)],
+    to: Annotated[ExportFormat, typer.Option("--to", help="kaldi: wav.scp/utt2spk/spk2utt/spk2gender/text; audiofolder: audio + metadata.csv.")] = ExportFormat.kaldi,
+    pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Export keyed pseudonyms instead of utterance and speaker ids.")] = False,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="With --pseudonymize: CSV of original id -> pseudonym, written here (never inside DEST); its key is FILE.key.")] = None,
+    copy: Annotated[bool, typer.Option("--copy", help="Copy audio instead of hard-linking it (audiofolder, or kaldi with --pseudonymize).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty DEST and an existing mapping file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Export the finished utterances of OUT to DEST as a Kaldi data folder or an audiofolder."""
+    from anoncli.export import export_output
+
+    summary = export_output(out, to.value, dest, pseudonymize=pseudonymize, mapping=mapping,
+                            overwrite=overwrite, link=not copy)
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    typer.echo(f"{summary.fmt}: {summary.utterances} utterances, {summary.speakers} speakers -> {summary.dest}")
+    if summary.mapping:
+        typer.echo(f"mapping (keep private): {summary.mapping}", err=True)
+    if summary.dropped_columns:
+        typer.echo(f"dropped identifying columns: {', '.join(summary.dropped_columns)}", err=True)
+    for note in summary.notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)

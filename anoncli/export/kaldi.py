@@ -1,0 +1,111 @@
+"""Kaldi data directory writer (and reader, used to check an export).
+
+Files: wav.scp (absolute paths), utt2spk, spk2utt, and, when every utterance
+has the label, spk2gender (m/f), text and utt2emo. Utterance ids get the
+speaker id as prefix (`spk-utt`) and all files are sorted in byte order, so
+that sorting by utterance also sorts by speaker, as Kaldi's
+validate_data_dir.sh requires.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from anoncli.errors import InputError
+from anoncli.export.source import ExportRow
+
+_UNSAFE_SPEAKER = re.compile(r"[^A-Za-z0-9_.]+")
+_UNSAFE_UTT = re.compile(r"[^A-Za-z0-9_.-]+")
+GENDER_CODES = {"male": "m", "female": "f"}
+
+
+def kaldi_ids(rows: list[ExportRow]) -> list[tuple[str, str]]:
+    """(utterance id, speaker id) per row, Kaldi-safe and with the speaker as utterance prefix.
+
+    An utterance without a speaker is its own speaker (Kaldi's convention).
+    Speaker ids keep only letters, digits, `_` and `.`, all of which sort after
+    the `-` separator, so `spk-utt` order matches speaker order.
+    """
+    ids = []
+    seen: dict[str, str] = {}
+    for row in rows:
+        utt = _UNSAFE_UTT.sub("_", row.utt_id.replace("/", "-")).strip("-") or "_"
+        speaker = _UNSAFE_SPEAKER.sub("_", row.speaker) if row.speaker else None
+        if speaker is None:
+            speaker = _UNSAFE_SPEAKER.sub("_", utt)
+            kaldi_utt = speaker
+        else:
+            kaldi_utt = utt if utt.startswith(speaker + "-") else f"{speaker}-{utt}"
+        if kaldi_utt in seen:
+            raise InputError(f"utterances {seen[kaldi_utt]!r} and {row.utt_id!r} get the same Kaldi id {kaldi_utt!r}")
+        seen[kaldi_utt] = row.utt_id
+        ids.append((kaldi_utt, speaker))
+    return ids
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.writelines(line + "\n" for line in lines)
+
+
+def write_kaldi(rows: list[ExportRow], folder: Path) -> list[str]:
+    """Write the data directory into `folder` (which exists and is empty); return notes."""
+    notes = []
+    entries = sorted(zip(kaldi_ids(rows), rows), key=lambda e: e[0][0].encode())
+    for (utt, _), row in entries:
+        if re.search(r"\s", str(row.audio)):
+            raise InputError(f"{row.audio}: Kaldi's wav.scp cannot hold a path with white space (move the output folder)")
+    _write(folder / "wav.scp", [f"{utt} {row.audio}" for (utt, _), row in entries])
+    _write(folder / "utt2spk", [f"{utt} {spk}" for (utt, spk), _ in entries])
+    by_speaker: dict[str, list[str]] = defaultdict(list)
+    for (utt, spk), _ in entries:
+        by_speaker[spk].append(utt)
+    speakers = sorted(by_speaker, key=str.encode)
+    _write(folder / "spk2utt", [f"{spk} {' '.join(by_speaker[spk])}" for spk in speakers])
+
+    gender: dict[str, str] = {}
+    for (_, spk), row in entries:
+        code = GENDER_CODES.get((row.labels.get("gender") or "").lower())
+        if code is not None:
+            gender.setdefault(spk, code)
+    if gender and len(gender) == len(speakers):
+        _write(folder / "spk2gender", [f"{spk} {gender[spk]}" for spk in speakers])
+    elif gender:
+        notes.append(f"spk2gender not written: {len(speakers) - len(gender)} speaker(s) have no male/female gender")
+
+    for column, name in (("transcript", "text"), ("emotion", "utt2emo")):
+        values = [(utt, row.labels.get(column)) for (utt, _), row in entries]
+        have = [(u, " ".join(v.split())) for u, v in values if v and v.strip()]
+        if have and len(have) == len(values):
+            _write(folder / name, [f"{u} {v}" for u, v in have])
+        elif have:
+            notes.append(f"{name} not written: {len(values) - len(have)} utterance(s) have no {column}")
+    return notes
+
+
+def read_kaldi(folder: Path) -> dict[str, dict[str, str]]:
+    """Parse a Kaldi data directory back into {file name: {key: value}}; checks sorting and consistency."""
+    tables: dict[str, dict[str, str]] = {}
+    for name in ("wav.scp", "utt2spk", "spk2utt", "spk2gender", "text", "utt2emo"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        keys, table = [], {}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            key, _, value = line.partition(" ")
+            if not key or key in table:
+                raise InputError(f"{path}: line {number}: empty or repeated key {key!r}")
+            keys.append(key)
+            table[key] = value
+        if keys != sorted(keys, key=str.encode):
+            raise InputError(f"{path}: not sorted")
+        tables[name] = table
+    utt2spk = tables.get("utt2spk", {})
+    if set(utt2spk) != set(tables.get("wav.scp", {})):
+        raise InputError(f"{folder}: wav.scp and utt2spk list different utterances")
+    by_speaker = sorted(utt2spk, key=lambda u: (utt2spk[u].encode(), u.encode()))
+    if by_speaker != list(utt2spk):
+        raise InputError(f"{folder}: utt2spk is not in the same order when sorted by speaker")
+    return tables

@@ -1,0 +1,48 @@
+"""The rows an export writes: the `ok` rows of an anonymized output folder's manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from anoncli.errors import InputError
+from anoncli.manifest.reader import read_manifest
+from anoncli.manifest.schema import FIXED_FIELDS, SCORE_FIELDS, STATUS_OK, TAIL_FIELDS
+
+# Manifest columns that describe the run, not the utterance: never exported as labels.
+RUN_COLUMNS = {f.name for f in FIXED_FIELDS + TAIL_FIELDS + SCORE_FIELDS}
+
+
+@dataclass
+class ExportRow:
+    utt_id: str
+    speaker: str | None
+    audio: Path  # absolute path of the anonymized file
+    output_path: str  # relative to the output folder
+    labels: dict[str, str | None]
+
+
+def read_output_rows(out: Path) -> tuple[list[ExportRow], list[str], int]:
+    """Rows with status ok, sorted by utterance id; their label columns; how many rows were skipped."""
+    table = read_manifest(out)
+    columns = table.column_names
+    for needed in ("utt_id", "output_path", "status"):
+        if needed not in columns:
+            raise InputError(f"{out}: manifest has no {needed!r} column")
+    label_columns = [c for c in columns if c not in RUN_COLUMNS]
+    rows: list[ExportRow] = []
+    skipped = 0
+    out_abs = out.resolve()
+    for record in table.to_pylist():
+        if record.get("status") != STATUS_OK or not record.get("output_path"):
+            skipped += 1
+            continue
+        audio = out_abs / record["output_path"]
+        if not audio.is_file():
+            raise InputError(f"{audio}: listed as done in the manifest but missing (rerun anonymize to resume)")
+        labels = {c: (None if record.get(c) is None else str(record.get(c))) for c in label_columns}
+        rows.append(ExportRow(record["utt_id"], record.get("speaker"), audio, record["output_path"], labels))
+    rows.sort(key=lambda r: r.utt_id)
+    if not rows:
+        raise InputError(f"{out}: no finished (status ok) utterances to export")
+    return rows, label_columns, skipped

@@ -1,0 +1,1 @@
+"""Test dummies that ship with the package (fake corpora in real layouts)."""

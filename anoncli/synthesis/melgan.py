@@ -126,18 +126,18 @@ class Generator(nn.Module):
 class ScaleDiscriminator(nn.Module):
     """One scale of the multi-scale discriminator; returns every layer's output (feature matching)."""
 
-    def __init__(self, ndf: int = 16, n_layers: int = 4, downsampling: int = 4):
+    def __init__(self, ndf: int = 16, n_layers: int = 4, downsampling: int = 4, max_channels: int = 1024):
         super().__init__()
         layers = [nn.Sequential(nn.ReflectionPad1d(7), WNConv1d(1, ndf, kernel_size=15), nn.LeakyReLU(0.2))]
         channels = ndf
         for _ in range(n_layers):
-            previous, channels = channels, min(channels * downsampling, 1024)
+            previous, channels = channels, min(channels * downsampling, max_channels)
             layers.append(nn.Sequential(
                 WNConv1d(previous, channels, kernel_size=downsampling * 10 + 1, stride=downsampling,
                          padding=downsampling * 5, groups=previous // 4),
                 nn.LeakyReLU(0.2),
             ))
-        previous, channels = channels, min(channels * 2, 1024)
+        previous, channels = channels, min(channels * 2, max_channels)
         layers.append(nn.Sequential(WNConv1d(previous, channels, kernel_size=5, padding=2), nn.LeakyReLU(0.2)))
         layers.append(WNConv1d(channels, 1, kernel_size=3, padding=1))
         self.layers = nn.ModuleList(layers)
@@ -153,9 +153,11 @@ class ScaleDiscriminator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     """Three discriminators on the wave, the wave average-pooled by 2 and by 4."""
 
-    def __init__(self, scales: int = 3, ndf: int = 16, n_layers: int = 4, downsampling: int = 4):
+    def __init__(self, scales: int = 3, ndf: int = 16, n_layers: int = 4, downsampling: int = 4,
+                 max_channels: int = 1024):
         super().__init__()
-        self.discriminators = nn.ModuleList(ScaleDiscriminator(ndf, n_layers, downsampling) for _ in range(scales))
+        self.discriminators = nn.ModuleList(
+            ScaleDiscriminator(ndf, n_layers, downsampling, max_channels) for _ in range(scales))
         self.pool = nn.AvgPool1d(4, stride=2, padding=1, count_include_pad=False)
 
     def forward(self, wave: torch.Tensor) -> list[list[torch.Tensor]]:
@@ -179,10 +181,11 @@ def _infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def _find_checkpoint_file(path: Path) -> Path:
     if path.is_dir():
-        for name in ("best.pt", "generator.pt", "checkpoint.pt"):
+        for name in ("checkpoints/best.pt", "checkpoints/last.pt", "generator.pt", "model.pt"):
             if (path / name).is_file():
                 return path / name
-        raise AnoncliError(f"{path}: no best.pt, generator.pt or checkpoint.pt in this MelGAN run folder")
+        raise AnoncliError(f"{path}: no checkpoints/best.pt, checkpoints/last.pt, generator.pt or model.pt "
+                           "in this MelGAN run folder")
     if not path.is_file():
         raise AnoncliError(f"{path}: no such MelGAN checkpoint")
     return path

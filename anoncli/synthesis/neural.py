@@ -24,12 +24,7 @@ class MelGANVocoder(Vocoder):
 
     def __init__(self, sample_rate: int, device: str = "cpu", checkpoint: str | None = None,
                  checkpoint_sample_rate: int | None = None, **options):
-        if not checkpoint:
-            raise AnoncliError(
-                "the melgan vocoder needs a checkpoint: train one with "
-                "`anoncli train --method melgan CORPUS --out RUN` and pass RUN, "
-                "or pass a melgan-neurips state dict such as multi_speaker.pt"
-            )
+        checkpoint = checkpoint or _registered_checkpoint()
         super().__init__(sample_rate, device, checkpoint, **options)
         self.generator, self.model_rate = load_melgan(checkpoint, checkpoint_sample_rate, self.device)
         self.model_mel = LogMel(sample_rate=self.model_rate).to(self.device)
@@ -63,6 +58,20 @@ class MelGANVocoder(Vocoder):
         if self.model_rate != self.sample_rate:
             wave = resample(wave, self.model_rate, self.sample_rate)
         return fit_length(wave, length).cpu()
+
+
+def _registered_checkpoint() -> str:
+    """The MelGAN that `anoncli train --method melgan` registered in the local model folder."""
+    from anoncli import modelstore
+
+    try:
+        return str(modelstore.find("melgan"))
+    except AnoncliError:
+        raise AnoncliError(
+            "the melgan vocoder needs a checkpoint: train one with "
+            "`anoncli train --method melgan CORPUS --out RUN` (it is then found automatically), "
+            "or pass a melgan-neurips state dict such as multi_speaker.pt"
+        ) from None
 
 
 def _interp_rows(values: torch.Tensor, x: torch.Tensor, x_new: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ TRAINERS: dict[str, str] = {
     "pcmelgan": "anoncli.training.pcmelgan:train",
     "gengan": "anoncli.training.gengan:train",
     "psegan": "anoncli.training.psegan:train",
+    "melgan": "anoncli.training.melgan:train_melgan",
 }
 
 

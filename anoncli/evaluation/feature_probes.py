@@ -21,7 +21,139 @@ evaluated items), so each utterance gets one row per probe.
 
 from __future__ import annotations
 
-__all__ = ["evaluate_features", "DEFAULT_PROBES"]
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["evaluate_features", "DEFAULT_PROBES", "cross_validated_probe", "roc_auc", "make_folds", "sdr_db"]
+
+
+# ---------------------------------------------------------------- small building blocks
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Binary ROC AUC (Mann-Whitney U with tied ranks averaged); None when one class is absent."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def make_folds(labels: Sequence, groups: Sequence | None, n_folds: int, seed: int) -> list[np.ndarray]:
+    """Fold index per item: whole groups per fold when `groups` is given (leave-groups-out), else stratified."""
+    labels = np.asarray([str(v) for v in labels])
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(labels), dtype=int)
+    if groups is not None:
+        groups = np.asarray([str(g) for g in groups])
+        unique = sorted(set(groups))
+        # spread groups of each label over folds so every training fold sees every label
+        by_label: dict[str, list[str]] = {}
+        for g in unique:
+            by_label.setdefault(labels[groups == g][0], []).append(g)
+        n_folds = min(n_folds, max(len(v) for v in by_label.values()))
+        for members in by_label.values():
+            for k, g in enumerate(rng.permutation(members)):
+                fold[groups == g] = k % n_folds
+    else:
+        for value in sorted(set(labels)):
+            idx = np.flatnonzero(labels == value)
+            idx = rng.permutation(idx)
+            fold[idx] = np.arange(len(idx)) % n_folds
+    return [np.flatnonzero(fold == k) for k in range(max(1, n_folds))]
+
+
+def _train_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, hidden: int = 256,
+               epochs: int = 300, dropout: float = 0.3):
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).long()
+    batch = 64
+    for _ in range(epochs if len(x) <= batch else max(20, epochs * batch // len(x))):
+        order = torch.randperm(len(xt), generator=gen)
+        for start in range(0, len(xt), batch):
+            idx = order[start:start + batch]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+def cross_validated_probe(features: np.ndarray, labels: Sequence, groups: Sequence | None = None,
+                          n_folds: int = 5, seed: int = 0, hidden: int = 256, epochs: int = 300) -> dict[str, Any]:
+    """Out-of-fold predictions of an MLP classifier (the service's head or the attacker).
+
+    Features are standardised with the training fold's statistics. Returns
+    classes, predicted (class names), score (P(positive) for 2 classes, else
+    P(predicted)), accuracy, chance (majority share), auc (2 classes only).
+    """
+    import torch
+
+    x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
+    names = np.asarray([str(v) for v in labels])
+    classes = sorted(set(names))
+    y = np.asarray([classes.index(v) for v in names])
+    predicted = np.empty(len(y), dtype=int)
+    proba = np.zeros((len(y), len(classes)), dtype=np.float64)
+    if len(classes) < 2:
+        raise ValueError("a probe needs at least two classes")
+    for k, test in enumerate(make_folds(names, groups, n_folds, seed)):
+        train = np.setdiff1d(np.arange(len(y)), test)
+        if len(test) == 0:
+            continue
+        if len(set(y[train])) < 2:
+            raise ValueError("a training fold holds only one class (too few items or groups)")
+        mean, std = x[train].mean(0), x[train].std(0) + 1e-6
+        model = _train_mlp((x[train] - mean) / std, y[train], len(classes), seed + k, hidden, epochs)
+        with torch.no_grad():
+            p = torch.softmax(model(torch.from_numpy((x[test] - mean) / std).float()), dim=1).numpy()
+        proba[test] = p
+        predicted[test] = p.argmax(1)
+    counts = np.bincount(y, minlength=len(classes))
+    score = proba[:, 1] if len(classes) == 2 else proba[np.arange(len(y)), predicted]
+    return {
+        "classes": classes,
+        "predicted": [classes[i] for i in predicted],
+        "label": names.tolist(),
+        "score": score,
+        "accuracy": float(np.mean(predicted == y)),
+        "chance": float(counts.max() / counts.sum()),
+        "auc": roc_auc(y == 1, proba[:, 1]) if len(classes) == 2 else None,
+        "n": int(len(y)),
+    }
+
+
+def normalised_privacy(accuracy: float, chance: float) -> float:
+    """100·(1 − |acc − chance| / (1 − chance)), clipped to [0, 100] (methods.md)."""
+    if chance >= 1:
+        return 100.0
+    return float(np.clip(100 * (1 - abs(accuracy - chance) / (1 - chance)), 0, 100))
+
+
+def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Plain signal-to-distortion ratio 10·log10(Σs² / Σ(s − ŝ)²) over aligned samples."""
+    n = min(len(reference), len(estimate))
+    ref, est = np.asarray(reference[:n], np.float64), np.asarray(estimate[:n], np.float64)
+    err = np.sum((ref - est) ** 2)
+    return float(10 * np.log10((np.sum(ref**2) + 1e-12) / (err + 1e-12)))
 
 
 def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0):
@@ -42,7 +174,11 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
             "attacker:<column>|<group>" (e.g. "attacker:speaker|gender": one
             attacker per value of <group>, i.e. speaker-ID within one gender),
             "sdr" (RDAL-M audio: separation SDR vs clean event stem),
-            "attacker-unmasked:<column>" (the same attacker on the original mixture).
+            "attacker-audio:<column>" (the attacker on log-mel statistics of the
+            output audio, e.g. RDAL-M's masked audio),
+            "attacker-unmasked:<column>" (the same attacker on the original input audio).
+            "attacker:" and "utility:" read the feature vectors when the run wrote
+            them and fall back to log-mel statistics of the output audio.
         seed: seed for folds and classifier initialisation.
 
     Only held-out items are evaluated: rows with a `split` label of "train" are
@@ -58,7 +194,207 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
         "normalised" (100·(1 − |acc − chance| / (1 − chance)) for attackers)}
         and, for "sdr", {"sdr_db_mean", "sdr_db_median", "n"}.
     """
-    raise NotImplementedError("evaluate_features: being written (issue 6)")
+    import pandas as pd
+
+    anonymized_dir = Path(anonymized_dir)
+    frame = manifest_table.to_pandas() if hasattr(manifest_table, "to_pandas") else pd.DataFrame(manifest_table)
+    if "status" in frame:
+        frame = frame[frame["status"] == "ok"]
+    frame = held_out_rows(frame, anonymized_dir)
+    if frame.empty:
+        raise ValueError("no held-out utterances with status ok to evaluate")
+    frame = frame.reset_index(drop=True)
+    method = str(frame["method"].iloc[0]) if "method" in frame else ""
+    has_features = _feature_column(frame) is not None
+    if probes is None:
+        probes = default_probes(method, has_features, frame)
+    cache: dict[str, np.ndarray] = {}
+
+    def inputs(kind: str) -> np.ndarray:
+        if kind not in cache:
+            if kind == "features":
+                cache[kind] = load_feature_matrix(frame, anonymized_dir)
+            elif kind == "audio":
+                cache[kind] = audio_descriptors([anonymized_dir / p for p in frame["output_path"]])
+            else:
+                if original_corpus is None:
+                    raise ValueError("the unmasked attacker needs the original corpus folder")
+                cache[kind] = audio_descriptors([Path(original_corpus) / p for p in frame["source_path"]])
+        return cache[kind]
+
+    rows: list[dict] = []
+    summary: dict[str, dict] = {}
+    for probe in probes:
+        kind, _, target = probe.partition(":")
+        if kind == "sdr":
+            rows_sdr, summary[probe] = _sdr_probe(frame, anonymized_dir, original_corpus)
+            rows += rows_sdr
+            continue
+        source = {"attacker-unmasked": "original", "attacker-audio": "audio"}.get(kind)
+        if source is None:
+            source = "features" if has_features else "audio"
+        column, _, group_column = target.partition("|")
+        if column not in frame:
+            summary[probe] = {"skipped": f"no {column!r} column in the manifest"}
+            continue
+        x = inputs(source)
+        usable = frame[column].notna().to_numpy()
+        groups = [None] if not group_column else sorted(frame.loc[usable, group_column].dropna().astype(str).unique())
+        per_group = {}
+        for value in groups:
+            mask = usable if value is None else usable & (frame[group_column].astype(str) == value).to_numpy()
+            idx = np.flatnonzero(mask)
+            labels = frame.loc[idx, column].astype(str).to_numpy()
+            if len(set(labels)) < 2:
+                continue
+            fold_groups = None
+            if kind == "utility" and "speaker" in frame and column != "speaker":
+                fold_groups = _speaker_groups_if_speaker_level(frame.loc[idx], column)
+            try:
+                result = cross_validated_probe(x[idx], labels, fold_groups, seed=seed)
+            except ValueError as err:
+                per_group[value or "all"] = {"skipped": str(err)}
+                continue
+            for k, i in enumerate(idx):
+                rows.append({"utt_id": frame.loc[i, "utt_id"], "probe": probe, "label": result["label"][k],
+                             "predicted": result["predicted"][k], "correct": result["label"][k] == result["predicted"][k],
+                             "score": float(result["score"][k])})
+            entry = {k: result[k] for k in ("accuracy", "chance", "auc", "n", "classes")}
+            entry["normalised"] = normalised_privacy(result["accuracy"], result["chance"])
+            per_group[value or "all"] = entry
+        summary[probe] = _combine(per_group) if group_column else per_group.get("all", {"skipped": "fewer than two classes"})
+    return rows, summary
+
+
+def _combine(per_group: dict[str, dict]) -> dict:
+    """Attacker within groups: item-weighted mean accuracy/chance, with each group's figures kept."""
+    scored = {k: v for k, v in per_group.items() if "accuracy" in v}
+    if not scored:
+        return {"skipped": "no group has two classes", "groups": per_group}
+    n = sum(v["n"] for v in scored.values())
+    acc = sum(v["accuracy"] * v["n"] for v in scored.values()) / n
+    chance = sum(v["chance"] * v["n"] for v in scored.values()) / n
+    return {"accuracy": acc, "chance": chance, "auc": None, "n": n,
+            "normalised": normalised_privacy(acc, chance), "groups": per_group}
+
+
+def _speaker_groups_if_speaker_level(frame, column: str):
+    """Speaker-disjoint folds for a speaker-level label (gender) when every class has 2+ speakers."""
+    per_speaker = frame.groupby("speaker")[column].nunique()
+    if (per_speaker > 1).any():
+        return None
+    speakers_per_class = frame.groupby(column)["speaker"].nunique()
+    if (speakers_per_class < 2).any():
+        return None
+    return frame["speaker"].astype(str).to_numpy()
+
+
+# ---------------------------------------------------------------- inputs and filters
+def _feature_column(frame) -> str | None:
+    if "features_path" in frame and frame["features_path"].notna().all():
+        return "features_path"
+    if "output_path" in frame and frame["output_path"].astype(str).str.endswith(".npy").all():
+        return "output_path"
+    return None
+
+
+def load_feature_matrix(frame, anonymized_dir: Path) -> np.ndarray:
+    """One row per utterance; 2-D feature arrays are mean-pooled over their first axis."""
+    column = _feature_column(frame)
+    vectors = []
+    for rel in frame[column]:
+        value = np.load(Path(anonymized_dir) / rel, allow_pickle=False)
+        vectors.append(value.mean(axis=0) if value.ndim == 2 else value.reshape(-1))
+    return np.stack(vectors).astype(np.float32)
+
+
+def audio_descriptors(paths: Sequence[Path], sample_rate: int = 16000) -> np.ndarray:
+    """Log-mel (64 bands) mean, std and max over time: what an attacker on audio learns from."""
+    import torch
+    import torchaudio
+
+    from anoncli.audio import read_audio, resample
+
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=512, hop_length=160, n_mels=64)
+    out = []
+    for path in paths:
+        audio = read_audio(path)
+        wave = resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate)
+        logmel = torch.log(mel(wave) + 1e-6)
+        out.append(torch.cat([logmel.mean(1), logmel.std(1), logmel.amax(1)]).numpy())
+    return np.stack(out).astype(np.float32)
+
+
+def _train_speakers_from_run(anonymized_dir: Path) -> list[str]:
+    """`train_speakers` anywhere in OUT/run.json (the method's config records them)."""
+    path = Path(anonymized_dir) / "run.json"
+    if not path.is_file():
+        return []
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "train_speakers" and isinstance(value, list):
+                    found.extend(str(v) for v in value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(path.read_text()))
+    return found
+
+
+def held_out_rows(frame, anonymized_dir: Path):
+    """Drop items the model was trained on: split == train, or speakers in the card's train_speakers."""
+    if "split" in frame and frame["split"].notna().any():
+        frame = frame[frame["split"].astype(str) != "train"]
+    train_speakers = set(_train_speakers_from_run(anonymized_dir))
+    if train_speakers and "speaker" in frame:
+        frame = frame[~frame["speaker"].astype(str).isin(train_speakers)]
+    return frame
+
+
+def default_probes(method: str, has_features: bool, frame) -> list[str]:
+    """The method's probes; for RDAL-M, feature probes and/or audio probes depending on what was written."""
+    if method.startswith("rdalm"):
+        probes = ["utility:event", "attacker:speech_present"] if has_features else []
+        audio = "output_path" in frame and not frame["output_path"].astype(str).str.endswith(".npy").any()
+        if audio:
+            probes += ["attacker-audio:speech_present", "attacker-unmasked:speech_present", "sdr"]
+        return probes
+    return list(DEFAULT_PROBES.get(method, ["utility:gender", "attacker:speaker|gender"]))
+
+
+def _sdr_probe(frame, anonymized_dir: Path, original_corpus) -> tuple[list[dict], dict]:
+    """SDR of the output audio against the clean event stem named in the corpus' clean_event column."""
+    import torch
+
+    from anoncli.audio import read_audio, resample
+
+    if original_corpus is None or "clean_event" not in frame:
+        return [], {"skipped": "needs the original corpus and a clean_event column"}
+    rows, values, inputs = [], [], []
+    for _, row in frame.iterrows():
+        if not isinstance(row.get("output_path"), str) or not row["output_path"] or not row.get("clean_event"):
+            continue
+        ref = read_audio(Path(original_corpus) / row["clean_event"])
+        est = read_audio(Path(anonymized_dir) / row["output_path"])
+        est_samples = resample(torch.from_numpy(est.samples), est.sample_rate, ref.sample_rate).numpy()
+        value = sdr_db(ref.samples, est_samples)
+        # the same measure for the untouched mixture: how much the mask improved on doing nothing
+        mixture = read_audio(Path(original_corpus) / row["source_path"])
+        baseline = sdr_db(ref.samples, resample(torch.from_numpy(mixture.samples), mixture.sample_rate, ref.sample_rate).numpy())
+        values.append(value)
+        inputs.append(baseline)
+        rows.append({"utt_id": row["utt_id"], "probe": "sdr", "label": None, "predicted": None,
+                     "correct": None, "score": value, "sdr_db": value, "sdr_input_db": baseline})
+    if not values:
+        return [], {"skipped": "no audio outputs with a clean event stem"}
+    return rows, {"sdr_db_mean": float(np.mean(values)), "sdr_db_median": float(np.median(values)),
+                  "sdr_input_db_mean": float(np.mean(inputs)), "n": len(values)}
 
 
 DEFAULT_PROBES = {

@@ -1,0 +1,64 @@
+"""RDAL-M: speech-suppressed audio (a learned mask on the mixture STFT) and/or privacy-preserving embeddings.
+
+`--param emit=audio` (default) writes mask × mixture STFT resynthesised with
+the mixture's phase; `emit=features` writes the 64-d event embedding trained
+against a speech-presence adversary; `emit=both` writes both (the manifest
+then has output_path for the audio and features_path for the embedding).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from anoncli import modelstore
+from anoncli.errors import AnoncliError
+from anoncli.methods.base import Method, MethodOptions
+from anoncli.models.rdalm_nets import RdalmPipeline
+from anoncli.training.common import load_checkpoint
+
+EMIT_CHOICES = ("audio", "features", "both")
+
+
+class Rdalm(Method):
+    name = "rdalm"
+    output_kind = "audio"
+    sample_rate: int | None = 16000
+
+    def __init__(self, options: MethodOptions):
+        super().__init__(options)
+        self.emit = (options.extra.get("emit") or "audio").lower()
+        if self.emit not in EMIT_CHOICES:
+            raise AnoncliError(f"--param emit={self.emit}: expected one of {', '.join(EMIT_CHOICES)}")
+        # The engine reads output_kind per instance: features-only runs write .npy, no audio.
+        self.output_kind = "features" if self.emit == "features" else "audio"
+        self.checkpoint_path = modelstore.find(self.name, options.checkpoint)
+        state = load_checkpoint(self.checkpoint_path, "cpu")
+        if state.get("method") != self.name:
+            raise AnoncliError(f"{self.checkpoint_path}: a {state.get('method') or 'unknown'} checkpoint, not an rdalm one")
+        c = self.model_config = dict(state["config"])
+        self.classes = list(state["classes"])
+        self.sample_rate = int(c["sample_rate"])
+        self.pipeline = RdalmPipeline(c["sample_rate"], c["n_fft"], c["hop"], c["unet_width"], c["extractor_width"],
+                                      c["embedding"], len(self.classes))
+        self.pipeline.load_state_dict(state["pipeline"])
+        self.pipeline.to(self.device).eval()
+
+    def config(self) -> dict[str, Any]:
+        return {"checkpoint": str(self.checkpoint_path), "emit": self.emit, "classes": self.classes,
+                "adversary": self.model_config.get("adversary"), "n_fft": self.model_config["n_fft"],
+                "hop": self.model_config["hop"], "embedding": self.model_config["embedding"]}
+
+    @torch.no_grad()
+    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]):
+        out = []
+        for wave in waves:
+            wave = wave.to(self.device)
+            audio = self.pipeline.suppress(wave).cpu() if self.emit != "features" else None
+            features = self.pipeline.embed(wave).cpu().numpy() if self.emit != "audio" else None
+            if self.emit == "both":
+                out.append({"audio": audio, "features": features})
+            else:
+                out.append(audio if audio is not None else features)
+        return out

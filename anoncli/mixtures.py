@@ -1,0 +1,255 @@
+"""Mixtures of non-speech sound events and speech, with labels and clean stems (data for RDAL-M).
+
+RDAL-M keeps sound events (utility) and removes speech (private). Its paper
+mixes FSD50K events with LibriSpeech speech; that data cannot be downloaded
+here, so `make_mixtures` builds the same kind of set from any speech corpus
+and any folder of event recordings, and `synthesize_events` makes a folder of
+synthetic events (tones, noise bursts, chirps, clicks, sirens) for tests and
+CPU experiments.
+
+Level convention: `snr_db` is the event-to-speech ratio over the whole clip,
+10·log10(Σ event² / Σ speech²). Speech is the interference RDAL-M removes, so
+the event is the "signal".
+
+Output layout (OUT):
+    OUT/mixtures/             the corpus to train on / anonymize
+        metadata.csv          file_name, event, speech_present, snr_db, speech_source,
+                              speaker, event_source, clean_event, clean_speech, split
+        <event>/<id>.wav      mixtures
+    OUT/stems/event/<id>.wav  the clean event (for the separation loss and SDR)
+    OUT/stems/speech/<id>.wav the clean speech as placed in the mixture (silence if none)
+Stem paths in metadata.csv are relative to OUT/mixtures.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anoncli.audio import read_audio, resample, write_audio
+from anoncli.errors import InputError
+
+EVENT_CLASSES = ("tone", "noise_burst", "chirp", "clicks", "siren")
+
+
+# ---------------------------------------------------------------- synthetic events
+def _envelope(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """A random attack/decay envelope, so events are not all stationary."""
+    attack = max(1, int(sr * rng.uniform(0.005, 0.1)))
+    release = max(1, int(sr * rng.uniform(0.02, 0.3)))
+    env = np.ones(n, dtype=np.float32)
+    env[:attack] = np.linspace(0, 1, attack)
+    env[-release:] = np.minimum(env[-release:], np.linspace(1, 0, release))
+    return env
+
+
+def synth_event(kind: str, duration_s: float, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """One synthetic event of class `kind`, peak-normalised to about 0.5."""
+    n = int(duration_s * sr)
+    t = np.arange(n) / sr
+    if kind == "tone":
+        f0 = rng.uniform(300, 2500)
+        x = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) / k**1.5 for k in (1, 2, 3))
+    elif kind == "noise_burst":
+        x = np.zeros(n)
+        for _ in range(rng.integers(2, 6)):
+            start, length = rng.integers(0, n), int(sr * rng.uniform(0.05, 0.3))
+            seg = rng.standard_normal(min(length, n - start))
+            x[start:start + len(seg)] += seg * np.hanning(len(seg))
+        # crude high-pass tilt: first difference
+        x = np.diff(x, prepend=0.0)
+    elif kind == "chirp":
+        f_start, f_end = rng.uniform(200, 1500), rng.uniform(2000, 6000)
+        if rng.random() < 0.5:
+            f_start, f_end = f_end, f_start
+        freq = np.linspace(f_start, f_end, n)
+        x = np.sin(2 * np.pi * np.cumsum(freq) / sr)
+    elif kind == "clicks":
+        x = np.zeros(n)
+        rate = rng.uniform(4, 25)
+        for pos in np.arange(rng.uniform(0, 0.05), duration_s, 1.0 / rate):
+            i = int(pos * sr)
+            width = max(8, int(sr * 0.002))
+            seg = rng.standard_normal(min(width, n - i)) * np.exp(-np.arange(min(width, n - i)) / (width / 4))
+            x[i:i + len(seg)] += seg
+    elif kind == "siren":
+        fc, depth, rate = rng.uniform(600, 1500), rng.uniform(150, 500), rng.uniform(0.5, 3)
+        freq = fc + depth * np.sin(2 * np.pi * rate * t)
+        x = np.sin(2 * np.pi * np.cumsum(freq) / sr)
+    else:
+        raise ValueError(f"unknown synthetic event class {kind!r}")
+    x = np.asarray(x, dtype=np.float32) * _envelope(n, rng, sr)
+    return (0.5 * x / (np.max(np.abs(x)) + 1e-9)).astype(np.float32)
+
+
+def synthesize_events(out_dir: str | Path, per_class: int = 20, sample_rate: int = 16000,
+                      duration_s: float = 2.0, classes=EVENT_CLASSES, seed: int = 0) -> Path:
+    """Write OUT_DIR/<class>/<class>_<i>.wav: a folder `make_mixtures` reads as events."""
+    out_dir = Path(out_dir)
+    for c_index, kind in enumerate(classes):
+        for i in range(per_class):
+            rng = np.random.default_rng([seed, c_index, i])
+            length = duration_s * rng.uniform(0.6, 1.0)
+            write_audio(out_dir / kind / f"{kind}_{i:04d}.wav", synth_event(kind, length, sample_rate, rng), sample_rate)
+    return out_dir
+
+
+# ---------------------------------------------------------------- mixing
+@dataclass
+class EventFile:
+    path: Path
+    event: str
+
+
+def list_events(events_dir: str | Path, labels_file: str | Path | None = None) -> list[EventFile]:
+    """Event recordings with their class: sub-folder name, or a CSV with file_name/path and label/event."""
+    from anoncli.corpus.walk import iter_audio_files
+
+    events_dir = Path(events_dir)
+    if not events_dir.is_dir():
+        raise InputError(f"{events_dir}: no such events folder")
+    if labels_file is not None:
+        labels_file = Path(labels_file)
+        if not labels_file.is_file():
+            raise InputError(f"{labels_file}: no such labels file")
+        with open(labels_file, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+        key = next((k for k in ("file_name", "path") if rows and k in rows[0]), None)
+        col = next((k for k in ("event", "label", "class") if rows and k in rows[0]), None)
+        if key is None or col is None:
+            raise InputError(f"{labels_file}: needs a file_name/path column and an event/label/class column")
+        files = [EventFile(events_dir / r[key], r[col]) for r in rows if r.get(col)]
+    else:
+        files = []
+        for rel in sorted(iter_audio_files(events_dir)):
+            parts = Path(rel).parts
+            if len(parts) < 2:
+                raise InputError(f"{events_dir}: {rel} is not in a class sub-folder (or pass a labels file)")
+            files.append(EventFile(events_dir / rel, parts[0]))
+    if not files:
+        raise InputError(f"{events_dir}: no event recordings found")
+    return sorted(files, key=lambda f: str(f.path))
+
+
+def _load(path: Path, sr: int) -> np.ndarray:
+    import torch
+
+    audio = read_audio(path)
+    return resample(torch.from_numpy(audio.samples), audio.sample_rate, sr).numpy()
+
+
+def _fit(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Crop (random offset) or zero-pad (random offset) to exactly n samples."""
+    if len(x) >= n:
+        start = int(rng.integers(0, len(x) - n + 1))
+        return x[start:start + n]
+    out = np.zeros(n, dtype=np.float32)
+    start = int(rng.integers(0, n - len(x) + 1))
+    out[start:start + len(x)] = x
+    return out
+
+
+def mix_at_snr(event: np.ndarray, speech: np.ndarray, snr_db: float) -> tuple[np.ndarray, np.ndarray]:
+    """Scale `speech` so that 10·log10(Σevent²/Σspeech²) = snr_db; return (mixture, scaled speech)."""
+    p_event = float(np.sum(event.astype(np.float64) ** 2))
+    p_speech = float(np.sum(speech.astype(np.float64) ** 2))
+    if p_speech <= 0 or p_event <= 0:
+        raise ValueError("cannot set an SNR with a silent event or silent speech")
+    gain = np.sqrt(p_event / (p_speech * 10 ** (snr_db / 10)))
+    speech = (speech * gain).astype(np.float32)
+    return (event + speech).astype(np.float32), speech
+
+
+def make_mixtures(speech_corpus: str | Path, events_dir: str | Path, out: str | Path, *,
+                  snr_db: float | tuple[float, float] = 0.0, speech_fraction: float = 0.5,
+                  duration_s: float = 2.0, sample_rate: int = 16000, test_fraction: float = 0.25,
+                  events_labels: str | Path | None = None, speech_labels: str | Path | None = None,
+                  max_mixtures: int | None = None, seed: int = 0, overwrite: bool = False) -> Path:
+    """Mix each event recording with a speech utterance (or none), write wavs, stems and metadata.
+
+    `snr_db` is a fixed value or a (low, high) range drawn uniformly per mixture.
+    A fraction `speech_fraction` of mixtures get speech; the rest are the event
+    alone (speech_present=0). `split` (train/test) is drawn per mixture so
+    that trainers and the evaluation agree on which items are held out; speech
+    of test mixtures comes from speakers (when labelled) not used in train.
+    Returns OUT/mixtures (the corpus folder).
+    """
+    from anoncli.corpus import open_corpus
+
+    out = Path(out)
+    corpus_dir = out / "mixtures"
+    meta_path = corpus_dir / "metadata.csv"
+    if meta_path.exists() and not overwrite:
+        raise InputError(f"{meta_path}: mixtures already exist (pass --overwrite to make them again)")
+    events = list_events(events_dir, events_labels)
+    speech = open_corpus(speech_corpus, labels_file=speech_labels).utterances
+    if not speech:
+        raise InputError(f"{speech_corpus}: no speech recordings found")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(events))
+    if max_mixtures is not None:
+        order = order[:max_mixtures]
+
+    # Speaker-disjoint speech for the test split when speakers are known.
+    speakers = sorted({u.speaker for u in speech if u.speaker})
+    test_speakers = set()
+    if len(speakers) >= 2 and test_fraction > 0:
+        n_test = max(1, int(round(len(speakers) * test_fraction)))
+        test_speakers = set(rng.permutation(speakers)[:n_test].tolist())
+    pool = {
+        "train": [u for u in speech if u.speaker not in test_speakers] or speech,
+        "test": [u for u in speech if u.speaker in test_speakers] or speech,
+    }
+    pools_rng = {k: list(rng.permutation(len(v))) for k, v in pool.items()}
+
+    rows = []
+    n_samples = int(duration_s * sample_rate)
+    for k, e_index in enumerate(order):
+        item_rng = np.random.default_rng([seed, int(e_index)])
+        ev = events[int(e_index)]
+        split = "test" if item_rng.random() < test_fraction else "train"
+        event = _fit(_load(ev.path, sample_rate), n_samples, item_rng)
+        snr = float(item_rng.uniform(*snr_db)) if isinstance(snr_db, tuple) else float(snr_db)
+        has_speech = item_rng.random() < speech_fraction and np.any(event)
+        utt = None
+        if has_speech:
+            if not pools_rng[split]:
+                pools_rng[split] = list(rng.permutation(len(pool[split])))
+            utt = pool[split][pools_rng[split].pop()]
+            voice = _fit(_load(utt.path, sample_rate), n_samples, item_rng)
+            mixture, voice = mix_at_snr(event, voice, snr)
+        else:
+            voice = np.zeros(n_samples, dtype=np.float32)
+            mixture = event.copy()
+        # One common gain keeps mixture = event + speech exact after clipping protection.
+        peak = float(np.max(np.abs(mixture))) if mixture.size else 0.0
+        if peak > 0.95:
+            scale = 0.95 / peak
+            mixture, event, voice = mixture * scale, event * scale, voice * scale
+        name = f"mix_{k:05d}"
+        write_audio(corpus_dir / ev.event / f"{name}.wav", mixture, sample_rate)
+        write_audio(out / "stems" / "event" / f"{name}.wav", event, sample_rate)
+        write_audio(out / "stems" / "speech" / f"{name}.wav", voice, sample_rate)
+        rows.append({
+            "file_name": f"{ev.event}/{name}.wav",
+            "event": ev.event,
+            "speech_present": int(bool(has_speech)),
+            "snr_db": round(snr, 3) if has_speech else "",
+            "speech_source": str(utt.path) if utt else "",
+            "speaker": (utt.speaker or "") if utt else "",
+            "event_source": str(ev.path),
+            "clean_event": f"../stems/event/{name}.wav",
+            "clean_speech": f"../stems/speech/{name}.wav",
+            "split": split,
+        })
+    tmp = meta_path.with_name(".metadata.csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, meta_path)
+    return corpus_dir

@@ -1,0 +1,1 @@
+"""Stand-alone helper tools run with `python -m anoncli.tools.<name>`."""

@@ -1,0 +1,107 @@
+"""Mixture maker for RDAL-M: measured SNR, labels, stems, splits and the command-line tool."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from anoncli.errors import InputError
+from anoncli.mixtures import EVENT_CLASSES, list_events, make_mixtures, mix_at_snr, synth_event, synthesize_events
+from anoncli.tools.make_mixtures import main as make_mixtures_main
+from synth_audio import make_corpus
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("speech") / "corpus", per_speaker=3, duration_s=0.8)
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    return synthesize_events(tmp_path_factory.mktemp("events") / "ev", per_class=4, duration_s=1.0, seed=3)
+
+
+def _rows(corpus_dir):
+    with open(corpus_dir / "metadata.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_synthetic_class_is_audible_and_distinct():
+    rng = np.random.default_rng(0)
+    waves = {k: synth_event(k, 0.5, 16000, rng) for k in EVENT_CLASSES}
+    for kind, wave in waves.items():
+        assert wave.shape == (8000,) and 0.3 < np.max(np.abs(wave)) <= 0.51, kind
+    assert not np.allclose(waves["tone"], waves["chirp"])
+    with pytest.raises(ValueError):
+        synth_event("thunder", 0.5, 16000, rng)
+
+
+def test_mix_at_snr_sets_the_energy_ratio():
+    rng = np.random.default_rng(1)
+    event, speech = rng.standard_normal(4000).astype(np.float32), 3 * rng.standard_normal(4000).astype(np.float32)
+    for snr in (-5.0, 0.0, 10.0):
+        mixture, scaled = mix_at_snr(event, speech, snr)
+        measured = 10 * np.log10(np.sum(event.astype(np.float64) ** 2) / np.sum(scaled.astype(np.float64) ** 2))
+        assert abs(measured - snr) < 1e-3
+        np.testing.assert_allclose(mixture, event + scaled, atol=1e-6)
+
+
+def test_mixtures_have_the_requested_snr_labels_and_stems(speech, events, tmp_path):
+    corpus = make_mixtures(speech, events, tmp_path / "mix", snr_db=5.0, speech_fraction=0.5,
+                           duration_s=1.0, test_fraction=0.3, seed=2)
+    rows = _rows(corpus)
+    assert len(rows) == 4 * len(EVENT_CLASSES)
+    with_speech = [r for r in rows if r["speech_present"] == "1"]
+    assert 0 < len(with_speech) < len(rows)
+    assert {r["event"] for r in rows} == set(EVENT_CLASSES)
+    assert {r["split"] for r in rows} == {"train", "test"}
+    for row in rows:
+        mixture, rate = sf.read(corpus / row["file_name"], dtype="float64")
+        event, _ = sf.read(corpus / row["clean_event"], dtype="float64")
+        voice, _ = sf.read(corpus / row["clean_speech"], dtype="float64")
+        assert rate == 16000 and len(mixture) == len(event) == len(voice) == 16000
+        assert row["file_name"].startswith(row["event"] + "/")
+        np.testing.assert_allclose(mixture, event + voice, atol=2e-4)   # 16-bit rounding of three files
+        if row["speech_present"] == "1":
+            measured = 10 * np.log10(np.sum(event**2) / np.sum(voice**2))
+            assert abs(measured - 5.0) < 0.05, measured
+            assert row["speaker"] in {"spk_a", "spk_b", "spk_c"} and row["speech_source"]
+        else:
+            assert np.max(np.abs(voice)) == 0 and row["speaker"] == ""
+    # test mixtures use speech of speakers that train mixtures do not use
+    train_speakers = {r["speaker"] for r in with_speech if r["split"] == "train"}
+    test_speakers = {r["speaker"] for r in with_speech if r["split"] == "test"}
+    assert not (train_speakers & test_speakers)
+
+
+def test_existing_mixtures_are_not_overwritten(speech, events, tmp_path):
+    make_mixtures(speech, events, tmp_path / "mix", duration_s=0.5, max_mixtures=3)
+    with pytest.raises(InputError, match="already exist"):
+        make_mixtures(speech, events, tmp_path / "mix", duration_s=0.5, max_mixtures=3)
+    make_mixtures(speech, events, tmp_path / "mix", duration_s=0.5, max_mixtures=3, overwrite=True)
+
+
+def test_events_from_a_labels_file_and_bad_folders(tmp_path, events):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    sf.write(flat / "a.wav", np.zeros(800, dtype=np.float32) + 0.1, 16000)
+    with pytest.raises(InputError, match="sub-folder"):
+        list_events(flat)
+    (tmp_path / "labels.csv").write_text("file_name,label\na.wav,door\n")
+    assert [(f.path.name, f.event) for f in list_events(flat, tmp_path / "labels.csv")] == [("a.wav", "door")]
+    with pytest.raises(InputError, match="no such events folder"):
+        list_events(tmp_path / "missing")
+
+
+def test_command_line_tool_synthesizes_and_mixes(speech, tmp_path, capsys):
+    code = make_mixtures_main([str(speech), str(tmp_path / "ev"), "--out", str(tmp_path / "out"), "--snr=-3:3",
+                               "--synthesize-events", "2", "--duration", "0.5", "--seed", "1"])
+    assert code == 0
+    corpus = json.loads(capsys.readouterr().out)["corpus"]
+    rows = _rows(tmp_path / "out" / "mixtures")
+    assert corpus.endswith("mixtures") and len(rows) == 2 * len(EVENT_CLASSES)
+    snrs = [float(r["snr_db"]) for r in rows if r["speech_present"] == "1"]
+    assert snrs and all(-3 <= s <= 3 for s in snrs)
+    assert make_mixtures_main([str(speech), str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2")]) == 2

@@ -14,6 +14,8 @@ REGISTRY: dict[str, str] = {
     "pcmelgan": "anoncli.methods.pcmelgan:PCMelGAN",
     "gengan": "anoncli.methods.gengan:GenGAN",
     "psegan": "anoncli.methods.psegan:PSEGAN",
+    "siamese": "anoncli.methods.siamese:Siamese",
+    "rdalm": "anoncli.methods.rdalm:Rdalm",
 }
 
 DEFAULT_METHOD = "mcadams"

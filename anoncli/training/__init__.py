@@ -19,6 +19,8 @@ TRAINERS: dict[str, str] = {
     "gengan": "anoncli.training.gengan:train",
     "psegan": "anoncli.training.psegan:train",
     "melgan": "anoncli.training.melgan:train_melgan",
+    "siamese": "anoncli.training.siamese:train",
+    "rdalm": "anoncli.training.rdalm:train",
 }
 
 

@@ -7,6 +7,7 @@ machine may not have); torchaudio is used only for resampling.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,12 +38,27 @@ class Audio:
         return len(self.samples) / float(self.sample_rate)
 
 
+_DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Streaming writers leave these placeholders in the header of complete files.
+_PLACEHOLDER_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+
+
+def _check_not_truncated(path: Path, info: sf._SoundFileInfo) -> None:
+    """libsndfile quietly reads what is left of a cut-off WAV; a corpus tool must say so instead."""
+    match = _DATA_CHUNK.search(info.extra_info or "")
+    if match:
+        declared, present = int(match.group(1)), int(match.group(2))
+        if declared > present and declared not in _PLACEHOLDER_SIZES:
+            raise AudioError(f"{path}: truncated (header declares {declared} bytes of audio, file holds {present})")
+
+
 def read_audio(path: str | os.PathLike) -> Audio:
     """Decode a file to mono float32, raising AudioError with a one-line reason."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise AudioError(f"{path}: empty file")
+        _check_not_truncated(path, sf.info(str(path)))
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except AudioError:
         raise

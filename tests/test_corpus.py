@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from anoncli.corpus import open_corpus
+from anoncli.errors import InputError
+from synth_audio import make_corpus
+
+
+def test_walk_finds_audio_recursively_and_counts_the_rest(tmp_path):
+    root = make_corpus(tmp_path / "c")
+    (root / "notes.txt").write_text("not audio")
+    (root / "spk_a" / "deep").mkdir()
+    (root / "spk_a" / "deep" / "x.flac").write_bytes((root / "spk_a" / "spk_a_0.wav").read_bytes())
+    corpus = open_corpus(root)
+    ids = [u.utt_id for u in corpus]
+    assert len(ids) == 10
+    assert ids == sorted(ids)
+    assert "spk_a/deep/x" in ids
+    assert corpus.ignored_files >= 2  # notes.txt and metadata.csv
+
+
+def test_ids_are_stable_and_labels_come_from_metadata(tmp_path):
+    root = make_corpus(tmp_path / "c")
+    first = open_corpus(root)
+    second = open_corpus(root)
+    assert [u.utt_id for u in first] == [u.utt_id for u in second]
+    utt = next(u for u in first if u.utt_id == "spk_b/spk_b_1")
+    assert utt.speaker == "spk_b"
+    assert utt.labels["gender"] == "male"
+    assert utt.labels["transcript"] == "word 1"
+    assert set(first.label_columns) == {"speaker", "gender", "transcript"}
+
+
+def test_labels_file_in_parquet(tmp_path):
+    root = make_corpus(tmp_path / "c", metadata=False)
+    table = pa.table({"path": ["spk_a/spk_a_0.wav"], "speaker": ["alice"], "emotion": ["anger"]})
+    pq.write_table(table, tmp_path / "labels.parquet")
+    corpus = open_corpus(root, tmp_path / "labels.parquet")
+    utt = next(u for u in corpus if u.utt_id == "spk_a/spk_a_0")
+    assert utt.labels == {"speaker": "alice", "emotion": "anger"}
+
+
+@pytest.mark.parametrize("bad_path, message", [
+    ("spk_a/missing.wav", "does not exist"),
+    ("../outside.wav", "outside the corpus"),
+])
+def test_bad_label_rows_name_the_line(tmp_path, bad_path, message):
+    root = make_corpus(tmp_path / "c", metadata=False)
+    (tmp_path / "outside.wav").write_bytes((root / "spk_a" / "spk_a_0.wav").read_bytes())
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"file_name,speaker\nspk_a/spk_a_0.wav,a\n{bad_path},b\n")
+    with pytest.raises(InputError) as err:
+        open_corpus(root, labels)
+    assert "line 3" in str(err.value) and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_corpus_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="no such folder"):
+        open_corpus(tmp_path / "nope")

@@ -1,0 +1,171 @@
+"""The anonymize job: shards, resume, overwrite, retries, pseudonyms, refusal to write into the input."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from anoncli.errors import AnoncliError, InputError
+from anoncli.jobs.engine import AnonymizeConfig, plan, run_anonymize
+from anoncli.jobs.sharding import parse_shard, select_shard
+from anoncli.manifest.reader import read_manifest
+from synth_audio import make_corpus
+
+
+def config(corpus, out, **kw):
+    kw.setdefault("method", "identity")
+    kw.setdefault("progress", False)
+    return AnonymizeConfig(corpus=Path(corpus), out=Path(out), **kw)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return make_corpus(tmp_path / "corpus", per_speaker=4, duration_s=0.3)
+
+
+def test_shards_are_disjoint_and_cover_the_corpus(corpus, tmp_path):
+    out = tmp_path / "out"
+    for k in range(3):
+        summary = run_anonymize(config(corpus, out, shard=(k, 3)))
+        assert summary.failed == 0
+    table = read_manifest(out)
+    ids = table.column("utt_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 12
+    parts = sorted(p.name for p in (out / "manifest").glob("part-*.parquet"))
+    assert parts == [f"part-{k:05d}-of-00003.parquet" for k in range(3)]
+    import pyarrow.parquet as pq
+
+    shard_sets = [set(pq.read_table(out / "manifest" / p, columns=["utt_id"]).column(0).to_pylist()) for p in parts]
+    assert set().union(*shard_sets) == set(ids)
+    assert sum(len(s) for s in shard_sets) == len(ids)
+    assert shard_sets[1] == set(select_shard(sorted(ids), 1, 3))
+
+
+def test_parse_shard_reads_slurm_variables():
+    assert parse_shard("2/5") == (2, 5)
+    assert parse_shard(None) == (0, 1)
+    env = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert parse_shard("auto", env) == (3, 4)
+    env = {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert parse_shard("auto", env) == (3, 4)
+    for bad in ("4/4", "x/2", "1", "-1/3"):
+        with pytest.raises(AnoncliError):
+            parse_shard(bad)
+
+
+def test_rerun_skips_done_work_and_overwrite_redoes_it(corpus, tmp_path):
+    out = tmp_path / "out"
+    first = run_anonymize(config(corpus, out))
+    assert first.ok == 12
+    mtime = (out / "spk_a" / "spk_a_0.wav").stat().st_mtime_ns
+    again = run_anonymize(config(corpus, out))
+    assert again.processed == 0 and again.skipped == 12
+    assert (out / "spk_a" / "spk_a_0.wav").stat().st_mtime_ns == mtime
+    redo = run_anonymize(config(corpus, out, overwrite=True))
+    assert redo.processed == 12
+    ids = read_manifest(out).column("utt_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 12
+
+
+def test_failed_files_are_recorded_and_retried_only_on_request(corpus, tmp_path):
+    out = tmp_path / "out"
+    (corpus / "spk_a" / "broken.wav").write_text("this is not audio")
+    summary = run_anonymize(config(corpus, out))
+    assert summary.failed == 1 and summary.ok == 12
+    rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
+    assert rows["spk_a/broken"]["status"] == "failed"
+    assert "broken.wav" in rows["spk_a/broken"]["error"] or "decode" in rows["spk_a/broken"]["error"]
+    assert run_anonymize(config(corpus, out)).processed == 0
+    sf.write(corpus / "spk_a" / "broken.wav", np.zeros(8000, dtype=np.float32) + 0.1, 16000)
+    retried = run_anonymize(config(corpus, out, retry_failed=True))
+    assert retried.processed == 1 and retried.ok == 1
+    rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
+    assert rows["spk_a/broken"]["status"] == "ok" and len(rows) == 13
+
+
+def test_manifest_rows_carry_labels_and_run_config(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out, seed=7))
+    table = read_manifest(out)
+    row = next(r for r in table.to_pylist() if r["utt_id"] == "spk_b/spk_b_2")
+    assert row["speaker"] == "spk_b" and row["gender"] == "male" and row["transcript"] == "word 2"
+    assert row["source_path"] == "spk_b/spk_b_2.wav" and row["output_path"] == "spk_b/spk_b_2.wav"
+    assert row["method"] == "identity" and row["status"] == "ok" and row["sample_rate"] == 16000
+    assert abs(row["duration_s"] - 0.3) < 1e-3
+    assert isinstance(json.loads(row["params"]), dict)
+    meta = json.loads(table.schema.metadata[b"anoncli.config"])
+    assert meta["seed"] == 7 and meta["method"] == "identity"
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["ok"] == 12 and "torch" in run["versions"]
+
+
+def test_output_format_and_rate(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out, fmt="flac", output_sample_rate=8000))
+    info = sf.info(out / "spk_c" / "spk_c_1.flac")
+    assert info.samplerate == 8000 and info.subtype == "PCM_16" and info.format == "FLAC"
+
+
+def test_out_inside_input_is_refused(corpus):
+    for out in (corpus, corpus / "anon"):
+        with pytest.raises(InputError, match="must not be the input corpus"):
+            run_anonymize(config(corpus, out))
+    assert not (corpus / "anon").exists()
+
+
+def test_input_files_are_never_modified(corpus, tmp_path):
+    before = {p: p.read_bytes() for p in corpus.rglob("*") if p.is_file()}
+    run_anonymize(config(corpus, tmp_path / "out"))
+    after = {p: p.read_bytes() for p in corpus.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_changed_settings_on_resume_are_refused(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out, seed=1))
+    with pytest.raises(AnoncliError, match="other settings"):
+        run_anonymize(config(corpus, out, seed=2))
+
+
+def test_pseudonymize_hides_ids_and_writes_mapping_outside(corpus, tmp_path):
+    out, mapping = tmp_path / "out", tmp_path / "private" / "mapping.csv"
+    with pytest.raises(AnoncliError, match="--mapping"):
+        run_anonymize(config(corpus, out, pseudonymize=True))
+    with pytest.raises(InputError, match="outside"):
+        run_anonymize(config(corpus, out, pseudonymize=True, mapping=out / "m.csv"))
+    run_anonymize(config(corpus, out, pseudonymize=True, mapping=mapping))
+    table = read_manifest(out).to_pylist()
+    assert all(r["source_path"] is None for r in table)
+    assert not any("spk_" in (r["utt_id"] + (r["speaker"] or "") + r["output_path"]) for r in table)
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".wav"):
+            assert "spk_a" not in path.name
+    assert "mapping" not in (out / "run.json").read_text().split('"mapping": null')[0][-20:]
+    with open(mapping) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12
+    speakers = {r["speaker"]: r["pseudo_speaker"] for r in rows}
+    assert len(set(speakers.values())) == 3
+    assert {r["pseudo_utt_id"] for r in rows} == {r["utt_id"] for r in table}
+    # resume recognises the pseudonymised rows
+    assert run_anonymize(config(corpus, out, pseudonymize=True, mapping=mapping)).processed == 0
+
+
+def test_dry_run_plan_counts(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out, shard=(0, 2)))
+    job = plan(config(corpus, out, shard=(1, 2)))
+    assert len(job.todo) == 6 and job.skipped_done == 0
+    job = plan(config(corpus, out, shard=(0, 2)))
+    assert len(job.todo) == 0 and job.skipped_done == 6
+
+
+def test_parallel_workers_give_the_same_manifest(corpus, tmp_path):
+    one = run_anonymize(config(corpus, tmp_path / "one", batch_size=2))
+    two = run_anonymize(config(corpus, tmp_path / "two", batch_size=2, jobs=2))
+    assert one.ok == two.ok == 12
+    for rel in ("spk_a/spk_a_0.wav", "spk_c/spk_c_3.wav"):
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()

@@ -23,6 +23,25 @@ GENDER_VALUES = {
 }
 
 
+# Short codes used by Kaldi utt2emo files (VoicePrivacy 2024, IEMOCAP) and other tables.
+EMOTION_VALUES = {
+    "ang": "anger", "angry": "anger", "hap": "happiness", "happy": "happiness", "joy": "happiness",
+    "sad": "sadness", "neu": "neutral", "fea": "fear", "fearful": "fear", "dis": "disgust",
+    "disgusted": "disgust", "sur": "surprise", "surprised": "surprise", "cal": "calm", "bor": "boredom",
+    "bored": "boredom",
+}
+
+
+def normalise_emotion(value: str | None) -> str | None:
+    """`ANG`, `angry`, `Anger` -> `anger`; unknown names are kept (lower-case)."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if not text:
+        return None
+    return EMOTION_VALUES.get(text, text)
+
+
 def normalise_gender(value: str | None) -> str | None:
     """`M`, `m`, `Male` -> `male`; anything else is kept as written (lower-case)."""
     if value is None:
@@ -104,7 +123,8 @@ def load_labels(path: Path, root: Path) -> tuple[dict[str, dict[str, str | None]
 
     A row naming a file that does not exist, or a path that leaves the corpus
     folder, is an InputError naming the row. `gender` values are normalised
-    to male/female (M, f, Male ... are accepted).
+    to male/female (M, f, Male ... are accepted) and `emotion` codes to
+    English names (ANG -> anger).
     """
     root_resolved = root.resolve()
     labels: dict[str, dict[str, str | None]] = {}
@@ -132,6 +152,8 @@ def load_labels(path: Path, root: Path) -> tuple[dict[str, dict[str, str | None]
         values = {c: _clean(row.get(c)) for c in columns}
         if "gender" in values:
             values["gender"] = normalise_gender(values["gender"])
+        if "emotion" in values:
+            values["emotion"] = normalise_emotion(values["emotion"])
         labels[rel_key] = values
     return labels, columns
 

@@ -247,7 +247,8 @@ def make_kaldi(parent: Path) -> FakeCorpus:
     (root / "spk2gender").write_text("spk1 f\nspk2 m\n")
     (root / "text").write_text("".join(f"{u} {t}\n" for u, _, _, t, _ in rows))
     (root / "utt2emo").write_text("".join(f"{u} {e}\n" for u, _, _, _, e in rows))
-    expected = {u: {"speaker": s, "gender": "female" if g == "f" else "male", "transcript": t, "emotion": e}
+    emotions = {"neu": "neutral", "hap": "happiness", "ang": "anger"}
+    expected = {u: {"speaker": s, "gender": "female" if g == "f" else "male", "transcript": t, "emotion": emotions[e]}
                 for u, s, g, t, e in rows}
     return FakeCorpus(root, "kaldi", expected)
 

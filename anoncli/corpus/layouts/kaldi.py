@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from anoncli.corpus.labels import normalise_emotion
 from anoncli.corpus.layouts.base import Detection, Layout, LayoutResult, Scan, normalise_gender
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import InputError
@@ -86,7 +87,7 @@ class Kaldi(Layout):
         utt2spk = read_map(root / "utt2spk")
         gender_of = {k: normalise_gender(v) for k, v in read_map(root / "spk2gender").items()} if (root / "spk2gender").is_file() else {}
         text = read_map(root / "text") if (root / "text").is_file() else {}
-        emotion = {k: v.lower() for k, v in read_map(root / "utt2emo").items()} if (root / "utt2emo").is_file() else {}
+        emotion = {k: normalise_emotion(v) for k, v in read_map(root / "utt2emo").items()} if (root / "utt2emo").is_file() else {}
         missing = [u for u in utt2spk if u not in sources]
         if missing:
             raise InputError(f"{root / 'utt2spk'}: {len(missing)} utterance(s) have no wav.scp entry (first: {missing[0]!r})")

@@ -16,7 +16,7 @@ class TIMIT(FilenameLayout):
     name = "timit"
     title = "TIMIT (DRn/[FM]xxxn/SX123.WAV)"
     columns = ("speaker", "gender", "dialect_region", "split", "text_id", "transcript")
-    pattern = re.compile(r"(?:^|/)(DR[1-8])/([FM])([A-Z]{3}\d)/([A-Z]{2}\d+)\.WAV$", re.IGNORECASE)
+    pattern = re.compile(r"(?:^|/)(DR[1-8])/([FM])([A-Z]{3}\d)/([A-Z]{2}\d+)\.WAV(?:\.wav)?$", re.IGNORECASE)
 
     def load(self, scan: Scan, **options) -> LayoutResult:
         present = set(scan.audio)
@@ -39,7 +39,7 @@ class TIMIT(FilenameLayout):
         region, gender, initials, text_id = match.groups()
         rel = match.string
         transcript = None
-        stem = context["root"] / rel[:-4]
+        stem = context["root"] / rel[: match.end(4)]
         for suffix in (".TXT", ".txt"):
             try:
                 words = stem.with_name(stem.name + suffix).read_text(encoding="utf-8", errors="replace").split()

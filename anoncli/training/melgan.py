@@ -44,13 +44,13 @@ PRESETS = {
               "lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "fm_weight": 10.0, "mel_weight": 45.0,
               "ngf": 32, "n_residual_layers": 3, "ndf": 16, "d_layers": 4, "d_downsampling": 4, "d_scales": 3,
               "d_max_channels": 256, "val_fraction": 0.2, "val_speakers": [], "val_files": 8,
-              "threads": 1, "register": True},
+              "max_minutes": 0.0, "threads": 1, "register": True},
     # The paper's recipe (melgan-neurips: batch 16, segment 8192, no mel loss), for a GPU.
     "full": {"sample_rate": 16000, "segment": 8192, "batch_size": 16, "epochs": 3000, "steps_per_epoch": 0,
              "lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "fm_weight": 10.0, "mel_weight": 0.0,
              "ngf": 32, "n_residual_layers": 3, "ndf": 16, "d_layers": 4, "d_downsampling": 4, "d_scales": 3,
              "d_max_channels": 1024, "val_fraction": 0.2, "val_speakers": [], "val_files": 24,
-             "threads": 0, "register": True},
+             "max_minutes": 0.0, "threads": 0, "register": True},
 }
 
 
@@ -128,7 +128,9 @@ def train_melgan(options: TrainOptions) -> dict:
     config = resolve_config(options)
     limit_cpu_threads(config["threads"] or None)
     device = pick_device(options.device)
-    run = RunFolder(options.out, config, overwrite=options.overwrite)
+    # Settings that only say how long or where to run may change when resuming.
+    resumable = [k for k in config if k not in ("epochs", "max_minutes", "threads", "register")]
+    run = RunFolder(options.out, config, overwrite=options.overwrite, resume_keys=resumable)
     gen = seed_everything(options.seed)
 
     corpus = open_corpus(options.corpus, options.labels_file, options.layout)
@@ -209,6 +211,10 @@ def train_melgan(options: TrainOptions) -> dict:
         checkpoint(epoch, best)
         run.log({"epoch": epoch, "step": step, **means, **figures, "elapsed_s": time.time() - started})
         tqdm.write(f"melgan epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in {**means, **figures}.items()))
+        if config["max_minutes"] and time.time() - started > 60 * config["max_minutes"]:
+            tqdm.write(f"melgan: stopping after epoch {epoch}, max_minutes={config['max_minutes']} reached "
+                       "(run the same command with more minutes to continue)")
+            break
 
     summary = _finish(run, options, config, corpus, train_utts, val_utts, val_speakers, best_stoi, best_epoch, step)
     return summary

@@ -43,7 +43,7 @@ def anonymize(
     fmt: Annotated[str, typer.Option("--format", help="Output format: wav or flac (16-bit PCM).")] = "wav",
     pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Random pseudonyms for file, utterance and speaker ids; needs --mapping.")] = False,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Where to write the id -> pseudonym mapping (outside --out).")] = None,
-    score: Annotated[bool, typer.Option("--score/--no-score", help="Add per-utterance linkability, STOI and F0 correlation to the manifest.")] = False,
+    score: Annotated[Optional[bool], typer.Option("--score/--no-score", help="Add per-utterance linkability, STOI and F0 correlation to the manifest (default: on for methods where it costs under 20 % of the run).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done (JSON on stdout) and exit.")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal).")] = None,
 ) -> None:
@@ -52,8 +52,11 @@ def anonymize(
     Example: anoncli anonymize examples/corpus --out anon/ --method mcadams --seed 1
     """
     from anoncli.jobs.engine import AnonymizeConfig, plan, run_anonymize
+    from anoncli.methods import method_class
 
     device = resolve_device(device)
+    if score is None:
+        score = method_class(method).score_by_default
     config = AnonymizeConfig(
         corpus=corpus, out=out, method=method, labels_file=labels, layout=layout, allow_commands=allow_commands,
         seed=seed, alpha=alpha, per_speaker=per_speaker, checkpoint=checkpoint, vocoder=vocoder,

@@ -259,7 +259,7 @@ def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunS
     spec = JobSpec(out=str(config.out), shard=config.shard, method=config.method,
                    options=config.method_options(), label_columns=job_plan.corpus.label_columns,
                    schema=schema, fmt=config.fmt, output_sample_rate=config.output_sample_rate,
-                   pseudonym_key=pseudonyms._key if pseudonyms else None, score=config.score,
+                   pseudonym_key=pseudonyms.key if pseudonyms else None, score=config.score,
                    single_thread=config.device == "cpu")
     summary = RunSummary(processed=0, ok=0, failed=0, skipped=job_plan.skipped_done, audio_s=0.0, wall_s=0.0,
                          errors=[])

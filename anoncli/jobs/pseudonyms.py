@@ -38,6 +38,10 @@ class Pseudonymizer:
     def __init__(self, key: bytes):
         self._key = key
 
+    @property
+    def key(self) -> bytes:
+        return self._key
+
     def _digest(self, kind: str, value: str, length: int) -> str:
         return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:length]
 

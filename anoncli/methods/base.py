@@ -39,6 +39,9 @@ class Method(ABC):
     output_kind: ClassVar[str] = "audio"
     # Working sample rate; None means "the input's own rate".
     sample_rate: int | None = 16000
+    # Whether `anonymize` adds per-utterance scores (linkability, STOI, F0 r) unless told otherwise:
+    # true only where scoring costs under a fifth of the method's own time (measured per method).
+    score_by_default: ClassVar[bool] = False
 
     def __init__(self, options: MethodOptions):
         self.options = options

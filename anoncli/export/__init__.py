@@ -9,6 +9,7 @@ killed export leaves no half-written DIR.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -105,18 +106,28 @@ def export_output(
     staging = dest.with_name(f".{dest.name}.anoncli-tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    rows_out = []
     try:
         if fmt == "kaldi":
+            # wav.scp holds plain paths: a path with white space cannot be written, and with
+            # --pseudonymize it must not name the original ids; such files are linked into wav/.
             notes = []
-            if pseudonymize:
-                # wav.scp must not point at files whose names carry the original ids.
-                moved = []
-                for row in rows:
-                    name = f"wav/{row.utt_id}{PurePosixPath(row.output_path).suffix or '.wav'}"
+            localised = []
+            for row in rows:
+                if pseudonymize or re.search(r"\s", str(row.audio)):
+                    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", row.utt_id.replace("/", "-")).lstrip(".") or "_"
+                    name = f"wav/{safe}{PurePosixPath(row.output_path).suffix or '.wav'}"
                     place_file(row.audio, staging / name, link)
-                    moved.append(replace(row, audio=dest / name))
-                rows = moved
-                notes.append("audio linked into wav/ under pseudonymous names")
+                    row = replace(row, audio=dest / name)
+                    localised.append(name)
+                rows_out.append(row)
+            if len(set(localised)) != len(localised):
+                raise InputError(f"{out}: two utterance ids give the same file name under {dest / 'wav'}")
+            if localised:
+                notes.append(f"{len(localised)} audio file(s) linked into wav/ (pseudonymous names or white space in the path)")
+            if any(PurePosixPath(r.output_path).suffix.lower() != ".wav" for r in rows):
+                notes.append("wav.scp lists non-WAV files: Kaldi binaries read only WAV (anonymize with --format wav)")
+            rows = rows_out
             notes += write_kaldi(rows, staging)
         else:
             notes = write_audiofolder(rows, columns, staging, pseudonymize, link)

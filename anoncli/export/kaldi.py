@@ -16,7 +16,7 @@ from pathlib import Path
 from anoncli.errors import InputError
 from anoncli.export.source import ExportRow
 
-_UNSAFE_SPEAKER = re.compile(r"[^A-Za-z0-9_.]+")
+_UNSAFE_SPEAKER = re.compile(r"[^A-Za-z0-9_.-]+")
 _UNSAFE_UTT = re.compile(r"[^A-Za-z0-9_.-]+")
 GENDER_CODES = {"male": "m", "female": "f"}
 
@@ -25,8 +25,9 @@ def kaldi_ids(rows: list[ExportRow]) -> list[tuple[str, str]]:
     """(utterance id, speaker id) per row, Kaldi-safe and with the speaker as utterance prefix.
 
     An utterance without a speaker is its own speaker (Kaldi's convention).
-    Speaker ids keep only letters, digits, `_` and `.`, all of which sort after
-    the `-` separator, so `spk-utt` order matches speaker order.
+    Ids keep only letters, digits, `_`, `.` and `-`; write_kaldi checks that
+    `spk-utt` order matches speaker order (it can only fail when one speaker
+    id is another's prefix followed by `-`).
     """
     ids = []
     seen: dict[str, str] = {}
@@ -57,6 +58,9 @@ def write_kaldi(rows: list[ExportRow], folder: Path) -> list[str]:
     for (utt, _), row in entries:
         if re.search(r"\s", str(row.audio)):
             raise InputError(f"{row.audio}: Kaldi's wav.scp cannot hold a path with white space (move the output folder)")
+    order = [utt for (utt, _), _ in entries]
+    if order != [utt for (utt, _), _ in sorted(entries, key=lambda e: (e[0][1].encode(), e[0][0].encode()))]:
+        raise InputError("speaker ids such as 'a' and 'a-b' make Kaldi's utterance and speaker orders disagree; rename the speakers")
     _write(folder / "wav.scp", [f"{utt} {row.audio}" for (utt, _), row in entries])
     _write(folder / "utt2spk", [f"{utt} {spk}" for (utt, spk), _ in entries])
     by_speaker: dict[str, list[str]] = defaultdict(list)

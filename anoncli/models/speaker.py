@@ -32,11 +32,17 @@ ENCODER_MELS = 40
 
 
 def resemblyzer_weights() -> Path:
-    try:
-        import resemblyzer
-    except ImportError:
-        raise AnoncliError("the PSEGAN speaker matcher needs the resemblyzer package (pip install resemblyzer)") from None
-    return Path(resemblyzer.__file__).parent / "pretrained.pt"
+    """The encoder weights bundled with the resemblyzer package (found without importing it: its
+    import pulls in librosa and webrtcvad, which the matcher does not need)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.origin:
+        raise AnoncliError("the PSEGAN speaker matcher needs the resemblyzer package (pip install resemblyzer)")
+    path = Path(spec.origin).parent / "pretrained.pt"
+    if not path.is_file():
+        raise AnoncliError(f"{path}: resemblyzer's bundled encoder weights are missing")
+    return path
 
 
 class MelSpeakerEncoder(nn.Module):

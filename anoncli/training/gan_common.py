@@ -138,7 +138,10 @@ def prepare_data(options: TrainOptions, config: dict, run: RunFolder) -> GANData
         stratify_label=attribute if speaker_level else None,
     )
     mel = LogMel(sample_rate=config["sample_rate"])
-    mels = compute_mels(labelled, config["sample_rate"], mel, run.cache_dir)
+    # a shared cache folder (--param cache_dir=DIR) lets several runs reuse one computation
+    cache_dir = Path(config["cache_dir"]).expanduser() if config.get("cache_dir") else run.cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    mels = compute_mels(labelled, config["sample_rate"], mel, cache_dir)
 
     def items(utts) -> list[MelItem]:
         out = []
@@ -318,7 +321,7 @@ class GANTrainer:
         options, config = self.options, self.config
         limit_cpu_threads(config.get("threads"))
         run_config = {"method": self.method, **config}
-        volatile = ("epochs", "progress", "register", "threads", "amp")
+        volatile = ("epochs", "progress", "register", "threads", "amp", "cache_dir")
         run = RunFolder(options.out, run_config, overwrite=options.overwrite,
                         resume_keys=[k for k in run_config if k not in volatile])
         seed_everything(options.seed)
@@ -433,8 +436,8 @@ def common_presets(**overrides: Any) -> dict[str, dict]:
         "d_width": 0.25,
         "d_first_stride": 2,
         "attacker_width": 0.25,
-        "attacker_steps": 300,
-        "val_every": 2,
+        "attacker_steps": 150,
+        "val_every": 4,
         "val_fraction": 0.2,
         "val_speakers": [],
         "speakers": [],
@@ -445,6 +448,7 @@ def common_presets(**overrides: Any) -> dict[str, dict]:
         "register": True,
         "progress": True,
         "attribute": None,
+        "cache_dir": "",
     }
     full = dict(quick, residual=False, epochs=100, batch_size=64, segment_frames=128, d_width=1.0, d_first_stride=1,
                 attacker_width=0.5, attacker_steps=2000, val_every=1, threads=8)

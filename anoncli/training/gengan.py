@@ -59,7 +59,7 @@ class GenGANTrainer(GANTrainer):
     method = "gengan"
     default_attribute = "gender"
     presets = common_presets(
-        quick={"lr_g": 3e-4, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 40},
+        quick={"lr_g": 3e-4, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 20},
         full={"lr_g": 1e-3, "lr_d": 1e-3, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 100},
     )
 

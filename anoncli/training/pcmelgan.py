@@ -55,7 +55,7 @@ class PCMelGANTrainer(GANTrainer):
     method = "pcmelgan"
     default_attribute = "gender"
     presets = common_presets(
-        quick={"lr_g": 1e-4 * 3, "lr_d": 4e-4, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 25},
+        quick={"lr_g": 1e-4 * 3, "lr_d": 4e-4, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 12},
         full={"lr_g": 1e-4, "lr_d": 4e-4, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 100,
               "batch_size": 128},
     )

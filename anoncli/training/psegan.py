@@ -42,7 +42,7 @@ class PSEGANTrainer(GANTrainer):
     model_keys = ("sample_rate", "channels", "residual", "gated_width", "gated_hidden", "gated_stacks")
     presets = common_presets(
         quick={"lr_g": 3e-4, "lr_d": 4e-4, "dist_weight": 10.0, "speaker_weight": 5.0, "gated_width": 96,
-               "gated_hidden": 48, "gated_stacks": 1, "segment_frames": 96, "epochs": 30, "speaker_val_weight": 1.0},
+               "gated_hidden": 48, "gated_stacks": 1, "segment_frames": 64, "epochs": 12, "speaker_val_weight": 1.0},
         full={"lr_g": 1e-4, "lr_d": 2e-4, "dist_weight": 10.0, "speaker_weight": 5.0, "gated_width": 256,
               "gated_hidden": 128, "gated_stacks": 2, "segment_frames": 192, "epochs": 100, "speaker_val_weight": 1.0},
     )

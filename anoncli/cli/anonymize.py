@@ -36,6 +36,9 @@ def anonymize(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel workers (default: one per CPU core on CPU, 1 on GPU).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Utterances per batch.")] = 16,
+    max_batch_seconds: Annotated[Optional[float], typer.Option("--max-batch-seconds", min=0.001, help="Batches of similar-length utterances holding at most this many seconds of audio (instead of --batch-size; from file headers).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local (worker processes on this machine) or dask (tasks on a Dask cluster).")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="With --backend dask: address of a running scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local cluster with --jobs workers).")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K (0-based) of N; 'auto' reads SLURM_ARRAY_TASK_ID/COUNT.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo files already done (default: resume, skipping them).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Redo only the files that failed before.")] = False,
@@ -61,6 +64,7 @@ def anonymize(
         corpus=corpus, out=out, method=method, labels_file=labels, layout=layout, allow_commands=allow_commands,
         seed=seed, alpha=alpha, per_speaker=per_speaker, checkpoint=checkpoint, vocoder=vocoder,
         params=parse_params(param), device=device, jobs=jobs or _default_jobs(device), batch_size=batch_size,
+        max_batch_seconds=max_batch_seconds, backend=backend, scheduler=scheduler,
         shard=parse_shard(shard), overwrite=overwrite, retry_failed=retry_failed, output_sample_rate=sample_rate,
         fmt=fmt, pseudonymize=pseudonymize, mapping=mapping, score=score, dry_run=dry_run,
         progress=progress if progress is not None else _stderr_is_terminal(),
@@ -85,6 +89,16 @@ def anonymize(
         typer.echo(f"  ... and {len(summary.errors) - 20} more (see anoncli inspect {out})", err=True)
     if summary.failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _check_backend(backend: str, scheduler: str | None) -> None:
+    from anoncli.errors import AnoncliError
+    from anoncli.jobs.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise AnoncliError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if scheduler and backend != "dask":
+        raise AnoncliError(f"--scheduler {scheduler}: needs --backend dask")
 
 
 def _stderr_is_terminal() -> bool:

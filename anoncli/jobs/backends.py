@@ -1,9 +1,19 @@
-"""Executors that run batches in parallel (the concurrent.futures interface, so backends are interchangeable).
+"""Executors that run batches in parallel, behind one factory so every command can use any backend.
 
-Local CPU workers are forked: they inherit the already imported torch and
-start in milliseconds, where spawned workers (joblib's loky) re-import it and
-cost about 3 s per run on 2 cores, which dominates jobs of a few minutes of
-audio. CUDA cannot be used after fork, so GPU runs spawn their workers.
+`make_executor(backend, jobs, device, scheduler)` returns a context-managed
+object with the concurrent.futures `submit` interface whose futures work with
+`concurrent.futures.wait`/`as_completed`:
+
+- local, CPU: forked worker processes. They inherit the already imported torch
+  and start in milliseconds, where spawned workers (joblib's loky) re-import it
+  and cost about 3 s per run on 2 cores, which dominates jobs of a few minutes
+  of audio. `ANONCLI_BACKEND=joblib` selects loky instead.
+- local, CUDA, one job: threads in this process sharing one model, so decoding
+  and encoding of one batch overlap with GPU compute of another
+  (`anoncli.jobs.prefetch`). CUDA cannot be used after fork, so several CUDA
+  jobs spawn their workers.
+- dask: tasks on a `distributed` cluster (`anoncli.jobs.dask_backend`), an
+  existing one at `scheduler` or a local one started for the run.
 """
 
 from __future__ import annotations
@@ -11,8 +21,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Callable
 
-BACKENDS = ("process", "joblib")
+from anoncli.errors import AnoncliError
+
+BACKENDS = ("local", "dask")
+LOCAL_POOLS = ("process", "joblib")
 
 
 def _init_worker() -> None:
@@ -25,6 +39,8 @@ def _init_worker() -> None:
 
 def local_executor(jobs: int, device: str = "cpu", backend: str | None = None) -> Executor:
     backend = backend or os.environ.get("ANONCLI_BACKEND", "process")
+    if backend not in LOCAL_POOLS:
+        raise AnoncliError(f"ANONCLI_BACKEND={backend!r}: expected one of {', '.join(LOCAL_POOLS)}")
     if backend == "joblib":
         from joblib.externals.loky import get_reusable_executor
 
@@ -32,6 +48,38 @@ def local_executor(jobs: int, device: str = "cpu", backend: str | None = None) -
     method = "spawn" if device.startswith("cuda") else "fork"
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
                                initializer=_init_worker)
+
+
+def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", scheduler: str | None = None,
+                  preload: Callable[[], object] | None = None):
+    """A context-managed executor for `backend` with `jobs` workers on `device`.
+
+    `preload` (picklable, no arguments) runs once per worker before its first
+    task, e.g. to load model weights once per worker rather than per task.
+    Local process workers skip it: their per-process caches load on first use.
+    """
+    if backend not in BACKENDS:
+        raise AnoncliError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "dask":
+        from anoncli.jobs.dask_backend import DaskExecutor
+
+        return DaskExecutor(jobs=jobs, scheduler=scheduler, preload=preload)
+    if scheduler:
+        raise AnoncliError(f"--scheduler {scheduler}: needs --backend dask")
+    if jobs <= 1 and device.startswith("cuda"):
+        from anoncli.jobs.prefetch import PipelinedExecutor
+
+        return PipelinedExecutor(preload=preload)
+    return local_executor(max(1, jobs), device)
+
+
+def preload_method(spec) -> None:
+    """Build the job's method in this worker's cache (weights loaded once per worker)."""
+    from anoncli.jobs import worker
+
+    if spec.single_thread:
+        _init_worker()
+    worker._method_for(spec)
 
 
 class _NonClosing:

@@ -10,13 +10,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from anoncli import __version__
 from anoncli.audio import is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import AnoncliError, InputError
+from anoncli.jobs.batching import make_batches
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
 from anoncli.jobs.sharding import select_shard
 from anoncli.jobs.worker import JobSpec, process_batch
@@ -48,6 +49,9 @@ class AnonymizeConfig:
     device: str = "cpu"
     jobs: int = 1
     batch_size: int = 16
+    max_batch_seconds: float | None = None  # duration-bucketed batches capped in seconds (instead of a count)
+    backend: str = "local"  # local | dask
+    scheduler: str | None = None  # dask scheduler address; None starts a local cluster
     shard: tuple[int, int] = (0, 1)
     overwrite: bool = False
     retry_failed: bool = False
@@ -188,11 +192,6 @@ def _alive(pid_text: str) -> bool:
     return True
 
 
-def _batches(items: list[Utterance], size: int) -> Iterable[list[Utterance]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _versions() -> dict[str, str]:
     import numpy
     import pyarrow
@@ -267,7 +266,8 @@ def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunS
     from anoncli.jobs.progress import JobProgress
 
     with JobProgress(total=len(job_plan.todo), enabled=config.progress) as progress:
-        for result in _execute(spec, list(_batches(job_plan.todo, config.batch_size)), config.jobs):
+        batches = make_batches(job_plan.todo, config.batch_size, config.max_batch_seconds)
+        for result in _execute(spec, batches, config):
             summary.ok += result.ok
             summary.failed += result.failed
             summary.processed += result.ok + result.failed
@@ -280,19 +280,24 @@ def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunS
     return summary
 
 
-def _execute(spec: JobSpec, batches: list[list[Utterance]], jobs: int):
-    """Run batches in this process, or in `jobs` worker processes (results in completion order)."""
-    if jobs <= 1 or len(batches) <= 1:
+def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeConfig):
+    """Run batches in this process or on the configured backend's workers (results in completion order)."""
+    from anoncli.jobs.backends import make_executor, preload_method
+
+    local_inline = config.backend == "local" and not config.scheduler and not config.device.startswith("cuda")
+    if local_inline and (config.jobs <= 1 or len(batches) <= 1):
         for batch in batches:
             yield process_batch(spec, batch)
         return
-    from anoncli.jobs.backends import local_executor
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from functools import partial
 
-    with local_executor(jobs, spec.options.device) as executor:
+    with make_executor(config.backend, config.jobs, spec.options.device, config.scheduler,
+                       preload=partial(preload_method, spec)) as executor:
         pending = {executor.submit(process_batch, spec, batch) for batch in batches}
-        from concurrent.futures import FIRST_COMPLETED, wait
-
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
+    # Workers that died mid-write (their tasks were redone elsewhere) leave temp files on this host.
+    _remove_stale_temp_files(config.out)

@@ -1,0 +1,106 @@
+"""Batches as tasks on a Dask `distributed` cluster: an existing one, or a local one started for the run.
+
+Guarantees the job engine relies on:
+- Workers write their own outputs and manifest batch files (process_batch does
+  it); tasks return only small counts, and the driver merges nothing in memory.
+- The method (model weights) is built once per worker: a worker plugin builds it
+  when the worker joins, before any task, and process_batch's per-process cache
+  reuses it for every task on that worker.
+- A worker that dies (killed, out of memory, node lost) has its tasks
+  rescheduled on the other workers by the scheduler; a batch that had already
+  written outputs or its manifest batch file before dying is simply redone
+  (outputs are replaced atomically; finalize_part keeps one row per utt_id).
+  Tasks that raise are retried `retries` times.
+- Results are fetched as soon as each task ends and the task is then released,
+  so a worker lost later does not make the cluster recompute finished batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Callable
+
+from anoncli.errors import AnoncliError
+
+# Task-level retries for exceptions inside a task (a lost worker is handled by the scheduler).
+TASK_RETRIES = 2
+CONNECT_TIMEOUT_S = 30
+
+
+def _worker_plugin_class():
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class PreloadPlugin(WorkerPlugin):
+        """Runs `preload` once on every worker, including workers that join later."""
+
+        def __init__(self, preload: Callable[[], object]):
+            self.preload = preload
+
+        def setup(self, worker) -> None:
+            self.preload()
+
+    return PreloadPlugin
+
+
+class DaskExecutor:
+    """`submit(fn, *args)` -> concurrent.futures.Future, run as a Dask task."""
+
+    def __init__(self, jobs: int = 1, scheduler: str | None = None, preload: Callable[[], object] | None = None,
+                 retries: int = TASK_RETRIES):
+        self.jobs = max(1, jobs)
+        self.scheduler = scheduler
+        self.preload = preload
+        self.retries = retries
+        self.client = None
+        self._cluster = None
+        self._executor = None
+        self._plugin_name: str | None = None
+
+    def __enter__(self) -> "DaskExecutor":
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise AnoncliError("--backend dask needs the 'distributed' package (pip install 'anoncli[dask]')") from None
+        if self.scheduler:
+            try:
+                self.client = Client(self.scheduler, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError, ValueError) as err:
+                raise AnoncliError(f"--scheduler {self.scheduler}: cannot connect ({err})") from None
+        else:
+            # Processes, one thread each: N single-threaded torch workers on N cores.
+            self._cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self._cluster)
+        try:
+            if self.preload is not None:
+                self._plugin_name = f"anoncli-preload-{uuid.uuid4().hex[:12]}"
+                self.client.register_plugin(_worker_plugin_class()(self.preload), name=self._plugin_name)
+            self._executor = self.client.get_executor(pure=False, retries=self.retries)
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def submit(self, fn, *args, **kwargs):
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def worker_count(self) -> int:
+        return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+
+    def __exit__(self, *exc) -> bool:
+        self._close()
+        return False
+
+    def _close(self) -> None:
+        if self.client is not None and self._plugin_name is not None and self.scheduler:
+            # A shared cluster must not keep preloading our method on workers that join later.
+            try:
+                self.client.unregister_worker_plugin(self._plugin_name)
+            except Exception:  # the cluster may be gone already; nothing left to clean
+                pass
+        if self.client is not None:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self.client = self._cluster = self._executor = None

@@ -61,7 +61,7 @@ class DaskExecutor:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise AnoncliError("--backend dask needs the 'distributed' package (pip install 'anoncli[dask]')") from None
+            raise AnoncliError("--backend dask needs the 'distributed' package (pip install 'dask[distributed]')") from None
         if self.scheduler:
             try:
                 self.client = Client(self.scheduler, timeout=CONNECT_TIMEOUT_S)

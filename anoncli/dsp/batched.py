@@ -1,0 +1,165 @@
+"""McAdams transformation batched in torch over all frames of all utterances (GPU path).
+
+Each stage works on every frame of the batch at once: autocorrelation and
+Levinson-Durbin, polynomial roots by simultaneous Aberth-Ehrlich iterations
+(elementwise work that suits a GPU; eigenvalue solvers do not batch there),
+pole rotation, polynomial expansion, per-frame filtering with
+`torchaudio.functional.lfilter`, and overlap-add. Everything is float64: the
+roots of an order-20 polynomial and the all-pole filter near the unit circle
+need it.
+
+On a CPU the compiled kernel in `anoncli.dsp.mcadams_kernel` is several times
+faster (see its docstring); both follow the conventions in
+`anoncli.dsp.constants` and agree to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from anoncli.dsp.constants import (
+    LPC_NOISE_FLOOR,
+    MAX_ABERTH_ITERATIONS,
+    MIN_START_RADIUS,
+    REAL_ROOT_TOL,
+    ROOT_STEP_TOL,
+    START_ANGLE_OFFSET,
+)
+from anoncli.dsp.framing import FrameLayout, overlap_add, pad_for_frames
+
+
+def autocorrelation(frames: torch.Tensor, order: int) -> torch.Tensor:
+    """Lags 0..order of each frame (rows), via a zero-padded FFT (no circular wrap)."""
+    n_fft = 1 << (2 * frames.shape[-1] - 1).bit_length()
+    spectrum = torch.fft.rfft(frames, n_fft)
+    power = spectrum.real.square() + spectrum.imag.square()
+    return torch.fft.irfft(power, n_fft)[..., : order + 1]
+
+
+def levinson(r: torch.Tensor) -> torch.Tensor:
+    """Autocorrelations (F, p+1) -> monic LPC polynomials (F, p+1)."""
+    n, p1 = r.shape
+    p = p1 - 1
+    a = torch.zeros_like(r)
+    a[:, 0] = 1.0
+    err = r[:, 0] * (1.0 + LPC_NOISE_FLOOR)
+    for i in range(1, p + 1):
+        acc = r[:, i] + (a[:, 1:i] * r[:, 1:i].flip(-1)).sum(-1)
+        # A degenerate frame (prediction error exhausted) keeps the order reached so far.
+        positive = err > 0
+        reflection = torch.where(positive, -acc / torch.where(positive, err, torch.ones_like(err)), 0.0)
+        previous = a[:, :i].clone()
+        a[:, 1:i] = previous[:, 1:i] + reflection[:, None] * previous[:, 1:i].flip(-1)
+        a[:, i] = reflection
+        err = err * (1.0 - reflection * reflection)
+    return a
+
+
+def _horner(coef: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """P(z) and P'(z) for monic P with coefficients coef (F, p+1), at points z (F, p)."""
+    value = torch.ones_like(z)
+    slope = torch.zeros_like(z)
+    for k in range(1, coef.shape[1]):
+        slope = slope * z + value
+        value = value * z + coef[:, k : k + 1]
+    return value, slope
+
+
+def polynomial_roots(a: torch.Tensor) -> torch.Tensor:
+    """Complex roots (F, p) of z^p + a1 z^(p-1) + ... + ap, rows of a (F, p+1), float64.
+
+    Simultaneous Aberth-Ehrlich iterations from the same starting circle as
+    the compiled kernel; rows still unsettled after MAX_ABERTH_ITERATIONS use
+    eigenvalues of the companion matrix.
+    """
+    n, p1 = a.shape
+    p = p1 - 1
+    coef = a.to(torch.complex128)
+    radius = a[:, p].abs().pow(1.0 / p).clamp_min(MIN_START_RADIUS)
+    angles = (2.0 * math.pi * torch.arange(p, dtype=torch.float64, device=a.device) + START_ANGLE_OFFSET) / p
+    z = torch.polar(radius[:, None].expand(n, p), angles[None, :].expand(n, p).contiguous())
+    off_diagonal = ~torch.eye(p, dtype=torch.bool, device=a.device)
+    active = torch.arange(n, device=a.device)
+    roots = torch.empty_like(z)
+    settled = torch.zeros(n, dtype=torch.bool, device=a.device)
+    for _ in range(MAX_ABERTH_ITERATIONS):
+        if active.numel() == 0:
+            break
+        value, slope = _horner(coef[active], z)
+        diff = z[:, :, None] - z[:, None, :]
+        pull = torch.where(off_diagonal, 1.0 / torch.where(off_diagonal, diff, 1.0), 0.0).sum(-1)
+        ratio = value / slope
+        step = ratio / (1.0 - ratio * pull)
+        z = z - step
+        largest = step.real.abs().add(step.imag.abs()).amax(-1)
+        done = largest <= ROOT_STEP_TOL
+        if bool(done.any()):
+            roots[active[done]] = z[done]
+            settled[active[done]] = True
+            z = z[~done]
+            active = active[~done]
+    if active.numel():
+        companion = torch.zeros(active.numel(), p, p, dtype=torch.float64, device=a.device)
+        companion[:, 0, :] = -a[active, 1:]
+        companion[:, 1:, :-1] = torch.eye(p - 1, dtype=torch.float64, device=a.device)
+        roots[active] = torch.linalg.eigvals(companion.cpu()).to(a.device)
+    return roots
+
+
+def rotate_poles(roots: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Complex poles: angle phi -> sign(phi) min(|phi|^alpha, pi); real poles unchanged. alpha: (F,)."""
+    angle = roots.angle()
+    new_angle = torch.sign(angle) * angle.abs().pow(alpha[:, None]).clamp_max(math.pi)
+    rotated = torch.polar(roots.abs(), new_angle)
+    return torch.where(roots.imag.abs() > REAL_ROOT_TOL, rotated, roots)
+
+
+def expand_polynomial(roots: torch.Tensor) -> torch.Tensor:
+    """Real coefficients (F, p+1) of prod_i (z - root_i), highest power first."""
+    n, p = roots.shape
+    coef = torch.zeros(n, p + 1, dtype=roots.dtype, device=roots.device)
+    coef[:, 0] = 1.0
+    for i in range(p):
+        coef[:, 1 : i + 2] = coef[:, 1 : i + 2] - roots[:, i : i + 1] * coef[:, : i + 1]
+    return coef.real.contiguous()
+
+
+def transform_frames(frames: torch.Tensor, alpha: torch.Tensor, order: int) -> torch.Tensor:
+    """Windowed frames (F, W) -> McAdams-transformed frames (F, W), before the synthesis window."""
+    a = levinson(autocorrelation(frames, order))
+    b = expand_polynomial(rotate_poles(polynomial_roots(a), alpha))
+    import torchaudio.functional as audio_functional
+
+    # y = frame * A(z) / B(z), zero initial state, truncated to the frame.
+    return audio_functional.lfilter(frames, b, a, clamp=False, batching=True)
+
+
+def mcadams_batch(
+    waves: list[torch.Tensor],
+    alphas: list[float],
+    window: torch.Tensor,
+    shift: int,
+    order: int,
+) -> list[torch.Tensor]:
+    """McAdams-transform a batch of 1-D signals; one result per signal, same lengths, float64."""
+    win_len = window.shape[0]
+    device = window.device
+    layouts = [FrameLayout(int(w.shape[0]), win_len, shift) for w in waves]
+    frames = torch.cat(
+        [pad_for_frames(w.to(device, torch.float64), lay).unfold(0, win_len, shift) for w, lay in zip(waves, layouts)]
+    )
+    frame_alpha = torch.cat(
+        [torch.full((lay.n_frames,), float(al), dtype=torch.float64, device=device) for al, lay in zip(alphas, layouts)]
+    )
+    # An all-zero frame contributes nothing: leave it out of the expensive work.
+    live = frames.ne(0).any(-1)
+    shaped = torch.zeros_like(frames)
+    if bool(live.any()):
+        shaped[live] = transform_frames(frames[live] * window, frame_alpha[live], order)
+    shaped = shaped * window
+    outputs = []
+    for part, lay in zip(shaped.split([lay.n_frames for lay in layouts]), layouts):
+        outputs.append(overlap_add(part, lay))
+    return outputs

@@ -1,0 +1,55 @@
+"""`anoncli evaluate`: privacy and utility probes of an anonymized corpus against its original."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from anoncli.errors import EXIT_OK
+
+
+def evaluate(
+    original: Annotated[Path, typer.Argument(help="Original corpus folder (labels from its metadata.csv or --labels).")],
+    anonymized: Annotated[Path, typer.Argument(help="anoncli output folder (paired through its manifest) or any folder mirroring ORIGINAL's relative paths.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: scores.parquet, trials.parquet, summary.json, report.html, plots/.")],
+    probes: Annotated[Optional[str], typer.Option("--probes", help="Comma-separated probes: asv, signal, linkability, asr and label columns (gender, emotion, speaker, …). Default: every probe the labels allow.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet) for ORIGINAL instead of its metadata.csv.")] = None,
+    layout: Annotated[str, typer.Option("--layout", help="Corpus layout of ORIGINAL, or auto.")] = "auto",
+    asv_model: Annotated[Optional[str], typer.Option("--asv-model", help="Speaker encoder: 'resemblyzer' (bundled, default), a local speechbrain model folder, or an `anoncli train --method asv` run folder.")] = None,
+    trials: Annotated[Optional[Path], typer.Option("--trials", help="Kaldi-style trials file (MODEL UTT target|nontarget) instead of the seeded enrolment split.")] = None,
+    vocabulary: Annotated[Optional[str], typer.Option("--vocabulary", help="Closed ASR vocabulary: 'digits', a comma-separated word list, or @FILE.")] = None,
+    asr_model: Annotated[Optional[Path], typer.Option("--asr-model", help="Local speechbrain EncoderDecoderASR folder instead of pocketsphinx.")] = None,
+    asr_language: Annotated[str, typer.Option("--asr-language", help="Language of --asr-model (utterances labelled otherwise are skipped).")] = "en",
+    gate: Annotated[Optional[str], typer.Option("--gate", help="Release gate, e.g. 'asv.OA.eer>=80,gender.gr>=90,signal.stoi>=0.8'; exit 4 when a condition fails.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of enrolment split, folds and bootstrap.")] = 0,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples (over speakers) for confidence intervals; 0 turns them off.")] = 200,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache of original-audio embeddings.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr and no printed table.")] = False,
+) -> None:
+    """Measure how private and how useful an anonymized corpus is (offline).
+
+    Prints the summary table on stdout and writes REPORT. Exit codes: 0 done
+    (and gate passed), 2 usage/input error, 4 release gate failed.
+
+    Example: anoncli evaluate corpus/ anon/ --out report/ --gate "asv.OA.eer>=80,gender.gr>=90"
+    """
+    from anoncli.evaluation.runner import EvaluateConfig
+    from anoncli.evaluation.runner import evaluate as run_evaluation
+
+    config = EvaluateConfig(
+        original=original, anonymized=anonymized, out=out, labels_file=labels, layout=layout,
+        probes=[p.strip() for p in probes.split(",") if p.strip()] if probes else None,
+        asv_model=asv_model, trials=trials, vocabulary=vocabulary, asr_model=str(asr_model) if asr_model else None,
+        asr_language=asr_language, seed=seed, overwrite=overwrite, gate=gate, use_cache=not no_cache,
+        n_boot=bootstrap, progress=not quiet, print_table=not quiet,
+    )
+    result = run_evaluation(config)
+    if result.exit_code != EXIT_OK:
+        raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate", help=evaluate.__doc__)(evaluate)

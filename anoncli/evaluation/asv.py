@@ -1,0 +1,155 @@
+"""Speaker verification probe: enrolment/trial split, OO/OA/AA trials, EER and minDCF.
+
+Conditions (VoicePrivacy naming):
+  OO  original enrolment, original trials (how well the verifier works at all)
+  OA  original enrolment, anonymized trials (ignorant attacker)
+  AA  anonymized enrolment, anonymized trials (lazy-informed attacker)
+A speaker model is the L2-normalised mean of its enrolment embeddings; a trial
+score is the cosine between the model and the trial utterance's embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anoncli.errors import InputError
+from anoncli.evaluation import metrics
+from anoncli.seeding import derive_seed
+
+CONDITIONS = ("OO", "OA", "AA")
+ENROL_FRACTION = 0.25
+MAX_ENROL = 10
+MAX_NONTARGET_MODELS = 50   # per trial utterance, so huge corpora stay O(N)
+
+
+@dataclass
+class TrialList:
+    models: dict[str, np.ndarray]       # model id -> indices of its enrolment utterances
+    model_speaker: dict[str, str]       # model id -> speaker
+    trials: list[tuple[str, int, bool]]  # (model id, trial utterance index, is target)
+
+
+def split_enrolment(speakers: list[str | None], valid: np.ndarray, seed: int) -> TrialList:
+    """Per speaker (≥ 2 utterances): a seeded enrolment subset, the rest are trial utterances.
+
+    Every trial utterance is scored against its own speaker's model (target) and
+    against up to MAX_NONTARGET_MODELS other speakers' models (non-target).
+    """
+    by_speaker: dict[str, list[int]] = {}
+    for index, (spk, good) in enumerate(zip(speakers, valid)):
+        if spk is not None and good:
+            by_speaker.setdefault(spk, []).append(index)
+    models, tests = {}, {}
+    for spk in sorted(by_speaker):
+        indices = np.array(by_speaker[spk])
+        if len(indices) < 2:
+            continue
+        rng = np.random.default_rng(derive_seed(seed, f"asv-enrol:{spk}"))
+        order = rng.permutation(indices)
+        n_enrol = int(min(MAX_ENROL, max(1, round(ENROL_FRACTION * len(indices)))))
+        models[spk] = np.sort(order[:n_enrol])
+        tests[spk] = np.sort(order[n_enrol:])
+    if len(models) < 2:
+        raise InputError("asv probe needs at least 2 speakers with 2 or more utterances each")
+    names = sorted(models)
+    trials = []
+    for spk in names:
+        others = [m for m in names if m != spk]
+        rng = np.random.default_rng(derive_seed(seed, f"asv-nontarget:{spk}"))
+        for index in tests[spk]:
+            trials.append((spk, int(index), True))
+            picked = others if len(others) <= MAX_NONTARGET_MODELS else list(rng.choice(others, MAX_NONTARGET_MODELS, replace=False))
+            trials.extend((m, int(index), False) for m in picked)
+    return TrialList(models, {m: m for m in models}, trials)
+
+
+def read_kaldi_trials(path: Path, utt_ids: list[str], speakers: list[str | None]) -> TrialList:
+    """A Kaldi/VoicePrivacy `trials` file: `MODEL UTT target|nontarget` per line.
+
+    MODEL is a speaker id (enrolled with that speaker's utterances that are
+    never a trial) or an utterance id (enrolled with that single utterance).
+    """
+    index_of = {u: i for i, u in enumerate(utt_ids)}
+    # Also accept ids without their folder part ("03a01Fa" for "wav/03a01Fa").
+    for i, u in enumerate(utt_ids):
+        index_of.setdefault(u.rsplit("/", 1)[-1], i)
+    rows = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read trials file ({err.strerror or err})") from None
+    for number, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3 or parts[2] not in ("target", "nontarget"):
+            raise InputError(f"{path}: line {number}: expected 'MODEL UTT target|nontarget'")
+        if parts[1] not in index_of:
+            raise InputError(f"{path}: line {number}: unknown utterance {parts[1]!r}")
+        rows.append((parts[0], index_of[parts[1]], parts[2] == "target"))
+    tested = {i for _, i, _ in rows}
+    models, model_speaker = {}, {}
+    for model in sorted({m for m, _, _ in rows}):
+        if model in index_of:
+            models[model] = np.array([index_of[model]])
+            model_speaker[model] = speakers[index_of[model]] or model
+        else:
+            enrol = [i for i, s in enumerate(speakers) if s == model and i not in tested]
+            if not enrol:
+                raise InputError(f"{path}: model {model!r} is neither an utterance nor a speaker with non-trial utterances")
+            models[model] = np.array(enrol)
+            model_speaker[model] = model
+    return TrialList(models, model_speaker, rows)
+
+
+def _model_vectors(models: dict[str, np.ndarray], embeddings: np.ndarray) -> dict[str, np.ndarray]:
+    vectors = {}
+    for name, indices in models.items():
+        mean = embeddings[indices].mean(axis=0)
+        vectors[name] = mean / max(np.linalg.norm(mean), 1e-12)
+    return vectors
+
+
+def score_trials(trial_list: TrialList, enrol_embeddings: np.ndarray, test_embeddings: np.ndarray) -> np.ndarray:
+    vectors = _model_vectors(trial_list.models, enrol_embeddings)
+    return np.array([float(vectors[m] @ test_embeddings[i]) for m, i, _ in trial_list.trials], dtype=np.float64)
+
+
+def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray, speakers: list[str | None],
+            utt_ids: list[str], conditions=CONDITIONS, n_boot: int = 200, seed: int = 0):
+    """Return (summary, trial rows, per-utterance columns, per-speaker EERs)."""
+    sides = {"O": original, "A": anonymized}
+    is_target = np.array([t for _, _, t in trial_list.trials])
+    test_index = np.array([i for _, i, _ in trial_list.trials])
+    model_ids = [m for m, _, _ in trial_list.trials]
+    test_speaker = np.array([speakers[i] or "" for i in test_index])
+    summary, rows, per_utt, per_speaker = {}, [], {}, {}
+    for cond in conditions:
+        scores = score_trials(trial_list, sides[cond[0]], sides[cond[1]])
+        eer, dcf, threshold = metrics.eer_minDCF(scores[is_target], scores[~is_target])
+
+        def boot(indices, scores=scores):
+            return metrics.fast_eer(scores[indices][is_target[indices]], scores[indices][~is_target[indices]])
+
+        low, high = metrics.bootstrap_ci(boot, test_speaker, n_boot=n_boot, seed=seed)
+        summary[cond] = {
+            "EER": eer, "eer": metrics.normalised_eer(eer), "minDCF": dcf, "threshold": threshold,
+            "EER_ci": [low, high], "n_target": int(is_target.sum()), "n_nontarget": int((~is_target).sum()),
+        }
+        rows.extend({"condition": cond, "model": m, "utt_id": utt_ids[i], "target": bool(t), "score": float(s)}
+                    for (m, i, t), s in zip(trial_list.trials, scores))
+        column = np.full(len(utt_ids), np.nan)
+        for m, i, t, s in zip(model_ids, test_index, is_target, scores):
+            if t:
+                column[i] = s
+        per_utt[f"asv.{cond}.score"] = column
+        per_speaker[cond] = {}
+        for spk in sorted(set(trial_list.model_speaker.values())):
+            own = is_target & (test_speaker == spk)
+            against = ~is_target & np.array([trial_list.model_speaker[m] == spk for m in model_ids])
+            if own.any() and against.any():
+                per_speaker[cond][spk] = metrics.fast_eer(scores[own], scores[against])
+    return summary, rows, per_utt, per_speaker

@@ -1,0 +1,325 @@
+"""Attribute attackers: can a classifier recover a label (gender, emotion, speaker …) from the audio?
+
+For each categorical label column, a multinomial logistic-regression head on
+the per-utterance feature vectors of `features.py` is trained with
+cross-validation folds that are speaker-disjoint (for `speaker` itself: folds
+within speakers, i.e. closed-set speaker identification). Every utterance is
+predicted once, by the fold that did not train on it. Three attackers share
+the folds:
+  original   trained on original, tested on original (is the label learnable at all?)
+  ignorant   trained on original, tested on anonymized
+  informed   trained on anonymized, tested on anonymized
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anoncli.errors import AnoncliError, InputError
+from anoncli.evaluation import metrics
+from anoncli.seeding import derive_seed
+
+ATTACKERS = ("original", "ignorant", "informed")
+MAX_CLASSES = 50
+MAX_FOLDS = 5
+L2_C = 0.1                       # inverse regularisation strength (sklearn's C), chosen on emodb-dev
+TEXT_COLUMNS = {"transcript", "text", "sentence", "words", "label_utt_id", "utt_id", "file_name", "path"}
+BINARY_NAMES = {"gender", "sex"}  # binary attributes reported as GR / gr as in GenGAN
+
+
+@dataclass
+class ProbeSpec:
+    column: str
+    classes: list[str]
+    note: str = ""
+
+
+def candidate_columns(label_rows: list[dict], speakers: list[str | None], columns: list[str]) -> tuple[list[ProbeSpec], list[str]]:
+    """Label columns that can be probed, and a note for each one that cannot.
+
+    A column qualifies with 2..MAX_CLASSES classes; for columns other than
+    `speaker`, only classes spoken by ≥ 2 speakers are kept (a class with one
+    speaker cannot be tested on unseen speakers) and ≥ 2 such classes must remain.
+    """
+    specs, notes = [], []
+    for column in columns:
+        if column in TEXT_COLUMNS:
+            continue
+        values = [row.get(column) for row in label_rows]
+        present = sorted({v for v in values if v is not None})
+        if column == "speaker":
+            counts = {v: values.count(v) for v in present}
+            kept = [v for v in present if counts[v] >= 2]
+        else:
+            speakers_of: dict[str, set] = {}
+            for v, s in zip(values, speakers):
+                if v is not None and s is not None:
+                    speakers_of.setdefault(v, set()).add(s)
+            kept = [v for v in present if len(speakers_of.get(v, ())) >= 2]
+        if len(present) > MAX_CLASSES:
+            notes.append(f"{column}: {len(present)} distinct values, not a categorical label (max {MAX_CLASSES})")
+        elif len(kept) < 2:
+            reason = "one class" if len(present) < 2 else "fewer than 2 classes spoken by 2 or more speakers"
+            notes.append(f"{column}: not probed ({reason})")
+        else:
+            dropped = len(present) - len(kept)
+            note = f"{dropped} classes with a single speaker left out" if dropped else ""
+            specs.append(ProbeSpec(column, kept, note))
+    return specs, notes
+
+
+# ---------------------------------------------------------------- the classifier
+
+class LogisticHead:
+    """Standardisation + multinomial logistic regression, trained full-batch with L-BFGS (torch).
+
+    Deliberately small: it learns in well under a second per fold on a CPU,
+    and a linear head on good features is a strong, stable attacker.
+    """
+
+    def __init__(self, n_features: int, n_classes: int, c: float = L2_C):
+        import torch
+
+        self.linear = torch.nn.Linear(n_features, n_classes)
+        self.mean = torch.zeros(n_features)
+        self.scale = torch.ones(n_features)
+        self.c = c
+
+    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, max_iter: int = 200) -> "LogisticHead":
+        import torch
+
+        torch.manual_seed(seed % (2**31))
+        xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+        self.mean = xt.mean(0)
+        self.scale = xt.std(0, unbiased=False).clamp_min(1e-6)
+        z = (xt - self.mean) / self.scale
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+        # sklearn's objective: C·Σ CE + ½‖W‖²  ==  mean CE + ‖W‖² / (2·C·n)
+        penalty = 1.0 / (2.0 * self.c * max(1, len(yt)))
+        optimizer = torch.optim.LBFGS(self.linear.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(self.linear(z), yt) + penalty * self.linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            z = (torch.from_numpy(np.asarray(x, dtype=np.float32)) - self.mean) / self.scale
+            return torch.softmax(self.linear(z), dim=1).numpy()
+
+    def state_dict(self) -> dict:
+        return {"weight": self.linear.weight.detach().clone(), "bias": self.linear.bias.detach().clone(),
+                "mean": self.mean.clone(), "scale": self.scale.clone()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict, c: float = L2_C) -> "LogisticHead":
+        import torch
+
+        n_classes, n_features = state["weight"].shape
+        head = cls(n_features, n_classes, c)
+        with torch.no_grad():
+            head.linear.weight.copy_(state["weight"])
+            head.linear.bias.copy_(state["bias"])
+        head.mean, head.scale = state["mean"], state["scale"]
+        return head
+
+
+# ---------------------------------------------------------------- folds
+
+def make_folds(y: np.ndarray, speakers: np.ndarray, by_speaker: bool, seed: int) -> np.ndarray:
+    """Fold number per row; speaker-disjoint unless `by_speaker` is False (speaker ID)."""
+    rng = np.random.default_rng(seed)
+    folds = np.full(len(y), -1)
+    if by_speaker:
+        unique = np.unique(speakers)
+        k = int(min(MAX_FOLDS, len(unique)))
+        # Sort speakers by their most frequent class, then deal them round-robin:
+        # every fold's training side then sees every class as far as possible.
+        majority = {}
+        for s in unique:
+            values, counts = np.unique(y[speakers == s], return_counts=True)
+            majority[s] = values[np.argmax(counts)]
+        order = sorted(unique, key=lambda s: (majority[s], rng.random()))
+        for position, s in enumerate(order):
+            folds[speakers == s] = position % k
+    else:
+        counts = np.bincount(y)
+        k = int(min(MAX_FOLDS, counts[counts > 0].min()))
+        for c in np.unique(y):
+            rows = rng.permutation(np.flatnonzero(y == c))
+            folds[rows] = np.arange(len(rows)) % k
+    return folds
+
+
+# ---------------------------------------------------------------- the probe
+
+def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str | None], x_original: np.ndarray,
+                  x_anonymized: np.ndarray, valid: np.ndarray, seed: int = 0, n_boot: int = 200,
+                  attackers=ATTACKERS):
+    """Cross-validated attackers for one label column; returns (summary, per-utterance columns, confusions)."""
+    class_index = {c: i for i, c in enumerate(spec.classes)}
+    rows = np.array([valid[i] and labels[i] in class_index and speakers[i] is not None for i in range(len(labels))])
+    idx = np.flatnonzero(rows)
+    n = len(labels)
+    y = np.array([class_index[labels[i]] for i in idx])
+    spk = np.array([speakers[i] for i in idx])
+    is_speaker = spec.column == "speaker"
+    folds = make_folds(y, spk, by_speaker=not is_speaker, seed=derive_seed(seed, f"folds:{spec.column}"))
+    k = len(spec.classes)
+    probs = {a: np.full((len(idx), k), np.nan) for a in attackers}
+    for fold in np.unique(folds):
+        train, test = folds != fold, folds == fold
+        if len(np.unique(y[train])) < 2:
+            continue
+        fold_seed = derive_seed(seed, f"{spec.column}:{fold}")
+        heads = {}
+        if "original" in attackers or "ignorant" in attackers:
+            heads["O"] = LogisticHead(x_original.shape[1], k).fit(x_original[idx][train], y[train], fold_seed)
+        if "informed" in attackers:
+            heads["A"] = LogisticHead(x_anonymized.shape[1], k).fit(x_anonymized[idx][train], y[train], fold_seed)
+        if "original" in attackers:
+            probs["original"][test] = heads["O"].predict_proba(x_original[idx][test])
+        if "ignorant" in attackers:
+            probs["ignorant"][test] = heads["O"].predict_proba(x_anonymized[idx][test])
+        if "informed" in attackers:
+            probs["informed"][test] = heads["A"].predict_proba(x_anonymized[idx][test])
+
+    summary, per_utt, confusions = {"classes": spec.classes, "n": int(len(idx)),
+                                     "split": "within-speaker folds" if is_speaker else "speaker-disjoint folds",
+                                     "folds": int(len(np.unique(folds)))}, {}, {}
+    if spec.note:
+        summary["note"] = spec.note
+    for attacker in attackers:
+        p = probs[attacker]
+        scored = ~np.isnan(p).any(axis=1)
+        pred = np.where(scored, np.nan_to_num(p).argmax(axis=1), -1)
+        acc = metrics.accuracy(y[scored], pred[scored])
+        chance = _chance(y, scored)
+        entry = {
+            "acc": acc, "uar": metrics.uar(y[scored], pred[scored]), "chance": chance,
+            "norm": metrics.normalised_accuracy(acc, chance),
+            "auc": metrics.roc_auc(y[scored], p[scored], k) if scored.sum() else float("nan"),
+        }
+        entry["acc_ci"] = list(metrics.bootstrap_ci(lambda ix: metrics.accuracy(y[ix][scored[ix]], pred[ix][scored[ix]]),
+                                                    spk, n_boot=n_boot, seed=seed))
+        if spec.column in BINARY_NAMES and k == 2:
+            # GenGAN's formula with its fixed 50 %, so figures compare with the paper's table.
+            entry["GR"], entry["gr"] = acc, metrics.normalised_accuracy(acc, 50.0)
+        summary[attacker] = entry
+        true_post = np.full(n, np.nan)
+        predicted = np.full(n, None, dtype=object)
+        true_post[idx[scored]] = p[scored, y[scored]]
+        predicted[idx[scored]] = [spec.classes[c] for c in pred[scored]]
+        per_utt[f"{spec.column}.{attacker}.p_true"] = true_post
+        per_utt[f"{spec.column}.{attacker}.pred"] = predicted
+        confusion = np.zeros((k, k), dtype=int)
+        for t, q in zip(y[scored], pred[scored]):
+            confusion[t, q] += 1
+        confusions[attacker] = confusion
+    return summary, per_utt, confusions
+
+
+def _chance(y: np.ndarray, scored: np.ndarray) -> float:
+    """Chance level (%): the share of the most frequent class among the tested utterances.
+
+    That is the best accuracy any constant guess reaches on this test set
+    (1/K for balanced classes). The training-fold majority is not used: with
+    speaker-disjoint folds it can be the wrong class of a fold by construction.
+    """
+    tested = y[scored]
+    if tested.size == 0:
+        return float("nan")
+    return 100.0 * float(np.bincount(tested).max()) / tested.size
+
+
+# ---------------------------------------------------------------- `anoncli train --method attribute`
+
+MODEL_KIND = "anoncli-attribute-attacker"
+
+
+def save_attacker(out: Path, head: LogisticHead, config: dict) -> None:
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".model.pt.tmp-{os.getpid()}"
+    torch.save(head.state_dict(), tmp)
+    os.replace(tmp, out / "model.pt")
+    tmp_json = out / f".model.json.tmp-{os.getpid()}"
+    tmp_json.write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp_json, out / "model.json")
+
+
+def load_attacker(folder: Path) -> tuple[LogisticHead, dict]:
+    import torch
+
+    folder = Path(folder)
+    config_path = folder / "model.json"
+    if not config_path.is_file():
+        raise InputError(f"{folder}: no model.json (not an `anoncli train --method attribute` run)")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("kind") != MODEL_KIND:
+        raise InputError(f"{folder}: model.json is not an attribute attacker (kind {config.get('kind')!r})")
+    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    return LogisticHead.from_state_dict(state, config.get("c", L2_C)), config
+
+
+def train_attribute(options) -> dict:
+    """Train one attacker for `--label COL` on a whole corpus and save it (model.pt + model.json).
+
+    Also reports its cross-validated accuracy on that corpus (the same folds
+    `evaluate` uses), so the saved model comes with an honest figure.
+    """
+    import time
+
+    import torch
+
+    from anoncli.corpus import open_corpus
+    from anoncli.evaluation.embeddings import ResemblyzerBackend
+    from anoncli.evaluation.extraction import extract
+
+    if not options.label:
+        raise AnoncliError("--method attribute needs --label COLUMN (the label the attacker learns)")
+    out = Path(options.out)
+    if (out / "model.json").exists() and not options.overwrite:
+        raise AnoncliError(f"{out}: already holds a trained model (use --overwrite to replace it)")
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    started = time.time()
+    corpus = open_corpus(options.corpus, options.labels_file, options.layout)
+    if options.label not in corpus.label_columns:
+        raise InputError(f"--label {options.label!r}: not a label column of {options.corpus} (columns: {', '.join(corpus.label_columns) or 'none'})")
+    pairs = [(u, u.path) for u in corpus.utterances]
+    backend = ResemblyzerBackend()
+    data = extract(pairs, backend, backend, need_signal=False, need_attr=True, corpus_root=corpus.root)
+    labels = [u.labels.get(options.label) for u in corpus.utterances]
+    speakers = [u.speaker for u in corpus.utterances]
+    specs, notes = candidate_columns([u.labels for u in corpus.utterances], speakers, [options.label])
+    if not specs:
+        raise InputError(f"--label {options.label!r}: cannot be learned here ({'; '.join(notes)})")
+    spec = specs[0]
+    x = data.original.features
+    summary, _, _ = run_attribute(spec, labels, speakers, x, x, data.ok, seed=options.seed, attackers=("original",))
+    keep = np.array([data.ok[i] and labels[i] in spec.classes for i in range(len(labels))])
+    y = np.array([spec.classes.index(labels[i]) for i in np.flatnonzero(keep)])
+    head = LogisticHead(x.shape[1], len(spec.classes)).fit(x[keep], y, derive_seed(options.seed, "final"))
+    config = {"kind": MODEL_KIND, "label": spec.column, "classes": spec.classes, "c": L2_C,
+              "features": "resemblyzer-256+logmel-160+prosody-17", "n_features": int(x.shape[1]),
+              "corpus": str(corpus.root.resolve()), "n_train": int(keep.sum()), "seed": options.seed,
+              "cross_validated": summary["original"]}
+    save_attacker(out, head, config)
+    return {"out": str(out), "label": spec.column, "classes": spec.classes, "n_train": int(keep.sum()),
+            "cv_accuracy": summary["original"]["acc"], "cv_chance": summary["original"]["chance"],
+            "seconds": round(time.time() - started, 1)}

@@ -1,0 +1,205 @@
+"""One pass over the (original, anonymized) pairs computing every per-utterance quantity.
+
+Each file is decoded once, resampled to 16 kHz, and gives: its speaker
+embedding (ASV backend), the attribute attackers' feature vector, its F0 track
+and duration; each pair gives STOI, F0 r and LSD. What depends only on the
+original audio is cached per corpus file (path, size, mtime) and backend, so
+evaluating several anonymizations of one corpus pays for the original once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anoncli.audio import read_audio, resample
+from anoncli.errors import AudioError
+from anoncli.evaluation import signal_metrics
+from anoncli.evaluation.features import FEATURE_RATE, attribute_features
+
+CACHE_VERSION = "1"
+CHUNK = 32
+
+
+@dataclass
+class SideArrays:
+    """Per-utterance quantities of one side (original or anonymized), aligned with the pairs."""
+
+    embeddings: np.ndarray | None        # (N, D) from the ASV backend, L2-normalised
+    attacker_embeddings: np.ndarray | None  # (N, 256) resemblyzer, inside the attacker features
+    features: np.ndarray | None          # (N, F) attribute attackers' input
+    durations: np.ndarray                # (N,) seconds
+    f0: list[np.ndarray] | None
+
+
+@dataclass
+class Extracted:
+    original: SideArrays
+    anonymized: SideArrays
+    signal: dict[str, np.ndarray]        # stoi, f0_r, lsd_db, duration_ratio per pair
+    ok: np.ndarray                       # (N,) bool: both files decoded
+    errors: list[str]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("ANONCLI_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "anoncli")
+    return Path(root) / "evaluation"
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+class OriginalCache:
+    """npz of per-file original-side quantities, keyed by file identity and backend."""
+
+    def __init__(self, corpus_root: Path, backend_name: str, enabled: bool = True):
+        tag = hashlib.sha1(f"{Path(corpus_root).resolve()}|{backend_name}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+        self.path = cache_dir() / f"original-{tag}.npz"
+        self.enabled = enabled
+        self.entries: dict[str, dict] = {}
+        self.dirty = False
+        if enabled and self.path.is_file():
+            try:
+                self._load()
+            except Exception:  # a corrupt cache is only a lost speed-up
+                self.entries = {}
+
+    def _load(self) -> None:
+        data = np.load(self.path, allow_pickle=False)
+        keys = data["keys"].tolist()
+        offsets = data["f0_offsets"]
+        for i, key in enumerate(keys):
+            self.entries[key] = {
+                "embedding": data["embeddings"][i], "attacker_embedding": data["attacker_embeddings"][i],
+                "features": data["features"][i], "duration": float(data["durations"][i]),
+                "f0": data["f0"][offsets[i]:offsets[i + 1]],
+            }
+
+    def get(self, key: str) -> dict | None:
+        return self.entries.get(key) if self.enabled else None
+
+    def put(self, key: str, entry: dict) -> None:
+        if self.enabled:
+            self.entries[key] = entry
+            self.dirty = True
+
+    def save(self) -> None:
+        if not (self.enabled and self.dirty and self.entries):
+            return
+        keys = sorted(self.entries)
+        f0s = [self.entries[k]["f0"] for k in keys]
+        offsets = np.concatenate([[0], np.cumsum([len(f) for f in f0s])]).astype(np.int64)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, keys=np.array(keys), f0_offsets=offsets,
+                 f0=np.concatenate(f0s) if f0s else np.zeros(0),
+                 embeddings=np.stack([self.entries[k]["embedding"] for k in keys]),
+                 attacker_embeddings=np.stack([self.entries[k]["attacker_embedding"] for k in keys]),
+                 features=np.stack([self.entries[k]["features"] for k in keys]),
+                 durations=np.array([self.entries[k]["duration"] for k in keys]))
+        os.replace(tmp, self.path)
+
+
+def load_16k(path: Path) -> tuple[np.ndarray, float]:
+    import torch
+
+    audio = read_audio(path)
+    wave = resample(torch.from_numpy(audio.samples), audio.sample_rate, FEATURE_RATE).numpy()
+    return np.ascontiguousarray(wave, dtype=np.float32), audio.duration_s
+
+
+def _describe(waves, durations, backend, attacker_backend, need_attr: bool) -> list[dict]:
+    """Embeddings, F0, features and duration for a chunk of waves of one side."""
+    embeddings = backend.embed(waves) if backend is not None else [None] * len(waves)
+    if attacker_backend is backend:
+        attacker = embeddings
+    elif need_attr:
+        attacker = attacker_backend.embed(waves)
+    else:
+        attacker = [np.zeros(256, np.float32)] * len(waves)
+    entries = []
+    for wave, duration, emb, att in zip(waves, durations, embeddings, attacker):
+        f0 = signal_metrics.f0_track(wave, FEATURE_RATE)
+        feats = attribute_features(wave, f0, att) if need_attr else np.zeros(0, np.float32)
+        entries.append({"embedding": emb, "attacker_embedding": att, "features": feats, "duration": duration, "f0": f0})
+    return entries
+
+
+def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_attr: bool = True,
+            use_cache: bool = True, corpus_root: Path | None = None, progress: bool = True) -> Extracted:
+    """Decode every pair once and compute all per-utterance quantities."""
+    from tqdm import tqdm
+
+    cache_name = f"{getattr(backend, 'name', 'none')}+{getattr(attacker_backend, 'name', 'none')}+{int(need_attr)}"
+    cache = OriginalCache(corpus_root or Path("."), cache_name, enabled=use_cache and corpus_root is not None)
+    n = len(pairs)
+    orig_entries: list[dict | None] = [None] * n
+    anon_entries: list[dict | None] = [None] * n
+    signal = {k: np.full(n, np.nan) for k in ("stoi", "f0_r", "lsd_db", "duration_ratio")}
+    ok = np.zeros(n, dtype=bool)
+    errors: list[str] = []
+    bar = tqdm(total=n, desc="extracting", unit="utt", file=sys.stderr, disable=not progress, leave=False)
+    for start in range(0, n, CHUNK):
+        chunk = range(start, min(n, start + CHUNK))
+        loaded = {}
+        for i in chunk:
+            utt, anon_path = pairs[i]
+            try:
+                loaded[i] = (load_16k(utt.path), load_16k(anon_path))
+            except AudioError as err:
+                errors.append(str(err))
+        todo_orig = []
+        for i, ((wave, dur), _) in loaded.items():
+            key = _file_key(pairs[i][0].path)
+            hit = cache.get(key)
+            if hit is not None and (not need_attr or hit["features"].size):
+                orig_entries[i] = hit
+            else:
+                todo_orig.append((i, key, wave, dur))
+        if todo_orig:
+            described = _describe([t[2] for t in todo_orig], [t[3] for t in todo_orig], backend, attacker_backend, need_attr)
+            for (i, key, _, _), entry in zip(todo_orig, described):
+                orig_entries[i] = entry
+                cache.put(key, entry)
+        indices = list(loaded)
+        if indices:
+            described = _describe([loaded[i][1][0] for i in indices], [loaded[i][1][1] for i in indices], backend, attacker_backend, need_attr)
+            for i, entry in zip(indices, described):
+                anon_entries[i] = entry
+                ok[i] = True
+                if need_signal:
+                    (w_o, d_o), (w_a, d_a) = loaded[i]
+                    signal["stoi"][i] = signal_metrics.stoi(w_o, w_a, FEATURE_RATE)
+                    signal["f0_r"][i] = signal_metrics.f0_correlation_from_tracks(orig_entries[i]["f0"], entry["f0"])
+                    signal["lsd_db"][i] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
+                    signal["duration_ratio"][i] = signal_metrics.duration_ratio(d_o, d_a)
+        bar.update(len(chunk))
+    bar.close()
+    cache.save()
+    return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors)
+
+
+def _stack(entries: list[dict | None], ok: np.ndarray) -> SideArrays:
+    """Arrays over all pairs; rows of failed pairs are zeros (and masked by `ok`)."""
+    template = next((e for e in entries if e is not None), None)
+    if template is None:
+        return SideArrays(None, None, None, np.full(len(entries), np.nan), None)
+
+    def stack(name):
+        if template[name] is None:
+            return None
+        zero = np.zeros_like(template[name])
+        return np.stack([e[name] if e is not None else zero for e in entries]).astype(np.float32)
+
+    return SideArrays(
+        embeddings=stack("embedding"), attacker_embeddings=stack("attacker_embedding"), features=stack("features"),
+        durations=np.array([e["duration"] if e is not None else np.nan for e in entries]),
+        f0=[e["f0"] if e is not None else np.zeros(0) for e in entries],
+    )

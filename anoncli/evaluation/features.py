@@ -1,0 +1,74 @@
+"""Fixed-size per-utterance feature vectors for the attribute attackers.
+
+The attacker is a small classifier on top of these: the frozen speaker
+embedding (timbre, identity, gender), pooled log-mel statistics (spectral
+envelope, voice quality, emotion) and prosody statistics (pitch level and
+range, loudness dynamics, voicing rate). Training a head on them takes seconds
+on a CPU, which is what lets `evaluate` train both attackers for every label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FEATURE_RATE = 16000
+N_MELS = 40
+N_FFT = 400
+HOP = 160
+
+
+def log_mel(wave: np.ndarray) -> np.ndarray:
+    """(frames, N_MELS) log-mel energies at 16 kHz, 25 ms windows, 10 ms hop."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=np.asarray(wave, dtype=np.float32), sr=FEATURE_RATE, n_fft=N_FFT,
+                                         hop_length=HOP, n_mels=N_MELS, fmin=50, fmax=8000)
+    return np.log(mel.T + 1e-6).astype(np.float32)
+
+
+def _stats(values: np.ndarray) -> list[float]:
+    if values.size == 0:
+        return [0.0] * 5
+    return [float(np.mean(values)), float(np.std(values)), *map(float, np.percentile(values, [10, 50, 90]))]
+
+
+def prosody_features(wave: np.ndarray, f0: np.ndarray) -> np.ndarray:
+    """Pitch (log F0 over voiced frames), loudness and voicing statistics: 17 numbers."""
+    voiced = f0 > 0
+    log_f0 = np.log(f0[voiced]) if np.any(voiced) else np.zeros(0)
+    delta_f0 = np.abs(np.diff(log_f0)) if log_f0.size > 1 else np.zeros(0)
+    frame = HOP
+    n_frames = max(1, len(wave) // frame)
+    frames = np.asarray(wave[: n_frames * frame], dtype=np.float64).reshape(n_frames, frame)
+    log_rms = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+    active = log_rms > (log_rms.max() - 40)
+    duration = len(wave) / FEATURE_RATE
+    return np.asarray(
+        _stats(log_f0)
+        + _stats(log_rms[active] - log_rms.max())
+        + [float(np.mean(delta_f0)) if delta_f0.size else 0.0,
+           float(np.mean(voiced)) if voiced.size else 0.0,
+           float(np.mean(active)),
+           float(np.log(duration + 1e-3)),
+           float(np.mean(np.abs(np.diff(active.astype(int))))) if active.size > 1 else 0.0,
+           float(np.mean(voiced[: len(active)][active[: len(voiced)]])) if voiced.size and active.any() else 0.0,
+           float(np.std(np.diff(log_rms))) if log_rms.size > 1 else 0.0],
+        dtype=np.float32,
+    )
+
+
+def spectral_features(wave: np.ndarray) -> np.ndarray:
+    """Mean and std of log-mel and of its time derivative over active frames: 4 × N_MELS numbers."""
+    mel = log_mel(wave)
+    energy = mel.mean(axis=1)
+    active = mel[energy > energy.max() - 8] if mel.size else mel  # ~35 dB below the loudest frame
+    if active.shape[0] < 2:
+        active = mel if mel.shape[0] >= 2 else np.zeros((2, N_MELS), dtype=np.float32)
+    delta = np.diff(active, axis=0)
+    return np.concatenate([active.mean(0), active.std(0), delta.mean(0), delta.std(0)]).astype(np.float32)
+
+
+def attribute_features(wave16k: np.ndarray, f0: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    """The attackers' input: speaker embedding ⊕ spectral stats ⊕ prosody stats."""
+    return np.concatenate([np.asarray(embedding, dtype=np.float32), spectral_features(wave16k),
+                           prosody_features(wave16k, f0)]).astype(np.float32)

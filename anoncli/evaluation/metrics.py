@@ -1,0 +1,133 @@
+"""Corpus-level figures: EER/minDCF, normalised privacy scores, UAR, ROC AUC, bootstrap CIs.
+
+Names follow the papers (see docs/evaluation.md): `EER`/`GR` are raw percentages,
+lower-case `eer`/`gr` are the normalised privacy scores where 100 means the
+attacker is at chance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def eer_minDCF(target_scores, nontarget_scores, p_target: float = 0.01) -> tuple[float, float, float]:
+    """(EER in %, normalised minDCF, EER threshold) with speechbrain's implementations.
+
+    speechbrain returns the raw detection cost; dividing by the cost of the best
+    trivial system, min(p_target, 1 − p_target), gives the usual normalised
+    minDCF (1.0 = no better than always rejecting).
+    """
+    import torch
+    from speechbrain.utils.metric_stats import EER, minDCF
+
+    pos = torch.as_tensor(np.asarray(target_scores, dtype=np.float64), dtype=torch.float64)
+    neg = torch.as_tensor(np.asarray(nontarget_scores, dtype=np.float64), dtype=torch.float64)
+    if pos.numel() == 0 or neg.numel() == 0:
+        return float("nan"), float("nan"), float("nan")
+    eer, threshold = EER(pos.float(), neg.float())
+    dcf, _ = minDCF(pos.float(), neg.float(), p_target=p_target)
+    return 100.0 * float(eer), float(dcf) / min(p_target, 1.0 - p_target), float(threshold)
+
+
+def normalised_eer(eer_percent: float) -> float:
+    """`eer = 100 − 2·|EER − 50|`: 100 when the verifier is at chance (EER 50 %)."""
+    return 100.0 - 2.0 * abs(float(eer_percent) - 50.0)
+
+
+def normalised_accuracy(accuracy_percent: float, chance_percent: float) -> float:
+    """`100·(1 − |acc − chance| / (100 − chance))`, clipped to [0, 100].
+
+    For two balanced classes (chance 50 %) this is `gr = 100 − 2·|GR − 50|`.
+    """
+    chance = float(chance_percent)
+    if chance >= 100.0:
+        return float("nan")
+    value = 100.0 * (1.0 - abs(float(accuracy_percent) - chance) / (100.0 - chance))
+    return float(min(100.0, max(0.0, value)))
+
+
+def accuracy(y_true, y_pred) -> float:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return 100.0 * float(np.mean(y_true == y_pred)) if y_true.size else float("nan")
+
+
+def uar(y_true, y_pred) -> float:
+    """Unweighted average recall (macro recall) over the classes present in y_true, in %."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
+    return 100.0 * float(np.mean(recalls)) if recalls else float("nan")
+
+
+def chance_level(y_train, y_test) -> float:
+    """Accuracy (%) of always answering the training set's majority class on the test set."""
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if y_train.size == 0 or y_test.size == 0:
+        return float("nan")
+    values, counts = np.unique(y_train, return_counts=True)
+    majority = values[np.argmax(counts)]
+    return 100.0 * float(np.mean(y_test == majority))
+
+
+def roc_auc(y_true, probabilities: np.ndarray, n_classes: int) -> float:
+    """ROC AUC: binary, or one-vs-rest macro average over the classes present in y_true."""
+    from sklearn.metrics import roc_auc_score
+
+    y_true = np.asarray(y_true)
+    present = np.unique(y_true)
+    if present.size < 2:
+        return float("nan")
+    if n_classes == 2:
+        return float(roc_auc_score(y_true == 1, probabilities[:, 1]))
+    aucs = [roc_auc_score(y_true == c, probabilities[:, c]) for c in present]
+    return float(np.mean(aucs))
+
+
+def roc_curve_points(target_scores, nontarget_scores) -> tuple[np.ndarray, np.ndarray]:
+    """(false-alarm rate, miss rate) at every threshold, for DET plots."""
+    scores = np.concatenate([target_scores, nontarget_scores])
+    is_target = np.concatenate([np.ones(len(target_scores)), np.zeros(len(nontarget_scores))])
+    order = np.argsort(-scores, kind="mergesort")
+    is_target = is_target[order]
+    hits = np.cumsum(is_target)
+    false_alarms = np.cumsum(1 - is_target)
+    n_target, n_non = max(1, len(target_scores)), max(1, len(nontarget_scores))
+    miss = np.concatenate([[1.0], 1.0 - hits / n_target])
+    fa = np.concatenate([[0.0], false_alarms / n_non])
+    return fa, miss
+
+
+def bootstrap_ci(statistic, groups: np.ndarray, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of `statistic(indices)` resampling whole groups (speakers) with replacement.
+
+    Resampling speakers rather than utterances keeps the interval honest when
+    utterances of one speaker are correlated.
+    """
+    groups = np.asarray(groups)
+    unique = np.unique(groups)
+    if unique.size < 2:
+        return float("nan"), float("nan")
+    members = {g: np.flatnonzero(groups == g) for g in unique}
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        picked = rng.choice(unique, size=unique.size, replace=True)
+        indices = np.concatenate([members[g] for g in picked])
+        value = statistic(indices)
+        if value is not None and np.isfinite(value):
+            values.append(value)
+    if len(values) < max(10, n_boot // 10):
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))
+
+
+def fast_eer(target_scores, nontarget_scores) -> float:
+    """EER (%) from the ROC by sorting once; used inside bootstrap loops (speechbrain's is slower)."""
+    t = np.asarray(target_scores, dtype=np.float64)
+    n = np.asarray(nontarget_scores, dtype=np.float64)
+    if t.size == 0 or n.size == 0:
+        return float("nan")
+    fa, miss = roc_curve_points(t, n)
+    index = int(np.argmin(np.abs(fa - miss)))
+    # Between two ROC points the crossing lies halfway on average; take the mean of the two rates.
+    return 100.0 * float((fa[index] + miss[index]) / 2.0)

@@ -1,0 +1,276 @@
+"""Writing a report folder: scores.parquet, trials.parquet, summary.json, report.html and PNG plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+SUMMARY_NAME = "summary.json"
+SCORES_NAME = "scores.parquet"
+TRIALS_NAME = "trials.parquet"
+HTML_NAME = "report.html"
+PLOTS_DIR = "plots"
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _clean_json(value):
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return _clean_json(value.tolist())
+    return value
+
+
+def write_summary(report: Path, summary: dict) -> None:
+    _atomic_bytes(report / SUMMARY_NAME, json.dumps(_clean_json(summary), indent=2).encode("utf-8"))
+
+
+def write_table(path: Path, columns: dict[str, list | np.ndarray]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({k: list(v) if isinstance(v, np.ndarray) and v.dtype == object else v for k, v in columns.items()})
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- printed table
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _ci(entry: dict, key: str) -> str:
+    ci = entry.get(f"{key}_ci")
+    if not ci or any(v is None or not math.isfinite(v) for v in ci):
+        return ""
+    return f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def table_rows(summary: dict) -> list[tuple[str, str, str, str]]:
+    """(figure, original/OO, ignorant/OA, informed/AA) rows of the printed and HTML tables."""
+    rows = []
+    asv = summary.get("asv")
+    if asv:
+        get = lambda c, k: asv.get(c, {}).get(k)  # noqa: E731
+        rows.append((f"ASV EER % ({asv.get('backend', '')})", *(_fmt(get(c, "EER")) + _ci(asv.get(c, {}), "EER") for c in ("OO", "OA", "AA"))))
+        rows.append(("ASV eer (normalised, 100 = private)", *(_fmt(get(c, "eer")) for c in ("OO", "OA", "AA"))))
+        rows.append(("ASV minDCF", *(_fmt(get(c, "minDCF"), 3) for c in ("OO", "OA", "AA"))))
+    for name, entry in summary.items():
+        if not isinstance(entry, dict) or "ignorant" not in entry:
+            continue
+        k = len(entry.get("classes", []))
+        chance = entry["original"].get("chance")
+        rows.append((f"{name} accuracy % ({k} classes, chance {_fmt(chance, 1)})",
+                     *(_fmt(entry[a].get("acc"), 1) + _ci(entry[a], "acc") for a in ("original", "ignorant", "informed"))))
+        rows.append((f"{name} UAR %", *(_fmt(entry[a].get("uar"), 1) for a in ("original", "ignorant", "informed"))))
+        label = "gr" if "gr" in entry["ignorant"] else "normalised"
+        rows.append((f"{name} {label} (100 = private)", *(_fmt(entry[a].get("gr", entry[a].get("norm")), 1) for a in ("original", "ignorant", "informed"))))
+        rows.append((f"{name} ROC AUC", *(_fmt(entry[a].get("auc"), 3) for a in ("original", "ignorant", "informed"))))
+    asr = summary.get("asr")
+    if asr and "original" in asr:
+        rows.append((f"ASR WER % ({asr.get('backend', '')})", _fmt(asr["original"]["WER"], 1), _fmt(asr["anonymized"]["WER"], 1), ""))
+        rows.append(("ASR Aw = 100 − WER", _fmt(asr["original"]["Aw"], 1), _fmt(asr["anonymized"]["Aw"], 1), ""))
+    sig = summary.get("signal")
+    if sig:
+        for key, label in (("stoi", "STOI"), ("f0_r", "F0 Pearson r"), ("lsd_db", "log-spectral distance dB"), ("duration_ratio", "duration ratio")):
+            if key in sig:
+                rows.append((f"signal {label} (mean)", "", _fmt(sig[key], 3) + _ci_plain(sig, key), ""))
+    link = summary.get("linkability")
+    if link:
+        rows.append(("link cosine original↔anonymized (mean)", "", _fmt(link.get("cosine_mean"), 3), ""))
+        if "G_VD" in link:
+            rows.append(("voice distinctiveness G_VD dB", "", _fmt(link.get("G_VD"), 2), ""))
+    return rows
+
+
+def _ci_plain(entry: dict, key: str) -> str:
+    ci = entry.get(f"{key}_ci")
+    if not ci or any(v is None or not math.isfinite(v) for v in ci):
+        return ""
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+HEADERS = ("figure", "original (OO)", "ignorant attacker (OA)", "informed attacker (AA)")
+
+
+def print_table(summary: dict, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="anoncli evaluate", show_lines=False)
+    for header in HEADERS:
+        table.add_column(header, justify="left" if header == "figure" else "right")
+    for row in table_rows(summary):
+        table.add_row(*row)
+    console = Console(file=file, width=max(120, Console().width))
+    console.print(table)
+    for note in summary.get("notes", []):
+        console.print(f"note: {note}", style="dim", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- plots
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions: dict) -> dict[str, bytes]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from anoncli.evaluation.metrics import roc_curve_points
+
+    plots = {}
+    # Privacy–utility plane (GenGAN Fig. 4 style): privacy right, utility up.
+    privacy_axes = []
+    if "asv" in summary:
+        privacy_axes.append(("ASV eer (normalised)", lambda s, side: s["asv"].get("OO" if side == "O" else "OA", {}).get("eer")))
+    gender_like = next((k for k, v in summary.items() if isinstance(v, dict) and "gr" in v.get("ignorant", {})), None)
+    if gender_like:
+        privacy_axes.append((f"{gender_like} gr", lambda s, side: s[gender_like]["original" if side == "O" else "ignorant"]["gr"]))
+    if summary.get("asr", {}).get("original"):
+        utility = ("Aw = 100 − WER", lambda s, side: s["asr"]["original" if side == "O" else "anonymized"]["Aw"])
+    elif "signal" in summary:
+        utility = ("100 × STOI", lambda s, side: 100.0 if side == "O" else 100.0 * (s["signal"].get("stoi") or float("nan")))
+    else:
+        utility = None
+    if privacy_axes and utility:
+        fig, axes = plt.subplots(1, len(privacy_axes), figsize=(5 * len(privacy_axes), 4.2), squeeze=False)
+        for ax, (xlabel, getter) in zip(axes[0], privacy_axes):
+            for side, label, marker in (("O", "original", "o"), ("A", "anonymized", "s")):
+                x, y = getter(summary, side), utility[1](summary, side)
+                if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+                    ax.scatter([x], [y], s=80, marker=marker, label=label, zorder=3)
+                    ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6))
+            ax.scatter([100], [100], marker="*", s=150, color="gold", edgecolor="k", label="ideal", zorder=3)
+            ax.set_xlim(-5, 105)
+            ax.set_ylim(-5, 105)
+            ax.set_xlabel(f"privacy: {xlabel}")
+            ax.set_ylabel(f"utility: {utility[0]}")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="lower left")
+        fig.suptitle("privacy–utility trade-off")
+        plots["privacy_utility"] = _png(fig)
+    if trials:
+        from scipy.stats import norm
+
+        fig, (det, hist) = plt.subplots(1, 2, figsize=(10, 4.2))
+        for cond, (target, nontarget) in trials.items():
+            fa, miss = roc_curve_points(target, nontarget)
+            clip = lambda p: np.clip(p, 1e-3, 1 - 1e-3)  # noqa: E731
+            eer = summary["asv"][cond]["EER"]
+            det.plot(norm.ppf(clip(fa)), norm.ppf(clip(miss)), label=f"{cond} (EER {eer:.1f} %)")
+            hist.hist(target, bins=30, alpha=0.4, density=True, label=f"{cond} target")
+            hist.hist(nontarget, bins=30, alpha=0.4, density=True, histtype="step", label=f"{cond} non-target")
+        ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9]
+        det.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+        det.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+        det.plot([-3, 3], [-3, 3], color="grey", lw=0.5)
+        det.set_xlabel("false-alarm rate %")
+        det.set_ylabel("miss rate %")
+        det.set_title("DET curves")
+        det.legend()
+        hist.set_xlabel("cosine score")
+        hist.set_title("trial score distributions")
+        hist.legend(fontsize=7)
+        plots["asv_det"] = _png(fig)
+    if per_speaker:
+        speakers = sorted({s for values in per_speaker.values() for s in values})
+        fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(speakers) + 3), 3.8))
+        width = 0.8 / max(1, len(per_speaker))
+        for k, (cond, values) in enumerate(per_speaker.items()):
+            ax.bar(np.arange(len(speakers)) + k * width, [values.get(s, np.nan) for s in speakers], width, label=cond)
+        ax.set_xticks(np.arange(len(speakers)) + 0.4 - width / 2, speakers, rotation=90 if len(speakers) > 12 else 0)
+        ax.set_ylabel("EER %")
+        ax.set_title("per-speaker EER (higher = more private)")
+        ax.legend()
+        plots["asv_per_speaker"] = _png(fig)
+    for column, by_attacker in confusions.items():
+        classes = summary[column]["classes"]
+        names = [a for a in ("original", "ignorant", "informed") if a in by_attacker]
+        size = max(3.2, 0.35 * len(classes) + 2)
+        fig, axes = plt.subplots(1, len(names), figsize=(size * len(names), size), squeeze=False)
+        for ax, attacker in zip(axes[0], names):
+            matrix = by_attacker[attacker].astype(float)
+            rows = matrix.sum(axis=1, keepdims=True)
+            ax.imshow(np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0), vmin=0, vmax=1, cmap="Blues")
+            if len(classes) <= 15:
+                ax.set_xticks(range(len(classes)), classes, rotation=90)
+                ax.set_yticks(range(len(classes)), classes)
+                for (r, c), count in np.ndenumerate(by_attacker[attacker]):
+                    if count:
+                        ax.text(c, r, str(count), ha="center", va="center", fontsize=7)
+            acc = summary[column][attacker]["acc"]
+            ax.set_title(f"{attacker} (acc {acc:.1f} %)")
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+        fig.suptitle(f"{column}: confusion matrices")
+        plots[f"confusion_{column}"] = _png(fig)
+    return plots
+
+
+def write_html(report: Path, summary: dict, plots: dict[str, bytes]) -> None:
+    rows = table_rows(summary)
+    body = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS) + "</tr>"]
+    for row in rows:
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    body.append("</table>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.get("notes", []))
+    images = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+        f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>" for name, data in plots.items())
+    meta = summary.get("meta", {})
+    timings = summary.get("timings_s", {})
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>anoncli evaluation report</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+figure{{display:inline-block;margin:1em}}img{{max-width:100%}}code{{background:#f4f4f4}}</style></head><body>
+<h1>anoncli evaluation report</h1>
+<p>Original: <code>{html.escape(str(meta.get("original", "")))}</code><br>
+Anonymized: <code>{html.escape(str(meta.get("anonymized", "")))}</code> ({html.escape(", ".join(meta.get("methods", [])) or "unknown method")})<br>
+Utterances evaluated: {meta.get("n_pairs", "")}; anoncli {html.escape(str(meta.get("anoncli_version", "")))}; seed {meta.get("seed", "")}.
+Normalised scores (eer, gr, normalised): 100 = attacker at chance (private), 0 = attacker perfect.
+Brackets: 95 % bootstrap intervals over speakers.</p>
+{"".join(body)}
+<h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
+<h2>Plots</h2>{images}
+<h2>Timings (s)</h2><p>{html.escape(", ".join(f"{k}: {v:.1f}" for k, v in timings.items()))}</p>
+</body></html>
+"""
+    _atomic_bytes(report / HTML_NAME, page.encode("utf-8"))
+    (report / PLOTS_DIR).mkdir(exist_ok=True)
+    for name, data in plots.items():
+        _atomic_bytes(report / PLOTS_DIR / f"{name}.png", data)
+
+
+def is_report_like(folder: Path) -> bool:
+    return (Path(folder) / SUMMARY_NAME).is_file() or (Path(folder) / SCORES_NAME).is_file()

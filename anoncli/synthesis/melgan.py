@@ -39,10 +39,16 @@ class _WeightNormMixin:
     weight_g: nn.Parameter
     weight_v: nn.Parameter
 
-    def _init_weight_norm(self, shape: tuple[int, ...], std: float = 0.02) -> None:
-        v = torch.randn(shape) * std
-        self.weight_v = nn.Parameter(v)
+    def _init_weight_norm(self, template: nn.Module) -> None:
+        # PyTorch's default conv initialisation, then g = ||v|| so that weight == v at the
+        # start. (melgan-neurips also calls a N(0, 0.02) init, but on the weight that
+        # weight_norm recomputes from g and v, so it has no effect: the default init is
+        # what its checkpoints started from. N(0, 0.02) on v gives a 1e-11 output.)
+        v = template.weight.detach().clone()
+        # Registered in legacy weight_norm's order: bias, weight_g, weight_v.
+        self.bias = nn.Parameter(template.bias.detach().clone())
         self.weight_g = nn.Parameter(_norm_except_dim0(v).clone())
+        self.weight_v = nn.Parameter(v)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -54,8 +60,7 @@ class WNConv1d(_WeightNormMixin, nn.Module):
                  padding: int = 0, dilation: int = 1, groups: int = 1):
         super().__init__()
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self._init_weight_norm((out_channels, in_channels // groups, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self._init_weight_norm(nn.Conv1d(in_channels, out_channels, kernel_size, groups=groups))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -67,8 +72,7 @@ class WNConvTranspose1d(_WeightNormMixin, nn.Module):
         super().__init__()
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         # ConvTranspose weights are (in, out, k): legacy weight_norm's g is then (in, 1, 1).
-        self._init_weight_norm((in_channels, out_channels, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self._init_weight_norm(nn.ConvTranspose1d(in_channels, out_channels, kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose1d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)

@@ -89,6 +89,11 @@ def random_segments(waves: list[torch.Tensor], count: int, length: int, gen: tor
     return batch
 
 
+def soft_logmel(mel: LogMel, wave: torch.Tensor) -> torch.Tensor:
+    """log10(mel + 1e-5): LogMel's clamp would give a near-silent output no gradient at all."""
+    return torch.log10(mel.mel_scale(mel.magnitude_stft(wave)) + 1e-5)
+
+
 def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
     """Hinge loss summed over scales on the final layer outputs."""
     return sum(F.relu(1 - r[-1]).mean() + F.relu(1 + f[-1]).mean() for r, f in zip(real, fake))
@@ -191,7 +196,7 @@ def train_melgan(options: TrainOptions) -> dict:
             opt_g.zero_grad(set_to_none=True)
             adversarial, matching = generator_losses(discriminator(real), discriminator(fake))
             loss_g = adversarial + config["fm_weight"] * matching
-            loss_mel = F.l1_loss(mel(fake.squeeze(1)), logmel)
+            loss_mel = F.l1_loss(soft_logmel(mel, fake.squeeze(1)), soft_logmel(mel, real.squeeze(1)))
             if config["mel_weight"]:
                 loss_g = loss_g + config["mel_weight"] * loss_mel
             loss_g.backward()

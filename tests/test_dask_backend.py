@@ -263,3 +263,14 @@ def test_bad_scheduler_address_is_a_one_line_error(monkeypatch):
     with pytest.raises(AnoncliError, match="cannot connect"):
         with DaskExecutor(jobs=1, scheduler=f"tcp://127.0.0.1:{port}"):
             pass
+
+
+def test_backend_dask_without_address_starts_a_local_cluster(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", per_speaker=3, duration_s=0.3)
+    out = tmp_path / "out"
+    config = AnonymizeConfig(corpus=corpus, out=out, method="identity", backend="dask", jobs=2, batch_size=2,
+                             output_sample_rate=8000, progress=False)
+    summary = _run_in_thread(config)["summary"]
+    assert summary.ok == 9
+    _check_complete(out, 9)
+    assert json.loads((out / "run.json").read_text())["config"]["backend"] == "dask"

@@ -63,7 +63,7 @@ def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", sc
     if backend == "dask":
         from anoncli.jobs.dask_backend import DaskExecutor
 
-        return DaskExecutor(jobs=jobs, scheduler=scheduler, preload=preload)
+        return DaskExecutor(jobs=jobs, scheduler=scheduler, preload=preload, device=device)
     if scheduler:
         raise AnoncliError(f"--scheduler {scheduler}: needs --backend dask")
     if jobs <= 1 and device.startswith("cuda"):

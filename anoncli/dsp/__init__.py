@@ -1,0 +1,7 @@
+"""Signal-processing building blocks: frame layout and windows, and the McAdams transform.
+
+`framing` (frame layout, perfect-reconstruction window, overlap-add),
+`batched` (the McAdams transform batched in torch; GPU path),
+`mcadams_kernel` (the same transform compiled with numba; CPU path),
+`constants` (numerical conventions both paths share).
+"""

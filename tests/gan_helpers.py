@@ -52,6 +52,7 @@ TINY = {
     "d_width": 0.03,
     "attacker_width": 0.03,
     "attacker_steps": 3,
+    "d_warmup_steps": 2,
     "val_every": 1,
     "threads": 1,
     "progress": False,

@@ -59,7 +59,7 @@ class GenGANTrainer(GANTrainer):
     method = "gengan"
     default_attribute = "gender"
     presets = common_presets(
-        quick={"lr_g": 3e-4, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 20},
+        quick={"lr_g": 1e-3, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake_target": "true", "epochs": 20, "val_fraction": 0.5},
         full={"lr_g": 1e-3, "lr_d": 1e-3, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 100},
     )
 
@@ -76,6 +76,9 @@ class GenGANTrainer(GANTrainer):
 
     def optimizers(self):
         return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def discriminators(self):
+        return [(self.discriminator, self.opt_d)]
 
     def train_step(self, x, labels):
         batch = x.shape[0]

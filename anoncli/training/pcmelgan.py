@@ -55,7 +55,7 @@ class PCMelGANTrainer(GANTrainer):
     method = "pcmelgan"
     default_attribute = "gender"
     presets = common_presets(
-        quick={"lr_g": 1e-4 * 3, "lr_d": 4e-4, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 12},
+        quick={"lr_g": 1e-3, "lr_d": 3e-4, "val_fraction": 0.5, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 12},
         full={"lr_g": 1e-4, "lr_d": 4e-4, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 100,
               "batch_size": 128},
     )
@@ -80,6 +80,10 @@ class PCMelGANTrainer(GANTrainer):
 
     def optimizers(self):
         return self.opts
+
+    def discriminators(self):
+        # GD's extra "fake" output is simply never the target during the warm-up
+        return [(self.filter_d, self.opts["filter_d"]), (self.generator_d, self.opts["generator_d"])]
 
     def inference_modules(self):
         return ["filter", "generator"]

@@ -41,7 +41,7 @@ class PSEGANTrainer(GANTrainer):
     default_attribute = "emotion"
     model_keys = ("sample_rate", "channels", "residual", "gated_width", "gated_hidden", "gated_stacks")
     presets = common_presets(
-        quick={"lr_g": 3e-4, "lr_d": 4e-4, "dist_weight": 10.0, "speaker_weight": 5.0, "gated_width": 96,
+        quick={"lr_g": 1e-3, "lr_d": 3e-4, "dist_weight": 2.0, "speaker_weight": 5.0, "gated_width": 96,
                "gated_hidden": 48, "gated_stacks": 1, "segment_frames": 64, "epochs": 12, "speaker_val_weight": 1.0},
         full={"lr_g": 1e-4, "lr_d": 2e-4, "dist_weight": 10.0, "speaker_weight": 5.0, "gated_width": 256,
               "gated_hidden": 128, "gated_stacks": 2, "segment_frames": 192, "epochs": 100, "speaker_val_weight": 1.0},
@@ -61,6 +61,9 @@ class PSEGANTrainer(GANTrainer):
 
     def optimizers(self):
         return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def discriminators(self):
+        return [(self.discriminator, self.opt_d)]
 
     def train_step(self, x, labels):
         c, k = self.config, self.num_classes

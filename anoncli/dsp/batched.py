@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torchaudio.functional as audio_functional
 
 from anoncli.dsp.constants import (
     LPC_NOISE_FLOOR,
@@ -126,12 +127,24 @@ def expand_polynomial(roots: torch.Tensor) -> torch.Tensor:
     return coef.real.contiguous()
 
 
+# Frames transformed together: bounds the root finder's (F, p, p) complex
+# temporaries (~50 MB each at 8192 frames) whatever the batch's total length.
+CHUNK_FRAMES = 8192
+
+
 def transform_frames(frames: torch.Tensor, alpha: torch.Tensor, order: int) -> torch.Tensor:
     """Windowed frames (F, W) -> McAdams-transformed frames (F, W), before the synthesis window."""
+    if frames.shape[0] > CHUNK_FRAMES:
+        return torch.cat([
+            _transform_chunk(part, part_alpha, order)
+            for part, part_alpha in zip(frames.split(CHUNK_FRAMES), alpha.split(CHUNK_FRAMES))
+        ])
+    return _transform_chunk(frames, alpha, order)
+
+
+def _transform_chunk(frames: torch.Tensor, alpha: torch.Tensor, order: int) -> torch.Tensor:
     a = levinson(autocorrelation(frames, order))
     b = expand_polynomial(rotate_poles(polynomial_roots(a), alpha))
-    import torchaudio.functional as audio_functional
-
     # y = frame * A(z) / B(z), zero initial state, truncated to the frame.
     return audio_functional.lfilter(frames, b, a, clamp=False, batching=True)
 

@@ -23,14 +23,19 @@ import math
 import numpy as np
 from numba import njit
 
-from anoncli.dsp.constants import (
-    LPC_NOISE_FLOOR,
-    MAX_ABERTH_ITERATIONS,
-    MIN_START_RADIUS,
-    REAL_ROOT_TOL,
-    ROOT_STEP_TOL,
-    START_ANGLE_OFFSET,
-)
+from anoncli.dsp import constants
+
+# The shared constants travel as an argument, not as globals: numba's on-disk
+# cache is keyed on this file only, so globals from constants.py would stay
+# frozen at their values of the first compilation.
+_NOISE_FLOOR, _MAX_ITERATIONS, _MIN_RADIUS, _REAL_TOL, _STEP_TOL, _ANGLE_OFFSET = range(6)
+
+
+def kernel_settings() -> np.ndarray:
+    return np.array([
+        constants.LPC_NOISE_FLOOR, constants.MAX_ABERTH_ITERATIONS, constants.MIN_START_RADIUS,
+        constants.REAL_ROOT_TOL, constants.ROOT_STEP_TOL, constants.START_ANGLE_OFFSET,
+    ], dtype=np.float64)
 
 # Frames per block: big enough for long SIMD loops, small enough for L2 cache.
 BLOCK_FRAMES = 64
@@ -52,11 +57,11 @@ def _autocorrelation(x, n, r):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def _levinson(r, n, a, previous, err, acc):
+def _levinson(r, n, a, previous, err, acc, settings):
     """Autocorrelations r[:, f] -> monic LPC polynomials a[:, f] (Levinson-Durbin)."""
     p = a.shape[0] - 1
     for f in range(n):
-        err[f] = r[0, f] * (1.0 + LPC_NOISE_FLOOR)
+        err[f] = r[0, f] * (1.0 + settings[_NOISE_FLOOR])
         a[0, f] = 1.0
         for j in range(1, p + 1):
             a[j, f] = 0.0
@@ -82,30 +87,33 @@ def _levinson(r, n, a, previous, err, acc):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def _aberth(a, n, zr, zi, converged, work):
+def _aberth(a, n, zr, zi, converged, work, settings):
     """Roots zr + i*zi of z^p + a1 z^(p-1) + ... + ap for the first n columns of a.
 
     Simultaneous Aberth-Ehrlich iterations from points on a circle of the
     roots' geometric-mean radius. Frames whose largest correction falls below
-    ROOT_STEP_TOL are written back and dropped from the working set, so the
+    the step tolerance are written back and dropped from the working set, so the
     slow few do not hold the others. converged[f] says whether frame f made it.
     """
     p = a.shape[0] - 1
+    min_radius = settings[_MIN_RADIUS]
+    angle_offset = settings[_ANGLE_OFFSET]
+    step_tol = settings[_STEP_TOL]
     cr, ci, vr, vi, sr, si, pr, pim, coef, largest, index, iterations = work
     for f in range(n):
         index[f] = f
         converged[f] = False
         radius = abs(a[p, f]) ** (1.0 / p)
-        if radius < MIN_START_RADIUS:
-            radius = MIN_START_RADIUS
+        if radius < min_radius:
+            radius = min_radius
         for i in range(p):
-            angle = (2.0 * math.pi * i + START_ANGLE_OFFSET) / p
+            angle = (2.0 * math.pi * i + angle_offset) / p
             cr[i, f] = radius * math.cos(angle)
             ci[i, f] = radius * math.sin(angle)
         for k in range(p + 1):
             coef[k, f] = a[k, f]
     active = n
-    for iteration in range(MAX_ABERTH_ITERATIONS):
+    for _ in range(int(settings[_MAX_ITERATIONS])):
         if active == 0:
             break
         for f in range(active):
@@ -163,7 +171,7 @@ def _aberth(a, n, zr, zi, converged, work):
         kept = 0
         for f in range(active):
             home = index[f]
-            if largest[f] <= ROOT_STEP_TOL:
+            if largest[f] <= step_tol:
                 converged[home] = True
                 for i in range(p):
                     zr[i, home] = cr[i, f]
@@ -196,12 +204,12 @@ def _companion_roots(a, f, zr, zi):
 
 
 @njit(cache=True, nogil=True)
-def _rotated_polynomials(zr, zi, n, alpha, b, wr, wi):
+def _rotated_polynomials(zr, zi, n, alpha, b, wr, wi, real_tol):
     """Rotate complex poles (phi -> sign(phi)|phi|^alpha, |phi| <= pi) and expand b = prod (1 - z_i/z)."""
     p = zr.shape[0]
     for i in range(p):
         for f in range(n):
-            if abs(zi[i, f]) > REAL_ROOT_TOL:
+            if abs(zi[i, f]) > real_tol:
                 magnitude = math.hypot(zr[i, f], zi[i, f])
                 angle = math.atan2(zi[i, f], zr[i, f])
                 new_angle = min(abs(angle) ** alpha, math.pi)
@@ -250,11 +258,11 @@ def _filter_frames(a, b, x, n, y):
 
 
 @njit(cache=True, nogil=True)
-def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out):
+def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out, settings):
     """Transform every frame of one padded utterance and overlap-add into `out`.
 
     padded: float64 signal of length (n_frames - 1) * shift + len(window);
-    out: float64 zeros of the same length. Returns (frames that needed the
+    out: float64 zeros of the same length; settings: `kernel_settings()`. Returns (frames that needed the
     eigenvalue fallback, frame-iterations of Aberth-Ehrlich) for diagnostics.
     """
     win_len = window.shape[0]
@@ -299,13 +307,13 @@ def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out):
         if n == 0:
             continue
         _autocorrelation(x, n, r)
-        _levinson(r, n, a, previous, err, acc)
-        _aberth(a, n, zr, zi, converged, work)
+        _levinson(r, n, a, previous, err, acc, settings)
+        _aberth(a, n, zr, zi, converged, work, settings)
         for f in range(n):
             if not converged[f]:
                 _companion_roots(a, f, zr, zi)
                 fallbacks += 1
-        _rotated_polynomials(zr, zi, n, alpha, b, wr, wi)
+        _rotated_polynomials(zr, zi, n, alpha, b, wr, wi, settings[_REAL_TOL])
         _filter_frames(a, b, x, n, y)
         for f in range(n):
             start = live[f] * shift

@@ -71,8 +71,7 @@ class McAdams(Method):
         self.backend = self._choose_backend(options.extra.get("backend", "auto"))
         self.win_len, self.shift = frame_sizes(self.sample_rate, self.window_ms, self.shift_ms)
         self.window = sqrt_hann_window(self.win_len, self.shift)
-        if self.backend == "compiled":
-            _load_compiled_kernel()
+        self._kernel_settings = _load_compiled_kernel() if self.backend == "compiled" else None
 
     def _choose_backend(self, requested: str) -> str:
         if requested not in BACKENDS:
@@ -136,20 +135,23 @@ class McAdams(Method):
         padded = np.zeros(layout.padded_length, dtype=np.float64)
         padded[layout.lead : layout.lead + layout.length] = wave.detach().cpu().numpy()
         out = np.zeros_like(padded)
-        mcadams_overlap_add(padded, layout.n_frames, self.shift, self.window.numpy(), self.lpc_order, alpha, out)
+        mcadams_overlap_add(padded, layout.n_frames, self.shift, self.window.numpy(), self.lpc_order, alpha, out,
+                            self._kernel_settings)
         return torch.from_numpy(out[layout.lead : layout.lead + layout.length])
 
 
-def _load_compiled_kernel() -> None:
+def _load_compiled_kernel() -> np.ndarray:
     """Compile (first run) or load (numba's on-disk cache) the kernel now.
 
     The engine builds the method in the parent process before it forks its
     workers, so they inherit the machine code instead of each loading it.
+    Returns the kernel's settings array.
     """
-    from anoncli.dsp.mcadams_kernel import mcadams_overlap_add
+    from anoncli.dsp.mcadams_kernel import kernel_settings, mcadams_overlap_add
 
-    window = np.ones(2)
-    mcadams_overlap_add(np.zeros(3), 2, 1, window, 20, 0.8, np.zeros(3))
+    settings = kernel_settings()
+    mcadams_overlap_add(np.zeros(3), 2, 1, np.ones(2), 20, 0.8, np.zeros(3), settings)
+    return settings
 
 
 def _match_level(shaped: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:

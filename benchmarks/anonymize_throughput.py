@@ -2,6 +2,7 @@
 
     python benchmarks/anonymize_throughput.py CORPUS [--jobs N] [--no-reference] [--limit K]
         [--device cpu|cuda] [--method mcadams] [--no-warmup] [--json FILE]
+    python benchmarks/anonymize_throughput.py CORPUS --method-only compiled,torch [--device cuda]
 
 Both sides run on the same files (the first K in sorted order with --limit),
 each in its own fresh Python process so that peak memory is measured
@@ -88,6 +89,37 @@ def side_reference(corpus: Path, out: Path, jobs: int) -> dict:
     return run_reference(corpus, out, list_audio(corpus), jobs)
 
 
+def method_only(corpus: Path, rel_paths: list[str], device: str, backends: list[str], batch_size: int = 16) -> None:
+    """Time McAdams.process alone (audio decoded and resampled beforehand), one process, one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    from anoncli.audio import read_audio, resample
+    from anoncli.methods import MethodOptions, create_method
+
+    waves = []
+    for rel in rel_paths:
+        audio = read_audio(corpus / rel)
+        waves.append(resample(torch.from_numpy(audio.samples), audio.sample_rate, 16000).to(device))
+    audio_s = sum(w.shape[0] for w in waves) / 16000
+    frames = sum(w.shape[0] // 160 + 2 for w in waves)
+    for backend in backends:
+        method = create_method("mcadams", MethodOptions(device=device, alpha=0.7, extra={"backend": backend}))
+        method.process(waves[:1], [{"alpha": 0.7}])  # warm-up (compilation, CUDA context)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started_cpu, started = time.process_time(), time.perf_counter()
+        for first in range(0, len(waves), batch_size):
+            batch = waves[first : first + batch_size]
+            method.process(batch, [{"alpha": 0.7}] * len(batch))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+        print(f"method only, backend {method.backend} on {device}: {audio_s:.1f} s of audio ({frames} frames) in "
+              f"{wall:.2f} s wall, {cpu:.2f} s CPU -> {audio_s / wall:.0f}x real time, "
+              f"{cpu / frames * 1e6:.1f} us CPU per frame")
+
+
 def run_side(side: str, corpus: Path, out: Path, args) -> dict:
     """One side in a fresh interpreter; returns its JSON line."""
     command = [sys.executable, __file__, str(corpus), "--side", side, "--out", str(out), "--jobs", str(args.jobs),
@@ -128,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--method", default="mcadams")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--method-only", default=None, metavar="BACKENDS",
+                        help="time McAdams.process alone for these backends (e.g. compiled,torch) and exit")
     parser.add_argument("--side", choices=["anoncli", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -144,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     rel_paths = list_audio(corpus, args.limit)
     if not rel_paths:
         raise SystemExit(f"no audio files under {corpus}")
+    if args.method_only:
+        method_only(corpus, rel_paths, args.device, args.method_only.split(","))
+        return 0
     sides = ["anoncli"] + ([] if args.no_reference else ["reference"])
     scratch = Path(tempfile.mkdtemp(prefix="anoncli-bench-"))
     try:

@@ -166,11 +166,12 @@ def mcadams_batch(
     frame_alpha = torch.cat(
         [torch.full((lay.n_frames,), float(al), dtype=torch.float64, device=device) for al, lay in zip(alphas, layouts)]
     )
+    frames = frames * window
     # An all-zero frame contributes nothing: leave it out of the expensive work.
     live = frames.ne(0).any(-1)
     shaped = torch.zeros_like(frames)
     if bool(live.any()):
-        shaped[live] = transform_frames(frames[live] * window, frame_alpha[live], order)
+        shaped[live] = transform_frames(frames[live], frame_alpha[live], order)
     shaped = shaped * window
     outputs = []
     for part, lay in zip(shaped.split([lay.n_frames for lay in layouts]), layouts):

@@ -37,6 +37,7 @@ def kernel_settings() -> np.ndarray:
         constants.REAL_ROOT_TOL, constants.ROOT_STEP_TOL, constants.START_ANGLE_OFFSET,
     ], dtype=np.float64)
 
+
 # Frames per block: big enough for long SIMD loops, small enough for L2 cache.
 BLOCK_FRAMES = 64
 # Let LLVM reorder sums and contract to FMA; no assumptions about NaN or inf.
@@ -262,8 +263,9 @@ def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out, sett
     """Transform every frame of one padded utterance and overlap-add into `out`.
 
     padded: float64 signal of length (n_frames - 1) * shift + len(window);
-    out: float64 zeros of the same length; settings: `kernel_settings()`. Returns (frames that needed the
-    eigenvalue fallback, frame-iterations of Aberth-Ehrlich) for diagnostics.
+    out: float64 zeros of the same length; settings: `kernel_settings()`.
+    Returns (frames that needed the eigenvalue fallback, frame-iterations of
+    Aberth-Ehrlich) for diagnostics.
     """
     win_len = window.shape[0]
     p = order
@@ -289,21 +291,19 @@ def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out, sett
     )
     fallbacks = 0
     for first in range(0, n_frames, nb):
-        # Gather the block's frames that are not all zero: those contribute nothing.
+        # Gather the block's windowed frames that are not all zero: those contribute nothing.
         n = 0
         for m in range(first, min(first + nb, n_frames)):
             start = m * shift
             nonzero = False
             for t in range(win_len):
-                if padded[start + t] != 0.0:
+                value = padded[start + t] * window[t]
+                x[t, n] = value
+                if value != 0.0:
                     nonzero = True
-                    break
-            if not nonzero:
-                continue
-            for t in range(win_len):
-                x[t, n] = padded[start + t] * window[t]
-            live[n] = m
-            n += 1
+            if nonzero:
+                live[n] = m
+                n += 1
         if n == 0:
             continue
         _autocorrelation(x, n, r)

@@ -166,7 +166,8 @@ def train(options: TrainOptions) -> dict:
     total = config["unet_epochs"]
     while epoch0 < config["epochs"]:
         epoch = epoch0
-        if config["adversary"] and epoch > 0 and epoch % config["refresh_every"] == 0:
+        reset = bool(config["adversary"] and epoch > 0 and epoch % config["refresh_every"] == 0)
+        if reset:
             disc = _fresh_discriminator(pipe, inputs, y_speech, config, device, gen)
             disc_opt = torch.optim.Adam(disc.parameters(), lr=config["lr"])
         weight = grl_weight(epoch, config["warmup_epochs"], config["ramp_epochs"], config["max_grl_weight"]) if config["adversary"] else 0.0
@@ -188,7 +189,7 @@ def train(options: TrainOptions) -> dict:
             stats["event_acc"].append(float((logits.argmax(1) == ye).float().mean()))
             stats["speech_acc"].append(float(((speech_logit > 0).float() == ys).float().mean()))
         epoch0 += 1
-        run.log({"stage": "features", "epoch": total + epoch0, "grl_weight": weight,
+        run.log({"stage": "features", "epoch": total + epoch0, "grl_weight": weight, "adversary_reset": reset,
                  **{k: float(np.mean(v)) for k, v in stats.items()}})
         checkpoint(best=epoch0 == config["epochs"])
 

@@ -1,0 +1,140 @@
+"""RDAL-M: gradient reversal and its schedule, the mask network, training with resume, outputs and probes."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import torch
+
+from anoncli.errors import AnoncliError
+from anoncli.evaluation.feature_probes import evaluate_features, sdr_db
+from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
+from anoncli.manifest.reader import read_manifest
+from anoncli.methods import MethodOptions, create_method
+from anoncli.mixtures import make_mixtures, synthesize_events
+from anoncli.models.rdalm_nets import FeatureExtractor, SeparationUNet, SpeechDiscriminator, grad_reverse, grl_weight
+from anoncli.training import TrainOptions, get_trainer
+from synth_audio import make_corpus
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Two shared cores: a second intra-op thread only spins and slows these small models down."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient():
+    x = torch.randn(3, 4, requires_grad=True)
+    (grad_reverse(x, 0.5) * 2.0).sum().backward()
+    assert torch.equal(grad_reverse(x, 0.5), x)
+    assert torch.allclose(x.grad, torch.full_like(x, -1.0))
+    x.grad = None
+    grad_reverse(x, 0.0).sum().backward()
+    assert torch.count_nonzero(x.grad) == 0
+
+
+def test_grl_weight_is_zero_during_warmup_then_ramps_to_the_maximum():
+    weights = [grl_weight(e, warmup_epochs=3, ramp_epochs=4, max_weight=0.8) for e in range(10)]
+    assert weights[:3] == [0.0, 0.0, 0.0]
+    assert all(b > a for a, b in zip(weights[3:7], weights[4:7]))
+    assert weights[6] == pytest.approx(0.8 * (2 / (1 + np.exp(-10)) - 1)) and weights[9] == weights[6]
+    assert 0 < weights[3] < 0.8
+    assert grl_weight(5, 2, 0, 1.0) == 1.0
+
+
+def test_mask_is_in_unit_range_for_any_spectrogram_size():
+    unet = SeparationUNet(width=0.125).eval()
+    with torch.no_grad():
+        mask = unet(torch.rand(2, 1, 257, 37))
+    assert mask.shape == (2, 1, 257, 37) and mask.min() >= 0 and mask.max() <= 1
+    z = FeatureExtractor(width=0.125)(torch.randn(2, 1, 64, 30))
+    assert z.shape == (2, 64) and SpeechDiscriminator()(z).shape == (2,)
+
+
+def test_sdr_of_a_perfect_and_a_noisy_estimate():
+    s = np.sin(np.arange(1000) / 5.0)
+    assert sdr_db(s, s) > 100
+    assert sdr_db(s, s + 0.1 * s) == pytest.approx(20.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def mixtures(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rdalm")
+    speech = make_corpus(root / "speech", per_speaker=3, duration_s=0.5)
+    events = synthesize_events(root / "events", per_class=6, duration_s=0.5, classes=("tone", "clicks"), seed=1)
+    return make_mixtures(speech, events, root / "mix", duration_s=0.5, test_fraction=0.5, seed=4)
+
+
+def _options(corpus, out, **extra):
+    params = {"unet_epochs": "1", "warmup_epochs": "1", "ramp_epochs": "1", "refresh_every": "2",
+              "refresh_epochs": "1", "unet_width": "0.0625", "extractor_width": "0.0625", "batch_size": "4",
+              "clip_s": "0.5"}
+    params.update(extra)
+    return TrainOptions(corpus=corpus, out=out, epochs=2, device="cpu", extra=params)
+
+
+def test_training_schedule_checkpoints_and_resume(mixtures, tmp_path):
+    options = _options(mixtures, tmp_path / "run")
+    get_trainer("rdalm")(options)
+    log = pq.read_table(tmp_path / "run" / "log.parquet").to_pylist()
+    assert [r["stage"] for r in log] == ["separation", "features", "features"]
+    assert [r["grl_weight"] for r in log[1:]] == [0.0, pytest.approx(1.0, abs=1e-3)]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["method"] == "rdalm" and state["unet_epoch"] == 1 and state["epoch"] == 2
+    unet_before = {k: v.clone() for k, v in state["pipeline"].items() if k.startswith("unet.")}
+    options.epochs = 3
+    get_trainer("rdalm")(options)
+    log = pq.read_table(tmp_path / "run" / "log.parquet").to_pylist()
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]           # resumed: nothing redone
+    assert log[-1]["adversary_reset"] is True                   # epoch index 2 = refresh_every
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.equal(unet_before[k], state["pipeline"][k]) for k in unet_before)   # mask frozen
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["classes"] == ["clicks", "tone"] and card["n_test"] > 0
+
+
+def test_baseline_reuses_the_mask_and_never_reverses(mixtures, tmp_path):
+    get_trainer("rdalm")(_options(mixtures, tmp_path / "private"))
+    get_trainer("rdalm")(_options(mixtures, tmp_path / "base", adversary="false", unet_from=str(tmp_path / "private")))
+    log = pq.read_table(tmp_path / "base" / "log.parquet").to_pylist()
+    assert all(r["stage"] == "features" and r["grl_weight"] == 0.0 for r in log)
+    a = torch.load(tmp_path / "private" / "checkpoints" / "last.pt", weights_only=True)["pipeline"]
+    b = torch.load(tmp_path / "base" / "checkpoints" / "last.pt", weights_only=True)["pipeline"]
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("unet."))
+
+
+def test_emit_modes_and_evaluation_of_audio_and_features(mixtures, tmp_path):
+    run = tmp_path / "run"
+    get_trainer("rdalm")(_options(mixtures, run))
+    with pytest.raises(AnoncliError, match="emit"):
+        create_method("rdalm", MethodOptions(checkpoint=str(run), extra={"emit": "video"}))
+    wave = torch.randn(7000) * 0.1
+    audio = create_method("rdalm", MethodOptions(checkpoint=str(run)))
+    assert audio.output_kind == "audio" and audio.process([wave], [{}])[0].shape == (7000,)
+    feats = create_method("rdalm", MethodOptions(checkpoint=str(run), extra={"emit": "features"}))
+    assert feats.output_kind == "features" and feats.process([wave], [{}])[0].shape == (64,)
+    both = create_method("rdalm", MethodOptions(checkpoint=str(run), extra={"emit": "both"})).process([wave], [{}])[0]
+    assert set(both) == {"audio", "features"}
+
+    out = tmp_path / "anon"
+    run_anonymize(AnonymizeConfig(corpus=mixtures, out=out, method="rdalm", checkpoint=str(run),
+                                  params={"emit": "both"}, progress=False))
+    table = read_manifest(out)
+    rows = [r for r in table.to_pylist() if r["status"] == "ok"]
+    assert len(rows) == table.num_rows and all(r["features_path"] and r["output_path"].endswith(".wav") for r in rows)
+    masked, rate = sf.read(out / rows[0]["output_path"])
+    assert rate == 16000 and len(masked) == 8000
+    per_utt, summary = evaluate_features(mixtures, out, table, seed=0)
+    n_test = sum(r["split"] == "test" for r in rows)
+    assert set(summary) == {"utility:event", "attacker:speech_present", "attacker-audio:speech_present",
+                            "attacker-unmasked:speech_present", "sdr"}
+    assert summary["sdr"]["n"] == n_test and np.isfinite(summary["sdr"]["sdr_db_mean"])
+    assert {r["utt_id"] for r in per_utt} <= {r["utt_id"] for r in rows if r["split"] == "test"}
+    for probe in ("utility:event", "attacker:speech_present", "attacker-audio:speech_present", "attacker-unmasked:speech_present"):
+        assert 0 <= summary[probe]["accuracy"] <= 1 and summary[probe]["n"] == n_test, probe
+    assert summary["attacker:speech_present"]["auc"] is not None

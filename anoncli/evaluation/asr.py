@@ -119,20 +119,23 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
     if not with_text.any():
         return None, {}, ["asr: skipped (no transcript label)"]
     words = parse_vocabulary(vocabulary)
-    if asr_model:
-        recogniser = SpeechBrainRecogniser(Path(asr_model), asr_language)
-    else:
-        single = all(len(refs[i].split()) == 1 for i in np.flatnonzero(with_text))
-        recogniser = PocketSphinxRecogniser(words, single)
-    spoken = np.array([(lang or asr_language).lower() in recogniser.languages for lang in languages])
+    backend_name = f"speechbrain:{Path(asr_model).name}" if asr_model else "pocketsphinx (en-us)"
+    backend_languages = {asr_language.lower()} if asr_model else POCKETSPHINX_LANGUAGES
+    # A missing language label means "the backend's language" (asr_language, default en).
+    spoken = np.array([(lang or asr_language).lower() in backend_languages for lang in languages])
     skipped = with_text & ~spoken
     if skipped.any():
         langs = sorted({(languages[i] or "?") for i in np.flatnonzero(skipped)})
         notes.append(f"asr: {int(skipped.sum())} utterances in language {', '.join(langs)} skipped: "
-                     f"{recogniser.name} recognises {', '.join(sorted(recogniser.languages))} only")
+                     f"{backend_name} recognises {', '.join(sorted(backend_languages))} only")
     todo = np.flatnonzero(with_text & spoken)
     if todo.size == 0:
         return None, {}, notes
+    if asr_model:
+        recogniser = SpeechBrainRecogniser(Path(asr_model), asr_language)
+    else:
+        single = all(len(refs[i].split()) == 1 for i in todo)
+        recogniser = PocketSphinxRecogniser(words, single)
     if words:
         oov = sum(1 for i in todo for w in refs[i].split() if w not in words)
         if oov:

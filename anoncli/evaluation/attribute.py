@@ -76,7 +76,7 @@ def candidate_columns(label_rows: list[dict], speakers: list[str | None], column
 # ---------------------------------------------------------------- the classifier
 
 class LogisticHead:
-    """Standardisation + multinomial logistic regression, trained full-batch with L-BFGS (torch).
+    """Standardisation + multinomial logistic regression (L2, L-BFGS), applied as a torch module.
 
     Deliberately small: it learns in well under a second per fold on a CPU,
     and a linear head on good features is a strong, stable attacker.
@@ -90,28 +90,39 @@ class LogisticHead:
         self.scale = torch.ones(n_features)
         self.c = c
 
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, max_iter: int = 200) -> "LogisticHead":
+    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, max_iter: int = 500) -> "LogisticHead":
+        """Fit with scikit-learn's L-BFGS solver (fast in numpy), then hold the weights as torch tensors."""
+        import warnings
+
         import torch
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
 
-        torch.manual_seed(seed % (2**31))
-        xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
-        yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
-        self.mean = xt.mean(0)
-        self.scale = xt.std(0, unbiased=False).clamp_min(1e-6)
-        z = (xt - self.mean) / self.scale
-        torch.nn.init.zeros_(self.linear.weight)
-        torch.nn.init.zeros_(self.linear.bias)
-        # sklearn's objective: C·Σ CE + ½‖W‖²  ==  mean CE + ‖W‖² / (2·C·n)
-        penalty = 1.0 / (2.0 * self.c * max(1, len(yt)))
-        optimizer = torch.optim.LBFGS(self.linear.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.int64)
+        mean = x.mean(0)
+        scale = np.maximum(x.std(0), 1e-6)
+        model = LogisticRegression(C=self.c, max_iter=max_iter, random_state=seed % (2**31))
+        from threadpoolctl import threadpool_limits
 
-        def closure():
-            optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(self.linear(z), yt) + penalty * self.linear.weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
+        # Single-threaded BLAS: these matrices are tiny, and spare threads only contend on a shared CPU.
+        with warnings.catch_warnings(), threadpool_limits(limits=1):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit((x - mean) / scale, y)
+        n_classes = self.linear.out_features
+        weight = np.zeros((n_classes, x.shape[1]))
+        bias = np.full(n_classes, -1e4)  # classes absent from this training fold are never predicted
+        present = model.classes_
+        if len(present) == 2:  # sklearn keeps one weight vector for two classes: logit of classes_[1]
+            weight[present[1]], bias[present[1]] = model.coef_[0] / 2, model.intercept_[0] / 2
+            weight[present[0]], bias[present[0]] = -model.coef_[0] / 2, -model.intercept_[0] / 2
+        else:
+            weight[present], bias[present] = model.coef_, model.intercept_
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.from_numpy(weight).float())
+            self.linear.bias.copy_(torch.from_numpy(bias).float())
+        self.mean = torch.from_numpy(mean).float()
+        self.scale = torch.from_numpy(scale).float()
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:

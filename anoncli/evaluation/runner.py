@@ -125,7 +125,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     from anoncli.evaluation.pairing import pair_corpus
 
     started = time.time()
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(1)  # small models: intra-op threads cost more than they give (see embeddings.py)
     if config.gate:
         gate_mod.check_syntax(config.gate)
     out = Path(config.out)

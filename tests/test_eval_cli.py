@@ -1,0 +1,109 @@
+"""`anoncli evaluate` end to end on a synthetic corpus: report files, gate exit codes, report reading."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import soundfile as sf
+from synth_audio import voiced
+from typer.testing import CliRunner
+
+from anoncli.cli.app import app
+from anoncli.errors import EXIT_GATE, EXIT_USAGE
+from anoncli.evaluation import report_io
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    original = root / "orig"
+    voices = {"f1": ("female", 220, (850, 1600, 2900)), "f2": ("female", 190, (800, 1500, 2800)),
+              "m1": ("male", 110, (650, 1100, 2450)), "m2": ("male", 125, (500, 1500, 2500))}
+    rows = ["file_name,speaker,gender,transcript,language"]
+    for index, (speaker, (gender, f0, formants)) in enumerate(voices.items()):
+        (original / speaker).mkdir(parents=True)
+        for i in range(3):
+            rel = f"{speaker}/{speaker}_{i}.wav"
+            sf.write(original / rel, voiced(0.8, 16000, f0 * (1 + 0.03 * i), formants, seed=10 * index + i), 16000)
+            rows.append(f"{rel},{speaker},{gender},ein wort,de")
+    (original / "metadata.csv").write_text("\n".join(rows) + "\n")
+    anonymized = root / "anon"
+    shutil.copytree(original, anonymized, ignore=shutil.ignore_patterns("metadata.csv"))
+    return original, anonymized, root
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANONCLI_CACHE", str(tmp_path / "cache"))
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["evaluate", *map(str, args)])
+
+
+def test_full_default_report(corpora):
+    original, anonymized, root = corpora
+    out = root / "report"
+    result = run(original, anonymized, "--out", out, "--bootstrap", "20")
+    assert result.exit_code == 0, result.output
+    for name in ("scores.parquet", "trials.parquet", "summary.json", "report.html", "plots/asv_det.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["meta"]["probes"]) >= {"asv", "signal", "linkability", "speaker", "gender"}
+    # An identity "anonymization": every condition sees the same embeddings.
+    assert summary["asv"]["OO"]["EER"] == pytest.approx(summary["asv"]["OA"]["EER"])
+    assert summary["signal"]["stoi"] == pytest.approx(1.0, abs=1e-3)
+    assert summary["linkability"]["cosine_mean"] == pytest.approx(1.0, abs=1e-4)
+    assert "gr" in summary["gender"]["ignorant"]
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert len(scores) == 12
+    assert {"utt_id", "speaker", "gender", "link.cosine", "signal.stoi", "asv.OA.score", "gender.ignorant.p_true"} <= set(scores.columns)
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert set(trials["condition"]) == {"OO", "OA", "AA"} and trials["target"].any() and (~trials["target"]).any()
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    assert "ASV EER" in result.stdout
+    assert any("language de skipped" in note for note in summary["notes"]) and "asr" not in summary
+    print(summary["timings_s"])
+    # Reading the report back, as `anoncli inspect` does.
+    assert report_io.is_report_dir(out) and not report_io.is_report_dir(original)
+    assert report_io.load_summary(out)["meta"]["n_pairs"] == 12
+    worst = report_io.worst_utterances(out, 3, "asv.link")
+    assert len(worst) == 3 and worst[0]["by"] == "link.cosine"
+    stoi_worst = report_io.worst_utterances(out, 2, "stoi")
+    assert stoi_worst[0]["value"] <= 1.0 + 1e-6
+    # Never overwrite a report silently.
+    again = run(original, anonymized, "--out", out, "--probes", "signal")
+    assert again.exit_code != 0 and "--overwrite" in str(again.exception)
+
+
+def test_gate_pass_and_fail(corpora):
+    original, anonymized, root = corpora
+    passed = run(original, anonymized, "--out", root / "gate_ok", "--probes", "signal", "--quiet",
+                 "--gate", "signal.stoi>=0.9,signal.lsd_db<1")
+    assert passed.exit_code == 0, passed.output
+    failed = run(original, anonymized, "--out", root / "gate_fail", "--probes", "signal", "--quiet",
+                 "--gate", "signal.stoi>=0.9,signal.f0_r<0.5")
+    assert failed.exit_code == EXIT_GATE
+    assert "signal.f0_r<0.5" in failed.stderr and "signal.stoi" not in failed.stderr
+
+
+def test_gate_unknown_name_is_usage_error(corpora):
+    original, anonymized, root = corpora
+    proc = subprocess.run([sys.executable, "-m", "anoncli", "evaluate", str(original), str(anonymized),
+                           "--out", str(root / "gate_bad"), "--probes", "signal", "--quiet",
+                           "--gate", "signal.nonsense>=1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_USAGE
+    assert "unknown figure" in proc.stderr and "signal.stoi" in proc.stderr  # lists the valid names
+
+
+def test_gate_aliases():
+    from anoncli.evaluation.gate import check_gate, parse_gate
+
+    summary = {"asv": {"OA": {"eer": 85.0}}, "gender": {"ignorant": {"gr": 50.0}},
+               "asr": {"anonymized": {"Aw": 70.0}}, "linkability": {"G_VD": -3.0}}
+    conditions = parse_gate("asv.eer>=80, gender.gr>=90, asr.Aw>60, link.G_VD<0", summary)
+    assert [c.resolved for c in conditions] == ["asv.OA.eer", "gender.ignorant.gr", "asr.anonymized.Aw", "linkability.G_VD"]
+    assert [c.name for c, _ in check_gate(conditions, summary)] == ["gender.gr"]

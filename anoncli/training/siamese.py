@@ -5,8 +5,11 @@ same utility class (gender) and half from different classes, with the
 contrastive loss (margin 1). `--param loss=ce` trains the same network with
 plain cross-entropy on the utility label instead (the "no contrastive loss"
 comparison). Stage 2 freezes the network and trains the gender MLP head
-(1024, dropout 0.5). Speakers are split speaker-disjointly; the held-out
-speakers are never used for training or model selection, only reported.
+(1024, dropout 0.5). Speakers are split speaker-disjointly (the corpus' own
+`split` column when it has train and test, e.g. TIMIT; otherwise
+`val_speakers` or a `val_fraction` of the speakers, balanced over genders);
+the held-out speakers are never used for training or model selection, only
+reported.
 """
 
 from __future__ import annotations
@@ -109,8 +112,15 @@ def train(options: TrainOptions) -> dict:
     utts = [u for u in corpus.utterances if u.labels.get(utility)]
     if not utts:
         raise AnoncliError(f"{options.corpus}: no utterance has a {utility!r} label")
-    train_utts, val_utts, val_speakers = speaker_split(
-        utts, config["val_speakers"] or None, config["val_fraction"], options.seed, stratify_label=utility)
+    splits = {u.labels.get("split") for u in utts}
+    if not config["val_speakers"] and {"train", "test"} <= splits:
+        # The corpus' own speaker-disjoint split (TIMIT train/test; mixtures made by anoncli.tools).
+        train_utts = [u for u in utts if u.labels.get("split") == "train"]
+        val_utts = [u for u in utts if u.labels.get("split") == "test"]
+        val_speakers = sorted({u.speaker for u in val_utts})
+    else:
+        train_utts, val_utts, val_speakers = speaker_split(
+            utts, config["val_speakers"] or None, config["val_fraction"], options.seed, stratify_label=utility)
     classes = sorted({u.labels[utility] for u in train_utts})
     if len(classes) < 2:
         raise AnoncliError(f"the training speakers cover only one {utility} class ({classes[0]})")

@@ -112,12 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--option", action="append", default=[], help="backend option KEY=VALUE (e.g. n_iter=32)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--change", default=None, help="ask for a changed mel: warp=FACTOR")
+    parser.add_argument("--speakers", default=None,
+                        help="comma-separated speaker ids to keep (e.g. a trained MelGAN's validation speakers)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     vocoder = create_vocoder(args.vocoder, args.sample_rate, checkpoint=args.checkpoint,
                              **dict(parse_option(o) for o in args.option))
-    utterances = evenly_spaced(open_corpus(args.corpus).utterances, args.limit)
+    utterances = open_corpus(args.corpus).utterances
+    if args.speakers:
+        keep = {s.strip() for s in args.speakers.split(",")}
+        utterances = [u for u in utterances if u.speaker in keep]
+    utterances = evenly_spaced(utterances, args.limit)
     warp = float(args.change.split("=", 1)[1]) if args.change else None
     if args.change and not args.change.startswith("warp="):
         parser.error("--change: only warp=FACTOR is known")
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "files": len(utterances), "stoi_units": len(scores), "pooled_files": scorer.pooled_files,
         "sample_rate": args.sample_rate, "stoi_mean": round(statistics.fmean(scores), 4),
         "stoi_median": round(statistics.median(scores), 4), "stoi_min": round(min(scores), 4),
-        "mel_l1": round(statistics.fmean(mel_errors), 4), "change": args.change,
+        "mel_l1": round(statistics.fmean(mel_errors), 4), "change": args.change, "speakers": args.speakers,
         "audio_s": round(audio_s, 1), "compute_s": round(compute_s, 1),
         "x_real_time": round(audio_s / compute_s, 1), "threads": args.threads,
         "machine": f"{platform.machine()} {torch.get_num_threads()} torch thread(s)",

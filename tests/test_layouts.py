@@ -198,3 +198,29 @@ def test_failing_command_is_an_audio_error(tmp_path):
     utt = next(u for u in open_corpus(fake.root, allow_commands=True) if u.utt_id == "spk2-utt1")
     with pytest.raises(AudioError, match="exited with 1"):
         read_utterance_audio(utt)
+
+
+def test_vctk_080_layout_with_numeric_ids(tmp_path):
+    root = tmp_path / "VCTK-Corpus"
+    root.mkdir()
+    (root / "speaker-info.txt").write_text("ID  AGE  GENDER  ACCENTS  REGION\n225  23  F    English    Southern  England\n")
+    write_tone(root / "wav48" / "p225" / "p225_001.wav", 1)
+    (root / "txt" / "p225").mkdir(parents=True)
+    (root / "txt" / "p225" / "p225_001.txt").write_text("Please call Stella.\n")
+    corpus = open_corpus(root)
+    assert corpus.layout == "vctk"
+    assert corpus.utterances[0].utt_id == "p225_001"
+    assert corpus.utterances[0].labels == {"speaker": "p225", "gender": "female", "age": "23", "accent": "English",
+                                           "region": "Southern England", "transcript": "Please call Stella.", "mic": None}
+
+
+def test_missing_side_tables_leave_labels_empty_with_a_note(tmp_path):
+    from anoncli.testing.fake_corpora import make_cremad
+
+    fake = make_cremad(tmp_path)
+    (fake.root / "VideoDemographics.csv").unlink()
+    corpus = open_corpus(fake.root)
+    assert corpus.layout == "cremad"
+    assert {u.labels["gender"] for u in corpus} == {None}
+    assert {u.labels["emotion"] for u in corpus} == {"anger", "happiness", "sadness"}
+    assert any("VideoDemographics.csv" in note for note in corpus.notes)

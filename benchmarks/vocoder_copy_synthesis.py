@@ -75,6 +75,7 @@ class StoiScorer:
         self.scores: list[float] = []
         self.pooled_files = 0
         self._pool: list[tuple[np.ndarray, np.ndarray]] = []
+        self._last_pool: list[tuple[np.ndarray, np.ndarray]] = []
 
     def _score(self, ref: np.ndarray, out: np.ndarray) -> None:
         self.scores.append(float(stoi(ref.astype(np.float64), out.astype(np.float64), self.rate)))
@@ -82,16 +83,22 @@ class StoiScorer:
     def add(self, ref: np.ndarray, out: np.ndarray) -> None:
         if len(ref) >= SHORT_FILE_S * self.rate:
             self._score(ref, out)
+            self._last_pool = []      # the last score is no longer a pool's
             return
         self.pooled_files += 1
         self._pool.append((ref, out))
         if sum(len(r) for r, _ in self._pool) >= POOL_S * self.rate:
             self.flush()
 
-    def flush(self) -> None:
-        if self._pool:
-            self._score(np.concatenate([r for r, _ in self._pool]), np.concatenate([o for _, o in self._pool]))
-            self._pool = []
+    def flush(self, final: bool = False) -> None:
+        """Score the pool; a last pool shorter than POOL_S joins the one before it."""
+        if not self._pool:
+            return
+        if final and self._last_pool and sum(len(r) for r, _ in self._pool) < POOL_S * self.rate:
+            self.scores.pop()
+            self._pool = self._last_pool + self._pool
+        self._score(np.concatenate([r for r, _ in self._pool]), np.concatenate([o for _, o in self._pool]))
+        self._last_pool, self._pool = self._pool, []
 
 
 def evenly_spaced(items: list, limit: int | None) -> list:
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         mel_errors.append(float((vocoder.mel(out[None])[0] - logmel).abs().mean()))
         audio_s += wave.shape[-1] / args.sample_rate
         scorer.add(wave.numpy(), out.numpy())
-    scorer.flush()
+    scorer.flush(final=True)
     scores = scorer.scores
     summary = {
         "corpus": str(args.corpus), "vocoder": args.vocoder, "options": vocoder.config(),

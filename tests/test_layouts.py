@@ -224,3 +224,10 @@ def test_missing_side_tables_leave_labels_empty_with_a_note(tmp_path):
     assert {u.labels["gender"] for u in corpus} == {None}
     assert {u.labels["emotion"] for u in corpus} == {"anger", "happiness", "sadness"}
     assert any("VideoDemographics.csv" in note for note in corpus.notes)
+
+
+def test_a_symlink_to_an_ancestor_does_not_loop(tmp_path):
+    root = make_emodb(tmp_path).root
+    (root / "wav" / "again").symlink_to(root)
+    corpus = open_corpus(root)
+    assert corpus.layout == "emodb" and len({u.utt_id for u in corpus}) == len(corpus)

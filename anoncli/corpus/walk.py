@@ -44,6 +44,10 @@ def iter_audio_files(root: Path, stats: WalkStats | None = None) -> Iterator[str
     """
     stats = stats if stats is not None else WalkStats()
     stack: list[tuple[str, str, int]] = [(os.fspath(root), "", 0)]
+    # Folders already walked, by (device, inode): a symlink to an ancestor or a sibling must
+    # neither loop forever nor list the same files twice. One stat per folder, none per file.
+    top = os.stat(root)
+    walked: set[tuple[int, int]] = {(top.st_dev, top.st_ino)}
     while stack:
         folder, prefix, depth = stack.pop()
         try:
@@ -61,6 +65,13 @@ def iter_audio_files(root: Path, stats: WalkStats | None = None) -> Iterator[str
             except OSError:
                 is_dir = False
             if is_dir:
+                try:
+                    info = entry.stat(follow_symlinks=True)
+                except OSError:
+                    continue
+                if (info.st_dev, info.st_ino) in walked:
+                    continue
+                walked.add((info.st_dev, info.st_ino))
                 stack.append((entry.path, rel + "/", depth + 1))
             elif is_audio_name(name):
                 stats.audio_files += 1

@@ -55,7 +55,7 @@ def detect_named(scan: Scan) -> tuple[Detection | None, list[Detection]]:
 
 
 def describe_tried(found: list[Detection]) -> str:
-    tried = ", ".join(NAMED + ["audiofolder"])
+    tried = ", ".join(["kaldi"] + NAMED + ["audiofolder"])
     if not found:
         return f"tried {tried}"
     best = ", ".join(f"{d.layout} {d.share:.0%}" for d in found[:3])

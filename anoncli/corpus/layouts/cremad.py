@@ -42,14 +42,14 @@ def read_demographics(path) -> dict[str, dict[str, str | None]]:
             if "actorid" not in fields:
                 raise InputError(f"{path}: expected an ActorID column (found: {', '.join(reader.fieldnames or [])})")
             for row in reader:
-                get = lambda key: (row.get(fields[key]) or "").strip() or None if key in fields else None  # noqa: E731
-                actor = get("actorid")
+                values = {key: (row.get(name) or "").strip() or None for key, name in fields.items()}
+                actor = values.get("actorid")
                 if actor:
                     people[actor] = {
-                        "gender": normalise_gender(get("sex")),
-                        "age": get("age"),
-                        "race": get("race"),
-                        "ethnicity": get("ethnicity"),
+                        "gender": normalise_gender(values.get("sex")),
+                        "age": values.get("age"),
+                        "race": values.get("race"),
+                        "ethnicity": values.get("ethnicity"),
                     }
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None

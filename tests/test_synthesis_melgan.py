@@ -105,3 +105,16 @@ def test_multiscale_discriminator_outputs_every_layer():
     assert all(len(layers) == 2 + 3 for layers in outputs)
     # Each scale sees the wave average-pooled by 2 once more.
     assert outputs[1][0].shape[-1] == outputs[0][0].shape[-1] // 2
+
+
+def test_chunked_generation_matches_one_pass():
+    from anoncli.synthesis.melgan import generate
+
+    torch.manual_seed(0)
+    generator = Generator(ngf=4, n_residual_layers=3).eval()
+    logmel = torch.randn(1, 80, 200) - 3
+    with torch.no_grad():
+        whole = generator(logmel)[:, 0]
+    chunked = generate(generator, logmel, chunk_frames=48, context_frames=32)
+    assert chunked.shape == whole.shape
+    assert torch.allclose(chunked, whole, atol=1e-5)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from anoncli.synthesis.mel import LOG_FLOOR, LogMel
+from anoncli.synthesis.mel import LogMel
 
 # A mel-domain change is applied as a gain; beyond +-60 dB it only amplifies
 # numerical noise from bins that were silent in the original.
@@ -109,6 +109,3 @@ def overlap_add(mel: LogMel, spectrum: torch.Tensor, length: int) -> torch.Tenso
     start = mel.side_pad
     return fit_length(signal[start:], length)
 
-
-def log_floor() -> float:
-    return LOG_FLOOR

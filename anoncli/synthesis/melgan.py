@@ -173,6 +173,27 @@ class MultiScaleDiscriminator(nn.Module):
         return results
 
 
+@torch.no_grad()
+def generate(generator: Generator, logmel: torch.Tensor, chunk_frames: int = 1024, context_frames: int = 32) -> torch.Tensor:
+    """(B, n_mels, F) -> (B, F * hop) in chunks, so a long file needs bounded memory.
+
+    Each chunk is generated with `context_frames` of neighbouring mel on both
+    sides (more than the generator's receptive field of about 20 frames) and
+    cropped, so the seams match a single pass up to edge padding effects.
+    """
+    frames = logmel.shape[-1]
+    if frames <= chunk_frames + 2 * context_frames:
+        return generator(logmel)[:, 0]
+    hop = generator.hop_length
+    pieces = []
+    for start in range(0, frames, chunk_frames):
+        stop = min(frames, start + chunk_frames)
+        left, right = max(0, start - context_frames), min(frames, stop + context_frames)
+        wave = generator(logmel[..., left:right])[:, 0]
+        pieces.append(wave[:, (start - left) * hop:(stop - left) * hop])
+    return torch.cat(pieces, dim=-1)
+
+
 def _infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     if "model.1.weight_v" not in state:
         raise ValueError("no 'model.1.weight_v' key: not a melgan-neurips generator state dict")

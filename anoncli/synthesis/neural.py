@@ -14,7 +14,7 @@ import torch
 from anoncli.audio import resample
 from anoncli.errors import AnoncliError
 from anoncli.synthesis.base import Vocoder, fit_length
-from anoncli.synthesis.melgan import load_melgan
+from anoncli.synthesis.melgan import generate, load_melgan
 from anoncli.synthesis.mel import LogMel
 
 
@@ -54,7 +54,7 @@ class MelGANVocoder(Vocoder):
         logmel = new_logmel.to(self.device, torch.float32)
         if self.model_rate != self.sample_rate:
             logmel = self.to_model_rate(logmel, length)
-        wave = self.generator(logmel[None])[0, 0]
+        wave = generate(self.generator, logmel[None])[0]
         if self.model_rate != self.sample_rate:
             wave = resample(wave, self.model_rate, self.sample_rate)
         return fit_length(wave, length).cpu()

@@ -299,7 +299,10 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
                              "predicted": result["predicted"][k], "correct": result["label"][k] == result["predicted"][k],
                              "score": float(result["score"][k])})
             entry = {k: result[k] for k in ("accuracy", "chance", "auc", "n", "classes", "model")}
-            entry["normalised"] = normalised_privacy(result["accuracy"], result["chance"])
+            # with one speaker per class a random split lets the head learn the speakers: say so
+            entry["folds"] = "speaker-disjoint" if fold_groups is not None else "stratified"
+            if kind != "utility":
+                entry["normalised"] = normalised_privacy(result["accuracy"], result["chance"])
             per_group[value or "all"] = entry
         summary[probe] = _combine(per_group) if group_column else per_group.get("all", {"skipped": "fewer than two classes"})
     return rows, summary

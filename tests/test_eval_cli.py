@@ -107,3 +107,25 @@ def test_gate_aliases():
     conditions = parse_gate("asv.eer>=80, gender.gr>=90, asr.Aw>60, link.G_VD<0", summary)
     assert [c.resolved for c in conditions] == ["asv.OA.eer", "gender.ignorant.gr", "asr.anonymized.Aw", "linkability.G_VD"]
     assert [c.name for c, _ in check_gate(conditions, summary)] == ["gender.gr"]
+
+
+def test_trained_ecapa_backend_and_attribute_attacker(corpora, tmp_path):
+    """`anoncli train --method asv|attribute` on the tiny corpus, then evaluate with the trained encoder."""
+    original, anonymized, root = corpora
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps({"epochs": 1, "batch_size": 8, "crop_s": 0.5, "channels": [32, 32, 32, 32, 96], "lin_neurons": 16}))
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--method", "asv", str(original), "--out", str(tmp_path / "asv"), "--config", str(tiny)])
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / "asv" / "model.pt").is_file() and (tmp_path / "asv" / "log.parquet").is_file()
+    result = run(original, anonymized, "--out", tmp_path / "rep", "--probes", "asv", "--quiet", "--bootstrap", "0",
+                 "--asv-model", tmp_path / "asv")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["asv"]["backend"] == "ecapa:asv" and 0.0 <= summary["asv"]["OO"]["EER"] <= 100.0
+    attacker = runner.invoke(app, ["train", "--method", "attribute", str(original), "--label", "gender", "--out", str(tmp_path / "att")])
+    assert attacker.exit_code == 0, attacker.output
+    from anoncli.evaluation.attribute import load_attacker
+
+    head, config = load_attacker(tmp_path / "att")
+    assert config["classes"] == ["female", "male"] and head.linear.out_features == 2

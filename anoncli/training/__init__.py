@@ -21,6 +21,8 @@ TRAINERS: dict[str, str] = {
     "melgan": "anoncli.training.melgan:train_melgan",
     "siamese": "anoncli.training.siamese:train",
     "rdalm": "anoncli.training.rdalm:train",
+    "attribute": "anoncli.evaluation.attribute:train_attribute",
+    "asv": "anoncli.evaluation.asv_training:train_asv",
 }
 
 

@@ -1,4 +1,4 @@
-"""Scale-out benchmark, in one run: (a) 1 vs 2 local workers, (b) Dask vs the plain local run, (c) 300 vs 3000 files.
+"""Scale-out benchmark, in one run: (a) 1 vs 2 local workers, (b) Dask vs the plain local run, (c) 300 vs 1000 vs 3000 files.
 
     python benchmarks/scaling.py [--emodb ../shared/corpora/emodb-dev] [--fsdd ../shared/corpora/fsdd] \\
         [--method mcadams] [--repeats 3] [--device cpu] [--json results.json]
@@ -15,7 +15,7 @@ Dask is measured twice: `dask-local` starts a LocalCluster inside the run
 (startup included), `dask-existing` submits to a cluster started beforehand
 (startup excluded, as with a real cluster).
 
-The 300-file corpus is every 10th file of FSDD, copied into a temporary folder.
+The 300- and 1000-file corpora are every 10th and every 3rd file of FSDD, copied into a temporary folder.
 """
 
 from __future__ import annotations
@@ -147,13 +147,14 @@ def main() -> None:
     n = args.workers
     work = Path(tempfile.mkdtemp(prefix="anoncli-scaling-"))
     fsdd300 = subset_corpus(args.fsdd, work / "fsdd300", every=10)
-    corpora = {"emodb-dev": args.emodb, "fsdd-3000": args.fsdd, "fsdd-300": fsdd300}
+    corpora = {"emodb-dev": args.emodb, "fsdd-3000": args.fsdd, "fsdd-300": fsdd300,
+               "fsdd-1000": subset_corpus(args.fsdd, work / "fsdd1000", every=3)}
     cases = [  # (name, corpus, jobs, backend, uses the pre-started cluster)
         ("local-1", "emodb-dev", 1, "local", False), (f"local-{n}", "emodb-dev", n, "local", False),
         (f"dask-local-{n}", "emodb-dev", n, "dask", False), (f"dask-existing-{n}", "emodb-dev", n, "dask", True),
         ("local-1", "fsdd-3000", 1, "local", False), (f"local-{n}", "fsdd-3000", n, "local", False),
         (f"dask-local-{n}", "fsdd-3000", n, "dask", False), (f"dask-existing-{n}", "fsdd-3000", n, "dask", True),
-        (f"local-{n}", "fsdd-300", n, "local", False),
+        (f"local-{n}", "fsdd-300", n, "local", False), (f"local-{n}", "fsdd-1000", n, "local", False),
     ]
     print(f"machine: {os.cpu_count()} CPUs, load average before: {load_average()}", file=sys.stderr)
     existing = ExistingCluster(n)
@@ -209,15 +210,19 @@ def report(results: dict, n: int) -> None:
         for dask in (f"dask-local-{n}", f"dask-existing-{n}"):
             overhead = wall(corpus, dask) / wall(corpus, f"local-{n}") - 1
             print(f"{corpus}: {dask} vs local-{n}: {overhead * 100:+.0f} % wall time (target within 15 %)")
-    small, large = results[("fsdd-300", f"local-{n}")], results[("fsdd-3000", f"local-{n}")]
-    time_ratio = wall("fsdd-3000", f"local-{n}") / wall("fsdd-300", f"local-{n}")
-    files_ratio = large[0]["files"] / small[0]["files"]
-    rss = [max(r["driver_rss_mb"] for r in runs) for runs in (small, large)]
-    worker_rss = [max(r["worker_rss_mb"] for r in runs) for runs in (small, large)]
-    print(f"corpus size x{files_ratio:.0f}: wall time x{time_ratio:.2f} (linear: x{files_ratio:.0f}); "
-          f"driver peak RSS {rss[0]:.0f} -> {rss[1]:.0f} MB; worker peak RSS {worker_rss[0]:.0f} -> "
-          f"{worker_rss[1]:.0f} MB")
-
+    # Linear time means a constant cost per extra file: compare it between 300->1000 and 1000->3000 files.
+    sizes = [(results[(c, f"local-{n}")][0]["files"], c) for c in ("fsdd-300", "fsdd-1000", "fsdd-3000")]
+    wall_at = {files: wall(c, f"local-{n}") for files, c in sizes}
+    cpu_at = {files: median([r["cpu_s"] for r in results[(c, f"local-{n}")]]) for files, c in sizes}
+    (f0, _), (f1, _), (f2, _) = sizes
+    for label, at in (("wall", wall_at), ("CPU", cpu_at)):
+        low = (at[f1] - at[f0]) / (f1 - f0) * 1000
+        high = (at[f2] - at[f1]) / (f2 - f1) * 1000
+        print(f"corpus size {f0} -> {f1} -> {f2} files: {label} s {at[f0]:.1f} -> {at[f1]:.1f} -> {at[f2]:.1f}; "
+              f"extra {label} s per 1000 files: {low:.2f} ({f0}->{f1}), {high:.2f} ({f1}->{f2})")
+    for key in ("driver_rss_mb", "worker_rss_mb"):
+        peaks = [max(r[key] for r in results[(c, f"local-{n}")]) for _f, c in sizes]
+        print(f"{key.replace('_mb', '')} peak MB at {f0}/{f1}/{f2} files: " + " / ".join(f"{p:.0f}" for p in peaks))
 
 if __name__ == "__main__":
     main()

@@ -43,6 +43,10 @@ def create_vocoder(name: str | None, sample_rate: int, device: str = "cpu",
                    checkpoint: str | None = None, **options: Any) -> Vocoder:
     """Build a vocoder by name (None -> DEFAULT_VOCODER); options go to the backend (e.g. n_iter, f0_factor)."""
     name = name or DEFAULT_VOCODER
+    if str(device) == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if name not in VOCODERS:
         raise AnoncliError(f"unknown vocoder {name!r} (choose from: {', '.join(vocoder_names())})")
     module_name, class_name = VOCODERS[name].split(":")

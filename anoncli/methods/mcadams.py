@@ -69,6 +69,7 @@ class McAdams(Method):
         self.backend = self._choose_backend(options.extra.get("backend", "auto"))
         self.win_len, self.shift = frame_sizes(self.sample_rate, self.window_ms, self.shift_ms)
         self.window = sqrt_hann_window(self.win_len, self.shift)
+        self._window_np = self.window.numpy()
         self._kernel_settings = _load_compiled_kernel() if self.backend == "compiled" else None
 
     def _choose_backend(self, requested: str) -> str:
@@ -110,7 +111,7 @@ class McAdams(Method):
             if not (ALPHA_MIN <= alpha <= ALPHA_MAX):
                 raise AnoncliError(f"McAdams alpha {alpha} is out of range [{ALPHA_MIN}, {ALPHA_MAX}]")
         if self.backend == "compiled":
-            shaped = [self._compiled(w, a) for w, a in zip(waves, alphas)]
+            return [self._compiled(w, a) for w, a in zip(waves, alphas)]
         else:
             from anoncli.dsp.batched import mcadams_batch
 
@@ -125,17 +126,24 @@ class McAdams(Method):
         return [_match_level(out, wave) for out, wave in zip(shaped, waves)]
 
     def _compiled(self, wave: torch.Tensor, alpha: float) -> torch.Tensor:
+        """One utterance through the compiled kernel; level matching in numpy (cheaper per call than torch)."""
         from anoncli.dsp.mcadams_kernel import mcadams_overlap_add
 
         layout = FrameLayout(int(wave.shape[0]), self.win_len, self.shift)
         if layout.length == 0:
-            return torch.zeros(0, dtype=torch.float64)
+            return torch.zeros(0, dtype=torch.float32)
+        source = wave.detach().cpu().numpy()
         padded = np.zeros(layout.padded_length, dtype=np.float64)
-        padded[layout.lead : layout.lead + layout.length] = wave.detach().cpu().numpy()
+        padded[layout.lead : layout.lead + layout.length] = source
         out = np.zeros_like(padded)
-        mcadams_overlap_add(padded, layout.n_frames, self.shift, self.window.numpy(), self.lpc_order, alpha, out,
+        mcadams_overlap_add(padded, layout.n_frames, self.shift, self._window_np, self.lpc_order, alpha, out,
                             self._kernel_settings)
-        return torch.from_numpy(out[layout.lead : layout.lead + layout.length])
+        shaped = out[layout.lead : layout.lead + layout.length]
+        source_energy = float(np.dot(padded, padded))
+        produced_energy = float(np.dot(shaped, shaped))
+        if source_energy > 0 and produced_energy > 0:
+            shaped = shaped * np.sqrt(source_energy / produced_energy)
+        return torch.from_numpy(shaped.astype(np.float32))
 
 
 def _load_compiled_kernel() -> np.ndarray:
@@ -153,7 +161,10 @@ def _load_compiled_kernel() -> np.ndarray:
 
 
 def _match_level(shaped: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
-    """Scale to the input's RMS (the new filter's gain differs from the old one's), as float32."""
+    """Scale to the input's RMS (the new filter's gain differs from the old one's), as float32.
+
+    Same arithmetic as the end of `McAdams._compiled`.
+    """
     shaped = shaped.to(wave.device, torch.float64)
     source = wave.to(torch.float64).square().sum()
     produced = shaped.square().sum()

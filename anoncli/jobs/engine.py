@@ -299,5 +299,6 @@ def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeCon
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
-    # Workers that died mid-write (their tasks were redone elsewhere) leave temp files on this host.
-    _remove_stale_temp_files(config.out)
+    if config.backend == "dask":
+        # Dask workers that died mid-write (their batches were redone elsewhere) leave temp files behind.
+        _remove_stale_temp_files(config.out)

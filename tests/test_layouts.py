@@ -231,3 +231,16 @@ def test_a_symlink_to_an_ancestor_does_not_loop(tmp_path):
     (root / "wav" / "again").symlink_to(root)
     corpus = open_corpus(root)
     assert corpus.layout == "emodb" and len({u.utt_id for u in corpus}) == len(corpus)
+
+
+def test_mp3_copies_of_wav_utterances_are_skipped(tmp_path):
+    from anoncli.testing.fake_corpora import make_cremad
+
+    fake = make_cremad(tmp_path)
+    shutil.copytree(fake.root / "AudioWAV", fake.root / "AudioMP3")
+    for path in (fake.root / "AudioMP3").iterdir():
+        path.rename(path.with_suffix(".mp3"))
+    corpus = open_corpus(fake.root)
+    assert len(corpus) == len(fake.expected)
+    assert all(u.rel_path.startswith("AudioWAV/") for u in corpus)
+    assert any("skipped" in note for note in corpus.notes)

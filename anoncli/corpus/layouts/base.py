@@ -70,6 +70,31 @@ class LayoutResult:
     notes: list[str] = field(default_factory=list)
 
 
+# When one utterance exists in several formats, the first of these is read.
+_FORMAT_RANK = {"wav": 0, "flac": 1}
+
+
+def prefer_lossless(utterances: list[Utterance]) -> tuple[list[Utterance], int]:
+    """Drop copies of an utterance in a worse format; copies in the same format are left for the id check."""
+    position: dict[str, int] = {}  # utt_id -> index in kept
+    kept: list[Utterance] = []
+    skipped = 0
+    for utt in utterances:
+        at = position.get(utt.utt_id)
+        if at is None:
+            position[utt.utt_id] = len(kept)
+            kept.append(utt)
+            continue
+        mine, theirs = (_FORMAT_RANK.get(u.rel_path.rsplit(".", 1)[-1].lower(), 2) for u in (utt, kept[at]))
+        if mine == theirs:
+            kept.append(utt)  # a genuine clash: open_corpus reports both paths
+        else:
+            if mine < theirs:
+                kept[at] = utt
+            skipped += 1
+    return kept, skipped
+
+
 class Layout:
     """Base class: subclasses set `name`, `columns` and implement detect/load."""
 
@@ -137,6 +162,9 @@ class FilenameLayout(Layout):
             labels.update(self.labels_for(match, context))
             utterances.append(Utterance(self.utt_id_for(match, rel), root / rel, rel, labels))
         notes = list(context.get("_notes", []))
+        utterances, skipped = prefer_lossless(utterances)
+        if skipped:
+            notes.append(f"{skipped} file(s) skipped: the same utterance exists as WAV or FLAC (e.g. CREMA-D's AudioMP3/)")
         if unmatched:
             notes.append(
                 f"{unmatched} audio file(s) do not follow the {self.title} naming; they are kept, "

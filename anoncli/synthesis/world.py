@@ -17,6 +17,20 @@ from anoncli.synthesis.base import Vocoder, fit_length, mel_gain_to_linear
 FRAME_PERIOD_MS = 5.0
 
 
+def interp_axis(values: np.ndarray, x: np.ndarray, x_new: np.ndarray, axis: int) -> np.ndarray:
+    """np.interp along one axis of a 2-D array, vectorised (held constant beyond the ends)."""
+    if len(x) == 1:
+        return np.repeat(np.take(values, [0], axis=axis), len(x_new), axis=axis)
+    x_new = np.clip(x_new, x[0], x[-1])
+    right = np.clip(np.searchsorted(x, x_new, side="right"), 1, len(x) - 1)
+    left = right - 1
+    weight = (x_new - x[left]) / (x[right] - x[left])
+    shape = [1, 1]
+    shape[axis] = -1
+    weight = weight.reshape(shape)
+    return np.take(values, left, axis=axis) * (1 - weight) + np.take(values, right, axis=axis) * weight
+
+
 class WorldVocoder(Vocoder):
     name = "world"
     needs_original = True
@@ -53,9 +67,9 @@ class WorldVocoder(Vocoder):
         world_times = np.arange(world_frames) * FRAME_PERIOD_MS / 1000.0
         stft_freqs = np.linspace(0.0, self.sample_rate / 2.0, log_gain.shape[0])
         world_freqs = np.linspace(0.0, self.sample_rate / 2.0, world_bins)
-        over_time = np.stack([np.interp(world_times, mel_times, row) for row in log_gain])  # (n_freqs, Tw)
-        over_both = np.stack([np.interp(world_freqs, stft_freqs, col) for col in over_time.T])  # (Tw, bins)
-        return np.exp(2.0 * over_both)     # WORLD's envelope is a power spectrum
+        over_time = interp_axis(log_gain, mel_times, world_times, axis=1)           # (n_freqs, Tw)
+        over_both = interp_axis(over_time, stft_freqs, world_freqs, axis=0)         # (bins, Tw)
+        return np.ascontiguousarray(np.exp(2.0 * over_both.T))     # WORLD's envelope is a power spectrum
 
     @torch.no_grad()
     def synthesize(self, new_logmel: torch.Tensor, original_wave: torch.Tensor) -> torch.Tensor:

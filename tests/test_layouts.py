@@ -244,3 +244,13 @@ def test_mp3_copies_of_wav_utterances_are_skipped(tmp_path):
     assert len(corpus) == len(fake.expected)
     assert all(u.rel_path.startswith("AudioWAV/") for u in corpus)
     assert any("skipped" in note for note in corpus.notes)
+
+
+def test_label_table_column_aliases_are_normalised(tmp_path):
+    fake = FAKE_CORPORA["plain"](tmp_path)
+    (fake.root / "metadata.csv").write_text(
+        "file_name,Speaker_ID,Sex,sentence,text\ninterview_1.wav,s1,F,hello there,raw\n")
+    corpus = open_corpus(fake.root)
+    assert corpus.label_columns == ["speaker", "gender", "transcript", "text"]
+    utt = next(u for u in corpus if u.utt_id == "interview_1")
+    assert utt.labels == {"speaker": "s1", "gender": "female", "transcript": "hello there", "text": "raw"}

@@ -23,6 +23,34 @@ GENDER_VALUES = {
 }
 
 
+# Other names for the normalised label columns (Common Voice, HF datasets, lab spreadsheets).
+COLUMN_ALIASES = {
+    "speaker_id": "speaker", "spk": "speaker", "spk_id": "speaker", "client_id": "speaker",
+    "sex": "gender", "text": "transcript", "sentence": "transcript", "transcription": "transcript",
+    "emo": "emotion",
+}
+
+
+def normalise_columns(columns: list[str]) -> dict[str, str]:
+    """Table column -> label column: `Speaker`, `speaker_id`, `sex`, `text` ... become the normalised names.
+
+    A column already spelled like a normalised name keeps it; an alias is
+    renamed only when no other column of the table claims the target name.
+    """
+    targets = ("speaker", "gender", "emotion", "transcript")
+    names = {c: c for c in columns}
+    claimed = {c for c in columns if c in targets}
+    for column in columns:
+        if column in targets:
+            continue
+        low = column.strip().lower()
+        target = COLUMN_ALIASES.get(low, low)
+        if target in targets and target not in claimed:
+            names[column] = target
+            claimed.add(target)
+    return names
+
+
 # Short codes used by Kaldi utt2emo files (VoicePrivacy 2024, IEMOCAP) and other tables.
 EMOTION_VALUES = {
     "ang": "anger", "angry": "anger", "hap": "happiness", "happy": "happiness", "joy": "happiness",
@@ -122,9 +150,10 @@ def load_labels(path: Path, root: Path) -> tuple[dict[str, dict[str, str | None]
     """Map corpus-relative posix paths to label dicts; return them with the label column names.
 
     A row naming a file that does not exist, or a path that leaves the corpus
-    folder, is an InputError naming the row. `gender` values are normalised
-    to male/female (M, f, Male ... are accepted) and `emotion` codes to
-    English names (ANG -> anger).
+    folder, is an InputError naming the row. Column names are normalised
+    (`speaker_id`, `Sex`, `text` -> speaker, gender, transcript), `gender`
+    values to male/female (M, f, Male ...) and `emotion` codes to English
+    names (ANG -> anger).
     """
     root_resolved = root.resolve()
     labels: dict[str, dict[str, str | None]] = {}
@@ -137,6 +166,7 @@ def load_labels(path: Path, root: Path) -> tuple[dict[str, dict[str, str | None]
             if key is None:
                 raise InputError(f"{path}: labels need a 'file_name' or 'path' column (found: {', '.join(row)})")
             columns = [c for c in row if c not in KEY_COLUMNS and c]
+            names = normalise_columns(columns)
         raw = _clean(row.get(key))
         if raw is None:
             raise InputError(f"{path}: {where} {line}: empty {key}")
@@ -149,13 +179,13 @@ def load_labels(path: Path, root: Path) -> tuple[dict[str, dict[str, str | None]
         rel_key = target.relative_to(root_resolved).as_posix()
         if rel_key in labels:
             raise InputError(f"{path}: {where} {line}: {raw!r} is listed twice")
-        values = {c: _clean(row.get(c)) for c in columns}
+        values = {names[c]: _clean(row.get(c)) for c in columns}
         if "gender" in values:
             values["gender"] = normalise_gender(values["gender"])
         if "emotion" in values:
             values["emotion"] = normalise_emotion(values["emotion"])
         labels[rel_key] = values
-    return labels, columns
+    return labels, [names[c] for c in columns] if key is not None else columns
 
 
 def find_metadata(root: Path) -> Path | None:

@@ -71,3 +71,11 @@ def test_train_two_steps_then_resume(tmp_path, monkeypatch):
     generator, rate = load_melgan(tmp_path / "run")
     assert rate == 16000
     assert (tmp_path / "models" / "melgan" / "model.pt").is_file()
+
+    # The registered model is what `--vocoder melgan` uses when no checkpoint is given.
+    from anoncli.synthesis import create_vocoder
+
+    vocoder = create_vocoder("melgan", 16000)
+    wave = torch.randn(3000) * 0.1
+    out = vocoder.synthesize(vocoder.mel(wave[None])[0], wave)
+    assert out.shape == wave.shape and torch.isfinite(out).all()

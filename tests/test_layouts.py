@@ -254,3 +254,16 @@ def test_label_table_column_aliases_are_normalised(tmp_path):
     assert corpus.label_columns == ["speaker", "gender", "transcript", "text"]
     utt = next(u for u in corpus if u.utt_id == "interview_1")
     assert utt.labels == {"speaker": "s1", "gender": "female", "transcript": "hello there", "text": "raw"}
+
+
+def test_audiofolder_with_one_table_per_split(tmp_path):
+    root = tmp_path / "hf"
+    for split, speaker in (("train", "a"), ("test", "b")):
+        write_tone(root / split / "clips" / "x.wav", 1)
+        (root / split / "metadata.csv").write_text(f"file_name,speaker\nclips/x.wav,{speaker}\n")
+    write_tone(root / "extra.wav", 2)
+    corpus = open_corpus(root)
+    assert corpus.layout == "audiofolder"
+    assert {u.utt_id: (u.speaker, u.labels["split"]) for u in corpus} == {
+        "train/clips/x": ("a", "train"), "test/clips/x": ("b", "test"), "extra": (None, None)}
+    assert any("1 audio file(s) are not listed" in note for note in corpus.notes)

@@ -69,7 +69,7 @@ def _choose_layout(root: Path, layout: str, labels_file: Path | None):
     accepted, found = detect_named(scan)
     if accepted is not None:
         return LAYOUTS[accepted.layout], scan, [f"detected {accepted.layout}: {accepted.reason}"]
-    if labels_file is not None or find_metadata(root) is not None:
+    if labels_file is not None or LAYOUTS["audiofolder"].detect(scan) is not None:
         return LAYOUTS["audiofolder"], scan, []
     if found and found[0].share >= AMBIGUOUS_SHARE:
         raise InputError(

@@ -1,5 +1,9 @@
 """Hugging Face audiofolder: audio plus `metadata.csv|jsonl|parquet` keyed by `file_name`.
 
+The table sits in the corpus folder, or one per split folder
+(`train/metadata.csv`, `test/metadata.csv`, paths relative to that folder),
+as `datasets` accepts; split tables add a `split` label.
+
 Also the plain fallback: any folder of audio, no labels, utterance ids from
 the paths.
 """
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anoncli.corpus.labels import find_metadata, load_labels
+from anoncli.corpus.labels import METADATA_NAMES, find_metadata, load_labels
 from anoncli.corpus.layouts.base import Detection, Layout, LayoutResult, Scan
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
 
@@ -18,16 +22,31 @@ def path_utterances(scan: Scan) -> list[Utterance]:
     return [Utterance(utt_id_from_rel_path(rel), root / rel, rel, {}) for rel in scan.audio]
 
 
-def attach_table(utterances: list[Utterance], table: Path, root: Path) -> tuple[list[str], int, int]:
+def split_tables(scan: Scan) -> list[tuple[Path, str]]:
+    """(table, split folder) for each metadata table one folder below the root."""
+    found = {}
+    for rel in scan.stats.side_files:
+        folder, _, name = rel.rpartition("/")
+        if folder and "/" not in folder and name in METADATA_NAMES and folder not in found:
+            found[folder] = scan.root / rel
+    return [(table, folder) for folder, table in sorted(found.items())]
+
+
+def attach_table(utterances: list[Utterance], table: Path, root: Path, split: str | None = None) -> tuple[list[str], int, int]:
     """Merge a label table into the utterances in place; the table's values win.
 
-    Returns the table's columns, how many audio files it does not list, and
-    how many values it changed that the layout had already set.
+    With `split`, the table lists paths relative to root/split and only the
+    utterances in that folder are touched. Returns the table's columns, how
+    many audio files it does not list, and how many values it changed that
+    the layout had already set.
     """
-    label_map, columns = load_labels(table, root)
+    prefix = f"{split}/" if split else ""
+    label_map, columns = load_labels(table, root / split if split else root)
     unlisted = changed = 0
     for utt in utterances:
-        row = label_map.get(utt.rel_path)
+        if prefix and not utt.rel_path.startswith(prefix):
+            continue
+        row = label_map.get(utt.rel_path[len(prefix):])
         if row is None:
             unlisted += 1
             for column in columns:
@@ -50,22 +69,41 @@ class AudioFolder(Layout):
 
     def detect(self, scan: Scan) -> Detection | None:
         table = find_metadata(scan.root)
-        if table is None:
-            return None
-        return Detection(self.name, 1.0, f"{table.name} in the folder")
+        if table is not None:
+            return Detection(self.name, 1.0, f"{table.name} in the folder")
+        splits = split_tables(scan)
+        if splits:
+            return Detection(self.name, 1.0, f"metadata tables in {', '.join(f for _, f in splits)}")
+        return None
 
     def load(self, scan: Scan, labels_file: Path | None = None, **options) -> LayoutResult:
         table = labels_file or find_metadata(scan.root)
         utterances = path_utterances(scan)
-        notes = []
-        columns: list[str] = []
-        if table is None:
-            notes.append("no metadata.csv, metadata.jsonl or metadata.parquet: no labels")
-        else:
+        if table is not None:
             columns, unlisted, _ = attach_table(utterances, table, scan.root)
-            if unlisted:
-                notes.append(f"{unlisted} audio file(s) are not listed in {table.name}: they have no labels")
-        return LayoutResult(utterances, columns, str(table) if table else None, notes)
+            notes = [f"{unlisted} audio file(s) are not listed in {table.name}: they have no labels"] if unlisted else []
+            return LayoutResult(utterances, columns, str(table), notes)
+        splits = split_tables(scan)
+        if not splits:
+            return LayoutResult(utterances, [], None, ["no metadata.csv, metadata.jsonl or metadata.parquet: no labels"])
+        columns: list[str] = []
+        unlisted = 0
+        for split_table, split in splits:
+            table_columns, missing, _ = attach_table(utterances, split_table, scan.root, split)
+            columns += [c for c in table_columns if c not in columns]
+            unlisted += missing
+        split_of = {folder for _, folder in splits}
+        for utt in utterances:
+            folder = utt.rel_path.split("/", 1)[0] if "/" in utt.rel_path else None
+            if folder not in split_of:
+                unlisted += 1
+            for column in columns:
+                utt.labels.setdefault(column, None)
+            utt.labels.setdefault("split", folder if folder in split_of else None)
+        if "split" not in columns:
+            columns.append("split")
+        notes = [f"{unlisted} audio file(s) are not listed in a split table: they have no labels"] if unlisted else []
+        return LayoutResult(utterances, columns, " + ".join(str(t) for t, _ in splits), notes)
 
 
 class Plain(Layout):

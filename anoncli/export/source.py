@@ -38,6 +38,8 @@ def read_output_rows(out: Path) -> tuple[list[ExportRow], list[str], int]:
             skipped += 1
             continue
         audio = out_abs / record["output_path"]
+        if not audio.resolve().is_relative_to(out_abs.resolve()):
+            raise InputError(f"{out}: manifest row {record['utt_id']!r} points outside the output folder")
         if not audio.is_file():
             raise InputError(f"{audio}: listed as done in the manifest but missing (rerun anonymize to resume)")
         labels = {c: (None if record.get(c) is None else str(record.get(c))) for c in label_columns}

@@ -14,8 +14,6 @@ from anoncli.errors import InputError
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files
 from anoncli.manifest.reader import manifest_files, read_manifest
 
-# A label column with more distinct values than this is free text (transcripts), not a class.
-MAX_CLASSES = 50
 
 
 def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow_commands: bool = False,
@@ -46,11 +44,15 @@ def _report_module():
 
 
 def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands: bool) -> dict[str, Any]:
+    from anoncli.corpus import describe_corpus as corpus_summary
     from anoncli.corpus import open_corpus
 
-    corpus = open_corpus(root, labels, layout=layout, **({"allow_commands": True} if allow_commands else {}))
-    seconds, rates, unreadable = 0.0, Counter(), 0
+    corpus = open_corpus(root, labels, layout=layout, allow_commands=allow_commands)
+    seconds, rates, unreadable, piped = 0.0, Counter(), 0, 0
     for utt in corpus.utterances:
+        if getattr(utt, "command", None):
+            piped += 1  # produced by a shell command: no header to read without running it
+            continue
         try:
             info = sf.info(str(utt.path))
         except Exception:
@@ -58,16 +60,13 @@ def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands
             continue
         seconds += info.duration
         rates[info.samplerate] += 1
-    columns = {}
-    for column in corpus.label_columns:
-        counts = Counter(u.labels.get(column) for u in corpus.utterances if u.labels.get(column) is not None)
-        columns[column] = dict(sorted(counts.items())) if len(counts) <= MAX_CLASSES else {"distinct": len(counts)}
-    speakers = {u.speaker for u in corpus.utterances if u.speaker}
+    summary = corpus_summary(corpus)
     return {
         "kind": "corpus", "path": str(root), "layout": corpus.layout, "labels_source": corpus.labels_source,
-        "files": len(corpus), "hours": round(seconds / 3600, 4), "speakers": len(speakers),
+        "files": len(corpus), "hours": round(seconds / 3600, 4), "speakers": summary["speakers"],
         "sample_rates": {str(k): v for k, v in sorted(rates.items())}, "unreadable_headers": unreadable,
-        "ignored_non_audio_files": corpus.ignored_files, "label_columns": columns, "notes": corpus.notes,
+        "piped_commands_not_measured": piped, "ignored_non_audio_files": corpus.ignored_files,
+        "label_columns": summary["labels"], "notes": corpus.notes,
     }
 
 
@@ -134,7 +133,8 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
     if config.get("corpus") and not config.get("pseudonymize"):
         from anoncli.corpus import open_corpus
 
-        corpus = open_corpus(Path(config["corpus"]), config.get("labels_file"), layout=config.get("layout", "auto"))
+        corpus = open_corpus(Path(config["corpus"]), config.get("labels_file"), layout=config.get("layout", "auto"),
+                             allow_commands=bool(config.get("allow_commands")))
         missing = sorted(u.utt_id for u in corpus.utterances if u.utt_id not in counts)
     return {
         "missing": len(missing), "missing_examples": missing[:10], "duplicated": len(duplicated),

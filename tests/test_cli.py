@@ -53,7 +53,7 @@ def test_anonymize_then_inspect_json_on_stdout(corpus, tmp_path):
     assert info["kind"] == "output" and info["ok"] == 6 and info["failed"] == 0
     corpus_info = json.loads(anoncli("inspect", corpus, "--format", "json").stdout)
     assert corpus_info["files"] == 6 and corpus_info["speakers"] == 3
-    assert corpus_info["label_columns"]["gender"] == {"female": 2, "male": 4}
+    assert corpus_info["label_columns"]["gender"]["counts"] == {"female": 2, "male": 4}
     manifest = next((out / "manifest").glob("part-*.parquet"))
     assert json.loads(anoncli("inspect", manifest, "--format", "json").stdout)["rows"] == 6
 

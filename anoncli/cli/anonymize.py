@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from anoncli.cli.options import parse_params, resolve_device
+from anoncli.cli.options import layout_help, parse_params, resolve_device
 from anoncli.errors import EXIT_OK, EXIT_PARTIAL
 from anoncli.jobs.sharding import parse_shard
 from anoncli.methods import DEFAULT_METHOD, method_names
@@ -25,7 +25,7 @@ def anonymize(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (mirrors the corpus tree; must not be inside it).")],
     method: Annotated[str, typer.Option("--method", "-m", help=f"Anonymization method: {', '.join(method_names())}.")] = DEFAULT_METHOD,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet, 'file_name' or 'path' column) instead of CORPUS/metadata.csv.")] = None,
-    layout: Annotated[str, typer.Option("--layout", help="Corpus layout, or auto to detect it.")] = "auto",
+    layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands (they execute arbitrary code).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; per-utterance randomness is derived from it and the utterance id.")] = 0,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="McAdams: fixed coefficient instead of one drawn from U(0.5, 0.9).")] = None,

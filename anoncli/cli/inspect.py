@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from anoncli.cli.options import layout_help
 from anoncli.errors import InputError
 
 
@@ -21,7 +22,7 @@ def inspect(
     path: Annotated[Path, typer.Argument(help="A corpus folder, an anoncli output folder, a manifest .parquet, or a report folder.")],
     fmt: Annotated[Format, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")] = Format.table,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file for a corpus folder.")] = None,
-    layout: Annotated[str, typer.Option("--layout", help="Corpus layout, or auto to detect it.")] = "auto",
+    layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
     worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report folders: list the N least private utterances.")] = None,
     by: Annotated[str, typer.Option("--by", help="Report folders: the score that ranks --worst.")] = "asv.link",

@@ -28,3 +28,9 @@ def resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise AnoncliError(f"--device {device!r}: expected auto, cpu or cuda")
     return device
+
+
+def layout_help() -> str:
+    from anoncli.corpus.layouts import LAYOUTS
+
+    return f"Corpus layout: auto (detect) or one of {', '.join(sorted(LAYOUTS))}."

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from anoncli.cli.options import parse_params, resolve_device
+from anoncli.cli.options import layout_help, parse_params, resolve_device
 from anoncli.training import TrainOptions, get_trainer, trainer_names
 
 
@@ -17,7 +17,7 @@ def train(
     method: Annotated[str, typer.Option("--method", "-m", help="What to train (see the list in --help).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoints, log.parquet and model.json.")],
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet) instead of the corpus' metadata.")] = None,
-    layout: Annotated[str, typer.Option("--layout", help="Corpus layout, or auto to detect it.")] = "auto",
+    layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     label: Annotated[Optional[str], typer.Option("--label", help="Label column an attribute attacker learns.")] = None,
     attribute: Annotated[Optional[str], typer.Option("--attribute", help="Private attribute column (learned methods).")] = None,
     utility: Annotated[Optional[str], typer.Option("--utility", help="Utility label column (representation methods).")] = None,

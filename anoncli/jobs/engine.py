@@ -142,7 +142,7 @@ def _check_compatible(config: AnonymizeConfig) -> None:
 
 def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
     corpus = corpus or open_corpus(config.corpus, config.labels_file, layout=config.layout,
-                                   **({"allow_commands": True} if config.allow_commands else {}))
+                                   allow_commands=config.allow_commands)
     shard_utts = select_shard(corpus.utterances, *config.shard)
     status = status_by_utt(config.out) if config.out.exists() else {}
     pseudonyms = _pseudonymizer(config)

@@ -100,3 +100,25 @@ def test_pcmelgan_other_class_never_equals_the_true_class():
     labels = torch.arange(7).repeat(20)
     assert torch.equal(other_class(torch.tensor([0, 1]), 2, generator), torch.tensor([1, 0]))
     assert not (other_class(labels, 7, generator) == labels).any()
+
+
+def test_speaker_matcher_is_frozen_differentiable_and_unit_norm():
+    from anoncli.models.frontend import LogMel
+    from anoncli.models.speaker import MelSpeakerEncoder, speaker_consistency_loss
+
+    mel = LogMel()
+    matcher = MelSpeakerEncoder(mel.filterbank, mel.sample_rate, mel.n_fft, mel.hop_length)
+    assert not any(p.requires_grad for p in matcher.parameters())
+    matcher.train()
+    assert not matcher.training            # stays in eval mode inside a training parent
+    t = torch.arange(16000) / 16000.0
+    low = mel(torch.sin(2 * torch.pi * 120 * t).unsqueeze(0) * 0.3)
+    high = mel(torch.sin(2 * torch.pi * 240 * t).unsqueeze(0) * 0.3 + 0.05 * torch.randn(1, 16000))
+    emb = matcher(torch.cat([low, high]))
+    assert emb.shape == (2, 256)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-4)
+    generated = high.clone().requires_grad_(True)
+    loss = speaker_consistency_loss(matcher, low, generated)
+    loss.backward()
+    assert generated.grad is not None and generated.grad.abs().sum() > 0
+    assert float(speaker_consistency_loss(matcher, low, low)) < 1e-5

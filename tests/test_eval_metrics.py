@@ -70,3 +70,16 @@ def test_bootstrap_ci_contains_the_estimate():
     low, high = metrics.bootstrap_ci(lambda ix: float(np.mean(values[ix])), groups, n_boot=100)
     assert low < np.mean(values) < high
     assert high - low < 1.5
+
+
+def test_fast_min_dcf_matches_speechbrain():
+    import torch
+    from speechbrain.utils.metric_stats import minDCF
+
+    rng = np.random.default_rng(5)
+    target, nontarget = rng.normal(2.0, 1.0, 300), rng.normal(0.0, 1.0, 900)
+    raw, _ = minDCF(torch.tensor(target).float(), torch.tensor(nontarget).float(), p_target=0.01)
+    assert metrics.fast_min_dcf(target, nontarget, 0.01) == pytest.approx(float(raw) / 0.01, abs=0.02)
+    big_t, big_n = rng.normal(2.0, 1.0, 2000), rng.normal(0.0, 1.0, 8000)  # above the speechbrain cut-off
+    eer, dcf, _ = metrics.eer_minDCF(big_t, big_n)
+    assert eer == pytest.approx(brute_force_eer(big_t, big_n), abs=0.3)

@@ -115,7 +115,12 @@ def _model_vectors(models: dict[str, np.ndarray], embeddings: np.ndarray) -> dic
 
 def score_trials(trial_list: TrialList, enrol_embeddings: np.ndarray, test_embeddings: np.ndarray) -> np.ndarray:
     vectors = _model_vectors(trial_list.models, enrol_embeddings)
-    return np.array([float(vectors[m] @ test_embeddings[i]) for m, i, _ in trial_list.trials], dtype=np.float64)
+    names = sorted(vectors)
+    row_of = {name: k for k, name in enumerate(names)}
+    matrix = np.stack([vectors[name] for name in names])
+    rows = np.array([row_of[m] for m, _, _ in trial_list.trials])
+    cols = np.array([i for _, i, _ in trial_list.trials])
+    return np.einsum("ij,ij->i", matrix[rows], test_embeddings[cols]).astype(np.float64)
 
 
 def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray, speakers: list[str | None],
@@ -147,9 +152,10 @@ def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray,
                 column[i] = s
         per_utt[f"asv.{cond}.score"] = column
         per_speaker[cond] = {}
+        model_speaker = np.array([trial_list.model_speaker[m] for m in model_ids])
         for spk in sorted(set(trial_list.model_speaker.values())):
             own = is_target & (test_speaker == spk)
-            against = ~is_target & np.array([trial_list.model_speaker[m] == spk for m in model_ids])
+            against = ~is_target & (model_speaker == spk)
             if own.any() and against.any():
                 per_speaker[cond][spk] = metrics.fast_eer(scores[own], scores[against])
     return summary, rows, per_utt, per_speaker

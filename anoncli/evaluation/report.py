@@ -185,7 +185,7 @@ def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions
         fig, (det, hist) = plt.subplots(1, 2, figsize=(10, 4.2))
         for cond, (target, nontarget) in trials.items():
             fa, miss = roc_curve_points(target, nontarget)
-            clip = lambda p: np.clip(p, 1e-3, 1 - 1e-3)  # noqa: E731
+            clip = lambda p: np.clip(p, 1e-4, 1 - 1e-4)  # noqa: E731
             eer = summary["asv"][cond]["EER"]
             det.plot(norm.ppf(clip(fa)), norm.ppf(clip(miss)), label=f"{cond} (EER {eer:.1f} %)")
             hist.hist(target, bins=30, alpha=0.4, density=True, label=f"{cond} target")
@@ -193,7 +193,10 @@ def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions
         ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9]
         det.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
         det.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
-        det.plot([-3, 3], [-3, 3], color="grey", lw=0.5)
+        limits = norm.ppf([0.005, 0.95])
+        det.plot(limits, limits, color="grey", lw=0.5)
+        det.set_xlim(*limits)
+        det.set_ylim(*limits)
         det.set_xlabel("false-alarm rate %")
         det.set_ylabel("miss rate %")
         det.set_title("DET curves")

@@ -8,8 +8,10 @@ to the vocoder. Reported: STOI (pystoi, non-extended) of the output against
 the resampled input, the mean absolute log10-mel difference between the
 output and the mel that was asked for (`mel_l1`: how faithfully the backend
 realises a mel), and speed as x real time (seconds of audio per second of mel
-analysis + synthesis, one torch thread). One JSON line on stdout; a progress
-bar on stderr.
+analysis + synthesis, one torch thread), both in wall-clock time and in the
+process's CPU time (`x_real_time_cpu`, what one free core would give, much
+less disturbed by other jobs on a shared machine). One JSON line on stdout; a
+progress bar on stderr.
 
 STOI needs about 0.4 s of non-silent speech (30 frames after pystoi drops
 silent ones) and returns a meaningless 1e-5 below that, so files shorter than
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -135,16 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.change and not args.change.startswith("warp="):
         parser.error("--change: only warp=FACTOR is known")
     scorer = StoiScorer(args.sample_rate)
-    mel_errors, audio_s, compute_s = [], 0.0, 0.0
+    mel_errors, audio_s, compute_s, cpu_s = [], 0.0, 0.0, 0.0
     for utt in tqdm(utterances, desc=f"{args.vocoder} copy-synthesis", file=sys.stderr):
         audio = read_audio(utt.path)
         wave = resample(torch.from_numpy(audio.samples), audio.sample_rate, args.sample_rate)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         logmel = vocoder.mel(wave[None])[0]
         if warp:
             logmel = warp_mel(logmel, warp)
         out = vocoder.synthesize(logmel, wave)
         compute_s += time.perf_counter() - start
+        cpu_s += time.process_time() - start_cpu
         mel_errors.append(float((vocoder.mel(out[None])[0] - logmel).abs().mean()))
         audio_s += wave.shape[-1] / args.sample_rate
         scorer.add(wave.numpy(), out.numpy())
@@ -157,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         "stoi_median": round(statistics.median(scores), 4), "stoi_min": round(min(scores), 4),
         "mel_l1": round(statistics.fmean(mel_errors), 4), "change": args.change, "speakers": args.speakers,
         "audio_s": round(audio_s, 1), "compute_s": round(compute_s, 1),
-        "x_real_time": round(audio_s / compute_s, 1), "threads": args.threads,
+        "x_real_time": round(audio_s / compute_s, 1), "cpu_s": round(cpu_s, 1),
+        "x_real_time_cpu": round(audio_s / cpu_s, 1), "threads": args.threads,
+        "load_avg_1min": round(os.getloadavg()[0], 1),
         "machine": f"{platform.machine()} {torch.get_num_threads()} torch thread(s)",
     }
     print(json.dumps(summary))

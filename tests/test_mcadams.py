@@ -83,7 +83,7 @@ def utt(utt_id: str, speaker: str | None = None) -> Utterance:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("alpha", [0.55, 0.8])
+@pytest.mark.parametrize("alpha", [0.55, 0.8, 1.3])
 def test_matches_per_frame_reference(backend, alpha):
     x = voiced()
     (y,) = run(method(backend), x, alpha=alpha)

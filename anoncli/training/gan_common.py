@@ -141,7 +141,7 @@ def prepare_data(options: TrainOptions, config: dict, run: RunFolder) -> GANData
     # a shared cache folder (--param cache_dir=DIR) lets several runs reuse one computation
     cache_dir = Path(config["cache_dir"]).expanduser() if config.get("cache_dir") else run.cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
-    mels = compute_mels(labelled, config["sample_rate"], mel, cache_dir)
+    mels = compute_mels(labelled, config["sample_rate"], mel, cache_dir, progress=config.get("progress", True))
 
     def items(utts) -> list[MelItem]:
         out = []

@@ -191,3 +191,31 @@ def test_config_is_recorded():
     config = method().config()
     assert config["window_ms"] == 20.0 and config["shift_ms"] == 10.0 and config["lpc_order"] == 20
     assert method().sample_rate == 16000
+
+
+def test_root_finder_fallback_gives_the_same_frames(monkeypatch):
+    """Frames whose Aberth iterations do not settle use companion-matrix eigenvalues instead."""
+    from anoncli.dsp import batched
+    from anoncli.dsp.framing import FrameLayout, pad_for_frames, sqrt_hann_window
+
+    x = torch.from_numpy(voiced(0.2, seed=9)).double()
+    window = sqrt_hann_window(320, 160)
+    normal = batched.mcadams_batch([x], [0.7], window, 160, 20)[0]
+    monkeypatch.setattr(batched, "MAX_ABERTH_ITERATIONS", 2)
+    fallback = batched.mcadams_batch([x], [0.7], window, 160, 20)[0]
+    assert torch.allclose(fallback, normal, atol=1e-7 * normal.abs().max().item())
+    if not compiled_kernel_available():
+        return
+    from anoncli.dsp.mcadams_kernel import _MAX_ITERATIONS, kernel_settings, mcadams_overlap_add
+
+    layout = FrameLayout(len(x), 320, 160)
+    padded = pad_for_frames(x, layout).numpy()
+    outs = []
+    for max_iterations in (50, 2):
+        settings = kernel_settings()
+        settings[_MAX_ITERATIONS] = max_iterations
+        out = np.zeros_like(padded)
+        fallbacks, _ = mcadams_overlap_add(padded, layout.n_frames, 160, window.numpy(), 20, 0.7, out, settings)
+        outs.append((fallbacks, out))
+    assert outs[0][0] == 0 and outs[1][0] > 0
+    assert np.allclose(outs[1][1], outs[0][1], atol=1e-7 * np.abs(outs[0][1]).max())

@@ -19,7 +19,7 @@ from anoncli import modelstore
 from anoncli.errors import AnoncliError
 from anoncli.methods.base import Method, MethodOptions
 from anoncli.models.chunking import generate
-from anoncli.models.frontend import LogMel, default_vocoder_name, denormalize, make_vocoder, normalize, pad_frames
+from anoncli.models.frontend import LogMel, default_vocoder_name, denormalize, make_vocoder, normalize
 from anoncli.training.common import load_checkpoint
 
 # Utterances whose frame counts differ by at most this factor share a padded batch.

@@ -34,7 +34,6 @@ from anoncli.audio import resample
 from anoncli.corpus import open_corpus
 from anoncli.corpus.reading import read_utterance_audio
 from anoncli.errors import AnoncliError, AudioError
-from anoncli.models.chunking import generate
 from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.models.frontend import LogMel, normalize
 from anoncli.training import TrainOptions

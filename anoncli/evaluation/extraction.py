@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class Extracted:
     signal: dict[str, np.ndarray]        # stoi, f0_r, lsd_db, duration_ratio per pair
     ok: np.ndarray                       # (N,) bool: both files decoded
     errors: list[str]
+    timings: dict[str, float]            # seconds per stage: decode, embed, f0+features, signal
 
 
 def cache_dir() -> Path:
@@ -115,8 +117,9 @@ def load_16k(path: Path) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(wave, dtype=np.float32), audio.duration_s
 
 
-def _describe(waves, durations, backend, attacker_backend, need_attr: bool) -> list[dict]:
+def _describe(waves, durations, backend, attacker_backend, need_attr: bool, timings: dict) -> list[dict]:
     """Embeddings, F0, features and duration for a chunk of waves of one side."""
+    t0 = time.time()
     embeddings = backend.embed(waves) if backend is not None else [None] * len(waves)
     if attacker_backend is backend:
         attacker = embeddings
@@ -124,11 +127,14 @@ def _describe(waves, durations, backend, attacker_backend, need_attr: bool) -> l
         attacker = attacker_backend.embed(waves)
     else:
         attacker = [np.zeros(256, np.float32)] * len(waves)
+    t1 = time.time()
+    timings["embed"] += t1 - t0
     entries = []
     for wave, duration, emb, att in zip(waves, durations, embeddings, attacker):
         f0 = signal_metrics.f0_track(wave, FEATURE_RATE)
         feats = attribute_features(wave, f0, att) if need_attr else np.zeros(0, np.float32)
         entries.append({"embedding": emb, "attacker_embedding": att, "features": feats, "duration": duration, "f0": f0})
+    timings["f0_features"] += time.time() - t1
     return entries
 
 
@@ -145,16 +151,19 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     signal = {k: np.full(n, np.nan) for k in ("stoi", "f0_r", "lsd_db", "duration_ratio")}
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []
+    timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
     bar = tqdm(total=n, desc="extracting", unit="utt", file=sys.stderr, disable=not progress, leave=False)
     for start in range(0, n, CHUNK):
         chunk = range(start, min(n, start + CHUNK))
         loaded = {}
+        t0 = time.time()
         for i in chunk:
             utt, anon_path = pairs[i]
             try:
                 loaded[i] = (load_16k(utt.path), load_16k(anon_path))
             except AudioError as err:
                 errors.append(str(err))
+        timings["decode"] += time.time() - t0
         todo_orig = []
         for i, ((wave, dur), _) in loaded.items():
             key = _file_key(pairs[i][0].path)
@@ -164,26 +173,28 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
             else:
                 todo_orig.append((i, key, wave, dur))
         if todo_orig:
-            described = _describe([t[2] for t in todo_orig], [t[3] for t in todo_orig], backend, attacker_backend, need_attr)
+            described = _describe([t[2] for t in todo_orig], [t[3] for t in todo_orig], backend, attacker_backend, need_attr, timings)
             for (i, key, _, _), entry in zip(todo_orig, described):
                 orig_entries[i] = entry
                 cache.put(key, entry)
         indices = list(loaded)
         if indices:
-            described = _describe([loaded[i][1][0] for i in indices], [loaded[i][1][1] for i in indices], backend, attacker_backend, need_attr)
+            described = _describe([loaded[i][1][0] for i in indices], [loaded[i][1][1] for i in indices], backend, attacker_backend, need_attr, timings)
             for i, entry in zip(indices, described):
                 anon_entries[i] = entry
                 ok[i] = True
                 if need_signal:
+                    t0 = time.time()
                     (w_o, d_o), (w_a, d_a) = loaded[i]
                     signal["stoi"][i] = signal_metrics.stoi(w_o, w_a, FEATURE_RATE)
                     signal["f0_r"][i] = signal_metrics.f0_correlation_from_tracks(orig_entries[i]["f0"], entry["f0"])
                     signal["lsd_db"][i] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
                     signal["duration_ratio"][i] = signal_metrics.duration_ratio(d_o, d_a)
+                    timings["signal"] += time.time() - t0
         bar.update(len(chunk))
     bar.close()
     cache.save()
-    return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors)
+    return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors, timings)
 
 
 def _stack(entries: list[dict | None], ok: np.ndarray) -> SideArrays:

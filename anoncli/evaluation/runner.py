@@ -173,6 +173,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
                        need_attr=bool(attr_columns), use_cache=config.use_cache, corpus_root=corpus.root,
                        progress=config.progress)
         timings["extract"] = time.time() - t0
+        timings.update({f"extract.{k}": v for k, v in data.timings.items()})
         notes.extend(data.errors)
         valid = data.ok
         spk_array = np.array([s or "" for s in speakers])

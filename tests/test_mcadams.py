@@ -82,9 +82,15 @@ def utt(utt_id: str, speaker: str | None = None) -> Utterance:
     return Utterance(utt_id, Path(f"/corpus/{utt_id}.wav"), f"{utt_id}.wav", {"speaker": speaker})
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS + ["torch-aberth"])
 @pytest.mark.parametrize("alpha", [0.55, 0.8, 1.3])
-def test_matches_per_frame_reference(backend, alpha):
+def test_matches_per_frame_reference(backend, alpha, monkeypatch):
+    if backend == "torch-aberth":
+        from anoncli.dsp import batched
+
+        # The batched Aberth-Ehrlich root finder the GPU uses, run on the CPU.
+        monkeypatch.setattr(batched, "CPU_ROOT_SOLVER", "aberth")
+        backend = "torch"
     x = voiced()
     (y,) = run(method(backend), x, alpha=alpha)
     expected = reference_mcadams(x, alpha)
@@ -200,6 +206,7 @@ def test_root_finder_fallback_gives_the_same_frames(monkeypatch):
 
     x = torch.from_numpy(voiced(0.2, seed=9)).double()
     window = sqrt_hann_window(320, 160)
+    monkeypatch.setattr(batched, "CPU_ROOT_SOLVER", "aberth")  # the GPU's solver, here on the CPU
     normal = batched.mcadams_batch([x], [0.7], window, 160, 20)[0]
     monkeypatch.setattr(batched, "MAX_ABERTH_ITERATIONS", 2)
     fallback = batched.mcadams_batch([x], [0.7], window, 160, 20)[0]

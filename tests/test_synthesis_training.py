@@ -79,3 +79,23 @@ def test_train_two_steps_then_resume(tmp_path, monkeypatch):
     wave = torch.randn(3000) * 0.1
     out = vocoder.synthesize(vocoder.mel(wave[None])[0], wave)
     assert out.shape == wave.shape and torch.isfinite(out).all()
+
+
+def test_corpus_without_speakers_is_a_user_error_and_leaves_no_run(tmp_path):
+    from anoncli.errors import AnoncliError
+
+    (tmp_path / "c").mkdir()
+    sf.write(tmp_path / "c" / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    with pytest.raises(AnoncliError, match="speaker"):
+        get_trainer("melgan")(options(tmp_path / "c", tmp_path / "run", epochs=1))
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_segment_is_refused(tmp_path):
+    from anoncli.errors import AnoncliError
+
+    corpus = make_corpus(tmp_path / "corpus")
+    bad = options(corpus, tmp_path / "run", epochs=1)
+    bad.extra["segment"] = "1000"
+    with pytest.raises(AnoncliError, match="segment"):
+        get_trainer("melgan")(bad)

@@ -135,16 +135,16 @@ def train_melgan(options: TrainOptions) -> dict:
     config = resolve_config(options)
     limit_cpu_threads(config["threads"] or None)
     device = pick_device(options.device)
-    # Settings that only say how long or where to run may change when resuming.
-    resumable = [k for k in config if k not in ("epochs", "max_minutes", "threads", "register")]
-    run = RunFolder(options.out, config, overwrite=options.overwrite, resume_keys=resumable)
-    gen = seed_everything(options.seed)
-
+    # The corpus is checked before RUN is created, so a bad corpus leaves no empty run behind.
     corpus = open_corpus(options.corpus, options.labels_file, options.layout)
     if not corpus.utterances:
         raise AnoncliError(f"{options.corpus}: no audio files")
     train_utts, val_utts, val_speakers = speaker_split(
         corpus.utterances, config["val_speakers"] or None, config["val_fraction"], options.seed)
+    # Settings that only say how long or where to run may change when resuming.
+    resumable = [k for k in config if k not in ("epochs", "max_minutes", "threads", "register")]
+    run = RunFolder(options.out, config, overwrite=options.overwrite, resume_keys=resumable)
+    gen = seed_everything(options.seed)
     rate = config["sample_rate"]
     train_waves = load_waves(train_utts, rate, "reading training audio")
     val_waves = load_waves(spread(val_utts, config["val_files"]), rate, "reading validation audio")

@@ -435,8 +435,21 @@ def _sdr_probe(frame, anonymized_dir: Path, original_corpus) -> tuple[list[dict]
                      "correct": None, "score": value, "sdr_db": value, "sdr_input_db": baseline})
     if not values:
         return [], {"skipped": "no audio outputs with a clean event stem"}
-    return rows, {"sdr_db_mean": float(np.mean(values)), "sdr_db_median": float(np.median(values)),
-                  "sdr_input_db_mean": float(np.mean(inputs)), "n": len(values)}
+    summary = {"sdr_db_mean": float(np.mean(values)), "sdr_db_median": float(np.median(values)), "n": len(values)}
+    if "speech_present" in frame:
+        # Without speech the input SDR is unbounded; report separation where there is something to separate.
+        flags = {r["utt_id"]: str(v).strip().lower() in ("1", "true", "yes")
+                 for r, v in zip(frame.to_dict("records"), frame["speech_present"])}
+        speech = [i for i, r in enumerate(rows) if flags.get(r["utt_id"])]
+        silent = [i for i, r in enumerate(rows) if not flags.get(r["utt_id"])]
+        if speech:
+            summary.update({"sdr_db_mean_with_speech": float(np.mean([values[i] for i in speech])),
+                            "sdr_input_db_mean_with_speech": float(np.mean([inputs[i] for i in speech])),
+                            "n_with_speech": len(speech)})
+        if silent:
+            summary.update({"sdr_db_mean_without_speech": float(np.mean([values[i] for i in silent])),
+                            "n_without_speech": len(silent)})
+    return rows, summary
 
 
 DEFAULT_PROBES = {

@@ -117,11 +117,17 @@ class EventClassifier(nn.Module):
 
 
 class SpeechDiscriminator(nn.Module):
-    """MLP embedding → 48 → 32 → 16 → 1 logit (speech present)."""
+    """MLP embedding → 48 → 32 → 16 → 1 logit (speech present).
+
+    The input is standardised (batch norm without affine parameters): the
+    event loss lets the embedding's scale drift, and an adversary that cannot
+    follow the scale is easy to fool while an attacker who standardises is not.
+    """
 
     def __init__(self, embedding: int = 64):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(embedding, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(),
+        self.body = nn.Sequential(nn.BatchNorm1d(embedding, affine=False), nn.Linear(embedding, 48), nn.ReLU(),
+                                  nn.Linear(48, 32), nn.ReLU(),
                                   nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 1))
 
     def forward(self, z):

@@ -8,7 +8,8 @@ a speech-presence discriminator sits behind a gradient-reversal layer whose
 weight is 0 for `warmup_epochs`, then ramps up over `ramp_epochs`. Every
 `refresh_every` epochs a fresh discriminator is trained on the frozen
 features and its weights replace the adversary's (RDAL-M's periodic reset).
-`--param adversary=false` trains the non-private baseline (same schedule,
+`disc_steps` extra adversary updates per batch (on detached features) keep the
+adversary ahead of the extractor. `--param adversary=false` trains the non-private baseline (same schedule,
 weight always 0). `--param unet_from=RUN` reuses another run's stage (a).
 
 Only items whose `split` label is not "test" are used; the test split is
@@ -40,12 +41,12 @@ PRESETS = {
     "quick": {"sample_rate": 16000, "n_fft": 512, "hop": 128, "clip_s": 2.0, "unet_width": 0.25,
               "extractor_width": 0.25, "embedding": 64, "unet_epochs": 12, "epochs": 40, "warmup_epochs": 5,
               "ramp_epochs": 10, "max_grl_weight": 1.0, "refresh_every": 10, "refresh_epochs": 30,
-              "batch_size": 16, "lr": 1e-3, "adversary": True, "unet_from": "", "threads": 1},
+              "batch_size": 16, "lr": 1e-3, "adversary": True, "disc_steps": 2, "unet_from": "", "threads": 1},
     # The paper's sizes: full widths, GRL weight 0 for 30 epochs, reset every P = 60 epochs.
     "full": {"sample_rate": 16000, "n_fft": 1024, "hop": 256, "clip_s": 4.0, "unet_width": 1.0,
              "extractor_width": 1.0, "embedding": 64, "unet_epochs": 100, "epochs": 300, "warmup_epochs": 30,
              "ramp_epochs": 30, "max_grl_weight": 1.0, "refresh_every": 60, "refresh_epochs": 100,
-             "batch_size": 32, "lr": 1e-3, "adversary": True, "unet_from": "", "threads": 0},
+             "batch_size": 32, "lr": 1e-3, "adversary": True, "disc_steps": 1, "unet_from": "", "threads": 0},
 }
 
 
@@ -176,8 +177,15 @@ def train(options: TrainOptions) -> dict:
         stats = {"event_loss": [], "speech_loss": [], "event_acc": [], "speech_acc": []}
         for s in range(0, len(order), bs):
             idx = order[s:s + bs]
+            if len(idx) < 2:   # batch norm needs two items; a lone leftover item waits for the next epoch
+                continue
             x, ye, ys = inputs[idx].to(device), y_event[idx].to(device), y_speech[idx].to(device)
             z = pipe.extractor(x)
+            # extra adversary updates on detached features keep it ahead of the extractor
+            for _ in range(config["disc_steps"] if weight > 0 else 0):
+                disc_opt.zero_grad()
+                F.binary_cross_entropy_with_logits(disc(z.detach()), ys).backward()
+                disc_opt.step()
             logits = pipe.classifier(z)
             event_loss = F.cross_entropy(logits, ye)
             speech_logit = disc(grad_reverse(z, weight))
@@ -213,6 +221,8 @@ def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechD
         order = torch.randperm(len(feats), generator=gen)
         for s in range(0, len(order), config["batch_size"]):
             idx = order[s:s + config["batch_size"]].to(device)
+            if len(idx) < 2:
+                continue
             loss = F.binary_cross_entropy_with_logits(disc(feats[idx]), ys[idx])
             opt.zero_grad(); loss.backward(); opt.step()
     return disc

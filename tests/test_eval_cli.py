@@ -97,6 +97,7 @@ def test_gate_unknown_name_is_usage_error(corpora):
                            "--gate", "signal.nonsense>=1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == EXIT_USAGE
     assert "unknown figure" in proc.stderr and "signal.stoi" in proc.stderr  # lists the valid names
+    assert not (root / "gate_bad").exists()  # refused before any work
 
 
 def test_gate_aliases():
@@ -129,3 +130,19 @@ def test_trained_ecapa_backend_and_attribute_attacker(corpora, tmp_path):
 
     head, config = load_attacker(tmp_path / "att")
     assert config["classes"] == ["female", "male"] and head.linear.out_features == 2
+
+
+def test_pairs_through_an_anonymize_manifest(corpora, tmp_path):
+    """An `anoncli anonymize` output folder is paired through its manifest, not by file name."""
+    original, _, _ = corpora
+    out = tmp_path / "anon"
+    made = CliRunner().invoke(app, ["anonymize", str(original), "--out", str(out), "--method", "identity",
+                                    "--no-score", "--no-progress"])
+    assert made.exit_code == 0, made.output
+    result = run(original, out, "--out", tmp_path / "rep", "--probes", "signal", "--quiet", "--bootstrap", "0",
+                 "--gate", "signal.duration_ratio>=0.99")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["meta"]["pairing"] == "manifest" and summary["meta"]["n_pairs"] == 12
+    assert summary["meta"]["methods"] == ["identity"]
+    assert summary["signal"]["stoi"] > 0.99

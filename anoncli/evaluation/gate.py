@@ -66,9 +66,16 @@ def resolve(name: str, flat: dict[str, float]) -> str | None:
     return next((c for c in candidates if c in flat), None)
 
 
-def parse_gate(text: str, summary: dict) -> list[Condition]:
-    """Parse and resolve every condition; an unknown name or a bad condition is a usage error."""
+def parse_gate(text: str, summary: dict, expected: dict | None = None) -> list[Condition]:
+    """Parse and resolve every condition; an unknown name or a bad condition is a usage error.
+
+    `expected` (a skeleton of the summary the chosen probes will produce) lets
+    a name pass that the probes promised but could not measure (e.g. ASR with
+    every utterance skipped): it then counts as NaN and fails the gate.
+    """
     flat = flatten(summary)
+    if expected:
+        flat = {**{k: float("nan") for k in flatten(expected)}, **flat}
     conditions, unknown = [], []
     for part in [p for p in text.split(",") if p.strip()]:
         match = _CONDITION.match(part)
@@ -86,11 +93,11 @@ def parse_gate(text: str, summary: dict) -> list[Condition]:
 
 
 def check_gate(conditions: list[Condition], summary: dict) -> list[tuple[Condition, float]]:
-    """The conditions that fail, each with the measured value."""
+    """The conditions that fail, each with the measured value (NaN when not measured)."""
     flat = flatten(summary)
     failed = []
     for cond in conditions:
-        value = flat[cond.resolved]
+        value = flat.get(cond.resolved, float("nan"))
         if math.isnan(value) or not OPERATORS[cond.op](value, cond.threshold):
             failed.append((cond, value))
     return failed
@@ -104,3 +111,27 @@ def check_syntax(text: str) -> None:
     for part in parts:
         if not _CONDITION.match(part):
             raise AnoncliError(f"--gate {part.strip()!r}: expected NAME OP NUMBER with OP one of >=, <=, >, <, ==")
+
+
+def expected_summary(probes: list[str], attribute_columns: dict[str, int]) -> dict:
+    """The figures the given probes produce, as a summary skeleton of NaNs (for early name checks).
+
+    `attribute_columns` maps each attribute probe to its number of classes.
+    """
+    nan = float("nan")
+    skeleton: dict = {}
+    if "asv" in probes:
+        skeleton["asv"] = {c: dict.fromkeys(("EER", "eer", "minDCF", "threshold", "n_target", "n_nontarget"), nan)
+                           for c in ("OO", "OA", "AA")}
+    if "signal" in probes:
+        skeleton["signal"] = {f"{m}{suffix}": nan for m in ("stoi", "f0_r", "lsd_db", "duration_ratio") for suffix in ("", "_median")}
+    if "linkability" in probes:
+        skeleton["linkability"] = dict.fromkeys(("cosine_mean", "cosine_median", "D_diag_oo", "D_diag_aa", "G_VD"), nan)
+    if "asr" in probes:
+        skeleton["asr"] = {"n": nan, **{side: {"WER": nan, "Aw": nan} for side in ("original", "anonymized")}}
+    for column, n_classes in attribute_columns.items():
+        entry = dict.fromkeys(("acc", "uar", "chance", "norm", "auc"), nan)
+        if column in ("gender", "sex") and n_classes == 2:
+            entry.update(GR=nan, gr=nan)
+        skeleton[column] = {"n": nan, "folds": nan, **{a: dict(entry) for a in ("original", "ignorant", "informed")}}
+    return skeleton

@@ -141,6 +141,9 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     probes = select_probes(config.probes, available, corpus.label_columns)
     if not config.probes:
         notes.extend(label_notes)
+    expected = gate_mod.expected_summary(probes, {c: len(specs[c].classes) for c in probes if c in specs})
+    if config.gate:  # unknown figure names fail now, before minutes of work
+        gate_mod.parse_gate(config.gate, expected)
     prepare_out(out, config.overwrite)
     timings: dict[str, float] = {}
     _log(f"evaluate: {len(pairing.pairs)} pairs ({pairing.source}); probes: {', '.join(probes)}", config.progress)
@@ -266,7 +269,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
 
     exit_code, failed = EXIT_OK, []
     if config.gate:
-        conditions = gate_mod.parse_gate(config.gate, summary)
+        conditions = gate_mod.parse_gate(config.gate, summary, expected)
         failed = gate_mod.check_gate(conditions, summary)
         for cond, value in failed:
             shown = "not measured" if not np.isfinite(value) else f"{value:.4g}"

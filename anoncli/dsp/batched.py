@@ -94,7 +94,6 @@ def polynomial_roots(a: torch.Tensor) -> torch.Tensor:
     off_diagonal = ~torch.eye(p, dtype=torch.bool, device=a.device)
     active = torch.arange(n, device=a.device)
     roots = torch.empty_like(z)
-    settled = torch.zeros(n, dtype=torch.bool, device=a.device)
     for _ in range(MAX_ABERTH_ITERATIONS):
         if active.numel() == 0:
             break
@@ -108,7 +107,6 @@ def polynomial_roots(a: torch.Tensor) -> torch.Tensor:
         done = largest <= ROOT_STEP_TOL
         if bool(done.any()):
             roots[active[done]] = z[done]
-            settled[active[done]] = True
             z = z[~done]
             active = active[~done]
     if active.numel():

@@ -108,6 +108,19 @@ def test_baseline_reuses_the_mask_and_never_reverses(mixtures, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("unet."))
 
 
+def test_default_probes_follow_what_the_run_wrote():
+    import pandas as pd
+
+    from anoncli.evaluation.feature_probes import default_probes
+
+    features_only = pd.DataFrame({"output_path": [None, None], "features_path": ["features/a.npy", "features/b.npy"]})
+    audio_only = pd.DataFrame({"output_path": ["a.wav", "b.wav"]})
+    assert default_probes("rdalm", True, features_only) == ["utility:event", "attacker:speech_present"]
+    assert default_probes("rdalm", False, audio_only) == [
+        "attacker-audio:speech_present", "attacker-unmasked:speech_present", "sdr"]
+    assert default_probes("siamese", True, features_only) == ["utility:gender", "attacker:speaker|gender"]
+
+
 def test_emit_modes_and_evaluation_of_audio_and_features(mixtures, tmp_path):
     run = tmp_path / "run"
     get_trainer("rdalm")(_options(mixtures, run))

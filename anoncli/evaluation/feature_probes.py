@@ -403,7 +403,8 @@ def default_probes(method: str, has_features: bool, frame) -> list[str]:
     """The method's probes; for RDAL-M, feature probes and/or audio probes depending on what was written."""
     if method.startswith("rdalm"):
         probes = ["utility:event", "attacker:speech_present"] if has_features else []
-        audio = "output_path" in frame and not frame["output_path"].astype(str).str.endswith(".npy").any()
+        paths = frame["output_path"] if "output_path" in frame else None
+        audio = paths is not None and paths.notna().all() and not paths.astype(str).str.endswith(".npy").any()
         if audio:
             probes += ["attacker-audio:speech_present", "attacker-unmasked:speech_present", "sdr"]
         return probes

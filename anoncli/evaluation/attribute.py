@@ -61,7 +61,9 @@ def candidate_columns(label_rows: list[dict], speakers: list[str | None], column
                 if v is not None and s is not None:
                     speakers_of.setdefault(v, set()).add(s)
             kept = [v for v in present if len(speakers_of.get(v, ())) >= 2]
-        if len(present) > MAX_CLASSES:
+        if len(present) > MAX_CLASSES and column == "speaker":
+            notes.append(f"speaker: {len(present)} speakers; closed-set speaker ID is probed up to {MAX_CLASSES} (see the asv probe)")
+        elif len(present) > MAX_CLASSES:
             notes.append(f"{column}: {len(present)} distinct values, not a categorical label (max {MAX_CLASSES})")
         elif len(kept) < 2:
             reason = "one class" if len(present) < 2 else "fewer than 2 classes spoken by 2 or more speakers"

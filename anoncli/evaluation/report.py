@@ -234,8 +234,9 @@ def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions
             acc = summary[column][attacker]["acc"]
             ax.set_title(f"{attacker} (acc {acc:.1f} %)")
             ax.set_xlabel("predicted")
-            ax.set_ylabel("true")
+        axes[0][0].set_ylabel("true")
         fig.suptitle(f"{column}: confusion matrices")
+        fig.tight_layout()
         plots[f"confusion_{column}"] = _png(fig)
     return plots
 

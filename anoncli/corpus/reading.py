@@ -8,34 +8,15 @@ entries otherwise, so `Utterance.command` is never set without consent).
 
 from __future__ import annotations
 
-import io
 import subprocess
 
-import numpy as np
-import soundfile as sf
 
-from anoncli.audio import MIN_DURATION_S, Audio, read_audio
+from anoncli.audio import Audio, decode_audio_bytes, read_audio
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import AudioError
 
 # A command that produces one utterance's audio and still runs after this is stuck.
 COMMAND_TIMEOUT_S = 600
-
-
-def _decode_bytes(data: bytes, where: str) -> Audio:
-    try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise AudioError(f"{where}: cannot decode the command's output ({reason})") from None
-    if samples.shape[0] == 0:
-        raise AudioError(f"{where}: the command produced no samples")
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if not np.all(np.isfinite(mono)):
-        raise AudioError(f"{where}: contains NaN or infinite samples")
-    if mono.shape[0] / rate < MIN_DURATION_S:
-        raise AudioError(f"{where}: too short ({mono.shape[0] / rate:.3f} s < {MIN_DURATION_S} s)")
-    return Audio(np.ascontiguousarray(mono, dtype=np.float32), int(rate))
 
 
 def run_command(utt: Utterance) -> bytes:
@@ -61,5 +42,5 @@ def run_command(utt: Utterance) -> bytes:
 def read_utterance_audio(utt: Utterance) -> Audio:
     """The job engine and the evaluation read every utterance through this one function."""
     if utt.command is not None:
-        return _decode_bytes(run_command(utt), f"{utt.path} ({utt.utt_id})")
+        return decode_audio_bytes(run_command(utt), f"{utt.path} ({utt.utt_id}): the command's output")
     return read_audio(utt.path)

@@ -31,9 +31,12 @@ LOCAL_POOLS = ("process", "joblib")
 
 def _init_worker() -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
-    # One torch thread per worker: N workers on N cores, no oversubscription.
+    # One thread per worker (torch and the BLAS numpy uses): N workers on N cores,
+    # no oversubscription; a forked worker's idle BLAS threads otherwise spin.
     torch.set_num_threads(1)
+    threadpool_limits(1)
     os.environ["OMP_NUM_THREADS"] = "1"
 
 

@@ -131,6 +131,7 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
     out = Path(spec.out)
     result = BatchResult()
     rows: list[dict] = []
+    # (utterance, row, decoded audio, working-rate wave, params, seconds spent decoding)
     loaded: list[tuple[Utterance, _Row, Audio, torch.Tensor, dict, float]] = []
 
     for utt in utterances:
@@ -144,13 +145,17 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
                               params=json.dumps({**method.config(), **params}, sort_keys=True, default=str))
             wave = torch.from_numpy(audio.samples)
             wave = resample(wave, audio.sample_rate, method.sample_rate or audio.sample_rate).to(method.device)
-            loaded.append((utt, row, audio, wave, params, started))
+            loaded.append((utt, row, audio, wave, params, time.perf_counter() - started))
         except Exception as err:  # one bad file must not stop the batch
             rows.append(row.fail(_one_line(err), started))
             result.errors.append(f"{utt.rel_path}: {_one_line(err)}")
 
+    method_started = time.perf_counter()
     outputs = _run_method(method, loaded)
-    for (utt, row, audio, _wave, _params, started), output in zip(loaded, outputs):
+    # elapsed_s of a row: its own decode and write time plus its share of the batch's method time
+    method_share = (time.perf_counter() - method_started) / max(1, len(loaded))
+    for (utt, row, audio, _wave, _params, decode_s), output in zip(loaded, outputs):
+        started = time.perf_counter() - decode_s - method_share
         try:
             if isinstance(output, BaseException):
                 raise output

@@ -49,7 +49,8 @@ def test_full_default_report(corpora):
     out = root / "report"
     result = run(original, anonymized, "--out", out, "--bootstrap", "20")
     assert result.exit_code == 0, result.output
-    for name in ("scores.parquet", "trials.parquet", "summary.json", "report.html", "plots/asv_det.png"):
+    for name in ("scores.parquet", "trials.parquet", "summary.json", "report.html", "plots/asv_det.png",
+                 "plots/attacker_roc.png", "plots/confusion_gender.png", "plots/privacy_utility.png"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["meta"]["probes"]) >= {"asv", "signal", "linkability", "speaker", "gender"}

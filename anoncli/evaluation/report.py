@@ -140,7 +140,8 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions: dict) -> dict[str, bytes]:
+def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions: dict,
+               roc_inputs: dict | None = None) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,6 +217,23 @@ def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions
         ax.set_title("per-speaker EER (higher = more private)")
         ax.legend()
         plots["asv_per_speaker"] = _png(fig)
+    if roc_inputs:
+        from sklearn.metrics import roc_curve
+
+        fig, axes = plt.subplots(1, len(roc_inputs), figsize=(4.2 * len(roc_inputs), 4), squeeze=False)
+        for ax, (column, by_attacker) in zip(axes[0], roc_inputs.items()):
+            for attacker, (is_positive, score) in by_attacker.items():
+                if is_positive.any() and (~is_positive).any():
+                    fpr, tpr, _ = roc_curve(is_positive, score)
+                    auc = summary[column][attacker].get("auc")
+                    ax.plot(fpr, tpr, label=f"{attacker} (AUC {auc:.2f})")
+            ax.plot([0, 1], [0, 1], color="grey", lw=0.5)
+            ax.set_xlabel("false-positive rate")
+            ax.set_ylabel("true-positive rate")
+            ax.set_title(f"{column} attackers: ROC")
+            ax.legend(loc="lower right")
+        fig.tight_layout()
+        plots["attacker_roc"] = _png(fig)
     for column, by_attacker in confusions.items():
         classes = summary[column]["classes"]
         names = [a for a in ("original", "ignorant", "informed") if a in by_attacker]

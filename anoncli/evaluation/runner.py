@@ -117,6 +117,21 @@ def _feature_hook(config: EvaluateConfig, pairing, notes: list[str]) -> dict | N
     return {"rows": rows, "summary": summary}
 
 
+def _binary_roc_inputs(classes: list[str], labels: list[str | None], columns: dict) -> dict:
+    """Per attacker: (is the second class, posterior of the second class) over the scored utterances."""
+    positive = np.array([label == classes[1] for label in labels])
+    result = {}
+    for attacker in ("original", "ignorant", "informed"):
+        key = next((k for k in columns if k.endswith(f".{attacker}.p_true")), None)
+        if key is None:
+            continue
+        p_true = np.asarray(columns[key], dtype=float)
+        scored = np.isfinite(p_true)
+        score = np.where(positive, p_true, 1.0 - p_true)
+        result[attacker] = (positive[scored], score[scored])
+    return result
+
+
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
     import torch
 
@@ -154,7 +169,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         "probes": probes, "seed": config.seed, "anoncli_version": __version__,
     }}
     per_utt: dict[str, np.ndarray] = {}
-    trial_rows, trial_scores, per_speaker, confusions = [], {}, {}, {}
+    trial_rows, trial_scores, per_speaker, confusions, roc_inputs = [], {}, {}, {}, {}
     feature_result = None
     if pairing.feature_outputs:
         feature_result = _feature_hook(config, pairing, notes)
@@ -230,6 +245,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             summary[column] = attr_summary
             per_utt.update(columns)
             confusions[column] = confusion
+            if len(specs[column].classes) == 2:
+                roc_inputs[column] = _binary_roc_inputs(specs[column].classes, [row.get(column) for row in label_rows], columns)
             timings[f"attribute.{column}"] = time.time() - t0
         if "asr" in probes:
             from anoncli.evaluation.asr import run_asr
@@ -258,7 +275,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         import pandas as pd
 
         pd.DataFrame(feature_result["rows"]).to_parquet(out / "feature_scores.parquet", index=False)
-    plots = report.make_plots(summary, trial_scores, per_speaker, confusions)
+    plots = report.make_plots(summary, trial_scores, per_speaker, confusions, roc_inputs)
     timings["report"] = time.time() - t0
     timings["total"] = time.time() - started
     summary["timings_s"] = timings

@@ -13,7 +13,7 @@ from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.manifest.reader import read_manifest
 from synth_audio import voiced
 
-METHOD = "identity"
+METHOD = "mcadams"
 
 
 def _write_inputs(root: Path) -> dict[str, str]:

@@ -292,6 +292,10 @@ def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeCon
     from concurrent.futures import FIRST_COMPLETED, wait
     from functools import partial
 
+    # pyarrow imports pandas on first use (~0.8 s of CPU); importing it once here
+    # lets forked workers inherit it instead of each paying for it again.
+    import pandas  # noqa: F401
+
     with make_executor(config.backend, config.jobs, spec.options.device, config.scheduler,
                        preload=partial(preload_method, spec)) as executor:
         pending = {executor.submit(process_batch, spec, batch) for batch in batches}

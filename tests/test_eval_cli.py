@@ -1,6 +1,7 @@
 """`anoncli evaluate` end to end on a synthetic corpus: report files, gate exit codes, report reading."""
 
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -147,3 +148,38 @@ def test_pairs_through_an_anonymize_manifest(corpora, tmp_path):
     assert summary["meta"]["pairing"] == "manifest" and summary["meta"]["n_pairs"] == 12
     assert summary["meta"]["methods"] == ["identity"]
     assert summary["signal"]["stoi"] > 0.99
+
+
+def test_feature_outputs_go_to_feature_probes(corpora, tmp_path, monkeypatch):
+    """A manifest whose outputs are .npy feature vectors is handed to feature_probes.evaluate_features."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import anoncli.evaluation.feature_probes as feature_probes
+
+    original, _, _ = corpora
+    out = tmp_path / "features_out"
+    (out / "manifest").mkdir(parents=True)
+    rels = sorted(p.relative_to(original).as_posix() for p in original.rglob("*.wav"))
+    for rel in rels:
+        (out / rel).with_suffix(".npy").parent.mkdir(parents=True, exist_ok=True)
+        np.save(out / Path(rel).with_suffix(".npy"), np.zeros(4, dtype=np.float32))
+    table = pa.table({"utt_id": [r[:-4] for r in rels], "source_path": rels,
+                      "output_path": [r[:-4] + ".npy" for r in rels], "status": ["ok"] * len(rels),
+                      "method": ["siamese"] * len(rels)})
+    pq.write_table(table, out / "manifest" / "part-00000-of-00001.parquet")
+    seen = {}
+
+    def fake_evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=None, seed=0):
+        seen["rows"] = manifest_table.num_rows
+        return [{"utt_id": "x", "probe": "utility:gender", "label": "f", "predicted": "f", "correct": True, "score": 0.9}], \
+            {"utility:gender": {"accuracy": 100.0, "chance": 50.0, "n": 1}}
+
+    monkeypatch.setattr(feature_probes, "evaluate_features", fake_evaluate_features)
+    result = run(original, out, "--out", tmp_path / "rep", "--quiet", "--gate", "features.utility:gender.accuracy>=90")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert seen["rows"] == len(rels)
+    assert summary["features"]["utility:gender"]["accuracy"] == 100.0
+    assert (tmp_path / "rep" / "feature_scores.parquet").is_file()

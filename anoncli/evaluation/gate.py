@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from anoncli.errors import AnoncliError
 
 OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
-_CONDITION = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=|==|>|<)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$")
-SECTIONS_NOT_ATTRIBUTES = {"asv", "asr", "signal", "linkability", "meta", "timings_s", "features"}
+_CONDITION = re.compile(r"^\s*([A-Za-z0-9_.:|\-]+)\s*(>=|<=|==|>|<)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$")
 
 
 @dataclass
@@ -66,12 +65,13 @@ def resolve(name: str, flat: dict[str, float]) -> str | None:
     return next((c for c in candidates if c in flat), None)
 
 
-def parse_gate(text: str, summary: dict, expected: dict | None = None) -> list[Condition]:
+def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred: tuple[str, ...] = ()) -> list[Condition]:
     """Parse and resolve every condition; an unknown name or a bad condition is a usage error.
 
     `expected` (a skeleton of the summary the chosen probes will produce) lets
     a name pass that the probes promised but could not measure (e.g. ASR with
-    every utterance skipped): it then counts as NaN and fails the gate.
+    every utterance skipped): it then counts as NaN and fails the gate. Names
+    starting with a `deferred` prefix are skipped (checked after the run).
     """
     flat = flatten(summary)
     if expected:
@@ -83,6 +83,8 @@ def parse_gate(text: str, summary: dict, expected: dict | None = None) -> list[C
             raise AnoncliError(f"--gate {part.strip()!r}: expected NAME OP NUMBER with OP one of >=, <=, >, <, ==")
         name, op, number = match.group(1), match.group(2), float(match.group(3))
         resolved = resolve(name, flat)
+        if resolved is None and name.startswith(deferred):
+            continue  # figures of a section only known after it ran (feature_probes)
         if resolved is None:
             unknown.append(name)
             continue

@@ -158,7 +158,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         notes.extend(label_notes)
     expected = gate_mod.expected_summary(probes, {c: len(specs[c].classes) for c in probes if c in specs})
     if config.gate:  # unknown figure names fail now, before minutes of work
-        gate_mod.parse_gate(config.gate, expected)
+        gate_mod.parse_gate(config.gate, expected, deferred=("features.",) if pairing.feature_outputs else ())
     prepare_out(out, config.overwrite)
     timings: dict[str, float] = {}
     _log(f"evaluate: {len(pairing.pairs)} pairs ({pairing.source}); probes: {', '.join(probes)}", config.progress)

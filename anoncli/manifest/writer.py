@@ -123,11 +123,5 @@ def remove_rows(out: Path, utt_ids: Iterable[str]) -> int:
         if table.num_rows == 0:
             path.unlink()
             continue
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        _atomic_write_table(table, path)
     return removed

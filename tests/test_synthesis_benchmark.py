@@ -12,15 +12,6 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vocoder_copy_synthesis.py"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The suite shares two busy cores; several threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def benchmark():
     spec = importlib.util.spec_from_file_location("vocoder_copy_synthesis", SCRIPT)

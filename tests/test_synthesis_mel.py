@@ -8,15 +8,6 @@ import torch
 from anoncli.synthesis.mel import LogMel, denormalize, normalize
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The suite shares two busy cores; several threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("length", [1, 100, 255, 256, 257, 384, 385, 1000, 4096, 16001])
 def test_frames_are_ceil_of_length_over_hop(length):
     mel = LogMel(16000)

@@ -10,15 +10,6 @@ from anoncli.synthesis import create_vocoder
 from anoncli.synthesis.melgan import Generator, MultiScaleDiscriminator, load_melgan
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The suite shares two busy cores; several threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def public_layout_state():
     torch.manual_seed(0)

@@ -12,15 +12,6 @@ from anoncli.synthesis.melgan import load_melgan
 from anoncli.training import TrainOptions, get_trainer
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The suite shares two busy cores; several threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = {"segment": "1024", "batch_size": "2", "steps_per_epoch": "2", "ngf": "4", "n_residual_layers": "1",
         "ndf": "4", "d_layers": "2", "d_max_channels": "16", "val_files": "1", "val_fraction": "0.34"}
 

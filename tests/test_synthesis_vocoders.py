@@ -13,15 +13,6 @@ from anoncli.synthesis import DEFAULT_VOCODER, create_vocoder, vocoder_names
 from anoncli.synthesis.mel import LogMel
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The suite shares two busy cores; several threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 RATE = 16000
 
 

@@ -125,13 +125,17 @@ def score_trials(trial_list: TrialList, enrol_embeddings: np.ndarray, test_embed
 
 def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray, speakers: list[str | None],
             utt_ids: list[str], conditions=CONDITIONS, n_boot: int = 200, seed: int = 0):
-    """Return (summary, trial rows, per-utterance columns, per-speaker EERs)."""
+    """Return (summary, trial columns for trials.parquet, per-utterance columns, per-speaker EERs)."""
     sides = {"O": original, "A": anonymized}
     is_target = np.array([t for _, _, t in trial_list.trials])
     test_index = np.array([i for _, i, _ in trial_list.trials])
     model_ids = [m for m, _, _ in trial_list.trials]
     test_speaker = np.array([speakers[i] or "" for i in test_index])
-    summary, rows, per_utt, per_speaker = {}, [], {}, {}
+    summary, per_utt, per_speaker = {}, {}, {}
+    # Columns of trials.parquet, built as arrays: millions of trials stay cheap.
+    utt_id_array = np.asarray(utt_ids, dtype=object)
+    model_array = np.asarray(model_ids, dtype=object)
+    columns = {"condition": [], "model": [], "utt_id": [], "target": [], "score": []}
     for cond in conditions:
         scores = score_trials(trial_list, sides[cond[0]], sides[cond[1]])
         eer, dcf, threshold = metrics.eer_minDCF(scores[is_target], scores[~is_target])
@@ -144,12 +148,13 @@ def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray,
             "EER": eer, "eer": metrics.normalised_eer(eer), "minDCF": dcf, "threshold": threshold,
             "EER_ci": [low, high], "n_target": int(is_target.sum()), "n_nontarget": int((~is_target).sum()),
         }
-        rows.extend({"condition": cond, "model": m, "utt_id": utt_ids[i], "target": bool(t), "score": float(s)}
-                    for (m, i, t), s in zip(trial_list.trials, scores))
+        columns["condition"].append(np.full(len(scores), cond, dtype=object))
+        columns["model"].append(model_array)
+        columns["utt_id"].append(utt_id_array[test_index])
+        columns["target"].append(is_target)
+        columns["score"].append(scores)
         column = np.full(len(utt_ids), np.nan)
-        for m, i, t, s in zip(model_ids, test_index, is_target, scores):
-            if t:
-                column[i] = s
+        column[test_index[is_target]] = scores[is_target]
         per_utt[f"asv.{cond}.score"] = column
         per_speaker[cond] = {}
         model_speaker = np.array([trial_list.model_speaker[m] for m in model_ids])
@@ -158,4 +163,5 @@ def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray,
             against = ~is_target & (model_speaker == spk)
             if own.any() and against.any():
                 per_speaker[cond][spk] = metrics.fast_eer(scores[own], scores[against])
-    return summary, rows, per_utt, per_speaker
+    trials = {k: np.concatenate(v) for k, v in columns.items()}
+    return summary, trials, per_utt, per_speaker

@@ -46,7 +46,8 @@ def write_summary(report: Path, summary: dict) -> None:
 def write_table(path: Path, columns: dict[str, list | np.ndarray]) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame({k: list(v) if isinstance(v, np.ndarray) and v.dtype == object else v for k, v in columns.items()})
+    frame = pd.DataFrame({k: list(v) if isinstance(v, np.ndarray) and v.dtype == object and v.size < 1_000_000 else v
+                          for k, v in columns.items()})
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)

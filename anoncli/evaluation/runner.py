@@ -169,7 +169,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         "probes": probes, "seed": config.seed, "anoncli_version": __version__,
     }}
     per_utt: dict[str, np.ndarray] = {}
-    trial_rows, trial_scores, per_speaker, confusions, roc_inputs = [], {}, {}, {}, {}
+    trial_columns: dict = {k: [] for k in ("condition", "model", "utt_id", "target", "score")}
+    trial_scores, per_speaker, confusions, roc_inputs = {}, {}, {}, {}
     feature_result = None
     if pairing.feature_outputs:
         feature_result = _feature_hook(config, pairing, notes)
@@ -222,7 +223,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
                 trial_list = asv.read_kaldi_trials(Path(config.trials), utt_ids, speakers)
             else:
                 trial_list = asv.split_enrolment(speakers, valid, config.seed)
-            asv_summary, trial_rows, columns, per_speaker = asv.run_asv(
+            asv_summary, trial_columns, columns, per_speaker = asv.run_asv(
                 trial_list, data.original.embeddings, data.anonymized.embeddings, speakers, utt_ids,
                 n_boot=config.n_boot, seed=config.seed)
             asv_summary["backend"] = backend.name
@@ -230,9 +231,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
                 f"seeded split: {asv.ENROL_FRACTION:.0%} of each speaker's utterances (1..{asv.MAX_ENROL}) enrol")
             summary["asv"] = asv_summary
             per_utt.update(columns)
-            is_target = np.array([r["target"] for r in trial_rows])
-            conds = np.array([r["condition"] for r in trial_rows])
-            scores = np.array([r["score"] for r in trial_rows])
+            is_target, conds, scores = trial_columns["target"], trial_columns["condition"], trial_columns["score"]
             trial_scores = {c: (scores[(conds == c) & is_target], scores[(conds == c) & ~is_target]) for c in asv.CONDITIONS}
             timings["asv"] = time.time() - t0
         for column in attr_columns:
@@ -270,7 +269,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         columns[name] = [row.get(name) for row in label_rows]
     columns.update(per_utt)
     report.write_table(out / report.SCORES_NAME, columns)
-    report.write_table(out / report.TRIALS_NAME, {k: [r[k] for r in trial_rows] for k in ("condition", "model", "utt_id", "target", "score")})
+    report.write_table(out / report.TRIALS_NAME, trial_columns)
     if feature_result and feature_result.get("rows"):
         import pandas as pd
 

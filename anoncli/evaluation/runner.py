@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anoncli.errors import EXIT_GATE, EXIT_OK, AnoncliError, InputError
+from anoncli.errors import EXIT_GATE, EXIT_OK, AnoncliError
 from anoncli.evaluation import gate as gate_mod
 from anoncli.evaluation import metrics, report
 

@@ -38,6 +38,8 @@ def inspect(
                     check=check)
     if fmt == Format.json:
         typer.echo(json.dumps(info, indent=2, default=str))
+    elif info.get("kind") == "report":
+        _print_report(info)
     else:
         _print_table(info)
     if check and info.get("complete") is False:
@@ -59,6 +61,23 @@ def _print_table(info: dict[str, Any]) -> None:
             value = json.dumps(value, default=str) if len(json.dumps(value, default=str)) < 200 else _short(value)
         table.add_row(key, str(value))
     console.print(table)
+
+
+def _print_report(info: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from anoncli.evaluation.report import print_table
+
+    print_table(info["summary"])
+    worst = info.get("worst")
+    if worst:
+        table = Table(title=f"least private by {worst[0].get('by', '')}")
+        for column in worst[0]:
+            table.add_column(column)
+        for row in worst:
+            table.add_row(*(str(row.get(column, "")) for column in worst[0]))
+        Console(soft_wrap=True).print(table)
 
 
 def _short(value: Any) -> str:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import distributed  # a dependency of anoncli (dask[distributed]); a missing install must fail, not skip
 
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.manifest.layout import pending_dir
@@ -28,8 +29,6 @@ from anoncli.manifest.reader import read_manifest
 from anoncli.manifest.schema import manifest_schema
 from anoncli.manifest.writer import finalize_part, write_batch
 from synth_audio import make_corpus
-
-distributed = pytest.importorskip("distributed")
 
 TESTS_DIR = Path(__file__).resolve().parent
 DASK_CLI = str(Path(sys.executable).with_name("dask"))

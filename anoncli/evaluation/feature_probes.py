@@ -230,8 +230,12 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
         probability of the positive class for binary probes, else of the
         predicted class; "sdr_db" for the sdr probe). summary maps each probe
         name to {"accuracy", "chance", "auc" (binary only), "n", "classes",
-        "normalised" (100·(1 − |acc − chance| / (1 − chance)) for attackers)}
-        and, for "sdr", {"sdr_db_mean", "sdr_db_median", "n"}.
+        "model" ("mlp" or "linear", the stronger), "folds" ("speaker-disjoint"
+        or "stratified"), "normalised" (100·(1 − |acc − chance| / (1 − chance)),
+        attackers only)}; a grouped attacker adds "groups" (one entry per group);
+        a probe that cannot run is {"skipped": reason}; "sdr" gives
+        {"sdr_db_mean", "sdr_db_median", "n"} plus, with a speech_present
+        column, the means with and without speech and the input mixture's SDR.
     """
     import pandas as pd
 
@@ -275,6 +279,9 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
         column, _, group_column = target.partition("|")
         if column not in frame:
             summary[probe] = {"skipped": f"no {column!r} column in the manifest"}
+            continue
+        if source == "audio" and ("output_path" not in frame or frame["output_path"].isna().any()):
+            summary[probe] = {"skipped": "this run wrote no audio (features only)"}
             continue
         x = inputs(source)
         usable = frame[column].notna().to_numpy()

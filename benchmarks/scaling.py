@@ -181,6 +181,7 @@ def main() -> None:
                       file=sys.stderr)
     finally:
         existing.close()
+        shutil.rmtree(work, ignore_errors=True)  # several GB of outputs after a full run
     print(f"load average after: {load_average()}", file=sys.stderr)
     report(results, n)
     if args.json:

@@ -142,6 +142,17 @@ def test_factory_picks_the_backend_and_refuses_bad_combinations():
     assert callable(preload_method)
 
 
+def test_leaving_a_local_pool_on_error_drops_the_queued_batches():
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with make_executor("local", 2, "cpu") as executor:
+            futures = [executor.submit(time.sleep, 0.5) for _ in range(20)]
+            raise KeyboardInterrupt
+    # 20 half-second tasks on 2 workers would take 5 s; only the running ones finish
+    assert time.perf_counter() - started < 3.0
+    assert sum(f.cancelled() for f in futures) >= 15
+
+
 def test_prefetcher_keeps_order_bounds_lookahead_and_raises_in_place():
     loaded: list[int] = []
     consumed: list[int] = []

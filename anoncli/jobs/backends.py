@@ -49,8 +49,8 @@ def local_executor(jobs: int, device: str = "cpu", backend: str | None = None) -
 
         return _NonClosing(get_reusable_executor(max_workers=jobs, initializer=_init_worker))
     method = "spawn" if device.startswith("cuda") else "fork"
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
-                               initializer=_init_worker)
+    return _CancelOnError(ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
+                                              initializer=_init_worker))
 
 
 def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", scheduler: str | None = None,
@@ -83,6 +83,23 @@ def preload_method(spec) -> None:
     if spec.single_thread:
         _init_worker()
     worker._method_for(spec)
+
+
+class _CancelOnError:
+    """Leaving the block on an error (Ctrl-C, a failed batch) drops the queued batches instead of running them all."""
+
+    def __init__(self, executor: Executor):
+        self._executor = executor
+
+    def submit(self, *args, **kwargs):
+        return self._executor.submit(*args, **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self._executor.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False
 
 
 class _NonClosing:

@@ -11,8 +11,9 @@ Guarantees the job engine relies on:
   written outputs or its manifest batch file before dying is simply redone
   (outputs are replaced atomically; finalize_part keeps one row per utt_id).
   Tasks that raise are retried `retries` times.
-- Results are fetched as soon as each task ends and the task is then released,
-  so a worker lost later does not make the cluster recompute finished batches.
+- Results are fetched as soon as each task ends, and the executor keeps only
+  weak references to the tasks, so they are released and a worker lost later
+  does not make the cluster recompute finished batches.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from anoncli.errors import AnoncliError
 # Task-level retries for exceptions inside a task (a lost worker is handled by the scheduler).
 TASK_RETRIES = 2
 CONNECT_TIMEOUT_S = 30
-# A local cluster shares the cores with its own workers: its monitors poll less often than the
-# defaults (memory every 100 ms, system every 500 ms, event-loop ticks every 20 ms), which cost
-# about 1-2 CPU seconds per minute of run on 2 cores.
+# A local cluster shares the cores with its own workers, so its monitors poll less often than the
+# defaults (memory every 100 ms, system every 500 ms, event-loop ticks every 20 ms); that saved
+# roughly 1 CPU second per 20-second run on 2 cores (a noisy measurement).
 LOCAL_CLUSTER_QUIET = {
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
@@ -86,12 +87,13 @@ class DaskExecutor:
             start_method = "spawn" if self.device.startswith("cuda") else "fork"
             self._dask_config = dask.config.set({"distributed.worker.multiprocessing-method": start_method,
                                                  **LOCAL_CLUSTER_QUIET})
-            # Processes, one thread each: N single-threaded torch workers on N cores.
-            self._cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                         silence_logs=logging.ERROR)
-            self.client = Client(self._cluster)
         try:
+            if not self.scheduler:
+                # Processes, one thread each: N single-threaded torch workers on N cores.
+                self._cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                             silence_logs=logging.ERROR)
+                self.client = Client(self._cluster)
             if self.preload is not None:
                 self._plugin_name = f"anoncli-preload-{uuid.uuid4().hex[:12]}"
                 self.client.register_plugin(_worker_plugin_class()(self.preload), name=self._plugin_name)

@@ -119,14 +119,15 @@ class EventClassifier(nn.Module):
 class SpeechDiscriminator(nn.Module):
     """MLP embedding → 48 → 32 → 16 → 1 logit (speech present).
 
-    The input is standardised (batch norm without affine parameters): the
-    event loss lets the embedding's scale drift, and an adversary that cannot
-    follow the scale is easy to fool while an attacker who standardises is not.
+    `standardize` puts a batch norm without affine parameters in front (an
+    experiment: the event loss lets the embedding's scale drift); it did not
+    help in docs/results.md, so trainers leave it off by default.
     """
 
-    def __init__(self, embedding: int = 64):
+    def __init__(self, embedding: int = 64, standardize: bool = False):
         super().__init__()
-        self.body = nn.Sequential(nn.BatchNorm1d(embedding, affine=False), nn.Linear(embedding, 48), nn.ReLU(),
+        norm = [nn.BatchNorm1d(embedding, affine=False)] if standardize else []
+        self.body = nn.Sequential(*norm, nn.Linear(embedding, 48), nn.ReLU(),
                                   nn.Linear(48, 32), nn.ReLU(),
                                   nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 1))
 

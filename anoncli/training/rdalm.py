@@ -8,8 +8,9 @@ a speech-presence discriminator sits behind a gradient-reversal layer whose
 weight is 0 for `warmup_epochs`, then ramps up over `ramp_epochs`. Every
 `refresh_every` epochs a fresh discriminator is trained on the frozen
 features and its weights replace the adversary's (RDAL-M's periodic reset).
-`disc_steps` extra adversary updates per batch (on detached features) keep the
-adversary ahead of the extractor. `--param adversary=false` trains the non-private baseline (same schedule,
+`disc_steps` extra adversary updates per batch (on detached features) and
+`disc_standardize` (batch-normalised adversary input) are experiments, off by
+default (they did not help, docs/results.md). `--param adversary=false` trains the non-private baseline (same schedule,
 weight always 0). `--param unet_from=RUN` reuses another run's stage (a).
 
 Only items whose `split` label is not "test" are used; the test split is
@@ -41,12 +42,12 @@ PRESETS = {
     "quick": {"sample_rate": 16000, "n_fft": 512, "hop": 128, "clip_s": 2.0, "unet_width": 0.25,
               "extractor_width": 0.25, "embedding": 64, "unet_epochs": 12, "epochs": 40, "warmup_epochs": 5,
               "ramp_epochs": 10, "max_grl_weight": 1.0, "refresh_every": 10, "refresh_epochs": 30,
-              "batch_size": 16, "lr": 1e-3, "adversary": True, "disc_steps": 2, "unet_from": "", "threads": 1},
+              "batch_size": 16, "lr": 1e-3, "adversary": True, "disc_steps": 0, "disc_standardize": False, "unet_from": "", "threads": 1},
     # The paper's sizes: full widths, GRL weight 0 for 30 epochs, reset every P = 60 epochs.
     "full": {"sample_rate": 16000, "n_fft": 1024, "hop": 256, "clip_s": 4.0, "unet_width": 1.0,
              "extractor_width": 1.0, "embedding": 64, "unet_epochs": 100, "epochs": 300, "warmup_epochs": 30,
              "ramp_epochs": 30, "max_grl_weight": 1.0, "refresh_every": 60, "refresh_epochs": 100,
-             "batch_size": 32, "lr": 1e-3, "adversary": True, "disc_steps": 1, "unet_from": "", "threads": 0},
+             "batch_size": 32, "lr": 1e-3, "adversary": True, "disc_steps": 0, "disc_standardize": False, "unet_from": "", "threads": 0},
 }
 
 
@@ -109,7 +110,7 @@ def train(options: TrainOptions) -> dict:
 
     pipe = RdalmPipeline(config["sample_rate"], config["n_fft"], config["hop"], config["unet_width"],
                          config["extractor_width"], config["embedding"], len(classes)).to(device)
-    disc = SpeechDiscriminator(config["embedding"]).to(device)
+    disc = SpeechDiscriminator(config["embedding"], config["disc_standardize"]).to(device)
     unet_opt = torch.optim.Adam(pipe.unet.parameters(), lr=config["lr"])
     feat_params = list(pipe.extractor.parameters()) + list(pipe.classifier.parameters())
     opt = torch.optim.Adam(feat_params, lr=config["lr"])
@@ -214,7 +215,7 @@ def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechD
     pipe.extractor.eval()
     with torch.no_grad():
         feats = torch.cat([pipe.extractor(inputs[s:s + 64].to(device)) for s in range(0, len(inputs), 64)])
-    disc = SpeechDiscriminator(config["embedding"]).to(device)
+    disc = SpeechDiscriminator(config["embedding"], config["disc_standardize"]).to(device)
     opt = torch.optim.Adam(disc.parameters(), lr=config["lr"])
     ys = y_speech.to(device)
     for _ in range(config["refresh_epochs"]):

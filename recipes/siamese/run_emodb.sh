@@ -13,6 +13,11 @@ for setting in A:0.34 B:0.67; do
       --param val_fraction="$frac" --param loss="$loss" --out "$RUNS/$name-$loss" | tee "$RUNS-$name-$loss.json"
   done
 done
+# The deepest network of the paper's sweep (G = 5), split A.
+for loss in contrastive ce; do
+  anoncli train --method siamese "$CORPUS" --utility gender --config quick --param groups=5 \
+    --param loss="$loss" --out "$RUNS/A5-$loss" | tee "$RUNS-A5-$loss.json"
+done
 # Features through the job engine, then the service/attacker probes on the held-out speakers (setting B).
 anoncli anonymize "$CORPUS" --method siamese --checkpoint "$RUNS/B-contrastive" --out "$RUNS/anon-B-contrastive"
 python - "$CORPUS" "$RUNS/anon-B-contrastive" <<'PY'

@@ -82,7 +82,7 @@ def preload_method(spec) -> None:
 
     if spec.single_thread:
         _init_worker()
-    worker._method_for(spec)
+    worker.method_for(spec)
 
 
 class _CancelOnError:

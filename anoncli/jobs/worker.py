@@ -60,7 +60,7 @@ _METHODS: dict[str, Any] = {}
 _SCORERS: dict[str, Any] = {}
 
 
-def _method_for(spec: JobSpec):
+def method_for(spec: JobSpec):
     key = json.dumps([spec.method, spec.options.__dict__], sort_keys=True, default=str)
     if key not in _METHODS:
         _METHODS.clear()
@@ -126,7 +126,7 @@ def _one_line(err: BaseException) -> str:
 def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
     if spec.single_thread:
         torch.set_num_threads(1)
-    method = _method_for(spec)
+    method = method_for(spec)
     pseudonyms = Pseudonymizer(spec.pseudonym_key) if spec.pseudonym_key else None
     out = Path(spec.out)
     result = BatchResult()

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from anoncli.audio import temp_path_for
 from anoncli.manifest.layout import part_files, part_path, pending_dir, pending_files
 
 ROW_GROUP_SIZE = 256
@@ -26,7 +27,7 @@ _batch_counter = itertools.count()
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path_for(path)  # a name the stale-temp sweep of a resumed run recognises
     try:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE)
         os.replace(tmp, path)
@@ -74,7 +75,7 @@ def finalize_part(out: Path, shard: tuple[int, int], schema: pa.Schema) -> Path 
         return target
     if not pending and not target.exists():
         return None
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = temp_path_for(target)
     # A pending row already present in the part means an earlier merge finished
     # but was killed before removing its pending files: keep the merged row.
     seen = _utt_ids(target) if target.exists() else set()

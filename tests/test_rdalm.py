@@ -19,15 +19,6 @@ from anoncli.training import TrainOptions, get_trainer
 from synth_audio import make_corpus
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two shared cores: a second intra-op thread only spins and slows these small models down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_gradient_reversal_flips_and_scales_the_gradient():
     x = torch.randn(3, 4, requires_grad=True)
     (grad_reverse(x, 0.5) * 2.0).sum().backward()

@@ -17,15 +17,6 @@ from anoncli.training.siamese import draw_pairs
 from synth_audio import make_corpus
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two shared cores: a second intra-op thread only spins and slows these small models down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_contrastive_loss_on_hand_made_pairs():
     a = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     b = torch.tensor([[0.0, 0.0], [0.6, 0.8], [0.3, 0.4], [3.0, 4.0]])   # distances 0, 1, 0.5, 5

@@ -61,7 +61,7 @@ def pair_by_manifest(corpus: Corpus, anonymized: Path) -> Pairing:
         out_rel = row.get("output_path") or ""
         if row.get("features_path") or out_rel.endswith(FEATURE_SUFFIXES):
             feature_outputs = True
-        if out_rel.endswith(FEATURE_SUFFIXES):
+        if out_rel.endswith(FEATURE_SUFFIXES) or (not out_rel and row.get("features_path")):
             continue  # feature vectors are evaluated by feature_probes, not decoded as audio
         target = anonymized / out_rel
         if not target.is_file():

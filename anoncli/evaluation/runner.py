@@ -102,6 +102,13 @@ def _signal_summary(signal: dict[str, np.ndarray], speakers: np.ndarray, n_boot:
     return summary
 
 
+def _methods_with_feature_probes(names: list[str]) -> bool:
+    """Methods whose audio output also has representation-level probes (RDAL-M: speech presence, SDR)."""
+    from anoncli.methods import REGISTRY, method_class
+
+    return any(name in REGISTRY and method_class(name).has_feature_probes for name in names)
+
+
 def _feature_hook(config: EvaluateConfig, pairing, notes: list[str]) -> dict | None:
     """HOOK for representation-level outputs (.npy features): handled by feature_probes (another module's job)."""
     if importlib.util.find_spec("anoncli.evaluation.feature_probes") is None:
@@ -172,7 +179,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     trial_columns: dict = {k: [] for k in ("condition", "model", "utt_id", "target", "score")}
     trial_scores, per_speaker, confusions, roc_inputs = {}, {}, {}, {}
     feature_result = None
-    if pairing.feature_outputs:
+    if pairing.feature_outputs or _methods_with_feature_probes(pairing.methods):
         feature_result = _feature_hook(config, pairing, notes)
         if feature_result:
             summary["features"] = feature_result["summary"]

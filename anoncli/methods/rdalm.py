@@ -25,6 +25,7 @@ class Rdalm(Method):
     name = "rdalm"
     output_kind = "audio"
     sample_rate: int | None = 16000
+    has_feature_probes = True  # speech-presence attacker and SDR also apply to its audio
 
     def __init__(self, options: MethodOptions):
         super().__init__(options)

@@ -315,6 +315,17 @@ def load_json_config(defaults: dict[str, dict], choice: str | None, recipe_dir: 
     return merged
 
 
+def resolve_run_config(defaults: dict[str, dict], options) -> dict:
+    """The run's config: a preset or JSON file (`--config`), then `--param` overrides, then
+    `--epochs` and `--batch-size` when given (TrainOptions)."""
+    config = apply_overrides(load_json_config(defaults, options.config), options.extra)
+    if options.epochs:
+        config["epochs"] = options.epochs
+    if options.batch_size:
+        config["batch_size"] = options.batch_size
+    return config
+
+
 def apply_overrides(config: dict, extra: dict[str, str]) -> dict:
     """`--param KEY=VALUE` overrides, converted to the type of the existing value."""
     out = dict(config)

@@ -38,7 +38,7 @@ from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.models.frontend import LogMel, normalize
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
-    RunFolder, apply_overrides, autocast, limit_cpu_threads, load_json_config, pick_device,
+    RunFolder, resolve_run_config, autocast, limit_cpu_threads, pick_device,
     rng_state, seed_everything, set_rng_state, speaker_split,
 )
 
@@ -231,13 +231,8 @@ class GANTrainer:
 
     def __init__(self, options: TrainOptions):
         self.options = options
-        config = load_json_config(self.presets, options.config)
-        config = apply_overrides(config, options.extra)
+        config = resolve_run_config(self.presets, options)
         config["attribute"] = options.attribute or config.get("attribute") or self.default_attribute
-        if options.epochs:
-            config["epochs"] = options.epochs
-        if options.batch_size:
-            config["batch_size"] = options.batch_size
         config["seed"] = options.seed
         self.config = config
         self.device = pick_device(options.device)
@@ -247,11 +242,13 @@ class GANTrainer:
     def build(self, num_classes: int) -> None:
         raise NotImplementedError
 
+    # The defaults cover the one-generator, one-discriminator trainers (GenGAN, PSEGAN):
+    # `build` sets self.generator, self.discriminator, self.opt_g and self.opt_d.
     def modules(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         raise NotImplementedError
@@ -269,7 +266,7 @@ class GANTrainer:
 
     def discriminators(self) -> list[tuple[nn.Module, torch.optim.Optimizer]]:
         """(classifier, optimizer) pairs whose first outputs are the attribute classes, for the warm-up."""
-        return []
+        return [(self.discriminator, self.opt_d)]
 
     def warm_up_discriminators(self, data: GANData) -> None:
         """Teach the discriminators the attribute on real mels before the game starts.

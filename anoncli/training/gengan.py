@@ -71,15 +71,6 @@ class GenGANTrainer(GANTrainer):
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.config["lr_g"], betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config["lr_d"], betas=(0.5, 0.9))
 
-    def modules(self):
-        return {"generator": self.generator, "discriminator": self.discriminator}
-
-    def optimizers(self):
-        return {"generator": self.opt_g, "discriminator": self.opt_d}
-
-    def discriminators(self):
-        return [(self.discriminator, self.opt_d)]
-
     def train_step(self, x, labels):
         batch = x.shape[0]
         noise = torch.randn(batch, 1, x.shape[2] // 16, x.shape[3] // 16, device=x.device)

@@ -32,7 +32,7 @@ from anoncli.synthesis.mel import LogMel
 from anoncli.synthesis.melgan import Generator, MultiScaleDiscriminator
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
-    RunFolder, apply_overrides, atomic_torch_save, limit_cpu_threads, load_json_config, pick_device, rng_state,
+    RunFolder, resolve_run_config, atomic_torch_save, limit_cpu_threads, pick_device, rng_state,
     seed_everything, set_rng_state, speaker_split,
 )
 
@@ -57,12 +57,7 @@ PRESETS = {
 
 
 def resolve_config(options: TrainOptions) -> dict:
-    config = load_json_config(PRESETS, options.config)
-    config = apply_overrides(config, options.extra)
-    if options.epochs:
-        config["epochs"] = options.epochs
-    if options.batch_size:
-        config["batch_size"] = options.batch_size
+    config = resolve_run_config(PRESETS, options)
     hop = 256
     if config["segment"] < hop * 4 or config["segment"] % hop:
         raise AnoncliError(f"--param segment={config['segment']}: expected a multiple of {hop}, at least {hop * 4}")

@@ -56,15 +56,6 @@ class PSEGANTrainer(GANTrainer):
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=c["lr_g"], betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=c["lr_d"], betas=(0.5, 0.9))
 
-    def modules(self):
-        return {"generator": self.generator, "discriminator": self.discriminator}
-
-    def optimizers(self):
-        return {"generator": self.opt_g, "discriminator": self.opt_d}
-
-    def discriminators(self):
-        return [(self.discriminator, self.opt_d)]
-
     def train_step(self, x, labels):
         c, k = self.config, self.num_classes
         targets = torch.randint(0, k, (x.shape[0],), generator=self.data_rng).to(x.device)

@@ -33,7 +33,7 @@ from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import RdalmPipeline, SpeechDiscriminator, grad_reverse, grl_weight
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
-    RunFolder, apply_overrides, limit_cpu_threads, load_checkpoint, load_json_config, pick_device,
+    RunFolder, resolve_run_config, limit_cpu_threads, load_checkpoint, pick_device,
     rng_state, seed_everything, set_rng_state,
 )
 
@@ -80,11 +80,7 @@ def speech_labels(utterances) -> np.ndarray:
 
 
 def _resolve_config(options: TrainOptions) -> dict:
-    config = apply_overrides(load_json_config(PRESETS, options.config), options.extra)
-    if options.epochs:
-        config["epochs"] = options.epochs
-    if options.batch_size:
-        config["batch_size"] = options.batch_size
+    config = resolve_run_config(PRESETS, options)
     config["utility"] = options.utility or "event"
     config["attribute"] = options.attribute or "speech_present"
     config["seed"] = options.seed

@@ -28,7 +28,7 @@ from anoncli.errors import AnoncliError
 from anoncli.models.siamese_net import SiameseNet, UtilityHead, contrastive_loss
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
-    RunFolder, apply_overrides, limit_cpu_threads, load_json_config, pick_device, rng_state,
+    RunFolder, resolve_run_config, limit_cpu_threads, pick_device, rng_state,
     seed_everything, set_rng_state, speaker_split,
 )
 
@@ -87,12 +87,7 @@ def embed(net: SiameseNet, waves: list[torch.Tensor], device: torch.device) -> n
 
 
 def _resolve_config(options: TrainOptions) -> dict:
-    config = load_json_config(PRESETS, options.config)
-    config = apply_overrides(config, options.extra)
-    if options.epochs:
-        config["epochs"] = options.epochs
-    if options.batch_size:
-        config["batch_size"] = options.batch_size
+    config = resolve_run_config(PRESETS, options)
     if config["loss"] not in ("contrastive", "ce"):
         raise AnoncliError(f"--param loss={config['loss']}: expected contrastive or ce")
     config["utility"] = options.utility or "gender"

@@ -85,25 +85,8 @@ def preload_method(spec) -> None:
     worker.method_for(spec)
 
 
-class _CancelOnError:
-    """Leaving the block on an error (Ctrl-C, a failed batch) drops the queued batches instead of running them all."""
-
-    def __init__(self, executor: Executor):
-        self._executor = executor
-
-    def submit(self, *args, **kwargs):
-        return self._executor.submit(*args, **kwargs)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        self._executor.shutdown(wait=True, cancel_futures=exc_type is not None)
-        return False
-
-
-class _NonClosing:
-    """A reusable loky executor stays alive for the next run in this process."""
+class _Wrapped:
+    """An executor as a context manager; subclasses decide what leaving the block does."""
 
     def __init__(self, executor: Executor):
         self._executor = executor
@@ -116,3 +99,15 @@ class _NonClosing:
 
     def __exit__(self, *exc):
         return False
+
+
+class _CancelOnError(_Wrapped):
+    """Leaving the block on an error (Ctrl-C, a failed batch) drops the queued batches instead of running them all."""
+
+    def __exit__(self, exc_type, *exc):
+        self._executor.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False
+
+
+class _NonClosing(_Wrapped):
+    """A reusable loky executor stays alive for the next run in this process."""

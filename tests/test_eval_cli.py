@@ -183,3 +183,30 @@ def test_feature_outputs_go_to_feature_probes(corpora, tmp_path, monkeypatch):
     assert seen["rows"] == len(rels)
     assert summary["features"]["utility:gender"]["accuracy"] == 100.0
     assert (tmp_path / "rep" / "feature_scores.parquet").is_file()
+
+
+def test_parallel_extraction_gives_the_same_report(corpora):
+    """--jobs 2 runs decoding and embeddings in worker processes; the figures must not change."""
+    original, anonymized, root = corpora
+    serial, parallel = root / "serial", root / "parallel"
+    assert run(original, anonymized, "--out", serial, "--probes", "asv,signal,gender", "--bootstrap", "0", "-q").exit_code == 0
+    result = run(original, anonymized, "--out", parallel, "--probes", "asv,signal,gender", "--bootstrap", "0", "-q",
+                 "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    a = pd.read_parquet(serial / "scores.parquet").sort_values("utt_id").reset_index(drop=True)
+    b = pd.read_parquet(parallel / "scores.parquet").sort_values("utt_id").reset_index(drop=True)
+    numeric = [c for c in a.columns if a[c].dtype.kind == "f"]
+    assert numeric and list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(a[numeric], b[numeric], rtol=1e-5, atol=1e-6)
+    summary_a = json.loads((serial / "summary.json").read_text())
+    summary_b = json.loads((parallel / "summary.json").read_text())
+    assert summary_a["asv"]["OA"]["EER"] == pytest.approx(summary_b["asv"]["OA"]["EER"])
+
+
+def test_bad_backend_is_a_usage_error(corpora):
+    from anoncli.errors import AnoncliError
+
+    original, anonymized, root = corpora
+    result = run(original, anonymized, "--out", root / "nope", "--backend", "spark")
+    assert isinstance(result.exception, AnoncliError) and result.exception.exit_code == EXIT_USAGE
+    assert "--backend" in str(result.exception) and not (root / "nope").exists()

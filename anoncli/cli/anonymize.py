@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from anoncli.cli.options import layout_help, parse_params, resolve_device
+from anoncli.cli.options import check_backend, layout_help, parse_params, resolve_device
 from anoncli.errors import EXIT_OK, EXIT_PARTIAL
 from anoncli.jobs.sharding import parse_shard
 from anoncli.methods import DEFAULT_METHOD, method_names
@@ -58,6 +58,7 @@ def anonymize(
     from anoncli.methods import method_class
 
     device = resolve_device(device)
+    check_backend(backend, scheduler)
     if score is None:
         score = method_class(method).score_by_default
     config = AnonymizeConfig(
@@ -89,16 +90,6 @@ def anonymize(
         typer.echo(f"  ... and {len(summary.errors) - 20} more (see anoncli inspect {out})", err=True)
     if summary.failed:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _check_backend(backend: str, scheduler: str | None) -> None:
-    from anoncli.errors import AnoncliError
-    from anoncli.jobs.backends import BACKENDS
-
-    if backend not in BACKENDS:
-        raise AnoncliError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if scheduler and backend != "dask":
-        raise AnoncliError(f"--scheduler {scheduler}: needs --backend dask")
 
 
 def _stderr_is_terminal() -> bool:

@@ -28,6 +28,10 @@ def evaluate(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache of original-audio embeddings.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr and no printed table.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for feature extraction (decoding, embeddings, F0, signal metrics).")] = 1,
+    backend: Annotated[str, typer.Option("--backend", help="local (worker processes here) or dask.")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) for --backend dask; without it a local cluster is started.")] = None,
+    allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries of ORIGINAL that run shell commands.")] = False,
 ) -> None:
     """Measure how private and how useful an anonymized corpus is (offline).
 
@@ -36,15 +40,18 @@ def evaluate(
 
     Example: anoncli evaluate corpus/ anon/ --out report/ --gate "asv.OA.eer>=80,gender.gr>=90"
     """
+    from anoncli.cli.options import check_backend
     from anoncli.evaluation.runner import EvaluateConfig
     from anoncli.evaluation.runner import evaluate as run_evaluation
 
+    check_backend(backend, scheduler)
     config = EvaluateConfig(
         original=original, anonymized=anonymized, out=out, labels_file=labels, layout=layout,
         probes=[p.strip() for p in probes.split(",") if p.strip()] if probes else None,
         asv_model=asv_model, trials=trials, vocabulary=vocabulary, asr_model=str(asr_model) if asr_model else None,
         asr_language=asr_language, seed=seed, overwrite=overwrite, gate=gate, use_cache=not no_cache,
-        n_boot=bootstrap, progress=not quiet, print_table=not quiet,
+        n_boot=bootstrap, progress=not quiet, print_table=not quiet, jobs=jobs, backend=backend,
+        scheduler=scheduler, allow_commands=allow_commands,
     )
     result = run_evaluation(config)
     if result.exit_code != EXIT_OK:

@@ -34,3 +34,13 @@ def layout_help() -> str:
     from anoncli.corpus.layouts import LAYOUTS
 
     return f"Corpus layout: auto (detect) or one of {', '.join(sorted(LAYOUTS))}."
+
+
+def check_backend(backend: str, scheduler: str | None) -> None:
+    """`--backend local|dask` and `--scheduler`, which only a Dask backend takes."""
+    from anoncli.jobs.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise AnoncliError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if scheduler and backend != "dask":
+        raise AnoncliError(f"--scheduler {scheduler}: needs --backend dask")

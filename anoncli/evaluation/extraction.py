@@ -138,9 +138,92 @@ def _describe(waves, durations, backend, attacker_backend, need_attr: bool, timi
     return entries
 
 
+def build_backends(asv_model: str | None, need_embed: bool, need_attr: bool):
+    """(speaker-embedding backend, attacker-feature backend) for a run; either may be None."""
+    from anoncli.evaluation.embeddings import ResemblyzerBackend, load_backend
+
+    backend = load_backend(asv_model) if need_embed else None
+    attacker_backend = None
+    if need_attr:
+        attacker_backend = backend if isinstance(backend, ResemblyzerBackend) else ResemblyzerBackend()
+    return backend, attacker_backend
+
+
+@dataclass
+class _ChunkResult:
+    indices: list[int]
+    original: dict[int, dict]      # entries computed here (not from the cache)
+    anonymized: dict[int, dict]
+    signal: dict[int, dict[str, float]]
+    errors: list[str]
+    timings: dict[str, float]
+
+
+def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict], backend, attacker_backend,
+                   need_signal: bool, need_attr: bool) -> _ChunkResult:
+    """Decode and describe one chunk of (index, original path, anonymized path)."""
+    timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
+    errors: list[str] = []
+    loaded = {}
+    t0 = time.time()
+    for i, original_path, anon_path in chunk:
+        try:
+            loaded[i] = (load_16k(original_path), load_16k(anon_path))
+        except AudioError as err:
+            errors.append(str(err))
+    timings["decode"] += time.time() - t0
+    todo = [i for i in loaded if i not in cached]
+    computed: dict[int, dict] = {}
+    if todo:
+        described = _describe([loaded[i][0][0] for i in todo], [loaded[i][0][1] for i in todo], backend,
+                              attacker_backend, need_attr, timings)
+        computed = dict(zip(todo, described))
+    indices = list(loaded)
+    anonymized: dict[int, dict] = {}
+    signal: dict[int, dict[str, float]] = {}
+    if indices:
+        described = _describe([loaded[i][1][0] for i in indices], [loaded[i][1][1] for i in indices], backend,
+                              attacker_backend, need_attr, timings)
+        for i, entry in zip(indices, described):
+            anonymized[i] = entry
+            if need_signal:
+                t0 = time.time()
+                (w_o, d_o), (w_a, d_a) = loaded[i]
+                original_entry = cached.get(i) or computed[i]
+                signal[i] = {
+                    "stoi": signal_metrics.stoi(w_o, w_a, FEATURE_RATE),
+                    "f0_r": signal_metrics.f0_correlation_from_tracks(original_entry["f0"], entry["f0"]),
+                    "lsd_db": signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE),
+                    "duration_ratio": signal_metrics.duration_ratio(d_o, d_a),
+                }
+                timings["signal"] += time.time() - t0
+    return _ChunkResult(indices, computed, anonymized, signal, errors, timings)
+
+
+_WORKER_BACKENDS: dict[tuple, tuple] = {}
+
+
+def _extract_chunk_in_worker(chunk, cached, asv_model, need_embed, need_signal, need_attr) -> _ChunkResult:
+    """The same in a worker process: the encoders are loaded once per worker, then reused."""
+    key = (asv_model, need_embed, need_attr)
+    if key not in _WORKER_BACKENDS:
+        import torch
+
+        torch.set_num_threads(1)
+        _WORKER_BACKENDS.clear()
+        _WORKER_BACKENDS[key] = build_backends(asv_model, need_embed, need_attr)
+    return _extract_chunk(chunk, cached, *_WORKER_BACKENDS[key], need_signal, need_attr)
+
+
 def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_attr: bool = True,
-            use_cache: bool = True, corpus_root: Path | None = None, progress: bool = True) -> Extracted:
-    """Decode every pair once and compute all per-utterance quantities."""
+            use_cache: bool = True, corpus_root: Path | None = None, progress: bool = True,
+            executor=None, backend_spec: tuple | None = None) -> Extracted:
+    """Decode every pair once and compute all per-utterance quantities.
+
+    With `executor` (from `anoncli.jobs.backends.make_executor`) the chunks run
+    on its workers, which build their own encoders from `backend_spec`
+    (asv_model, need_embed); the cache of original-side results stays here.
+    """
     from tqdm import tqdm
 
     cache_name = f"{getattr(backend, 'name', 'none')}+{getattr(attacker_backend, 'name', 'none')}+{int(need_attr)}"
@@ -152,46 +235,53 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []
     timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
-    bar = tqdm(total=n, desc="extracting", unit="utt", file=sys.stderr, disable=not progress, leave=False)
-    for start in range(0, n, CHUNK):
-        chunk = range(start, min(n, start + CHUNK))
-        loaded = {}
-        t0 = time.time()
-        for i in chunk:
-            utt, anon_path = pairs[i]
-            try:
-                loaded[i] = (load_16k(utt.path), load_16k(anon_path))
-            except AudioError as err:
-                errors.append(str(err))
-        timings["decode"] += time.time() - t0
-        todo_orig = []
-        for i, ((wave, dur), _) in loaded.items():
-            key = _file_key(pairs[i][0].path)
-            hit = cache.get(key)
+    keys = [_file_key(utt.path) for utt, _ in pairs]
+
+    def chunk_and_cached(start: int):
+        chunk = [(i, pairs[i][0].path, pairs[i][1]) for i in range(start, min(n, start + CHUNK))]
+        cached = {}
+        for i, _, _ in chunk:
+            hit = cache.get(keys[i])
             if hit is not None and (not need_attr or hit["features"].size):
-                orig_entries[i] = hit
-            else:
-                todo_orig.append((i, key, wave, dur))
-        if todo_orig:
-            described = _describe([t[2] for t in todo_orig], [t[3] for t in todo_orig], backend, attacker_backend, need_attr, timings)
-            for (i, key, _, _), entry in zip(todo_orig, described):
-                orig_entries[i] = entry
-                cache.put(key, entry)
-        indices = list(loaded)
-        if indices:
-            described = _describe([loaded[i][1][0] for i in indices], [loaded[i][1][1] for i in indices], backend, attacker_backend, need_attr, timings)
-            for i, entry in zip(indices, described):
-                anon_entries[i] = entry
-                ok[i] = True
-                if need_signal:
-                    t0 = time.time()
-                    (w_o, d_o), (w_a, d_a) = loaded[i]
-                    signal["stoi"][i] = signal_metrics.stoi(w_o, w_a, FEATURE_RATE)
-                    signal["f0_r"][i] = signal_metrics.f0_correlation_from_tracks(orig_entries[i]["f0"], entry["f0"])
-                    signal["lsd_db"][i] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
-                    signal["duration_ratio"][i] = signal_metrics.duration_ratio(d_o, d_a)
-                    timings["signal"] += time.time() - t0
-        bar.update(len(chunk))
+                cached[i] = hit
+        return chunk, cached
+
+    def merge(result: _ChunkResult, cached: dict[int, dict]) -> None:
+        errors.extend(result.errors)
+        for name, seconds in result.timings.items():
+            timings[name] += seconds
+        for i, entry in result.original.items():
+            cache.put(keys[i], entry)
+        for i in result.indices:
+            orig_entries[i] = cached.get(i) or result.original[i]
+            anon_entries[i] = result.anonymized[i]
+            ok[i] = True
+            for name, value in result.signal.get(i, {}).items():
+                signal[name][i] = value
+
+    bar = tqdm(total=n, desc="extracting", unit="utt", file=sys.stderr, disable=not progress, leave=False)
+    if executor is None:
+        for start in range(0, n, CHUNK):
+            chunk, cached = chunk_and_cached(start)
+            merge(_extract_chunk(chunk, cached, backend, attacker_backend, need_signal, need_attr), cached)
+            bar.update(len(chunk))
+    else:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        asv_model, need_embed = backend_spec
+        submitted = {}
+        for start in range(0, n, CHUNK):
+            chunk, cached = chunk_and_cached(start)
+            future = executor.submit(_extract_chunk_in_worker, chunk, cached, asv_model, need_embed, need_signal,
+                                     need_attr)
+            submitted[future] = (chunk, cached)
+        pending = set(submitted)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                chunk, cached = submitted.pop(future)
+                merge(future.result(), cached)
+                bar.update(len(chunk))
     bar.close()
     cache.save()
     return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors, timings)

@@ -39,6 +39,11 @@ class EvaluateConfig:
     n_boot: int = 200
     progress: bool = True
     print_table: bool = True
+    # feature extraction on parallel workers: local processes or a Dask cluster (anoncli.jobs.backends)
+    jobs: int = 1
+    backend: str = "local"
+    scheduler: str | None = None
+    allow_commands: bool = False
 
 
 @dataclass
@@ -153,7 +158,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     out = Path(config.out)
     if out.resolve() in (Path(config.original).resolve(), Path(config.anonymized).resolve()):
         raise AnoncliError(f"--out {out}: must not be the original or the anonymized folder")
-    corpus = open_corpus(config.original, config.labels_file, config.layout)
+    corpus = open_corpus(config.original, config.labels_file, config.layout, allow_commands=config.allow_commands)
     pairing = pair_corpus(corpus, config.anonymized)
     notes = list(pairing.notes)
     utts = [u for u, _ in pairing.pairs]
@@ -185,19 +190,22 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             summary["features"] = feature_result["summary"]
 
     if utts:
-        from anoncli.evaluation.embeddings import ResemblyzerBackend, load_backend
-        from anoncli.evaluation.extraction import extract
+        from anoncli.evaluation.extraction import build_backends, extract
 
         attr_columns = [p for p in probes if p in specs]
         need_embed = bool({"asv", "linkability"} & set(probes)) or bool(attr_columns)
         t0 = time.time()
-        backend = load_backend(config.asv_model) if need_embed else None
-        attacker_backend = None
-        if attr_columns:
-            attacker_backend = backend if isinstance(backend, ResemblyzerBackend) else ResemblyzerBackend()
-        data = extract(pairing.pairs, backend, attacker_backend, need_signal="signal" in probes or bool(attr_columns),
-                       need_attr=bool(attr_columns), use_cache=config.use_cache, corpus_root=corpus.root,
-                       progress=config.progress)
+        backend, attacker_backend = build_backends(config.asv_model, need_embed, bool(attr_columns))
+        extract_args = dict(need_signal="signal" in probes or bool(attr_columns), need_attr=bool(attr_columns),
+                            use_cache=config.use_cache, corpus_root=corpus.root, progress=config.progress)
+        if config.jobs > 1 or config.backend != "local":
+            from anoncli.jobs.backends import make_executor
+
+            with make_executor(config.backend, config.jobs, "cpu", config.scheduler) as executor:
+                data = extract(pairing.pairs, backend, attacker_backend, executor=executor,
+                               backend_spec=(config.asv_model, need_embed), **extract_args)
+        else:
+            data = extract(pairing.pairs, backend, attacker_backend, **extract_args)
         timings["extract"] = time.time() - t0
         timings.update({f"extract.{k}": v for k, v in data.timings.items()})
         notes.extend(data.errors)

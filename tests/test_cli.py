@@ -36,7 +36,7 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("cli") / "corpus", per_speaker=2, duration_s=0.3)
 
 
-@pytest.mark.parametrize("command", ["anonymize", "inspect", "train"])
+@pytest.mark.parametrize("command", ["anonymize", "inspect", "train", "evaluate", "export"])
 def test_every_command_has_help_with_an_example(command):
     result = anoncli(command, "--help")
     assert result.returncode == 0

@@ -25,7 +25,10 @@ def export(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty DEST and an existing mapping file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
-    """Export the finished utterances of OUT to DEST as a Kaldi data folder or an audiofolder."""
+    """Export the finished utterances of OUT to DEST as a Kaldi data folder or an audiofolder.
+
+    Example: anoncli export anon/ --to kaldi data/anon_dev --pseudonymize --mapping ~/private/map.csv
+    """
     from anoncli.export import export_output
 
     summary = export_output(out, to.value, dest, pseudonymize=pseudonymize, mapping=mapping,

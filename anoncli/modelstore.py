@@ -80,3 +80,16 @@ def find(method: str, checkpoint: str | os.PathLike | None = None) -> Path:
     if stored.is_file():
         return stored
     raise AnoncliError(missing_message(method))
+
+
+def load_method_checkpoint(method: str, checkpoint: str | os.PathLike | None = None) -> tuple[Path, dict]:
+    """Find `method`'s checkpoint (given, or in the model store), load it safely, and check it is one
+    of `method` (a PSEGAN run passed to --method gengan is a user error, not a crash later)."""
+    from anoncli.training.common import load_checkpoint
+
+    path = find(method, checkpoint)
+    state = load_checkpoint(path, "cpu")
+    if state.get("method") != method:
+        article = "an" if method[:1] in "aeiou" else "a"
+        raise AnoncliError(f"{path}: a {state.get('method') or 'unknown'} checkpoint, not {article} {method} one")
+    return path, state

@@ -16,11 +16,9 @@ from typing import Any
 import torch
 
 from anoncli import modelstore
-from anoncli.errors import AnoncliError
 from anoncli.methods.base import Method, MethodOptions
 from anoncli.models.chunking import generate
 from anoncli.models.frontend import LogMel, default_vocoder_name, denormalize, make_vocoder, normalize
-from anoncli.training.common import load_checkpoint
 
 # Utterances whose frame counts differ by at most this factor share a padded batch.
 BUCKET_RATIO = 1.25
@@ -33,12 +31,7 @@ class LearnedMelMethod(Method):
 
     def __init__(self, options: MethodOptions):
         super().__init__(options)
-        self.checkpoint_path = modelstore.find(self.name, options.checkpoint)
-        state = load_checkpoint(self.checkpoint_path, "cpu")
-        if state.get("method") != self.name:
-            raise AnoncliError(
-                f"{self.checkpoint_path}: a {state.get('method') or 'unknown'} checkpoint, not a {self.name} one"
-            )
+        self.checkpoint_path, state = modelstore.load_method_checkpoint(self.name, options.checkpoint)
         self.model_config = dict(state["config"])
         self.classes: list[str] = list(state["classes"])
         self.attribute: str = state.get("attribute", "")

@@ -16,7 +16,6 @@ from anoncli import modelstore
 from anoncli.errors import AnoncliError
 from anoncli.methods.base import Method, MethodOptions
 from anoncli.models.rdalm_nets import RdalmPipeline
-from anoncli.training.common import load_checkpoint
 
 EMIT_CHOICES = ("audio", "features", "both")
 
@@ -34,10 +33,7 @@ class Rdalm(Method):
             raise AnoncliError(f"--param emit={self.emit}: expected one of {', '.join(EMIT_CHOICES)}")
         # The engine reads output_kind per instance: features-only runs write .npy, no audio.
         self.output_kind = "features" if self.emit == "features" else "audio"
-        self.checkpoint_path = modelstore.find(self.name, options.checkpoint)
-        state = load_checkpoint(self.checkpoint_path, "cpu")
-        if state.get("method") != self.name:
-            raise AnoncliError(f"{self.checkpoint_path}: a {state.get('method') or 'unknown'} checkpoint, not an rdalm one")
+        self.checkpoint_path, state = modelstore.load_method_checkpoint(self.name, options.checkpoint)
         c = self.model_config = dict(state["config"])
         self.classes = list(state["classes"])
         self.sample_rate = int(c["sample_rate"])

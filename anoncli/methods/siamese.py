@@ -13,10 +13,8 @@ from typing import Any
 import torch
 
 from anoncli import modelstore
-from anoncli.errors import AnoncliError
 from anoncli.methods.base import Method, MethodOptions
 from anoncli.models.siamese_net import SiameseNet
-from anoncli.training.common import load_checkpoint
 
 
 class Siamese(Method):
@@ -26,10 +24,7 @@ class Siamese(Method):
 
     def __init__(self, options: MethodOptions):
         super().__init__(options)
-        self.checkpoint_path = modelstore.find(self.name, options.checkpoint)
-        state = load_checkpoint(self.checkpoint_path, "cpu")
-        if state.get("method") != self.name:
-            raise AnoncliError(f"{self.checkpoint_path}: a {state.get('method') or 'unknown'} checkpoint, not a siamese one")
+        self.checkpoint_path, state = modelstore.load_method_checkpoint(self.name, options.checkpoint)
         self.model_config = dict(state["config"])
         self.sample_rate = int(self.model_config["sample_rate"])
         self.net = SiameseNet(self.model_config["groups"], self.model_config["width"], self.sample_rate)

@@ -68,20 +68,29 @@ def _subset_of(rel_path: str) -> str | None:
     return None
 
 
-class LibriSpeech(FilenameLayout):
-    name = "librispeech"
-    title = "LibriSpeech (SPK/CHAP/SPK-CHAP-NNNN.flac)"
+class _LibriLayout(FilenameLayout):
+    """LibriSpeech and LibriTTS share the SPK/CHAP folders and the SPEAKERS.TXT speaker table."""
+
     columns = ("speaker", "gender", "chapter", "subset", "transcript")
-    pattern = re.compile(r"(?:^|/)(\d+)/(\d+)/\1-\2-(\d+)\.(?:flac|wav)$", re.IGNORECASE)
 
     def context(self, scan):
         context = load_speaker_table(scan)
         context["root"] = scan.root
-        context["chapters"] = {}  # chapter folder -> {utt id: transcript}, read once per chapter
         return context
 
     def source_note(self, context):
         return str(context["source"]) if context.get("source") else None
+
+
+class LibriSpeech(_LibriLayout):
+    name = "librispeech"
+    title = "LibriSpeech (SPK/CHAP/SPK-CHAP-NNNN.flac)"
+    pattern = re.compile(r"(?:^|/)(\d+)/(\d+)/\1-\2-(\d+)\.(?:flac|wav)$", re.IGNORECASE)
+
+    def context(self, scan):
+        context = super().context(scan)
+        context["chapters"] = {}  # chapter folder -> {utt id: transcript}, read once per chapter
+        return context
 
     def _transcripts(self, context, folder: str, speaker: str, chapter: str) -> dict[str, str]:
         cache = context["chapters"]
@@ -115,19 +124,10 @@ class LibriSpeech(FilenameLayout):
         }
 
 
-class LibriTTS(FilenameLayout):
+class LibriTTS(_LibriLayout):
     name = "libritts"
     title = "LibriTTS (SPK/CHAP/SPK_CHAP_P_S.wav)"
-    columns = ("speaker", "gender", "chapter", "subset", "transcript")
     pattern = re.compile(r"(?:^|/)(\d+)/(\d+)/\1_\2_(\d+)_(\d+)\.wav$", re.IGNORECASE)
-
-    def context(self, scan):
-        context = load_speaker_table(scan)
-        context["root"] = scan.root
-        return context
-
-    def source_note(self, context):
-        return str(context["source"]) if context.get("source") else None
 
     def labels_for(self, match, context):
         speaker, chapter = match.group(1), match.group(2)

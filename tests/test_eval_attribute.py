@@ -7,7 +7,7 @@ from synth_audio import voiced
 
 from anoncli.corpus import Utterance
 from anoncli.evaluation.attribute import ProbeSpec, candidate_columns, run_attribute
-from anoncli.evaluation.embeddings import ResemblyzerBackend
+from anoncli.scoring.embeddings import ResemblyzerBackend
 from anoncli.evaluation.extraction import extract
 
 RATE = 16000

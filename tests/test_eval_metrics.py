@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from anoncli.evaluation import metrics
+from anoncli.scoring import metrics
 
 
 def brute_force_eer(target, nontarget):

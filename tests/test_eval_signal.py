@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from synth_audio import voiced
 
-from anoncli.evaluation import signal_metrics
-from anoncli.evaluation.features import mel_power
+from anoncli.scoring import signal_metrics
+from anoncli.scoring.features import mel_power
 
 RATE = 16000
 

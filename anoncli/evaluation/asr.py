@@ -110,7 +110,7 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
     import jiwer
     from tqdm import tqdm
 
-    from anoncli.evaluation.extraction import load_16k
+    from anoncli.scoring.features import load_16k
 
     n = len(pairs)
     refs = [normalise_text(t) for t in transcripts]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from anoncli.errors import InputError
-from anoncli.evaluation import metrics
+from anoncli.scoring import metrics
 from anoncli.seeding import derive_seed
 
 CONDITIONS = ("OO", "OA", "AA")

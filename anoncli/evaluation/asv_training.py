@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from anoncli.errors import AnoncliError, InputError
+from anoncli.scoring.embeddings import ECAPA_MODEL_KIND as MODEL_KIND
+from anoncli.scoring.embeddings import SpeakerEncoder
+from anoncli.scoring.features import load_16k
 
-MODEL_KIND = "anoncli-asv-ecapa"
 QUICK = {"epochs": 10, "batch_size": 32, "crop_s": 1.5, "lr": 2e-3, "n_mels": 40,
          "channels": [128, 128, 128, 128, 384], "lin_neurons": 128, "margin": 0.2, "scale": 30.0}
 FULL = {**QUICK, "epochs": 60, "crop_s": 2.0, "lr": 1e-3, "channels": [512, 512, 512, 512, 1536], "n_mels": 80, "lin_neurons": 192}
@@ -45,55 +47,6 @@ def _config(options) -> dict:
             raise AnoncliError(f"--param {key}: unknown setting for asv (known: {', '.join(sorted(config))})")
         config[key] = type(config[key])(value) if not isinstance(config[key], list) else json.loads(value)
     return config
-
-
-class SpeakerEncoder:
-    """Fbank → sentence mean normalisation → ECAPA-TDNN → L2-normalised embedding."""
-
-    def __init__(self, config: dict, device: str = "cpu"):
-        from speechbrain.lobes.features import Fbank
-        from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
-
-        self.fbank = Fbank(n_mels=config["n_mels"], sample_rate=RATE)
-        self.model = ECAPA_TDNN(config["n_mels"], lin_neurons=config["lin_neurons"], channels=config["channels"]).to(device)
-        self.device = device
-
-    def features(self, waves):
-        feats = self.fbank(waves)
-        return feats - feats.mean(dim=1, keepdim=True)
-
-    def __call__(self, waves):
-        return self.model(self.features(waves.to(self.device))).squeeze(1)
-
-
-class EcapaBackend:
-    """Embedding backend for `evaluate --asv-model RUN` (a finished `anoncli train --method asv` run)."""
-
-    def __init__(self, folder: Path, device: str = "cpu"):
-        import torch
-
-        folder = Path(folder)
-        config = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-        if config.get("kind") != MODEL_KIND:
-            raise InputError(f"--asv-model {folder}: model.json is not an ASV encoder (kind {config.get('kind')!r})")
-        if not (folder / "model.pt").is_file():
-            raise InputError(f"--asv-model {folder}: training has not finished (no model.pt)")
-        self.encoder = SpeakerEncoder(config, device)
-        state = torch.load(folder / "model.pt", map_location=device, weights_only=True)
-        self.encoder.model.load_state_dict(state)
-        self.encoder.model.eval()
-        self.name = f"ecapa:{folder.name}"
-
-    def embed(self, waves: list[np.ndarray]) -> np.ndarray:
-        import torch
-
-        results = []
-        with torch.inference_mode():
-            for wave in waves:
-                x = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None]
-                results.append(self.encoder(x)[0].cpu().numpy())
-        out = np.stack(results)
-        return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def _crop_batch(waves, labels, indices, crop: int, rng):
@@ -125,7 +78,6 @@ def train_asv(options) -> dict:
     from tqdm import tqdm
 
     from anoncli.corpus import open_corpus
-    from anoncli.evaluation.extraction import load_16k
     from anoncli.seeding import derive_seed
 
     out = Path(options.out)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from anoncli.errors import AnoncliError, InputError
-from anoncli.evaluation import metrics
+from anoncli.scoring import metrics
 from anoncli.seeding import derive_seed
 
 ATTACKERS = ("original", "ignorant", "informed")
@@ -301,7 +301,7 @@ def train_attribute(options) -> dict:
     import torch
 
     from anoncli.corpus import open_corpus
-    from anoncli.evaluation.embeddings import ResemblyzerBackend
+    from anoncli.scoring.embeddings import ResemblyzerBackend
     from anoncli.evaluation.extraction import extract
 
     if not options.label:

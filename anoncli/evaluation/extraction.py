@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anoncli.audio import read_audio, resample
 from anoncli.errors import AudioError
-from anoncli.evaluation import signal_metrics
-from anoncli.evaluation.features import FEATURE_RATE, attribute_features
+from anoncli.scoring import signal_metrics
+from anoncli.scoring.features import FEATURE_RATE, attribute_features, load_16k
 
 CACHE_VERSION = "1"
 CHUNK = 32
@@ -109,14 +108,6 @@ class OriginalCache:
         os.replace(tmp, self.path)
 
 
-def load_16k(path: Path) -> tuple[np.ndarray, float]:
-    import torch
-
-    audio = read_audio(path)
-    wave = resample(torch.from_numpy(audio.samples), audio.sample_rate, FEATURE_RATE).numpy()
-    return np.ascontiguousarray(wave, dtype=np.float32), audio.duration_s
-
-
 def _describe(waves, durations, backend, attacker_backend, need_attr: bool, timings: dict) -> list[dict]:
     """Embeddings, F0, features and duration for a chunk of waves of one side."""
     t0 = time.time()
@@ -140,7 +131,7 @@ def _describe(waves, durations, backend, attacker_backend, need_attr: bool, timi
 
 def build_backends(asv_model: str | None, need_embed: bool, need_attr: bool):
     """(speaker-embedding backend, attacker-feature backend) for a run; either may be None."""
-    from anoncli.evaluation.embeddings import ResemblyzerBackend, load_backend
+    from anoncli.scoring.embeddings import ResemblyzerBackend, load_backend
 
     backend = load_backend(asv_model) if need_embed else None
     attacker_backend = None

@@ -148,7 +148,7 @@ def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from anoncli.evaluation.metrics import roc_curve_points
+    from anoncli.scoring.metrics import roc_curve_points
 
     plots = {}
     # Privacy–utility plane (GenGAN Fig. 4 style): privacy right, utility up.

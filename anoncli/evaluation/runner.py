@@ -13,7 +13,8 @@ import numpy as np
 
 from anoncli.errors import EXIT_GATE, EXIT_OK, AnoncliError
 from anoncli.evaluation import gate as gate_mod
-from anoncli.evaluation import metrics, report
+from anoncli.evaluation import report
+from anoncli.scoring import metrics
 
 BASE_PROBES = ("asv", "signal", "linkability", "asr")
 TRANSCRIPT_COLUMNS = ("transcript", "text")

@@ -70,7 +70,7 @@ def method_for(spec: JobSpec):
 
 def _scorer():
     if "quick" not in _SCORERS:
-        from anoncli.evaluation.quick_scores import QuickScorer
+        from anoncli.scoring.quick_scores import QuickScorer
 
         _SCORERS["quick"] = QuickScorer()
     return _SCORERS["quick"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from anoncli.evaluation import signal_metrics
-from anoncli.evaluation.features import FEATURE_RATE
+from anoncli.scoring import signal_metrics
+from anoncli.scoring.features import FEATURE_RATE
 
 SCORE_COLUMNS = ("link_cosine", "stoi", "f0_r")
 
@@ -27,7 +27,7 @@ class QuickScorer:
     """link_cosine (resemblyzer original↔anonymized), STOI and F0 Pearson r of one pair."""
 
     def __init__(self, device: str = "cpu"):
-        from anoncli.evaluation.embeddings import ResemblyzerBackend
+        from anoncli.scoring.embeddings import ResemblyzerBackend
 
         self.backend = ResemblyzerBackend(device)
 

@@ -10,6 +10,7 @@ on a CPU, which is what lets `evaluate` train both attackers for every label.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,20 @@ FEATURE_RATE = 16000
 N_MELS = 40
 N_FFT = 400
 HOP = 160
+
+
+def load_16k(path: Path) -> tuple[np.ndarray, float]:
+    """Decode `path` and resample it to FEATURE_RATE: ((T,) float32 mono wave, duration in seconds of the file).
+
+    Raises AudioError (anoncli.audio.read_audio) for a missing, empty or undecodable file.
+    """
+    import torch
+
+    from anoncli.audio import read_audio, resample
+
+    audio = read_audio(path)
+    wave = resample(torch.from_numpy(audio.samples), audio.sample_rate, FEATURE_RATE).numpy()
+    return np.ascontiguousarray(wave, dtype=np.float32), audio.duration_s
 
 
 @lru_cache(maxsize=8)

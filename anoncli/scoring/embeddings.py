@@ -8,16 +8,18 @@ local folder, and our own ECAPA is a run folder written by `anoncli train`.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from anoncli.errors import AnoncliError
+from anoncli.errors import AnoncliError, InputError
 
 EMBED_RATE = 16000
 PARTIALS_PER_BATCH = 256
+ECAPA_MODEL_KIND = "anoncli-asv-ecapa"  # model.json "kind" of an `anoncli train --method asv` run
 
 
 class EmbeddingBackend(Protocol):
@@ -62,7 +64,7 @@ class ResemblyzerBackend:
     def _partials(self, wave: np.ndarray) -> np.ndarray:
         from resemblyzer.voice_encoder import VoiceEncoder
 
-        from anoncli.evaluation.features import mel_power
+        from anoncli.scoring.features import mel_power
 
         wave_slices, mel_slices = VoiceEncoder.compute_partial_slices(len(wave), rate=1.3, min_coverage=0.75)
         needed = wave_slices[-1].stop
@@ -129,6 +131,54 @@ class SpeechBrainFolderBackend:
         return _l2(np.stack(results)).astype(np.float32)
 
 
+class SpeakerEncoder:
+    """Fbank → sentence mean normalisation → ECAPA-TDNN → L2-normalised embedding."""
+
+    def __init__(self, config: dict, device: str = "cpu"):
+        from speechbrain.lobes.features import Fbank
+        from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+        self.fbank = Fbank(n_mels=config["n_mels"], sample_rate=EMBED_RATE)
+        self.model = ECAPA_TDNN(config["n_mels"], lin_neurons=config["lin_neurons"], channels=config["channels"]).to(device)
+        self.device = device
+
+    def features(self, waves):
+        feats = self.fbank(waves)
+        return feats - feats.mean(dim=1, keepdim=True)
+
+    def __call__(self, waves):
+        return self.model(self.features(waves.to(self.device))).squeeze(1)
+
+
+class EcapaBackend:
+    """Embedding backend for `evaluate --asv-model RUN` (a finished `anoncli train --method asv` run)."""
+
+    def __init__(self, folder: Path, device: str = "cpu"):
+        import torch
+
+        folder = Path(folder)
+        config = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        if config.get("kind") != ECAPA_MODEL_KIND:
+            raise InputError(f"--asv-model {folder}: model.json is not an ASV encoder (kind {config.get('kind')!r})")
+        if not (folder / "model.pt").is_file():
+            raise InputError(f"--asv-model {folder}: training has not finished (no model.pt)")
+        self.encoder = SpeakerEncoder(config, device)
+        state = torch.load(folder / "model.pt", map_location=device, weights_only=True)
+        self.encoder.model.load_state_dict(state)
+        self.encoder.model.eval()
+        self.name = f"ecapa:{folder.name}"
+
+    def embed(self, waves: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        results = []
+        with torch.inference_mode():
+            for wave in waves:
+                x = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None]
+                results.append(self.encoder(x)[0].cpu().numpy())
+        return _l2(np.stack(results)).astype(np.float32)
+
+
 def load_backend(asv_model: str | Path | None, device: str = "cpu") -> EmbeddingBackend:
     """`None`/"resemblyzer" -> bundled encoder; an `anoncli train --method asv` run; a speechbrain folder."""
     if asv_model is None or str(asv_model) == "resemblyzer":
@@ -137,7 +187,5 @@ def load_backend(asv_model: str | Path | None, device: str = "cpu") -> Embedding
     if not folder.is_dir():
         raise AnoncliError(f"--asv-model {folder}: no such folder (give 'resemblyzer', a speechbrain model folder or an anoncli ASV run)")
     if (folder / "model.json").is_file():
-        from anoncli.evaluation.asv_training import EcapaBackend
-
         return EcapaBackend(folder, device)
     return SpeechBrainFolderBackend(folder, device)

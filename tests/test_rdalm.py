@@ -9,12 +9,13 @@ import soundfile as sf
 import torch
 
 from anoncli.errors import AnoncliError
-from anoncli.evaluation.feature_probes import evaluate_features, sdr_db
+from anoncli.evaluation.feature_probes import evaluate_features
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.manifest.reader import read_manifest
 from anoncli.methods import MethodOptions, create_method
 from anoncli.mixtures import make_mixtures, synthesize_events
 from anoncli.models.rdalm_nets import FeatureExtractor, SeparationUNet, SpeechDiscriminator, grad_reverse, grl_weight
+from anoncli.scoring.signal_metrics import sdr_db
 from anoncli.training import TrainOptions, get_trainer
 from synth_audio import make_corpus
 

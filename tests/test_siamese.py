@@ -7,11 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from anoncli.evaluation.feature_probes import cross_validated_probe, evaluate_features, make_folds, roc_auc
+from anoncli.evaluation.feature_probes import evaluate_features
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.manifest.reader import read_manifest
 from anoncli.methods import MethodOptions, create_method
 from anoncli.models.siamese_net import SiameseNet, UtilityHead, contrastive_loss
+from anoncli.scoring.metrics import binary_auc as roc_auc
+from anoncli.scoring.probe import cross_validated_probe, make_folds
 from anoncli.training import TrainOptions, get_trainer
 from anoncli.training.siamese import draw_pairs
 from synth_audio import make_corpus

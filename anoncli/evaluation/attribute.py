@@ -22,6 +22,7 @@ import numpy as np
 
 from anoncli.errors import AnoncliError, InputError
 from anoncli.scoring import metrics
+from anoncli.scoring.probe import make_folds
 from anoncli.seeding import derive_seed
 
 ATTACKERS = ("original", "ignorant", "informed")
@@ -151,33 +152,6 @@ class LogisticHead:
         return head
 
 
-# ---------------------------------------------------------------- folds
-
-def make_folds(y: np.ndarray, speakers: np.ndarray, by_speaker: bool, seed: int) -> np.ndarray:
-    """Fold number per row; speaker-disjoint unless `by_speaker` is False (speaker ID)."""
-    rng = np.random.default_rng(seed)
-    folds = np.full(len(y), -1)
-    if by_speaker:
-        unique = np.unique(speakers)
-        k = int(min(MAX_FOLDS, len(unique)))
-        # Sort speakers by their most frequent class, then deal them round-robin:
-        # every fold's training side then sees every class as far as possible.
-        majority = {}
-        for s in unique:
-            values, counts = np.unique(y[speakers == s], return_counts=True)
-            majority[s] = values[np.argmax(counts)]
-        order = sorted(unique, key=lambda s: (majority[s], rng.random()))
-        for position, s in enumerate(order):
-            folds[speakers == s] = position % k
-    else:
-        counts = np.bincount(y)
-        k = int(min(MAX_FOLDS, counts[counts > 0].min()))
-        for c in np.unique(y):
-            rows = rng.permutation(np.flatnonzero(y == c))
-            folds[rows] = np.arange(len(rows)) % k
-    return folds
-
-
 # ---------------------------------------------------------------- the probe
 
 def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str | None], x_original: np.ndarray,
@@ -191,11 +165,14 @@ def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str 
     y = np.array([class_index[labels[i]] for i in idx])
     spk = np.array([speakers[i] for i in idx])
     is_speaker = spec.column == "speaker"
-    folds = make_folds(y, spk, by_speaker=not is_speaker, seed=derive_seed(seed, f"folds:{spec.column}"))
+    # speaker-disjoint folds; for `speaker` itself, folds within speakers (closed-set speaker ID)
+    folds = make_folds(y, None if is_speaker else spk, MAX_FOLDS, seed=derive_seed(seed, f"folds:{spec.column}"))
     k = len(spec.classes)
     probs = {a: np.full((len(idx), k), np.nan) for a in attackers}
-    for fold in np.unique(folds):
-        train, test = folds != fold, folds == fold
+    for fold, held_out in enumerate(folds):
+        test = np.zeros(len(idx), dtype=bool)
+        test[held_out] = True
+        train = ~test
         if len(np.unique(y[train])) < 2:
             continue
         fold_seed = derive_seed(seed, f"{spec.column}:{fold}")
@@ -213,7 +190,7 @@ def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str 
 
     summary, per_utt, confusions = {"classes": spec.classes, "n": int(len(idx)),
                                      "split": "within-speaker folds" if is_speaker else "speaker-disjoint folds",
-                                     "folds": int(len(np.unique(folds)))}, {}, {}
+                                     "folds": len(folds)}, {}, {}
     if spec.note:
         summary["note"] = spec.note
     for attacker in attackers:

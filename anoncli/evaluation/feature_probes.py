@@ -23,176 +23,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["evaluate_features", "DEFAULT_PROBES", "cross_validated_probe", "roc_auc", "make_folds", "sdr_db"]
+from anoncli.scoring.metrics import normalised_accuracy
+from anoncli.scoring.probe import cross_validated_probe
+from anoncli.scoring.signal_metrics import sdr_db
 
-
-# ---------------------------------------------------------------- small building blocks
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Binary ROC AUC (Mann-Whitney U with tied ranks averaged); None when one class is absent."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def make_folds(labels: Sequence, groups: Sequence | None, n_folds: int, seed: int) -> list[np.ndarray]:
-    """Fold index per item: whole groups per fold when `groups` is given (leave-groups-out), else stratified."""
-    labels = np.asarray([str(v) for v in labels])
-    rng = np.random.default_rng(seed)
-    fold = np.zeros(len(labels), dtype=int)
-    if groups is not None:
-        groups = np.asarray([str(g) for g in groups])
-        unique = sorted(set(groups))
-        # spread groups of each label over folds so every training fold sees every label
-        by_label: dict[str, list[str]] = {}
-        for g in unique:
-            by_label.setdefault(labels[groups == g][0], []).append(g)
-        n_folds = min(n_folds, max(len(v) for v in by_label.values()))
-        for members in by_label.values():
-            for k, g in enumerate(rng.permutation(members)):
-                fold[groups == g] = k % n_folds
-    else:
-        for value in sorted(set(labels)):
-            idx = np.flatnonzero(labels == value)
-            idx = rng.permutation(idx)
-            fold[idx] = np.arange(len(idx)) % n_folds
-    return [np.flatnonzero(fold == k) for k in range(max(1, n_folds))]
-
-
-def _train_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, hidden: int = 256,
-               steps: int = 400, dropout: float = 0.3):
-    """A one-hidden-layer MLP trained for a fixed number of Adam steps on minibatches of 128."""
-    import torch
-    from torch import nn
-
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).long()
-    for _ in range(steps):
-        idx = torch.randint(0, len(xt), (min(128, len(xt)),), generator=gen)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-        opt.step()
-    model.eval()
-    return model
-
-
-def _train_linear(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
-    """Multinomial logistic regression (L2, full-batch L-BFGS): strong on few, wide examples."""
-    import torch
-    from torch import nn
-
-    torch.manual_seed(seed)
-    model = nn.Linear(x.shape[1], n_classes)
-    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).long()
-    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=200, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(xt), yt) + 0.5 / len(xt) * model.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    model.eval()
-    return model
-
-
-def cross_validated_probe(features: np.ndarray, labels: Sequence, groups: Sequence | None = None,
-                          n_folds: int = 5, seed: int = 0, hidden: int = 256, steps: int = 400,
-                          models: Sequence[str] = ("mlp", "linear")) -> dict[str, Any]:
-    """Out-of-fold predictions of a classifier (the service's head or the attacker).
-
-    Each model in `models` ("mlp": one hidden layer; "linear": logistic
-    regression) is cross-validated and the more accurate one is reported —
-    for an attacker that is the conservative (privacy-pessimistic) choice;
-    small sets of wide feature vectors favour the linear model. Features are
-    standardised with the training fold's statistics. Returns classes, label,
-    predicted (class names), score (P(positive) for 2 classes, else
-    P(predicted)), accuracy, chance (majority share), auc (2 classes only),
-    n and model.
-    """
-    results = [_cross_validate(features, labels, groups, n_folds, seed, model, hidden, steps) for model in models]
-    return max(results, key=lambda r: r["accuracy"])
-
-
-def _cross_validate(features, labels, groups, n_folds, seed, model_kind, hidden, steps) -> dict[str, Any]:
-    import torch
-
-    x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
-    names = np.asarray([str(v) for v in labels])
-    classes = sorted(set(names))
-    y = np.asarray([classes.index(v) for v in names])
-    predicted = np.zeros(len(y), dtype=int)
-    proba = np.zeros((len(y), len(classes)), dtype=np.float64)
-    if len(classes) < 2:
-        raise ValueError("a probe needs at least two classes")
-    for k, test in enumerate(make_folds(names, groups, n_folds, seed)):
-        train = np.setdiff1d(np.arange(len(y)), test)
-        if len(test) == 0:
-            continue
-        if len(set(y[train])) < 2:
-            raise ValueError("a training fold holds only one class (too few items or groups)")
-        mean, std = x[train].mean(0), x[train].std(0) + 1e-6
-        if model_kind == "linear":
-            model = _train_linear((x[train] - mean) / std, y[train], len(classes), seed + k)
-        else:
-            model = _train_mlp((x[train] - mean) / std, y[train], len(classes), seed + k, hidden, steps)
-        with torch.no_grad():
-            p = torch.softmax(model(torch.from_numpy((x[test] - mean) / std).float()), dim=1).numpy()
-        # a class absent from this training fold (speaker-disjoint folds) must not be predicted
-        missing = np.setdiff1d(np.arange(len(classes)), np.unique(y[train]))
-        if len(missing):
-            p[:, missing] = 0.0
-            p /= p.sum(1, keepdims=True)
-        proba[test] = p
-        predicted[test] = p.argmax(1)
-    counts = np.bincount(y, minlength=len(classes))
-    score = proba[:, 1] if len(classes) == 2 else proba[np.arange(len(y)), predicted]
-    return {
-        "classes": classes,
-        "predicted": [classes[i] for i in predicted],
-        "label": names.tolist(),
-        "score": score,
-        "accuracy": float(np.mean(predicted == y)),
-        "chance": float(counts.max() / counts.sum()),
-        "auc": roc_auc(y == 1, proba[:, 1]) if len(classes) == 2 else None,
-        "n": int(len(y)),
-        "model": model_kind,
-    }
-
-
-def normalised_privacy(accuracy: float, chance: float) -> float:
-    """100·(1 − |acc − chance| / (1 − chance)), clipped to [0, 100] (methods.md)."""
-    if chance >= 1:
-        return 100.0
-    return float(np.clip(100 * (1 - abs(accuracy - chance) / (1 - chance)), 0, 100))
-
-
-def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Plain signal-to-distortion ratio 10·log10(Σs² / Σ(s − ŝ)²) over aligned samples."""
-    n = min(len(reference), len(estimate))
-    ref, est = np.asarray(reference[:n], np.float64), np.asarray(estimate[:n], np.float64)
-    err = np.sum((ref - est) ** 2)
-    return float(10 * np.log10((np.sum(ref**2) + 1e-12) / (err + 1e-12)))
+__all__ = ["evaluate_features", "DEFAULT_PROBES"]
 
 
 def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0):
@@ -309,7 +148,7 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
             # with one speaker per class a random split lets the head learn the speakers: say so
             entry["folds"] = "speaker-disjoint" if fold_groups is not None else "stratified"
             if kind != "utility":
-                entry["normalised"] = normalised_privacy(result["accuracy"], result["chance"])
+                entry["normalised"] = normalised_accuracy(result["accuracy"], result["chance"], full=1.0)
             per_group[value or "all"] = entry
         summary[probe] = _combine(per_group) if group_column else per_group.get("all", {"skipped": "fewer than two classes"})
     return rows, summary
@@ -324,7 +163,7 @@ def _combine(per_group: dict[str, dict]) -> dict:
     acc = sum(v["accuracy"] * v["n"] for v in scored.values()) / n
     chance = sum(v["chance"] * v["n"] for v in scored.values()) / n
     return {"accuracy": acc, "chance": chance, "auc": None, "n": n,
-            "normalised": normalised_privacy(acc, chance), "groups": per_group}
+            "normalised": normalised_accuracy(acc, chance, full=1.0), "groups": per_group}
 
 
 def _speaker_groups_if_speaker_level(frame, column: str):

@@ -50,15 +50,19 @@ def normalised_eer(eer_percent: float) -> float:
     return 100.0 - 2.0 * abs(float(eer_percent) - 50.0)
 
 
-def normalised_accuracy(accuracy_percent: float, chance_percent: float) -> float:
-    """`100·(1 − |acc − chance| / (100 − chance))`, clipped to [0, 100].
+def normalised_accuracy(accuracy: float, chance: float, full: float = 100.0) -> float:
+    """An attacker's accuracy as a privacy score: `100·(1 − |acc − chance| / (full − chance))`, clipped to [0, 100].
 
-    For two balanced classes (chance 50 %) this is `gr = 100 − 2·|GR − 50|`.
+    100 means the attacker is at chance; 0 that it is always right (or always
+    wrong, which leaks as much). `accuracy` and `chance` are percentages
+    (`full` = 100) or fractions (`full` = 1). For two balanced classes (chance
+    50 %) this is GenGAN's `gr = 100 − 2·|GR − 50|`. Returns nan when either
+    input is nan, or when chance ≥ full (a single class: nothing to hide, no score).
     """
-    chance = float(chance_percent)
-    if chance >= 100.0:
+    accuracy, chance, full = float(accuracy), float(chance), float(full)
+    if not (np.isfinite(accuracy) and np.isfinite(chance)) or chance >= full:
         return float("nan")
-    value = 100.0 * (1.0 - abs(float(accuracy_percent) - chance) / (100.0 - chance))
+    value = 100.0 * (1.0 - abs(accuracy - chance) / (full - chance))
     return float(min(100.0, max(0.0, value)))
 
 
@@ -84,18 +88,37 @@ def chance_level(y_train, y_test) -> float:
     return 100.0 * float(np.mean(y_test == majority))
 
 
-def roc_auc(y_true, probabilities: np.ndarray, n_classes: int) -> float:
-    """ROC AUC: binary, or one-vs-rest macro average over the classes present in y_true."""
-    from sklearn.metrics import roc_auc_score
+def binary_auc(labels, scores) -> float | None:
+    """Binary ROC AUC as the Mann-Whitney U statistic (tied scores share their average rank).
 
+    `labels` (N,) truthy for the positive class, `scores` (N,) higher for more
+    positive. None when one class is absent.
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(scores, method="average")
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_auc(y_true, probabilities: np.ndarray, n_classes: int) -> float:
+    """ROC AUC of class posteriors `probabilities` (N, n_classes) for integer labels `y_true` (N,).
+
+    Binary: the AUC of the second class's posterior. More classes: the
+    one-vs-rest AUC averaged over the classes present in y_true. nan when
+    fewer than two classes are present.
+    """
     y_true = np.asarray(y_true)
     present = np.unique(y_true)
     if present.size < 2:
         return float("nan")
     if n_classes == 2:
-        return float(roc_auc_score(y_true == 1, probabilities[:, 1]))
-    aucs = [roc_auc_score(y_true == c, probabilities[:, c]) for c in present]
-    return float(np.mean(aucs))
+        return float(binary_auc(y_true == 1, probabilities[:, 1]))
+    return float(np.mean([binary_auc(y_true == c, probabilities[:, c]) for c in present]))
 
 
 def roc_curve_points(target_scores, nontarget_scores) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Per-utterance signal measures that need no model: STOI, F0 correlation, LSD, duration ratio.
+"""Per-utterance signal measures that need no model: STOI, F0 correlation, LSD, duration ratio, SDR.
 
 Every function takes float32 mono arrays at one common sample rate (the caller
 resamples); differing lengths are handled by truncating to the shorter one,
@@ -118,3 +118,11 @@ def log_spectral_distance(reference: np.ndarray, processed: np.ndarray, sample_r
 
 def duration_ratio(reference_seconds: float, processed_seconds: float) -> float:
     return float(processed_seconds / reference_seconds) if reference_seconds > 0 else float("nan")
+
+
+def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Plain signal-to-distortion ratio 10·log10(Σs² / Σ(s − ŝ)²) in dB over the aligned (shorter) length."""
+    n = min(len(reference), len(estimate))
+    ref, est = np.asarray(reference[:n], np.float64), np.asarray(estimate[:n], np.float64)
+    err = np.sum((ref - est) ** 2)
+    return float(10 * np.log10((np.sum(ref**2) + 1e-12) / (err + 1e-12)))

@@ -36,6 +36,7 @@ from anoncli.corpus.reading import read_utterance_audio
 from anoncli.errors import AnoncliError, AudioError
 from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.models.frontend import LogMel, normalize
+from anoncli.scoring.metrics import normalised_accuracy
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
     RunFolder, resolve_run_config, autocast, limit_cpu_threads, pick_device,
@@ -43,11 +44,6 @@ from anoncli.training.common import (
 )
 
 CHECKPOINT_FORMAT = 1
-
-
-def privacy_score(accuracy: float, chance: float) -> float:
-    """100 (attacker at chance) ... 0 (attacker always right or always wrong): the papers' gr/eer idea for K classes."""
-    return float(max(0.0, min(100.0, 100.0 * (1.0 - abs(accuracy - chance) / (1.0 - chance)))))
 
 
 # --------------------------------------------------------------------------- data
@@ -334,7 +330,7 @@ class GANTrainer:
         metrics = {
             "val_attacker_acc": acc_anon,
             "val_attacker_acc_original": self.val_acc_original,
-            "val_privacy": privacy_score(acc_anon, chance),
+            "val_privacy": normalised_accuracy(acc_anon, chance, full=1.0),
             "val_l1": l1,
         }
         metrics.update(self.extra_validation(data.val, outputs))

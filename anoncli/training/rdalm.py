@@ -31,6 +31,8 @@ from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import RdalmPipeline, SpeechDiscriminator, grad_reverse, grl_weight
+from anoncli.scoring.probe import cross_validated_probe
+from anoncli.scoring.signal_metrics import sdr_db
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
     RunFolder, resolve_run_config, limit_cpu_threads, load_checkpoint, pick_device,
@@ -227,8 +229,6 @@ def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechD
 
 def _report(pipe, corpus_root, test_utts, classes, config, device) -> dict:
     """Held-out mixtures: event accuracy, speech attacker on the embeddings (CV), mean SDR of the mask."""
-    from anoncli.evaluation.feature_probes import cross_validated_probe, sdr_db
-
     if len(test_utts) < 10:
         return {}
     pipe.eval()

@@ -26,6 +26,7 @@ from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.models.siamese_net import SiameseNet, UtilityHead, contrastive_loss
+from anoncli.scoring.probe import cross_validated_probe
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
     RunFolder, resolve_run_config, limit_cpu_threads, pick_device, rng_state,
@@ -217,8 +218,6 @@ def _report(net, head, classes, train_utts, val_utts, val_speakers, config, devi
 
 
 def _attack_within(feats, utts, utility, seed) -> dict:
-    from anoncli.evaluation.feature_probes import cross_validated_probe
-
     result = {}
     for value in sorted({u.labels[utility] for u in utts}):
         idx = [i for i, u in enumerate(utts) if u.labels[utility] == value]

@@ -9,6 +9,7 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_GATE = 4
+EXIT_UNHEALTHY = 5  # `anoncli env`: a backend the default paths need is broken
 
 
 class AnoncliError(Exception):

@@ -64,6 +64,35 @@ def missing_message(method: str) -> str:
     )
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_models() -> list[dict]:
+    """Models the store holds: one dict per method (method, source "local", path, sha256, card)."""
+    root = store_root()
+    found = []
+    if root.is_dir():
+        for method_folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            model = method_folder / MODEL_FILE
+            if not model.is_file():
+                continue
+            card_path = method_folder / CARD_FILE
+            try:
+                card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+            except (OSError, ValueError):
+                card = {}
+            found.append({"method": method_folder.name, "source": "local", "path": str(model),
+                          "sha256": _sha256(model), "card": card})
+    return found
+
+
 def find(method: str, checkpoint: str | os.PathLike | None = None) -> Path:
     """The checkpoint file to load for `method`: from `checkpoint` (file or run folder) or the store."""
     if checkpoint:

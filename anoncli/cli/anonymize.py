@@ -48,7 +48,7 @@ def anonymize(
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Where to write the id -> pseudonym mapping (outside --out).")] = None,
     score: Annotated[Optional[bool], typer.Option("--score/--no-score", help="Add per-utterance linkability, STOI and F0 correlation to the manifest (default: on for methods where it costs under 20 % of the run).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done (JSON on stdout) and exit.")] = False,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal).")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a plain line every 5 %% in a log or pipe (default: on).")] = None,
 ) -> None:
     """Anonymize every audio file of CORPUS into OUT, with Parquet manifests; resumes by default.
 
@@ -68,7 +68,7 @@ def anonymize(
         max_batch_seconds=max_batch_seconds, backend=backend, scheduler=scheduler,
         shard=parse_shard(shard), overwrite=overwrite, retry_failed=retry_failed, output_sample_rate=sample_rate,
         fmt=fmt, pseudonymize=pseudonymize, mapping=mapping, score=score, dry_run=dry_run,
-        progress=progress if progress is not None else _stderr_is_terminal(),
+        progress=progress is not False,
     )
     from anoncli.jobs.engine import check_paths
 
@@ -90,12 +90,6 @@ def anonymize(
         typer.echo(f"  ... and {len(summary.errors) - 20} more (see anoncli inspect {out})", err=True)
     if summary.failed:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _stderr_is_terminal() -> bool:
-    import sys
-
-    return sys.stderr.isatty()
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "anoncli.cli.anonymize",
     "anoncli.cli.inspect",
     "anoncli.cli.train",
+    "anoncli.cli.env",
 ]
 
 _OPTIONAL_COMMAND_MODULES = [

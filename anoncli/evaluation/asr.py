@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +107,7 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
             progress: bool = True):
     """Returns (summary, per-utterance columns, notes)."""
     import jiwer
-    from tqdm import tqdm
+    from anoncli.progress import progress_bar
 
     from anoncli.scoring.features import load_16k
 
@@ -141,7 +140,7 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
         if oov:
             notes.append(f"asr: {oov} reference words are outside --vocabulary and count as errors")
     hyp = {"original": np.full(n, None, dtype=object), "anonymized": np.full(n, None, dtype=object)}
-    for i in tqdm(todo, desc="asr", unit="utt", file=sys.stderr, disable=not progress, leave=False):
+    for i in progress_bar(todo, desc="asr", unit="utt", enabled=progress, leave=False):
         utt, anon_path = pairs[i]
         hyp["original"][i] = recogniser.transcribe(load_16k(utt.path)[0])
         hyp["anonymized"][i] = recogniser.transcribe(load_16k(anon_path)[0])

@@ -75,7 +75,7 @@ def train_asv(options) -> dict:
     import torch
     from speechbrain.lobes.models.ECAPA_TDNN import Classifier
     from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
-    from tqdm import tqdm
+    from anoncli.progress import progress_bar
 
     from anoncli.corpus import open_corpus
     from anoncli.seeding import derive_seed
@@ -92,7 +92,7 @@ def train_asv(options) -> dict:
     torch.set_num_threads(1 if options.device == "cpu" else torch.get_num_threads())
     torch.manual_seed(derive_seed(options.seed, "asv-init") % (2**31))
     rng = np.random.default_rng(derive_seed(options.seed, "asv-crops"))
-    waves = [load_16k(u.path)[0] for u in tqdm(keep, desc="loading", file=sys.stderr, leave=False)]
+    waves = [load_16k(u.path)[0] for u in progress_bar(keep, desc="loading", leave=False)]
     labels = np.array([speakers.index(u.speaker) for u in keep])
 
     encoder = SpeakerEncoder(config, options.device)

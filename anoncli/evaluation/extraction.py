@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,7 +214,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     on its workers, which build their own encoders from `backend_spec`
     (asv_model, need_embed); the cache of original-side results stays here.
     """
-    from tqdm import tqdm
+    from anoncli.progress import progress_bar
 
     cache_name = f"{getattr(backend, 'name', 'none')}+{getattr(attacker_backend, 'name', 'none')}+{int(need_attr)}"
     cache = OriginalCache(corpus_root or Path("."), cache_name, enabled=use_cache and corpus_root is not None)
@@ -250,7 +249,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
             for name, value in result.signal.get(i, {}).items():
                 signal[name][i] = value
 
-    bar = tqdm(total=n, desc="extracting", unit="utt", file=sys.stderr, disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc="extracting", unit="utt", enabled=progress, leave=False)
     if executor is None:
         for start in range(0, n, CHUNK):
             chunk, cached = chunk_and_cached(start)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
-from tqdm import tqdm
+from anoncli.progress import progress_bar
 
 
 class JobProgress:
     def __init__(self, total: int, enabled: bool = True, description: str = "anonymize"):
-        self._bar = tqdm(total=total, unit="file", desc=description, file=sys.stderr, disable=not enabled,
-                         dynamic_ncols=True, smoothing=0.1)
+        self._bar = progress_bar(total=total, unit="file", desc=description, enabled=enabled,
+                                 dynamic_ncols=True, smoothing=0.1)
         self._audio_s = 0.0
         self._failed = 0
         self._start = time.perf_counter()

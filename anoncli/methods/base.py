@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from anoncli.corpus.utterance import Utterance
 from anoncli.seeding import derive_seed
+
+if TYPE_CHECKING:  # torch is imported when a method is built, not when the registry is read
+    import torch
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Method(ABC):
 
     def __init__(self, options: MethodOptions):
         self.options = options
+        import torch
+
         self.device = torch.device(options.device)
 
     def utterance_seed(self, utt: Utterance) -> int:

@@ -111,11 +111,25 @@ def find(method: str, checkpoint: str | os.PathLike | None = None) -> Path:
     raise AnoncliError(missing_message(method))
 
 
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint safely (`weights_only=True`: tensors and plain containers, no pickled code).
+
+    `map_location` is a device name or torch.device. Raises AnoncliError for a
+    missing file or one torch cannot read (damaged, or not a checkpoint).
+    """
+    import torch
+
+    try:
+        return torch.load(Path(path), map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise AnoncliError(f"{path}: no such checkpoint") from None
+    except Exception as err:  # pickle/zip errors of a damaged or foreign file
+        raise AnoncliError(f"{path}: cannot load checkpoint ({str(err).splitlines()[0]})") from None
+
+
 def load_method_checkpoint(method: str, checkpoint: str | os.PathLike | None = None) -> tuple[Path, dict]:
     """Find `method`'s checkpoint (given, or in the model store), load it safely, and check it is one
     of `method` (a PSEGAN run passed to --method gengan is a user error, not a crash later)."""
-    from anoncli.training.common import load_checkpoint
-
     path = find(method, checkpoint)
     state = load_checkpoint(path, "cpu")
     if state.get("method") != method:

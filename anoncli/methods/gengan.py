@@ -8,14 +8,14 @@ import torch
 
 from anoncli.corpus.utterance import Utterance
 from anoncli.methods.learned import LearnedMelMethod
-from anoncli.training.gengan import build_generator, noise_map
+from anoncli.models.generators import gengan_generator, gengan_noise_map
 
 
 class GenGAN(LearnedMelMethod):
     name = "gengan"
 
     def build(self, state: dict) -> dict[str, torch.nn.Module]:
-        generator = build_generator(self.model_config)
+        generator = gengan_generator(self.model_config)
         generator.load_state_dict(state["models"]["generator"])
         return {"generator": generator}
 
@@ -23,5 +23,5 @@ class GenGAN(LearnedMelMethod):
         return {"noise_seed": self.utterance_seed(utt)}
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
-        noise = torch.cat([noise_map(p["noise_seed"], norm.shape[-1], self.stride) for p in params]).to(self.device)
+        noise = torch.cat([gengan_noise_map(p["noise_seed"], norm.shape[-1], self.stride) for p in params]).to(self.device)
         return self.generate(self.modules["generator"], norm, {"noise": noise})

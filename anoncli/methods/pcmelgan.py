@@ -8,14 +8,15 @@ import torch
 
 from anoncli.corpus.utterance import Utterance
 from anoncli.methods.learned import LearnedMelMethod
-from anoncli.training.pcmelgan import build_filter, build_generator, seeded_z
+from anoncli.models.generators import pcmelgan_filter, pcmelgan_generator, pcmelgan_z
 
 
 class PCMelGAN(LearnedMelMethod):
     name = "pcmelgan"
 
     def build(self, state: dict) -> dict[str, torch.nn.Module]:
-        modules = {"filter": build_filter(self.model_config), "generator": build_generator(self.model_config, len(self.classes))}
+        modules = {"filter": pcmelgan_filter(self.model_config),
+                   "generator": pcmelgan_generator(self.model_config, len(self.classes))}
         for name, module in modules.items():
             module.load_state_dict(state["models"][name])
         return modules
@@ -25,8 +26,8 @@ class PCMelGAN(LearnedMelMethod):
         return {"noise_seed": seed, "target": self.draw_target(seed)}
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
-        z_filter = torch.cat([seeded_z(p["noise_seed"]) for p in params]).to(self.device)
-        z_gen = torch.cat([seeded_z(p["noise_seed"] + 1) for p in params]).to(self.device)
+        z_filter = torch.cat([pcmelgan_z(p["noise_seed"]) for p in params]).to(self.device)
+        z_gen = torch.cat([pcmelgan_z(p["noise_seed"] + 1) for p in params]).to(self.device)
         labels = torch.tensor([self.target_index(p) for p in params], device=self.device)
         filtered = self.generate(self.modules["filter"], norm, {"z": z_filter})
         return self.generate(self.modules["generator"], filtered, {"z": z_gen, "label": labels})

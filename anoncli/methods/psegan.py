@@ -8,14 +8,14 @@ import torch
 
 from anoncli.corpus.utterance import Utterance
 from anoncli.methods.learned import LearnedMelMethod
-from anoncli.training.psegan import build_generator
+from anoncli.models.generators import psegan_generator
 
 
 class PSEGAN(LearnedMelMethod):
     name = "psegan"
 
     def build(self, state: dict) -> dict[str, torch.nn.Module]:
-        generator = build_generator(self.model_config, len(self.classes))
+        generator = psegan_generator(self.model_config, len(self.classes))
         generator.load_state_dict(state["models"]["generator"])
         return {"generator": generator}
 

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from anoncli.errors import AnoncliError
+from anoncli.modelstore import load_checkpoint
 
 CARD_NAME = "model.json"
 CONFIG_NAME = "config.json"
@@ -155,16 +156,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint safely (tensors and plain containers only)."""
-    try:
-        return torch.load(Path(path), map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise AnoncliError(f"{path}: no such checkpoint") from None
-    except Exception as err:  # pickle/zip errors of a damaged or foreign file
-        raise AnoncliError(f"{path}: cannot load checkpoint ({str(err).splitlines()[0]})") from None
 
 
 # --------------------------------------------------------------------------- run folder

@@ -17,8 +17,7 @@ from torch import nn
 
 from anoncli.models.chunking import generate
 from anoncli.models.discriminator import AlexNetDiscriminator
-from anoncli.models.injections import NoiseChannel
-from anoncli.models.unet import UNet
+from anoncli.models.generators import gengan_generator, gengan_noise_map
 from anoncli.training import TrainOptions
 from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
 
@@ -44,17 +43,6 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * torch.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
-def build_generator(config: dict) -> UNet:
-    return UNet(config["channels"], NoiseChannel(), residual=config["residual"])
-
-
-def noise_map(seed: int, frames: int, stride: int = 16, height: int = 5) -> torch.Tensor:
-    """The per-utterance N(0, 1) bottleneck channel (1, 1, height, ceil(frames/stride)), drawn from `seed`."""
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return torch.randn(1, 1, height, -(-frames // stride), generator=generator)
-
-
 class GenGANTrainer(GANTrainer):
     method = "gengan"
     default_attribute = "gender"
@@ -65,7 +53,7 @@ class GenGANTrainer(GANTrainer):
 
     def build(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.generator = build_generator(self.config)
+        self.generator = gengan_generator(self.config)
         self.discriminator = AlexNetDiscriminator(num_classes, width=self.config["d_width"],
                                                   first_stride=self.config["d_first_stride"])
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.config["lr_g"], betas=(0.5, 0.9))
@@ -98,7 +86,7 @@ class GenGANTrainer(GANTrainer):
 
     @torch.no_grad()
     def anonymize_val(self, item: MelItem, index: int) -> torch.Tensor:
-        noise = noise_map(self.config["seed"] * 7919 + index, item.norm.shape[-1]).to(self.device)
+        noise = gengan_noise_map(self.config["seed"] * 7919 + index, item.norm.shape[-1]).to(self.device)
         return generate(self.generator, item.norm.unsqueeze(0).to(self.device), {"noise": noise}).squeeze(0)
 
 

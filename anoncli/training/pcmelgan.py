@@ -17,22 +17,9 @@ from torch import nn
 
 from anoncli.models.chunking import generate
 from anoncli.models.discriminator import AlexNetDiscriminator
-from anoncli.models.injections import PCMelGANInjection
-from anoncli.models.unet import UNet
+from anoncli.models.generators import PCMELGAN_NOISE_DIM, pcmelgan_filter, pcmelgan_generator, pcmelgan_z
 from anoncli.training import TrainOptions
 from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
-
-NOISE_DIM = 10
-
-
-def build_filter(config: dict) -> UNet:
-    return UNet(config["channels"], PCMelGANInjection(config["channels"][-1], 5, NOISE_DIM, 0), residual=config["residual"])
-
-
-def build_generator(config: dict, num_classes: int) -> UNet:
-    return UNet(config["channels"], PCMelGANInjection(config["channels"][-1], 5, NOISE_DIM, num_classes),
-                residual=config["residual"])
-
 
 def hinge_distortion(output: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.relu(nn.functional.l1_loss(output.float(), target.float()) - eps) ** 2
@@ -43,12 +30,6 @@ def other_class(labels: torch.Tensor, num_classes: int, generator: torch.Generat
         return 1 - labels
     shift = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
     return (labels + shift) % num_classes
-
-
-def seeded_z(seed: int) -> torch.Tensor:
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return torch.randn(1, NOISE_DIM, generator=generator)
 
 
 class PCMelGANTrainer(GANTrainer):
@@ -63,8 +44,8 @@ class PCMelGANTrainer(GANTrainer):
     def build(self, num_classes: int) -> None:
         c = self.config
         self.num_classes = num_classes
-        self.filter = build_filter(c)
-        self.generator = build_generator(c, num_classes)
+        self.filter = pcmelgan_filter(c)
+        self.generator = pcmelgan_generator(c, num_classes)
         self.filter_d = AlexNetDiscriminator(num_classes, width=c["d_width"], first_stride=c["d_first_stride"])
         self.generator_d = AlexNetDiscriminator(num_classes + 1, width=c["d_width"], first_stride=c["d_first_stride"])
         betas = (0.5, 0.9)
@@ -96,8 +77,8 @@ class PCMelGANTrainer(GANTrainer):
     def train_step(self, x, labels):
         c, k = self.config, self.num_classes
         batch = x.shape[0]
-        z_f = torch.randn(batch, NOISE_DIM, device=x.device)
-        z_g = torch.randn(batch, NOISE_DIM, device=x.device)
+        z_f = torch.randn(batch, PCMELGAN_NOISE_DIM, device=x.device)
+        z_g = torch.randn(batch, PCMELGAN_NOISE_DIM, device=x.device)
         targets = torch.randint(0, k, (batch,), generator=self.data_rng).to(x.device)
         # F: fool the filter discriminator into the other class, stay close to x
         filtered = self.filter(x, {"z": z_f})
@@ -125,8 +106,8 @@ class PCMelGANTrainer(GANTrainer):
         seed = self.config["seed"] * 7919 + index
         target = torch.tensor([index % self.num_classes], device=self.device)
         mel = item.norm.unsqueeze(0).to(self.device)
-        filtered = generate(self.filter, mel, {"z": seeded_z(seed).to(self.device)})
-        return generate(self.generator, filtered, {"z": seeded_z(seed + 1).to(self.device), "label": target}).squeeze(0)
+        filtered = generate(self.filter, mel, {"z": pcmelgan_z(seed).to(self.device)})
+        return generate(self.generator, filtered, {"z": pcmelgan_z(seed + 1).to(self.device), "label": target}).squeeze(0)
 
 
 def train(options: TrainOptions) -> dict:

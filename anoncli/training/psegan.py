@@ -17,18 +17,10 @@ from torch import nn
 from anoncli.models.chunking import generate
 from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.models.frontend import LogMel, denormalize
-from anoncli.models.injections import GatedDilatedBottleneck
+from anoncli.models.generators import psegan_generator
 from anoncli.models.speaker import MelSpeakerEncoder, speaker_consistency_loss
-from anoncli.models.unet import UNet
 from anoncli.training import TrainOptions
 from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
-
-
-def build_generator(config: dict, num_classes: int) -> UNet:
-    channels = config["channels"]
-    bottleneck = GatedDilatedBottleneck(channels[-1], 5, num_classes, width=config["gated_width"],
-                                        hidden=config["gated_hidden"], stacks=config["gated_stacks"])
-    return UNet(channels, bottleneck, residual=config["residual"])
 
 
 def build_speaker_matcher(config: dict) -> MelSpeakerEncoder:
@@ -50,7 +42,7 @@ class PSEGANTrainer(GANTrainer):
     def build(self, num_classes: int) -> None:
         c = self.config
         self.num_classes = num_classes
-        self.generator = build_generator(c, num_classes)
+        self.generator = psegan_generator(c, num_classes)
         self.discriminator = AlexNetDiscriminator(num_classes + 1, width=c["d_width"], first_stride=c["d_first_stride"])
         self.matcher = build_speaker_matcher(c).to(self.device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=c["lr_g"], betas=(0.5, 0.9))

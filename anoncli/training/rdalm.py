@@ -31,11 +31,12 @@ from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import RdalmPipeline, SpeechDiscriminator, grad_reverse, grl_weight
+from anoncli.modelstore import find, load_checkpoint
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.scoring.signal_metrics import sdr_db
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
-    RunFolder, resolve_run_config, limit_cpu_threads, load_checkpoint, pick_device,
+    RunFolder, resolve_run_config, limit_cpu_threads, pick_device,
     rng_state, seed_everything, set_rng_state,
 )
 
@@ -131,8 +132,6 @@ def train(options: TrainOptions) -> dict:
     bs = config["batch_size"]
     mixes, events = None, None
     if config["unet_from"] and unet_epoch == 0:
-        from anoncli.modelstore import find
-
         other = load_checkpoint(find("rdalm", config["unet_from"]), device)
         pipe.unet.load_state_dict({k[5:]: v for k, v in other["pipeline"].items() if k.startswith("unet.")})
         unet_epoch = config["unet_epochs"]

@@ -1,0 +1,60 @@
+"""The generators of the mel-domain GAN methods, built from a checkpoint's model config.
+
+Training (`anoncli.training.<method>`) and inference (`anoncli.methods.<method>`)
+build the same networks from the same config keys, so both import them from
+here. Each generator is a `UNet` over (B, 1, n_mels, F) normalised log-mels
+whose bottleneck takes the method's conditioning; the per-utterance noise
+drawn from a seed is here too, so a manifest's recorded seed reproduces it.
+
+Config keys: `channels` (list of encoder widths), `residual` (bool); PSEGAN
+adds `gated_width`, `gated_hidden` and `gated_stacks`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from anoncli.models.injections import GatedDilatedBottleneck, NoiseChannel, PCMelGANInjection
+from anoncli.models.unet import UNet
+
+PCMELGAN_NOISE_DIM = 10
+BOTTLENECK_HEIGHT = 5  # mel bins left at the U-Net bottleneck (80 mels / stride 16)
+
+
+def gengan_generator(config: dict) -> UNet:
+    """GenGAN: a U-Net whose bottleneck gets one extra N(0, 1) noise channel (conditioning {"noise"})."""
+    return UNet(config["channels"], NoiseChannel(), residual=config["residual"])
+
+
+def gengan_noise_map(seed: int, frames: int, stride: int = 16, height: int = BOTTLENECK_HEIGHT) -> torch.Tensor:
+    """The per-utterance N(0, 1) bottleneck channel (1, 1, height, ceil(frames/stride)), drawn from `seed`."""
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return torch.randn(1, 1, height, -(-frames // stride), generator=generator)
+
+
+def pcmelgan_filter(config: dict) -> UNet:
+    """PCMelGAN's filter F: a U-Net with a noise vector z (conditioning {"z": (B, PCMELGAN_NOISE_DIM)})."""
+    injection = PCMelGANInjection(config["channels"][-1], BOTTLENECK_HEIGHT, PCMELGAN_NOISE_DIM, 0)
+    return UNet(config["channels"], injection, residual=config["residual"])
+
+
+def pcmelgan_generator(config: dict, num_classes: int) -> UNet:
+    """PCMelGAN's generator G: z plus a target class (conditioning {"z", "label": (B,) class indices})."""
+    injection = PCMelGANInjection(config["channels"][-1], BOTTLENECK_HEIGHT, PCMELGAN_NOISE_DIM, num_classes)
+    return UNet(config["channels"], injection, residual=config["residual"])
+
+
+def pcmelgan_z(seed: int) -> torch.Tensor:
+    """The per-utterance noise vector (1, PCMELGAN_NOISE_DIM) ~ N(0, 1), drawn from `seed`."""
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return torch.randn(1, PCMELGAN_NOISE_DIM, generator=generator)
+
+
+def psegan_generator(config: dict, num_classes: int) -> UNet:
+    """PSEGAN: a U-Net with a gated, dilated residual bottleneck over time, conditioned on a target class."""
+    channels = config["channels"]
+    bottleneck = GatedDilatedBottleneck(channels[-1], BOTTLENECK_HEIGHT, num_classes, width=config["gated_width"],
+                                        hidden=config["gated_hidden"], stacks=config["gated_stacks"])
+    return UNet(channels, bottleneck, residual=config["residual"])

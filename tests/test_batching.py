@@ -12,11 +12,12 @@ import soundfile as sf
 
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import AnoncliError
-from anoncli.jobs.backends import make_executor, preload_method
 from anoncli.jobs.batching import duration_batches, durations, header_duration, make_batches
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
-from anoncli.jobs.prefetch import PipelinedExecutor, Prefetcher
+from anoncli.jobs.worker import preload_method
 from anoncli.manifest.reader import read_manifest
+from anoncli.parallel import make_executor
+from anoncli.parallel.prefetch import PipelinedExecutor, Prefetcher
 from synth_audio import make_corpus
 
 
@@ -122,7 +123,7 @@ def test_pipelined_executor_runs_real_batches_like_the_inline_path(tmp_path, mon
         return used[-1]
 
     # what a single CUDA job gets; the engine looks the factory up when it runs
-    monkeypatch.setattr("anoncli.jobs.backends.make_executor", pipelined_factory)
+    monkeypatch.setattr("anoncli.parallel.make_executor", pipelined_factory)
     piped = run_anonymize(AnonymizeConfig(corpus=corpus, out=tmp_path / "piped", method="identity",
                                           progress=False, batch_size=3, jobs=2))
     assert used and piped.ok == 12

@@ -254,12 +254,12 @@ def test_bad_scheduler_address_is_a_one_line_error(monkeypatch):
     import socket
 
     from anoncli.errors import AnoncliError
-    from anoncli.jobs.dask_backend import DaskExecutor
+    from anoncli.parallel.dask_executor import DaskExecutor
 
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setattr("anoncli.jobs.dask_backend.CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr("anoncli.parallel.dask_executor.CONNECT_TIMEOUT_S", 2)
     with pytest.raises(AnoncliError, match="cannot connect"):
         with DaskExecutor(jobs=1, scheduler=f"tcp://127.0.0.1:{port}"):
             pass

@@ -38,7 +38,7 @@ def layout_help() -> str:
 
 def check_backend(backend: str, scheduler: str | None) -> None:
     """`--backend local|dask` and `--scheduler`, which only a Dask backend takes."""
-    from anoncli.jobs.backends import BACKENDS
+    from anoncli.parallel import BACKENDS
 
     if backend not in BACKENDS:
         raise AnoncliError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")

@@ -210,7 +210,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
             executor=None, backend_spec: tuple | None = None) -> Extracted:
     """Decode every pair once and compute all per-utterance quantities.
 
-    With `executor` (from `anoncli.jobs.backends.make_executor`) the chunks run
+    With `executor` (from `anoncli.parallel.make_executor`) the chunks run
     on its workers, which build their own encoders from `backend_spec`
     (asv_model, need_embed); the cache of original-side results stays here.
     """

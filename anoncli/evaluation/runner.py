@@ -40,7 +40,7 @@ class EvaluateConfig:
     n_boot: int = 200
     progress: bool = True
     print_table: bool = True
-    # feature extraction on parallel workers: local processes or a Dask cluster (anoncli.jobs.backends)
+    # feature extraction on parallel workers: local processes or a Dask cluster (anoncli.parallel)
     jobs: int = 1
     backend: str = "local"
     scheduler: str | None = None
@@ -200,7 +200,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         extract_args = dict(need_signal="signal" in probes or bool(attr_columns), need_attr=bool(attr_columns),
                             use_cache=config.use_cache, corpus_root=corpus.root, progress=config.progress)
         if config.jobs > 1 or config.backend != "local":
-            from anoncli.jobs.backends import make_executor
+            from anoncli.parallel import make_executor
 
             with make_executor(config.backend, config.jobs, "cpu", config.scheduler) as executor:
                 data = extract(pairing.pairs, backend, attacker_backend, executor=executor,

@@ -282,7 +282,8 @@ def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunS
 
 def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeConfig):
     """Run batches in this process or on the configured backend's workers (results in completion order)."""
-    from anoncli.jobs.backends import make_executor, preload_method
+    from anoncli.jobs.worker import preload_method
+    from anoncli.parallel import make_executor
 
     local_inline = config.backend == "local" and not config.scheduler and not config.device.startswith("cuda")
     if local_inline and (config.jobs <= 1 or len(batches) <= 1):

@@ -27,6 +27,7 @@ from anoncli.jobs.pseudonyms import Pseudonymizer
 from anoncli.manifest.schema import STATUS_FAILED, STATUS_OK
 from anoncli.manifest.writer import write_batch
 from anoncli.methods import MethodOptions, create_method
+from anoncli.parallel import init_worker
 
 FEATURES_DIR = "features"
 
@@ -66,6 +67,13 @@ def method_for(spec: JobSpec):
         _METHODS.clear()
         _METHODS[key] = create_method(spec.method, spec.options)
     return _METHODS[key]
+
+
+def preload_method(spec: JobSpec) -> None:
+    """Build the job's method in this worker's cache (weights loaded once per worker, before its first batch)."""
+    if spec.single_thread:
+        init_worker()
+    method_for(spec)
 
 
 def _scorer():

@@ -1,5 +1,7 @@
-"""Executors that run batches in parallel, behind one factory so every command can use any backend.
+"""Executors that run tasks in parallel, behind one factory so every command can use any backend.
 
+Callers build an executor and pass it in: the job engine runs its batches on
+one, `evaluate` its feature extraction. Nothing here knows what a task does.
 `make_executor(backend, jobs, device, scheduler)` returns a context-managed
 object with the concurrent.futures `submit` interface whose futures work with
 `concurrent.futures.wait`/`as_completed`:
@@ -10,9 +12,9 @@ object with the concurrent.futures `submit` interface whose futures work with
   of audio. `ANONCLI_BACKEND=joblib` selects loky instead.
 - local, CUDA, one job: threads in this process sharing one model, so decoding
   and encoding of one batch overlap with GPU compute of another
-  (`anoncli.jobs.prefetch`). CUDA cannot be used after fork, so several CUDA
+  (`anoncli.parallel.prefetch`). CUDA cannot be used after fork, so several CUDA
   jobs spawn their workers.
-- dask: tasks on a `distributed` cluster (`anoncli.jobs.dask_backend`), an
+- dask: tasks on a `distributed` cluster (`anoncli.parallel.dask_executor`), an
   existing one at `scheduler` or a local one started for the run.
 """
 
@@ -29,7 +31,8 @@ BACKENDS = ("local", "dask")
 LOCAL_POOLS = ("process", "joblib")
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
+    """Limit this process to one compute thread (torch, BLAS, OpenMP); run at the start of each worker."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -47,10 +50,10 @@ def local_executor(jobs: int, device: str = "cpu", backend: str | None = None) -
     if backend == "joblib":
         from joblib.externals.loky import get_reusable_executor
 
-        return _NonClosing(get_reusable_executor(max_workers=jobs, initializer=_init_worker))
+        return _NonClosing(get_reusable_executor(max_workers=jobs, initializer=init_worker))
     method = "spawn" if device.startswith("cuda") else "fork"
     return _CancelOnError(ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
-                                              initializer=_init_worker))
+                                              initializer=init_worker))
 
 
 def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", scheduler: str | None = None,
@@ -64,25 +67,16 @@ def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", sc
     if backend not in BACKENDS:
         raise AnoncliError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if backend == "dask":
-        from anoncli.jobs.dask_backend import DaskExecutor
+        from anoncli.parallel.dask_executor import DaskExecutor
 
         return DaskExecutor(jobs=jobs, scheduler=scheduler, preload=preload, device=device)
     if scheduler:
         raise AnoncliError(f"--scheduler {scheduler}: needs --backend dask")
     if jobs <= 1 and device.startswith("cuda"):
-        from anoncli.jobs.prefetch import PipelinedExecutor
+        from anoncli.parallel.prefetch import PipelinedExecutor
 
         return PipelinedExecutor(preload=preload)
     return local_executor(max(1, jobs), device)
-
-
-def preload_method(spec) -> None:
-    """Build the job's method in this worker's cache (weights loaded once per worker)."""
-    from anoncli.jobs import worker
-
-    if spec.single_thread:
-        _init_worker()
-    worker.method_for(spec)
 
 
 class _Wrapped:

@@ -17,12 +17,16 @@ SPEAKERS = {
 }
 
 
-def voiced(duration_s: float, rate: int = 16000, f0: float = 120.0, formants=(700, 1200, 2600), seed: int = 0):
-    """A pulse train with slowly varying pitch through three resonators: crude but speech-like for LPC."""
+def voiced(duration_s: float, rate: int = 16000, f0: float = 120.0, formants=(700, 1200, 2600), seed: int = 0,
+           depth: float = 0.08):
+    """A pulse train with slowly varying pitch through three resonators: crude but speech-like for LPC.
+
+    The pitch is f0·(1 + depth·sin(2π·1.5 Hz·t)); a negative depth mirrors the contour.
+    """
     rng = np.random.default_rng(seed)
     n = max(1, int(duration_s * rate))
     t = np.arange(n) / rate
-    pitch = f0 * (1.0 + 0.08 * np.sin(2 * np.pi * 1.5 * t))
+    pitch = f0 * (1.0 + depth * np.sin(2 * np.pi * 1.5 * t))
     phase = np.cumsum(pitch / rate)
     source = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64)
     source += 0.01 * rng.standard_normal(n)

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from anoncli.errors import InputError
+from anoncli.evaluation import report_io
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files
 from anoncli.manifest.reader import manifest_files, read_manifest
-
 
 
 def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow_commands: bool = False,
@@ -24,23 +24,14 @@ def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow
         if path.suffix.lower() != ".parquet":
             raise InputError(f"{path}: not a folder or a .parquet manifest")
         return describe_manifest(path)
-    report = _report_module()
-    if report is not None and report.is_report_dir(path):
-        info: dict[str, Any] = {"kind": "report", "path": str(path), "summary": report.load_summary(path)}
+    if report_io.is_report_dir(path):
+        info: dict[str, Any] = {"kind": "report", "path": str(path), "summary": report_io.load_summary(path)}
         if worst:
-            info["worst"] = report.worst_utterances(path, worst, by)
+            info["worst"] = report_io.worst_utterances(path, worst, by)
         return info
     if manifest_dir(path).is_dir():
         return describe_output(path, check=check)
     return describe_corpus(path, labels, layout, allow_commands)
-
-
-def _report_module():
-    try:
-        from anoncli.evaluation import report_io
-    except ImportError:
-        return None
-    return report_io
 
 
 def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands: bool) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def test_pcmelgan_other_class_never_equals_the_true_class():
 
 
 def test_speaker_matcher_is_frozen_differentiable_and_unit_norm():
-    from anoncli.models.frontend import LogMel
+    from anoncli.synthesis.mel import LogMel
     from anoncli.models.speaker import MelSpeakerEncoder, speaker_consistency_loss
 
     mel = LogMel()

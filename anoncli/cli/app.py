@@ -28,9 +28,6 @@ COMMAND_MODULES = [
     "anoncli.cli.inspect",
     "anoncli.cli.train",
     "anoncli.cli.env",
-]
-
-_OPTIONAL_COMMAND_MODULES = [
     "anoncli.cli.evaluate",
     "anoncli.cli.export",
 ]
@@ -52,14 +49,6 @@ def _root(
 def _register_commands() -> None:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
-    for name in _OPTIONAL_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        module.register(app)
 
 
 _register_commands()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 import time
@@ -116,10 +115,7 @@ def _methods_with_feature_probes(names: list[str]) -> bool:
 
 
 def _feature_hook(config: EvaluateConfig, pairing, notes: list[str]) -> dict | None:
-    """HOOK for representation-level outputs (.npy features): handled by feature_probes (another module's job)."""
-    if importlib.util.find_spec("anoncli.evaluation.feature_probes") is None:
-        notes.append("features: this output holds feature vectors, but anoncli.evaluation.feature_probes is not installed")
-        return None
+    """Representation-level probes (feature vectors, or a method that declares them) by feature_probes."""
     from anoncli.evaluation.feature_probes import evaluate_features
 
     try:

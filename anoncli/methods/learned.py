@@ -18,7 +18,8 @@ import torch
 from anoncli import modelstore
 from anoncli.methods.base import Method, MethodOptions
 from anoncli.models.chunking import generate
-from anoncli.models.frontend import LogMel, default_vocoder_name, denormalize, make_vocoder, normalize
+from anoncli.synthesis import DEFAULT_VOCODER, create_vocoder
+from anoncli.synthesis.mel import LogMel, denormalize, normalize
 
 # Utterances whose frame counts differ by at most this factor share a padded batch.
 BUCKET_RATIO = 1.25
@@ -40,8 +41,8 @@ class LearnedMelMethod(Method):
         for module in self.modules.values():
             module.to(self.device).eval()
         self.mel = LogMel(sample_rate=self.sample_rate).to(self.device)
-        self.vocoder_name = options.vocoder or default_vocoder_name()
-        self.vocoder = make_vocoder(self.vocoder_name, self.sample_rate, self.device)
+        self.vocoder_name = options.vocoder or DEFAULT_VOCODER
+        self.vocoder = create_vocoder(self.vocoder_name, self.sample_rate, str(self.device))
         self.stride = next(iter(self.modules.values())).stride
 
     # ---- subclasses

@@ -12,9 +12,21 @@ from __future__ import annotations
 
 import torch
 
-from anoncli.models.frontend import pad_frames
-
 TIME_KEYS = ("noise",)
+
+
+def pad_frames(mel: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int]:
+    """Pad the last (frame) axis to a multiple of the U-Net stride by edge replication; return it and the original length."""
+    frames = mel.shape[-1]
+    target = -(-frames // multiple) * multiple
+    if target == frames:
+        return mel, frames
+    pad = target - frames
+    # replicate padding needs a 3-D view at least
+    shape = mel.shape
+    flat = mel.reshape(-1, shape[-2], shape[-1]) if mel.dim() != 3 else mel
+    padded = torch.nn.functional.pad(flat, (0, pad), mode="replicate")
+    return padded.reshape(*shape[:-1], target), frames
 
 
 def _slice_cond(cond: dict, start: int, stop: int, stride: int) -> dict:

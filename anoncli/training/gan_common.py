@@ -35,8 +35,8 @@ from anoncli.corpus import open_corpus
 from anoncli.corpus.reading import read_utterance_audio
 from anoncli.errors import AnoncliError, AudioError
 from anoncli.models.discriminator import AlexNetDiscriminator
-from anoncli.models.frontend import LogMel, normalize
 from anoncli.scoring.metrics import normalised_accuracy
+from anoncli.synthesis.mel import LogMel, normalize
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
     RunFolder, resolve_run_config, autocast, limit_cpu_threads, pick_device,

@@ -16,9 +16,9 @@ from torch import nn
 
 from anoncli.models.chunking import generate
 from anoncli.models.discriminator import AlexNetDiscriminator
-from anoncli.models.frontend import LogMel, denormalize
 from anoncli.models.generators import psegan_generator
 from anoncli.models.speaker import MelSpeakerEncoder, speaker_consistency_loss
+from anoncli.synthesis.mel import LogMel, denormalize
 from anoncli.training import TrainOptions
 from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
 

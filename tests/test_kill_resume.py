@@ -1,6 +1,5 @@
 """A job killed with SIGKILL at any moment resumes to a complete, duplicate-free manifest."""
 
-import os
 import signal
 import subprocess
 import sys

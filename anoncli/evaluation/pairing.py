@@ -101,8 +101,3 @@ def pair_corpus(corpus: Corpus, anonymized: str | Path) -> Pairing:
     if not pairing.pairs and not pairing.feature_outputs:
         raise InputError(f"{anonymized}: no file pairs with an utterance of {corpus.root} (paths must mirror the original corpus)")
     return pairing
-
-
-def pairs_in_memory(utterances: list[Utterance], anonymized_paths: list[Path]) -> Pairing:
-    """For tests and library use: explicit pairs."""
-    return Pairing(list(zip(utterances, map(Path, anonymized_paths))), "explicit")

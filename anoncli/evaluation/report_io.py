@@ -36,13 +36,6 @@ def load_summary(path: str | Path) -> dict:
         raise InputError(f"{path}/{SUMMARY_NAME}: not valid JSON ({err})") from None
 
 
-def score_columns(path: str | Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(Path(path) / SCORES_NAME)
-    return [f.name for f in schema if f.name.count(".") >= 1 and str(f.type) in ("double", "float")]
-
-
 def resolve_column(by: str, columns: list[str]) -> str | None:
     if by in columns:
         return by

@@ -15,7 +15,6 @@ from anoncli.evaluation import gate as gate_mod
 from anoncli.evaluation import report
 from anoncli.scoring import metrics
 
-BASE_PROBES = ("asv", "signal", "linkability", "asr")
 TRANSCRIPT_COLUMNS = ("transcript", "text")
 
 

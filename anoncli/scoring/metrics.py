@@ -78,16 +78,6 @@ def uar(y_true, y_pred) -> float:
     return 100.0 * float(np.mean(recalls)) if recalls else float("nan")
 
 
-def chance_level(y_train, y_test) -> float:
-    """Accuracy (%) of always answering the training set's majority class on the test set."""
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    if y_train.size == 0 or y_test.size == 0:
-        return float("nan")
-    values, counts = np.unique(y_train, return_counts=True)
-    majority = values[np.argmax(counts)]
-    return 100.0 * float(np.mean(y_test == majority))
-
-
 def binary_auc(labels, scores) -> float | None:
     """Binary ROC AUC as the Mann-Whitney U statistic (tied scores share their average rank).
 

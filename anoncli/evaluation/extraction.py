@@ -21,7 +21,7 @@ from anoncli.errors import AudioError
 from anoncli.scoring import signal_metrics
 from anoncli.scoring.features import FEATURE_RATE, attribute_features, load_16k
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: F0 tracks from anoncli.dsp.pitch (cleaned)
 CHUNK = 32
 
 
@@ -40,10 +40,11 @@ class SideArrays:
 class Extracted:
     original: SideArrays
     anonymized: SideArrays
-    signal: dict[str, np.ndarray]        # stoi, f0_r, lsd_db, duration_ratio per pair
+    signal: dict[str, np.ndarray]        # stoi, f0_r, lsd_db, duration_ratio, level_change_db per pair
     ok: np.ndarray                       # (N,) bool: both files decoded
     errors: list[str]
     timings: dict[str, float]            # seconds per stage: decode, embed, f0+features, signal
+    notes: list[dict[str, str]]          # per pair: {"link.cosine" or "signal.<name>": why that score is NaN}
 
 
 def cache_dir() -> Path:
@@ -147,6 +148,18 @@ class _ChunkResult:
     signal: dict[int, dict[str, float]]
     errors: list[str]
     timings: dict[str, float]
+    notes: dict[int, dict[str, str]]
+
+
+def _pair_signal(w_o: np.ndarray, d_o: float, w_a: np.ndarray, d_a: float, f0_o: np.ndarray,
+                 f0_a: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
+    """The signal scores of one decoded pair and the reasons for those that are NaN."""
+    scores: dict[str, float] = signal_metrics.pair_scores(w_o, w_a, FEATURE_RATE, f0_o, f0_a)
+    scores["lsd_db"] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
+    scores["duration_ratio"] = signal_metrics.duration_ratio(d_o, d_a)  # from the file headers
+    notes = {f"signal.{name}": value.note for name, value in scores.items()
+             if isinstance(value, signal_metrics.Score) and value.note}
+    return {name: float(value) for name, value in scores.items()}, notes
 
 
 def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict], backend, attacker_backend,
@@ -171,6 +184,11 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
     indices = list(loaded)
     anonymized: dict[int, dict] = {}
     signal: dict[int, dict[str, float]] = {}
+    notes: dict[int, dict[str, str]] = {}
+    for i in indices:
+        (w_o, _), (w_a, _) = loaded[i]
+        problem = signal_metrics.pair_problem(w_o, w_a, FEATURE_RATE, signal_metrics.MIN_SECONDS)
+        notes[i] = {"link.cosine": problem} if problem else {}
     if indices:
         described = _describe([loaded[i][1][0] for i in indices], [loaded[i][1][1] for i in indices], backend,
                               attacker_backend, need_attr, timings)
@@ -180,14 +198,10 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
                 t0 = time.time()
                 (w_o, d_o), (w_a, d_a) = loaded[i]
                 original_entry = cached.get(i) or computed[i]
-                signal[i] = {
-                    "stoi": signal_metrics.stoi(w_o, w_a, FEATURE_RATE),
-                    "f0_r": signal_metrics.f0_correlation_from_tracks(original_entry["f0"], entry["f0"]),
-                    "lsd_db": signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE),
-                    "duration_ratio": signal_metrics.duration_ratio(d_o, d_a),
-                }
+                signal[i], signal_notes = _pair_signal(w_o, d_o, w_a, d_a, original_entry["f0"], entry["f0"])
+                notes[i].update(signal_notes)
                 timings["signal"] += time.time() - t0
-    return _ChunkResult(indices, computed, anonymized, signal, errors, timings)
+    return _ChunkResult(indices, computed, anonymized, signal, errors, timings, notes)
 
 
 _WORKER_BACKENDS: dict[tuple, tuple] = {}
@@ -221,7 +235,8 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     n = len(pairs)
     orig_entries: list[dict | None] = [None] * n
     anon_entries: list[dict | None] = [None] * n
-    signal = {k: np.full(n, np.nan) for k in ("stoi", "f0_r", "lsd_db", "duration_ratio")}
+    signal = {k: np.full(n, np.nan) for k in ("stoi", "f0_r", "lsd_db", "duration_ratio", "level_change_db")}
+    notes: list[dict[str, str]] = [{} for _ in range(n)]
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []
     timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
@@ -248,6 +263,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
             ok[i] = True
             for name, value in result.signal.get(i, {}).items():
                 signal[name][i] = value
+            notes[i] = result.notes.get(i, {})
 
     bar = progress_bar(total=n, desc="extracting", unit="utt", enabled=progress, leave=False)
     if executor is None:
@@ -274,7 +290,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
                 bar.update(len(chunk))
     bar.close()
     cache.save()
-    return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors, timings)
+    return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors, timings, notes)
 
 
 def _stack(entries: list[dict | None], ok: np.ndarray) -> SideArrays:

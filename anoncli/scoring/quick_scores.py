@@ -11,7 +11,8 @@ import numpy as np
 from anoncli.scoring import signal_metrics
 from anoncli.scoring.features import FEATURE_RATE
 
-SCORE_COLUMNS = ("link_cosine", "stoi", "f0_r")
+SCORE_COLUMNS = ("link_cosine",) + signal_metrics.PAIR_SCORES
+NOTES_COLUMN = "score_notes"
 
 
 def _to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -24,18 +25,28 @@ def _to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
 
 
 class QuickScorer:
-    """link_cosine (resemblyzer original↔anonymized), STOI and F0 Pearson r of one pair."""
+    """link_cosine (resemblyzer original↔anonymized), STOI, F0 Pearson r, duration ratio and level change of one pair."""
 
     def __init__(self, device: str = "cpu"):
         from anoncli.scoring.embeddings import ResemblyzerBackend
 
         self.backend = ResemblyzerBackend(device)
 
-    def score(self, original: np.ndarray, original_sr: int, anonymized: np.ndarray, anonymized_sr: int) -> dict[str, float]:
+    def score(self, original: np.ndarray, original_sr: int, anonymized: np.ndarray, anonymized_sr: int) -> dict:
+        """{column: float} for `SCORE_COLUMNS` (NaN where a score cannot be computed) and
+        `NOTES_COLUMN`: the reasons for those NaNs ("f0_r: unvoiced output; ..."), or None.
+
+        original, anonymized: mono samples at their own rates; both are scored at 16 kHz.
+        """
         a, b = _to_16k(original, original_sr), _to_16k(anonymized, anonymized_sr)
-        emb = self.backend.embed([a, b])
-        return {
-            "link_cosine": float(emb[0] @ emb[1]),
-            "stoi": signal_metrics.stoi(a, b, FEATURE_RATE),
-            "f0_r": signal_metrics.f0_correlation(a, b, FEATURE_RATE),
-        }
+        problem = signal_metrics.pair_problem(a, b, FEATURE_RATE, signal_metrics.MIN_SECONDS)
+        if problem:
+            link = signal_metrics.missing(problem)
+        else:
+            emb = self.backend.embed([a, b])
+            link = signal_metrics.link_cosine(emb[0], emb[1])
+        scores = {"link_cosine": link}
+        scores.update(signal_metrics.pair_scores(a, b, FEATURE_RATE))
+        row: dict = {name: float(value) for name, value in scores.items()}
+        row[NOTES_COLUMN] = signal_metrics.score_notes(scores)
+        return row

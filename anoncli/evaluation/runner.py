@@ -92,10 +92,14 @@ def select_probes(requested: list[str] | None, available: list[str], all_names: 
     return [p for p in available if p in requested]
 
 
-def _signal_summary(signal: dict[str, np.ndarray], speakers: np.ndarray, n_boot: int, seed: int) -> dict:
+def _signal_summary(signal: dict[str, np.ndarray], speakers: np.ndarray, n_boot: int, seed: int,
+                    valid: np.ndarray | None = None) -> dict:
+    """Mean, median and bootstrap CI of each signal score over the pairs where it is a number;
+    `{key}_missing` counts the decoded (`valid`) pairs where it is NaN (see the score_notes column)."""
     summary = {}
     for key, values in signal.items():
         finite = np.isfinite(values)
+        summary[f"{key}_missing"] = int(np.count_nonzero((valid if valid is not None else True) & ~finite))
         if not finite.any():
             continue
         summary[key] = float(np.mean(values[finite]))
@@ -213,7 +217,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
 
         if "signal" in probes:
             t0 = time.time()
-            summary["signal"] = _signal_summary(data.signal, spk_array, config.n_boot, config.seed)
+            summary["signal"] = _signal_summary(data.signal, spk_array, config.n_boot, config.seed, valid)
             for key, values in data.signal.items():
                 per_utt[f"signal.{key}"] = values
             timings["signal"] = time.time() - t0
@@ -221,11 +225,17 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             from anoncli.evaluation.linkability import run_linkability
 
             t0 = time.time()
-            link_summary, columns, _ = run_linkability(data.original.embeddings, data.anonymized.embeddings, speakers, valid)
+            # a silent or too short pair has an embedding, but its cosine says nothing: NaN, noted
+            scoreable = valid & np.array(["link.cosine" not in pair_notes for pair_notes in data.notes], dtype=bool)
+            link_summary, columns, _ = run_linkability(data.original.embeddings, data.anonymized.embeddings, speakers,
+                                                       scoreable)
             link_summary["backend"] = backend.name
+            link_summary["cosine_missing"] = int(np.count_nonzero(valid & ~scoreable))
             summary["linkability"] = link_summary
             per_utt.update(columns)
             timings["linkability"] = time.time() - t0
+        per_utt["score_notes"] = ["; ".join(f"{column}: {why}" for column, why in pair_notes.items() if column in per_utt)
+                                  or None for pair_notes in data.notes]
         if "asv" in probes:
             from anoncli.evaluation import asv
 

@@ -1,38 +1,63 @@
 """Audio decoding, resampling and atomic encoding.
 
 Decoding is done with soundfile (torchaudio.load needs FFmpeg, which a fresh
-machine may not have); torchaudio is used only for resampling.
+machine may not have). Resampling on the CPU uses libsoxr (python-soxr):
+its cost is bounded for any pair of rates, where a polyphase resampler built
+from the rates' greatest common divisor blows up for rates such as 44101 Hz.
+torchaudio resamples only tensors that already live on a GPU.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
 
-from anoncli.errors import AudioError
+from anoncli.errors import AudioError, environment_failure
+
+if TYPE_CHECKING:
+    import torch
 
 # Shorter than one 20 ms analysis window at any rate we work at: such a file
 # carries no speech a method could transform.
 MIN_DURATION_S = 0.02
+# Sample rates outside this range carry no speech band (below) or are not
+# audio recordings (above); a header that declares one is corrupt.
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+# Frames read per call from files whose length libsndfile cannot know in
+# advance (GSM 6.10, G.72x, NMS ADPCM, ...: "non-seekable" codecs).
+_BLOCK_FRAMES = 1 << 16
+# The mono mixdown of C uncorrelated channels keeps 1/C of their mean energy;
+# below this share of that, the channels cancel each other (one is inverted).
+MIXDOWN_LOSS_SHARE = 0.25
+# libsoxr quality: "HQ" is 20-bit precision, band-limited to 95 % of the lower Nyquist.
+SOXR_QUALITY = "HQ"
 
 SUBTYPES = {"wav": "PCM_16", "flac": "PCM_16"}
 
 
 @dataclass
 class Audio:
-    """Mono float32 samples in [-1, 1] (nominally) and their sample rate."""
+    """Mono float32 samples in [-1, 1] (nominally), their sample rate, and remarks on the decode.
+
+    `notes` holds one-line remarks a user should see (e.g. a mixdown that
+    cancelled the channels); `channels` is the file's channel count.
+    """
 
     samples: np.ndarray
     sample_rate: int
+    channels: int = 1
+    notes: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -53,57 +78,173 @@ def _check_not_truncated(where: str, extra_info: str) -> None:
             raise AudioError(f"{where}: truncated (header declares {declared} bytes of audio, file holds {present})")
 
 
-def _decode(source, where: str) -> Audio:
-    """Open once, check the header, read, mix down and validate; one-line AudioError on any problem."""
+def _read_all(handle: sf.SoundFile) -> np.ndarray:
+    """Every frame as float32 (frames, channels); block by block when the codec cannot seek."""
+    if handle.seekable():
+        return handle.read(dtype="float32", always_2d=True)
+    blocks = []
+    while True:
+        block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        if block.shape[0]:
+            blocks.append(block)
+        if block.shape[0] < _BLOCK_FRAMES:
+            break
+    if not blocks:
+        return np.zeros((0, handle.channels), dtype=np.float32)
+    return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+
+def _path_problem(path: str, where: str) -> str | None:
+    """Why a path cannot be opened, in words (broken link, link loop, permission, folder), or None."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        if os.path.islink(path):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            if err.errno == errno.ELOOP:
+                return f"{where}: symbolic link loop ({path} -> {target} leads back to itself)"
+            return f"{where}: broken symbolic link (points to {target}, which does not exist)"
+        if err.errno == errno.ELOOP:
+            return f"{where}: symbolic link loop in the path"
+        return f"{where}: cannot read ({err.strerror or err})"
+    if os.path.isdir(path):
+        return f"{where}: is a folder, not an audio file"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        return f"{where}: cannot read ({err.strerror or err})"
+    if info.st_size == 0:
+        return f"{where}: empty file"
+    return None
+
+
+def _select_channel(data: np.ndarray, channel: int | None, where: str) -> tuple[np.ndarray, list[str]]:
+    """One channel (1-based), or the mono mixdown with a note when the channels cancel each other."""
+    count = data.shape[1]
+    if count == 1:
+        return data[:, 0], []
+    if channel is not None:
+        if channel < 1 or channel > count:
+            raise AudioError(f"{where}: has {count} channels; --channel {channel} does not exist (1..{count})")
+        return data[:, channel - 1], []
+    mono = data.mean(axis=1)
+    # Energies in float64 sums (not np.dot: BLAS threads would spin in every worker).
+    per_channel = np.sum(np.square(data, dtype=np.float64), axis=0)
+    mean_channel = float(np.mean(per_channel))
+    kept = float(np.sum(np.square(mono, dtype=np.float64)))
+    notes = []
+    if mean_channel > 0 and np.isfinite(mean_channel) and kept < MIXDOWN_LOSS_SHARE * mean_channel / count:
+        loudest = int(np.argmax(per_channel)) + 1
+        notes.append(
+            f"the mono mixdown of the {count} channels keeps {100 * kept / mean_channel:.1f} % of their energy "
+            f"(the channels cancel out, e.g. one is phase-inverted); pass --channel {loudest} to use one channel"
+        )
+    return mono, notes
+
+
+def _decode(source, where: str, channel: int | None = None) -> Audio:
+    """Open once, check the header, read, pick a channel or mix down, validate; one-line AudioError on any problem."""
+    is_path = isinstance(source, (str, Path))
     try:
         with sf.SoundFile(source) as handle:
             _check_not_truncated(where, handle.extra_info)
-            data = handle.read(dtype="float32", always_2d=True)
             rate = handle.samplerate
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                raise AudioError(f"{where}: unsupported sample rate {rate} Hz (expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
+            data = _read_all(handle)
     except AudioError:
         raise
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        if isinstance(source, (str, Path)) and Path(source).is_file() and Path(source).stat().st_size == 0:
-            raise AudioError(f"{where}: empty file") from None
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError, MemoryError) as err:
+        problem = _path_problem(os.fspath(source), where) if is_path else None
+        if problem is not None:
+            raise AudioError(problem) from None
+        if isinstance(err, MemoryError):
+            raise AudioError(f"{where}: cannot decode audio (too large to hold in memory)") from None
+        if isinstance(err, OSError) and not isinstance(err, sf.LibsndfileError):
+            raise AudioError(f"{where}: cannot read ({err.strerror or err})") from None
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise AudioError(f"{where}: cannot decode audio ({reason})") from None
-    except OSError as err:
-        raise AudioError(f"{where}: cannot read ({err.strerror or err})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{where}: no samples")
-    samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    samples, notes = _select_channel(data, channel, where)
     if not np.isfinite(samples).all():
         raise AudioError(f"{where}: contains NaN or infinite samples")
     if samples.shape[0] / rate < MIN_DURATION_S:
         raise AudioError(f"{where}: too short ({samples.shape[0] / rate:.3f} s < {MIN_DURATION_S} s)")
-    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(rate))
+    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(rate), int(data.shape[1]), notes)
 
 
-def read_audio(path: str | os.PathLike) -> Audio:
-    """Decode a file to mono float32, raising AudioError with a one-line reason."""
-    return _decode(str(path), str(path))
+def read_audio(path: str | os.PathLike, channel: int | None = None) -> Audio:
+    """Decode a file to mono float32, raising AudioError with a one-line reason.
+
+    Several channels are mixed down (a note in `Audio.notes` says when they
+    cancel each other), or `channel` (1-based) picks one; a mono file is
+    read as it is whatever `channel` says.
+    """
+    return _decode(os.fspath(path), os.fspath(path), channel)
 
 
-def decode_audio_bytes(data: bytes, where: str) -> Audio:
+def decode_audio_bytes(data: bytes, where: str, channel: int | None = None) -> Audio:
     """Decode audio held in memory (e.g. a command's output); `where` names it in errors."""
     if not data:
         raise AudioError(f"{where}: no data")
-    return _decode(io.BytesIO(data), where)
+    return _decode(io.BytesIO(data), where, channel)
 
 
 @lru_cache(maxsize=32)
-def _resampler(orig: int, new: int) -> torch.nn.Module:
+def _gpu_resampler(orig: int, new: int):
+    import torch
     import torchaudio
 
     return torchaudio.transforms.Resample(orig, new, dtype=torch.float32)
 
 
-def resample(samples: torch.Tensor, orig: int, new: int) -> torch.Tensor:
-    """Resample the last axis from `orig` to `new` Hz (torchaudio's band-limited sinc)."""
+def _soxr_last_axis(array: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """libsoxr over the last axis of a float32/float64 array of any rank."""
+    import soxr
+
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float32)
+    lead = array.shape[:-1]
+    if array.size == 0:
+        return np.zeros(lead + (int(round(array.shape[-1] * new / orig)),), dtype=array.dtype)
+    if array.ndim == 1:
+        return soxr.resample(np.ascontiguousarray(array), orig, new, quality=SOXR_QUALITY)
+    # soxr takes (frames, channels): every leading index is one channel.
+    frames = np.ascontiguousarray(array.reshape(-1, array.shape[-1]).T)
+    out = soxr.resample(frames, orig, new, quality=SOXR_QUALITY)
+    return np.ascontiguousarray(out.T).reshape(lead + (out.shape[0],))
+
+
+def resample(samples, orig: int, new: int):
+    """Resample the last axis from `orig` to `new` Hz.
+
+    `samples`: a numpy array or a torch tensor of any rank (time last); the
+    result has the same type, dtype and device, with round(n * new / orig)
+    samples. On the CPU this is libsoxr (bounded time and memory for any pair
+    of rates, the same bits for the same input on the same machine); a tensor
+    on a GPU goes through torchaudio's band-limited sinc resampler there.
+    """
+    orig, new = int(orig), int(new)
+    if orig <= 0 or new <= 0:
+        raise ValueError(f"sample rates must be positive (got {orig} -> {new})")
     if orig == new:
         return samples
-    resampler = _resampler(int(orig), int(new)).to(samples.device)
-    return resampler(samples)
+    if isinstance(samples, np.ndarray):
+        return _soxr_last_axis(samples, orig, new)
+    import torch
+
+    if samples.device.type != "cpu":
+        resampler = _gpu_resampler(orig, new).to(samples.device)
+        return resampler(samples.to(torch.float32)).to(samples.dtype)
+    array = samples.detach().numpy()
+    out = _soxr_last_axis(array, orig, new)
+    result = torch.from_numpy(out)
+    return result if result.dtype == samples.dtype else result.to(samples.dtype)
 
 
 def peak_safe(samples: np.ndarray, peak: float = 0.999) -> np.ndarray:
@@ -127,21 +268,28 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, 
     """Write 16-bit PCM atomically: a killed job leaves no partial file under the final name.
 
     soundfile writes only the format chunk and samples (no LIST/INFO metadata),
-    so nothing of the input's metadata is carried over.
+    so nothing of the input's metadata is carried over. An OS-level failure
+    (disk full, no permission, read-only file system, a missing or non-folder
+    parent) raises EnvironmentFailure naming `path` and the cause.
     """
     if fmt not in SUBTYPES:
         raise ValueError(f"unknown audio format {fmt!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
     data = peak_safe(np.asarray(samples, dtype=np.float32))
     # Encode in memory, then one plain write: libsndfile fsyncs a file it closes
     # (about 6 ms a file here), and the rename below is what makes it safe anyway.
     buffer = io.BytesIO()
     sf.write(buffer, data, int(sample_rate), subtype=SUBTYPES[fmt], format=fmt.upper())
+    tmp = temp_path_for(path)
     try:
-        tmp.write_bytes(buffer.getbuffer())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.write_bytes(buffer.getbuffer())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except OSError as err:
+        # The temporary sibling is our business; the user knows the final name.
+        where = path if err.filename in (None, os.fspath(tmp)) else err.filename
+        raise environment_failure(err, where) from None

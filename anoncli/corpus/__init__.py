@@ -17,10 +17,18 @@ from anoncli.corpus.layouts.audiofolder import attach_table
 from anoncli.corpus.layouts.base import FilenameLayout
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
 from anoncli.corpus.walk import WalkStats, iter_audio_files
-from anoncli.errors import InputError
+from anoncli.errors import InputError, warn
 
-# Columns the manifest owns; a label column of the same name is renamed label_<name>.
-RESERVED = {"utt_id", "source_path", "output_path", "status", "error"}
+# A second known layout matching at least this share of the names means the folder mixes corpora.
+MIXED_SHARE = 0.1
+
+# Columns the manifest owns (every one of anoncli.manifest.schema's fixed fields); a label
+# column of the same name is renamed label_<name>.
+RESERVED = {
+    "utt_id", "source_path", "output_path", "features_path", "duration_s", "sample_rate", "output_sample_rate",
+    "method", "params", "seed", "status", "error", "elapsed_s", "anoncli_version", "note",
+    "link_cosine", "stoi", "f0_r",
+}
 
 __all__ = [
     "Corpus", "Utterance", "open_corpus", "describe_corpus", "LAYOUTS",
@@ -71,11 +79,22 @@ def _choose_layout(root: Path, layout: str, labels_file: Path | None):
         return LAYOUTS[accepted.layout], scan, [f"detected {accepted.layout}: {accepted.reason}"]
     if labels_file is not None or LAYOUTS["audiofolder"].detect(scan) is not None:
         return LAYOUTS["audiofolder"], scan, []
-    if found and found[0].share >= AMBIGUOUS_SHARE:
+    if found and found[0].share >= AMBIGUOUS_SHARE and len(found) > 1 and found[1].share >= MIXED_SHARE:
+        # Two known corpora in one folder: usually a mistake, and no layout can label both.
         raise InputError(
             f"{root}: layout not recognised: {describe_tried(found)}; pass --layout NAME "
             "(or --layout plain to go on without labels)"
         )
+    if found and found[0].share >= AMBIGUOUS_SHARE:
+        # Audio named partly like one corpus: always usable; go on without labels, and say how to get them.
+        best = found[0]
+        message = (
+            f"{root}: {best.reason} ({best.share:.0%}), too few to read labels from the names; "
+            f"using the plain layout (no labels). Pass --layout {best.layout} to read {best.layout} labels "
+            "from the names that fit"
+        )
+        warn(message)
+        return LAYOUTS["plain"], scan, [message]
     return LAYOUTS["plain"], scan, [f"no known layout recognised ({describe_tried(found)}): no labels"]
 
 
@@ -85,6 +104,7 @@ def open_corpus(
     layout: str = "auto",
     *,
     allow_commands: bool = False,
+    labels_sep: str | None = None,
 ) -> Corpus:
     """Find every audio file under `root`, sorted by utterance id, with labels attached.
 
@@ -92,7 +112,10 @@ def open_corpus(
     known corpus also has a metadata table (or `labels_file` is given), the
     layout is still reported under its own name and the table's labels are
     merged on top: explicit labels win over what file names say.
-    `allow_commands` lets a Kaldi wav.scp run piped shell commands.
+    `allow_commands` lets a Kaldi wav.scp run piped shell commands;
+    `labels_sep` is the separator of a CSV labels table (sniffed when None).
+    A folder whose names only partly fit a known corpus is read as plain
+    audio, with a warning on stderr naming the partial match.
     """
     root = Path(root)
     if not root.exists():
@@ -106,7 +129,7 @@ def open_corpus(
     chosen, scan, notes = _choose_layout(root, layout, labels_path)
     if chosen.name == "kaldi" and labels_path is not None:
         raise InputError(f"{labels_path}: --labels cannot be combined with a Kaldi data folder (use its utt2spk, spk2gender, text, utt2emo)")
-    result = chosen.load(scan, allow_commands=allow_commands, labels_file=labels_path)
+    result = chosen.load(scan, allow_commands=allow_commands, labels_file=labels_path, labels_sep=labels_sep)
     utterances = result.utterances
     columns = list(result.label_columns)
     sources = [result.labels_source] if result.labels_source else []
@@ -117,7 +140,7 @@ def open_corpus(
     if table is None and isinstance(chosen, FilenameLayout):
         table = find_metadata(root)
     if table is not None and chosen.name not in ("audiofolder", "kaldi"):
-        table_columns, unlisted, changed = attach_table(utterances, table, root)
+        table_columns, unlisted, changed = attach_table(utterances, table, root, sep=labels_sep)
         columns += [c for c in table_columns if c not in columns]
         sources.append(str(table))
         note = f"labels merged from {table.name} (its values win where both give one"

@@ -39,8 +39,11 @@ def run_command(utt: Utterance) -> bytes:
     return done.stdout
 
 
-def read_utterance_audio(utt: Utterance) -> Audio:
-    """The job engine and the evaluation read every utterance through this one function."""
+def read_utterance_audio(utt: Utterance, channel: int | None = None) -> Audio:
+    """The job engine and the evaluation read every utterance through this one function.
+
+    `channel` (1-based) picks one channel of a multichannel file instead of the mono mixdown.
+    """
     if utt.command is not None:
-        return decode_audio_bytes(run_command(utt), f"{utt.path} ({utt.utt_id}): the command's output")
-    return read_audio(utt.path)
+        return decode_audio_bytes(run_command(utt), f"{utt.path} ({utt.utt_id}): the command's output", channel)
+    return read_audio(utt.path, channel)

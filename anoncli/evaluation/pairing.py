@@ -46,7 +46,8 @@ def pair_by_manifest(corpus: Corpus, anonymized: Path) -> Pairing:
         if needed not in columns:
             raise InputError(f"{anonymized}: manifest has no {needed!r} column")
     rows = table.select([c for c in ("utt_id", "source_path", "output_path", "features_path", "status", "method") if c in columns]).to_pylist()
-    by_rel = {u.rel_path: u for u in corpus.utterances}
+    # Manifests record where each input was read (a Kaldi wav.scp file, not the output name).
+    by_rel = {**{u.rel_path: u for u in corpus.utterances}, **{u.source_path: u for u in corpus.utterances}}
     pairs, notes, methods = [], [], set()
     failed = missing_source = missing_output = 0
     feature_outputs = False

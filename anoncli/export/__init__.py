@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from anoncli.errors import InputError
 from anoncli.export.audiofolder import place_file, write_audiofolder
-from anoncli.export.kaldi import read_kaldi, write_kaldi
+from anoncli.export.kaldi import kaldi_id, read_kaldi, write_kaldi
 from anoncli.export.source import read_output_rows
 
 FORMATS = ("kaldi", "audiofolder")
@@ -115,7 +115,7 @@ def export_output(
             localised = []
             for row in rows:
                 if pseudonymize or re.search(r"\s", str(row.audio)):
-                    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", row.utt_id.replace("/", "-")).lstrip(".") or "_"
+                    safe = kaldi_id(row.utt_id)
                     name = f"wav/{safe}{PurePosixPath(row.output_path).suffix or '.wav'}"
                     place_file(row.audio, staging / name, link)
                     row = replace(row, audio=dest / name)

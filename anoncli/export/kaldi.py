@@ -13,29 +13,38 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from anoncli.corpus.utterance import safe_id
 from anoncli.errors import InputError
 from anoncli.export.source import ExportRow
 
-_UNSAFE_SPEAKER = re.compile(r"[^A-Za-z0-9_.-]+")
-_UNSAFE_UTT = re.compile(r"[^A-Za-z0-9_.-]+")
 GENDER_CODES = {"male": "m", "female": "f"}
+
+
+def kaldi_id(name: str) -> str:
+    """A Kaldi id for any name: ASCII letters, digits, `_`, `.` and `-`; folders become `-`.
+
+    Unchanged when the name is already safe (`spk1-utt1`); otherwise the
+    replaced characters are followed by a hash of the name, so `日本` and
+    `中国` get distinct ids that are the same on every run and machine.
+    """
+    return safe_id(name.replace("/", "-").strip("-") or name)
 
 
 def kaldi_ids(rows: list[ExportRow]) -> list[tuple[str, str]]:
     """(utterance id, speaker id) per row, Kaldi-safe and with the speaker as utterance prefix.
 
     An utterance without a speaker is its own speaker (Kaldi's convention).
-    Ids keep only letters, digits, `_`, `.` and `-`; write_kaldi checks that
-    `spk-utt` order matches speaker order (it can only fail when one speaker
-    id is another's prefix followed by `-`).
+    Ids keep only ASCII letters, digits, `_`, `.` and `-` (see `kaldi_id`);
+    write_kaldi checks that `spk-utt` order matches speaker order (it can
+    only fail when one speaker id is another's prefix followed by `-`).
     """
     ids = []
     seen: dict[str, str] = {}
     for row in rows:
-        utt = _UNSAFE_UTT.sub("_", row.utt_id.replace("/", "-")).strip("-") or "_"
-        speaker = _UNSAFE_SPEAKER.sub("_", row.speaker) if row.speaker else None
+        utt = kaldi_id(row.utt_id)
+        speaker = kaldi_id(row.speaker) if row.speaker else None
         if speaker is None:
-            speaker = _UNSAFE_SPEAKER.sub("_", utt)
+            speaker = utt
             kaldi_utt = speaker
         else:
             kaldi_utt = utt if utt.startswith(speaker + "-") else f"{speaker}-{utt}"

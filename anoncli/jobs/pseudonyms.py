@@ -60,6 +60,6 @@ def write_mapping(path: Path, utterances: list[Utterance], pseudonyms: Pseudonym
         writer = csv.writer(handle)
         writer.writerow(["utt_id", "source_path", "speaker", "pseudo_utt_id", "pseudo_speaker"])
         for utt in utterances:
-            writer.writerow([utt.utt_id, utt.rel_path, utt.speaker or "", pseudonyms.utterance(utt.utt_id),
+            writer.writerow([utt.utt_id, utt.source_path, utt.speaker or "", pseudonyms.utterance(utt.utt_id),
                              pseudonyms.speaker(utt.speaker) or ""])
     os.replace(tmp, path)

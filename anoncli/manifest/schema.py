@@ -23,6 +23,8 @@ TAIL_FIELDS = [
     pa.field("seed", pa.int64()),
     pa.field("status", pa.string(), nullable=False),
     pa.field("error", pa.string()),
+    # A remark on an ok row a user should see (e.g. a mono mixdown that cancelled the channels).
+    pa.field("note", pa.string()),
     pa.field("elapsed_s", pa.float64()),
     pa.field("anoncli_version", pa.string()),
 ]

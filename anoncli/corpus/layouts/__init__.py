@@ -30,7 +30,8 @@ LAYOUTS: dict[str, Layout] = {
 }
 # Layouts recognised from their file names (checked on a sample of the walk).
 NAMED = [name for name in LAYOUTS if name not in ("kaldi", "audiofolder", "plain")]
-# A best partial match above this share (but below ACCEPT_SHARE) is too close to guess.
+# A best partial match above this share (but below ACCEPT_SHARE) is too close to ignore: the
+# folder is read as plain audio with a warning that names the match and its --layout.
 AMBIGUOUS_SHARE = 0.5
 
 __all__ = ["LAYOUTS", "NAMED", "Detection", "Layout", "LayoutResult", "Scan", "detect_layout", "get_layout"]

@@ -32,16 +32,17 @@ def split_tables(scan: Scan) -> list[tuple[Path, str]]:
     return [(table, folder) for folder, table in sorted(found.items())]
 
 
-def attach_table(utterances: list[Utterance], table: Path, root: Path, split: str | None = None) -> tuple[list[str], int, int]:
+def attach_table(utterances: list[Utterance], table: Path, root: Path, split: str | None = None,
+                 sep: str | None = None) -> tuple[list[str], int, int]:
     """Merge a label table into the utterances in place; the table's values win.
 
     With `split`, the table lists paths relative to root/split and only the
     utterances in that folder are touched. Returns the table's columns, how
     many audio files it does not list, and how many values it changed that
-    the layout had already set.
+    the layout had already set. `sep` is the CSV separator (None: sniffed).
     """
     prefix = f"{split}/" if split else ""
-    label_map, columns = load_labels(table, root / split if split else root)
+    label_map, columns = load_labels(table, root / split if split else root, sep)
     unlisted = changed = 0
     for utt in utterances:
         if prefix and not utt.rel_path.startswith(prefix):
@@ -76,11 +77,12 @@ class AudioFolder(Layout):
             return Detection(self.name, 1.0, f"metadata tables in {', '.join(f for _, f in splits)}")
         return None
 
-    def load(self, scan: Scan, labels_file: Path | None = None, **options) -> LayoutResult:
+    def load(self, scan: Scan, labels_file: Path | None = None, labels_sep: str | None = None,
+             **options) -> LayoutResult:
         table = labels_file or find_metadata(scan.root)
         utterances = path_utterances(scan)
         if table is not None:
-            columns, unlisted, _ = attach_table(utterances, table, scan.root)
+            columns, unlisted, _ = attach_table(utterances, table, scan.root, sep=labels_sep)
             notes = [f"{unlisted} audio file(s) are not listed in {table.name}: they have no labels"] if unlisted else []
             return LayoutResult(utterances, columns, str(table), notes)
         splits = split_tables(scan)
@@ -89,7 +91,7 @@ class AudioFolder(Layout):
         columns: list[str] = []
         unlisted = 0
         for split_table, split in splits:
-            table_columns, missing, _ = attach_table(utterances, split_table, scan.root, split)
+            table_columns, missing, _ = attach_table(utterances, split_table, scan.root, split, labels_sep)
             columns += [c for c in table_columns if c not in columns]
             unlisted += missing
         split_of = {folder for _, folder in splits}

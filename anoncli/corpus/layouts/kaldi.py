@@ -5,12 +5,16 @@ folder). A piped entry (`utt sox x.flac -t wav - |`) runs shell code, so it is
 refused unless the caller opts in with `allow_commands=True`
 (`--allow-commands`). Utterance ids are the utt2spk keys; each utterance's
 `rel_path` (where its output goes) is `<speaker>/<utt>.<ext>` with both parts
-made filesystem-safe, because the original paths may lie anywhere.
+made filesystem-safe, because the original paths may lie anywhere; its
+`source_path` is the file wav.scp names (relative to the data folder when it
+lies inside it, else absolute), or the piped command as written.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Iterator
 
@@ -20,31 +24,47 @@ from anoncli.corpus.utterance import Utterance
 from anoncli.errors import InputError
 
 REQUIRED = ("wav.scp", "utt2spk")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Letters and digits of any script stay (file systems store Unicode names); separators,
+# white space, punctuation and control characters do not.
+_UNSAFE = re.compile(r"[^\w.-]+")
 
 
 def safe_component(name: str) -> str:
-    """A single path component that cannot escape a folder or hide itself."""
-    cleaned = _UNSAFE.sub("_", name).lstrip(".") or "_"
-    return cleaned[:200]
+    """A single path component that cannot escape a folder or hide itself (`日本` stays `日本`)."""
+    cleaned = _UNSAFE.sub("_", unicodedata.normalize("NFC", name)).lstrip(".") or "_"
+    while len(cleaned.encode("utf-8", "surrogatepass")) > 200:  # file names are limited in bytes, not characters
+        cleaned = cleaned[:-1]
+    return cleaned
+
+
+def source_of(path: Path, root: Path) -> str:
+    """The wav.scp file as the manifest records it: relative to the data folder inside it, else absolute."""
+    absolute = os.path.abspath(path)
+    base = os.path.abspath(root)
+    if absolute.startswith(base + os.sep):
+        return Path(os.path.relpath(absolute, base)).as_posix()
+    return absolute
 
 
 def read_table(path: Path) -> Iterator[tuple[int, str, str]]:
     """Yield (line number, key, rest) of a Kaldi `key value...` table, skipping blank lines."""
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
     with handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                line = line.strip()
-                if not line:
-                    continue
-                key, _, rest = line.partition(" ")
-                yield number, key, rest.strip()
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: not UTF-8 text") from None
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
+            except UnicodeDecodeError as err:
+                raise InputError(f"{path}: line {number}: not UTF-8 text (byte 0x{raw[err.start]:02x} "
+                                 f"at column {err.start + 1}); save the file as UTF-8") from None
+            if "\x00" in line:
+                raise InputError(f"{path}: line {number}: holds a NUL byte (a binary file?)")
+            if not line:
+                continue
+            key, *rest = line.split(None, 1)  # Kaldi separates the key by any white space
+            yield number, key, rest[0].strip() if rest else ""
 
 
 def read_map(path: Path) -> dict[str, str]:
@@ -101,6 +121,7 @@ class Kaldi(Layout):
         for utt, speaker in utt2spk.items():
             number, source = sources[utt]
             command = None
+            recorded = source  # a command is recorded as written
             if source.endswith("|"):
                 if not allow_commands:
                     raise InputError(
@@ -117,10 +138,14 @@ class Kaldi(Layout):
                 if not path.is_absolute():
                     path = root / path
                 if not path.is_file():
+                    if path.is_symlink() and not path.exists():
+                        raise InputError(f"{scp}: line {number}: {source!r} is a broken symbolic link "
+                                         f"(points to {os.readlink(path)!r}, which does not exist)")
                     raise InputError(
                         f"{scp}: line {number}: {source!r} does not exist (relative paths are read from {root})"
                     )
                 suffix = path.suffix.lower() or ".wav"
+                recorded = source_of(path, root)
             rel = f"{safe_component(speaker)}/{safe_component(utt)}{suffix}"
             if rel in taken:
                 raise InputError(f"{scp}: {utt!r} and {taken[rel]!r} map to the same output name {rel!r}")
@@ -131,7 +156,7 @@ class Kaldi(Layout):
                 "transcript": text.get(utt),
                 "emotion": emotion.get(utt),
             }
-            utterances.append(Utterance(utt, path, rel, labels, command=command))
+            utterances.append(Utterance(utt, path, rel, labels, command=command, source=recorded))
         columns = ["speaker", "gender", "transcript", "emotion"]
         present = {"gender": bool(gender_of), "transcript": bool(text), "emotion": bool(emotion)}
         columns = [c for c in columns if present.get(c, True)]

@@ -7,7 +7,6 @@ Modules, one job each:
   pairing        original <-> anonymized pairs from a manifest or by relative path
   asv            enrolment/trial split, OO/OA/AA trials and their EER
   attribute      ignorant and informed attribute attackers (and `anoncli train --method attribute`)
-  asv_training   ECAPA-TDNN speaker encoder (`anoncli train --method asv`)
   asr            word error rate with pocketsphinx or a local speechbrain ASR
   linkability    original<->anonymized cosine and voice distinctiveness G_VD
   gate           the release gate (`--gate "asv.OA.eer>=80"`)

@@ -22,7 +22,7 @@ TRAINERS: dict[str, str] = {
     "siamese": "anoncli.training.siamese:train",
     "rdalm": "anoncli.training.rdalm:train",
     "attribute": "anoncli.evaluation.attribute:train_attribute",
-    "asv": "anoncli.evaluation.asv_training:train_asv",
+    "asv": "anoncli.training.asv:train_asv",
 }
 
 

@@ -20,7 +20,10 @@ class GenGAN(LearnedMelMethod):
         return {"generator": generator}
 
     def utterance_params(self, utt: Utterance) -> dict[str, Any]:
-        return {"noise_seed": self.utterance_seed(utt)}
+        seed = self.utterance_seed(utt)
+        if self.source_filter:   # the prosody head moves F0 and formants towards a target class
+            return {"noise_seed": seed, "target": self.draw_target(seed)}
+        return {"noise_seed": seed}
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
         noise = torch.cat([gengan_noise_map(p["noise_seed"], norm.shape[-1], self.stride) for p in params]).to(self.device)

@@ -20,7 +20,10 @@ class PSEGAN(LearnedMelMethod):
         return {"generator": generator}
 
     def utterance_params(self, utt: Utterance) -> dict[str, Any]:
-        return {"target": self.draw_target(self.utterance_seed(utt))}
+        seed = self.utterance_seed(utt)
+        if self.source_filter:   # the prosody head also takes noise
+            return {"target": self.draw_target(seed), "noise_seed": seed}
+        return {"target": self.draw_target(seed)}
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
         labels = torch.tensor([self.target_index(p) for p in params], device=self.device)

@@ -9,6 +9,7 @@ Backends (see docs/vocoders.md for the measured comparison):
 * griffinlim - Griffin-Lim from the mel alone
 * world      - WORLD (pyworld) with the envelope changed; can move F0
 * melgan     - a MelGAN generator (needs a checkpoint)
+* source_filter - WORLD at 10 ms with DIO + StoneMask; the learned source-filter models move F0 and energy too
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ VOCODERS: dict[str, str] = {
     "griffinlim": "anoncli.synthesis.griffinlim:GriffinLimVocoder",
     "world": "anoncli.synthesis.world:WorldVocoder",
     "melgan": "anoncli.synthesis.neural:MelGANVocoder",
+    "source_filter": "anoncli.synthesis.source_filter:SourceFilterVocoder",
 }
 
 # Chosen by measurement (copy-synthesis STOI and speed, docs/vocoders.md).

@@ -91,4 +91,9 @@ class PSEGANTrainer(GANTrainer):
 
 
 def train(options: TrainOptions) -> dict:
+    """Mel-domain training (presets quick/full), or the source-filter path (presets sf-quick/sf-full)."""
+    from anoncli.training import source_filter_gan
+
+    if source_filter_gan.wants_source_filter(options.config):
+        return source_filter_gan.train("psegan", options, PSEGANTrainer.default_attribute)
     return PSEGANTrainer(options).run()

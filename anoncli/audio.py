@@ -170,7 +170,8 @@ def _decode(source, where: str, channel: int | None = None) -> Audio:
         raise AudioError(f"{where}: cannot decode audio ({reason})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{where}: no samples")
-    samples, notes = _select_channel(data, channel, where)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf are refused just below
+        samples, notes = _select_channel(data, channel, where)
     if not np.isfinite(samples).all():
         raise AudioError(f"{where}: contains NaN or infinite samples")
     if samples.shape[0] / rate < MIN_DURATION_S:

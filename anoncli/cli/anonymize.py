@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from anoncli.cli.options import check_backend, layout_help, parse_params, resolve_device
-from anoncli.errors import EXIT_OK, EXIT_PARTIAL
+from anoncli.errors import EXIT_OK
 from anoncli.jobs.sharding import parse_shard
 from anoncli.methods import DEFAULT_METHOD, method_names
 
@@ -25,6 +25,7 @@ def anonymize(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (mirrors the corpus tree; must not be inside it).")],
     method: Annotated[str, typer.Option("--method", "-m", help=f"Anonymization method: {', '.join(method_names())}.")] = DEFAULT_METHOD,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet, 'file_name' or 'path' column) instead of CORPUS/metadata.csv.")] = None,
+    labels_sep: Annotated[Optional[str], typer.Option("--labels-sep", help="Separator of a CSV labels table: one character, or 'tab' (default: sniffed from the header among , ; tab |).")] = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands (they execute arbitrary code).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; per-utterance randomness is derived from it and the utterance id.")] = 0,
@@ -43,6 +44,7 @@ def anonymize(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo files already done (default: resume, skipping them).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Redo only the files that failed before.")] = False,
     sample_rate: Annotated[Optional[int], typer.Option("--sample-rate", min=1000, help="Output sample rate (default: the input's).")] = None,
+    channel: Annotated[Optional[int], typer.Option("--channel", min=1, help="Read channel N (1 = first/left) of multichannel files instead of their mono mixdown; mono files are read as they are.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Output format: wav or flac (16-bit PCM).")] = "wav",
     pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Random pseudonyms for file, utterance and speaker ids; needs --mapping.")] = False,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Where to write the id -> pseudonym mapping (outside --out).")] = None,
@@ -62,7 +64,8 @@ def anonymize(
     if score is None:
         score = method_class(method).score_by_default
     config = AnonymizeConfig(
-        corpus=corpus, out=out, method=method, labels_file=labels, layout=layout, allow_commands=allow_commands,
+        corpus=corpus, out=out, method=method, labels_file=labels, labels_sep=labels_sep, layout=layout,
+        allow_commands=allow_commands, channel=channel,
         seed=seed, alpha=alpha, per_speaker=per_speaker, checkpoint=checkpoint, vocoder=vocoder,
         params=parse_params(param), device=device, jobs=jobs or _default_jobs(device), batch_size=batch_size,
         max_batch_seconds=max_batch_seconds, backend=backend, scheduler=scheduler,
@@ -78,18 +81,11 @@ def anonymize(
         typer.echo(json.dumps(job_plan.as_dict(config), indent=2))
         raise typer.Exit(EXIT_OK)
     summary = run_anonymize(config, job_plan)
-    typer.echo(
-        f"anonymize: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
-        f"{summary.audio_s / 3600:.3f} h of audio in {summary.wall_s:.1f} s "
-        f"({summary.realtime_factor:.0f}x real time) -> {out}",
-        err=True,
-    )
-    for line in summary.errors[:20]:
-        typer.echo(f"  failed: {line}", err=True)
-    if len(summary.errors) > 20:
-        typer.echo(f"  ... and {len(summary.errors) - 20} more (see anoncli inspect {out})", err=True)
-    if summary.failed:
-        raise typer.Exit(EXIT_PARTIAL)
+    # Counts, warnings, failures, and what OUT still holds as failed (the exit code follows OUT).
+    for line in summary.report_lines(out):
+        typer.echo(line, err=True)
+    if summary.exit_code != EXIT_OK:
+        raise typer.Exit(summary.exit_code)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ import os
 import typer
 
 from anoncli import __version__
-from anoncli.errors import EXIT_INTERNAL, EXIT_USAGE, AnoncliError
+from anoncli.errors import EXIT_INTERNAL, EXIT_USAGE, AnoncliError, describe_os_error
 
 app = typer.Typer(
     name="anoncli",
@@ -73,6 +73,10 @@ def main() -> None:
         raise SystemExit(130)
     except SystemExit:
         raise
+    except OSError as err:  # the machine refused (disk full, permissions, read-only): not a bug
+        if debug:
+            raise
+        fail(describe_os_error(err, action=None), EXIT_USAGE)
     except Exception as err:  # an unexpected failure is a bug: say so in one line
         if debug:
             raise

@@ -176,6 +176,9 @@ def _rows_from_csv(path: Path, sep: str | None = None) -> Iterator[tuple[str, di
                     if name and name in seen:
                         raise InputError(f"{path}: line {start}: column {name!r} appears twice in the header{hint}")
                     seen.add(name)
+                if _key_column(header) is None:
+                    found = ", ".join(repr(c) for c in header[:10])
+                    raise InputError(f"{path}: labels need a 'file_name' or 'path' column (found: {found}){hint}")
                 continue
             if len(fields) > len(header) and not any(f.strip() for f in fields[len(header):]):
                 fields = fields[: len(header)]  # trailing separators only

@@ -55,7 +55,7 @@ def safe_id(name: str, max_length: int = 200) -> str:
 
     A name that is already safe is returned unchanged. Otherwise the unsafe
     runs become `_` and a hash of the full name is appended (`日本` ->
-    `u_1f6c0e4a9b`), so two names that differ only in replaced characters
+    `u_e83335cfe1`), so two names that differ only in replaced characters
     still get different ids, on every machine and every run. The result
     never starts with `.` or `-` (no hidden files, no command-line options).
     """

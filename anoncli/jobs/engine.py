@@ -16,7 +16,7 @@ from anoncli import __version__
 from anoncli.audio import is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.utterance import Utterance
-from anoncli.errors import AnoncliError, InputError
+from anoncli.errors import EXIT_OK, EXIT_PARTIAL, AnoncliError, InputError, environment_failure
 from anoncli.jobs.batching import make_batches
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
 from anoncli.jobs.sharding import select_shard
@@ -29,7 +29,9 @@ from anoncli.methods import MethodOptions, create_method
 RUN_JSON = "run.json"
 # Settings that change what a method writes; a rerun into the same folder must not mix them.
 _RESULT_KEYS = ("method", "seed", "alpha", "per_speaker", "checkpoint", "vocoder", "params", "fmt",
-                "output_sample_rate", "pseudonymize")
+                "output_sample_rate", "pseudonymize", "channel")
+# Lines of failures and warnings a summary prints before pointing at the manifest.
+SHOWN_LINES = 20
 
 
 @dataclass
@@ -38,6 +40,7 @@ class AnonymizeConfig:
     out: Path
     method: str = "mcadams"
     labels_file: Path | None = None
+    labels_sep: str | None = None  # CSV separator of the labels table; None sniffs it
     layout: str = "auto"
     allow_commands: bool = False
     seed: int = 0
@@ -59,6 +62,7 @@ class AnonymizeConfig:
     fmt: str = "wav"
     pseudonymize: bool = False
     mapping: Path | None = None
+    channel: int | None = None  # 1-based channel of multichannel files instead of the mono mixdown
     score: bool = False
     dry_run: bool = False
     progress: bool = True
@@ -79,19 +83,29 @@ class Plan:
     todo: list[Utterance]
     skipped_done: int
     redo: int
+    skipped_failed: int = 0  # of skipped_done: rows an earlier run recorded as failed
+
 
     def as_dict(self, config: AnonymizeConfig) -> dict[str, Any]:
         return {
             "corpus": str(config.corpus), "out": str(config.out), "method": config.method,
             "shard": f"{config.shard[0]}/{config.shard[1]}", "corpus_files": len(self.corpus),
             "shard_files": len(self.shard_utterances), "to_process": len(self.todo),
-            "already_done": self.skipped_done, "to_redo": self.redo,
+            "already_done": self.skipped_done, "already_failed": self.skipped_failed, "to_redo": self.redo,
             "ignored_non_audio_files": self.corpus.ignored_files,
         }
 
 
 @dataclass
 class RunSummary:
+    """What a run did, and what the output folder holds for its shard afterwards.
+
+    `failed` counts this run's failures; `failed_in_folder` counts every
+    failed row of the shard's utterances in OUT after the run, including
+    those of earlier runs that this one skipped (`skipped_failed`, redone
+    only with --retry-failed). The exit code follows the folder.
+    """
+
     processed: int
     ok: int
     failed: int
@@ -99,10 +113,43 @@ class RunSummary:
     audio_s: float
     wall_s: float
     errors: list[str]
+    skipped_failed: int = 0
+    failed_in_folder: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def realtime_factor(self) -> float:
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file of the shard is done in OUT; 3 while failed rows remain there."""
+        return EXIT_PARTIAL if self.failed or self.failed_in_folder else EXIT_OK
+
+    def report_lines(self, out: Path) -> list[str]:
+        """The summary printed on stderr: counts, warnings, this run's failures, and what is left in OUT."""
+        earlier = f" ({self.skipped_failed} of them failed before)" if self.skipped_failed else ""
+        lines = [
+            f"anonymize: {self.ok} ok, {self.failed} failed, {self.skipped} already done{earlier}; "
+            f"{self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
+            f"({self.realtime_factor:.0f}x real time) -> {out}"
+        ]
+        lines += [f"  warning: {line}" for line in self.warnings[:SHOWN_LINES]]
+        if len(self.warnings) > SHOWN_LINES:
+            lines.append(f"  ... and {len(self.warnings) - SHOWN_LINES} more warnings (the manifest's note column)")
+        lines += [f"  failed: {line}" for line in self.errors[:SHOWN_LINES]]
+        if len(self.errors) > SHOWN_LINES:
+            lines.append(f"  ... and {len(self.errors) - SHOWN_LINES} more (see anoncli inspect {out})")
+        remaining = max(self.failed_in_folder, self.failed)
+        if remaining:
+            from_before = remaining - self.failed
+            detail = f" ({from_before} from earlier runs)" if from_before > 0 else ""
+            lines.append(
+                f"anonymize: {out} holds {remaining} failed file(s){detail}; fix the inputs and rerun with "
+                f"--retry-failed to redo them (anoncli inspect {out} lists the reasons)"
+            )
+        return lines
+
 
 
 def check_paths(config: AnonymizeConfig) -> None:
@@ -142,7 +189,7 @@ def _check_compatible(config: AnonymizeConfig) -> None:
 
 def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
     corpus = corpus or open_corpus(config.corpus, config.labels_file, layout=config.layout,
-                                   allow_commands=config.allow_commands)
+                                   allow_commands=config.allow_commands, labels_sep=config.labels_sep)
     shard_utts = select_shard(corpus.utterances, *config.shard)
     status = status_by_utt(config.out) if config.out.exists() else {}
     pseudonyms = _pseudonymizer(config)
@@ -150,7 +197,7 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
     def key(utt: Utterance) -> str:
         return pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id
 
-    todo, skipped, redo = [], 0, 0
+    todo, skipped, redo, skipped_failed = [], 0, 0, 0
     for utt in shard_utts:
         state = status.get(key(utt))
         if state is None:
@@ -160,7 +207,19 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
             redo += 1
         else:
             skipped += 1
-    return Plan(corpus, shard_utts, todo, skipped, redo)
+            skipped_failed += state == STATUS_FAILED
+    return Plan(corpus, shard_utts, todo, skipped, redo, skipped_failed)
+
+
+def failed_in_folder(config: AnonymizeConfig, utterances: list[Utterance]) -> int:
+    """How many of `utterances` have a failed row in OUT (their latest row, whichever run wrote it)."""
+    if not config.out.is_dir():
+        return 0
+    status = status_by_utt(config.out)
+    pseudonyms = _pseudonymizer(config)
+    keys = (pseudonyms.utterance(u.utt_id) if pseudonyms else u.utt_id for u in utterances)
+    return sum(status.get(key) == STATUS_FAILED for key in keys)
+
 
 
 def _pseudonymizer(config: AnonymizeConfig) -> Pseudonymizer | None:
@@ -213,7 +272,8 @@ def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSu
         "timings": {"started_unix": started, "wall_s": summary.wall_s, "audio_s": summary.audio_s,
                     "realtime_factor": summary.realtime_factor},
         "counts": {"processed": summary.processed, "ok": summary.ok, "failed": summary.failed,
-                   "skipped_already_done": summary.skipped},
+                   "skipped_already_done": summary.skipped, "skipped_failed_before": summary.skipped_failed,
+                   "failed_in_folder": summary.failed_in_folder},
     }
     path = config.out / name
     tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
@@ -232,7 +292,20 @@ def _config_record(config: AnonymizeConfig, method_config: dict) -> dict[str, An
 
 
 def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunSummary:
-    """Anonymize the shard's remaining utterances; returns counts and timings."""
+    """Anonymize the shard's remaining utterances; returns counts, timings and what OUT holds afterwards.
+
+    An OS-level failure (disk full, no permission, read-only file system, a
+    folder missing on the way) stops the job with EnvironmentFailure (exit
+    2), one line naming the path and the cause. The file being written is not
+    recorded as failed, so rerunning the same command redoes it.
+    """
+    try:
+        return _run_anonymize(config, job_plan)
+    except OSError as err:
+        raise environment_failure(err, None if err.filename else config.out, action=None) from None
+
+
+def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None) -> RunSummary:
     started = time.time()
     check_paths(config)
     if config.out.exists():
@@ -259,9 +332,9 @@ def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunS
                    options=config.method_options(), label_columns=job_plan.corpus.label_columns,
                    schema=schema, fmt=config.fmt, output_sample_rate=config.output_sample_rate,
                    pseudonym_key=pseudonyms.key if pseudonyms else None, score=config.score,
-                   single_thread=config.device == "cpu")
+                   single_thread=config.device == "cpu", channel=config.channel)
     summary = RunSummary(processed=0, ok=0, failed=0, skipped=job_plan.skipped_done, audio_s=0.0, wall_s=0.0,
-                         errors=[])
+                         errors=[], skipped_failed=job_plan.skipped_failed)
     t0 = time.perf_counter()
     from anoncli.jobs.progress import JobProgress
 
@@ -273,9 +346,11 @@ def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunS
             summary.processed += result.ok + result.failed
             summary.audio_s += result.audio_s
             summary.errors.extend(result.errors)
+            summary.warnings.extend(result.warnings)
             progress.advance(result.ok + result.failed, result.audio_s, result.failed)
     finalize_part(config.out, config.shard, schema)
     summary.wall_s = time.perf_counter() - t0
+    summary.failed_in_folder = failed_in_folder(config, job_plan.shard_utterances)
     _write_run_json(config, method_config, summary, started)
     return summary
 

@@ -22,7 +22,7 @@ from anoncli import __version__
 from anoncli.audio import Audio, resample, temp_path_for, write_audio
 from anoncli.corpus.reading import read_utterance_audio
 from anoncli.corpus.utterance import Utterance
-from anoncli.errors import AudioError
+from anoncli.errors import AudioError, EnvironmentFailure
 from anoncli.jobs.pseudonyms import Pseudonymizer
 from anoncli.manifest.schema import STATUS_FAILED, STATUS_OK
 from anoncli.manifest.writer import write_batch
@@ -47,6 +47,7 @@ class JobSpec:
     pseudonym_key: bytes | None = None
     score: bool = False
     single_thread: bool = True
+    channel: int | None = None  # 1-based channel to read instead of the mono mixdown
 
 
 @dataclass
@@ -55,6 +56,7 @@ class BatchResult:
     failed: int = 0
     audio_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 _METHODS: dict[str, Any] = {}
@@ -111,7 +113,7 @@ class _Row:
         self.spec = spec
         self.values: dict[str, Any] = {
             "utt_id": pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id,
-            "source_path": None if pseudonyms else utt.rel_path,
+            "source_path": None if pseudonyms else utt.source_path,
             "speaker": pseudonyms.speaker(utt.speaker) if pseudonyms else utt.speaker,
             "method": spec.method,
             "anoncli_version": __version__,
@@ -146,7 +148,10 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
         started = time.perf_counter()
         row = _Row(spec, utt, pseudonyms)
         try:
-            audio = read_utterance_audio(utt)
+            audio = read_utterance_audio(utt, spec.channel)
+            if audio.notes:
+                row.values["note"] = "; ".join(audio.notes)
+                result.warnings.extend(f"{utt.rel_path}: {note}" for note in audio.notes)
             params = method.utterance_params(utt)
             row.values.update(duration_s=audio.duration_s, sample_rate=audio.sample_rate,
                               seed=method.utterance_seed(utt),
@@ -173,7 +178,9 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
             result.ok += 1
             result.audio_s += audio.duration_s
         except Exception as err:
-            if isinstance(err, (MemoryError,)):
+            # The output folder refused a write (disk full, permissions...): not this file's fault,
+            # so the job stops and the file stays unrecorded, to be redone when the job resumes.
+            if isinstance(err, (MemoryError, OSError, EnvironmentFailure)):
                 raise
             message = _one_line(err)
             rows.append(row.fail(message, started))

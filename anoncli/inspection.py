@@ -125,7 +125,7 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
         from anoncli.corpus import open_corpus
 
         corpus = open_corpus(Path(config["corpus"]), config.get("labels_file"), layout=config.get("layout", "auto"),
-                             allow_commands=bool(config.get("allow_commands")))
+                             allow_commands=bool(config.get("allow_commands")), labels_sep=config.get("labels_sep"))
         missing = sorted(u.utt_id for u in corpus.utterances if u.utt_id not in counts)
     return {
         "missing": len(missing), "missing_examples": missing[:10], "duplicated": len(duplicated),

@@ -146,6 +146,7 @@ def test_labels_sep_reads_any_separator(tmp_path, monkeypatch, capsys, sep, give
     code, _, err = anonymize(monkeypatch, capsys, root, tmp_path / "out", "--labels", labels, "--labels-sep", given)
     assert code == 0, err
     assert {k: r["speaker"] for k, r in rows_by_source(tmp_path / "out").items()} == {"clips/a.wav": "s1", "clips/b.wav": "s2"}
+    assert cli(monkeypatch, capsys, "inspect", tmp_path / "out", "--check")[0] == 0  # reopens the corpus the same way
 
 
 def test_utf16_table_with_tabs_as_spreadsheets_save_it_is_read(tmp_path):

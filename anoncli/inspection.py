@@ -7,13 +7,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import soundfile as sf
 
 from anoncli.errors import InputError
 from anoncli.evaluation import report_io
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files
-from anoncli.manifest.reader import manifest_files, read_manifest
+from anoncli.manifest.reader import manifest_files, read_manifest, read_parquet
 
 
 def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow_commands: bool = False,
@@ -114,7 +113,7 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     failed = set()
     for path in manifest_files(out):
-        table = pq.read_table(path, columns=["utt_id", "status"])
+        table = read_parquet(path, ["utt_id", "status"])
         for utt, state in zip(table.column("utt_id").to_pylist(), table.column("status").to_pylist()):
             counts[utt] += 1
             if state != "ok":

@@ -23,6 +23,7 @@ import soundfile as sf
 
 from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
+from anoncli.corpus.walk import is_audio_name
 from anoncli.errors import AudioError, InputError
 from anoncli.export import export_output, read_kaldi
 from anoncli.manifest.reader import read_manifest
@@ -304,6 +305,22 @@ def test_other_commands_report_os_errors_in_one_line(tmp_path, monkeypatch, caps
     code, _, err = cli(monkeypatch, capsys, "export", out, "--to", "kaldi", readonly / "k", "--json")
     assert code == 2, err
     assert "Read-only file system" in one_error_line(err)
+
+
+def test_a_damaged_or_foreign_manifest_file_is_named_not_a_crash(tmp_path, monkeypatch, capsys):
+    root = _plain_corpus(tmp_path / "corpus", 2)
+    out = tmp_path / "out"
+    assert anonymize(monkeypatch, capsys, root, out)[0] == 0
+    part = next((out / "manifest").glob("part-*.parquet"))
+    part.write_bytes(part.read_bytes()[:40])  # cut short, as a crashed file system might leave it
+    for command in (["anonymize", root, "--out", out, "--jobs", "1", "--no-progress"], ["inspect", out, "--check"],
+                    ["inspect", part]):
+        code, _, err = cli(monkeypatch, capsys, *command)
+        assert code == 2, err
+        assert str(part) in one_error_line(err)
+    part.unlink()  # what the message says to do
+    code, _, err = anonymize(monkeypatch, capsys, root, out)
+    assert code == 0 and "2 ok" in err, err
 
 
 # --- 4. the summary and exit code describe the output folder ------------------------------------
@@ -647,6 +664,7 @@ def test_random_inputs_never_end_in_an_internal_error_and_are_never_modified(tmp
     names = []
     for i in range(rng.randint(6, 12)):
         suffix, data = _random_audio_file(rng)
+        suffix = ".parquet" if i == 0 and rng.random() < 0.3 else suffix
         name = f"f{i}{suffix}"
         (corpus / name).write_bytes(data)
         names.append(name)
@@ -661,6 +679,7 @@ def test_random_inputs_never_end_in_an_internal_error_and_are_never_modified(tmp
         ["anonymize", corpus, "--out", tmp_path / "out_labels", "--jobs", "1", "--no-progress", "--labels", labels],
         ["inspect", corpus],
         ["inspect", corpus, "--labels", labels, "--format", "json"],
+        ["inspect", corpus / names[0]],  # any file, e.g. random bytes named .parquet
     ]
     for command in runs:
         code, _, err = cli(monkeypatch, capsys, *command)
@@ -672,7 +691,7 @@ def test_random_inputs_never_end_in_an_internal_error_and_are_never_modified(tmp
         code, _, err = cli(monkeypatch, capsys, "inspect", tmp_path / "out", "--check")
         assert code in (0, 3), err
         rows = read_manifest(tmp_path / "out").to_pylist()
-        assert {r["source_path"] for r in rows} == set(names) | {"good.wav"}
+        assert {r["source_path"] for r in rows} == {n for n in names if is_audio_name(n)} | {"good.wav"}
         assert all(r["status"] == "ok" or (r["error"] and "\n" not in r["error"]) for r in rows)
         assert next(r for r in rows if r["source_path"] == "good.wav")["status"] == "ok"
     assert (tree_digest(corpus), labels.read_bytes()) == before

@@ -12,6 +12,26 @@ from anoncli.manifest.layout import PART_RE, part_files, pending_files
 from anoncli.manifest.schema import run_config
 
 
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file of a manifest; a damaged or foreign file is an InputError naming it (exit 2, not a crash)."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: {_unreadable(err)}") from None
+
+
+def read_parquet_schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: {_unreadable(err)}") from None
+
+
+def _unreadable(err: BaseException) -> str:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"not a readable anoncli manifest file ({reason}); move it out of the folder (anonymize then redoes its files)"
+
+
 def manifest_files(out: Path) -> list[Path]:
     """Finished parts first, then batches of shards still running or killed."""
     return part_files(Path(out)) + pending_files(Path(out))
@@ -25,14 +45,14 @@ def read_manifest(out: str | Path, columns: list[str] | None = None) -> pa.Table
     """
     out = Path(out)
     if out.is_file():
-        return pq.read_table(out, columns=columns)
+        return read_parquet(out, columns)
     files = manifest_files(out)
     if not files:
         raise InputError(f"{out}: no anoncli manifest (expected {out}/manifest/part-*.parquet)")
     tables = []
     seen: set[str] = set()
     for path in files:
-        table = pq.read_table(path, columns=columns)
+        table = read_parquet(path, columns)
         ids = table.column("utt_id").to_pylist() if "utt_id" in table.column_names else None
         if ids is not None and seen:
             table = table.filter(pa.array([u not in seen for u in ids]))
@@ -40,14 +60,14 @@ def read_manifest(out: str | Path, columns: list[str] | None = None) -> pa.Table
             seen.update(ids)
         tables.append(table.replace_schema_metadata(None))
     merged = pa.concat_tables(tables, promote_options="default")
-    return merged.replace_schema_metadata(pq.read_schema(files[0]).metadata)
+    return merged.replace_schema_metadata(read_parquet_schema(files[0]).metadata)
 
 
 def status_by_utt(out: Path) -> dict[str, str]:
     """utt_id -> status for every row already written (parts and pending batches)."""
     status: dict[str, str] = {}
     for path in manifest_files(out):
-        table = pq.read_table(path, columns=["utt_id", "status"])
+        table = read_parquet(path, ["utt_id", "status"])
         for utt, state in zip(table.column("utt_id").to_pylist(), table.column("status").to_pylist()):
             status.setdefault(utt, state)
     return status
@@ -57,5 +77,5 @@ def manifest_config(out: Path) -> dict:
     """The run configuration stored in the schema metadata of the first part."""
     for path in part_files(Path(out)):
         if PART_RE.match(path.name):
-            return run_config(pq.read_schema(path))
+            return run_config(read_parquet_schema(path))
     return {}

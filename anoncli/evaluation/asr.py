@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from anoncli.errors import AnoncliError, InputError
+from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
 
+TRANSCRIPT_COLUMNS = ("transcript", "text")  # label columns read as the reference transcript, first found
 POCKETSPHINX_LANGUAGES = {"en", "en-us", "en_us", "eng", "english"}
 NAMED_VOCABULARIES = {"digits": "zero one two three four five six seven eight nine oh".split()}
 _PUNCT = re.compile(r"[^\w\s']+", flags=re.UNICODE)
@@ -157,3 +159,43 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
         per_utt[f"asr.{side}.wer"] = column
         per_utt[f"asr.{side}.hyp"] = hyp[side]
     return summary, per_utt, notes
+
+
+class AsrProbe(Probe):
+    """Applies when the corpus has a transcript label. summary.json `asr`: n, backend and per side
+    (original, anonymized) WER and Aw; scores.parquet `asr.*` columns. Gate alias: `asr.<figure>`
+    is the anonymized side's `asr.anonymized.<figure>`."""
+
+    kind = "asr"
+    table_rank = 30
+    gate_aliases = {"asr": "asr.anonymized"}
+
+    @classmethod
+    def available(cls, ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
+        return ([cls()] if any(c in ctx.corpus.label_columns for c in TRANSCRIPT_COLUMNS) else []), []
+
+    def expected(self) -> dict:
+        nan = float("nan")
+        return {"n": nan, **{side: {"WER": nan, "Aw": nan} for side in ("original", "anonymized")}}
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        config = ctx.config
+        text_column = next(c for c in TRANSCRIPT_COLUMNS if c in ctx.corpus.label_columns)
+        summary, columns, notes = run_asr(ctx.pairing.pairs, ctx.labels(text_column), ctx.labels("language"),
+                                          ctx.valid, config.asr_model, config.vocabulary, config.asr_language,
+                                          progress=config.progress)
+        if not summary:
+            return ProbeResult(notes=notes)
+        return ProbeResult(summary, columns, notes)
+
+    @classmethod
+    def owns(cls, key: str, entry) -> bool:
+        return key == cls.kind and "original" in entry
+
+    @classmethod
+    def table_rows(cls, key: str, entry: dict) -> list[Row]:
+        return [
+            (f"ASR WER % ({entry.get('backend', '')})", fmt(entry["original"]["WER"], 1),
+             fmt(entry["anonymized"]["WER"], 1), ""),
+            ("ASR Aw = 100 − WER", fmt(entry["original"]["Aw"], 1), fmt(entry["anonymized"]["Aw"], 1), ""),
+        ]

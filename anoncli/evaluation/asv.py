@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from anoncli.errors import InputError
+from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt, fmt_ci
 from anoncli.scoring import metrics
 from anoncli.seeding import derive_seed
 
@@ -165,3 +166,53 @@ def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray,
                 per_speaker[cond][spk] = metrics.fast_eer(scores[own], scores[against])
     trials = {k: np.concatenate(v) for k, v in columns.items()}
     return summary, trials, per_utt, per_speaker
+
+
+class AsvProbe(Probe):
+    """summary.json `asv`: per condition (OO, OA, AA) EER, eer, minDCF, threshold, EER_ci, n_target,
+    n_nontarget; plus backend and trials. scores.parquet `asv.<condition>.score`; trials.parquet.
+    Gate alias: `asv.<figure>` is the ignorant attacker's `asv.OA.<figure>`."""
+
+    kind = "asv"
+    needs = frozenset({"pairs", "embeddings"})
+    table_rank = 10
+    gate_aliases = {"asv": "asv.OA"}
+
+    @classmethod
+    def available(cls, ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
+        if len({s for s in ctx.speakers if s is not None}) >= 2:
+            return [cls()], []
+        return [], ["asv: not probed (needs a speaker label with 2 or more speakers)"]
+
+    def expected(self) -> dict:
+        figures = ("EER", "eer", "minDCF", "threshold", "n_target", "n_nontarget")
+        return {c: dict.fromkeys(figures, float("nan")) for c in CONDITIONS}
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        config, data = ctx.config, ctx.data
+        if config.trials:
+            trial_list = read_kaldi_trials(Path(config.trials), ctx.utt_ids, ctx.speakers)
+        else:
+            trial_list = split_enrolment(ctx.speakers, ctx.valid, config.seed)
+        summary, trials, columns, per_speaker = run_asv(
+            trial_list, data.original.embeddings, data.anonymized.embeddings, ctx.speakers, ctx.utt_ids,
+            n_boot=config.n_boot, seed=config.seed)
+        summary["backend"] = ctx.backend_name
+        summary["trials"] = "kaldi file " + str(config.trials) if config.trials else (
+            f"seeded split: {ENROL_FRACTION:.0%} of each speaker's utterances (1..{MAX_ENROL}) enrol")
+        is_target, conds, scores = trials["target"], trials["condition"], trials["score"]
+        trial_scores = {c: (scores[(conds == c) & is_target], scores[(conds == c) & ~is_target]) for c in CONDITIONS}
+        return ProbeResult(summary, columns, trials=trials,
+                           plots={"trial_scores": trial_scores, "per_speaker": per_speaker})
+
+    @classmethod
+    def table_rows(cls, key: str, entry: dict) -> list[Row]:
+        def get(condition, figure):
+            return entry.get(condition, {}).get(figure)
+
+        return [
+            (f"ASV EER % ({entry.get('backend', '')})",
+             *(fmt(get(c, "EER")) + fmt_ci(entry.get(c, {}), "EER") for c in CONDITIONS)),
+            ("ASV eer (normalised, 100 = private)", *(fmt(get(c, "eer")) for c in CONDITIONS)),
+            ("ASV minDCF", *(fmt(get(c, "minDCF"), 3) for c in CONDITIONS)),
+        ]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from anoncli.errors import AnoncliError, InputError
+from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt, fmt_ci
 from anoncli.scoring import metrics
 from anoncli.scoring.probe import make_folds
 from anoncli.seeding import derive_seed
@@ -234,6 +235,83 @@ def _chance(y: np.ndarray, scored: np.ndarray) -> float:
     if tested.size == 0:
         return float("nan")
     return 100.0 * float(np.bincount(tested).max()) / tested.size
+
+
+def binary_roc_inputs(classes: list[str], labels: list[str | None], columns: dict) -> dict:
+    """Per attacker: (is the second class, posterior of the second class) over the scored utterances."""
+    positive = np.array([label == classes[1] for label in labels])
+    result = {}
+    for attacker in ATTACKERS:
+        key = next((k for k in columns if k.endswith(f".{attacker}.p_true")), None)
+        if key is None:
+            continue
+        p_true = np.asarray(columns[key], dtype=float)
+        scored = np.isfinite(p_true)
+        score = np.where(positive, p_true, 1.0 - p_true)
+        result[attacker] = (positive[scored], score[scored])
+    return result
+
+
+class AttributeProbe(Probe):
+    """One probe per categorical label column (gender, emotion, speaker, ...), named after the column.
+
+    summary.json `<column>`: classes, n, split, folds, and per attacker (original, ignorant,
+    informed) acc, uar, chance, norm, auc, acc_ci (binary gender also GR, gr); scores.parquet
+    `<column>.<attacker>.p_true` and `.pred`. Gate alias: `<column>.<figure>` is the ignorant
+    attacker's `<column>.ignorant.<figure>`.
+    """
+
+    kind = "attribute"
+    needs = frozenset({"pairs", "embeddings", "attacker_features", "signal"})
+    table_rank = 20
+    gate_aliases = {"*": "{head}.ignorant"}
+
+    def __init__(self, spec: ProbeSpec):
+        super().__init__(spec.column)
+        self.spec = spec
+
+    @classmethod
+    def available(cls, ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
+        specs, notes = candidate_columns(ctx.label_rows, ctx.speakers, ctx.corpus.label_columns)
+        return [cls(spec) for spec in specs], notes
+
+    @property
+    def timing_name(self) -> str:
+        return f"attribute.{self.name}"
+
+    def expected(self) -> dict:
+        nan = float("nan")
+        entry = dict.fromkeys(("acc", "uar", "chance", "norm", "auc"), nan)
+        if self.name in BINARY_NAMES and len(self.spec.classes) == 2:
+            entry.update(GR=nan, gr=nan)
+        return {"n": nan, "folds": nan, **{a: dict(entry) for a in ATTACKERS}}
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        labels = ctx.labels(self.name)
+        summary, columns, confusion = run_attribute(
+            self.spec, labels, ctx.speakers, ctx.data.original.features, ctx.data.anonymized.features, ctx.valid,
+            seed=ctx.config.seed, n_boot=ctx.config.n_boot)
+        plots = {"confusions": {self.name: confusion}}
+        if len(self.spec.classes) == 2:
+            plots["roc_inputs"] = {self.name: binary_roc_inputs(self.spec.classes, labels, columns)}
+        return ProbeResult(summary, columns, plots=plots)
+
+    @classmethod
+    def owns(cls, key: str, entry) -> bool:
+        return "ignorant" in entry
+
+    @classmethod
+    def table_rows(cls, key: str, entry: dict) -> list[Row]:
+        k = len(entry.get("classes", []))
+        chance = entry["original"].get("chance")
+        label = "gr" if "gr" in entry["ignorant"] else "normalised"
+        return [
+            (f"{key} accuracy % ({k} classes, chance {fmt(chance, 1)})",
+             *(fmt(entry[a].get("acc"), 1) + fmt_ci(entry[a], "acc") for a in ATTACKERS)),
+            (f"{key} UAR %", *(fmt(entry[a].get("uar"), 1) for a in ATTACKERS)),
+            (f"{key} {label} (100 = private)", *(fmt(entry[a].get("gr", entry[a].get("norm")), 1) for a in ATTACKERS)),
+            (f"{key} ROC AUC", *(fmt(entry[a].get("auc"), 3) for a in ATTACKERS)),
+        ]
 
 
 # ---------------------------------------------------------------- `anoncli train --method attribute`

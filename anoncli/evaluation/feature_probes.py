@@ -27,11 +27,15 @@ from typing import Sequence
 
 import numpy as np
 
+from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult
 from anoncli.scoring.metrics import normalised_accuracy
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.scoring.signal_metrics import sdr_db
 
-__all__ = ["evaluate_features", "DEFAULT_PROBES"]
+__all__ = ["evaluate_features", "default_probes", "FeatureProbe"]
+
+# What an attacker and a service learn from feature vectors of a method that declares no probes of its own.
+GENERIC_FEATURE_PROBES = ("utility:gender", "attacker:speaker|gender")
 
 
 def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0):
@@ -245,16 +249,28 @@ def held_out_rows(frame, anonymized_dir: Path):
     return frame
 
 
+def declared_probes(method: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(probes on feature vectors, probes on audio) that `method` declares; none for an unknown method."""
+    from anoncli.methods import REGISTRY, method_class
+
+    if method not in REGISTRY:
+        return (), ()
+    cls = method_class(method)
+    return tuple(cls.feature_probes), tuple(cls.audio_probes)
+
+
 def default_probes(method: str, has_features: bool, frame) -> list[str]:
-    """The method's probes; for RDAL-M, feature probes and/or audio probes depending on what was written."""
-    if method.startswith("rdalm"):
-        probes = ["utility:event", "attacker:speech_present"] if has_features else []
-        paths = frame["output_path"] if "output_path" in frame else None
-        audio = paths is not None and paths.notna().all() and not paths.astype(str).str.endswith(".npy").any()
-        if audio:
-            probes += ["attacker-audio:speech_present", "attacker-unmasked:speech_present", "sdr"]
-        return probes
-    return list(DEFAULT_PROBES.get(method, ["utility:gender", "attacker:speaker|gender"]))
+    """The probes the method declares for what the run wrote: feature vectors, audio, or both.
+
+    Feature vectors of a method that declares no feature probes get GENERIC_FEATURE_PROBES.
+    """
+    on_features, on_audio = declared_probes(method)
+    probes = list(on_features or GENERIC_FEATURE_PROBES) if has_features else []
+    paths = frame["output_path"] if "output_path" in frame else None
+    audio = paths is not None and paths.notna().all() and not paths.astype(str).str.endswith(".npy").any()
+    if audio:
+        probes += on_audio
+    return probes
 
 
 def _sdr_probe(frame, anonymized_dir: Path, original_corpus) -> tuple[list[dict], dict]:
@@ -299,8 +315,29 @@ def _sdr_probe(frame, anonymized_dir: Path, original_corpus) -> tuple[list[dict]
     return rows, summary
 
 
-DEFAULT_PROBES = {
-    "siamese": ["utility:gender", "attacker:speaker|gender"],
-    "siamese-ce": ["utility:gender", "attacker:speaker|gender"],
-    "rdalm": ["utility:event", "attacker:speech_present", "attacker-unmasked:speech_present", "sdr"],
-}
+
+class FeatureProbe(Probe):
+    """`evaluate`'s plugin for representation-level outputs: runs `evaluate_features` on the manifest.
+
+    Applies when the output holds feature vectors, or when a method of the run
+    declares probes on its audio. Its figures (`features.<probe>.<figure>`) are
+    known only after it ran, so `--gate` checks their names at the end.
+    """
+
+    kind = "features"
+    needs = frozenset()
+    table_rank = 60
+    deferred_figures = True
+
+    @classmethod
+    def available(cls, ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
+        wanted = ctx.pairing.feature_outputs or any(declared_probes(m)[1] for m in ctx.pairing.methods)
+        return ([cls()] if wanted else []), []
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        try:
+            rows, summary = evaluate_features(ctx.config.original, ctx.config.anonymized, ctx.pairing.manifest_table,
+                                              seed=ctx.config.seed)
+        except NotImplementedError as err:
+            return ProbeResult(notes=[f"features: not evaluated ({err})"])
+        return ProbeResult(summary, tables={"feature_scores.parquet": rows})

@@ -1,7 +1,8 @@
 """The release gate: `--gate "asv.OA.eer>=80,gender.gr>=90,signal.stoi>=0.8"`.
 
 Every condition is `NAME OP NUMBER` with OP one of >=, <=, >, <, ==; NAME is a
-dotted path into summary.json (see `figure_names`) or one of the short aliases:
+dotted path into summary.json (see `figure_names`) or a short alias that a
+probe declares (`Probe.gate_aliases`), at present:
   <label>.<figure>   -> <label>.ignorant.<figure>   (e.g. gender.gr, emotion.acc)
   asv.<figure>       -> asv.OA.<figure>             (ignorant attacker)
   asr.<figure>       -> asr.anonymized.<figure>     (e.g. asr.Aw, asr.WER)
@@ -49,30 +50,32 @@ def figure_names(summary: dict) -> list[str]:
     return sorted(n for n in flatten(summary) if not n.startswith(("meta.", "timings_s.")))
 
 
-def resolve(name: str, flat: dict[str, float]) -> str | None:
+def resolve(name: str, flat: dict[str, float], aliases: dict[str, str]) -> str | None:
+    """The summary figure `name` refers to: itself, or through an alias {head: prefix} ("*": any other head)."""
     if name in flat:
         return name
     head, _, rest = name.partition(".")
-    candidates = []
-    if head == "asv":
-        candidates.append(f"asv.OA.{rest}")
-    elif head == "asr":
-        candidates.append(f"asr.anonymized.{rest}")
-    elif head in ("link", "linkability"):
-        candidates.append(f"linkability.{rest}")
-    else:
-        candidates.append(f"{head}.ignorant.{rest}")
-    return next((c for c in candidates if c in flat), None)
+    prefix = aliases.get(head, aliases.get("*"))
+    if prefix is None:
+        return None
+    candidate = f"{prefix.format(head=head)}.{rest}"
+    return candidate if candidate in flat else None
 
 
-def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred: tuple[str, ...] = ()) -> list[Condition]:
+def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred: tuple[str, ...] = (),
+               aliases: dict[str, str] | None = None) -> list[Condition]:
     """Parse and resolve every condition; an unknown name or a bad condition is a usage error.
 
     `expected` (a skeleton of the summary the chosen probes will produce) lets
     a name pass that the probes promised but could not measure (e.g. ASR with
     every utterance skipped): it then counts as NaN and fails the gate. Names
     starting with a `deferred` prefix are skipped (checked after the run).
+    `aliases` defaults to every registered probe's (`probes.gate_aliases()`).
     """
+    if aliases is None:
+        from anoncli.evaluation.probes import gate_aliases
+
+        aliases = gate_aliases()
     flat = flatten(summary)
     if expected:
         flat = {**{k: float("nan") for k in flatten(expected)}, **flat}
@@ -82,7 +85,7 @@ def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred:
         if not match:
             raise AnoncliError(f"--gate {part.strip()!r}: expected NAME OP NUMBER with OP one of >=, <=, >, <, ==")
         name, op, number = match.group(1), match.group(2), float(match.group(3))
-        resolved = resolve(name, flat)
+        resolved = resolve(name, flat, aliases)
         if resolved is None and name.startswith(deferred):
             continue  # figures of a section only known after it ran (feature_probes)
         if resolved is None:
@@ -113,27 +116,3 @@ def check_syntax(text: str) -> None:
     for part in parts:
         if not _CONDITION.match(part):
             raise AnoncliError(f"--gate {part.strip()!r}: expected NAME OP NUMBER with OP one of >=, <=, >, <, ==")
-
-
-def expected_summary(probes: list[str], attribute_columns: dict[str, int]) -> dict:
-    """The figures the given probes produce, as a summary skeleton of NaNs (for early name checks).
-
-    `attribute_columns` maps each attribute probe to its number of classes.
-    """
-    nan = float("nan")
-    skeleton: dict = {}
-    if "asv" in probes:
-        skeleton["asv"] = {c: dict.fromkeys(("EER", "eer", "minDCF", "threshold", "n_target", "n_nontarget"), nan)
-                           for c in ("OO", "OA", "AA")}
-    if "signal" in probes:
-        skeleton["signal"] = {f"{m}{suffix}": nan for m in ("stoi", "f0_r", "lsd_db", "duration_ratio") for suffix in ("", "_median")}
-    if "linkability" in probes:
-        skeleton["linkability"] = dict.fromkeys(("cosine_mean", "cosine_median", "D_diag_oo", "D_diag_aa", "G_VD"), nan)
-    if "asr" in probes:
-        skeleton["asr"] = {"n": nan, **{side: {"WER": nan, "Aw": nan} for side in ("original", "anonymized")}}
-    for column, n_classes in attribute_columns.items():
-        entry = dict.fromkeys(("acc", "uar", "chance", "norm", "auc"), nan)
-        if column in ("gender", "sex") and n_classes == 2:
-            entry.update(GR=nan, gr=nan)
-        skeleton[column] = {"n": nan, "folds": nan, **{a: dict(entry) for a in ("original", "ignorant", "informed")}}
-    return skeleton

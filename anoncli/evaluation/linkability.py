@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
+
 
 def link_cosines(original: np.ndarray, anonymized: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", original, anonymized).astype(np.float64)
@@ -55,3 +57,33 @@ def run_linkability(original: np.ndarray, anonymized: np.ndarray, speakers: list
         summary["G_VD"] = float(10 * np.log10(d_aa / d_oo)) if d_oo > 0 and d_aa > 0 else float("nan")
         matrices = {"S_oo": s_oo, "S_aa": s_aa, "speakers": names}
     return summary, {"link.cosine": cos}, matrices
+
+
+class LinkabilityProbe(Probe):
+    """summary.json `linkability`: cosine_mean/median, cosine_missing, D_diag_oo/aa, G_VD, backend;
+    scores.parquet `link.cosine`. Gate alias: `link.<figure>`."""
+
+    kind = "linkability"
+    needs = frozenset({"pairs", "embeddings"})
+    table_rank = 50
+    gate_aliases = {"link": "linkability", "linkability": "linkability"}
+
+    def expected(self) -> dict:
+        return dict.fromkeys(("cosine_mean", "cosine_median", "D_diag_oo", "D_diag_aa", "G_VD"), float("nan"))
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        data, valid = ctx.data, ctx.valid
+        # a silent or too short pair has an embedding, but its cosine says nothing: NaN, noted
+        scoreable = valid & np.array(["link.cosine" not in pair_notes for pair_notes in data.notes], dtype=bool)
+        summary, columns, _ = run_linkability(data.original.embeddings, data.anonymized.embeddings, ctx.speakers,
+                                              scoreable)
+        summary["backend"] = ctx.backend_name
+        summary["cosine_missing"] = int(np.count_nonzero(valid & ~scoreable))
+        return ProbeResult(summary, columns)
+
+    @classmethod
+    def table_rows(cls, key: str, entry: dict) -> list[Row]:
+        rows = [("link cosine original↔anonymized (mean)", "", fmt(entry.get("cosine_mean"), 3), "")]
+        if "G_VD" in entry:
+            rows.append(("voice distinctiveness G_VD dB", "", fmt(entry.get("G_VD"), 2), ""))
+        return rows

@@ -55,61 +55,11 @@ def write_table(path: Path, columns: dict[str, list | np.ndarray]) -> None:
 
 # ---------------------------------------------------------------- printed table
 
-def _fmt(value, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
-def _ci(entry: dict, key: str) -> str:
-    ci = entry.get(f"{key}_ci")
-    if not ci or any(v is None or not math.isfinite(v) for v in ci):
-        return ""
-    return f" [{ci[0]:.1f}, {ci[1]:.1f}]"
-
-
 def table_rows(summary: dict) -> list[tuple[str, str, str, str]]:
-    """(figure, original/OO, ignorant/OA, informed/AA) rows of the printed and HTML tables."""
-    rows = []
-    asv = summary.get("asv")
-    if asv:
-        get = lambda c, k: asv.get(c, {}).get(k)  # noqa: E731
-        rows.append((f"ASV EER % ({asv.get('backend', '')})", *(_fmt(get(c, "EER")) + _ci(asv.get(c, {}), "EER") for c in ("OO", "OA", "AA"))))
-        rows.append(("ASV eer (normalised, 100 = private)", *(_fmt(get(c, "eer")) for c in ("OO", "OA", "AA"))))
-        rows.append(("ASV minDCF", *(_fmt(get(c, "minDCF"), 3) for c in ("OO", "OA", "AA"))))
-    for name, entry in summary.items():
-        if not isinstance(entry, dict) or "ignorant" not in entry:
-            continue
-        k = len(entry.get("classes", []))
-        chance = entry["original"].get("chance")
-        rows.append((f"{name} accuracy % ({k} classes, chance {_fmt(chance, 1)})",
-                     *(_fmt(entry[a].get("acc"), 1) + _ci(entry[a], "acc") for a in ("original", "ignorant", "informed"))))
-        rows.append((f"{name} UAR %", *(_fmt(entry[a].get("uar"), 1) for a in ("original", "ignorant", "informed"))))
-        label = "gr" if "gr" in entry["ignorant"] else "normalised"
-        rows.append((f"{name} {label} (100 = private)", *(_fmt(entry[a].get("gr", entry[a].get("norm")), 1) for a in ("original", "ignorant", "informed"))))
-        rows.append((f"{name} ROC AUC", *(_fmt(entry[a].get("auc"), 3) for a in ("original", "ignorant", "informed"))))
-    asr = summary.get("asr")
-    if asr and "original" in asr:
-        rows.append((f"ASR WER % ({asr.get('backend', '')})", _fmt(asr["original"]["WER"], 1), _fmt(asr["anonymized"]["WER"], 1), ""))
-        rows.append(("ASR Aw = 100 − WER", _fmt(asr["original"]["Aw"], 1), _fmt(asr["anonymized"]["Aw"], 1), ""))
-    sig = summary.get("signal")
-    if sig:
-        for key, label in (("stoi", "STOI"), ("f0_r", "F0 Pearson r"), ("lsd_db", "log-spectral distance dB"), ("duration_ratio", "duration ratio")):
-            if key in sig:
-                rows.append((f"signal {label} (mean)", "", _fmt(sig[key], 3) + _ci_plain(sig, key), ""))
-    link = summary.get("linkability")
-    if link:
-        rows.append(("link cosine original↔anonymized (mean)", "", _fmt(link.get("cosine_mean"), 3), ""))
-        if "G_VD" in link:
-            rows.append(("voice distinctiveness G_VD dB", "", _fmt(link.get("G_VD"), 2), ""))
-    return rows
+    """(figure, original/OO, ignorant/OA, informed/AA) rows of the printed and HTML tables, from each probe."""
+    from anoncli.evaluation.probes import table_rows as probe_rows
 
-
-def _ci_plain(entry: dict, key: str) -> str:
-    ci = entry.get(f"{key}_ci")
-    if not ci or any(v is None or not math.isfinite(v) for v in ci):
-        return ""
-    return f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return probe_rows(summary)
 
 
 HEADERS = ("figure", "original (OO)", "ignorant attacker (OA)", "informed attacker (AA)")

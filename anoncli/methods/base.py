@@ -43,9 +43,10 @@ class Method(ABC):
     # Whether `anonymize` adds per-utterance scores (linkability, STOI, F0 r) unless told otherwise:
     # true only where scoring costs under a fifth of the method's own time (measured per method).
     score_by_default: ClassVar[bool] = False
-    # Whether `evaluate` runs the representation-level probes (evaluation/feature_probes.py)
-    # on this method's output even when it wrote audio only.
-    has_feature_probes: ClassVar[bool] = False
+    # The representation-level probes `evaluate` runs on this method's output (their names are
+    # documented in evaluation/feature_probes.py): on the feature vectors it wrote, and on its audio.
+    feature_probes: ClassVar[tuple[str, ...]] = ()
+    audio_probes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: MethodOptions):
         self.options = options

@@ -24,7 +24,10 @@ class Rdalm(Method):
     name = "rdalm"
     output_kind = "audio"
     sample_rate: int | None = 16000
-    has_feature_probes = True  # speech-presence attacker and SDR also apply to its audio
+    # The service's event classifier and a speech-presence attacker on the embeddings; on the masked
+    # audio, the same attacker (and on the unmasked input, for comparison) and the separation SDR.
+    feature_probes = ("utility:event", "attacker:speech_present")
+    audio_probes = ("attacker-audio:speech_present", "attacker-unmasked:speech_present", "sdr")
 
     def __init__(self, options: MethodOptions):
         super().__init__(options)

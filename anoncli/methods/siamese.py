@@ -20,6 +20,8 @@ from anoncli.models.siamese_net import SiameseNet
 class Siamese(Method):
     name = "siamese"
     output_kind = "features"
+    # The service's gender head, and a closed-set speaker-ID attacker within each gender.
+    feature_probes = ("utility:gender", "attacker:speaker|gender")
     sample_rate: int | None = 16000
 
     def __init__(self, options: MethodOptions):

@@ -2,7 +2,8 @@
 
 Tracker (`f0_track`): WORLD's DIO refined by StoneMask (`pyworld`; Morise et
 al., IEICE Trans. Inf. & Syst. E99-D(7), 2016), 10 ms frames, 75–500 Hz (the
-VoicePrivacy 2022 settings), then a clean-up pass: voiced runs shorter than
+VoicePrivacy 2022 settings), DIO on a copy resampled to 4 kHz (`DIO_RATE_HZ`)
+and StoneMask on the input, then a clean-up pass: voiced runs shorter than
 `MIN_RUN_FRAMES` are dropped (spurious voicing at onsets and in fricatives),
 and a 3-frame median filter inside each voiced run removes single-frame
 jitter and one-frame octave blips.
@@ -53,6 +54,7 @@ OCTAVE_TOLERANCE = 0.5        # octaves from the pair's median shift before a fr
 MIN_CO_VOICED_FRAMES = 10     # 100 ms of pitch in both tracks, or no r
 MAX_EXTRA_LAG_FRAMES = 10     # lag search beyond the length difference (±100 ms)
 MIN_SAMPLES = 1024            # DIO needs a few pitch periods: 64 ms at 16 kHz
+DIO_RATE_HZ = 4000            # DIO runs on a copy resampled to this rate (F0 <= 500 Hz); StoneMask on the input
 
 TOO_SHORT = "too short"
 SILENT = "silent"
@@ -111,7 +113,19 @@ def raw_f0_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     import pyworld
 
     x = np.ascontiguousarray(np.asarray(samples).reshape(-1), dtype=np.float64)
-    f0, times = pyworld.dio(x, sample_rate, f0_floor=FLOOR_HZ, f0_ceil=CEIL_HZ, frame_period=FRAME_MS)
+    # DIO's filter bank on a 4 kHz copy is 3.8x cheaper than at 16 kHz, with the same F0 r on emodb-dev's
+    # McAdams pairs and the synthetic contours of tests/test_pitch.py (DIO's own `speed` decimation,
+    # by contrast, loses some of them); StoneMask then refines each frame on the full-rate input.
+    count = n_frames(len(x), sample_rate)
+    if sample_rate > DIO_RATE_HZ:
+        import soxr
+
+        low = np.ascontiguousarray(soxr.resample(x, sample_rate, DIO_RATE_HZ), dtype=np.float64)
+        f0, _ = pyworld.dio(low, DIO_RATE_HZ, f0_floor=FLOOR_HZ, f0_ceil=CEIL_HZ, frame_period=FRAME_MS)
+        f0 = np.pad(f0, (0, max(0, count - len(f0))))[:count]
+        times = np.arange(count) * (FRAME_MS / 1000.0)
+    else:
+        f0, times = pyworld.dio(x, sample_rate, f0_floor=FLOOR_HZ, f0_ceil=CEIL_HZ, frame_period=FRAME_MS)
     f0 = pyworld.stonemask(x, f0, times, sample_rate)
     f0[(f0 < FLOOR_HZ) | (f0 > CEIL_HZ)] = 0.0
     return f0

@@ -21,7 +21,7 @@ from anoncli.errors import AudioError
 from anoncli.scoring import signal_metrics
 from anoncli.scoring.features import FEATURE_RATE, attribute_features, load_16k
 
-CACHE_VERSION = "2"  # 2: F0 tracks from anoncli.dsp.pitch (cleaned)
+CACHE_VERSION = "3"  # 2: F0 tracks from anoncli.dsp.pitch (cleaned); 3: DIO on a 4 kHz copy
 CHUNK = 32
 
 

@@ -17,7 +17,6 @@ column.
 
 from __future__ import annotations
 
-import warnings
 from typing import Mapping
 
 import numpy as np
@@ -25,7 +24,7 @@ import numpy as np
 from anoncli.dsp import pitch
 from anoncli.dsp.levels import is_silent, rms_dbfs
 
-STOI_RATE = 10000           # pystoi's internal rate; resampling ourselves avoids its slow resampler
+STOI_RATE = 10000           # STOI's rate; resampling ourselves avoids pystoi's slow resampler
 MIN_SECONDS = 0.25          # shorter pairs get no STOI or link cosine: pystoi needs a few 384-ms segments
 SILENT = "silent"
 TOO_SHORT = "too short"
@@ -97,13 +96,13 @@ def _to_rate(samples: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
 
 
 def stoi(reference: np.ndarray, processed: np.ndarray, sample_rate: int) -> Score:
-    """Short-time objective intelligibility (0..1) of `processed` against `reference` (pystoi, Taal et al. 2011).
+    """Short-time objective intelligibility (0..1) of `processed` against `reference` (Taal et al. 2011).
 
-    NaN with a note for a silent side or a pair shorter than `MIN_SECONDS`, or
-    when pystoi finds fewer than its 30 non-silent frames ("too short": it
-    would return 1e-5).
+    `anoncli.scoring.stoi`: pystoi's classical STOI, vectorised. NaN with a
+    note for a silent side or a pair shorter than `MIN_SECONDS`, or when
+    fewer than 30 non-silent frames remain ("too short": pystoi would return 1e-5).
     """
-    from pystoi import stoi as pystoi_stoi
+    from anoncli.scoring import stoi as stoi_mod
 
     problem = pair_problem(reference, processed, sample_rate, MIN_SECONDS)
     if problem:
@@ -111,12 +110,10 @@ def stoi(reference: np.ndarray, processed: np.ndarray, sample_rate: int) -> Scor
     ref = _to_rate(reference, sample_rate, STOI_RATE)
     proc = _to_rate(processed, sample_rate, STOI_RATE)
     ref, proc = _truncate(ref, proc)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        value = pystoi_stoi(ref.astype(np.float64), proc.astype(np.float64), STOI_RATE, extended=False)
-    if any("Not enough STFT frames" in str(w.message) for w in caught):
+    try:
+        return Score(stoi_mod.stoi(ref, proc))
+    except stoi_mod.TooShort:
         return missing(TOO_SHORT)
-    return Score(value)
 
 
 def f0_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:

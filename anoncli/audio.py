@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import re
 import socket
@@ -42,8 +43,14 @@ _BLOCK_FRAMES = 1 << 16
 MIXDOWN_LOSS_SHARE = 0.25
 # libsoxr quality: "HQ" is 20-bit precision, band-limited to 95 % of the lower Nyquist.
 SOXR_QUALITY = "HQ"
+# torchaudio's kernel has one phase per step of the reduced rate ratio (44101 -> 16000: 44101
+# phases, gigabytes); a GPU tensor with a ratio that fine is resampled by libsoxr on the CPU.
+MAX_GPU_PHASES = 4096
 
 SUBTYPES = {"wav": "PCM_16", "flac": "PCM_16"}
+# Write failures that concern one file's name, not the output folder (a name too long for, or
+# not allowed on, the output file system): that file fails, the job goes on.
+_NAME_ERRNOS = {errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ}
 
 
 @dataclass
@@ -228,7 +235,9 @@ def resample(samples, orig: int, new: int):
     result has the same type, dtype and device, with round(n * new / orig)
     samples. On the CPU this is libsoxr (bounded time and memory for any pair
     of rates, the same bits for the same input on the same machine); a tensor
-    on a GPU goes through torchaudio's band-limited sinc resampler there.
+    on a GPU goes through torchaudio's band-limited sinc resampler there
+    (ceil(n * new / orig) samples), unless the reduced rate ratio would need
+    more than MAX_GPU_PHASES kernel phases: then libsoxr on the CPU.
     """
     orig, new = int(orig), int(new)
     if orig <= 0 or new <= 0:
@@ -239,13 +248,12 @@ def resample(samples, orig: int, new: int):
         return _soxr_last_axis(samples, orig, new)
     import torch
 
-    if samples.device.type != "cpu":
+    if samples.device.type != "cpu" and max(orig, new) // math.gcd(orig, new) <= MAX_GPU_PHASES:
         resampler = _gpu_resampler(orig, new).to(samples.device)
         return resampler(samples.to(torch.float32)).to(samples.dtype)
-    array = samples.detach().numpy()
-    out = _soxr_last_axis(array, orig, new)
-    result = torch.from_numpy(out)
-    return result if result.dtype == samples.dtype else result.to(samples.dtype)
+    work = torch.float64 if samples.dtype == torch.float64 else torch.float32
+    out = _soxr_last_axis(samples.detach().to(work).cpu().numpy(), orig, new)
+    return torch.from_numpy(out).to(device=samples.device, dtype=samples.dtype)
 
 
 def peak_safe(samples: np.ndarray, peak: float = 0.999) -> np.ndarray:
@@ -271,7 +279,9 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, 
     soundfile writes only the format chunk and samples (no LIST/INFO metadata),
     so nothing of the input's metadata is carried over. An OS-level failure
     (disk full, no permission, read-only file system, a missing or non-folder
-    parent) raises EnvironmentFailure naming `path` and the cause.
+    parent) raises EnvironmentFailure naming `path` and the cause; a name the
+    output file system refuses (too long, invalid characters) raises
+    AudioError, a failure of this one file.
     """
     if fmt not in SUBTYPES:
         raise ValueError(f"unknown audio format {fmt!r}")
@@ -293,4 +303,6 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, 
     except OSError as err:
         # The temporary sibling is our business; the user knows the final name.
         where = path if err.filename in (None, os.fspath(tmp)) else err.filename
+        if err.errno in _NAME_ERRNOS:
+            raise AudioError(f"{where}: cannot write this file name ({err.strerror or err}) on the output file system") from None
         raise environment_failure(err, where) from None

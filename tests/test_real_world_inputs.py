@@ -198,6 +198,29 @@ def test_malformed_label_files_are_one_line_input_errors(tmp_path, monkeypatch, 
     assert tree_digest(root) == before
 
 
+def test_absolute_paths_inside_the_corpus_are_accepted(tmp_path):
+    root = _labelled_corpus(tmp_path / "corpus")
+    (root / "metadata.csv").write_text(f"file_name,speaker\n{root.absolute() / 'clips' / 'a.wav'},s1\n")
+    assert next(u for u in open_corpus(root) if u.rel_path == "clips/a.wav").labels == {"speaker": "s1"}
+
+
+def test_a_name_the_output_file_system_refuses_fails_that_file_only(tmp_path, monkeypatch, capsys):
+    root = _plain_corpus(tmp_path / "corpus", 3)
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if "u1.wav" in self.name:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    code, _, err = anonymize(monkeypatch, capsys, root, tmp_path / "out")
+    assert code == 3, err
+    rows = rows_by_source(tmp_path / "out")
+    assert rows["u1.wav"]["status"] == "failed" and "File name too long" in rows["u1.wav"]["error"]
+    assert rows["u0.wav"]["status"] == rows["u2.wav"]["status"] == "ok"
+
+
 def test_manifest_column_names_in_a_labels_table_are_kept_apart(tmp_path, monkeypatch, capsys):
     root = _labelled_corpus(tmp_path / "corpus")
     (root / "metadata.csv").write_text(

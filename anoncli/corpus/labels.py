@@ -288,9 +288,15 @@ def _corpus_key(path: Path, where: str, raw: str, root: Path) -> str:
     """The corpus-relative posix path a label row names, checked to exist inside the corpus folder.
 
     Checked lexically (`a/../b.wav` is `b.wav`), as the walk names files: a
-    corpus may hold symbolic links to audio kept elsewhere.
+    corpus may hold symbolic links to audio kept elsewhere. An absolute path
+    is accepted when it lies inside the corpus folder.
     """
     text = raw.replace("\\", "/")
+    if PurePosixPath(text).is_absolute():  # a spreadsheet of absolute paths: fine when they lie in the corpus
+        base = posixpath.normpath(Path(os.path.abspath(root)).as_posix())
+        absolute = posixpath.normpath(text)
+        if absolute.startswith(base.rstrip("/") + "/"):
+            text = absolute[len(base.rstrip("/")) + 1:]
     rel = PurePosixPath(text)
     normal = posixpath.normpath(text)
     if rel.is_absolute() or normal == ".." or normal.startswith("../") or re.match(r"^[A-Za-z]:", text):

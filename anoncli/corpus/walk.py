@@ -14,7 +14,7 @@ from typing import Iterator
 import soundfile as sf
 
 # Extensions soundfile decodes; the formats libsndfile reports plus common aliases.
-_EXTRA = {"aif", "oga", "opus", "sph", "nist", "mp3"}
+_EXTRA = {"aif", "aifc", "oga", "opus", "sph", "nist", "mp3", "snd", "wave", "bwf", "8svx"}
 AUDIO_EXTENSIONS = frozenset({fmt.lower() for fmt in sf.available_formats()} | _EXTRA) - {"raw"}
 
 # Side files (transcripts, speaker tables) are remembered down to this depth so

@@ -10,9 +10,15 @@ from typing import Annotated, Optional
 import typer
 
 from anoncli.cli.options import check_backend, layout_help, parse_params, resolve_device
-from anoncli.errors import EXIT_OK
+from anoncli.cli.output import QuietOption, check_format, emit, print_rows
+from anoncli.errors import EXIT_OK, warn
 from anoncli.jobs.sharding import parse_shard
 from anoncli.methods import DEFAULT_METHOD, method_names
+
+
+# --format: how the run summary is printed; the audio file format is --audio-format.
+SUMMARY_FORMATS = ("table", "json", "jsonl")
+AUDIO_FORMATS = ("wav", "flac")
 
 
 def _default_jobs(device: str) -> int:
@@ -45,10 +51,13 @@ def anonymize(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Redo only the files that failed before.")] = False,
     sample_rate: Annotated[Optional[int], typer.Option("--sample-rate", min=1000, help="Output sample rate (default: the input's).")] = None,
     channel: Annotated[Optional[int], typer.Option("--channel", min=1, help="Read channel N (1 = first/left) of multichannel files instead of their mono mixdown; mono files are read as they are.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="Output format: wav or flac (16-bit PCM).")] = "wav",
+    audio_format: Annotated[str, typer.Option("--audio-format", help="Audio file format written: wav or flac (16-bit PCM).")] = "wav",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Run summary on stdout: table, json, or jsonl (one JSON line per finished utterance, streamed while the job runs). Default: a one-line summary on stderr only.")] = None,
+    quiet: QuietOption = False,
     pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Random pseudonyms for file, utterance and speaker ids; needs --mapping.")] = False,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Where to write the id -> pseudonym mapping (outside --out).")] = None,
     score: Annotated[Optional[bool], typer.Option("--score/--no-score", help="Add per-utterance linkability, STOI and F0 correlation to the manifest (default: on for methods where it costs under 20 % of the run).")] = None,
+    files_from: Annotated[Optional[str], typer.Option("--files-from", help="Process only the files of CORPUS listed in FILE, one path per line ('-' reads stdin, e.g. from find); labels still come from CORPUS.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done (JSON on stdout) and exit.")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a plain line every 5 %% in a log or pipe (default: on).")] = None,
 ) -> None:
@@ -59,6 +68,11 @@ def anonymize(
     from anoncli.jobs.engine import AnonymizeConfig, plan, run_anonymize
     from anoncli.methods import method_class
 
+    if fmt in AUDIO_FORMATS:  # before --audio-format existed, --format named the audio format
+        warn(f"--format {fmt} names the audio format: use --audio-format {fmt}")
+        audio_format, fmt = fmt, None
+    if fmt is not None:
+        check_format(fmt, SUMMARY_FORMATS)
     device = resolve_device(device)
     check_backend(backend, scheduler)
     if score is None:
@@ -70,22 +84,62 @@ def anonymize(
         params=parse_params(param), device=device, jobs=jobs or _default_jobs(device), batch_size=batch_size,
         max_batch_seconds=max_batch_seconds, backend=backend, scheduler=scheduler,
         shard=parse_shard(shard), overwrite=overwrite, retry_failed=retry_failed, output_sample_rate=sample_rate,
-        fmt=fmt, pseudonymize=pseudonymize, mapping=mapping, score=score, dry_run=dry_run,
+        fmt=audio_format, pseudonymize=pseudonymize, mapping=mapping, score=score, dry_run=dry_run,
         progress=progress is not False,
     )
     from anoncli.jobs.engine import check_paths
 
     check_paths(config)
-    job_plan = plan(config)
+    selected = None
+    if files_from is not None:
+        from anoncli.corpus import open_corpus
+        from anoncli.corpus.selection import read_file_list, select_files
+
+        entries = read_file_list(files_from)
+        selected = select_files(open_corpus(config.corpus, config.labels_file, layout=config.layout,
+                                            allow_commands=config.allow_commands, labels_sep=config.labels_sep),
+                                entries)
+    job_plan = plan(config, selected)
     if dry_run:
         typer.echo(json.dumps(job_plan.as_dict(config), indent=2))
         raise typer.Exit(EXIT_OK)
-    summary = run_anonymize(config, job_plan)
+    summary = run_anonymize(config, job_plan, on_batch=_stream_rows if fmt == "jsonl" else None)
     # Counts, warnings, failures, and what OUT still holds as failed (the exit code follows OUT).
     for line in summary.report_lines(out):
         typer.echo(line, err=True)
+    if fmt in ("table", "json"):
+        emit(_summary_record(summary, out), fmt, _print_summary, quiet)
     if summary.exit_code != EXIT_OK:
         raise typer.Exit(summary.exit_code)
+
+
+# Row fields that describe the run rather than the utterance: left out of the jsonl stream.
+_RUN_FIELDS = ("params", "anoncli_version", "method")
+
+
+def _stream_rows(result) -> None:
+    """--format jsonl: one JSON line per finished utterance of a batch, flushed so a pipe sees it at once."""
+    import math
+    import sys
+
+    for row in result.rows:
+        record = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+                  for key, value in row.items() if key not in _RUN_FIELDS}
+        sys.stdout.write(json.dumps(record, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _summary_record(summary, out: Path) -> dict:
+    from dataclasses import asdict
+
+    return {"out": str(out), **asdict(summary), "realtime_factor": summary.realtime_factor,
+            "exit_code": summary.exit_code}
+
+
+def _print_summary(record: dict) -> None:
+    rows = [[key, value if not isinstance(value, list) else f"{len(value)} (see --format json)"]
+            for key, value in record.items()]
+    print_rows("anonymize", ["field", "value"], rows)
 
 
 def register(app: typer.Typer) -> None:

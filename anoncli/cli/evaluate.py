@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from anoncli.cli.output import FormatOption, check_format, emit
 from anoncli.errors import EXIT_OK
 
 
@@ -27,33 +28,42 @@ def evaluate(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples (over speakers) for confidence intervals; 0 turns them off.")] = 200,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache of original-audio embeddings.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr and no printed table.")] = False,
+    fmt: FormatOption = "table",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr and no data on stdout (the exit code and REPORT tell the result).")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress on stderr (a bar on a terminal, plain lines in a log).")] = True,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for feature extraction (decoding, embeddings, F0, signal metrics).")] = 1,
     backend: Annotated[str, typer.Option("--backend", help="local (worker processes here) or dask.")] = "local",
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) for --backend dask; without it a local cluster is started.")] = None,
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries of ORIGINAL that run shell commands.")] = False,
+    files_from: Annotated[Optional[str], typer.Option("--files-from", help="Evaluate only the files of ORIGINAL listed in FILE, one path per line ('-' reads stdin).")] = None,
 ) -> None:
     """Measure how private and how useful an anonymized corpus is (offline).
 
-    Prints the summary table on stdout and writes REPORT. Exit codes: 0 done
+    Prints the summary on stdout (a table, or the summary.json object with
+    --format json) and writes REPORT. Exit codes: 0 done
     (and gate passed), 2 usage/input error, 4 release gate failed.
 
     Example: anoncli evaluate corpus/ anon/ --out report/ --gate "asv.OA.eer>=80,gender.gr>=90"
     """
     from anoncli.cli.options import check_backend
+    from anoncli.corpus.selection import read_file_list
+    from anoncli.evaluation.report import print_table
     from anoncli.evaluation.runner import EvaluateConfig
     from anoncli.evaluation.runner import evaluate as run_evaluation
 
+    check_format(fmt)
     check_backend(backend, scheduler)
     config = EvaluateConfig(
         original=original, anonymized=anonymized, out=out, labels_file=labels, layout=layout,
         probes=[p.strip() for p in probes.split(",") if p.strip()] if probes else None,
         asv_model=asv_model, trials=trials, vocabulary=vocabulary, asr_model=str(asr_model) if asr_model else None,
         asr_language=asr_language, seed=seed, overwrite=overwrite, gate=gate, use_cache=not no_cache,
-        n_boot=bootstrap, progress=not quiet, print_table=not quiet, jobs=jobs, backend=backend,
+        n_boot=bootstrap, progress=progress and not quiet, print_table=False, jobs=jobs, backend=backend,
         scheduler=scheduler, allow_commands=allow_commands,
+        files_from=read_file_list(files_from) if files_from is not None else None,
     )
     result = run_evaluation(config)
+    emit(result.summary, fmt, print_table, quiet)
     if result.exit_code != EXIT_OK:
         raise typer.Exit(result.exit_code)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from anoncli.cli.output import FormatOption, QuietOption, check_format, emit
 
 
 class ExportFormat(str, Enum):
@@ -23,7 +24,9 @@ def export(
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="With --pseudonymize: CSV of original id -> pseudonym, written here (never inside DEST); its key is FILE.key.")] = None,
     copy: Annotated[bool, typer.Option("--copy", help="Copy audio instead of hard-linking it (audiofolder, or kaldi with --pseudonymize).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty DEST and an existing mapping file.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    fmt: FormatOption = "table",
+    quiet: QuietOption = False,
+    as_json: Annotated[bool, typer.Option("--json", hidden=True, help="Same as --format json.")] = False,
 ) -> None:
     """Export the finished utterances of OUT to DEST as a Kaldi data folder or an audiofolder.
 
@@ -31,18 +34,20 @@ def export(
     """
     from anoncli.export import export_output
 
+    fmt = check_format("json" if as_json else fmt)
     summary = export_output(out, to.value, dest, pseudonymize=pseudonymize, mapping=mapping,
                             overwrite=overwrite, link=not copy)
-    if as_json:
-        typer.echo(json.dumps(summary.as_dict(), indent=2))
-        return
-    typer.echo(f"{summary.fmt}: {summary.utterances} utterances, {summary.speakers} speakers -> {summary.dest}")
+    emit(summary.as_dict(), fmt, _print_summary, quiet)
     if summary.mapping:
         typer.echo(f"mapping (keep private): {summary.mapping}", err=True)
     if summary.dropped_columns:
         typer.echo(f"dropped identifying columns: {', '.join(summary.dropped_columns)}", err=True)
     for note in summary.notes:
         typer.echo(f"note: {note}", err=True)
+
+
+def _print_summary(summary: dict) -> None:
+    typer.echo(f"{summary['fmt']}: {summary['utterances']} utterances, {summary['speakers']} speakers -> {summary['dest']}")
 
 
 def register(app: typer.Typer) -> None:

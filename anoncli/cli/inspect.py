@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from anoncli.cli.options import layout_help
+from anoncli.cli.output import QuietOption, check_format, emit
 from anoncli.errors import InputError
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
 
 
 def inspect(
     path: Annotated[Path, typer.Argument(help="A corpus folder, an anoncli output folder, a manifest .parquet, or a report folder.")],
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")] = Format.table,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Output on stdout: table (for people) or json (for programs).")] = "table",
+    quiet: QuietOption = False,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file for a corpus folder.")] = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
@@ -34,14 +30,10 @@ def inspect(
     """
     from anoncli.inspection import describe
 
+    check_format(fmt)
     info = describe(path, labels=labels, layout=layout, allow_commands=allow_commands, worst=worst, by=by,
                     check=check)
-    if fmt == Format.json:
-        typer.echo(json.dumps(info, indent=2, default=str))
-    elif info.get("kind") == "report":
-        _print_report(info)
-    else:
-        _print_table(info)
+    emit(info, fmt, _print_report if info.get("kind") == "report" else _print_table, quiet)
     if check and info.get("complete") is False:
         raise typer.Exit(3)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from anoncli.cli.options import layout_help, parse_params, resolve_device
+from anoncli.cli.output import FormatOption, QuietOption, check_format, emit, print_rows
 from anoncli.training import TrainOptions, get_trainer, trainer_names
 
 
@@ -28,11 +29,14 @@ def train(
     config: Annotated[Optional[str], typer.Option("--config", help="quick, full, or a JSON config file.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Extra KEY=VALUE setting; repeatable.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over even if RUN holds a finished or partial run.")] = False,
+    fmt: FormatOption = "table",
+    quiet: QuietOption = False,
 ) -> None:
     """Train a learned anonymization method or an attacker model; resumes a killed run.
 
     Example: anoncli train --method gengan corpus/ --out runs/gengan --epochs 20
     """
+    check_format(fmt)
     trainer = get_trainer(method)
     options = TrainOptions(
         corpus=corpus, out=out, labels_file=labels, layout=layout, label=label, attribute=attribute,
@@ -40,7 +44,13 @@ def train(
         overwrite=overwrite, config=config, extra=parse_params(param),
     )
     summary = trainer(options)
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    emit(summary, fmt, _print_summary, quiet)
+
+
+def _print_summary(summary: dict) -> None:
+    rows = [[key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else value]
+            for key, value in summary.items()]
+    print_rows("train", ["field", "value"], rows)
 
 
 def register(app: typer.Typer) -> None:

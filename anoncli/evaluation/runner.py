@@ -41,6 +41,7 @@ class EvaluateConfig:
     backend: str = "local"
     scheduler: str | None = None
     allow_commands: bool = False
+    files_from: list[tuple[int, str]] | None = None  # (line, path) of --files-from: only these files of ORIGINAL
 
 
 @dataclass
@@ -101,6 +102,10 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     if out.resolve() in (Path(config.original).resolve(), Path(config.anonymized).resolve()):
         raise AnoncliError(f"--out {out}: must not be the original or the anonymized folder")
     corpus = open_corpus(config.original, config.labels_file, config.layout, allow_commands=config.allow_commands)
+    if config.files_from is not None:
+        from anoncli.corpus.selection import select_files
+
+        corpus = select_files(corpus, config.files_from)
     pairing = pair_corpus(corpus, config.anonymized)
     notes = list(pairing.notes)
     utts = [u for u, _ in pairing.pairs]
@@ -175,7 +180,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
 
     t0 = time.time()
     summary["notes"] = notes
-    columns = {"utt_id": [u.utt_id for u in utts], "source_path": [u.rel_path for u in utts],
+    columns = {"utt_id": [u.utt_id for u in utts], "source_path": [u.source_path for u in utts],
                "anonymized_path": [str(p) for _, p in pairing.pairs]}
     for name in corpus.label_columns:
         columns[name] = [row.get(name) for row in label_rows]

@@ -8,6 +8,7 @@ import platform
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from anoncli.errors import EXIT_OK, EXIT_PARTIAL, AnoncliError, InputError, envi
 from anoncli.jobs.batching import make_batches
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
 from anoncli.jobs.sharding import select_shard
-from anoncli.jobs.worker import JobSpec, process_batch
+from anoncli.jobs.worker import BatchResult, JobSpec, process_batch
 from anoncli.manifest.reader import manifest_config, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
 from anoncli.manifest.writer import finalize_part, remove_rows
@@ -151,7 +152,6 @@ class RunSummary:
         return lines
 
 
-
 def check_paths(config: AnonymizeConfig) -> None:
     """Refuse outputs that could overwrite or mix with the input corpus, or leak the mapping."""
     corpus = config.corpus.resolve()
@@ -219,7 +219,6 @@ def failed_in_folder(config: AnonymizeConfig, utterances: list[Utterance]) -> in
     pseudonyms = _pseudonymizer(config)
     keys = (pseudonyms.utterance(u.utt_id) if pseudonyms else u.utt_id for u in utterances)
     return sum(status.get(key) == STATUS_FAILED for key in keys)
-
 
 
 def _pseudonymizer(config: AnonymizeConfig) -> Pseudonymizer | None:
@@ -291,7 +290,8 @@ def _config_record(config: AnonymizeConfig, method_config: dict) -> dict[str, An
     return json.loads(json.dumps(record, default=str))
 
 
-def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunSummary:
+def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None,
+                  on_batch: Callable[[BatchResult], None] | None = None) -> RunSummary:
     """Anonymize the shard's remaining utterances; returns counts, timings and what OUT holds afterwards.
 
     An OS-level failure (disk full, no permission, read-only file system, a
@@ -300,12 +300,13 @@ def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None) -> RunS
     recorded as failed, so rerunning the same command redoes it.
     """
     try:
-        return _run_anonymize(config, job_plan)
+        return _run_anonymize(config, job_plan, on_batch)
     except OSError as err:
         raise environment_failure(err, None if err.filename else config.out, action=None) from None
 
 
-def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None) -> RunSummary:
+def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
+                   on_batch: Callable[[BatchResult], None] | None) -> RunSummary:
     started = time.time()
     check_paths(config)
     if config.out.exists():
@@ -348,6 +349,8 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None) -> RunSummary
             summary.errors.extend(result.errors)
             summary.warnings.extend(result.warnings)
             progress.advance(result.ok + result.failed, result.audio_s, result.failed)
+            if on_batch is not None:
+                on_batch(result)
     finalize_part(config.out, config.shard, schema)
     summary.wall_s = time.perf_counter() - t0
     summary.failed_in_folder = failed_in_folder(config, job_plan.shard_utterances)

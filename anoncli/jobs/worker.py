@@ -46,6 +46,7 @@ class JobSpec:
     output_sample_rate: int | None = None
     pseudonym_key: bytes | None = None
     score: bool = False
+    score_plan: Any = None  # anoncli.jobs.scores.ScorePlan when scores are on
     single_thread: bool = True
     channel: int | None = None  # 1-based channel to read instead of the mono mixdown
 
@@ -57,10 +58,10 @@ class BatchResult:
     audio_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)  # the manifest rows written for this batch
 
 
 _METHODS: dict[str, Any] = {}
-_SCORERS: dict[str, Any] = {}
 
 
 def method_for(spec: JobSpec):
@@ -76,14 +77,6 @@ def preload_method(spec: JobSpec) -> None:
     if spec.single_thread:
         init_worker()
     method_for(spec)
-
-
-def _scorer():
-    if "quick" not in _SCORERS:
-        from anoncli.scoring.quick_scores import QuickScorer
-
-        _SCORERS["quick"] = QuickScorer()
-    return _SCORERS["quick"]
 
 
 def output_rel_path(utt: Utterance, fmt: str, pseudonyms: Pseudonymizer | None) -> str:
@@ -163,6 +156,13 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
             rows.append(row.fail(_one_line(err), started))
             result.errors.append(f"{utt.rel_path}: {_one_line(err)}")
 
+    prepared = None
+    if spec.score and spec.score_plan is not None and loaded:
+        from anoncli.jobs import scores
+
+        # the originals' sides, before the method: a worker on the same speaker's next batch finds them cached
+        prepared = scores.prepare(spec.score_plan, [(item[0], item[2]) for item in loaded])
+    written = []  # (utterance, row, output wave or None, its rate) of the files written, for the scores
     method_started = time.perf_counter()
     outputs = _run_method(method, loaded)
     # elapsed_s of a row: its own decode and write time plus its share of the batch's method time
@@ -172,8 +172,9 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
         try:
             if isinstance(output, BaseException):
                 raise output
-            _write_outputs(spec, method, out, utt, row, audio, output, pseudonyms)
+            wave_out = _write_outputs(spec, method, out, utt, row, audio, output, pseudonyms)
             row.values.update(status=STATUS_OK, elapsed_s=time.perf_counter() - started)
+            written.append((utt, row.values, *(wave_out or (None, None))))
             rows.append(row.values)
             result.ok += 1
             result.audio_s += audio.duration_s
@@ -186,8 +187,13 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
             rows.append(row.fail(message, started))
             result.errors.append(f"{utt.rel_path}: {message}")
     result.failed = len(rows) - result.ok
+    if prepared is not None:
+        from anoncli.jobs import scores
+
+        result.warnings.extend(scores.finish(spec.score_plan, prepared, written))
     if rows:
         write_batch(out, spec.shard, rows, spec.schema)
+    result.rows = rows
     return result
 
 
@@ -213,7 +219,9 @@ def _run_method(method, loaded) -> list:
     return outputs
 
 
-def _write_outputs(spec, method, out: Path, utt: Utterance, row: _Row, audio: Audio, output, pseudonyms) -> None:
+def _write_outputs(spec, method, out: Path, utt: Utterance, row: _Row, audio: Audio, output,
+                   pseudonyms) -> tuple[np.ndarray, int] | None:
+    """Write one utterance's outputs; returns the audio written (samples, rate), None for features only."""
     audio_out, features_out = output, None
     if isinstance(output, dict):
         audio_out, features_out = output.get("audio"), output.get("features")
@@ -233,5 +241,5 @@ def _write_outputs(spec, method, out: Path, utt: Utterance, row: _Row, audio: Au
         rel = output_rel_path(utt, spec.fmt, pseudonyms)
         write_audio(out / rel, wave, rate_out, spec.fmt)
         row.values.update(output_path=rel, output_sample_rate=rate_out)
-        if spec.score:
-            row.values.update(_scorer().score(audio.samples, audio.sample_rate, wave, rate_out))
+        return wave, rate_out
+    return None

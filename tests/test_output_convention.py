@@ -1,0 +1,98 @@
+"""One output convention: --format table|json (and -q) on every data-printing command, data on stdout,
+--files-from and a streamed jsonl for pipelines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from anoncli.cli.app import app
+from synth_audio import make_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("conv") / "corpus", per_speaker=2, duration_s=0.3)
+
+
+def run(*args, input: str | None = None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def test_anonymize_json_summary_and_jsonl_stream(corpus, tmp_path):
+    result = run("anonymize", corpus, "--out", tmp_path / "a", "--method", "identity", "--jobs", "1",
+                 "--format", "jsonl", "--no-progress")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 6 and {line["status"] for line in lines} == {"ok"}
+    assert all(line["output_path"] and line["utt_id"] for line in lines)
+    rerun = run("anonymize", corpus, "--out", tmp_path / "a", "--method", "identity", "--format", "json")
+    assert rerun.exit_code == 0, rerun.output
+    summary = json.loads(rerun.stdout)
+    assert summary["skipped"] == 6 and summary["ok"] == 0 and summary["exit_code"] == 0
+    quiet = run("anonymize", corpus, "--out", tmp_path / "a", "--method", "identity", "--format", "json", "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+
+
+def test_files_from_selects_only_listed_files(corpus, tmp_path):
+    listed = sorted(p for p in corpus.rglob("*.wav"))[:2]
+    listing = "\n".join(str(p) for p in listed) + "\n"
+    result = run("anonymize", corpus, "--out", tmp_path / "b", "--method", "identity", "--files-from", "-",
+                 "--format", "jsonl", "--no-progress", input=listing)
+    assert result.exit_code == 0, result.output
+    done = {json.loads(line)["source_path"] for line in result.stdout.splitlines()}
+    assert done == {p.relative_to(corpus).as_posix() for p in listed}
+    relative = tmp_path / "list.txt"
+    relative.write_text(listed[0].relative_to(corpus).as_posix() + "\n")
+    dry = run("anonymize", corpus, "--out", tmp_path / "c", "--files-from", relative, "--dry-run")
+    assert dry.exit_code == 0 and json.loads(dry.stdout)["to_process"] == 1
+
+
+def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, tmp_path):
+    stray = tmp_path / "elsewhere.wav"
+    stray.write_bytes(b"")
+    result = subprocess.run([sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(tmp_path / "d"),
+                             "--files-from", "-"], input=f"\n{stray}\n", capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "line 2" in lines[0] and str(stray) in lines[0]
+
+
+def test_inspect_and_export_take_format_json_and_quiet(corpus, tmp_path):
+    out = tmp_path / "e"
+    assert run("anonymize", corpus, "--out", out, "--method", "identity", "--no-progress").exit_code == 0
+    info = json.loads(run("inspect", out, "--format", "json").stdout)
+    assert info["ok"] == 6
+    assert run("inspect", out, "-q").stdout == ""
+    exported = run("export", out, tmp_path / "k", "--to", "kaldi", "--format", "json")
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["utterances"] == 6
+    bad = run("inspect", out, "--format", "yaml")
+    assert bad.exit_code != 0 and "--format" in str(bad.exception)
+
+
+def test_old_audio_format_spelling_still_works_with_a_warning(corpus, tmp_path):
+    result = run("anonymize", corpus, "--out", tmp_path / "f", "--method", "identity", "--format", "flac",
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "--audio-format flac" in result.stderr
+    assert len(list((tmp_path / "f").rglob("*.flac"))) == 6
+
+
+def test_evaluate_files_from_and_format_json(corpus, tmp_path):
+    out = tmp_path / "g"
+    assert run("anonymize", corpus, "--out", out, "--method", "identity", "--no-progress").exit_code == 0
+    listing = tmp_path / "some.txt"
+    listing.write_text("\n".join(str(p) for p in sorted(corpus.rglob("*.wav"))[:4]) + "\n")
+    result = run("evaluate", corpus, out, "--out", tmp_path / "report", "--probes", "signal", "--bootstrap", "0",
+                 "--files-from", listing, "--format", "json", "--no-progress")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary == json.loads((tmp_path / "report" / "summary.json").read_text())
+    import pandas as pd
+
+    assert len(pd.read_parquet(tmp_path / "report" / "scores.parquet")) == 4

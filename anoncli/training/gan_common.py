@@ -8,7 +8,7 @@
   the training speakers' original mels, then applied to the generator's output
   for the held-out validation speakers (an "ignorant" attacker that the
   generator never saw);
-* `GANTrainer`: the epoch loop with checkpoint-every-epoch, resume, tqdm
+* `GANTrainer`: the epoch loop with checkpoint-every-epoch, resume, progress (a bar on a terminal, a line per epoch in a log)
   progress, RUN/log.parquet, model selection on a validation
   privacy-utility score, RUN/model.json and registration in the model store.
 Each method subclasses `GANTrainer` with its models, one training step and
@@ -83,10 +83,10 @@ def compute_mels(utterances, sample_rate: int, mel: LogMel, cache_dir: Path | No
     if cache_file is not None and cache_file.exists():
         stored = torch.load(cache_file, map_location="cpu", weights_only=True)
         return dict(zip(stored["ids"], stored["mels"]))
-    from tqdm import tqdm
+    from anoncli.progress import progress_bar
 
     mels: dict[str, torch.Tensor] = {}
-    for utt in tqdm(utterances, desc="mels", unit="file", file=sys.stderr, disable=not progress, leave=False):
+    for utt in progress_bar(utterances, desc="mels", unit="file", enabled=progress, leave=False):
         try:
             audio = read_utterance_audio(utt)
         except AudioError as err:
@@ -180,13 +180,13 @@ def batches(items: list[MelItem], batch_size: int, generator: torch.Generator):
 def train_attacker(train: list[MelItem], num_classes: int, config: dict, device: torch.device,
                    generator: torch.Generator, progress: bool = True) -> AlexNetDiscriminator:
     """A classifier of the private attribute trained on original mels of the training speakers, then frozen."""
-    from tqdm import tqdm
+    from anoncli.progress import progress_bar
 
     model = AlexNetDiscriminator(num_classes, width=config["attacker_width"], first_stride=config["d_first_stride"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     model.train()
     steps = config["attacker_steps"]
-    bar = tqdm(range(steps), desc="validation attacker", file=sys.stderr, disable=not progress, leave=False)
+    bar = progress_bar(range(steps), desc="validation attacker", enabled=progress, leave=False)
     for _ in bar:
         picks = torch.randint(0, len(train), (config["batch_size"],), generator=generator).tolist()
         x, y = random_crops([train[i] for i in picks], config["segment_frames"], generator)
@@ -274,13 +274,13 @@ class GANTrainer:
         steps = self.config.get("d_warmup_steps", 0)
         if not steps:
             return
-        from tqdm import tqdm
+        from anoncli.progress import progress_bar
 
         generator = torch.Generator()
         generator.manual_seed(self.config["seed"] + 2)
         for module, optimizer in self.discriminators():
             module.train()
-            bar = tqdm(range(steps), desc="discriminator warm-up", file=sys.stderr, disable=not self.progress, leave=False)
+            bar = progress_bar(range(steps), desc="discriminator warm-up", enabled=self.progress, leave=False)
             for _ in bar:
                 picks = torch.randint(0, len(data.train), (self.config["batch_size"],), generator=generator).tolist()
                 x, y = random_crops([data.train[i] for i in picks], self.config["segment_frames"], generator)
@@ -382,7 +382,7 @@ class GANTrainer:
         self.val_acc_original = attacker_accuracy(self.attacker, [i.norm for i in data.val], [i.label for i in data.val], self.device)
         metrics: dict[str, float] = dict(state["metrics"]) if state is not None else {}
 
-        from tqdm import tqdm
+        from anoncli.progress import progress_bar
 
         for module in self.modules().values():
             module.train()
@@ -390,8 +390,8 @@ class GANTrainer:
             sums: dict[str, float] = {}
             count = 0
             epoch_batches = list(batches(data.train, config["batch_size"], self.data_rng))
-            bar = tqdm(epoch_batches, desc=f"{self.method} epoch {epoch}/{config['epochs']}", unit="batch",
-                       file=sys.stderr, disable=not self.progress, leave=False)
+            bar = progress_bar(epoch_batches, desc=f"{self.method} epoch {epoch}/{config['epochs']}", unit="batch",
+                               enabled=self.progress, log_step_percent=100, leave=False)
             for batch_items in bar:
                 x, labels = random_crops(batch_items, config["segment_frames"], self.data_rng)
                 # per-utterance (mu, sigma) of the crops, for losses that need the unnormalised log-mel

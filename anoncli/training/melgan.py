@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from anoncli import progress
+from anoncli.progress import progress_bar
 
 from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
@@ -67,7 +68,7 @@ def resolve_config(options: TrainOptions) -> dict:
 
 def load_waves(utterances, sample_rate: int, desc: str) -> list[torch.Tensor]:
     waves = []
-    for utt in tqdm(utterances, desc=desc, leave=False, disable=None):
+    for utt in progress_bar(utterances, desc=desc, leave=False, enabled=None):
         audio = read_audio(utt.path)
         waves.append(resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate))
     return waves
@@ -178,7 +179,7 @@ def train_melgan(options: TrainOptions) -> dict:
     generator.train()
     for epoch in range(start_epoch + 1, config["epochs"] + 1):
         sums = {"loss_d": 0.0, "loss_adv": 0.0, "loss_fm": 0.0, "loss_mel": 0.0}
-        bar = tqdm(range(steps_per_epoch), desc=f"melgan epoch {epoch}/{config['epochs']}", leave=False, disable=None)
+        bar = progress_bar(range(steps_per_epoch), desc=f"melgan epoch {epoch}/{config['epochs']}", leave=False, enabled=None, log_step_percent=100)
         for _ in bar:
             real = random_segments(train_waves, config["batch_size"], config["segment"], gen).to(device)
             logmel = mel(real)
@@ -212,9 +213,9 @@ def train_melgan(options: TrainOptions) -> dict:
             best_stoi, best_epoch = figures["val_stoi"], epoch
         checkpoint(epoch, best)
         run.log({"epoch": epoch, "step": step, **means, **figures, "elapsed_s": time.time() - started})
-        tqdm.write(f"melgan epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in {**means, **figures}.items()))
+        progress.write(f"melgan epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in {**means, **figures}.items()))
         if config["max_minutes"] and time.time() - started > 60 * config["max_minutes"]:
-            tqdm.write(f"melgan: stopping after epoch {epoch}, max_minutes={config['max_minutes']} reached "
+            progress.write(f"melgan: stopping after epoch {epoch}, max_minutes={config['max_minutes']} reached "
                        "(run the same command with more minutes to continue)")
             break
 

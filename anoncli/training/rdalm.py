@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from anoncli.progress import progress_bar
 
 from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
@@ -67,7 +67,7 @@ def load_items(corpus_root, utterances, config, need_event: bool = True):
     """Mixture waves, clean-event waves, event labels and speech-presence labels, all clipped to clip_s."""
     n = int(config["clip_s"] * config["sample_rate"])
     mixes, events = [], []
-    for utt in tqdm(utterances, desc="reading mixtures", leave=False, disable=None):
+    for utt in progress_bar(utterances, desc="reading mixtures", leave=False, enabled=None):
         mixes.append(_fit_length(_load(utt.path, config["sample_rate"]), n))
         if need_event:
             rel = utt.labels.get("clean_event")
@@ -146,7 +146,7 @@ def train(options: TrainOptions) -> dict:
         pipe.unet.train()
         t0, losses = time.time(), []
         order = torch.randperm(len(mix_mag), generator=gen)
-        for s in tqdm(range(0, len(order), bs), desc=f"u-net epoch {unet_epoch + 1}/{config['unet_epochs']}", leave=False, disable=None):
+        for s in progress_bar(range(0, len(order), bs), desc=f"u-net epoch {unet_epoch + 1}/{config['unet_epochs']}", leave=False, enabled=None, log_step_percent=100):
             idx = order[s:s + bs]
             m, e = mix_mag[idx].to(device), event_mag[idx].to(device)
             loss = F.l1_loss(pipe.unet(m) * m, e)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from anoncli.progress import progress_bar
 
 from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
@@ -47,7 +47,7 @@ PRESETS = {
 
 def load_waves(utterances, sample_rate: int, desc: str = "reading audio") -> list[torch.Tensor]:
     waves = []
-    for utt in tqdm(utterances, desc=desc, leave=False, disable=None):
+    for utt in progress_bar(utterances, desc=desc, leave=False, enabled=None):
         audio = read_audio(utt.path)
         waves.append(resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate))
     return waves
@@ -155,7 +155,7 @@ def train(options: TrainOptions) -> dict:
         net.train(); ce_head.train()
         t0, losses = time.time(), []
         a_idx, b_idx, diff = draw_pairs(y_train, config["pairs_per_epoch"], gen)
-        for s in tqdm(range(0, len(a_idx), bs), desc=f"siamese epoch {epoch + 1}/{config['epochs']}", leave=False, disable=None):
+        for s in progress_bar(range(0, len(a_idx), bs), desc=f"siamese epoch {epoch + 1}/{config['epochs']}", leave=False, enabled=None, log_step_percent=100):
             sl = slice(s, s + bs)
             xa = torch.stack([random_crop(waves[i], crop, gen) for i in a_idx[sl]]).to(device)
             if config["loss"] == "contrastive":

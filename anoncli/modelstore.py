@@ -17,6 +17,9 @@ from anoncli.errors import AnoncliError
 
 MODEL_FILE = "model.pt"
 CARD_FILE = "model.json"
+# Models shipped inside the package: anoncli/pretrained/<method>/model.safetensors + card.json.
+SHIPPED_WEIGHTS = "model.safetensors"
+SHIPPED_CARD = "card.json"
 
 
 def store_root() -> Path:
@@ -64,6 +67,40 @@ def missing_message(method: str) -> str:
     )
 
 
+def shipped_dir(method: str) -> Path:
+    return Path(__file__).resolve().parent / "pretrained" / method
+
+
+def shipped_model(method: str) -> Path | None:
+    path = shipped_dir(method) / SHIPPED_WEIGHTS
+    return path if path.is_file() and (path.parent / SHIPPED_CARD).is_file() else None
+
+
+def load_shipped(path: str | os.PathLike) -> dict:
+    """A shipped model (safetensors weights + card.json beside it) as a checkpoint-style state:
+    method, config, classes, attribute, models {module: state dict}, sha256 of the weights."""
+    from anoncli.models.safetensors_io import load_file
+
+    path = Path(path)
+    try:
+        card = json.loads((path.parent / SHIPPED_CARD).read_text())
+        model = card["model"]
+    except (OSError, ValueError, KeyError) as err:
+        raise AnoncliError(f"{path.parent / SHIPPED_CARD}: missing or incomplete model card ({err})") from None
+    tensors, _ = load_file(path)
+    modules: dict[str, dict] = {}
+    for key, value in tensors.items():
+        module, _, name = key.partition(".")
+        modules.setdefault(module, {})[name] = value
+    return {"method": card.get("method"), "config": model["config"], "classes": model["classes"],
+            "attribute": model.get("attribute", ""), "models": modules, "sha256": _sha256(path)}
+
+
+def file_sha256(path: str | os.PathLike) -> str | None:
+    """sha256 of a model file, or None when it is not a file (an in-memory model)."""
+    return _sha256(Path(path)) if Path(path).is_file() else None
+
+
 def _sha256(path: Path) -> str:
     import hashlib
 
@@ -75,7 +112,8 @@ def _sha256(path: Path) -> str:
 
 
 def list_models() -> list[dict]:
-    """Models the store holds: one dict per method (method, source "local", path, sha256, card)."""
+    """Models found: the local store's (source "local") and the package's shipped ones (source "shipped"),
+    one dict each (method, source, path, sha256, card)."""
     root = store_root()
     found = []
     if root.is_dir():
@@ -90,11 +128,23 @@ def list_models() -> list[dict]:
                 card = {}
             found.append({"method": method_folder.name, "source": "local", "path": str(model),
                           "sha256": _sha256(model), "card": card})
+    shipped_root = shipped_dir("_").parent
+    if shipped_root.is_dir():
+        for method_folder in sorted(p for p in shipped_root.iterdir() if p.is_dir()):
+            weights = shipped_model(method_folder.name)
+            if weights is not None:
+                try:
+                    card = json.loads((method_folder / SHIPPED_CARD).read_text())
+                except (OSError, ValueError):
+                    card = {}
+                found.append({"method": method_folder.name, "source": "shipped", "path": str(weights),
+                              "sha256": _sha256(weights), "card": card})
     return found
 
 
 def find(method: str, checkpoint: str | os.PathLike | None = None) -> Path:
-    """The checkpoint file to load for `method`: from `checkpoint` (file or run folder) or the store."""
+    """The checkpoint file to load for `method`: from `checkpoint` (file or run folder), else the local
+    store, else the model shipped in the package (`anoncli/pretrained/<method>/model.safetensors`)."""
     if checkpoint:
         path = Path(checkpoint).expanduser()
         if path.is_file():
@@ -108,6 +158,9 @@ def find(method: str, checkpoint: str | os.PathLike | None = None) -> Path:
     stored = method_dir(method) / MODEL_FILE
     if stored.is_file():
         return stored
+    shipped = shipped_model(method)
+    if shipped is not None:
+        return shipped
     raise AnoncliError(missing_message(method))
 
 
@@ -131,7 +184,7 @@ def load_method_checkpoint(method: str, checkpoint: str | os.PathLike | None = N
     """Find `method`'s checkpoint (given, or in the model store), load it safely, and check it is one
     of `method` (a PSEGAN run passed to --method gengan is a user error, not a crash later)."""
     path = find(method, checkpoint)
-    state = load_checkpoint(path, "cpu")
+    state = load_shipped(path) if path.suffix == ".safetensors" else load_checkpoint(path, "cpu")
     if state.get("method") != method:
         article = "an" if method[:1] in "aeiou" else "a"
         raise AnoncliError(f"{path}: a {state.get('method') or 'unknown'} checkpoint, not {article} {method} one")

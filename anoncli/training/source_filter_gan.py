@@ -24,7 +24,9 @@ encoder fed from the envelope log-mel; `anoncli.models.speaker`).
         + prior * |stats(fake) - mean stats(target class)|^2 on `prior_dims` (z-scored)
         + speaker * (1 - cos(E(in), E(out)))                  (PSEGAN: keep the speaker)
         [PCMelGAN: + CE(FD(F(x)), uniform) for the filter]
-  L_D = 1/2 [CE(D(real), source class) + CE(D(fake), fake)]   [PCMelGAN: + CE(FD(F(x)), source)]
+  L_D = 1/2 [CE(D(real), source class) + CE(D(fake), y)]      [PCMelGAN: + CE(FD(F(x)), source)]
+  with y = the source class (`d_fake = "source"`, default: D is an informed attacker that
+  learns the source class from generated data) or the extra fake class (`d_fake = "fake"`).
 
 Model selection is on audio: every `val_every` epochs the validation
 speakers are anonymized through the inference path (WORLD resynthesis), and
@@ -93,7 +95,7 @@ def _base_quick(method: str) -> dict:
         "prosody_bounds": [0.8, 0.7, 0.7, 0.2] if gender else [0.3, 1.0, 1.0, 0.05],
         "prosody_hidden": 64,
         "epochs": 30, "steps_per_epoch": 30, "batch_size": 16, "segment_frames": 128,
-        "lr_g": 1e-3, "lr_d": 3e-4, "adv_weight": 1.0,
+        "lr_g": 1e-3, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake": "source",
         "dist_weight": 0.5 if gender else 1.0,
         "speaker_weight": 0.0 if gender else 5.0,
         "use_embedding": True,
@@ -402,10 +404,13 @@ class SourceFilterTrainer:
         self.opt_g.step()
         # discriminator(s)
         real_d = self.d_input(f["env_raw"], f["mu"], f["sigma"])
+        # "fake": PCMelGAN/PSEGAN's extra fake class; "source": D learns to recover the *source* class from
+        # generated data too (an informed attacker), so the generator must remove what betrays it
+        fake_target = torch.full_like(labels, k) if c["d_fake"] == "fake" else labels
         loss_d = 0.5 * (nn.functional.cross_entropy(self.discriminator(real_d, self.norm_stats(f["stats_real"]), emb_real), labels)
                         + nn.functional.cross_entropy(self.discriminator(fake_d.detach(), self.norm_stats(f["stats"].detach()),
                                                                          None if emb_fake is None else emb_fake.detach()),
-                                                      torch.full_like(labels, k)))
+                                                      fake_target))
         if self.filter_d is not None:
             loss_d = loss_d + nn.functional.cross_entropy(self.filter_d(f["filtered"].detach()), labels)
         self.opt_d.zero_grad(set_to_none=True)

@@ -538,6 +538,24 @@ def test_dangling_symlink_and_link_loop_are_named(tmp_path, monkeypatch, capsys)
         open_corpus(corpus)
 
 
+def test_an_unreadable_folder_is_named_not_silently_skipped(tmp_path, monkeypatch, capsys):
+    corpus = _plain_corpus(tmp_path / "corpus", 2)
+    (corpus / "locked").mkdir()
+    sf.write(corpus / "locked" / "x.wav", voiced(0.3), RATE, subtype="PCM_16")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, _, err = anonymize(monkeypatch, capsys, corpus, tmp_path / "out")
+    assert code == 0, err
+    warning = next(line for line in err.splitlines() if "warning" in line)
+    assert "1 folder(s) cannot be read" in warning and "locked" in warning and "Permission denied" in warning
+
+
 # --- 10. Hugging Face datasets round trip ---------------------------------------------------------
 
 @pytest.mark.parametrize("tree", ["plain", "split-named folders"])

@@ -27,7 +27,8 @@ MIXED_SHARE = 0.1
 RESERVED = {
     "utt_id", "source_path", "output_path", "features_path", "duration_s", "sample_rate", "output_sample_rate",
     "method", "params", "seed", "status", "error", "elapsed_s", "anoncli_version", "note",
-    "link_cosine", "stoi", "f0_r",
+    "link_cosine", "asv_score", "gender_p_orig", "gender_p_anon", "emotion_p_orig", "emotion_p_anon",
+    "stoi", "f0_r", "duration_ratio", "level_change_db", "score_notes",
 }
 
 __all__ = [
@@ -129,6 +130,12 @@ def open_corpus(
     chosen, scan, notes = _choose_layout(root, layout, labels_path)
     if chosen.name == "kaldi" and labels_path is not None:
         raise InputError(f"{labels_path}: --labels cannot be combined with a Kaldi data folder (use its utt2spk, spk2gender, text, utt2emo)")
+    if scan.stats.unreadable:
+        folder, reason = scan.stats.unreadable[0]
+        message = (f"{root}: {len(scan.stats.unreadable)} folder(s) cannot be read, their files are left out "
+                   f"(first: {folder}: {reason})")
+        warn(message)
+        notes.append(message)
     result = chosen.load(scan, allow_commands=allow_commands, labels_file=labels_path, labels_sep=labels_sep)
     utterances = result.utterances
     columns = list(result.label_columns)

@@ -34,6 +34,8 @@ class WalkStats:
     ignored_files: int = 0
     # Non-audio files within MARKER_DEPTH folders of the root, as posix paths relative to it.
     side_files: list[str] = field(default_factory=list)
+    # Folders that could not be listed: (path, reason); their files are left out.
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def iter_audio_files(root: Path, stats: WalkStats | None = None) -> Iterator[str]:
@@ -53,7 +55,8 @@ def iter_audio_files(root: Path, stats: WalkStats | None = None) -> Iterator[str
         try:
             with os.scandir(folder) as it:
                 entries = list(it)
-        except OSError:
+        except OSError as err:
+            stats.unreadable.append((folder, err.strerror or str(err)))
             continue
         for entry in entries:
             name = entry.name

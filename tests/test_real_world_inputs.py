@@ -198,6 +198,13 @@ def test_malformed_label_files_are_one_line_input_errors(tmp_path, monkeypatch, 
     assert tree_digest(root) == before
 
 
+def test_every_manifest_column_is_reserved_from_labels():
+    from anoncli.corpus import RESERVED
+    from anoncli.manifest.schema import manifest_schema
+
+    assert set(manifest_schema([]).names) <= RESERVED
+
+
 def test_absolute_paths_inside_the_corpus_are_accepted(tmp_path):
     root = _labelled_corpus(tmp_path / "corpus")
     (root / "metadata.csv").write_text(f"file_name,speaker\n{root.absolute() / 'clips' / 'a.wav'},s1\n")

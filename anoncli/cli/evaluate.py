@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,7 +32,7 @@ def evaluate(
     fmt: FormatOption = "table",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr and no data on stdout (the exit code and REPORT tell the result).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress on stderr (a bar on a terminal, plain lines in a log).")] = True,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for feature extraction (decoding, embeddings, F0, signal metrics).")] = 1,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes for feature extraction (decoding, embeddings, F0, signal metrics) and ASR decoding (default: one per CPU core).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="local (worker processes here) or dask.")] = "local",
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) for --backend dask; without it a local cluster is started.")] = None,
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries of ORIGINAL that run shell commands.")] = False,
@@ -58,7 +59,7 @@ def evaluate(
         probes=[p.strip() for p in probes.split(",") if p.strip()] if probes else None,
         asv_model=asv_model, trials=trials, vocabulary=vocabulary, asr_model=str(asr_model) if asr_model else None,
         asr_language=asr_language, seed=seed, overwrite=overwrite, gate=gate, use_cache=not no_cache,
-        n_boot=bootstrap, progress=progress and not quiet, print_table=False, jobs=jobs, backend=backend,
+        n_boot=bootstrap, progress=progress and not quiet, print_table=False, jobs=jobs or len(os.sched_getaffinity(0)), backend=backend,
         scheduler=scheduler, allow_commands=allow_commands,
         files_from=read_file_list(files_from) if files_from is not None else None,
     )

@@ -47,7 +47,7 @@ def export(
 
 
 def _print_summary(summary: dict) -> None:
-    typer.echo(f"{summary['fmt']}: {summary['utterances']} utterances, {summary['speakers']} speakers -> {summary['dest']}")
+    typer.echo(f"{summary['format']}: {summary['utterances']} utterances, {summary['speakers']} speakers -> {summary['dest']}")
 
 
 def register(app: typer.Typer) -> None:

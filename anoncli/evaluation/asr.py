@@ -104,14 +104,97 @@ class SpeechBrainRecogniser:
         return normalise_text(words[0] if isinstance(words[0], str) else " ".join(words[0]))
 
 
+# Recognisers built in this process (a worker builds its own once and reuses it for every chunk).
+_RECOGNISERS: dict[tuple, object] = {}
+# Files decoded per task: large enough to amortise the hand-over, small enough to balance two cores.
+CHUNK = 4
+ASR_CACHE_VERSION = 1
+
+
+def _recogniser(spec: tuple):
+    """spec = (asr_model, vocabulary words or None, single_word, asr_language)."""
+    if spec not in _RECOGNISERS:
+        _RECOGNISERS.clear()
+        asr_model, words, single, language = spec
+        _RECOGNISERS[spec] = (SpeechBrainRecogniser(Path(asr_model), language) if asr_model
+                              else PocketSphinxRecogniser(list(words) if words else None, single))
+    return _RECOGNISERS[spec]
+
+
+def _transcribe_paths(spec: tuple, paths: list[str]) -> list[str]:
+    """Hypotheses for `paths` (decoded, mixed down, 16 kHz); runs in this process or in a worker."""
+    from anoncli.scoring.features import load_16k
+
+    recogniser = _recogniser(spec)
+    return [recogniser.transcribe(load_16k(Path(path))[0]) for path in paths]
+
+
+class HypothesisCache:
+    """Hypotheses of original files, keyed by file identity (path, size, mtime) and recogniser.
+
+    A second method evaluated on the same corpus decodes only its own side.
+    Stored as JSON under the evaluation cache folder; a damaged cache is only a lost speed-up.
+    """
+
+    def __init__(self, recogniser_name: str, enabled: bool = True):
+        import hashlib
+
+        from anoncli.evaluation.extraction import cache_dir
+
+        tag = hashlib.sha1(f"{recogniser_name}|{ASR_CACHE_VERSION}".encode()).hexdigest()[:16]
+        self.path = cache_dir() / f"asr-{tag}.json"
+        self.enabled = enabled
+        self.entries: dict[str, str] = {}
+        self.dirty = False
+        if enabled and self.path.is_file():
+            import json
+
+            try:
+                self.entries = dict(json.loads(self.path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                self.entries = {}
+
+    @staticmethod
+    def key(path: Path) -> str | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+    def get(self, key: str | None) -> str | None:
+        return self.entries.get(key) if (self.enabled and key) else None
+
+    def put(self, key: str | None, hyp: str) -> None:
+        if self.enabled and key:
+            self.entries[key] = hyp
+            self.dirty = True
+
+    def save(self) -> None:
+        if not (self.enabled and self.dirty):
+            return
+        import json
+
+        from anoncli.atomic import atomic_write_text
+
+        try:
+            atomic_write_text(self.path, json.dumps(self.entries))
+        except OSError:
+            pass  # a cache that cannot be written is only a lost speed-up
+
+
 def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], valid: np.ndarray,
             asr_model: str | None = None, vocabulary: str | None = None, asr_language: str = "en",
-            progress: bool = True):
-    """Returns (summary, per-utterance columns, notes)."""
-    import jiwer
-    from anoncli.progress import progress_bar
+            progress: bool = True, executor=None, use_cache: bool = True):
+    """Word error rates of both sides. Returns (summary, per-utterance columns, notes).
 
-    from anoncli.scoring.features import load_16k
+    pairs: (utterance, anonymized path) per pair; transcripts and languages per pair; valid: (N,) bool.
+    Decoding runs in chunks on `executor` (any concurrent.futures-style executor) when one is given,
+    else in this process; hypotheses of original files come from the cache when it has them.
+    """
+    import jiwer
+
+    from anoncli.progress import progress_bar
 
     n = len(pairs)
     refs = [normalise_text(t) for t in transcripts]
@@ -132,20 +215,48 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
     todo = np.flatnonzero(with_text & spoken)
     if todo.size == 0:
         return None, {}, notes
-    if asr_model:
-        recogniser = SpeechBrainRecogniser(Path(asr_model), asr_language)
-    else:
-        single = all(len(refs[i].split()) == 1 for i in todo)
-        recogniser = PocketSphinxRecogniser(words, single)
+    single = all(len(refs[i].split()) == 1 for i in todo)
+    spec = (asr_model, tuple(words) if words else None, single, asr_language)
+    recogniser = _recogniser(spec)  # built here first: a bad --vocabulary or model folder fails before any work
     if words:
         oov = sum(1 for i in todo for w in refs[i].split() if w not in words)
         if oov:
             notes.append(f"asr: {oov} reference words are outside --vocabulary and count as errors")
     hyp = {"original": np.full(n, None, dtype=object), "anonymized": np.full(n, None, dtype=object)}
-    for i in progress_bar(todo, desc="asr", unit="utt", enabled=progress, leave=False):
+    cache = HypothesisCache(recogniser.name, enabled=use_cache)
+    jobs: list[tuple[int, str, str, str | None]] = []  # (pair, side, path, cache key of an original file)
+    for i in todo:
         utt, anon_path = pairs[i]
-        hyp["original"][i] = recogniser.transcribe(load_16k(utt.path)[0])
-        hyp["anonymized"][i] = recogniser.transcribe(load_16k(anon_path)[0])
+        key = HypothesisCache.key(Path(utt.path))
+        cached = cache.get(key)
+        if cached is not None:
+            hyp["original"][i] = cached
+        else:
+            jobs.append((i, "original", str(utt.path), key))
+        jobs.append((i, "anonymized", str(anon_path), None))
+    chunks = [jobs[k:k + CHUNK] for k in range(0, len(jobs), CHUNK)]
+    bar = progress_bar(total=len(jobs), desc="asr", unit="file", enabled=progress, leave=False)
+
+    def take(chunk, hypotheses) -> None:
+        for (i, side, _path, key), text in zip(chunk, hypotheses):
+            hyp[side][i] = text
+            if side == "original":
+                cache.put(key, text)
+        bar.update(len(chunk))
+
+    try:
+        if executor is None:
+            for chunk in chunks:
+                take(chunk, _transcribe_paths(spec, [job[2] for job in chunk]))
+        else:
+            from concurrent.futures import as_completed
+
+            futures = {executor.submit(_transcribe_paths, spec, [job[2] for job in chunk]): chunk for chunk in chunks}
+            for future in as_completed(futures):
+                take(futures[future], future.result())
+    finally:
+        bar.close()
+        cache.save()
     summary = {"backend": recogniser.name, "n": int(todo.size)}
     per_utt = {}
     for side in ("original", "anonymized"):
@@ -183,7 +294,8 @@ class AsrProbe(Probe):
         text_column = next(c for c in TRANSCRIPT_COLUMNS if c in ctx.corpus.label_columns)
         summary, columns, notes = run_asr(ctx.pairing.pairs, ctx.labels(text_column), ctx.labels("language"),
                                           ctx.valid, config.asr_model, config.vocabulary, config.asr_language,
-                                          progress=config.progress)
+                                          progress=config.progress, executor=ctx.executor,
+                                          use_cache=config.use_cache)
         if not summary:
             return ProbeResult(notes=notes)
         return ProbeResult(summary, columns, notes)

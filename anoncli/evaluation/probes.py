@@ -58,6 +58,7 @@ class ProbeContext:
     label_rows: list[dict]               # labels per pair
     data: Any = None                     # evaluation.extraction.Extracted, set after the extraction pass
     backend_name: str = ""               # the speaker-embedding backend that made data's embeddings
+    executor: Any = None                 # a concurrent.futures-style pool when --jobs > 1 (or Dask), else None
 
     @property
     def utt_ids(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
@@ -134,6 +135,12 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     plot_inputs: dict[str, dict] = {"trial_scores": {}, "per_speaker": {}, "confusions": {}, "roc_inputs": {}}
     tables: dict[str, list[dict]] = {}
 
+    stack = contextlib.ExitStack()
+    if utts and (config.jobs > 1 or config.backend != "local"):
+        # One pool for the whole run: the extraction pass and the probes that decode audio (ASR) share it.
+        from anoncli.parallel import make_executor
+
+        ctx.executor = stack.enter_context(make_executor(config.backend, config.jobs, "cpu", config.scheduler))
     if utts:
         # one extraction pass computes what the chosen probes need
         from anoncli.evaluation.extraction import build_backends, extract
@@ -144,12 +151,9 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         backend, attacker_backend = build_backends(config.asv_model, need_embed, need_attr)
         extract_args = dict(need_signal="signal" in needs, need_attr=need_attr,
                             use_cache=config.use_cache, corpus_root=corpus.root, progress=config.progress)
-        if config.jobs > 1 or config.backend != "local":
-            from anoncli.parallel import make_executor
-
-            with make_executor(config.backend, config.jobs, "cpu", config.scheduler) as executor:
-                data = extract(pairing.pairs, backend, attacker_backend, executor=executor,
-                               backend_spec=(config.asv_model, need_embed), **extract_args)
+        if ctx.executor is not None:
+            data = extract(pairing.pairs, backend, attacker_backend, executor=ctx.executor,
+                           backend_spec=(config.asv_model, need_embed), **extract_args)
         else:
             data = extract(pairing.pairs, backend, attacker_backend, **extract_args)
         timings["extract"] = time.time() - t0
@@ -174,6 +178,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             plot_inputs[kind].update(values)
         tables.update(result.tables)
         timings[probe.timing_name] = time.time() - t0
+    if ctx.executor is not None:
+        stack.close()
     if ctx.data is not None:
         per_utt["score_notes"] = ["; ".join(f"{column}: {why}" for column, why in pair_notes.items() if column in per_utt)
                                   or None for pair_notes in ctx.data.notes]

@@ -25,6 +25,7 @@ from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
 from anoncli.scoring import metrics
 from anoncli.scoring.probe import make_folds
 from anoncli.seeding import derive_seed
+from anoncli.atomic import atomic_path, atomic_write_json
 
 ATTACKERS = ("original", "ignorant", "informed")
 MAX_CLASSES = 50
@@ -322,13 +323,9 @@ MODEL_KIND = "anoncli-attribute-attacker"
 def save_attacker(out: Path, head: LogisticHead, config: dict) -> None:
     import torch
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".model.pt.tmp-{os.getpid()}"
-    torch.save(head.state_dict(), tmp)
-    os.replace(tmp, out / "model.pt")
-    tmp_json = out / f".model.json.tmp-{os.getpid()}"
-    tmp_json.write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp_json, out / "model.json")
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save(head.state_dict(), tmp)
+    atomic_write_json(out / "model.json", config)
 
 
 def load_attacker(folder: Path) -> tuple[LogisticHead, dict]:

@@ -7,22 +7,16 @@ import html
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+from anoncli.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 
 SUMMARY_NAME = "summary.json"
 SCORES_NAME = "scores.parquet"
 TRIALS_NAME = "trials.parquet"
 HTML_NAME = "report.html"
 PLOTS_DIR = "plots"
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _clean_json(value):
@@ -40,7 +34,7 @@ def _clean_json(value):
 
 
 def write_summary(report: Path, summary: dict) -> None:
-    _atomic_bytes(report / SUMMARY_NAME, json.dumps(_clean_json(summary), indent=2).encode("utf-8"))
+    atomic_write_text(report / SUMMARY_NAME, json.dumps(_clean_json(summary), indent=2))
 
 
 def write_table(path: Path, columns: dict[str, list | np.ndarray]) -> None:
@@ -48,9 +42,8 @@ def write_table(path: Path, columns: dict[str, list | np.ndarray]) -> None:
 
     frame = pd.DataFrame({k: list(v) if isinstance(v, np.ndarray) and v.dtype == object and v.size < 1_000_000 else v
                           for k, v in columns.items()})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 # ---------------------------------------------------------------- printed table
@@ -239,10 +232,10 @@ Brackets: 95 % bootstrap intervals over speakers.</p>
 <h2>Timings (s)</h2><p>{html.escape(", ".join(f"{k}: {v:.1f}" for k, v in timings.items()))}</p>
 </body></html>
 """
-    _atomic_bytes(report / HTML_NAME, page.encode("utf-8"))
+    atomic_write_text(report / HTML_NAME, page)
     (report / PLOTS_DIR).mkdir(exist_ok=True)
     for name, data in plots.items():
-        _atomic_bytes(report / PLOTS_DIR / f"{name}.png", data)
+        atomic_write_bytes(report / PLOTS_DIR / f"{name}.png", data)
 
 
 def is_report_like(folder: Path) -> bool:

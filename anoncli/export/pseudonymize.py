@@ -15,6 +15,7 @@ from pathlib import Path
 
 from anoncli.export.source import ExportRow
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key
+from anoncli.atomic import atomic_path
 
 # Columns that name a book, a reader or a file of the original corpus.
 IDENTIFYING_COLUMNS = {"chapter", "name", "path", "file_name", "source_path"}
@@ -52,12 +53,9 @@ def pseudonymize_rows(rows: list[ExportRow], columns: list[str], mapping: Path) 
 
 def write_mapping(path: Path, originals: list[ExportRow], pseudonymous: list[ExportRow]) -> None:
     """The only file where original ids and pseudonyms meet; written atomically, owner-readable only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.anoncli-tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="") as handle:
+    with atomic_path(path) as tmp, os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
+                                             newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["utt_id", "speaker", "pseudo_utt_id", "pseudo_speaker"])
         for old, new in zip(originals, pseudonymous):
             writer.writerow([old.utt_id, old.speaker or "", new.utt_id, new.speaker or ""])
-    os.replace(tmp, path)

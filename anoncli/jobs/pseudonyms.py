@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 from anoncli.corpus.utterance import Utterance
+from anoncli.atomic import atomic_path
 
 
 def key_path(mapping: Path) -> Path:
@@ -54,12 +55,9 @@ class Pseudonymizer:
 
 def write_mapping(path: Path, utterances: list[Utterance], pseudonyms: Pseudonymizer) -> None:
     """The only place original ids and pseudonyms meet; written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["utt_id", "source_path", "speaker", "pseudo_utt_id", "pseudo_speaker"])
         for utt in utterances:
             writer.writerow([utt.utt_id, utt.source_path, utt.speaker or "", pseudonyms.utterance(utt.utt_id),
                              pseudonyms.speaker(utt.speaker) or ""])
-    os.replace(tmp, path)

@@ -13,7 +13,6 @@ checkpoint.pt (resume point, removed when finished) and log.parquet.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,8 @@ from anoncli.errors import AnoncliError, InputError
 from anoncli.scoring.embeddings import ECAPA_MODEL_KIND as MODEL_KIND
 from anoncli.scoring.embeddings import SpeakerEncoder
 from anoncli.scoring.features import load_16k
+from anoncli.atomic import atomic_write_json
+from anoncli.training.common import atomic_torch_save
 
 QUICK = {"epochs": 10, "batch_size": 32, "crop_s": 1.5, "lr": 2e-3, "n_mels": 40,
          "channels": [128, 128, 128, 128, 384], "lin_neurons": 128, "margin": 0.2, "scale": 30.0}
@@ -62,13 +63,6 @@ def _crop_batch(waves, labels, indices, crop: int, rng):
             batch[row] = np.resize(wave, crop)
     return torch.from_numpy(batch), torch.as_tensor(labels[indices], dtype=torch.long)
 
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    import torch
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train_asv(options) -> dict:
@@ -132,15 +126,13 @@ def train_asv(options) -> dict:
                          "seconds": time.time() - t0})
         print(f"asv: epoch {epoch + 1}/{config['epochs']} loss {log_rows[-1]['loss']:.3f} "
               f"acc {log_rows[-1]['train_acc']:.2f} ({log_rows[-1]['seconds']:.0f} s)", file=sys.stderr)
-        _atomic_torch_save({"encoder": encoder.model.state_dict(), "classifier": classifier.state_dict(),
+        atomic_torch_save({"encoder": encoder.model.state_dict(), "classifier": classifier.state_dict(),
                             "optimizer": optimizer.state_dict(), "epoch": epoch + 1}, checkpoint)
         (out / ".log.json").write_text(json.dumps(log_rows))
-    _atomic_torch_save(encoder.model.state_dict(), out / "model.pt")
+    atomic_torch_save(encoder.model.state_dict(), out / "model.pt")
     model_json = {"kind": MODEL_KIND, **config, "sample_rate": RATE, "speakers": speakers,
                   "corpus": str(corpus.root.resolve()), "n_utterances": len(keep), "seed": options.seed}
-    tmp = out / f".model.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(model_json, indent=2), encoding="utf-8")
-    os.replace(tmp, out / "model.json")
+    atomic_write_json(out / "model.json", model_json)
     import pandas as pd
 
     pd.DataFrame(log_rows).to_parquet(out / "log.parquet", index=False)

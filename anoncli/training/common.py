@@ -29,6 +29,7 @@ import torch
 
 from anoncli.errors import AnoncliError
 from anoncli.modelstore import load_checkpoint
+from anoncli.atomic import atomic_path, atomic_write_json  # noqa: F401 (atomic_write_json is re-exported)
 
 CARD_NAME = "model.json"
 CONFIG_NAME = "config.json"
@@ -134,28 +135,10 @@ def speaker_split(
 # --------------------------------------------------------------------------- atomic writes
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str, sort_keys=False) + "\n").encode("utf-8"))
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    """torch.save through a temporary sibling renamed over `path` (a killed run leaves the old checkpoint)."""
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # --------------------------------------------------------------------------- run folder
@@ -252,9 +235,8 @@ class RunFolder:
         for key in keys:
             columns[key] = [row.get(key) for row in self._log_rows]
         table = pa.table(columns)
-        tmp = self.root / f".{LOG_NAME}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.root / LOG_NAME)
+        with atomic_path(self.root / LOG_NAME) as tmp:
+            pq.write_table(table, tmp)
 
     @property
     def log_rows(self) -> list[dict]:

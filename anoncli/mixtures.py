@@ -13,8 +13,8 @@ the event is the "signal".
 
 Output layout (OUT):
     OUT/mixtures/             the corpus to train on / anonymize
-        metadata.csv          file_name, event, speech_present, snr_db, speech_source,
-                              speaker, event_source, clean_event, clean_speech, split
+        metadata.csv          file_name, event (class), speech (yes/no), speech_present (1/0), snr_db, speech_source,
+                              speaker, event_source, event_source_id, clean_event, clean_speech, split
         <event>/<id>.wav      mixtures
     OUT/stems/event/<id>.wav  the clean event (for the separation loss and SDR)
     OUT/stems/speech/<id>.wav the clean speech as placed in the mixture (silence if none)
@@ -103,6 +103,7 @@ def synthesize_events(out_dir: str | Path, per_class: int = 20, sample_rate: int
 class EventFile:
     path: Path
     event: str
+    source: str = ""   # recording the clip was cut from (clips of one source stay on one side of a split)
 
 
 def list_events(events_dir: str | Path, labels_file: str | Path | None = None) -> list[EventFile]:
@@ -112,6 +113,8 @@ def list_events(events_dir: str | Path, labels_file: str | Path | None = None) -
     events_dir = Path(events_dir)
     if not events_dir.is_dir():
         raise InputError(f"{events_dir}: no such events folder")
+    if labels_file is None and (events_dir / "metadata.csv").is_file():
+        labels_file = events_dir / "metadata.csv"   # audiofolder corpus of events (e.g. UrbanSound8K excerpts)
     if labels_file is not None:
         labels_file = Path(labels_file)
         if not labels_file.is_file():
@@ -122,7 +125,8 @@ def list_events(events_dir: str | Path, labels_file: str | Path | None = None) -
         col = next((k for k in ("event", "label", "class") if rows and k in rows[0]), None)
         if key is None or col is None:
             raise InputError(f"{labels_file}: needs a file_name/path column and an event/label/class column")
-        files = [EventFile(events_dir / r[key], r[col]) for r in rows if r.get(col)]
+        source = next((k for k in ("source_id", "fsID", "source") if rows and k in rows[0]), None)
+        files = [EventFile(events_dir / r[key], r[col], str(r[source]) if source else "") for r in rows if r.get(col)]
     else:
         files = []
         for rel in sorted(iter_audio_files(events_dir)):
@@ -164,19 +168,40 @@ def mix_at_snr(event: np.ndarray, speech: np.ndarray, snr_db: float) -> tuple[np
     return (event + speech).astype(np.float32), speech
 
 
-def make_mixtures(speech_corpus: str | Path, events_dir: str | Path, out: str | Path, *,
-                  snr_db: float | tuple[float, float] = 0.0, speech_fraction: float = 0.5,
+def _draw_snr(snr_db, rng: np.random.Generator) -> float:
+    """A fixed value, a (low, high) range drawn uniformly, or a list of values drawn from."""
+    if isinstance(snr_db, tuple):
+        return float(rng.uniform(*snr_db))
+    if isinstance(snr_db, list):
+        return float(snr_db[int(rng.integers(len(snr_db)))])
+    return float(snr_db)
+
+
+def make_mixtures(speech_corpus: str | Path | list, events_dir: str | Path, out: str | Path, *,
+                  snr_db: float | tuple[float, float] | list[float] = 0.0, speech_fraction: float = 0.5,
                   duration_s: float = 2.0, sample_rate: int = 16000, test_fraction: float = 0.25,
                   events_labels: str | Path | None = None, speech_labels: str | Path | None = None,
-                  max_mixtures: int | None = None, seed: int = 0, overwrite: bool = False) -> Path:
+                  max_mixtures: int | None = None, seed: int = 0, overwrite: bool = False,
+                  per_event: int = 1, test_speakers: list[str] | None = None) -> Path:
     """Mix each event recording with a speech utterance (or none), write wavs, stems and metadata.
 
-    `snr_db` is a fixed value or a (low, high) range drawn uniformly per mixture.
-    A fraction `speech_fraction` of mixtures get speech; the rest are the event
-    alone (speech_present=0). `split` (train/test) is drawn per mixture so
-    that trainers and the evaluation agree on which items are held out; speech
-    of test mixtures comes from speakers (when labelled) not used in train.
-    Returns OUT/mixtures (the corpus folder).
+    Args:
+        speech_corpus: one speech corpus folder, or a list of them (speakers pooled).
+        events_dir: event recordings (class sub-folders, a labels CSV, or a folder with a
+            metadata.csv holding path, label and source_id, as events-dev).
+        snr_db: event-to-speech ratio in dB: a fixed value, a (low, high) range drawn
+            uniformly per mixture, or a list of values drawn from.
+        speech_fraction: share of mixtures with speech; the rest are the event alone.
+        per_event: mixtures made from each event recording (different speech, SNR, offsets).
+        test_fraction: share of event sources per class (clips cut from one recording share a source)
+            and, unless `test_speakers` is given, of speakers in the test split.
+        test_speakers: speakers whose speech goes only into test mixtures.
+
+    `split` (train/test) is decided per event source, so the clips of one
+    recording never sit on both sides, and test mixtures take speech only from
+    test speakers (speaker- and source-disjoint). Columns: `event` (class) and
+    `speech` ("yes"/"no") are the utility and private labels.
+    Returns OUT/mixtures (the corpus folder). Raises InputError for missing inputs.
     """
     from anoncli.corpus import open_corpus
 
@@ -186,34 +211,46 @@ def make_mixtures(speech_corpus: str | Path, events_dir: str | Path, out: str | 
     if meta_path.exists() and not overwrite:
         raise InputError(f"{meta_path}: mixtures already exist (pass --overwrite to make them again)")
     events = list_events(events_dir, events_labels)
-    speech = open_corpus(speech_corpus, labels_file=speech_labels).utterances
+    speech = []
+    for folder in (speech_corpus if isinstance(speech_corpus, (list, tuple)) else [speech_corpus]):
+        speech += open_corpus(folder, labels_file=speech_labels).utterances
     if not speech:
         raise InputError(f"{speech_corpus}: no speech recordings found")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(events))
+    order = np.repeat(rng.permutation(len(events)), max(1, per_event))
     if max_mixtures is not None:
         order = order[:max_mixtures]
 
-    # Speaker-disjoint speech for the test split when speakers are known.
+    # Event sources and speakers of the test split.
+    # (drawn per event class, so every class with two or more sources is on both sides)
+    test_sources: set[str] = set()
+    for event_class in sorted({ev.event for ev in events}):
+        sources = sorted({ev.source or str(ev.path) for ev in events if ev.event == event_class})
+        n_test_sources = min(len(sources) - 1, int(round(len(sources) * test_fraction)))
+        if test_fraction > 0 and len(sources) >= 2:
+            test_sources |= set(rng.permutation(sources)[:max(1, n_test_sources)].tolist())
     speakers = sorted({u.speaker for u in speech if u.speaker})
-    test_speakers = set()
-    if len(speakers) >= 2 and test_fraction > 0:
+    if test_speakers is not None:
+        test_set = set(test_speakers)
+    elif len(speakers) >= 2 and test_fraction > 0:
         n_test = max(1, int(round(len(speakers) * test_fraction)))
-        test_speakers = set(rng.permutation(speakers)[:n_test].tolist())
+        test_set = set(rng.permutation(speakers)[:n_test].tolist())
+    else:
+        test_set = set()
     pool = {
-        "train": [u for u in speech if u.speaker not in test_speakers] or speech,
-        "test": [u for u in speech if u.speaker in test_speakers] or speech,
+        "train": [u for u in speech if u.speaker not in test_set] or speech,
+        "test": [u for u in speech if u.speaker in test_set] or speech,
     }
     pools_rng = {k: list(rng.permutation(len(v))) for k, v in pool.items()}
 
     rows = []
     n_samples = int(duration_s * sample_rate)
     for k, e_index in enumerate(order):
-        item_rng = np.random.default_rng([seed, int(e_index)])
+        item_rng = np.random.default_rng([seed, int(e_index), k])
         ev = events[int(e_index)]
-        split = "test" if item_rng.random() < test_fraction else "train"
+        split = "test" if (ev.source or str(ev.path)) in test_sources else "train"
         event = _fit(_load(ev.path, sample_rate), n_samples, item_rng)
-        snr = float(item_rng.uniform(*snr_db)) if isinstance(snr_db, tuple) else float(snr_db)
+        snr = _draw_snr(snr_db, item_rng)
         has_speech = item_rng.random() < speech_fraction and np.any(event)
         utt = None
         if has_speech:
@@ -221,6 +258,9 @@ def make_mixtures(speech_corpus: str | Path, events_dir: str | Path, out: str | 
                 pools_rng[split] = list(rng.permutation(len(pool[split])))
             utt = pool[split][pools_rng[split].pop()]
             voice = _fit(_load(utt.path, sample_rate), n_samples, item_rng)
+            if not np.any(voice):
+                has_speech, utt = False, None
+        if has_speech:
             mixture, voice = mix_at_snr(event, voice, snr)
         else:
             voice = np.zeros(n_samples, dtype=np.float32)
@@ -237,11 +277,13 @@ def make_mixtures(speech_corpus: str | Path, events_dir: str | Path, out: str | 
         rows.append({
             "file_name": f"{ev.event}/{name}.wav",
             "event": ev.event,
-            "speech_present": int(bool(has_speech)),
+            "speech": "yes" if has_speech else "no",
+            "speech_present": int(bool(has_speech)),   # the same as 1/0 (older corpora had only this)
             "snr_db": round(snr, 3) if has_speech else "",
             "speech_source": str(utt.path) if utt else "",
             "speaker": (utt.speaker or "") if utt else "",
             "event_source": str(ev.path),
+            "event_source_id": ev.source,
             "clean_event": f"../stems/event/{name}.wav",
             "clean_speech": f"../stems/speech/{name}.wav",
             "split": split,

@@ -37,6 +37,8 @@ def evaluate(
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) for --backend dask; without it a local cluster is started.")] = None,
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries of ORIGINAL that run shell commands.")] = False,
     files_from: Annotated[Optional[str], typer.Option("--files-from", help="Evaluate only the files of ORIGINAL listed in FILE, one path per line ('-' reads stdin).")] = None,
+    utility: Annotated[Optional[str], typer.Option("--utility", help="Feature outputs: the label column the service learns (default: the method's, e.g. gender for siamese, event for rdalm).")] = None,
+    private: Annotated[Optional[str], typer.Option("--private", help="Feature outputs: the label column the attacker learns (default: the method's, e.g. speaker within gender for siamese, speech for rdalm).")] = None,
 ) -> None:
     """Measure how private and how useful an anonymized corpus is (offline).
 
@@ -62,6 +64,7 @@ def evaluate(
         n_boot=bootstrap, progress=progress and not quiet, print_table=False, jobs=jobs or len(os.sched_getaffinity(0)), backend=backend,
         scheduler=scheduler, allow_commands=allow_commands,
         files_from=read_file_list(files_from) if files_from is not None else None,
+        utility=utility, private=private,
     )
     result = run_evaluation(config)
     emit(result.summary, fmt, print_table, quiet)

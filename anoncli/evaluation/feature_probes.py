@@ -17,6 +17,13 @@ separation SDR against the clean event stems the mixture maker wrote.
 
 Every prediction is an out-of-fold prediction (cross-validation over the
 evaluated items), so each utterance gets one row per probe.
+
+`anoncli evaluate` (the `FeatureProbe` below) plans the probes from the
+method's declared labels (`Method.utility_label`, `private_label`,
+`private_within`; `--utility COL` and `--private COL` choose others) and
+writes them under stable keys (`stable_summary`), e.g.
+`features.utility.gender.accuracy`, `features.attacker.speaker.auc`,
+`features.attacker_audio.speech.auc`, `features.sdr.sdr_db_mean`.
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ from anoncli.scoring.metrics import normalised_accuracy
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.scoring.signal_metrics import sdr_db
 
-__all__ = ["evaluate_features", "default_probes", "FeatureProbe"]
+__all__ = ["evaluate_features", "default_probes", "FeatureProbe", "method_labels", "label_probes", "stable_summary"]
 
 # What an attacker and a service learn from feature vectors of a method that declares no probes of its own.
 GENERIC_FEATURE_PROBES = ("utility:gender", "attacker:speaker|gender")
 
 
-def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0):
+def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0,
+                      labels: dict | None = None):
     """Train utility heads and attackers on intercepted outputs; return per-utterance rows and a summary.
 
     Args:
@@ -62,6 +70,9 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
             "attacker:" and "utility:" read the feature vectors when the run wrote
             them and fall back to log-mel statistics of the output audio.
         seed: seed for folds and classifier initialisation.
+        labels: {"utility", "private", "within"} label columns; when given (and
+            `probes` is None) the probes are planned from them (`label_probes`)
+            instead of the method's declared probe list.
 
     Only held-out items are evaluated: rows with a `split` label of "train" are
     dropped, and so are speakers the model card lists as `train_speakers`
@@ -92,6 +103,8 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
     frame = frame.reset_index(drop=True)
     method = str(frame["method"].iloc[0]) if "method" in frame else ""
     has_features = _feature_column(frame) is not None
+    if probes is None and labels is not None:
+        probes = label_probes(labels, has_features, frame, declared_probes(method)[1])
     if probes is None:
         probes = default_probes(method, has_features, frame)
     cache: dict[str, np.ndarray] = {}
@@ -148,7 +161,7 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
                 rows.append({"utt_id": frame.loc[i, "utt_id"], "probe": probe, "label": result["label"][k],
                              "predicted": result["predicted"][k], "correct": result["label"][k] == result["predicted"][k],
                              "score": float(result["score"][k])})
-            entry = {k: result[k] for k in ("accuracy", "chance", "auc", "n", "classes", "model")}
+            entry = {k: result[k] for k in ("accuracy", "chance", "auc", "auc_ovr", "n", "classes", "model")}
             # with one speaker per class a random split lets the head learn the speakers: say so
             entry["folds"] = "speaker-disjoint" if fold_groups is not None else "stratified"
             if kind != "utility":
@@ -166,7 +179,9 @@ def _combine(per_group: dict[str, dict]) -> dict:
     n = sum(v["n"] for v in scored.values())
     acc = sum(v["accuracy"] * v["n"] for v in scored.values()) / n
     chance = sum(v["chance"] * v["n"] for v in scored.values()) / n
-    return {"accuracy": acc, "chance": chance, "auc": None, "n": n,
+    aucs = [(v.get("auc_ovr"), v["n"]) for v in scored.values() if v.get("auc_ovr") is not None]
+    auc = sum(a * k for a, k in aucs) / sum(k for _, k in aucs) if aucs else None
+    return {"accuracy": acc, "chance": chance, "auc": None, "auc_ovr": auc, "n": n,
             "normalised": normalised_accuracy(acc, chance, full=1.0), "groups": per_group}
 
 
@@ -273,6 +288,111 @@ def default_probes(method: str, has_features: bool, frame) -> list[str]:
     return probes
 
 
+# ---------------------------------------------------------------- labels and stable summary keys
+GENERIC_LABELS = {"utility": "gender", "private": "speaker", "within": "gender"}
+
+
+def method_labels(method: str) -> dict:
+    """{"utility", "private", "within"} a method declares (`utility_label`, `private_label`,
+    `private_within`); GENERIC_LABELS for a method that declares none."""
+    from anoncli.methods import REGISTRY, method_class
+
+    if method not in REGISTRY:
+        return dict(GENERIC_LABELS)
+    cls = method_class(method)
+    utility = getattr(cls, "utility_label", None)
+    if not utility:
+        return dict(GENERIC_LABELS)
+    return {"utility": utility, "private": getattr(cls, "private_label", None),
+            "within": getattr(cls, "private_within", None)}
+
+
+def resolve_labels(method: str, utility: str | None = None, private: str | None = None) -> dict:
+    """The method's labels with `--utility` / `--private` overrides. A private label other than the
+    method's own is attacked over all items (no within-group split)."""
+    labels = method_labels(method)
+    if utility:
+        labels["utility"] = utility
+    if private and private != labels.get("private"):
+        labels["private"], labels["within"] = private, None
+    return labels
+
+
+def _column_for(name: str | None, frame) -> str | None:
+    """A label column of the manifest; `speech` falls back to the older 1/0 `speech_present`."""
+    if not name:
+        return None
+    if name not in frame and name == "speech" and "speech_present" in frame:
+        return "speech_present"
+    return name
+
+
+def label_probes(labels: dict, has_features: bool, frame, audio_probes=()) -> list[str]:
+    """Probe names for `labels` on what the run wrote: feature vectors (utility head, attacker) and,
+    for a method with audio probes, the attacker on its audio, on the unmasked input, and the SDR."""
+    utility, private = _column_for(labels.get("utility"), frame), _column_for(labels.get("private"), frame)
+    within = labels.get("within")
+    probes = []
+    if has_features:
+        if utility:
+            probes.append(f"utility:{utility}")
+        if private:
+            probes.append(f"attacker:{private}|{within}" if within else f"attacker:{private}")
+    paths = frame["output_path"] if "output_path" in frame else None
+    audio = paths is not None and paths.notna().all() and not paths.astype(str).str.endswith(".npy").any()
+    if audio and audio_probes and private:
+        probes += [f"attacker-audio:{private}", f"attacker-unmasked:{private}"]
+        probes += ["sdr"] if "sdr" in audio_probes else []
+    return probes
+
+
+_FIGURES = ("accuracy", "chance", "auc", "n", "normalised", "model", "folds", "classes")
+
+
+def stable_summary(raw: dict, labels: dict) -> dict:
+    """The `features` section of summary.json under stable keys, from `evaluate_features`' summary.
+
+    {"labels": {"utility", "private", "within"},
+     "utility": {COL: {accuracy, chance, n, model, folds, classes}},
+     "attacker": {COL: {accuracy, chance, auc, normalised, n, model, [within, groups]}},
+     "attacker_audio": {COL: {...}}, "attacker_unmasked": {COL: {...}},
+     "sdr": {sdr_db_mean, sdr_db_median, n, ...}, "probes": the raw summary}
+    `auc` is the binary ROC AUC, or for K > 2 classes the macro one-vs-rest AUC
+    (averaged over the within-groups, weighted by items). COL is the label as
+    asked for (`speech` also when the corpus only has `speech_present`).
+    """
+    out: dict = {"labels": {k: v for k, v in labels.items() if v}}
+    names = {"utility": "utility", "attacker": "attacker", "attacker-audio": "attacker_audio",
+             "attacker-unmasked": "attacker_unmasked"}
+    asked = {labels.get("utility"), labels.get("private")}
+    for probe, entry in raw.items():
+        if probe == "sdr":
+            out["sdr"] = entry
+            continue
+        kind, _, target = probe.partition(":")
+        column, _, within = target.partition("|")
+        section = names.get(kind)
+        if section is None:
+            continue
+        if column == "speech_present" and "speech" in asked:
+            column = "speech"
+        if "skipped" in entry and "accuracy" not in entry:
+            out.setdefault(section, {})[column] = {"skipped": entry["skipped"]}
+            continue
+        figures = {k: entry[k] for k in _FIGURES if k in entry and entry[k] is not None}
+        if entry.get("auc") is None and entry.get("auc_ovr") is not None:
+            figures["auc"] = entry["auc_ovr"]
+        if section == "utility":
+            figures.pop("normalised", None)
+        if within:
+            figures["within"] = within
+            figures["groups"] = {g: {k: v for k, v in e.items() if k in ("accuracy", "chance", "auc", "auc_ovr", "n")}
+                                 for g, e in entry.get("groups", {}).items()}
+        out.setdefault(section, {})[column] = figures
+    out["probes"] = raw
+    return out
+
+
 def _sdr_probe(frame, anonymized_dir: Path, original_corpus) -> tuple[list[dict], dict]:
     """SDR of the output audio against the clean event stem named in the corpus' clean_event column."""
     import torch
@@ -335,9 +455,31 @@ class FeatureProbe(Probe):
         return ([cls()] if wanted else []), []
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
+        method = ctx.pairing.methods[0] if ctx.pairing.methods else ""
+        labels = resolve_labels(method, getattr(ctx.config, "utility", None), getattr(ctx.config, "private", None))
         try:
             rows, summary = evaluate_features(ctx.config.original, ctx.config.anonymized, ctx.pairing.manifest_table,
-                                              seed=ctx.config.seed)
+                                              seed=ctx.config.seed, labels=labels)
         except NotImplementedError as err:
             return ProbeResult(notes=[f"features: not evaluated ({err})"])
-        return ProbeResult(summary, tables={"feature_scores.parquet": rows})
+        return ProbeResult(stable_summary(summary, labels), tables={"feature_scores.parquet": rows})
+
+    @classmethod
+    def table_rows(cls, key: str, entry: dict):
+        from anoncli.evaluation.probes import fmt
+
+        rows = []
+        for section, title in (("utility", "service"), ("attacker", "attacker"), ("attacker_audio", "attacker on audio"),
+                               ("attacker_unmasked", "attacker on unmasked input")):
+            for column, figures in (entry.get(section) or {}).items():
+                if "accuracy" not in figures:
+                    continue
+                within = f" within {figures['within']}" if figures.get("within") else ""
+                text = f"acc {fmt(figures['accuracy'], 3)} (chance {fmt(figures.get('chance'), 3)})"
+                if section != "utility":
+                    text += f", AUC {fmt(figures.get('auc'), 3)}"
+                rows.append((f"features {title}: {column}{within}", "", text, ""))
+        sdr = entry.get("sdr") or {}
+        if "sdr_db_mean" in sdr:
+            rows.append(("features SDR dB (mean)", "", fmt(sdr["sdr_db_mean"], 2), ""))
+        return rows

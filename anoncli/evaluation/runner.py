@@ -43,6 +43,8 @@ class EvaluateConfig:
     scheduler: str | None = None
     allow_commands: bool = False
     files_from: list[tuple[int, str]] | None = None  # (line, path) of --files-from: only these files of ORIGINAL
+    utility: str | None = None   # feature outputs: --utility label column (default: the method's)
+    private: str | None = None   # feature outputs: --private label column (default: the method's)
 
 
 @dataclass

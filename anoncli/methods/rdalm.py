@@ -15,6 +15,7 @@ import torch
 from anoncli import modelstore
 from anoncli.errors import AnoncliError
 from anoncli.methods.base import Method, MethodOptions
+from anoncli.methods.siamese import module_state
 from anoncli.models.rdalm_nets import RdalmPipeline
 
 EMIT_CHOICES = ("audio", "features", "both")
@@ -24,8 +25,12 @@ class Rdalm(Method):
     name = "rdalm"
     output_kind = "audio"
     sample_rate: int | None = 16000
-    # The service's event classifier and a speech-presence attacker on the embeddings; on the masked
-    # audio, the same attacker (and on the unmasked input, for comparison) and the separation SDR.
+    # Default labels of the evaluation: the service's event classifier, a speech-presence attacker
+    # (`speech`, yes/no) on the embeddings; on the masked audio the same attacker (and on the unmasked
+    # input, for comparison) and the separation SDR.
+    utility_label = "event"
+    private_label = "speech"
+    private_within = None
     feature_probes = ("utility:event", "attacker:speech_present")
     audio_probes = ("attacker-audio:speech_present", "attacker-unmasked:speech_present", "sdr")
 
@@ -42,11 +47,12 @@ class Rdalm(Method):
         self.sample_rate = int(c["sample_rate"])
         self.pipeline = RdalmPipeline(c["sample_rate"], c["n_fft"], c["hop"], c["unet_width"], c["extractor_width"],
                                       c["embedding"], len(self.classes))
-        self.pipeline.load_state_dict(state["pipeline"])
+        self.pipeline.load_state_dict(module_state(state, "pipeline"))
         self.pipeline.to(self.device).eval()
 
     def config(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint_path), "emit": self.emit, "classes": self.classes,
+        return {"checkpoint": str(self.checkpoint_path),
+                "emit": self.emit, "classes": self.classes,
                 "adversary": self.model_config.get("adversary"), "n_fft": self.model_config["n_fft"],
                 "hop": self.model_config["hop"], "embedding": self.model_config["embedding"]}
 

@@ -1,7 +1,8 @@
 """Siamese features (Nelus & Martin): one feature vector per utterance instead of audio.
 
-The network was trained (`anoncli train --method siamese`) so its features
-separate the utility class (gender) while carrying little speaker identity;
+The network was trained (`anoncli train --method siamese`; a default model
+ships in anoncli/pretrained/siamese) so its features separate the utility
+class (gender) while carrying little speaker identity;
 a service trains its gender head on these vectors, an attacker who intercepts
 them should not be able to tell the speakers apart.
 """
@@ -17,27 +18,43 @@ from anoncli.methods.base import Method, MethodOptions
 from anoncli.models.siamese_net import SiameseNet
 
 
+def module_state(state: dict, name: str) -> dict:
+    """A module's state dict from a training checkpoint (`state[name]`) or a shipped model
+    (`state["models"][name]`, see `modelstore.load_shipped`)."""
+    if name in state:
+        return state[name]
+    return state.get("models", {})[name]
+
+
 class Siamese(Method):
     name = "siamese"
     output_kind = "features"
-    # The service's gender head, and a closed-set speaker-ID attacker within each gender.
+    # Default labels of the evaluation: the service's gender head, and a closed-set speaker-ID
+    # attacker within each gender (`anoncli evaluate --utility/--private` choose others).
+    utility_label = "gender"
+    private_label = "speaker"
+    private_within = "gender"
     feature_probes = ("utility:gender", "attacker:speaker|gender")
     sample_rate: int | None = 16000
 
     def __init__(self, options: MethodOptions):
         super().__init__(options)
         self.checkpoint_path, state = modelstore.load_method_checkpoint(self.name, options.checkpoint)
-        self.model_config = dict(state["config"])
-        self.sample_rate = int(self.model_config["sample_rate"])
-        self.net = SiameseNet(self.model_config["groups"], self.model_config["width"], self.sample_rate)
-        self.net.load_state_dict(state["net"])
+        c = self.model_config = dict(state["config"])
+        self.sample_rate = int(c["sample_rate"])
+        self.net = SiameseNet(c["groups"], c["width"], self.sample_rate, norm=c.get("norm", "instance"),
+                              bottleneck=int(c.get("bottleneck", 0)))
+        self.net.load_state_dict(module_state(state, "net"))
         self.net.to(self.device).eval()
-        self.train_speakers = list(state.get("train_speakers", []))
+        # speakers the extractor saw (training and model selection): the evaluation leaves them out
+        self.train_speakers = list(state.get("train_speakers") or c.get("train_speakers") or [])
         self.classes = list(state.get("classes", []))
 
     def config(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint_path), "loss": self.model_config["loss"],
-                "groups": self.model_config["groups"], "width": self.model_config["width"],
+        return {"checkpoint": str(self.checkpoint_path),
+                "loss": self.model_config["loss"], "groups": self.model_config["groups"],
+                "width": self.model_config["width"], "norm": self.model_config.get("norm", "instance"),
+                "bottleneck": self.model_config.get("bottleneck", 0),
                 "utility": self.model_config.get("utility"), "classes": self.classes,
                 "feature_dim": self.net.feature_dim, "train_speakers": self.train_speakers}
 

@@ -117,19 +117,25 @@ class EventClassifier(nn.Module):
 
 
 class SpeechDiscriminator(nn.Module):
-    """MLP embedding → 48 → 32 → 16 → 1 logit (speech present).
+    """MLP embedding → hidden layers → 1 logit (speech present).
 
-    `standardize` puts a batch norm without affine parameters in front (an
-    experiment: the event loss lets the embedding's scale drift); it did not
-    help in docs/results.md, so trainers leave it off by default.
+    `hidden` (48, 32, 16) is the paper's adversary; (256,) with dropout 0.3 is
+    the family of the evaluation attacker (`scoring.probe`'s MLP), so the
+    adversary the extractor trains against is as strong as the one that
+    measures it. `standardize` puts a batch norm without affine parameters in
+    front (the evaluation attacker also standardises its input).
     """
 
-    def __init__(self, embedding: int = 64, standardize: bool = False):
+    def __init__(self, embedding: int = 64, standardize: bool = False, hidden: tuple[int, ...] = (48, 32, 16),
+                 dropout: float = 0.0):
         super().__init__()
-        norm = [nn.BatchNorm1d(embedding, affine=False)] if standardize else []
-        self.body = nn.Sequential(*norm, nn.Linear(embedding, 48), nn.ReLU(),
-                                  nn.Linear(48, 32), nn.ReLU(),
-                                  nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 1))
+        layers: list[nn.Module] = [nn.BatchNorm1d(embedding, affine=False)] if standardize else []
+        c_in = embedding
+        for width in hidden:
+            layers += [nn.Linear(c_in, width), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+            c_in = width
+        layers.append(nn.Linear(c_in, 1))
+        self.body = nn.Sequential(*layers)
 
     def forward(self, z):
         return self.body(z).squeeze(-1)

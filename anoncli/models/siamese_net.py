@@ -50,16 +50,42 @@ class ConvGroup(nn.Module):
         return self.body(x)
 
 
-class SiameseNet(nn.Module):
-    """G groups; the feature vector is the time-averaged map flattened over channels × cepstral bins."""
+def cepstral_mvn(x: torch.Tensor) -> torch.Tensor:
+    """Per-utterance cepstral mean and variance normalisation: each coefficient to zero mean, unit
+    variance over time. (batch, 1, n_mfcc, frames) → same shape. Removes the long-term spectral
+    envelope (channel and part of the speaker's timbre); the frame-to-frame dynamics stay."""
+    mean = x.mean(dim=-1, keepdim=True)
+    std = x.std(dim=-1, keepdim=True, unbiased=False)
+    return (x - mean) / (std + 1e-5)
 
-    def __init__(self, groups: int = 3, width: float = 1.0, sample_rate: int = 16000, n_mfcc: int = 32):
+
+class SiameseNet(nn.Module):
+    """G groups; the time-averaged map flattened over channels × cepstral bins, optionally projected.
+
+    Args:
+        groups: G, 1–5 conv groups (channels 64, 128, 256, 512, 512 × `width`).
+        width: channel multiplier.
+        sample_rate: input rate in Hz.
+        n_mfcc: cepstra per frame.
+        norm: "instance" (one mean/variance over the whole MFCC map of an utterance) or "cmvn"
+            (per-coefficient mean/variance over time, `cepstral_mvn`).
+        bottleneck: 0 keeps the pooled map as the feature; N > 0 adds a linear projection to N dims.
+
+    `forward(waves (B, T))` → features (B, feature_dim); `embed_mfcc(mfcc (B, 1, n_mfcc, F))` does
+    the same from precomputed cepstra (training crops).
+    """
+
+    def __init__(self, groups: int = 3, width: float = 1.0, sample_rate: int = 16000, n_mfcc: int = 32,
+                 norm: str = "instance", bottleneck: int = 0):
         super().__init__()
         if not 1 <= groups <= 5:
             raise ValueError("groups must be 1..5")
+        if norm not in ("instance", "cmvn"):
+            raise ValueError("norm must be instance or cmvn")
         channels = [max(4, int(round(c * width))) for c in PAPER_CHANNELS[:groups]]
         self.front = MfccFrontEnd(sample_rate, n_mfcc=n_mfcc)
-        self.norm = nn.InstanceNorm2d(1, affine=False)  # per-utterance cepstral mean/variance normalisation
+        self.norm_kind = norm
+        self.norm = nn.InstanceNorm2d(1, affine=False)  # per-utterance mean/variance of the whole MFCC map
         blocks, c_in = [], 1
         for c in channels:
             blocks.append(ConvGroup(c_in, c))
@@ -68,12 +94,35 @@ class SiameseNet(nn.Module):
         bins = n_mfcc
         for _ in range(groups):
             bins = (bins + 1) // 2
-        self.feature_dim = channels[-1] * bins
+        pooled = channels[-1] * bins
+        self.project = nn.Linear(pooled, bottleneck) if bottleneck > 0 else nn.Identity()
+        self.feature_dim = bottleneck if bottleneck > 0 else pooled
+
+    def mfcc(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, T) → un-normalised MFCCs (B, 1, n_mfcc, frames)."""
+        return self.front(waves)
+
+    def embed_mfcc(self, mfcc: torch.Tensor) -> torch.Tensor:
+        x = cepstral_mvn(mfcc) if self.norm_kind == "cmvn" else self.norm(mfcc)
+        x = self.groups(x)                             # (B, C, bins, frames)
+        return self.project(x.mean(dim=3).flatten(1))  # (B, feature_dim)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.front(waves))
-        x = self.groups(x)                     # (B, C, bins, frames)
-        return x.mean(dim=3).flatten(1)        # (B, C·bins)
+        return self.embed_mfcc(self.front(waves))
+
+
+class SpeakerAdversary(nn.Module):
+    """Speaker classifier behind a gradient-reversal layer: learns the training speakers from the
+    features while the reversed gradient pushes the extractor to remove what it uses."""
+
+    def __init__(self, feature_dim: int, n_speakers: int, hidden: int = 256):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_speakers))
+
+    def forward(self, features: torch.Tensor, weight: float) -> torch.Tensor:
+        from anoncli.models.rdalm_nets import grad_reverse
+
+        return self.body(grad_reverse(features, weight))
 
 
 class UtilityHead(nn.Module):

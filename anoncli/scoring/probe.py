@@ -99,6 +99,13 @@ def _train_linear(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
     return model
 
 
+def _macro_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
+    """Mean over classes of the ROC AUC of "this class vs the rest" on its probability column."""
+    values = [binary_auc(y == c, proba[:, c]) for c in range(proba.shape[1])]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
 def cross_validated_probe(features: np.ndarray, labels: Sequence, groups: Sequence | None = None,
                           n_folds: int = 5, seed: int = 0, hidden: int = 256, steps: int = 400,
                           models: Sequence[str] = ("mlp", "linear")) -> dict[str, Any]:
@@ -111,7 +118,7 @@ def cross_validated_probe(features: np.ndarray, labels: Sequence, groups: Sequen
     standardised with the training fold's statistics. Returns classes, label,
     predicted (class names), score (P(positive) for 2 classes, else
     P(predicted)), accuracy, chance (majority share), auc (2 classes only),
-    n and model.
+    auc_ovr (macro one-vs-rest AUC, any number of classes), n and model.
     """
     results = [_cross_validate(features, labels, groups, n_folds, seed, model, hidden, steps) for model in models]
     return max(results, key=lambda r: r["accuracy"])
@@ -158,6 +165,8 @@ def _cross_validate(features, labels, groups, n_folds, seed, model_kind, hidden,
         "accuracy": float(np.mean(predicted == y)),
         "chance": float(counts.max() / counts.sum()),
         "auc": binary_auc(y == 1, proba[:, 1]) if len(classes) == 2 else None,
+        # macro one-vs-rest ROC AUC over the classes (equals "auc" for 2 classes)
+        "auc_ovr": _macro_auc(y, proba),
         "n": int(len(y)),
         "model": model_kind,
     }

@@ -5,7 +5,8 @@
 
 With --synthesize-events N, EVENTS_DIR is first filled with N synthetic events
 per class (tone, noise_burst, chirp, clicks, siren); otherwise EVENTS_DIR must
-hold recordings in one sub-folder per class (or pass --events-labels CSV).
+hold recordings in one sub-folder per class, or a metadata.csv with path, label and
+source_id (clips of one source stay on one side of the split), or pass --events-labels CSV.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from anoncli.errors import AnoncliError
 
 
 def _snr(text: str):
+    if "," in text:
+        return [float(v) for v in text.split(",") if v.strip()]
     if ":" in text:
         low, high = text.split(":", 1)
         return (float(low), float(high))
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("speech_corpus", help="corpus folder with speech (metadata.csv with speaker is used if present)")
     parser.add_argument("events_dir", help="folder of event recordings, one sub-folder per class")
     parser.add_argument("--out", required=True, help="output folder (mixtures/, stems/)")
-    parser.add_argument("--snr", type=_snr, default=0.0, help="event-to-speech ratio in dB, or LOW:HIGH drawn per mixture; write --snr=-5:5 for a negative start (default 0)")
+    parser.add_argument("--snr", type=_snr, default=0.0, help="event-to-speech ratio in dB, LOW:HIGH drawn per mixture, or a list A,B,C drawn from; write --snr=-5:5 for a negative start (default 0)")
     parser.add_argument("--speech-fraction", type=float, default=0.5, help="fraction of mixtures with speech (default 0.5)")
     parser.add_argument("--duration", type=float, default=2.0, help="clip length in seconds (default 2)")
     parser.add_argument("--sample-rate", type=int, default=16000)
@@ -40,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-labels", default=None, help="CSV with file_name and event columns instead of sub-folders")
     parser.add_argument("--synthesize-events", type=int, default=0, metavar="N",
                         help="first write N synthetic events per class into EVENTS_DIR")
+    parser.add_argument("--more-speech", action="append", default=[], metavar="CORPUS",
+                        help="another speech corpus whose speakers join the pool (repeatable)")
+    parser.add_argument("--per-event", type=int, default=1, help="mixtures made from each event recording (default 1)")
+    parser.add_argument("--test-speakers", default=None,
+                        help="comma-separated speakers whose speech goes only into test mixtures (default: a --test-fraction of speakers)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
@@ -47,11 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.synthesize_events:
             synthesize_events(args.events_dir, per_class=args.synthesize_events, sample_rate=args.sample_rate,
                               duration_s=args.duration, seed=args.seed)
-        corpus = make_mixtures(args.speech_corpus, args.events_dir, args.out, snr_db=args.snr,
+        test_speakers = [v.strip() for v in args.test_speakers.split(",") if v.strip()] if args.test_speakers else None
+        corpus = make_mixtures([args.speech_corpus, *args.more_speech], args.events_dir, args.out, snr_db=args.snr,
                                speech_fraction=args.speech_fraction, duration_s=args.duration,
                                sample_rate=args.sample_rate, test_fraction=args.test_fraction,
                                events_labels=args.events_labels, max_mixtures=args.max_mixtures,
-                               seed=args.seed, overwrite=args.overwrite)
+                               seed=args.seed, overwrite=args.overwrite, per_event=args.per_event,
+                               test_speakers=test_speakers)
     except AnoncliError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

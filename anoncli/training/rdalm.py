@@ -8,13 +8,20 @@ a speech-presence discriminator sits behind a gradient-reversal layer whose
 weight is 0 for `warmup_epochs`, then ramps up over `ramp_epochs`. Every
 `refresh_every` epochs a fresh discriminator is trained on the frozen
 features and its weights replace the adversary's (RDAL-M's periodic reset).
+`adversary_hidden` sets the adversary's layers: the paper's 48-32-16, or
+256 with `adversary_dropout` 0.3, the family of the evaluation attacker.
 `disc_steps` extra adversary updates per batch (on detached features) and
 `disc_standardize` (batch-normalised adversary input) are experiments, off by
-default (they did not help, docs/results.md). `--param adversary=false` trains the non-private baseline (same schedule,
+default (docs/results.md). `--param adversary=false` trains the non-private baseline (same schedule,
 weight always 0). `--param unet_from=RUN` reuses another run's stage (a).
 
-Only items whose `split` label is not "test" are used; the test split is
-for the report and `anoncli evaluate`.
+Only items whose `split` label is not "test" are used; a `val_fraction` of
+the training event sources (column `event_source_id`) is held out for
+validation figures. The report (model.json `held_out`, and `validation`) gives
+event accuracy, the speech attacker retrained from scratch on the frozen
+embeddings of the held-out mixtures (cross-validated: the figure `anoncli
+evaluate` reports) and the mask's SDR. The private label is `speech` (yes/no)
+or the older `speech_present` (1/0).
 """
 
 from __future__ import annotations
@@ -45,12 +52,14 @@ PRESETS = {
     "quick": {"sample_rate": 16000, "n_fft": 512, "hop": 128, "clip_s": 2.0, "unet_width": 0.25,
               "extractor_width": 0.25, "embedding": 64, "unet_epochs": 12, "epochs": 40, "warmup_epochs": 5,
               "ramp_epochs": 10, "max_grl_weight": 1.0, "refresh_every": 10, "refresh_epochs": 30,
-              "batch_size": 16, "lr": 1e-3, "adversary": True, "disc_steps": 0, "disc_standardize": False, "unet_from": "", "threads": 1},
+              "batch_size": 16, "lr": 1e-3, "adversary": True, "disc_steps": 0, "disc_standardize": False, "unet_from": "", "threads": 1,
+              "adversary_hidden": [48, 32, 16], "adversary_dropout": 0.0, "val_fraction": 0.0},
     # The paper's sizes: full widths, GRL weight 0 for 30 epochs, reset every P = 60 epochs.
     "full": {"sample_rate": 16000, "n_fft": 1024, "hop": 256, "clip_s": 4.0, "unet_width": 1.0,
              "extractor_width": 1.0, "embedding": 64, "unet_epochs": 100, "epochs": 300, "warmup_epochs": 30,
              "ramp_epochs": 30, "max_grl_weight": 1.0, "refresh_every": 60, "refresh_epochs": 100,
-             "batch_size": 32, "lr": 1e-3, "adversary": True, "disc_steps": 0, "disc_standardize": False, "unet_from": "", "threads": 0},
+             "batch_size": 32, "lr": 1e-3, "adversary": True, "disc_steps": 0, "disc_standardize": False, "unet_from": "", "threads": 0,
+             "adversary_hidden": [48, 32, 16], "adversary_dropout": 0.0, "val_fraction": 0.0},
 }
 
 
@@ -77,15 +86,33 @@ def load_items(corpus_root, utterances, config, need_event: bool = True):
     return torch.stack(mixes), (torch.stack(events) if need_event else None)
 
 
-def speech_labels(utterances) -> np.ndarray:
-    values = [str(u.labels.get("speech_present") or "0").strip().lower() for u in utterances]
+def speech_labels(utterances, column: str = "speech") -> np.ndarray:
+    """(N,) float 1/0 speech presence from `column` ("yes"/"no", 1/0, true/false); falls back to the
+    older `speech_present` column."""
+    values = [str(u.labels.get(column) or u.labels.get("speech_present") or "0").strip().lower() for u in utterances]
     return np.asarray([v in ("1", "true", "yes") for v in values], dtype=np.float32)
+
+
+def make_discriminator(config: dict) -> SpeechDiscriminator:
+    return SpeechDiscriminator(config["embedding"], config["disc_standardize"],
+                               tuple(int(h) for h in config["adversary_hidden"]), float(config["adversary_dropout"]))
+
+
+def validation_split(utterances, fraction: float, seed: int) -> tuple[list, list]:
+    """(train, val): a `fraction` of the event sources (event_source_id, else event_source) held out."""
+    if fraction <= 0:
+        return list(utterances), []
+    key = [str(u.labels.get("event_source_id") or u.labels.get("event_source") or u.utt_id) for u in utterances]
+    sources = sorted(set(key))
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.permutation(sources)[:max(1, int(round(fraction * len(sources))))].tolist())
+    return ([u for u, k in zip(utterances, key) if k not in chosen], [u for u, k in zip(utterances, key) if k in chosen])
 
 
 def _resolve_config(options: TrainOptions) -> dict:
     config = resolve_run_config(PRESETS, options)
     config["utility"] = options.utility or "event"
-    config["attribute"] = options.attribute or "speech_present"
+    config["attribute"] = options.attribute or "speech"
     config["seed"] = options.seed
     return config
 
@@ -101,15 +128,16 @@ def train(options: TrainOptions) -> dict:
     all_utts = [u for u in corpus.utterances if u.labels.get(utility)]
     train_utts = [u for u in all_utts if (u.labels.get("split") or "train") != "test"]
     test_utts = [u for u in all_utts if (u.labels.get("split") or "train") == "test"]
+    train_utts, val_utts = validation_split(train_utts, config["val_fraction"], options.seed)
     if len(train_utts) < 4:
         raise AnoncliError(f"{options.corpus}: too few training mixtures with a {utility!r} label ({len(train_utts)})")
     classes = sorted({u.labels[utility] for u in train_utts})
     y_event = torch.tensor([classes.index(u.labels[utility]) for u in train_utts])
-    y_speech = torch.from_numpy(speech_labels(train_utts))
+    y_speech = torch.from_numpy(speech_labels(train_utts, config["attribute"]))
 
     pipe = RdalmPipeline(config["sample_rate"], config["n_fft"], config["hop"], config["unet_width"],
                          config["extractor_width"], config["embedding"], len(classes)).to(device)
-    disc = SpeechDiscriminator(config["embedding"], config["disc_standardize"]).to(device)
+    disc = make_discriminator(config).to(device)
     unet_opt = torch.optim.Adam(pipe.unet.parameters(), lr=config["lr"])
     feat_params = list(pipe.extractor.parameters()) + list(pipe.classifier.parameters())
     opt = torch.optim.Adam(feat_params, lr=config["lr"])
@@ -130,6 +158,7 @@ def train(options: TrainOptions) -> dict:
                  best=best)
 
     bs = config["batch_size"]
+    t_start = time.time()
     mixes, events = None, None
     if config["unet_from"] and unet_epoch == 0:
         other = load_checkpoint(find("rdalm", config["unet_from"]), device)
@@ -199,12 +228,16 @@ def train(options: TrainOptions) -> dict:
                  **{k: float(np.mean(v)) for k, v in stats.items()}})
         checkpoint(best=epoch0 == config["epochs"])
 
+    train_seconds = time.time() - t_start
     summary = _report(pipe, corpus.root, test_utts, classes, config, device)
+    validation = _report(pipe, corpus.root, val_utts, classes, config, device) if val_utts else {}
     run.write_card({"method": "rdalm", "corpus": str(Path(options.corpus).resolve()), "utility": utility,
                     "attribute": config["attribute"], "classes": classes, "config": config,
-                    "n_train": len(train_utts), "n_test": len(test_utts), "held_out": summary,
+                    "n_train": len(train_utts), "n_val": len(val_utts), "n_test": len(test_utts), "held_out": summary,
+                    "validation": validation, "train_seconds": round(train_seconds, 1),
                     "paper": {"event_accuracy": 0.86, "speech_attacker_accuracy": 0.50, "speech_attacker_auc": 0.50}})
-    return {"run": str(run.root), **summary}
+    return {"run": str(run.root), "train_seconds": round(train_seconds, 1), **summary,
+            **({"validation": validation} if validation else {})}
 
 
 def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechDiscriminator:
@@ -212,7 +245,7 @@ def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechD
     pipe.extractor.eval()
     with torch.no_grad():
         feats = torch.cat([pipe.extractor(inputs[s:s + 64].to(device)) for s in range(0, len(inputs), 64)])
-    disc = SpeechDiscriminator(config["embedding"], config["disc_standardize"]).to(device)
+    disc = make_discriminator(config).to(device)
     opt = torch.optim.Adam(disc.parameters(), lr=config["lr"])
     ys = y_speech.to(device)
     for _ in range(config["refresh_epochs"]):
@@ -240,7 +273,7 @@ def _report(pipe, corpus_root, test_utts, classes, config, device) -> dict:
             label = utt.labels[config["utility"]]
             correct.append(label in classes and int(pipe.classifier(z[None]).argmax()) == classes.index(label))
             sdrs.append(sdr_db(event.numpy(), pipe.suppress(mix.to(device)).cpu().numpy()))
-    ys = speech_labels(test_utts)
+    ys = speech_labels(test_utts, config["attribute"])
     out = {"event_accuracy": float(np.mean(correct)), "sdr_db_mean": float(np.mean(sdrs)), "n_test": len(test_utts)}
     if 0 < ys.sum() < len(ys):
         probe = cross_validated_probe(np.stack(feats), ys.astype(int), seed=config["seed"])

@@ -14,7 +14,6 @@ import io
 import math
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
+from anoncli.atomic import atomic_write_bytes, temp_path_for
 from anoncli.errors import AudioError, environment_failure
 
 if TYPE_CHECKING:
@@ -264,15 +264,6 @@ def peak_safe(samples: np.ndarray, peak: float = 0.999) -> np.ndarray:
     return samples
 
 
-def temp_path_for(path: Path) -> Path:
-    """A sibling name that a resumed job recognises as an unfinished write."""
-    return path.with_name(f".{path.name}.anoncli-tmp-{socket.gethostname()}-{os.getpid()}")
-
-
-def is_temp_path(path: Path) -> bool:
-    return path.name.startswith(".") and ".anoncli-tmp-" in path.name
-
-
 def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, fmt: str = "wav") -> None:
     """Write 16-bit PCM atomically: a killed job leaves no partial file under the final name.
 
@@ -291,18 +282,11 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, 
     # (about 6 ms a file here), and the rename below is what makes it safe anyway.
     buffer = io.BytesIO()
     sf.write(buffer, data, int(sample_rate), subtype=SUBTYPES[fmt], format=fmt.upper())
-    tmp = temp_path_for(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            tmp.write_bytes(buffer.getbuffer())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write_bytes(path, buffer.getbuffer())
     except OSError as err:
         # The temporary sibling is our business; the user knows the final name.
-        where = path if err.filename in (None, os.fspath(tmp)) else err.filename
+        where = path if err.filename in (None, os.fspath(temp_path_for(path))) else err.filename
         if err.errno in _NAME_ERRNOS:
             raise AudioError(f"{where}: cannot write this file name ({err.strerror or err}) on the output file system") from None
         raise environment_failure(err, where) from None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anoncli.atomic import atomic_path
 from anoncli.errors import AudioError
 from anoncli.scoring import signal_metrics
 from anoncli.scoring.features import FEATURE_RATE, attribute_features, load_16k
@@ -97,15 +98,13 @@ class OriginalCache:
         keys = sorted(self.entries)
         f0s = [self.entries[k]["f0"] for k in keys]
         offsets = np.concatenate([[0], np.cumsum([len(f) for f in f0s])]).astype(np.int64)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, keys=np.array(keys), f0_offsets=offsets,
-                 f0=np.concatenate(f0s) if f0s else np.zeros(0),
-                 embeddings=np.stack([self.entries[k]["embedding"] for k in keys]),
-                 attacker_embeddings=np.stack([self.entries[k]["attacker_embedding"] for k in keys]),
-                 features=np.stack([self.entries[k]["features"] for k in keys]),
-                 durations=np.array([self.entries[k]["duration"] for k in keys]))
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, keys=np.array(keys), f0_offsets=offsets,
+                     f0=np.concatenate(f0s) if f0s else np.zeros(0),
+                     embeddings=np.stack([self.entries[k]["embedding"] for k in keys]),
+                     attacker_embeddings=np.stack([self.entries[k]["attacker_embedding"] for k in keys]),
+                     features=np.stack([self.entries[k]["features"] for k in keys]),
+                     durations=np.array([self.entries[k]["duration"] for k in keys]))
 
 
 def _describe(waves, durations, backend, attacker_backend, need_attr: bool, timings: dict) -> list[dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from anoncli import __version__
-from anoncli.audio import is_temp_path
+from anoncli.atomic import is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import EXIT_OK, EXIT_PARTIAL, AnoncliError, InputError, environment_failure

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from anoncli.audio import temp_path_for
+from anoncli.atomic import temp_path_for
 from anoncli.manifest.layout import part_files, part_path, pending_dir, pending_files
 
 ROW_GROUP_SIZE = 256

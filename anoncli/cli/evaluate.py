@@ -12,11 +12,19 @@ from anoncli.cli.output import FormatOption, check_format, emit
 from anoncli.errors import EXIT_OK
 
 
+def _probes_help() -> str:
+    from anoncli.evaluation.probes import PROBES
+
+    named = ", ".join(name for name in PROBES if name != "attribute")
+    return (f"Comma-separated probes: {named}, and label columns for the attribute attackers (gender, emotion, "
+            "speaker, …). Default: every probe the labels allow.")
+
+
 def evaluate(
     original: Annotated[Path, typer.Argument(help="Original corpus folder (labels from its metadata.csv or --labels).")],
     anonymized: Annotated[Path, typer.Argument(help="anoncli output folder (paired through its manifest) or any folder mirroring ORIGINAL's relative paths.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: scores.parquet, trials.parquet, summary.json, report.html, plots/.")],
-    probes: Annotated[Optional[str], typer.Option("--probes", help="Comma-separated probes: asv, signal, linkability, asr and label columns (gender, emotion, speaker, …). Default: every probe the labels allow.")] = None,
+    probes: Annotated[Optional[str], typer.Option("--probes", help=_probes_help())] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet) for ORIGINAL instead of its metadata.csv.")] = None,
     layout: Annotated[str, typer.Option("--layout", help="Corpus layout of ORIGINAL, or auto.")] = "auto",
     asv_model: Annotated[Optional[str], typer.Option("--asv-model", help="Speaker encoder: 'resemblyzer' (bundled, default), a local speechbrain model folder, or an `anoncli train --method asv` run folder.")] = None,

@@ -66,7 +66,19 @@ def crossfade_starts(total: int, chunk: int, overlap: int, stride: int) -> list[
 
 @torch.no_grad()
 def generate(generator, mel: torch.Tensor, cond: dict | None = None, chunk_frames: int = 1024, overlap: int = 128) -> torch.Tensor:
-    """(B, n_mels, F) normalised mel -> generator output of the same shape."""
+    """(B, n_mels, F) normalised mel -> generator output of the same shape, for any F.
+
+    The mel is padded to a multiple of the generator's stride; mels longer than
+    `chunk_frames` run in overlapping chunks cross-faded over `overlap` frames,
+    so memory stays bounded for any utterance length.
+
+    Example:
+        >>> import torch
+        >>> from anoncli.models.unet import UNet
+        >>> net = UNet((8, 16), residual=True).eval()
+        >>> generate(net, torch.rand(1, 80, 301) * 2 - 1, chunk_frames=64, overlap=16).shape
+        torch.Size([1, 80, 301])
+    """
     stride = generator.stride
     cond = cond or {}
     padded, frames = pad_frames(mel, stride)

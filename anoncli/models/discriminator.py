@@ -4,6 +4,11 @@ conv 5x5/64 -> pool -> 5x5/192 -> pool -> 3x3 384, 256, 256 -> pool -> adaptive
 avg 6x6 -> FC 1024 -> FC 1024 -> K outputs, dropout between the FC layers.
 `width` scales every channel count (the quick CPU configs use 0.25) and the
 adaptive pooling lets any mel length through.
+
+Example (2 classes, quarter width, a 80-band log-mel of 100 frames):
+    >>> import torch
+    >>> AlexNetDiscriminator(num_outputs=2, width=0.25).eval()(torch.randn(3, 1, 80, 100)).shape
+    torch.Size([3, 2])
 """
 
 from __future__ import annotations

@@ -8,6 +8,19 @@ drawn from a seed is here too, so a manifest's recorded seed reproduces it.
 
 Config keys: `channels` (list of encoder widths), `residual` (bool); PSEGAN
 adds `gated_width`, `gated_hidden` and `gated_stacks`.
+
+Example (80 log-mel bands, 48 frames; frames must be a multiple of 16):
+    >>> import torch
+    >>> config = {"channels": [8, 16, 32, 64, 128], "residual": True}
+    >>> mel = torch.rand(1, 1, 80, 48) * 2 - 1
+    >>> gengan_generator(config).eval()(mel, {"noise": gengan_noise_map(seed=1, frames=48)}).shape
+    torch.Size([1, 1, 80, 48])
+    >>> g = pcmelgan_generator(config, num_classes=2).eval()
+    >>> g(mel, {"z": pcmelgan_z(seed=1), "label": torch.tensor([1])}).shape
+    torch.Size([1, 1, 80, 48])
+    >>> psegan = {**config, "gated_width": 32, "gated_hidden": 16, "gated_stacks": 1}
+    >>> psegan_generator(psegan, num_classes=8).eval()(mel, {"label": torch.tensor([3])}).shape
+    torch.Size([1, 1, 80, 48])
 """
 
 from __future__ import annotations

@@ -4,6 +4,17 @@
 class; "noise" (B, 1, h, w) GenGAN noise map. Noise that varies over time is
 drawn per utterance at bottleneck resolution by the caller, so chunked
 inference can slice it consistently.
+
+Example (a bottleneck of 128 channels, 5 mel rows, 4 time steps):
+    >>> import torch
+    >>> h = torch.zeros(2, 128, 5, 4)
+    >>> inject = PCMelGANInjection(128, 5, noise_dim=10, num_classes=2)
+    >>> inject(h, {"z": torch.randn(2, 10), "label": torch.tensor([0, 1])}).shape  # 128 + 128 noise + 1 label
+    torch.Size([2, 257, 5, 4])
+    >>> NoiseChannel()(h, {"noise": torch.randn(2, 1, 5, 4)}).shape
+    torch.Size([2, 129, 5, 4])
+    >>> GatedDilatedBottleneck(128, 5, num_classes=8, width=32, hidden=16, stacks=1)(h, {"label": torch.tensor([3, 5])}).shape
+    torch.Size([2, 128, 5, 4])
 """
 
 from __future__ import annotations

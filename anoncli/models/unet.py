@@ -40,6 +40,24 @@ class Bottleneck(nn.Module):
 
 
 class UNet(nn.Module):
+    """U-Net over normalised log-mels: (B, 1, n_mels, frames) in [-1, 1] -> the same shape, through tanh.
+
+    channels: encoder widths, one per level (stride 2**(levels-1) in both axes);
+    bottleneck: the paper's injection of noise or a target label (identity by
+    default); residual: start at the identity map (the head is zero-initialised).
+    Raises ValueError when n_mels or frames are not multiples of `stride`.
+    Source: Ronneberger et al. 2015, as used by PCMelGAN, GenGAN and PSEGAN.
+
+    Example:
+        >>> import torch
+        >>> net = UNet((8, 16, 32), residual=True).eval()
+        >>> mel = torch.rand(2, 1, 80, 64) * 2 - 1
+        >>> net(mel).shape
+        torch.Size([2, 1, 80, 64])
+        >>> bool(torch.allclose(net(mel), mel.clamp(-0.999, 0.999), atol=1e-5))  # residual starts as identity
+        True
+    """
+
     def __init__(
         self,
         channels: Sequence[int] = (8, 16, 32, 64, 128),

@@ -13,6 +13,13 @@ from anoncli.errors import InputError
 from anoncli.evaluation import report_io
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files
 from anoncli.manifest.reader import manifest_files, read_manifest, read_parquet
+from anoncli.manifest.schema import SCORE_VALUE_COLUMNS, STATUS_OK
+from anoncli.manifest.summary import badness, score_distributions
+
+# `inspect OUT --worst N --by NAME` on an output folder: report-style names of the manifest's score columns.
+OUTPUT_ALIASES = {"asv.link": "link_cosine", "link": "link_cosine", "linkability": "link_cosine",
+                  "link.cosine": "link_cosine", "asv": "asv_score", "signal.stoi": "stoi", "signal.f0_r": "f0_r",
+                  "gender": "gender_p_anon", "emotion": "emotion_p_anon"}
 
 
 def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow_commands: bool = False,
@@ -29,7 +36,10 @@ def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow
             info["worst"] = report_io.worst_utterances(path, worst, by)
         return info
     if manifest_dir(path).is_dir():
-        return describe_output(path, check=check)
+        info = describe_output(path, check=check)
+        if worst:
+            info["worst"] = worst_outputs(path, worst, by)
+        return info
     return describe_corpus(path, labels, layout, allow_commands)
 
 
@@ -72,10 +82,11 @@ def _manifest_summary(table) -> dict[str, Any]:
         "method": methods[0] if len(methods) == 1 else methods, "hours": round(hours, 4),
         "failure_reasons": dict(reasons.most_common(10)),
     }
-    for score in ("link_cosine", "stoi", "f0_r"):
-        values = [v for v in rows.get(score, []) if v is not None]
-        if values:
-            summary[f"mean_{score}"] = round(sum(values) / len(values), 4)
+    scores = score_distributions(table)
+    if scores:
+        summary["scores"] = scores
+        notes = Counter(n for n, s in zip(rows.get("score_notes", []), rows.get("status", [])) if s == "ok" and n)
+        summary["rows_with_score_notes"] = sum(notes.values())
     return summary
 
 
@@ -90,9 +101,11 @@ def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
     runs = sorted(out.glob("run*.json"))
     audio_s = wall_s = 0.0
     config: dict[str, Any] = {}
+    score_notes: set[str] = set()
     for run in runs:
         record = json.loads(run.read_text())
         config = config or record.get("config", {})
+        score_notes.update(record.get("scores", {}).get("notes", []))
         audio_s += record.get("timings", {}).get("audio_s", 0.0)
         wall_s += record.get("timings", {}).get("wall_s", 0.0)
     if wall_s > 0:
@@ -103,6 +116,8 @@ def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
     if config:
         info["corpus"] = config.get("corpus")
         info["method_config"] = config.get("method_config")
+    if score_notes:
+        info["score_run_notes"] = sorted(set(score_notes))
     if check:
         info.update(check_output(out, config))
     return info
@@ -131,3 +146,37 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
         "duplicated_examples": duplicated[:10], "failed_utterances": len(failed),
         "complete": not missing and not duplicated and not failed,
     }
+
+
+def worst_outputs(out: Path, n: int = 10, by: str = "asv.link") -> list[dict]:
+    """The `n` ok rows of an output folder at the bad end of the score column `by`.
+
+    `by` is a score column of the manifest (link_cosine, asv_score,
+    gender_p_anon, stoi, f0_r, duration_ratio, level_change_db, ...) or a
+    report-style alias (asv.link, asv, stoi, gender, emotion). Worst is the
+    highest value (most linkable, attribute best recognised) except for stoi
+    and f0_r (lowest) and duration_ratio / level_change_db (farthest from no
+    change). Rows where the score is NaN are left out (their score_notes say why).
+    """
+    import math
+
+    table = read_manifest(out)
+    present = [c for c in SCORE_VALUE_COLUMNS if c in table.column_names]
+    column = by if by in present else OUTPUT_ALIASES.get(by)
+    if column not in present:
+        choices = ", ".join(present) or "none: the run wrote no scores"
+        raise InputError(f"--by {by!r}: no such score column in {out} (choose from: {choices})")
+    keep = [c for c in ("utt_id", "source_path", "speaker", "status", column, "link_cosine", "stoi")
+            if c in table.column_names]
+    rows = [r for r in table.select(list(dict.fromkeys(keep))).to_pylist()
+            if r.get("status") == STATUS_OK and r.get(column) is not None and not math.isnan(r[column])]
+    rows.sort(key=lambda r: -badness(column, r[column]))
+    picked = []
+    for row in rows[: int(n)]:
+        entry = {c: row[c] for c in ("utt_id", "source_path", "speaker") if c in row}
+        entry.update(by=column, value=round(float(row[column]), 4))
+        for extra in ("link_cosine", "stoi"):
+            if extra != column and row.get(extra) is not None and not math.isnan(row[extra]):
+                entry[extra] = round(float(row[extra]), 4)
+        picked.append(entry)
+    return picked

@@ -56,7 +56,7 @@ def anonymize(
     quiet: QuietOption = False,
     pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Random pseudonyms for file, utterance and speaker ids; needs --mapping.")] = False,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Where to write the id -> pseudonym mapping (outside --out).")] = None,
-    score: Annotated[Optional[bool], typer.Option("--score/--no-score", help="Add per-utterance linkability, STOI and F0 correlation to the manifest (default: on for methods where it costs under 20 % of the run).")] = None,
+    score: Annotated[bool, typer.Option("--score/--no-score", help="Per-utterance privacy and utility scores in the manifest: link_cosine, asv_score, {gender,emotion}_p_orig/_p_anon, stoi, f0_r, duration_ratio, level_change_db, with score_notes for each one that cannot be computed (default: on; originals are cached under $ANONCLI_CACHE).")] = True,
     files_from: Annotated[Optional[str], typer.Option("--files-from", help="Process only the files of CORPUS listed in FILE, one path per line ('-' reads stdin, e.g. from find); labels still come from CORPUS.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done (JSON on stdout) and exit.")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a plain line every 5 %% in a log or pipe (default: on).")] = None,
@@ -66,7 +66,6 @@ def anonymize(
     Example: anoncli anonymize examples/corpus --out anon/ --method mcadams --seed 1
     """
     from anoncli.jobs.engine import AnonymizeConfig, plan, run_anonymize
-    from anoncli.methods import method_class
 
     if fmt in AUDIO_FORMATS:  # before --audio-format existed, --format named the audio format
         warn(f"--format {fmt} names the audio format: use --audio-format {fmt}")
@@ -75,8 +74,6 @@ def anonymize(
         check_format(fmt, SUMMARY_FORMATS)
     device = resolve_device(device)
     check_backend(backend, scheduler)
-    if score is None:
-        score = method_class(method).score_by_default
     config = AnonymizeConfig(
         corpus=corpus, out=out, method=method, labels_file=labels, labels_sep=labels_sep, layout=layout,
         allow_commands=allow_commands, channel=channel,

@@ -20,8 +20,8 @@ def inspect(
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file for a corpus folder.")] = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
-    worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report folders: list the N least private utterances.")] = None,
-    by: Annotated[str, typer.Option("--by", help="Report folders: the score that ranks --worst.")] = "asv.link",
+    worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report or output folders: list the N worst utterances by --by.")] = None,
+    by: Annotated[str, typer.Option("--by", help="The score that ranks --worst: a per-utterance column (output folders: link_cosine, asv_score, gender_p_anon, stoi, f0_r, ...) or an alias (asv.link, asv, stoi, gender).")] = "asv.link",
     check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing, duplicated or failed.")] = False,
 ) -> None:
     """Summarise PATH: corpus (files, hours, speakers, labels), output folder or manifest (rows, failures, throughput), or report.
@@ -47,29 +47,53 @@ def _print_table(info: dict[str, Any]) -> None:
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in info.items():
-        if key in ("kind", "path"):
+        if key in ("kind", "path", "scores", "worst"):
             continue
         if isinstance(value, (dict, list)):
             value = json.dumps(value, default=str) if len(json.dumps(value, default=str)) < 200 else _short(value)
         table.add_row(key, str(value))
     console.print(table)
+    if info.get("scores"):
+        console.print(_scores_table(info["scores"]))
+    if info.get("worst"):
+        console.print(_worst_table(info["worst"], "worst"))
+
+
+def _scores_table(scores: dict[str, dict]):
+    """One row per score column: finite count, NaN count (see score_notes), mean and percentiles."""
+    from rich.table import Table
+
+    table = Table(title="per-utterance scores (ok rows; NaN = could not be computed, see score_notes)")
+    stats = ("n", "nan", "mean", "p5", "p50", "p95")
+    table.add_column("score")
+    for stat in stats:
+        table.add_column(stat, justify="right")
+    for name, entry in scores.items():
+        table.add_row(name, *("" if entry.get(s) is None else f"{entry[s]:.3f}" if isinstance(entry[s], float)
+                              else str(entry[s]) for s in stats))
+    return table
+
+
+def _worst_table(worst: list[dict], what: str):
+    from rich.table import Table
+
+    table = Table(title=f"{what} by {worst[0].get('by', '')}")
+    for column in worst[0]:
+        table.add_column(column)
+    for row in worst:
+        table.add_row(*(str(row.get(column, "")) for column in worst[0]))
+    return table
 
 
 def _print_report(info: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     from anoncli.evaluation.report import print_table
 
     print_table(info["summary"])
     worst = info.get("worst")
     if worst:
-        table = Table(title=f"least private by {worst[0].get('by', '')}")
-        for column in worst[0]:
-            table.add_column(column)
-        for row in worst:
-            table.add_row(*(str(row.get(column, "")) for column in worst[0]))
-        Console(soft_wrap=True).print(table)
+        Console(soft_wrap=True).print(_worst_table(worst, "least private"))
 
 
 def _short(value: Any) -> str:

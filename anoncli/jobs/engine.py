@@ -64,7 +64,7 @@ class AnonymizeConfig:
     pseudonymize: bool = False
     mapping: Path | None = None
     channel: int | None = None  # 1-based channel of multichannel files instead of the mono mixdown
-    score: bool = False
+    score: bool = True  # per-utterance privacy and utility scores (anoncli.jobs.scores)
     dry_run: bool = False
     progress: bool = True
 
@@ -117,6 +117,7 @@ class RunSummary:
     skipped_failed: int = 0
     failed_in_folder: int = 0
     warnings: list[str] = field(default_factory=list)
+    scores: dict[str, Any] = field(default_factory=dict)  # run.json "scores": attackers, notes, distributions
 
     @property
     def realtime_factor(self) -> float:
@@ -273,6 +274,7 @@ def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSu
         "counts": {"processed": summary.processed, "ok": summary.ok, "failed": summary.failed,
                    "skipped_already_done": summary.skipped, "skipped_failed_before": summary.skipped_failed,
                    "failed_in_folder": summary.failed_in_folder},
+        "scores": summary.scores or {"enabled": False},
     }
     path = config.out / name
     tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
@@ -329,10 +331,15 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
         remove_rows(config.out, redo_ids)
 
     schema = manifest_schema(job_plan.corpus.label_columns, _config_record(config, method_config))
+    score_plan = None
+    if config.score:
+        from anoncli.jobs.scores import plan_scores
+
+        score_plan = plan_scores(job_plan.corpus, job_plan.todo, config.channel, config.device)
     spec = JobSpec(out=str(config.out), shard=config.shard, method=config.method,
                    options=config.method_options(), label_columns=job_plan.corpus.label_columns,
                    schema=schema, fmt=config.fmt, output_sample_rate=config.output_sample_rate,
-                   pseudonym_key=pseudonyms.key if pseudonyms else None, score=config.score,
+                   pseudonym_key=pseudonyms.key if pseudonyms else None, score=config.score, score_plan=score_plan,
                    single_thread=config.device == "cpu", channel=config.channel)
     summary = RunSummary(processed=0, ok=0, failed=0, skipped=job_plan.skipped_done, audio_s=0.0, wall_s=0.0,
                          errors=[], skipped_failed=job_plan.skipped_failed)
@@ -354,6 +361,11 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
     finalize_part(config.out, config.shard, schema)
     summary.wall_s = time.perf_counter() - t0
     summary.failed_in_folder = failed_in_folder(config, job_plan.shard_utterances)
+    if score_plan is not None:
+        from anoncli.jobs.scores import scores_record
+
+        keys = [pseudonyms.utterance(u.utt_id) if pseudonyms else u.utt_id for u in job_plan.shard_utterances]
+        summary.scores = scores_record(config.out, score_plan, keys)
     _write_run_json(config, method_config, summary, started)
     return summary
 

@@ -161,7 +161,9 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
         from anoncli.jobs import scores
 
         # the originals' sides, before the method: a worker on the same speaker's next batch finds them cached
-        prepared = scores.prepare(spec.score_plan, [(item[0], item[2]) for item in loaded])
+        rate = method.sample_rate
+        prepared = scores.prepare(spec.score_plan, [(utt, wave, rate or audio.sample_rate)
+                                                    for utt, _row, audio, wave, _params, _s in loaded])
     written = []  # (utterance, row, output wave or None, its rate) of the files written, for the scores
     method_started = time.perf_counter()
     outputs = _run_method(method, loaded)
@@ -221,7 +223,8 @@ def _run_method(method, loaded) -> list:
 
 def _write_outputs(spec, method, out: Path, utt: Utterance, row: _Row, audio: Audio, output,
                    pseudonyms) -> tuple[np.ndarray, int] | None:
-    """Write one utterance's outputs; returns the audio written (samples, rate), None for features only."""
+    """Write one utterance's outputs; returns the audio as the method made it (samples, rate) before it was
+    resampled for writing, or None for features only."""
     audio_out, features_out = output, None
     if isinstance(output, dict):
         audio_out, features_out = output.get("audio"), output.get("features")
@@ -237,9 +240,10 @@ def _write_outputs(spec, method, out: Path, utt: Utterance, row: _Row, audio: Au
             raise AudioError("method produced NaN or infinite samples")
         rate_in = method.sample_rate or audio.sample_rate
         rate_out = spec.output_sample_rate or audio.sample_rate
-        wave = resample(wave.cpu(), rate_in, rate_out).numpy()
+        made = wave.cpu()
+        wave = resample(made, rate_in, rate_out).numpy()
         rel = output_rel_path(utt, spec.fmt, pseudonyms)
         write_audio(out / rel, wave, rate_out, spec.fmt)
         row.values.update(output_path=rel, output_sample_rate=rate_out)
-        return wave, rate_out
+        return made.numpy(), rate_in
     return None

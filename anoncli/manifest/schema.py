@@ -28,12 +28,22 @@ TAIL_FIELDS = [
     pa.field("elapsed_s", pa.float64()),
     pa.field("anoncli_version", pa.string()),
 ]
-# Per-utterance scores that `anonymize --score` adds; null when not computed.
+# Attributes the shipped attackers score: `{attribute}_p_orig` and `{attribute}_p_anon` columns.
+SCORE_ATTRIBUTES = ("gender", "emotion")
+# Per-utterance scores (anoncli.scoring.quick_scores): NaN where a score could not be computed, with the
+# reason in score_notes; null when scores were not computed (--no-score, failed rows, an attribute the
+# corpus does not label).
 SCORE_FIELDS = [
     pa.field("link_cosine", pa.float64()),
+    pa.field("asv_score", pa.float64()),
+    *(pa.field(f"{attribute}_p_{side}", pa.float64()) for attribute in SCORE_ATTRIBUTES for side in ("orig", "anon")),
     pa.field("stoi", pa.float64()),
     pa.field("f0_r", pa.float64()),
+    pa.field("duration_ratio", pa.float64()),
+    pa.field("level_change_db", pa.float64()),
+    pa.field("score_notes", pa.string()),
 ]
+SCORE_VALUE_COLUMNS = [f.name for f in SCORE_FIELDS if f.type == pa.float64()]
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 CONFIG_KEY = b"anoncli.config"

@@ -33,45 +33,119 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+# resemblyzer's hyper-parameters (resemblyzer/hparams.py) and inference settings (VoiceEncoder.embed_utterance).
+PARTIAL_FRAMES = 160          # 1.6 s of 10 ms mel frames per partial utterance
+PARTIAL_RATE = 1.3            # partials per second
+MIN_COVERAGE = 0.75           # a last partial needs this share of real frames
+NORM_TARGET_DBFS = -30.0
+VAD_WINDOW = 480              # 30 ms at 16 kHz
+VAD_AVERAGE_WIDTH = 8
+VAD_MAX_SILENCE = 6
+
+
+def _resemblyzer_weights():
+    """resemblyzer's bundled GE2E weights (pretrained.pt), located without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("resemblyzer")
+    path = Path(spec.origin).parent / "pretrained.pt" if spec is not None and spec.origin else None
+    if path is None or not path.is_file():
+        raise AnoncliError("speaker embeddings need the resemblyzer package and its bundled pretrained.pt")
+    return path
+
+
+def _ge2e(device: str):
+    """resemblyzer's VoiceEncoder network (3-layer LSTM 40 -> 256, linear 256, ReLU) with its weights."""
+    import torch
+    from torch import nn
+
+    class GE2E(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(40, 256, 3, batch_first=True)
+            self.linear = nn.Linear(256, 256)
+
+        def forward(self, mels):
+            _, (hidden, _) = self.lstm(mels)
+            raw = torch.relu(self.linear(hidden[-1]))
+            return raw / torch.norm(raw, dim=1, keepdim=True)
+
+    model = GE2E()
+    state = torch.load(_resemblyzer_weights(), map_location="cpu", weights_only=True)["model_state"]
+    model.load_state_dict({k: v for k, v in state.items() if k.startswith(("lstm.", "linear."))})
+    return model.to(device).eval()
+
+
+def _partial_starts(n_samples: int) -> list[int]:
+    """First mel frame of each partial (resemblyzer's `compute_partial_slices`, rate 1.3, coverage 0.75)."""
+    n_frames = int(np.ceil((n_samples + 1) / 160))
+    step = int(np.round((EMBED_RATE / PARTIAL_RATE) / 160))
+    starts = list(range(0, max(1, n_frames - PARTIAL_FRAMES + step + 1), step))
+    coverage = (n_samples - starts[-1] * 160) / (PARTIAL_FRAMES * 160)
+    return starts[:-1] if coverage < MIN_COVERAGE and len(starts) > 1 else starts
+
+
+def _trim_long_silences(wave: np.ndarray) -> np.ndarray:
+    """resemblyzer's `trim_long_silences` (webrtcvad mode 3 on 30 ms windows, smoothed, dilated), vectorised."""
+    import _webrtcvad  # webrtcvad's extension; its Python wrapper only adds a slow pkg_resources import
+
+    wave = wave[: len(wave) - len(wave) % VAD_WINDOW]
+    pcm = np.round(wave * 32767).astype("<i2").tobytes()
+    vad = _webrtcvad.create()
+    _webrtcvad.init(vad)
+    _webrtcvad.set_mode(vad, 3)
+    flags = np.array([_webrtcvad.process(vad, EMBED_RATE, pcm[2 * start:2 * (start + VAD_WINDOW)], VAD_WINDOW)
+                      for start in range(0, len(wave), VAD_WINDOW)], dtype=np.float64)
+    if not flags.size:
+        return wave
+    padded = np.concatenate([np.zeros((VAD_AVERAGE_WIDTH - 1) // 2), flags, np.zeros(VAD_AVERAGE_WIDTH // 2)])
+    total = np.cumsum(padded)
+    total[VAD_AVERAGE_WIDTH:] = total[VAD_AVERAGE_WIDTH:] - total[:-VAD_AVERAGE_WIDTH]
+    mask = np.round(total[VAD_AVERAGE_WIDTH - 1:] / VAD_AVERAGE_WIDTH).astype(bool)
+    # binary dilation with a centred structure of VAD_MAX_SILENCE + 1 ones (scipy.ndimage's, zero border)
+    mask = np.convolve(mask.astype(np.int32), np.ones(VAD_MAX_SILENCE + 1, np.int32), mode="same") > 0
+    return wave[np.repeat(mask, VAD_WINDOW)]
+
+
 class ResemblyzerBackend:
     """resemblyzer's bundled GE2E LSTM encoder, batched across utterances.
 
-    Same preprocessing as resemblyzer's own `preprocess_wav` (volume
-    normalisation, VAD trimming of long pauses), but on waves we already
-    resampled, and with the partial windows of many utterances in one forward.
+    The same embedding as resemblyzer's `preprocess_wav` + `embed_utterance`
+    (volume normalisation up to -30 dBFS, VAD trimming of long pauses,
+    1.6-s partials at 1.3 per second, mean of the partial embeddings,
+    L2-normalised), on waves we already resampled, with the partials of many
+    utterances in one forward, and without importing the resemblyzer package
+    (it imports librosa and webrtcvad's pkg_resources, ~1.5 s of CPU per
+    worker): the network is rebuilt here and loads resemblyzer's weights.
     """
 
     name = "resemblyzer"
 
     def __init__(self, device: str = "cpu"):
-        from resemblyzer import VoiceEncoder
-
-        self.encoder = VoiceEncoder(device=device, verbose=False)
+        self.encoder = _ge2e(device)
         self.device = device
 
     @staticmethod
     def _prepare(wave: np.ndarray) -> np.ndarray:
-        from resemblyzer.audio import normalize_volume, trim_long_silences
-        from resemblyzer.hparams import audio_norm_target_dBFS
-
         if not np.any(wave):
             return wave
-        wave = normalize_volume(wave, audio_norm_target_dBFS, increase_only=True)
-        trimmed = trim_long_silences(wave)
+        rms = np.sqrt(np.mean((wave.astype(np.float64) * 32767) ** 2))
+        change_db = NORM_TARGET_DBFS - 20 * np.log10(rms / 32767)
+        if change_db > 0:  # resemblyzer normalises with increase_only=True
+            wave = (wave * 10 ** (change_db / 20)).astype(np.float32)
+        trimmed = _trim_long_silences(wave)
         # The VAD can drop everything from a synthetic or very quiet file; keep the raw wave then.
         return trimmed if len(trimmed) >= EMBED_RATE // 2 else wave
 
     def _partials(self, wave: np.ndarray) -> np.ndarray:
-        from resemblyzer.voice_encoder import VoiceEncoder
-
         from anoncli.scoring.features import mel_power
 
-        wave_slices, mel_slices = VoiceEncoder.compute_partial_slices(len(wave), rate=1.3, min_coverage=0.75)
-        needed = wave_slices[-1].stop
+        starts = _partial_starts(len(wave))
+        needed = (starts[-1] + PARTIAL_FRAMES) * 160
         if needed >= len(wave):
             wave = np.pad(wave, (0, needed - len(wave)))
         mel = mel_power(wave)  # resemblyzer's own front end (25 ms / 10 ms, 40 mels), faster
-        return np.stack([mel[s] for s in mel_slices])
+        return np.stack([mel[s:s + PARTIAL_FRAMES] for s in starts])
 
     def embed(self, waves: list[np.ndarray]) -> np.ndarray:
         import torch

@@ -34,11 +34,32 @@ def load_16k(path: Path) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(wave, dtype=np.float32), audio.duration_s
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    log = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
+
+
 @lru_cache(maxsize=8)
 def _mel_basis(n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(sr=FEATURE_RATE, n_fft=N_FFT, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+    """(n_mels, N_FFT // 2 + 1) triangular Slaney-normalised mel filters: `librosa.filters.mel`'s defaults
+    (written out here so that scoring does not import librosa, ~1 s of CPU per worker)."""
+    fmax = FEATURE_RATE / 2 if fmax is None else fmax
+    fft_hz = np.fft.rfftfreq(N_FFT, d=1.0 / FEATURE_RATE)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
 
 
 def mel_power(wave: np.ndarray, n_mels: int = N_MELS, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
@@ -60,9 +81,8 @@ def mel_power(wave: np.ndarray, n_mels: int = N_MELS, fmin: float = 0.0, fmax: f
 
 @lru_cache(maxsize=1)
 def _hann() -> np.ndarray:
-    import scipy.signal
-
-    return scipy.signal.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+    """Periodic Hann window of N_FFT samples (scipy's get_window("hann", N_FFT))."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
 
 
 def log_mel(wave: np.ndarray) -> np.ndarray:

@@ -88,11 +88,9 @@ def _truncate(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _to_rate(samples: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
     if rate == new_rate:
         return samples
-    import torch
-
     from anoncli.audio import resample
 
-    return resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), rate, new_rate).numpy()
+    return resample(np.ascontiguousarray(samples, dtype=np.float32), rate, new_rate)
 
 
 def stoi(reference: np.ndarray, processed: np.ndarray, sample_rate: int) -> Score:

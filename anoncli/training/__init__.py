@@ -23,6 +23,7 @@ TRAINERS: dict[str, str] = {
     "rdalm": "anoncli.training.rdalm:train",
     "attribute": "anoncli.evaluation.attribute:train_attribute",
     "asv": "anoncli.training.asv:train_asv",
+    "score-attackers": "anoncli.training.score_attackers:train",
 }
 
 

@@ -1,0 +1,259 @@
+"""`anoncli train --method score-attackers`: the attribute attackers shipped for anonymize's per-utterance scores.
+
+CORPUS is a folder holding the development corpora (`--param corpora=` names
+them, default librispeech-dev,ravdess-dev,emodb-dev). Each utterance becomes
+one `anoncli.scoring.attackers.attacker_features` vector (the resemblyzer
+embedding and 17 F0/loudness statistics, exactly as the scorer computes them,
+`QuickScorer.describe`), and each attacker is a standardisation plus a
+multinomial logistic regression (scikit-learn, lbfgs):
+
+* `gender`: every corpus with a gender label (LibriSpeech, RAVDESS, EmoDB);
+* `emotion-ravdess`: RAVDESS's 8 English emotions;
+* `emotion-emodb`: EmoDB's 7 German emotions (the two corpora name and act
+  different emotion sets, so each keeps its own model; the scorer picks the one
+  that knows a corpus's labels).
+
+Held-out accuracy is measured on unseen speakers: nested speaker-grouped
+cross-validation (outer folds by speaker score the model; inner folds, also by
+speaker, choose the regularisation C by log loss), so no speaker of a test fold
+is seen in training or in choosing C. The shipped models are then fitted on all
+the data with C chosen by the same grouped cross-validation.
+
+OUT receives `<attacker>.safetensors` (mean, scale, weight, bias; float32),
+`card.json` (data, licences, classes, held-out figures, command), and
+`features-<corpus>.npz` (the feature vectors, reused by a rerun). Copy the
+safetensors files and card.json into `anoncli/pretrained/attackers/` to ship
+them (recipes/score_attackers/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from anoncli.errors import AnoncliError, InputError
+
+DEFAULT_CORPORA = ("librispeech-dev", "ravdess-dev", "emodb-dev")
+LICENCES = {
+    "librispeech-dev": "LibriSpeech (Panayotov et al., ICASSP 2015), CC BY 4.0",
+    "ravdess-dev": "RAVDESS (Livingstone & Russo, PLoS ONE 2018), CC BY-NC-SA 4.0",
+    "emodb-dev": "Berlin Database of Emotional Speech (Burkhardt et al., Interspeech 2005), free for research",
+}
+# attacker -> (label column, corpora it learns from; None = every corpus with that label)
+ATTACKERS = {
+    "gender": ("gender", None),
+    "emotion-ravdess": ("emotion", ("ravdess-dev",)),
+    "emotion-emodb": ("emotion", ("emodb-dev",)),
+}
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+OUTER_FOLDS = 5
+INNER_FOLDS = 4
+CHUNK = 32
+FEATURES_VERSION = "1"
+
+
+def _log(message: str) -> None:
+    print(f"score-attackers: {message}", file=sys.stderr, flush=True)
+
+
+def _features(corpus_dir: Path, name: str, out: Path) -> dict:
+    """{"features" (N, D), "labels" {column: [str|None]}, "speakers" [str], "utt_ids"} of one corpus (cached in OUT)."""
+    from anoncli.corpus import open_corpus
+    from anoncli.corpus.reading import read_utterance_audio
+    from anoncli.scoring.attackers import attacker_features
+    from anoncli.scoring.quick_scores import QuickScorer, to_16k
+
+    cache = out / f"features-{name}.npz"
+    corpus = open_corpus(corpus_dir)
+    columns = [c for c in ("gender", "emotion") if c in corpus.label_columns]
+    ids = [u.utt_id for u in corpus.utterances]
+    if cache.is_file():
+        data = np.load(cache, allow_pickle=False)
+        if str(data["version"]) == FEATURES_VERSION and data["utt_ids"].tolist() == ids:
+            return {"features": data["features"], "utt_ids": ids, "speakers": data["speakers"].tolist(),
+                    "labels": {c: [v or None for v in data[f"label_{c}"].tolist()] for c in columns}}
+    scorer = QuickScorer("cpu")
+    features, kept = [], []
+    started = time.time()
+    for start in range(0, len(corpus.utterances), CHUNK):
+        chunk = corpus.utterances[start:start + CHUNK]
+        waves = []
+        for utt in chunk:
+            audio = read_utterance_audio(utt)
+            waves.append(to_16k(audio.samples, audio.sample_rate))
+        for utt, side in zip(chunk, scorer.describe(waves)):
+            if side.embedding is None:
+                _log(f"{name}: {utt.rel_path} left out ({side.problem})")
+                continue
+            features.append(attacker_features(side.embedding, side.prosody))
+            kept.append(utt)
+    _log(f"{name}: {len(kept)} utterances described in {time.time() - started:.0f} s")
+    result = {"features": np.stack(features), "utt_ids": [u.utt_id for u in kept],
+              "speakers": [u.speaker or u.utt_id for u in kept],
+              "labels": {c: [u.labels.get(c) for u in kept] for c in columns}}
+    if result["utt_ids"] == ids:  # cache only complete corpora (the check above compares every id)
+        np.savez(cache, version=np.array(FEATURES_VERSION), features=result["features"], utt_ids=np.array(ids),
+                 speakers=np.array(result["speakers"]),
+                 **{f"label_{c}": np.array([v or "" for v in result["labels"][c]]) for c in columns})
+    return result
+
+
+def _model(c: float, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed))
+
+
+def _group_folds(groups: np.ndarray, n_splits: int, seed: int):
+    from sklearn.model_selection import GroupKFold
+
+    n = min(n_splits, len(set(groups.tolist())))
+    if n < 2:
+        raise AnoncliError("needs at least 2 speakers for speaker-disjoint folds")
+    return GroupKFold(n_splits=n, shuffle=True, random_state=seed).split(np.zeros(len(groups)), groups=groups)
+
+
+def _choose_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> float:
+    """The C with the lowest speaker-grouped cross-validated log loss."""
+    from sklearn.metrics import log_loss
+
+    classes = np.unique(y)
+    losses = {}
+    for c in C_GRID:
+        total, count = 0.0, 0
+        for train, test in _group_folds(groups, INNER_FOLDS, seed):
+            if len(np.unique(y[train])) < len(classes):
+                continue
+            model = _model(c, seed).fit(x[train], y[train])
+            total += log_loss(y[test], model.predict_proba(x[test]), labels=model.classes_) * len(test)
+            count += len(test)
+        losses[c] = total / count if count else np.inf
+    return min(losses, key=losses.get)
+
+
+def _held_out(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sources: np.ndarray, seed: int) -> dict:
+    """Nested speaker-grouped cross-validation: accuracy, UAR, mean p(true), log loss on unseen speakers."""
+    from sklearn.metrics import balanced_accuracy_score, log_loss
+
+    classes = np.unique(y)
+    proba = np.full((len(y), len(classes)), np.nan)
+    chosen = []
+    for train, test in _group_folds(groups, OUTER_FOLDS, seed):
+        c = _choose_c(x[train], y[train], groups[train], seed)
+        chosen.append(c)
+        model = _model(c, seed).fit(x[train], y[train])
+        columns = [list(classes).index(k) for k in model.classes_]
+        proba[np.ix_(test, columns)] = model.predict_proba(x[test])
+    proba = np.nan_to_num(proba, nan=0.0)
+    predicted = classes[np.argmax(proba, axis=1)]
+    p_true = proba[np.arange(len(y)), np.searchsorted(classes, y)]
+    majority = max(np.mean(y == k) for k in classes)
+
+    def figures(mask: np.ndarray) -> dict:
+        return {"utterances": int(mask.sum()), "speakers": len(set(groups[mask].tolist())),
+                "accuracy": round(float(np.mean(predicted[mask] == y[mask])), 4),
+                "uar": round(float(balanced_accuracy_score(y[mask], predicted[mask])), 4),
+                "mean_p_true": round(float(np.mean(p_true[mask])), 4)}
+
+    result = figures(np.ones(len(y), bool))
+    result.update(log_loss=round(float(log_loss(y, np.clip(proba, 1e-12, 1), labels=classes)), 4),
+                  chance_uniform=round(1 / len(classes), 4), chance_majority=round(float(majority), 4),
+                  folds=f"{OUTER_FOLDS} outer speaker-grouped folds, C chosen by {INNER_FOLDS} inner "
+                        f"speaker-grouped folds (log loss)", c_per_fold=chosen)
+    if len(set(sources.tolist())) > 1:
+        result["per_corpus"] = {s: figures(sources == s) for s in sorted(set(sources.tolist()))}
+    return result
+
+
+def _binary_as_softmax(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A two-class logistic regression (1, D) as two softmax rows with the same probabilities."""
+    if weight.shape[0] != 1:
+        return weight, bias
+    return np.concatenate([-weight / 2, weight / 2]), np.concatenate([-bias / 2, bias / 2])
+
+
+def train(options) -> dict:
+    """Train the attackers on the corpora under `options.corpus`; write them and their card to `options.out`."""
+    import torch
+
+    from anoncli import __version__
+    from anoncli.models.safetensors_io import save_file
+    from anoncli.scoring.attackers import FEATURE_NAMES, Attacker, normalise_label
+
+    started = time.time()
+    torch.set_num_threads(1)
+    root, out = Path(options.corpus), Path(options.out)
+    names = [n for n in options.extra.get("corpora", ",".join(DEFAULT_CORPORA)).split(",") if n]
+    unknown = sorted(set(options.extra) - {"corpora"})
+    if unknown:
+        raise AnoncliError(f"--param {unknown[0]}: unknown setting for score-attackers (known: corpora)")
+    for name in names:
+        if not (root / name).is_dir():
+            raise InputError(f"{root / name}: no such corpus folder (CORPUS holds the development corpora)")
+    out.mkdir(parents=True, exist_ok=True)
+    data = {name: _features(root / name, name, out) for name in names}
+    card_entries = []
+    for attacker_name, (column, sources) in ATTACKERS.items():
+        rows = []
+        for name in sources or names:
+            if name not in data or column not in data[name]["labels"]:
+                continue
+            for i, value in enumerate(data[name]["labels"][column]):
+                label = normalise_label(column, value)
+                if label is not None:
+                    rows.append((name, i, label))
+        if not rows:
+            _log(f"{attacker_name}: no labelled utterances; not trained")
+            continue
+        x = np.stack([data[n]["features"][i] for n, i, _ in rows]).astype(np.float64)
+        y = np.array([label for _, _, label in rows])
+        groups = np.array([f"{n}:{data[n]['speakers'][i]}" for n, i, _ in rows])
+        corpora = np.array([n for n, _, _ in rows])
+        held_out = _held_out(x, y, groups, corpora, options.seed)
+        c = _choose_c(x, y, groups, options.seed)
+        model = _model(c, options.seed).fit(x, y)
+        scaler, regression = model[0], model[1]
+        weight, bias = _binary_as_softmax(regression.coef_, regression.intercept_)
+        attacker = Attacker(attacker_name, column, [str(k) for k in regression.classes_], scaler.mean_,
+                            scaler.scale_, weight, bias)
+        check = attacker.probabilities(x[:50])
+        if not np.allclose(check, model.predict_proba(x[:50]), atol=1e-5):
+            raise AnoncliError(f"{attacker_name}: exported weights do not reproduce the model")
+        file = f"{attacker_name}.safetensors"
+        save_file({k: torch.from_numpy(v) for k, v in attacker.tensors().items()}, out / file,
+                  metadata={"attacker": attacker_name, "attribute": column, "features": FEATURE_NAMES,
+                            "classes": json.dumps(attacker.classes)})
+        card_entries.append({
+            "name": attacker_name, "attribute": column, "file": file, "classes": attacker.classes,
+            "model": "standardisation + multinomial logistic regression (scikit-learn lbfgs)", "C": c,
+            "training_data": {n: {"utterances": int(np.sum(corpora == n)),
+                                  "speakers": len({g for g, s in zip(groups, corpora) if s == n})}
+                              for n in sorted(set(corpora.tolist()))},
+            "held_out_speakers": held_out,
+        })
+        _log(f"{attacker_name}: {len(y)} utterances, {len(set(groups.tolist()))} speakers, held-out accuracy "
+             f"{held_out['accuracy']:.3f} (UAR {held_out['uar']:.3f}, chance {held_out['chance_majority']:.3f}), C={c}")
+    card = {
+        "kind": "anoncli-score-attackers",
+        "features": FEATURE_NAMES,
+        "feature_detail": "256-d resemblyzer (GE2E) embedding, L2-normalised, then 17 statistics of log F0 "
+                          "(DIO/StoneMask), frame loudness and voicing (anoncli.scoring.features.prosody_features)",
+        "data": {n: LICENCES.get(n, "see the corpus") for n in names},
+        "licence_note": "weights are derived from the corpora above; RAVDESS-derived models carry its "
+                        "non-commercial (CC BY-NC-SA 4.0) terms, EmoDB-derived ones its research-use terms",
+        "attackers": card_entries,
+        "command": "anoncli train --method score-attackers ../shared/corpora --out runs/score-attackers "
+                   f"--seed {options.seed}" + (f" --param corpora={','.join(names)}" if "corpora" in options.extra else ""),
+        "seed": options.seed,
+        "anoncli_version": __version__,
+        "trained_s": round(time.time() - started, 1),
+    }
+    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return {"out": str(out), "attackers": {e["name"]: e["held_out_speakers"]["accuracy"] for e in card_entries},
+            "seconds": card["trained_s"]}

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq

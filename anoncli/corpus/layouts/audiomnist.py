@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-from anoncli.corpus.layouts.base import FilenameLayout, normalise_gender
+from anoncli.corpus.labels import normalise_gender
+from anoncli.corpus.layouts.base import FilenameLayout
 from anoncli.corpus.layouts.fsdd import DIGIT_WORDS
 from anoncli.errors import InputError
 

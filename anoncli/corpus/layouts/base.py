@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from anoncli.corpus.labels import normalise_gender  # noqa: F401  (re-exported for layouts)
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
 from anoncli.corpus.walk import WalkStats, iter_audio_files
 

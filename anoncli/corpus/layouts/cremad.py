@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import re
 
-from anoncli.corpus.layouts.base import FilenameLayout, normalise_gender
+from anoncli.corpus.labels import normalise_gender
+from anoncli.corpus.layouts.base import FilenameLayout
 from anoncli.errors import InputError
 
 SENTENCES = {

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from anoncli.corpus.labels import normalise_emotion
-from anoncli.corpus.layouts.base import Detection, Layout, LayoutResult, Scan, normalise_gender
+from anoncli.corpus.labels import normalise_gender
+from anoncli.corpus.layouts.base import Detection, Layout, LayoutResult, Scan
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import InputError
 

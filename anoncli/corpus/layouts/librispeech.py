@@ -13,7 +13,8 @@ import csv
 import re
 from pathlib import Path
 
-from anoncli.corpus.layouts.base import FilenameLayout, Scan, normalise_gender
+from anoncli.corpus.labels import normalise_gender
+from anoncli.corpus.layouts.base import FilenameLayout, Scan
 
 SUBSET = re.compile(r"^(?:train|dev|test)-(?:clean|other)(?:-\d+)?$")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from anoncli.corpus.layouts.base import FilenameLayout, normalise_gender
+from anoncli.corpus.labels import normalise_gender
+from anoncli.corpus.layouts.base import FilenameLayout
 
 INFO = "speaker-info.txt"
 

@@ -46,6 +46,36 @@ class Extracted:
     errors: list[str]
     timings: dict[str, float]            # seconds per stage: decode, embed, f0+features, signal
     notes: list[dict[str, str]]          # per pair: {"link.cosine" or "signal.<name>": why that score is NaN}
+    # per pair: the anonymize run's link_cosine (resemblyzer) when its manifest had one, else NaN; None: no manifest scores
+    manifest_link: np.ndarray | None = None
+    reused: int = 0                      # pairs whose signal scores came from the manifest
+
+
+# Scores an `anonymize` manifest holds (anoncli.scoring.quick_scores) that evaluate reuses instead of recomputing.
+REUSED_SIGNAL = ("stoi", "f0_r", "duration_ratio", "level_change_db")
+
+
+def manifest_scores(pairing, anonymized: Path) -> list[dict | None]:
+    """Per pair: {score: (value, reason or None)} for REUSED_SIGNAL and link_cosine from the anonymize manifest,
+    or None where the run did not score the pair (--no-score, an older run without these columns)."""
+    table = getattr(pairing, "manifest_table", None)
+    names = (*REUSED_SIGNAL, "link_cosine")
+    if table is None or any(c not in table.column_names for c in (*names, "score_notes", "output_path")):
+        return [None] * len(pairing.pairs)
+    rows = table.select(["output_path", "status", *names, "score_notes"]).to_pylist()
+    by_output = {row["output_path"]: row for row in rows if row["status"] == "ok" and row["output_path"]}
+    found: list[dict | None] = []
+    for _, target in pairing.pairs:
+        try:
+            row = by_output.get(Path(target).relative_to(anonymized).as_posix())
+        except ValueError:
+            row = None
+        if row is None or any(row[name] is None for name in REUSED_SIGNAL):
+            found.append(None)
+            continue
+        reasons = dict(part.split(": ", 1) for part in (row["score_notes"] or "").split("; ") if ": " in part)
+        found.append({name: (row[name], reasons.get(name)) for name in names if row[name] is not None})
+    return found
 
 
 def cache_dir() -> Path:
@@ -162,8 +192,12 @@ def _pair_signal(w_o: np.ndarray, d_o: float, w_a: np.ndarray, d_a: float, f0_o:
 
 
 def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict], backend, attacker_backend,
-                   need_signal: bool, need_attr: bool) -> _ChunkResult:
-    """Decode and describe one chunk of (index, original path, anonymized path)."""
+                   need_signal: bool, need_attr: bool, known: dict[int, dict] | None = None) -> _ChunkResult:
+    """Decode and describe one chunk of (index, original path, anonymized path).
+
+    `known`: pair index -> the manifest's scores (`manifest_scores`); those
+    pairs get their REUSED_SIGNAL scores from it and only the LSD is computed.
+    """
     timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
     errors: list[str] = []
     loaded = {}
@@ -197,7 +231,12 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
                 t0 = time.time()
                 (w_o, d_o), (w_a, d_a) = loaded[i]
                 original_entry = cached.get(i) or computed[i]
-                signal[i], signal_notes = _pair_signal(w_o, d_o, w_a, d_a, original_entry["f0"], entry["f0"])
+                if known and known.get(i):
+                    signal[i] = {name: float(known[i][name][0]) for name in REUSED_SIGNAL}
+                    signal[i]["lsd_db"] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
+                    signal_notes = {f"signal.{name}": known[i][name][1] for name in REUSED_SIGNAL if known[i][name][1]}
+                else:
+                    signal[i], signal_notes = _pair_signal(w_o, d_o, w_a, d_a, original_entry["f0"], entry["f0"])
                 notes[i].update(signal_notes)
                 timings["signal"] += time.time() - t0
     return _ChunkResult(indices, computed, anonymized, signal, errors, timings, notes)
@@ -206,7 +245,7 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
 _WORKER_BACKENDS: dict[tuple, tuple] = {}
 
 
-def _extract_chunk_in_worker(chunk, cached, asv_model, need_embed, need_signal, need_attr) -> _ChunkResult:
+def _extract_chunk_in_worker(chunk, cached, asv_model, need_embed, need_signal, need_attr, known=None) -> _ChunkResult:
     """The same in a worker process: the encoders are loaded once per worker, then reused."""
     key = (asv_model, need_embed, need_attr)
     if key not in _WORKER_BACKENDS:
@@ -215,13 +254,17 @@ def _extract_chunk_in_worker(chunk, cached, asv_model, need_embed, need_signal, 
         torch.set_num_threads(1)
         _WORKER_BACKENDS.clear()
         _WORKER_BACKENDS[key] = build_backends(asv_model, need_embed, need_attr)
-    return _extract_chunk(chunk, cached, *_WORKER_BACKENDS[key], need_signal, need_attr)
+    return _extract_chunk(chunk, cached, *_WORKER_BACKENDS[key], need_signal, need_attr, known)
 
 
 def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_attr: bool = True,
             use_cache: bool = True, corpus_root: Path | None = None, progress: bool = True,
-            executor=None, backend_spec: tuple | None = None) -> Extracted:
+            executor=None, backend_spec: tuple | None = None, known: list[dict | None] | None = None) -> Extracted:
     """Decode every pair once and compute all per-utterance quantities.
+
+    `known` (per pair, from `manifest_scores`): scores the anonymize run
+    already computed; their pairs' STOI, F0 r, duration ratio and level change
+    are taken from it instead of being computed again.
 
     With `executor` (from `anoncli.parallel.make_executor`) the chunks run
     on its workers, which build their own encoders from `backend_spec`
@@ -241,6 +284,8 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
     keys = [_file_key(utt.path) for utt, _ in pairs]
 
+    known = known or [None] * n
+
     def chunk_and_cached(start: int):
         chunk = [(i, pairs[i][0].path, pairs[i][1]) for i in range(start, min(n, start + CHUNK))]
         cached = {}
@@ -248,7 +293,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
             hit = cache.get(keys[i])
             if hit is not None and (not need_attr or hit["features"].size):
                 cached[i] = hit
-        return chunk, cached
+        return chunk, cached, {i: known[i] for i, _, _ in chunk if known[i]}
 
     def merge(result: _ChunkResult, cached: dict[int, dict]) -> None:
         errors.extend(result.errors)
@@ -267,8 +312,8 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     bar = progress_bar(total=n, desc="extracting", unit="utt", enabled=progress, leave=False)
     if executor is None:
         for start in range(0, n, CHUNK):
-            chunk, cached = chunk_and_cached(start)
-            merge(_extract_chunk(chunk, cached, backend, attacker_backend, need_signal, need_attr), cached)
+            chunk, cached, chunk_known = chunk_and_cached(start)
+            merge(_extract_chunk(chunk, cached, backend, attacker_backend, need_signal, need_attr, chunk_known), cached)
             bar.update(len(chunk))
     else:
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -276,9 +321,9 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
         asv_model, need_embed = backend_spec
         submitted = {}
         for start in range(0, n, CHUNK):
-            chunk, cached = chunk_and_cached(start)
+            chunk, cached, chunk_known = chunk_and_cached(start)
             future = executor.submit(_extract_chunk_in_worker, chunk, cached, asv_model, need_embed, need_signal,
-                                     need_attr)
+                                     need_attr, chunk_known)
             submitted[future] = (chunk, cached)
         pending = set(submitted)
         while pending:
@@ -289,7 +334,12 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
                 bar.update(len(chunk))
     bar.close()
     cache.save()
-    return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors, timings, notes)
+    link = None
+    if any(known):
+        link = np.array([entry["link_cosine"][0] if entry and "link_cosine" in entry else np.nan for entry in known])
+    reused = sum(1 for i, entry in enumerate(known) if entry and ok[i]) if need_signal else 0
+    return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors, timings, notes,
+                     link, reused)
 
 
 def _stack(entries: list[dict | None], ok: np.ndarray) -> SideArrays:

@@ -77,6 +77,13 @@ class LinkabilityProbe(Probe):
         scoreable = valid & np.array(["link.cosine" not in pair_notes for pair_notes in data.notes], dtype=bool)
         summary, columns, _ = run_linkability(data.original.embeddings, data.anonymized.embeddings, ctx.speakers,
                                               scoreable)
+        reused = data.manifest_link if ctx.backend_name == "resemblyzer" else None
+        if reused is not None:  # the anonymize run's own link_cosine (same encoder) where its manifest has one
+            cos = columns["link.cosine"]
+            take = scoreable & np.isfinite(reused)
+            cos[take] = reused[take]
+            summary.update(cosine_mean=float(np.nanmean(cos)), cosine_median=float(np.nanmedian(cos)),
+                           cosine_from_manifest=int(take.sum()))
         summary["backend"] = ctx.backend_name
         summary["cosine_missing"] = int(np.count_nonzero(valid & ~scoreable))
         return ProbeResult(summary, columns)

@@ -145,14 +145,16 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         ctx.executor = stack.enter_context(make_executor(config.backend, config.jobs, "cpu", config.scheduler))
     if utts:
         # one extraction pass computes what the chosen probes need
-        from anoncli.evaluation.extraction import build_backends, extract
+        from anoncli.evaluation.extraction import build_backends, extract, manifest_scores
 
         needs = set().union(*(p.needs for p in probes))
         need_embed, need_attr = "embeddings" in needs, "attacker_features" in needs
         t0 = time.time()
         backend, attacker_backend = build_backends(config.asv_model, need_embed, need_attr)
+        # scores the anonymize run already wrote to its manifest are reused, not computed again
         extract_args = dict(need_signal="signal" in needs, need_attr=need_attr,
-                            use_cache=config.use_cache, corpus_root=corpus.root, progress=config.progress)
+                            use_cache=config.use_cache, corpus_root=corpus.root, progress=config.progress,
+                            known=manifest_scores(pairing, Path(config.anonymized)))
         if ctx.executor is not None:
             data = extract(pairing.pairs, backend, attacker_backend, executor=ctx.executor,
                            backend_spec=(config.asv_model, need_embed), **extract_args)
@@ -162,6 +164,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         timings.update({f"extract.{k}": v for k, v in data.timings.items()})
         notes.extend(data.errors)
         ctx.data, ctx.backend_name = data, getattr(backend, "name", "")
+        summary["meta"]["reused_manifest_scores"] = data.reused
         per_utt["duration_s"] = data.original.durations
         per_utt["anonymized_duration_s"] = data.anonymized.durations
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,13 +86,15 @@ def plan_scores(corpus: Corpus, todo: list[Utterance], channel: int | None = Non
     if not attackers:
         notes.append("no shipped attackers found; {attribute}_p_orig/_p_anon not scored")
     columns = set(corpus.label_columns)
+    languages = Counter(u.labels.get("language") for u in corpus.utterances if u.labels.get("language"))
+    language = languages.most_common(1)[0][0].strip().lower() if languages else None
     attributes, chosen = [], {}
     for attribute in SCORE_ATTRIBUTES:
         # gender is scored on every corpus (NaN, "no label", where it is not labelled); other attributes where labelled
         if attribute not in columns and attribute != "gender":
             continue
         attributes.append(attribute)
-        choice = choose(attribute, [u.labels.get(attribute) for u in corpus.utterances], attackers)
+        choice = choose(attribute, [u.labels.get(attribute) for u in corpus.utterances], attackers, language)
         if choice.attacker:
             chosen[attribute] = choice.attacker
         if choice.note and attribute in columns:
@@ -272,7 +275,8 @@ def scores_record(out: Path, plan: ScorePlan, utt_ids: list[str]) -> dict[str, A
     record = plan.record()
     attackers, card = load_attackers()
     info = {a.name: a.info for a in attackers}
-    record["attackers"] = {attribute: {"model": name, **{k: v for k, v in info.get(name, {}).items() if k != "file"}}
+    record["attackers"] = {attribute: {"attacker": name, **{k: v for k, v in info.get(name, {}).items()
+                                                            if k not in ("file", "name")}}
                            for attribute, name in plan.attackers.items()}
     if card:
         record["attackers_card"] = str(ATTACKERS_FOLDER / ATTACKERS_CARD)

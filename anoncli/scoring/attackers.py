@@ -106,10 +106,12 @@ class Choice:
     note: str | None = None                    # for run.json
 
 
-def choose(attribute: str, values: Iterable[object], attackers: list[Attacker]) -> Choice:
-    """The attacker of `attribute` that knows the most of the corpus's labelled utterances (ties: by name).
+def choose(attribute: str, values: Iterable[object], attackers: list[Attacker], language: str | None = None) -> Choice:
+    """The attacker of `attribute` that knows the most of the corpus's labelled utterances.
 
-    values: the label of every utterance (None or '' where unlabelled).
+    values: the label of every utterance (None or '' where unlabelled);
+    language: the corpus's language label, if any: on a tie, an attacker
+    trained on that language (its card's "language") wins, then the first by name.
     """
     labels = [normalise_label(attribute, v) for v in values]
     counts: dict[str, int] = {}
@@ -122,7 +124,8 @@ def choose(attribute: str, values: Iterable[object], attackers: list[Attacker]) 
     if not candidates:
         return Choice(attribute, None, dict(counts), f"{attribute}: no shipped attacker; not scored")
     best = max(sorted(candidates, key=lambda a: a.name),
-               key=lambda a: sum(n for label, n in counts.items() if label in a.classes))
+               key=lambda a: (sum(n for label, n in counts.items() if label in a.classes),
+                              language is not None and a.info.get("language") == language))
     unknown = {label: n for label, n in sorted(counts.items()) if label not in best.classes}
     if len(unknown) == len(counts):
         known = sorted({c for a in candidates for c in a.classes})

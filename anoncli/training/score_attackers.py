@@ -53,7 +53,7 @@ C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 OUTER_FOLDS = 5
 INNER_FOLDS = 4
 CHUNK = 32
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"  # 2: the language label too
 
 
 def _log(message: str) -> None:
@@ -69,7 +69,7 @@ def _features(corpus_dir: Path, name: str, out: Path) -> dict:
 
     cache = out / f"features-{name}.npz"
     corpus = open_corpus(corpus_dir)
-    columns = [c for c in ("gender", "emotion") if c in corpus.label_columns]
+    columns = [c for c in ("gender", "emotion", "language") if c in corpus.label_columns]
     ids = [u.utt_id for u in corpus.utterances]
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
@@ -215,6 +215,8 @@ def train(options) -> dict:
         y = np.array([label for _, _, label in rows])
         groups = np.array([f"{n}:{data[n]['speakers'][i]}" for n, i, _ in rows])
         corpora = np.array([n for n, _, _ in rows])
+        spoken = {(data[n]["labels"].get("language") or [None] * (i + 1))[i] for n, i, _ in rows}
+        language = spoken.pop().strip().lower() if len(spoken) == 1 and None not in spoken else None
         held_out = _held_out(x, y, groups, corpora, options.seed)
         c = _choose_c(x, y, groups, options.seed)
         model = _model(c, options.seed).fit(x, y)
@@ -231,6 +233,7 @@ def train(options) -> dict:
                             "classes": json.dumps(attacker.classes)})
         card_entries.append({
             "name": attacker_name, "attribute": column, "file": file, "classes": attacker.classes,
+            "language": language,
             "model": "standardisation + multinomial logistic regression (scikit-learn lbfgs)", "C": c,
             "training_data": {n: {"utterances": int(np.sum(corpora == n)),
                                   "speakers": len({g for g, s in zip(groups, corpora) if s == n})}

@@ -489,7 +489,9 @@ class SourceFilterTrainer:
         outputs = []
         for index, (item, wave) in enumerate(zip(self.val_set, self.val_waves)):
             params = method.utterance_params(item.utt)
-            outputs.append(method.process([torch.from_numpy(wave)], [params])[0].numpy())
+            result = method.process([torch.from_numpy(wave)], [params])[0]
+            audio = getattr(result, "audio", result)       # a MethodOutput (or a bare tensor)
+            outputs.append(np.asarray(audio.numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32))
         for m in self.modules.values():
             m.train()
         feats = self.audio_features(outputs)

@@ -227,17 +227,21 @@ def test_evaluate_reuses_the_manifest_scores(corpus, tmp_path, monkeypatch):
     assert "signal.stoi: silent original" in scores.loc["m1/m1_2.wav", "score_notes"]
 
 
-def test_feature_outputs_get_their_applicable_scores_and_notes():
-    from anoncli.scoring.quick_scores import QuickScorer, row_values
+def test_feature_outputs_get_their_applicable_scores_and_notes(tmp_path):
+    from anoncli.corpus import open_corpus
+    from anoncli.jobs import scores
 
-    scorer = QuickScorer()
-    wave = voiced(1.0, RATE, 140.0, seed=1)
-    side = scorer.describe([wave])[0]
-    row = row_values(scorer.score_pair(wave, side, None, None, "no speaker label", {"gender": None}))
-    assert math.isnan(row["link_cosine"]) and math.isnan(row["stoi"])
-    assert "link_cosine: feature output (no audio)" in row["score_notes"]
-    assert "stoi: feature output (no audio)" in row["score_notes"]
-    assert "gender_p_orig: no label" in row["score_notes"]
+    corpus = open_corpus(write_corpus(tmp_path / "corpus"))
+    plan = scores.plan_scores(corpus, corpus.utterances, use_cache=False)
+    utt = corpus.utterances[0]
+    wave, rate = sf.read(utt.path, dtype="float32")
+    prepared = scores.prepare(plan, [(utt, wave, rate)])
+    row: dict = {}
+    warnings = scores.finish(plan, prepared, [(utt, row, None, None)])  # a method that wrote features only
+    assert warnings == []
+    assert 0.0 <= row["gender_p_orig"] <= 1.0 and 0.0 <= row["emotion_p_orig"] <= 1.0
+    for column in ("link_cosine", "asv_score", "gender_p_anon", "emotion_p_anon", "stoi", "f0_r"):
+        assert math.isnan(row[column]) and f"{column}: feature output (no audio)" in row["score_notes"]
 
 
 def test_vectorised_stoi_matches_pystoi():

@@ -19,6 +19,7 @@ its originals are described once and cached.
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ def plan_scores(corpus: Corpus, todo: list[Utterance], channel: int | None = Non
 # ---- worker side -------------------------------------------------------------------------------------------
 
 _STATE: dict[str, Any] = {}
+_STATE_LOCK = threading.Lock()  # a GPU job runs batches on several threads of one process (anoncli.parallel.prefetch)
 
 
 def _scorer(plan: ScorePlan):
@@ -133,17 +135,14 @@ def _scorer(plan: ScorePlan):
     from anoncli.scoring.quick_scores import QuickScorer
 
     key = json.dumps([plan.device, plan.attackers], sort_keys=True)
-    if _STATE.get("scorer_key") != key:
-        by_name = {a.name: a for a in _attackers()}
-        _STATE["scorer"] = QuickScorer(plan.device, {attr: by_name[name] for attr, name in plan.attackers.items()})
-        _STATE["scorer_key"] = key
-    return _STATE["scorer"]
-
-
-def _attackers() -> list:
-    if "attackers" not in _STATE:
-        _STATE["attackers"] = load_attackers()[0]
-    return _STATE["attackers"]
+    with _STATE_LOCK:
+        if _STATE.get("scorer_key") != key:
+            if "attackers" not in _STATE:
+                _STATE["attackers"] = load_attackers()[0]
+            by_name = {a.name: a for a in _STATE["attackers"]}
+            _STATE["scorer"] = QuickScorer(plan.device, {attr: by_name[name] for attr, name in plan.attackers.items()})
+            _STATE["scorer_key"] = key
+        return _STATE["scorer"]
 
 
 def original_cache(plan: ScorePlan):
@@ -151,10 +150,11 @@ def original_cache(plan: ScorePlan):
     from anoncli.scoring.original_cache import OriginalCache
 
     key = (plan.corpus_root, plan.use_cache)
-    if _STATE.get("cache_key") != key:
-        _STATE["cache"] = OriginalCache(plan.corpus_root, enabled=plan.use_cache)
-        _STATE["cache_key"] = key
-    return _STATE["cache"]
+    with _STATE_LOCK:
+        if _STATE.get("cache_key") != key:
+            _STATE["cache"] = OriginalCache(plan.corpus_root, enabled=plan.use_cache)
+            _STATE["cache_key"] = key
+        return _STATE["cache"]
 
 
 def _key(utt: Utterance, channel: int | None) -> str | None:

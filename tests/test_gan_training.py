@@ -71,12 +71,12 @@ def test_train_one_epoch_resume_and_anonymize(method, corpus, store, tmp_path):
     json.dumps(params)   # recorded in the manifest: must be JSON
     if method != "gengan":
         assert all(p["target"] in card["labels"]["classes"] for p in params)
-    outputs = anonymizer.process(waves, params)
+    outputs = [o.audio for o in anonymizer.process(waves, params)]
     assert [o.shape for o in outputs] == [w.shape for w in waves]
     assert all(torch.isfinite(o).all() for o in outputs)
     again = create_method(method, MethodOptions(seed=5, checkpoint=str(run)))
     assert again.utterance_params(utts[0]) == params[0]
-    assert torch.allclose(again.process(waves[:1], params[:1])[0], outputs[0], atol=1e-5)
+    assert torch.allclose(again.process(waves[:1], params[:1])[0].audio, outputs[0], atol=1e-5)
 
 
 def test_changed_config_refuses_to_resume(corpus, store, tmp_path):
@@ -130,9 +130,9 @@ def test_long_input_in_chunks_matches_one_pass(corpus, store, tmp_path, monkeypa
     utt = open_corpus(corpus).utterances[0]
     wave = torch.from_numpy(read_utterance_audio(utt).samples).repeat(3)     # about 2 s, ~120 frames
     params = [method.utterance_params(utt)]
-    whole = method.process([wave], params)[0]
+    whole = method.process([wave], params)[0].audio
     monkeypatch.setattr(learned, "CHUNK_FRAMES", 48)
     monkeypatch.setattr(learned, "CHUNK_OVERLAP", 32)
-    chunked = method.process([wave], params)[0]
+    chunked = method.process([wave], params)[0].audio
     assert chunked.shape == whole.shape == wave.shape
     assert (chunked - whole).abs().max() < 0.02

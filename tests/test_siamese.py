@@ -116,7 +116,7 @@ def test_anonymize_writes_features_and_evaluation_reads_them(trained, tmp_path):
     if not (options.out / "checkpoints" / "best.pt").exists():
         get_trainer("siamese")(options)
     method = create_method("siamese", MethodOptions(checkpoint=str(options.out)))
-    vectors = method.process([torch.randn(8000), torch.randn(12000)], [{}, {}])
+    vectors = [o.features for o in method.process([torch.randn(8000), torch.randn(12000)], [{}, {}])]
     assert [v.shape for v in vectors] == [(method.net.feature_dim,)] * 2
     out = tmp_path / "anon"
     run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="siamese", checkpoint=str(options.out), progress=False))

@@ -11,7 +11,7 @@ import typer
 
 from anoncli.cli.options import check_backend, layout_help, parse_params, resolve_device
 from anoncli.cli.output import QuietOption, check_format, emit, print_rows
-from anoncli.errors import EXIT_OK, warn
+from anoncli.errors import EXIT_OK, AnoncliError, warn
 from anoncli.jobs.sharding import parse_shard
 from anoncli.methods import DEFAULT_METHOD, method_names
 
@@ -77,8 +77,8 @@ def anonymize(
     config = AnonymizeConfig(
         corpus=corpus, out=out, method=method, labels_file=labels, labels_sep=labels_sep, layout=layout,
         allow_commands=allow_commands, channel=channel,
-        seed=seed, alpha=alpha, per_speaker=per_speaker, checkpoint=checkpoint, vocoder=vocoder,
-        params=parse_params(param), device=device, jobs=jobs or _default_jobs(device), batch_size=batch_size,
+        seed=seed, per_speaker=per_speaker, checkpoint=checkpoint, vocoder=vocoder,
+        params=_method_params(param, alpha), device=device, jobs=jobs or _default_jobs(device), batch_size=batch_size,
         max_batch_seconds=max_batch_seconds, backend=backend, scheduler=scheduler,
         shard=parse_shard(shard), overwrite=overwrite, retry_failed=retry_failed, output_sample_rate=sample_rate,
         fmt=audio_format, pseudonymize=pseudonymize, mapping=mapping, score=score, dry_run=dry_run,
@@ -108,6 +108,16 @@ def anonymize(
         emit(_summary_record(summary, out), fmt, _print_summary, quiet)
     if summary.exit_code != EXIT_OK:
         raise typer.Exit(summary.exit_code)
+
+
+def _method_params(pairs: list[str] | None, alpha: float | None) -> dict[str, str]:
+    """--param KEY=VALUE pairs, with --alpha X as the McAdams setting alpha=X (McAdamsOptions)."""
+    params = parse_params(pairs)
+    if alpha is not None:
+        if "alpha" in params:
+            raise AnoncliError(f"--alpha {alpha} and --param alpha={params['alpha']}: give one of them")
+        params["alpha"] = str(alpha)
+    return params
 
 
 # Row fields that describe the run rather than the utterance: left out of the jsonl stream.

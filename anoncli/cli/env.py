@@ -84,17 +84,22 @@ def _check_soundfile() -> str:
 
 
 def _check_mcadams_kernel() -> str:
+    """The lean CPU path of `anonymize`: numpy in, the compiled kernel (numba's on-disk cache), numpy out."""
     import numpy as np
-    import torch
 
+    from anoncli.dsp.mcadams_kernel import cache_state
     from anoncli.methods import MethodOptions, create_method
 
     method = create_method("mcadams", MethodOptions(device="cpu", extra={"backend": "compiled"}))
-    wave = torch.from_numpy(np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1)
-    out = method.process([wave], [{"alpha": 0.8}])[0]
-    if out.shape != wave.shape or not torch.isfinite(out).all():
+    if method.tensor_inputs:
+        raise RuntimeError("the compiled McAdams backend asks for torch tensors (the lean CPU path is broken)")
+    wave = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    out = method.process([wave], [{"alpha": 0.8, "highpass": True}])[0].audio
+    if not isinstance(out, np.ndarray) or out.shape != wave.shape or not np.isfinite(out).all():
         raise RuntimeError("the compiled kernel returned a bad signal")
-    return "compiled kernel loaded and ran"
+    state = cache_state()
+    how = "compiled on first use and cached" if state["compiled_here"] else "loaded from cache"
+    return f"compiled kernel {how} in {state['cache_dir']}; ran on numpy input"
 
 
 def _check_resemblyzer() -> str:

@@ -19,11 +19,38 @@ not depend on which other utterances share its batch.
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import numpy as np
-from numba import njit
 
-from anoncli.dsp import constants
+
+def _writable_cache() -> None:
+    """Point numba's on-disk cache at a writable folder before numba is imported.
+
+    `cache=True` writes the compiled kernel next to this file (its
+    `__pycache__`). Where the package folder is read-only (a system-wide
+    install), the kernel goes to `$NUMBA_CACHE_DIR` if set, else
+    `$ANONCLI_CACHE/numba` (default `~/.cache/anoncli/numba`): compiled once
+    on first use, loaded from there by every later process. Without this,
+    numba would pick its own per-user folder, or recompile in every process.
+    """
+    if "numba" in sys.modules or os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    pycache = os.path.join(here, "__pycache__")
+    if os.access(pycache if os.path.isdir(pycache) else here, os.W_OK):
+        return
+    root = os.environ.get("ANONCLI_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "anoncli")
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(root, "numba")
+
+
+_writable_cache()
+
+from numba import njit  # noqa: E402  (after the cache folder is chosen)
+
+from anoncli.dsp import constants  # noqa: E402
 
 # The shared constants travel as an argument, not as globals: numba's on-disk
 # cache is keyed on this file only, so globals from constants.py would stay
@@ -32,6 +59,7 @@ _NOISE_FLOOR, _MAX_ITERATIONS, _MIN_RADIUS, _REAL_TOL, _STEP_TOL, _ANGLE_OFFSET 
 
 
 def kernel_settings() -> np.ndarray:
+    """The shared numerical constants (`anoncli.dsp.constants`) as the kernel's float64 settings array."""
     return np.array([
         constants.LPC_NOISE_FLOOR, constants.MAX_ABERTH_ITERATIONS, constants.MIN_START_RADIUS,
         constants.REAL_ROOT_TOL, constants.ROOT_STEP_TOL, constants.START_ANGLE_OFFSET,
@@ -320,3 +348,130 @@ def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out, sett
             for t in range(win_len):
                 out[start + t] += y[t, f] * window[t]
     return fallbacks, work[-1][0]
+
+
+def _cached_in_index() -> bool:
+    """Whether numba's on-disk cache holds a current build of `mcadams_overlap_add` (True when unsure)."""
+    try:
+        return bool(mcadams_overlap_add._cache._cache_file._load_index())
+    except Exception:  # numba internals moved: assume cached, numba then compiles in-process as usual
+        return True
+
+
+def ensure_cached(timeout_s: float = 600.0) -> bool:
+    """Compile the kernel into numba's on-disk cache in a child process if it is not there; True if it compiled.
+
+    Why a child: the machine code numba runs right after compiling in a
+    process gives slightly different floating-point results (about 1e-12,
+    now and then one 16-bit step in a sample) from the same kernel loaded
+    from its cache in every later process. Compiling in a child and loading
+    the result here means every run, the first one included, computes the
+    same bits. Takes about 10 s once per installation (or per change of
+    this file); a failing child leaves the compilation to this process.
+    """
+    if _cached_in_index():
+        return False
+    import subprocess
+
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    code = ("import numpy as np; from anoncli.dsp.mcadams_kernel import kernel_settings, mcadams_overlap_add, "
+            "ordered_sum; mcadams_overlap_add(np.zeros(3), 2, 1, np.ones(2), 20, 0.8, np.zeros(3), kernel_settings()); "
+            "ordered_sum(np.zeros(3))")
+    try:
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=timeout_s,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def cache_state() -> dict:
+    """Where numba keeps the compiled kernel and whether this process loaded it from there.
+
+    {"cache_dir": folder, "loaded_from_cache": True/False/None (None: not
+    called yet in this process), "compiled_here": bool}.
+    """
+    stats = mcadams_overlap_add.stats
+    hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
+    return {"cache_dir": stats.cache_path, "loaded_from_cache": (hits > 0) if hits or misses else None,
+            "compiled_here": misses > 0}
+
+
+# Lanes of the vector sum `ordered_sum` reproduces (torch's 256-bit Vectorized<double>), and its cascade.
+_SUM_LANES = 4
+_SUM_ILP = 4
+_SUM_LEVELS = 4
+
+
+@njit(cache=True, nogil=True)
+def ordered_sum(x):
+    """Sum of a float64 1-D array in the order of torch's single-threaded CPU sum kernel (no fastmath).
+
+    The DC removal before McAdams subtracts the mean; earlier versions took
+    it with torch (`x.mean()`, one thread), whose cascade of 4 x 4-lane
+    accumulators rounds differently from numpy's pairwise sum. Summing in the
+    same order keeps the outputs bit for bit as before, on every machine,
+    without importing torch. Checked against torch on arrays of 1 to 2e6
+    samples (tests/test_lean_path.py).
+    """
+    n = x.shape[0]
+    lanes = _SUM_LANES
+    if n < lanes:
+        total = 0.0
+        for i in range(n):
+            total += x[i]
+        return total
+    n_vec = n // lanes
+    rows = n_vec // _SUM_ILP
+    # cascade levels: max(4, ceil(log2(rows)) // 4) bits per level
+    ceil_log2 = 1
+    if rows > 2:
+        ceil_log2 = 0
+        v = rows - 1
+        while v > 0:
+            ceil_log2 += 1
+            v >>= 1
+    level_power = max(4, ceil_log2 // _SUM_LEVELS)
+    step = 1 << level_power
+    mask = step - 1
+    acc = np.zeros((_SUM_LEVELS, _SUM_ILP, lanes))
+    i = 0
+    while i + step <= rows:
+        for j in range(step):
+            base = (i + j) * _SUM_ILP * lanes
+            for k in range(_SUM_ILP):
+                for lane in range(lanes):
+                    acc[0, k, lane] += x[base + k * lanes + lane]
+        for level in range(1, _SUM_LEVELS):
+            for k in range(_SUM_ILP):
+                for lane in range(lanes):
+                    acc[level, k, lane] += acc[level - 1, k, lane]
+                    acc[level - 1, k, lane] = 0.0
+            if ((i + step) & (mask << (level * level_power))) != 0:
+                break
+        i += step
+    while i < rows:
+        base = i * _SUM_ILP * lanes
+        for k in range(_SUM_ILP):
+            for lane in range(lanes):
+                acc[0, k, lane] += x[base + k * lanes + lane]
+        i += 1
+    for level in range(1, _SUM_LEVELS):
+        for k in range(_SUM_ILP):
+            for lane in range(lanes):
+                acc[0, k, lane] += acc[level, k, lane]
+    vec = acc[0, 0].copy()
+    for r in range(rows * _SUM_ILP, n_vec):
+        for lane in range(lanes):
+            vec[lane] += x[r * lanes + lane]
+    for k in range(1, _SUM_ILP):
+        for lane in range(lanes):
+            vec[lane] += acc[0, k, lane]
+    total = 0.0
+    for i in range(n_vec * lanes, n):
+        total += x[i]
+    for lane in range(lanes):
+        total += vec[lane]
+    return total

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from anoncli.errors import InputError
 from anoncli.manifest.reader import read_manifest
-from anoncli.manifest.schema import FIXED_FIELDS, SCORE_FIELDS, STATUS_OK, TAIL_FIELDS
+from anoncli.manifest.schema import STATUS_OK, ManifestRow
 
 # Manifest columns that describe the run, not the utterance: never exported as labels.
-RUN_COLUMNS = {f.name for f in FIXED_FIELDS + TAIL_FIELDS + SCORE_FIELDS}
+RUN_COLUMNS = set(ManifestRow.run_columns())
 
 
 @dataclass

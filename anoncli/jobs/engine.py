@@ -29,7 +29,7 @@ from anoncli.methods import MethodOptions, create_method
 
 RUN_JSON = "run.json"
 # Settings that change what a method writes; a rerun into the same folder must not mix them.
-_RESULT_KEYS = ("method", "seed", "alpha", "per_speaker", "checkpoint", "vocoder", "params", "fmt",
+_RESULT_KEYS = ("method", "seed", "per_speaker", "checkpoint", "vocoder", "params", "fmt",
                 "output_sample_rate", "pseudonymize", "channel")
 # Lines of failures and warnings a summary prints before pointing at the manifest.
 SHOWN_LINES = 20
@@ -45,11 +45,10 @@ class AnonymizeConfig:
     layout: str = "auto"
     allow_commands: bool = False
     seed: int = 0
-    alpha: float | None = None
     per_speaker: bool = False
     checkpoint: str | None = None
     vocoder: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # the method's own settings (--param, --alpha), see Method.options_class
     device: str = "cpu"
     jobs: int = 1
     batch_size: int = 16
@@ -69,7 +68,7 @@ class AnonymizeConfig:
     progress: bool = True
 
     def method_options(self) -> MethodOptions:
-        return MethodOptions(device=self.device, seed=self.seed, per_speaker=self.per_speaker, alpha=self.alpha,
+        return MethodOptions(device=self.device, seed=self.seed, per_speaker=self.per_speaker,
                              checkpoint=self.checkpoint, vocoder=self.vocoder, extra=dict(self.params))
 
     def result_settings(self) -> dict[str, Any]:
@@ -180,6 +179,8 @@ def _check_compatible(config: AnonymizeConfig) -> None:
             previous = json.loads(run_json.read_text()).get("config", {}).get("result_settings")
     if not previous or config.overwrite:
         return
+    if previous.get("alpha") is not None:  # a folder written when --alpha was a setting of its own
+        previous = {**previous, "params": {**(previous.get("params") or {}), "alpha": str(previous["alpha"])}}
     current = json.loads(json.dumps(config.result_settings(), default=str))
     changed = [key for key in current if key in previous and previous[key] != current[key]]
     if changed:
@@ -251,16 +252,19 @@ def _alive(pid_text: str) -> bool:
     return True
 
 
-def _versions() -> dict[str, str]:
-    import numpy
-    import pyarrow
-    import soundfile
-    import torch
-    import torchaudio
+def _versions() -> dict[str, str | None]:
+    """Versions of the packages a run uses, from their metadata (a lean run does not import torch to ask it)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"anoncli": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-            "torchaudio": torchaudio.__version__, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
-            "soundfile": soundfile.__version__, "platform": platform.platform()}
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    packages = ("torch", "torchaudio", "numpy", "pyarrow", "soundfile", "soxr", "numba")
+    return {"anoncli": __version__, "python": sys.version.split()[0], **{name: installed(name) for name in packages},
+            "platform": platform.platform()}
 
 
 def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSummary, started: float) -> None:

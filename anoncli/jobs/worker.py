@@ -1,33 +1,40 @@
 """What one worker does with one batch: decode, anonymize, encode, record.
 
-Runs in the driver process (--jobs 1) or in a joblib worker; the method is
+Runs in the driver process (--jobs 1) or in a worker process; the method is
 built once per process and reused for every batch that process receives.
+A method that works on numpy arrays (`Method.tensor_inputs` false, e.g.
+McAdams' compiled CPU kernel) gets numpy arrays, and then nothing here
+imports torch: the lean CPU path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import torch
 
 from anoncli import __version__
-from anoncli.audio import Audio, resample, temp_path_for, write_audio
+from anoncli.atomic import temp_path_for
+from anoncli.audio import Audio, resample, write_audio
 from anoncli.corpus.reading import read_utterance_audio
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import AudioError, EnvironmentFailure
 from anoncli.jobs.pseudonyms import Pseudonymizer
-from anoncli.manifest.schema import STATUS_FAILED, STATUS_OK
+from anoncli.manifest.schema import STATUS_OK, ManifestRow
 from anoncli.manifest.writer import write_batch
-from anoncli.methods import MethodOptions, create_method
+from anoncli.methods import Method, MethodOptions, MethodOutput, create_method
 from anoncli.parallel import init_worker
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FEATURES_DIR = "features"
 
@@ -58,13 +65,14 @@ class BatchResult:
     audio_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    rows: list[dict] = field(default_factory=list)  # the manifest rows written for this batch
+    rows: list[dict] = field(default_factory=list)  # the manifest rows written for this batch (flat records)
+    pending_file: str | None = None  # the manifest batch file holding `rows`
 
 
 _METHODS: dict[str, Any] = {}
 
 
-def method_for(spec: JobSpec):
+def method_for(spec: JobSpec) -> Method:
     key = json.dumps([spec.method, spec.options.__dict__], sort_keys=True, default=str)
     if key not in _METHODS:
         _METHODS.clear()
@@ -90,35 +98,32 @@ def features_rel_path(utt: Utterance, pseudonyms: Pseudonymizer | None) -> str:
     return f"{FEATURES_DIR}/{stem}.npy"
 
 
+def as_array(values: Any) -> np.ndarray:
+    """A numpy array of a method's output (numpy, or a torch tensor on any device)."""
+    if hasattr(values, "detach"):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
 def _save_features(path: Path, values) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    array = as_array(values)
     tmp = temp_path_for(path)
     with open(tmp, "wb") as handle:
         np.save(handle, array.astype(np.float32, copy=False))
     os.replace(tmp, path)
 
 
-class _Row:
-    """Builds one manifest row; identifying fields are replaced when pseudonymizing."""
-
-    def __init__(self, spec: JobSpec, utt: Utterance, pseudonyms: Pseudonymizer | None):
-        self.spec = spec
-        self.values: dict[str, Any] = {
-            "utt_id": pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id,
-            "source_path": None if pseudonyms else utt.source_path,
-            "speaker": pseudonyms.speaker(utt.speaker) if pseudonyms else utt.speaker,
-            "method": spec.method,
-            "anoncli_version": __version__,
-        }
-        for column in spec.label_columns:
-            if column == "speaker" or (pseudonyms and column.startswith("label_")):
-                continue
-            self.values[column] = utt.labels.get(column)
-
-    def fail(self, message: str, started: float) -> dict:
-        self.values.update(status=STATUS_FAILED, error=message, elapsed_s=time.perf_counter() - started)
-        return self.values
+def new_row(spec: JobSpec, utt: Utterance, pseudonyms: Pseudonymizer | None) -> ManifestRow:
+    """An utterance's manifest row before it is processed; identifying fields are replaced when pseudonymizing."""
+    labels = {column: utt.labels.get(column) for column in spec.label_columns
+              if column != "speaker" and not (pseudonyms and column.startswith("label_"))}
+    return ManifestRow(
+        utt_id=pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id,
+        source_path=None if pseudonyms else utt.source_path,
+        speaker=pseudonyms.speaker(utt.speaker) if pseudonyms else utt.speaker,
+        labels=labels, method=spec.method, anoncli_version=__version__,
+    )
 
 
 def _one_line(err: BaseException) -> str:
@@ -126,34 +131,52 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if not isinstance(err, AudioError) else text
 
 
-def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
-    if spec.single_thread:
+def _single_thread_torch(method: Method) -> None:
+    """One torch thread in this worker, for methods that use torch (a lean method never imports it)."""
+    if method.tensor_inputs or "torch" in sys.modules:
+        import torch
+
         torch.set_num_threads(1)
+
+
+@dataclass
+class _Loaded:
+    """One decoded utterance waiting for the method."""
+
+    utt: Utterance
+    row: ManifestRow
+    audio: Audio
+    wave: Any  # at the method's rate: numpy, or a torch tensor on the method's device
+    params: dict
+    decode_s: float
+
+
+def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
     method = method_for(spec)
+    if spec.single_thread:
+        _single_thread_torch(method)
     pseudonyms = Pseudonymizer(spec.pseudonym_key) if spec.pseudonym_key else None
     out = Path(spec.out)
     result = BatchResult()
-    rows: list[dict] = []
-    # (utterance, row, decoded audio, working-rate wave, params, seconds spent decoding)
-    loaded: list[tuple[Utterance, _Row, Audio, torch.Tensor, dict, float]] = []
+    rows: list[ManifestRow] = []
+    loaded: list[_Loaded] = []
+    method_config = method.config()
 
     for utt in utterances:
         started = time.perf_counter()
-        row = _Row(spec, utt, pseudonyms)
+        row = new_row(spec, utt, pseudonyms)
         try:
             audio = read_utterance_audio(utt, spec.channel)
             if audio.notes:
-                row.values["note"] = "; ".join(audio.notes)
+                row.note = "; ".join(audio.notes)
                 result.warnings.extend(f"{utt.rel_path}: {note}" for note in audio.notes)
             params = method.utterance_params(utt)
-            row.values.update(duration_s=audio.duration_s, sample_rate=audio.sample_rate,
-                              seed=method.utterance_seed(utt),
-                              params=json.dumps({**method.config(), **params}, sort_keys=True, default=str))
-            wave = torch.from_numpy(audio.samples)
-            wave = resample(wave, audio.sample_rate, method.sample_rate or audio.sample_rate).to(method.device)
-            loaded.append((utt, row, audio, wave, params, time.perf_counter() - started))
+            row.update(duration_s=audio.duration_s, sample_rate=audio.sample_rate, seed=method.utterance_seed(utt),
+                       params=json.dumps({**method_config, **params}, sort_keys=True, default=str))
+            loaded.append(_Loaded(utt, row, audio, _method_input(method, audio), params,
+                                  time.perf_counter() - started))
         except Exception as err:  # one bad file must not stop the batch
-            rows.append(row.fail(_one_line(err), started))
+            rows.append(row.fail(_one_line(err), time.perf_counter() - started))
             result.errors.append(f"{utt.rel_path}: {_one_line(err)}")
 
     prepared = None
@@ -162,51 +185,71 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
 
         # the originals' sides, before the method: a worker on the same speaker's next batch finds them cached
         rate = method.sample_rate
-        prepared = scores.prepare(spec.score_plan, [(utt, wave, rate or audio.sample_rate)
-                                                    for utt, _row, audio, wave, _params, _s in loaded])
+        prepared = scores.prepare(spec.score_plan, [(item.utt, item.wave, rate or item.audio.sample_rate)
+                                                    for item in loaded])
     written = []  # (utterance, row, output wave or None, its rate) of the files written, for the scores
     method_started = time.perf_counter()
     outputs = _run_method(method, loaded)
     # elapsed_s of a row: its own decode and write time plus its share of the batch's method time
     method_share = (time.perf_counter() - method_started) / max(1, len(loaded))
-    for (utt, row, audio, _wave, _params, decode_s), output in zip(loaded, outputs):
-        started = time.perf_counter() - decode_s - method_share
+    for item, output in zip(loaded, outputs):
+        started = time.perf_counter() - item.decode_s - method_share
+        row = item.row
         try:
             if isinstance(output, BaseException):
                 raise output
-            wave_out = _write_outputs(spec, method, out, utt, row, audio, output, pseudonyms)
-            row.values.update(status=STATUS_OK, elapsed_s=time.perf_counter() - started)
-            written.append((utt, row.values, *(wave_out or (None, None))))
-            rows.append(row.values)
+            wave_out = _write_outputs(spec, method, out, item.utt, row, item.audio, output, pseudonyms)
+            row.update(status=STATUS_OK, elapsed_s=time.perf_counter() - started)
+            written.append((item.utt, row, *(wave_out or (None, None))))
+            rows.append(row)
             result.ok += 1
-            result.audio_s += audio.duration_s
+            result.audio_s += item.audio.duration_s
         except Exception as err:
             # The output folder refused a write (disk full, permissions...): not this file's fault,
             # so the job stops and the file stays unrecorded, to be redone when the job resumes.
             if isinstance(err, (MemoryError, OSError, EnvironmentFailure)):
                 raise
             message = _one_line(err)
-            rows.append(row.fail(message, started))
-            result.errors.append(f"{utt.rel_path}: {message}")
+            rows.append(row.fail(message, time.perf_counter() - started))
+            result.errors.append(f"{item.utt.rel_path}: {message}")
     result.failed = len(rows) - result.ok
     if prepared is not None:
         from anoncli.jobs import scores
 
         result.warnings.extend(scores.finish(spec.score_plan, prepared, written))
+    result.rows = [row.to_record() for row in rows]
     if rows:
-        write_batch(out, spec.shard, rows, spec.schema)
-    result.rows = rows
+        result.pending_file = str(write_batch(out, spec.shard, result.rows, spec.schema))
     return result
 
 
-def _run_method(method, loaded) -> list:
+def _method_input(method: Method, audio: Audio) -> Any:
+    """The decoded samples at the method's rate: numpy for a lean method, else a tensor on its device."""
+    rate = method.sample_rate or audio.sample_rate
+    if not method.tensor_inputs:
+        return resample(audio.samples, audio.sample_rate, rate)
+    import torch
+
+    return resample(torch.from_numpy(audio.samples), audio.sample_rate, rate).to(method.device)
+
+
+def _inference(method: Method):
+    """torch's inference mode for a torch method; nothing (and no torch import) for a lean one."""
+    if not method.tensor_inputs:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.inference_mode()
+
+
+def _run_method(method: Method, loaded: list[_Loaded]) -> list:
     """Whole batch at once; if that fails, one at a time so only the culprit fails."""
     if not loaded:
         return []
-    waves = [item[3] for item in loaded]
-    params = [item[4] for item in loaded]
+    waves = [item.wave for item in loaded]
+    params = [item.params for item in loaded]
     try:
-        with torch.inference_mode():
+        with _inference(method):
             return list(method.process(waves, params))
     except Exception:
         if len(loaded) == 1:
@@ -214,36 +257,47 @@ def _run_method(method, loaded) -> list:
     outputs = []
     for wave, param in zip(waves, params):
         try:
-            with torch.inference_mode():
+            with _inference(method):
                 outputs.extend(method.process([wave], [param]))
         except Exception as err:
             outputs.append(err)
     return outputs
 
 
-def _write_outputs(spec, method, out: Path, utt: Utterance, row: _Row, audio: Audio, output,
+def typed_output(method: Method, output: Any) -> MethodOutput:
+    """A method's result for one utterance as a `MethodOutput`.
+
+    Methods return `MethodOutput`s; a bare array (audio, or features for a
+    features method) or an {"audio", "features"} dict from an older method is
+    wrapped.
+    """
+    if isinstance(output, MethodOutput):
+        return output
+    if isinstance(output, dict):
+        return MethodOutput(audio=output.get("audio"), features=output.get("features"))
+    if method.output_kind == "features":
+        return MethodOutput(features=output)
+    return MethodOutput(audio=output)
+
+
+def _write_outputs(spec, method: Method, out: Path, utt: Utterance, row: ManifestRow, audio: Audio, output,
                    pseudonyms) -> tuple[np.ndarray, int] | None:
     """Write one utterance's outputs; returns the audio as the method made it (samples, rate) before it was
     resampled for writing, or None for features only."""
-    audio_out, features_out = output, None
-    if isinstance(output, dict):
-        audio_out, features_out = output.get("audio"), output.get("features")
-    elif method.output_kind == "features":
-        audio_out, features_out = None, output
-    if features_out is not None:
+    output = typed_output(method, output)
+    if output.features is not None:
         rel = features_rel_path(utt, pseudonyms)
-        _save_features(out / rel, features_out)
-        row.values["features_path"] = rel
-    if audio_out is not None:
-        wave = audio_out.detach().float().reshape(-1)
-        if not torch.isfinite(wave).all():
+        _save_features(out / rel, output.features)
+        row.features_path = rel
+    if output.audio is not None:
+        made = as_array(output.audio).astype(np.float32, copy=False).reshape(-1)
+        if not np.isfinite(made).all():
             raise AudioError("method produced NaN or infinite samples")
         rate_in = method.sample_rate or audio.sample_rate
         rate_out = spec.output_sample_rate or audio.sample_rate
-        made = wave.cpu()
-        wave = resample(made, rate_in, rate_out).numpy()
+        wave = resample(made, rate_in, rate_out)
         rel = output_rel_path(utt, spec.fmt, pseudonyms)
         write_audio(out / rel, wave, rate_out, spec.fmt)
-        row.values.update(output_path=rel, output_sample_rate=rate_out)
-        return made.numpy(), rate_in
+        row.update(output_path=rel, output_sample_rate=rate_out)
+        return made, rate_in
     return None

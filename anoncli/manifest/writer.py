@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from anoncli.atomic import temp_path_for
 from anoncli.manifest.layout import part_files, part_path, pending_dir, pending_files
+from anoncli.manifest.schema import ManifestRow
 
 ROW_GROUP_SIZE = 256
 _batch_counter = itertools.count()
@@ -36,13 +37,14 @@ def _atomic_write_table(table: pa.Table, path: Path) -> None:
             tmp.unlink()
 
 
-def write_batch(out: Path, shard: tuple[int, int], rows: list[dict], schema: pa.Schema) -> Path:
-    """Persist one batch's rows; returns the pending file's path."""
+def write_batch(out: Path, shard: tuple[int, int], rows: list[ManifestRow | dict], schema: pa.Schema) -> Path:
+    """Persist one batch's rows (`ManifestRow`s or their flat records); returns the pending file's path."""
     folder = pending_dir(out, *shard)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"batch-{time.time_ns():020d}-{os.getpid()}-{next(_batch_counter):06d}.parquet"
     path = folder / name
-    _atomic_write_table(pa.Table.from_pylist(rows, schema=schema.remove_metadata()), path)
+    records = [row.to_record() if isinstance(row, ManifestRow) else row for row in rows]
+    _atomic_write_table(pa.Table.from_pylist(records, schema=schema.remove_metadata()), path)
     return path
 
 

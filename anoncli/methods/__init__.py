@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from anoncli.errors import AnoncliError
-from anoncli.methods.base import Method, MethodOptions
+from anoncli.methods.base import Method, MethodOptions, MethodOutput, options_from_params
 
 # name -> "module:Class"; a new method needs one module and one line here.
 REGISTRY: dict[str, str] = {
@@ -36,4 +36,5 @@ def create_method(name: str, options: MethodOptions) -> Method:
     return method_class(name)(options)
 
 
-__all__ = ["Method", "MethodOptions", "REGISTRY", "DEFAULT_METHOD", "create_method", "method_class", "method_names"]
+__all__ = ["Method", "MethodOptions", "MethodOutput", "REGISTRY", "DEFAULT_METHOD", "create_method", "method_class", "method_names",
+           "options_from_params"]

@@ -2,47 +2,113 @@
 
 The job engine decodes and resamples audio to `sample_rate`, asks the method
 for each utterance's parameters (`utterance_params`, recorded in the manifest
-so a result can be reproduced and audited), then calls `process` on a batch.
+so a result can be reproduced and audited), then calls `process` on a batch,
+which returns one `MethodOutput` (audio, features, or both) per utterance.
+
+Settings that only one method knows (McAdams' alpha, its backend, ...) live in
+that method's own options dataclass (`Method.options_class`), read from the
+`--param KEY=VALUE` pairs in `MethodOptions.extra`; `MethodOptions` holds only
+what the engine itself passes to every method.
+
+A method that works on numpy arrays (`tensor_inputs = False`, e.g. McAdams'
+compiled CPU kernel) gets numpy arrays from the worker, and the run never
+imports torch: the lean CPU path.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-from anoncli.corpus.utterance import Utterance
+from anoncli.errors import AnoncliError
 from anoncli.seeding import derive_seed
 
-if TYPE_CHECKING:  # torch is imported when a method is built, not when the registry is read
+if TYPE_CHECKING:  # neither is needed to read the registry or to run a lean (numpy) method
     import torch
+
+    from anoncli.corpus.utterance import Utterance
 
 
 @dataclass
 class MethodOptions:
-    """Options a user can set on the command line; each method reads the ones it knows."""
+    """What the engine hands every method: device, seed, per-speaker draws, model choice, and `--param` pairs.
+
+    `extra` holds the `--param KEY=VALUE` pairs (and `--alpha`, stored as
+    `extra["alpha"]`); each method reads the ones its `options_class` declares.
+    """
 
     device: str = "cpu"
     seed: int = 0
     per_speaker: bool = False
-    alpha: float | None = None
     checkpoint: str | None = None
     vocoder: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """One utterance's result of `Method.process`: audio, features, or both.
+
+    audio: 1-D float waveform at the method's `sample_rate` (or the input's
+    rate when that is None), nominally in [-1, 1]: a numpy array or a torch
+    tensor (any device). features: a 1-D or 2-D float array (numpy or torch),
+    written as float32 .npy. At least one of the two is set (ValueError otherwise).
+    """
+
+    audio: Any = None
+    features: Any = None
+
+    def __post_init__(self) -> None:
+        if self.audio is None and self.features is None:
+            raise ValueError("a method output needs audio, features or both")
+
+
+_FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _convert(name: str, value: Any, kind: Any) -> Any:
+    """One `--param` value (usually a string) as the type its options field declares."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None:
+            return None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is bool:
+        return str(value).strip().lower() not in _FALSE_WORDS
+    if kind in (int, float):
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise AnoncliError(f"--param {name}={value}: expected {'an integer' if kind is int else 'a number'}") from None
+    return value if kind is Any else kind(value)
+
+
+def options_from_params(options_class: type, params: Mapping[str, Any]) -> Any:
+    """An instance of the dataclass `options_class` from `--param` pairs: each field it declares, converted.
+
+    Keys the dataclass does not declare are left to the method (and ignored
+    here); a value that does not convert raises AnoncliError naming it.
+    """
+    hints = typing.get_type_hints(options_class)
+    values = {f.name: _convert(f.name, params[f.name], hints[f.name]) for f in fields(options_class) if f.name in params}
+    return options_class(**values)
 
 
 class Method(ABC):
-    """An anonymization method: a batch of waveforms in, a batch of outputs out."""
+    """An anonymization method: a batch of waveforms in, one `MethodOutput` per waveform out."""
 
     name: ClassVar[str]
-    # "audio": process() returns waveforms at `sample_rate`;
-    # "features": process() returns one 1-D or 2-D float array per utterance.
+    # "audio": its outputs carry audio at `sample_rate`; "features": feature arrays only.
     output_kind: ClassVar[str] = "audio"
     # Working sample rate; None means "the input's own rate".
     sample_rate: int | None = 16000
-    # Whether `anonymize` adds per-utterance scores (linkability, STOI, F0 r) unless told otherwise:
-    # true only where scoring costs under a fifth of the method's own time (measured per method).
-    score_by_default: ClassVar[bool] = False
+    # The method's own settings (a dataclass read from --param pairs by `options_from_params`), or None.
+    options_class: ClassVar[type | None] = None
+    # True: `process` takes torch tensors on `self.device`; False: numpy float32 arrays (no torch needed).
+    tensor_inputs: bool = True
     # The representation-level probes `evaluate` runs on this method's output (their names are
     # documented in evaluation/feature_probes.py): on the feature vectors it wrote, and on its audio.
     feature_probes: ClassVar[tuple[str, ...]] = ()
@@ -50,9 +116,19 @@ class Method(ABC):
 
     def __init__(self, options: MethodOptions):
         self.options = options
+        self.settings = options_from_params(self.options_class, options.extra) if self.options_class else None
+
+    @cached_property
+    def device(self) -> torch.device:
+        """The torch device of `options.device` (imports torch on first use)."""
         import torch
 
-        self.device = torch.device(options.device)
+        return torch.device(self.options.device)
+
+    @property
+    def device_type(self) -> str:
+        """"cpu", "cuda", ...: the device's kind, without importing torch."""
+        return str(self.options.device).split(":", 1)[0]
 
     def utterance_seed(self, utt: Utterance) -> int:
         """Per-utterance seed, or per-speaker with --per-speaker (same voice for one speaker)."""
@@ -69,5 +145,12 @@ class Method(ABC):
         return {}
 
     @abstractmethod
-    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[torch.Tensor]:
-        """Transform a batch; waves are 1-D float32 tensors on `self.device`."""
+    def process(self, waves: Sequence[Any], params: list[dict[str, Any]]) -> list[MethodOutput]:
+        """Transform a batch: one `MethodOutput` per wave, in order.
+
+        waves: 1-D float32 signals at `sample_rate`, torch tensors on
+        `self.device` when `tensor_inputs`, else numpy arrays (a method with
+        `tensor_inputs = False` also accepts tensors). params: one
+        `utterance_params` dict per wave. Raises on a bad batch; the worker
+        then retries the members one by one so that only the culprit fails.
+        """

@@ -2,19 +2,24 @@
 
 It exists as a control: evaluating its output measures what the pipeline
 itself (decode, resample, 16-bit encode) costs, and it is the reference row
-"original" in privacy/utility tables.
+"original" in privacy/utility tables. It copies numpy arrays as they come
+(no torch needed) and clones tensors.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Any, Sequence
 
-from anoncli.methods.base import Method
+import numpy as np
+
+from anoncli.methods.base import Method, MethodOutput
 
 
 class Identity(Method):
     name = "identity"
     sample_rate = None
+    tensor_inputs = False
 
-    def process(self, waves: list[torch.Tensor], params: list[dict]) -> list[torch.Tensor]:
-        return [w.clone() for w in waves]
+    def process(self, waves: Sequence[Any], params: list[dict]) -> list[MethodOutput]:
+        """A copy of each wave (numpy array or torch tensor, same type out)."""
+        return [MethodOutput(audio=w.copy() if isinstance(w, np.ndarray) else w.clone()) for w in waves]

@@ -18,7 +18,7 @@ import torch
 
 from anoncli import modelstore
 from anoncli.errors import AnoncliError
-from anoncli.methods.base import Method, MethodOptions
+from anoncli.methods.base import Method, MethodOptions, MethodOutput
 from anoncli.models.chunking import generate
 from anoncli.synthesis import DEFAULT_VOCODER, create_vocoder
 from anoncli.models.prosody import ProsodyHead, apply_prosody, band_centres, prosody_noise, utterance_stats, warp_logmel
@@ -103,9 +103,9 @@ class LearnedMelMethod(Method):
         return generate(module, norm, cond, chunk_frames=CHUNK_FRAMES, overlap=CHUNK_OVERLAP)
 
     @torch.no_grad()
-    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[torch.Tensor]:
+    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[MethodOutput]:
         if self.source_filter:
-            return [self.process_source_filter(w, p) for w, p in zip(waves, params)]
+            return [MethodOutput(audio=self.process_source_filter(w, p)) for w, p in zip(waves, params)]
         mels = [self.mel(w.to(self.device, torch.float32).unsqueeze(0)).squeeze(0) for w in waves]
         stats = [normalize(m) for m in mels]
         outputs: list[torch.Tensor | None] = [None] * len(waves)
@@ -131,7 +131,7 @@ class LearnedMelMethod(Method):
                 change = denormalize(result[row, :, : mels[i].shape[-1]], mu, sigma) - denormalize(norm, mu, sigma)
                 new_logmel = mels[i] + change
                 outputs[i] = self.vocoder.synthesize(new_logmel, waves[i]).to(torch.float32)
-        return outputs  # type: ignore[return-value]
+        return [MethodOutput(audio=output) for output in outputs]
 
     # ---- source-filter models: the generator moves envelope, F0 and energy (WORLD resynthesis)
     def prosody_target(self, params: dict[str, Any]) -> int:

@@ -31,15 +31,19 @@ Two implementations of the same arithmetic: a compiled CPU kernel (numba,
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
-from anoncli.corpus.utterance import Utterance
-from anoncli.dsp.framing import FrameLayout, frame_sizes, sqrt_hann_window
+from anoncli.dsp.framing import FrameLayout, frame_sizes, sqrt_hann_window, sqrt_hann_window_array
 from anoncli.errors import AnoncliError
-from anoncli.methods.base import Method, MethodOptions
+from anoncli.methods.base import Method, MethodOptions, MethodOutput
+
+if TYPE_CHECKING:  # the compiled CPU path runs on numpy arrays and never imports torch
+    import torch
+
+    from anoncli.corpus.utterance import Utterance
 
 ALPHA_RANGE = (0.5, 0.9)
 # alpha < 1 lowers formants above ~2.5 kHz (1 rad) and raises those below;
@@ -51,6 +55,23 @@ BACKENDS = ("auto", "compiled", "torch")
 # boxcar this long (about one analysis window). Response 1 - sinc(f*T)^3: DC removed, about
 # -15 dB at 10 Hz, -3 dB near 23 Hz, within 0.1 dB from 40 Hz up (speech has no energy lower).
 RUMBLE_WINDOW_MS = 20.0
+
+
+@dataclass(frozen=True)
+class McAdamsOptions:
+    """McAdams' own settings: `--alpha X` (stored as the `alpha` param) and `--param KEY=VALUE`.
+
+    alpha: one McAdams coefficient for every utterance, in [ALPHA_MIN,
+    ALPHA_MAX] (1 leaves the voice unchanged); None draws one per utterance
+    (or per speaker) from U(0.5, 0.9). backend: auto (compiled kernel on the
+    CPU when numba is installed, else torch), compiled, or torch. highpass:
+    remove DC and rumble before analysis; 0/false/no/off keeps them (the
+    bare algorithm, e.g. to compare with the reference).
+    """
+
+    alpha: float | None = None
+    backend: str = "auto"
+    highpass: bool = True
 
 
 def compiled_kernel_available() -> bool:
@@ -69,38 +90,44 @@ class McAdams(Method):
     window_ms = 20.0
     shift_ms = 10.0
     lpc_order = 20
+    options_class = McAdamsOptions
 
     def __init__(self, options: MethodOptions):
         super().__init__(options)
-        if options.alpha is not None and not (ALPHA_MIN <= float(options.alpha) <= ALPHA_MAX):
+        self.settings: McAdamsOptions
+        alpha = self.settings.alpha
+        if alpha is not None and not (ALPHA_MIN <= alpha <= ALPHA_MAX):
             raise AnoncliError(
-                f"--alpha {options.alpha} is out of range: the McAdams coefficient must be in "
+                f"--alpha {alpha} is out of range: the McAdams coefficient must be in "
                 f"[{ALPHA_MIN}, {ALPHA_MAX}] (1 leaves the voice unchanged; 0.5-0.9 is the usual range)"
             )
-        self.backend = self._choose_backend(options.extra.get("backend", "auto"))
+        self.backend = self._choose_backend(self.settings.backend)
+        # The compiled kernel works on numpy arrays: the worker then never imports torch.
+        self.tensor_inputs = self.backend != "compiled"
         self.win_len, self.shift = frame_sizes(self.sample_rate, self.window_ms, self.shift_ms)
-        self.window = sqrt_hann_window(self.win_len, self.shift)
-        self._window_np = self.window.numpy()
-        self._kernel_settings = _load_compiled_kernel() if self.backend == "compiled" else None
+        if self.backend == "compiled":
+            self._window_np = sqrt_hann_window_array(self.win_len, self.shift)
+            self._kernel_settings = _load_compiled_kernel()
+        else:
+            self.window = sqrt_hann_window(self.win_len, self.shift)
 
     def _choose_backend(self, requested: str) -> str:
         if requested not in BACKENDS:
             raise AnoncliError(f"unknown McAdams backend {requested!r} (choose from: {', '.join(BACKENDS)})")
         if requested == "compiled":
-            if self.device.type != "cpu":
+            if self.device_type != "cpu":
                 raise AnoncliError("the compiled McAdams backend runs on the CPU only; use --device cpu")
             if not compiled_kernel_available():
                 raise AnoncliError("the compiled McAdams backend needs numba (pip install numba)")
             return "compiled"
         if requested == "torch":
             return "torch"
-        return "compiled" if self.device.type == "cpu" and compiled_kernel_available() else "torch"
+        return "compiled" if self.device_type == "cpu" and compiled_kernel_available() else "torch"
 
     def utterance_params(self, utt: Utterance) -> dict[str, Any]:
-        # `--param highpass=0` keeps DC and rumble (the bare algorithm, e.g. to compare with the reference).
-        highpass = self.options.extra.get("highpass", "1") not in ("0", "false", "no", "off", False, 0)
-        if self.options.alpha is not None:
-            return {"alpha": float(self.options.alpha), "highpass": highpass}
+        highpass = self.settings.highpass
+        if self.settings.alpha is not None:
+            return {"alpha": float(self.settings.alpha), "highpass": highpass}
         rng = np.random.default_rng(self.utterance_seed(utt))
         return {"alpha": float(rng.uniform(*ALPHA_RANGE)), "highpass": highpass}
 
@@ -111,14 +138,21 @@ class McAdams(Method):
             "lpc_order": self.lpc_order,
             "window": "sqrt-hann (periodic), overlap-adds to 1",
             "lpc": "autocorrelation + Levinson-Durbin",
-            "alpha_range": list(ALPHA_RANGE) if self.options.alpha is None else None,
+            "alpha_range": list(ALPHA_RANGE) if self.settings.alpha is None else None,
             "per_speaker": bool(self.options.per_speaker),
             "output_level": "input_rms",
             "pre_filter": f"DC and rumble removed before analysis: x - mean, minus 3 passes of a {RUMBLE_WINDOW_MS:g} ms "
                         "centred moving average; the output level matches the filtered input",
         }
 
-    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[torch.Tensor]:
+    def process(self, waves: Sequence[Any], params: list[dict[str, Any]]) -> list[MethodOutput]:
+        """One `MethodOutput` (audio at 16 kHz, the input's RMS level) per wave.
+
+        waves: 1-D float signals at 16 kHz, numpy arrays or torch tensors;
+        each output has the type of its input (float32). params: dicts with
+        "alpha" (in [ALPHA_MIN, ALPHA_MAX], else AnoncliError) and optionally
+        "highpass" (remove DC and rumble first).
+        """
         if len(waves) != len(params):
             raise ValueError(f"{len(waves)} waves but {len(params)} parameter sets")
         alphas = [float(p["alpha"]) for p in params]
@@ -126,30 +160,40 @@ class McAdams(Method):
             if not (ALPHA_MIN <= alpha <= ALPHA_MAX):
                 raise AnoncliError(f"McAdams alpha {alpha} is out of range [{ALPHA_MIN}, {ALPHA_MAX}]")
         width = _odd(round(self.sample_rate * RUMBLE_WINDOW_MS / 1000))
-        waves = [remove_rumble(w, width) if p.get("highpass") else w for w, p in zip(waves, params)]
         if self.backend == "compiled":
-            return [self._compiled(w, a) for w, a in zip(waves, alphas)]
-        else:
-            from anoncli.dsp.batched import mcadams_batch
+            outputs = []
+            for wave, param, alpha in zip(waves, params, alphas):
+                array = wave if isinstance(wave, np.ndarray) else wave.detach().cpu().numpy()
+                if param.get("highpass"):
+                    array = remove_rumble_array(array, width)
+                shaped = self._compiled(array, alpha)
+                outputs.append(MethodOutput(audio=shaped if isinstance(wave, np.ndarray) else _tensor(shaped)))
+            return outputs
+        import torch
 
-            nonempty = [i for i, w in enumerate(waves) if w.numel()]
-            results = mcadams_batch(
-                [waves[i] for i in nonempty], [alphas[i] for i in nonempty],
-                self.window.to(self.device), self.shift, self.lpc_order,
-            ) if nonempty else []
-            shaped = [torch.zeros(w.shape[0], dtype=torch.float64, device=self.device) for w in waves]
-            for i, result in zip(nonempty, results):
-                shaped[i] = result
-        return [_match_level(out, wave) for out, wave in zip(shaped, waves)]
+        from anoncli.dsp.batched import mcadams_batch
 
-    def _compiled(self, wave: torch.Tensor, alpha: float) -> torch.Tensor:
-        """One utterance through the compiled kernel; level matching in numpy (cheaper per call than torch)."""
+        given_arrays = [isinstance(w, np.ndarray) for w in waves]
+        waves = [torch.from_numpy(w).to(self.device) if is_array else w for w, is_array in zip(waves, given_arrays)]
+        waves = [remove_rumble(w, width) if p.get("highpass") else w for w, p in zip(waves, params)]
+        nonempty = [i for i, w in enumerate(waves) if w.numel()]
+        results = mcadams_batch(
+            [waves[i] for i in nonempty], [alphas[i] for i in nonempty],
+            self.window.to(self.device), self.shift, self.lpc_order,
+        ) if nonempty else []
+        shaped = [torch.zeros(w.shape[0], dtype=torch.float64, device=self.device) for w in waves]
+        for i, result in zip(nonempty, results):
+            shaped[i] = result
+        leveled = [_match_level(out, wave) for out, wave in zip(shaped, waves)]
+        return [MethodOutput(audio=out.cpu().numpy() if is_array else out) for out, is_array in zip(leveled, given_arrays)]
+
+    def _compiled(self, source: np.ndarray, alpha: float) -> np.ndarray:
+        """One utterance (1-D numpy) through the compiled kernel, float32 out; level matching in numpy."""
         from anoncli.dsp.mcadams_kernel import mcadams_overlap_add
 
-        layout = FrameLayout(int(wave.shape[0]), self.win_len, self.shift)
+        layout = FrameLayout(int(source.shape[0]), self.win_len, self.shift)
         if layout.length == 0:
-            return torch.zeros(0, dtype=torch.float32)
-        source = wave.detach().cpu().numpy()
+            return np.zeros(0, dtype=np.float32)
         padded = np.zeros(layout.padded_length, dtype=np.float64)
         padded[layout.lead : layout.lead + layout.length] = source
         out = np.zeros_like(padded)
@@ -160,7 +204,13 @@ class McAdams(Method):
         produced_energy = float(np.sum(shaped * shaped))
         if source_energy > 0 and produced_energy > 0:
             shaped = shaped * np.sqrt(source_energy / produced_energy)
-        return torch.from_numpy(shaped.astype(np.float32))
+        return shaped.astype(np.float32)
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(array)
 
 
 def _load_compiled_kernel() -> np.ndarray:
@@ -170,15 +220,42 @@ def _load_compiled_kernel() -> np.ndarray:
     workers, so they inherit the machine code instead of each loading it.
     Returns the kernel's settings array.
     """
-    from anoncli.dsp.mcadams_kernel import kernel_settings, mcadams_overlap_add
+    from anoncli.dsp.mcadams_kernel import ensure_cached, kernel_settings, mcadams_overlap_add, ordered_sum
 
+    ensure_cached()  # first use: compiled in a child process, so this one runs the cached machine code
     settings = kernel_settings()
     mcadams_overlap_add(np.zeros(3), 2, 1, np.ones(2), 20, 0.8, np.zeros(3), settings)
+    ordered_sum(np.zeros(3))
     return settings
 
 
 def _odd(n: int) -> int:
     return n if n % 2 else n + 1
+
+
+def remove_rumble_array(wave: np.ndarray, width: int) -> np.ndarray:
+    """`remove_rumble` in numpy for the compiled CPU path: float64 (n,) out for a 1-D float array in.
+
+    The same arithmetic and the same bits as the torch version on one CPU
+    thread: the mean is summed in torch's order (`ordered_sum`), the running
+    sums are sequential in both.
+    """
+    from anoncli.dsp.mcadams_kernel import ordered_sum
+
+    x = np.asarray(wave, dtype=np.float64)
+    if x.size == 0:
+        return x
+    x = x - ordered_sum(x) / x.size
+    local = x
+    for _ in range(3):
+        local = _centred_boxcar_array(local, width)
+    return x - local
+
+
+def _centred_boxcar_array(x: np.ndarray, width: int) -> np.ndarray:
+    half = width // 2
+    sums = np.cumsum(np.concatenate([np.zeros(half + 1), x, np.zeros(half)]))
+    return (sums[width:] - sums[:-width]) / width
 
 
 def remove_rumble(wave: torch.Tensor, width: int) -> torch.Tensor:
@@ -189,6 +266,8 @@ def remove_rumble(wave: torch.Tensor, width: int) -> torch.Tensor:
     (odd) samples, zero beyond the ends, each a difference of running sums
     (O(n) time and memory, the same arithmetic on CPU and GPU).
     """
+    import torch
+
     x = wave.to(torch.float64)
     if x.numel() == 0:
         return x
@@ -200,6 +279,8 @@ def remove_rumble(wave: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _centred_boxcar(x: torch.Tensor, width: int) -> torch.Tensor:
+    import torch
+
     half = width // 2
     sums = torch.cumsum(torch.nn.functional.pad(x, (half + 1, half)), 0)
     return (sums[width:] - sums[:-width]) / width
@@ -210,6 +291,8 @@ def _match_level(shaped: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
 
     Same arithmetic as the end of `McAdams._compiled`.
     """
+    import torch
+
     shaped = shaped.to(wave.device, torch.float64)
     source = wave.to(torch.float64).square().sum()
     produced = shaped.square().sum()

@@ -14,7 +14,7 @@ import torch
 
 from anoncli import modelstore
 from anoncli.errors import AnoncliError
-from anoncli.methods.base import Method, MethodOptions
+from anoncli.methods.base import Method, MethodOptions, MethodOutput
 from anoncli.methods.siamese import module_state
 from anoncli.models.rdalm_nets import RdalmPipeline
 
@@ -57,14 +57,11 @@ class Rdalm(Method):
                 "hop": self.model_config["hop"], "embedding": self.model_config["embedding"]}
 
     @torch.no_grad()
-    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]):
+    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[MethodOutput]:
         out = []
         for wave in waves:
             wave = wave.to(self.device)
             audio = self.pipeline.suppress(wave).cpu() if self.emit != "features" else None
             features = self.pipeline.embed(wave).cpu().numpy() if self.emit != "audio" else None
-            if self.emit == "both":
-                out.append({"audio": audio, "features": features})
-            else:
-                out.append(audio if audio is not None else features)
+            out.append(MethodOutput(audio=audio, features=features))
         return out

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from anoncli import modelstore
-from anoncli.methods.base import Method, MethodOptions
+from anoncli.methods.base import Method, MethodOptions, MethodOutput
 from anoncli.models.siamese_net import SiameseNet
 
 
@@ -59,6 +59,6 @@ class Siamese(Method):
                 "feature_dim": self.net.feature_dim, "train_speakers": self.train_speakers}
 
     @torch.no_grad()
-    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]):
+    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[MethodOutput]:
         # One at a time: the time-average makes the vector independent of padding.
-        return [self.net(w[None].to(self.device))[0].cpu().numpy() for w in waves]
+        return [MethodOutput(features=self.net(w[None].to(self.device))[0].cpu().numpy()) for w in waves]

@@ -32,13 +32,19 @@ LOCAL_POOLS = ("process", "joblib")
 
 
 def init_worker() -> None:
-    """Limit this process to one compute thread (torch, BLAS, OpenMP); run at the start of each worker."""
-    import torch
+    """Limit this process to one compute thread (torch, BLAS, OpenMP); run at the start of each worker.
+
+    torch is limited only when this process has imported it: a worker of a
+    lean (numpy-only) method never pays for importing it.
+    """
+    import sys
+
     from threadpoolctl import threadpool_limits
 
     # One thread per worker (torch and the BLAS numpy uses): N workers on N cores,
     # no oversubscription; a forked worker's idle BLAS threads otherwise spin.
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     threadpool_limits(1)
     os.environ["OMP_NUM_THREADS"] = "1"
 

@@ -234,6 +234,10 @@ def train(options: TrainOptions) -> dict:
     run.write_card({"method": "rdalm", "corpus": str(Path(options.corpus).resolve()), "utility": utility,
                     "attribute": config["attribute"], "classes": classes, "config": config,
                     "n_train": len(train_utts), "n_val": len(val_utts), "n_test": len(test_utts), "held_out": summary,
+                    "train_speakers": sorted({str(u.speaker) for u in train_utts + val_utts if u.speaker}),
+                    "held_out_speakers": sorted({str(u.speaker) for u in test_utts if u.speaker}),
+                    "train_event_sources": sorted({str(u.labels.get("event_source_id") or "") for u in train_utts + val_utts} - {""}),
+                    "held_out_event_sources": sorted({str(u.labels.get("event_source_id") or "") for u in test_utts} - {""}),
                     "validation": validation, "train_seconds": round(train_seconds, 1),
                     "paper": {"event_accuracy": 0.86, "speech_attacker_accuracy": 0.50, "speech_attacker_auc": 0.50}})
     return {"run": str(run.root), "train_seconds": round(train_seconds, 1), **summary,

@@ -35,7 +35,8 @@ def ship(run: Path, dest: Path, method: str, modules: list[str], command: str, d
         method: method name the card declares.
         modules: checkpoint entries (state dicts) to ship, e.g. ["net", "head"].
         command: the training command (documentation).
-        data: {"corpus", "licence", "train_speakers", "excluded_speakers", ...}.
+        data: {"corpus", "licence", ...}; "train_speakers" (default: the checkpoint's or the run
+            card's) and "excluded_speakers" (default: the run card's held-out speakers) are filled in.
         attribute: the private attribute.
         labels: {"utility": ..., "private": ...} the method's default labels.
     Raises ValueError when the weights would exceed 20 MB.
@@ -54,6 +55,12 @@ def ship(run: Path, dest: Path, method: str, modules: list[str], command: str, d
     dest.mkdir(parents=True, exist_ok=True)
     save_file(tensors, dest / "model.safetensors", metadata={"method": method})
     config = dict(state["config"])
+    data = dict(data)
+    # speakers: every one the run looked at (training and model selection), and the held-out ones
+    data.setdefault("train_speakers", list(state.get("train_speakers") or card_in.get("train_speakers") or []))
+    data.setdefault("excluded_speakers", list(card_in.get("held_out_speakers") or []))
+    if "train_speakers" in state:
+        config["train_speakers"] = list(state["train_speakers"])
     card = {
         "method": method,
         "model": {"config": config, "classes": list(state["classes"]), "attribute": attribute},

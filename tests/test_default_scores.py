@@ -259,3 +259,19 @@ def test_score_columns_are_reserved_label_names():
 
     # a label column named like a score is renamed label_<name> instead of being overwritten
     assert set(SCORE_VALUE_COLUMNS) | {"score_notes"} <= RESERVED
+
+
+def test_a_scoring_failure_keeps_the_outputs_and_says_why(corpus, tmp_path, monkeypatch):
+    from anoncli.jobs import scores
+    from anoncli.scoring.quick_scores import QuickScorer
+
+    def broken(self, waves):
+        raise RuntimeError("encoder weights unreadable")
+
+    monkeypatch.setattr(QuickScorer, "describe", broken)
+    scores._STATE.clear()
+    out = tmp_path / "out"
+    anonymize(corpus, "--out", out, "--method", "identity")
+    for row in rows_by_id(out).values():
+        assert row["status"] == "ok" and row["output_path"]
+        assert row["stoi"] is None and "scores: not computed (RuntimeError: encoder weights unreadable)" in row["score_notes"]

@@ -169,6 +169,12 @@ class Prepared:
 
     waves: dict[str, np.ndarray]
     sides: dict[str, Any]
+    error: str | None = None  # why the batch could not be scored (every row then says so in score_notes)
+
+
+def _failure(err: BaseException) -> str:
+    """One line for a scoring failure: its type and message."""
+    return traceback.format_exception_only(type(err), err)[-1].strip()
 
 
 def prepare(plan: ScorePlan, batch: list[tuple[Utterance, Any, int]]) -> Prepared:
@@ -181,19 +187,22 @@ def prepare(plan: ScorePlan, batch: list[tuple[Utterance, Any, int]]) -> Prepare
     """
     from anoncli.scoring.quick_scores import to_16k
 
-    cache = original_cache(plan)
     waves, sides, todo = {}, {}, []
-    for utt, samples, rate in batch:
-        waves[utt.utt_id] = to_16k(samples, rate)
-        side = cache.get(_key(utt, plan.channel))
-        if side is None:
-            todo.append(utt)
-        else:
-            sides[utt.utt_id] = side
-    if todo:
-        for utt, side in zip(todo, _scorer(plan).describe([waves[u.utt_id] for u in todo])):
-            sides[utt.utt_id] = side
-            cache.put(_key(utt, plan.channel), side)
+    try:
+        cache = original_cache(plan)
+        for utt, samples, rate in batch:
+            waves[utt.utt_id] = to_16k(samples, rate)
+            side = cache.get(_key(utt, plan.channel))
+            if side is None:
+                todo.append(utt)
+            else:
+                sides[utt.utt_id] = side
+        if todo:
+            for utt, side in zip(todo, _scorer(plan).describe([waves[u.utt_id] for u in todo])):
+                sides[utt.utt_id] = side
+                cache.put(_key(utt, plan.channel), side)
+    except Exception as err:  # scores must never cost the anonymized files: the rows say why they have none
+        return Prepared({}, {}, _failure(err))
     return Prepared(waves, sides)
 
 
@@ -235,18 +244,25 @@ def finish(plan: ScorePlan, prepared: Prepared, written: list[tuple[Utterance, d
     """
     from anoncli.scoring.quick_scores import NO_SPEAKER, to_16k, enrolment_centre, row_values
 
-    if not written:
-        return []
-    scorer = _scorer(plan)
-    outputs = {utt.utt_id: to_16k(wave, rate) for utt, _, wave, rate in written if wave is not None}
-    out_ids = list(outputs)
-    out_sides = dict(zip(out_ids, scorer.describe([outputs[i] for i in out_ids]))) if out_ids else {}
-    pools = {}
-    if plan.enrolment is not None:
-        speakers = {utt.speaker for utt, *_ in written if utt.speaker}
-        pools = _enrolment_sides(plan, prepared, speakers)
     from anoncli.scoring.attackers import normalise_label
 
+    if not written:
+        return []
+    try:
+        if prepared.error:
+            raise RuntimeError(prepared.error)
+        scorer = _scorer(plan)
+        outputs = {utt.utt_id: to_16k(wave, rate) for utt, _, wave, rate in written if wave is not None}
+        out_ids = list(outputs)
+        out_sides = dict(zip(out_ids, scorer.describe([outputs[i] for i in out_ids]))) if out_ids else {}
+        pools = {}
+        if plan.enrolment is not None:
+            pools = _enrolment_sides(plan, prepared, {utt.speaker for utt, *_ in written if utt.speaker})
+    except Exception as err:
+        why = prepared.error or _failure(err)
+        for _utt, row, _, _ in written:
+            row["score_notes"] = f"scores: not computed ({why})"
+        return [f"scores not computed for a batch of {len(written)} file(s): {why}"]
     warnings = []
     for utt, row, _, _ in written:
         try:
@@ -260,9 +276,8 @@ def finish(plan: ScorePlan, prepared: Prepared, written: list[tuple[Utterance, d
                                        outputs.get(utt.utt_id), out_sides.get(utt.utt_id), enrol, labels)
             row.update(row_values(scores))
         except Exception as err:  # a scoring bug must not lose the anonymized file: noted, reported
-            last = traceback.format_exc().strip().splitlines()[-1]
-            row["score_notes"] = f"scores: not computed ({type(err).__name__})"
-            warnings.append(f"{utt.rel_path}: scores not computed: {last}")
+            row["score_notes"] = f"scores: not computed ({_failure(err)})"
+            warnings.append(f"{utt.rel_path}: scores not computed: {_failure(err)}")
     return warnings
 
 

@@ -163,3 +163,48 @@ def _utt(utt_id: str):
     from anoncli.corpus.utterance import Utterance
 
     return Utterance(utt_id, Path(f"/corpus/{utt_id}.wav"), f"{utt_id}.wav", {"speaker": None})
+
+
+def test_batches_are_sized_from_the_total_duration(tmp_path):
+    from anoncli.corpus import open_corpus
+    from anoncli.jobs.batching import auto_plan, durations, estimate_total_seconds
+
+    corpus = open_corpus(_corpus(tmp_path / "corpus", files=9))
+    estimate = estimate_total_seconds(corpus.utterances)
+    assert estimate == pytest.approx(sum(durations(corpus.utterances)), rel=0.05)
+    assert auto_plan(9, 5.0, 2) == (1, 9)  # seconds of audio: one process, one batch
+    workers, size = auto_plan(3000, 1312.0, 2)
+    assert workers == 2 and 3000 / size >= 8  # several batches per worker
+    assert auto_plan(3000, 1312.0, 1)[0] == 1 and 1312.0 / (3000 / auto_plan(3000, 1312.0, 1)[1]) <= 61
+
+
+def test_part_merger_streams_rows_and_keeps_earlier_ones(tmp_path):
+    from anoncli.manifest.layout import pending_files
+    from anoncli.manifest.reader import read_manifest
+    from anoncli.manifest.writer import PartMerger, finalize_part, write_batch
+
+    schema = manifest_schema(["gender"])
+    shard = (0, 1)
+
+    def rows(*ids):
+        return [ManifestRow(u, labels={"gender": "f"}, status=STATUS_OK).to_record() for u in ids]
+
+    write_batch(tmp_path, shard, rows("a", "b"), schema)
+    finalize_part(tmp_path, shard, schema)  # an earlier run's part
+    write_batch(tmp_path, shard, rows("c"), schema)  # a batch a killed run left pending
+    with PartMerger(tmp_path, shard, schema).open() as merger:
+        done = write_batch(tmp_path, shard, rows("d", "e"), schema)
+        merger.add(rows("d", "e"), done)
+        merger.add(rows("a"))  # a copy of a merged row: the first one stays
+        assert read_manifest(tmp_path).num_rows == 5  # the old part is in place until the merge closes
+    table = read_manifest(tmp_path)
+    assert sorted(table.column("utt_id").to_pylist()) == ["a", "b", "c", "d", "e"]
+    assert pending_files(tmp_path) == []
+    # a failing job leaves the part and the pending batches as they were
+    write_batch(tmp_path, shard, rows("f"), schema)
+    with pytest.raises(RuntimeError):
+        with PartMerger(tmp_path, shard, schema).open() as merger:
+            merger.add(rows("g"))
+            raise RuntimeError("job died")
+    assert len(pending_files(tmp_path)) == 1 and not [p for p in tmp_path.rglob("*") if "anoncli-tmp" in p.name]
+    assert sorted(read_manifest(tmp_path).column("utt_id").to_pylist()) == ["a", "b", "c", "d", "e", "f"]

@@ -42,7 +42,7 @@ def anonymize(
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Extra method setting KEY=VALUE; repeatable.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel workers (default: one per CPU core on CPU, 1 on GPU).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Utterances per batch.")] = 16,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Utterances per batch (default: sized from the corpus's total duration, about a minute of audio per batch; a job of under a minute of audio runs in one process).")] = None,
     max_batch_seconds: Annotated[Optional[float], typer.Option("--max-batch-seconds", min=0.001, help="Batches of similar-length utterances holding at most this many seconds of audio (instead of --batch-size; from file headers).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="local (worker processes on this machine) or dask (tasks on a Dask cluster).")] = "local",
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="With --backend dask: address of a running scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local cluster with --jobs workers).")] = None,

@@ -377,8 +377,8 @@ def ensure_cached(timeout_s: float = 600.0) -> bool:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     code = ("import numpy as np; from anoncli.dsp.mcadams_kernel import kernel_settings, mcadams_overlap_add, "
-            "ordered_sum; mcadams_overlap_add(np.zeros(3), 2, 1, np.ones(2), 20, 0.8, np.zeros(3), kernel_settings()); "
-            "ordered_sum(np.zeros(3))")
+            "remove_rumble_kernel; mcadams_overlap_add(np.zeros(3), 2, 1, np.ones(2), 20, 0.8, np.zeros(3), "
+            "kernel_settings()); remove_rumble_kernel(np.zeros(3), 3)")
     try:
         subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=timeout_s,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -475,3 +475,40 @@ def ordered_sum(x):
     for lane in range(lanes):
         total += vec[lane]
     return total
+
+
+@njit(cache=True, nogil=True)
+def remove_rumble_kernel(x, width):
+    """`anoncli.methods.mcadams.remove_rumble` compiled, the same bits: float64 (n,) in and out.
+
+    x minus its mean (summed in torch's order, `ordered_sum`), minus three
+    passes of a centred boxcar of `width` (odd) samples, zero beyond the
+    ends, each the difference of a running sum (sequential, as numpy and
+    torch compute it), divided by `width`. No fastmath: every operation
+    rounds as in the array versions.
+    """
+    n = x.shape[0]
+    out = np.empty(n)
+    if n == 0:
+        return out
+    mean = ordered_sum(x) / n
+    centred = np.empty(n)
+    for i in range(n):
+        centred[i] = x[i] - mean
+    local = centred.copy()
+    half = width // 2
+    sums = np.empty(n + width)
+    for _ in range(3):
+        acc = 0.0
+        for j in range(n + width):
+            k = j - half - 1
+            if 0 <= k < n:
+                acc += local[k]
+            else:
+                acc += 0.0
+            sums[j] = acc
+        for i in range(n):
+            local[i] = (sums[i + width] - sums[i]) / width
+    for i in range(n):
+        out[i] = centred[i] - local[i]
+    return out

@@ -18,13 +18,13 @@ from anoncli.atomic import is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import EXIT_OK, EXIT_PARTIAL, AnoncliError, InputError, environment_failure
-from anoncli.jobs.batching import make_batches
+from anoncli.jobs.batching import auto_plan, estimate_total_seconds, fixed_batches, make_batches
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
 from anoncli.jobs.sharding import select_shard
 from anoncli.jobs.worker import BatchResult, JobSpec, process_batch
 from anoncli.manifest.reader import manifest_config, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
-from anoncli.manifest.writer import finalize_part, remove_rows
+from anoncli.manifest.writer import PartMerger, remove_rows
 from anoncli.methods import MethodOptions, create_method
 
 RUN_JSON = "run.json"
@@ -51,7 +51,7 @@ class AnonymizeConfig:
     params: dict[str, str] = field(default_factory=dict)  # the method's own settings (--param, --alpha), see Method.options_class
     device: str = "cpu"
     jobs: int = 1
-    batch_size: int = 16
+    batch_size: int | None = None  # utterances per batch; None: sized from the total duration (auto_plan)
     max_batch_seconds: float | None = None  # duration-bucketed batches capped in seconds (instead of a count)
     backend: str = "local"  # local | dask
     scheduler: str | None = None  # dask scheduler address; None starts a local cluster
@@ -350,9 +350,11 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
     t0 = time.perf_counter()
     from anoncli.jobs.progress import JobProgress
 
-    with JobProgress(total=len(job_plan.todo), enabled=config.progress) as progress:
-        batches = make_batches(job_plan.todo, config.batch_size, config.max_batch_seconds)
-        for result in _execute(spec, batches, config):
+    batches, jobs = _batches(job_plan.todo, config)
+    with PartMerger(config.out, config.shard, schema).open() as merger, \
+            JobProgress(total=len(job_plan.todo), enabled=config.progress) as progress:
+        for result in _execute(spec, batches, config, jobs):
+            merger.add(result.rows, result.pending_file)  # the merge streams while the workers work
             summary.ok += result.ok
             summary.failed += result.failed
             summary.processed += result.ok + result.failed
@@ -362,7 +364,6 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
             progress.advance(result.ok + result.failed, result.audio_s, result.failed)
             if on_batch is not None:
                 on_batch(result)
-    finalize_part(config.out, config.shard, schema)
     summary.wall_s = time.perf_counter() - t0
     summary.failed_in_folder = failed_in_folder(config, job_plan.shard_utterances)
     if score_plan is not None:
@@ -374,13 +375,33 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
     return summary
 
 
-def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeConfig):
+DEFAULT_BATCH_SIZE = 16  # with --max-batch-seconds, which ignores it
+
+
+def _batches(todo: list[Utterance], config: AnonymizeConfig) -> tuple[list[list[Utterance]], int]:
+    """The batches and the number of workers to run them on.
+
+    As asked (--batch-size N, --max-batch-seconds S, with --jobs), or, by
+    default, sized from the total duration of `todo` (`auto_plan`): a job
+    of little audio stays in this process, a larger one gets batches of
+    about a minute of audio, several per worker.
+    """
+    if config.batch_size is not None or config.max_batch_seconds is not None:
+        return make_batches(todo, config.batch_size or DEFAULT_BATCH_SIZE, config.max_batch_seconds), config.jobs
+    workers, size = auto_plan(len(todo), estimate_total_seconds(todo), config.jobs)
+    if config.backend != "local" or config.scheduler or config.device.startswith("cuda"):
+        workers = config.jobs  # a cluster or a GPU: the workers are there anyway
+    return fixed_batches(todo, size), workers
+
+
+def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeConfig, jobs: int | None = None):
     """Run batches in this process or on the configured backend's workers (results in completion order)."""
+    jobs = config.jobs if jobs is None else jobs
     from anoncli.jobs.worker import preload_method
     from anoncli.parallel import make_executor
 
     local_inline = config.backend == "local" and not config.scheduler and not config.device.startswith("cuda")
-    if local_inline and (config.jobs <= 1 or len(batches) <= 1):
+    if local_inline and (jobs <= 1 or len(batches) <= 1):
         for batch in batches:
             yield process_batch(spec, batch)
         return
@@ -391,7 +412,7 @@ def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeCon
     # lets forked workers inherit it instead of each paying for it again.
     import pandas  # noqa: F401
 
-    with make_executor(config.backend, config.jobs, spec.options.device, config.scheduler,
+    with make_executor(config.backend, jobs, spec.options.device, config.scheduler,
                        preload=partial(preload_method, spec)) as executor:
         pending = {executor.submit(process_batch, spec, batch) for batch in batches}
         while pending:

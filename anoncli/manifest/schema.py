@@ -79,7 +79,11 @@ class ManifestRow:
     @classmethod
     def fixed_columns(cls) -> dict[str, tuple[str, bool]]:
         """Fixed column name -> (Arrow type name, nullable), in schema order (labels go after `speaker`)."""
-        return {f.name: (f.metadata["arrow"], f.metadata["nullable"]) for f in fields(cls) if "arrow" in f.metadata}
+        cached = cls.__dict__.get("_fixed_columns")
+        if cached is None:
+            cached = {f.name: (f.metadata["arrow"], f.metadata["nullable"]) for f in fields(cls) if "arrow" in f.metadata}
+            cls._fixed_columns = cached  # once per class: rows are built by the thousand
+        return cached
 
     @classmethod
     def run_columns(cls) -> list[str]:

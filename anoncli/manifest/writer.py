@@ -69,43 +69,109 @@ def _utt_ids(path: Path) -> set[str]:
     return set(pq.read_table(path, columns=["utt_id"]).column("utt_id").to_pylist())
 
 
+class PartMerger:
+    """Streams a shard's manifest rows into a new part file while the job runs; `close` puts it in place.
+
+    Opening copies the shard's current part and the batch files already
+    pending (from a killed run); `add` appends each finished batch's rows as
+    its result arrives, so the merge overlaps the work instead of following
+    it; `close` adds the pending files not added yet (e.g. a batch a Dask
+    worker wrote before it died), replaces the part atomically and deletes
+    the merged batch files. A row already merged wins over a later copy of
+    the same utterance (a merge that was killed before deleting its batch
+    files). If the job dies first, the temporary part is swept as an
+    unfinished write and the batch files are merged by the next run.
+    """
+
+    def __init__(self, out: Path, shard: tuple[int, int], schema: pa.Schema):
+        self.out, self.shard, self.schema = Path(out), shard, schema
+        self.target = part_path(self.out, *shard)
+        self.tmp = temp_path_for(self.target)
+        self.seen: set[str] = set()
+        self.merged: set[Path] = set()
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> PartMerger:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _write(self, table: pa.Table) -> None:
+        if self.seen:
+            table = table.filter(pa.array([u not in self.seen for u in table.column("utt_id").to_pylist()]))
+        self.seen.update(table.column("utt_id").to_pylist())
+        if not table.num_rows:
+            return
+        if self._writer is None:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.tmp, self.schema)
+        self._writer.write_table(conform(table, self.schema), row_group_size=ROW_GROUP_SIZE)
+        self.rows += table.num_rows
+
+    def open(self) -> PartMerger:
+        """Copy the current part, then the batch files already pending."""
+        if self.target.exists():
+            for table in _iter_tables(self.target):
+                self._write(table)
+            self.merged.add(self.target)
+        self._merge_pending()
+        return self
+
+    def _merge_pending(self) -> None:
+        for path in sorted(pending_dir(self.out, *self.shard).glob("batch-*.parquet")):
+            if path not in self.merged:
+                self._write(pq.read_table(path))
+                self.merged.add(path)
+
+    def add(self, rows: list[dict], pending_file: str | os.PathLike | None = None) -> None:
+        """Append one batch's rows (flat records); `pending_file` is the batch file that holds them."""
+        if pending_file is not None:
+            self.merged.add(Path(pending_file))
+        if rows:
+            self._write(pa.Table.from_pylist(rows, schema=self.schema.remove_metadata()))
+
+    def close(self) -> Path | None:
+        """Merge what is still pending, put the part in place, delete the merged batch files."""
+        self._merge_pending()
+        if self._writer is None:  # nothing at all: no part (or the old one untouched)
+            return self.target if self.target.exists() else None
+        self._writer.close()
+        self._writer = None
+        os.replace(self.tmp, self.target)
+        for path in self.merged - {self.target}:
+            path.unlink(missing_ok=True)
+        try:
+            pending_dir(self.out, *self.shard).rmdir()
+            pending_dir(self.out, *self.shard).parent.rmdir()
+        except OSError:
+            pass
+        return self.target
+
+    def abort(self) -> None:
+        """Drop the temporary part; the part and the batch files stay as they were."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
+
+
 def finalize_part(out: Path, shard: tuple[int, int], schema: pa.Schema) -> Path | None:
     """Merge the shard's pending batch files into its part file, streaming, then drop them."""
     target = part_path(out, *shard)
-    pending = sorted(pending_dir(out, *shard).glob("batch-*.parquet"))
-    if not pending and target.exists():
-        return target
-    if not pending and not target.exists():
-        return None
-    tmp = temp_path_for(target)
-    # A pending row already present in the part means an earlier merge finished
-    # but was killed before removing its pending files: keep the merged row.
-    seen = _utt_ids(target) if target.exists() else set()
+    if not any(pending_dir(out, *shard).glob("batch-*.parquet")):
+        return target if target.exists() else None
+    merger = PartMerger(out, shard, schema)
     try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            if target.exists():
-                for table in _iter_tables(target):
-                    writer.write_table(conform(table, schema), row_group_size=ROW_GROUP_SIZE)
-            for path in pending:
-                table = pq.read_table(path)
-                if seen:
-                    keep = pa.array([u not in seen for u in table.column("utt_id").to_pylist()])
-                    table = table.filter(keep)
-                seen.update(table.column("utt_id").to_pylist())
-                if table.num_rows:
-                    writer.write_table(conform(table, schema), row_group_size=ROW_GROUP_SIZE)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    for path in pending:
-        path.unlink(missing_ok=True)
-    try:
-        pending_dir(out, *shard).rmdir()
-        pending_dir(out, *shard).parent.rmdir()
-    except OSError:
-        pass
-    return target
+        merger.open()
+        return merger.close()
+    except BaseException:
+        merger.abort()
+        raise
 
 
 def remove_rows(out: Path, utt_ids: Iterable[str]) -> int:

@@ -220,12 +220,12 @@ def _load_compiled_kernel() -> np.ndarray:
     workers, so they inherit the machine code instead of each loading it.
     Returns the kernel's settings array.
     """
-    from anoncli.dsp.mcadams_kernel import ensure_cached, kernel_settings, mcadams_overlap_add, ordered_sum
+    from anoncli.dsp.mcadams_kernel import ensure_cached, kernel_settings, mcadams_overlap_add, remove_rumble_kernel
 
     ensure_cached()  # first use: compiled in a child process, so this one runs the cached machine code
     settings = kernel_settings()
     mcadams_overlap_add(np.zeros(3), 2, 1, np.ones(2), 20, 0.8, np.zeros(3), settings)
-    ordered_sum(np.zeros(3))
+    remove_rumble_kernel(np.zeros(3), 3)
     return settings
 
 
@@ -234,28 +234,15 @@ def _odd(n: int) -> int:
 
 
 def remove_rumble_array(wave: np.ndarray, width: int) -> np.ndarray:
-    """`remove_rumble` in numpy for the compiled CPU path: float64 (n,) out for a 1-D float array in.
+    """`remove_rumble` for the compiled CPU path: float64 (n,) out for a 1-D float array in, without torch.
 
     The same arithmetic and the same bits as the torch version on one CPU
-    thread: the mean is summed in torch's order (`ordered_sum`), the running
-    sums are sequential in both.
+    thread (`anoncli.dsp.mcadams_kernel.remove_rumble_kernel`: the mean
+    summed in torch's order, sequential running sums).
     """
-    from anoncli.dsp.mcadams_kernel import ordered_sum
+    from anoncli.dsp.mcadams_kernel import remove_rumble_kernel
 
-    x = np.asarray(wave, dtype=np.float64)
-    if x.size == 0:
-        return x
-    x = x - ordered_sum(x) / x.size
-    local = x
-    for _ in range(3):
-        local = _centred_boxcar_array(local, width)
-    return x - local
-
-
-def _centred_boxcar_array(x: np.ndarray, width: int) -> np.ndarray:
-    half = width // 2
-    sums = np.cumsum(np.concatenate([np.zeros(half + 1), x, np.zeros(half)]))
-    return (sums[width:] - sums[:-width]) / width
+    return remove_rumble_kernel(np.ascontiguousarray(wave, dtype=np.float64), int(width))
 
 
 def remove_rumble(wave: torch.Tensor, width: int) -> torch.Tensor:

@@ -29,7 +29,10 @@ def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow
     if path.is_file():
         if path.suffix.lower() != ".parquet":
             raise InputError(f"{path}: not a folder or a .parquet manifest")
-        return describe_manifest(path)
+        info = describe_manifest(path)
+        if worst:
+            info["worst"] = worst_outputs(path, worst, by)
+        return info
     if report_io.is_report_dir(path):
         info: dict[str, Any] = {"kind": "report", "path": str(path), "summary": report_io.load_summary(path)}
         if worst:
@@ -149,7 +152,7 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def worst_outputs(out: Path, n: int = 10, by: str = "asv.link") -> list[dict]:
-    """The `n` ok rows of an output folder at the bad end of the score column `by`.
+    """The `n` ok rows of an output folder (or one manifest .parquet) at the bad end of the score column `by`.
 
     `by` is a score column of the manifest (link_cosine, asv_score,
     gender_p_anon, stoi, f0_r, duration_ratio, level_change_db, ...) or a

@@ -85,7 +85,7 @@ def plan_scores(corpus: Corpus, todo: list[Utterance], channel: int | None = Non
     attackers, _card = load_attackers()
     notes: list[str] = []
     if not attackers:
-        notes.append("no shipped attackers found; {attribute}_p_orig/_p_anon not scored")
+        notes.append(f"no shipped attackers in {ATTACKERS_FOLDER}; the _p_orig/_p_anon columns are not scored")
     columns = set(corpus.label_columns)
     languages = Counter(u.labels.get("language") for u in corpus.utterances if u.labels.get("language"))
     language = languages.most_common(1)[0][0].strip().lower() if languages else None

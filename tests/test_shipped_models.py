@@ -91,7 +91,9 @@ def test_shipped_model_loads_and_runs_without_a_local_store(name, no_local_store
 @pytest.mark.parametrize("name", GENDER)
 def test_gender_model_moves_f0_towards_the_target(name, no_local_store):
     method = create_method(name, MethodOptions(seed=0))
-    wave = voiced_signal(150.0)
+    # A voice between the classes (the shipped gender models send a female target to about 188 Hz and a
+    # male one to about 115 Hz, whatever the input): both directions are then a real move.
+    wave = voiced_signal(144.0)
     before = median_f0(wave)
     female = np.median([median_f0(run(method, wave, {"noise_seed": s, "target": "female"})) for s in range(3)])
     male = np.median([median_f0(run(method, wave, {"noise_seed": s, "target": "male"})) for s in range(3)])

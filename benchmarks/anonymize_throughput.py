@@ -107,7 +107,7 @@ def method_only(corpus: Path, rel_paths: list[str], device: str, backends: list[
     audio_s = sum(w.shape[0] for w in waves) / 16000
     frames = sum(w.shape[0] // 160 + 2 for w in waves)
     for backend in backends:
-        method = create_method("mcadams", MethodOptions(device=device, alpha=0.7, extra={"backend": backend}))
+        method = create_method("mcadams", MethodOptions(device=device, extra={"backend": backend, "alpha": "0.7"}))
         method.process(waves[:1], [{"alpha": 0.7}])  # warm-up (compilation, CUDA context)
         if device.startswith("cuda"):
             torch.cuda.synchronize()

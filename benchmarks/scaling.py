@@ -132,7 +132,8 @@ def main() -> None:
     parser.add_argument("--fsdd", type=Path, default=Path("../shared/corpora/fsdd"))
     parser.add_argument("--method", default="mcadams")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="Files per batch (default: anonymize's own choice, from the corpus's total duration).")
     parser.add_argument("--max-batch-seconds", type=float, default=None,
                         help="Duration-bucketed batches for every configuration (default: --batch-size files).")
     parser.add_argument("--repeats", type=int, default=3)

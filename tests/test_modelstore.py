@@ -15,6 +15,8 @@ from anoncli.methods import MethodOptions, create_method
 @pytest.fixture()
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("ANONCLI_MODELS", str(tmp_path / "store"))
+    # an installation without shipped models (those are tested in test_shipped_models.py)
+    monkeypatch.setattr(modelstore, "shipped_dir", lambda method: tmp_path / "no-shipped" / method)
     return tmp_path / "store"
 
 

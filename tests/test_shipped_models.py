@@ -124,3 +124,15 @@ def test_psegan_changes_f0_range_or_energy_contour(no_local_store):
         changes.append(max(abs(_log_f0_range(out) / f0_before - 1), abs(_energy_range_db(out) / energy_before - 1)))
     # most targets change the F0 range or the energy range of the utterance by at least 15 %
     assert np.median(changes) >= 0.15, changes
+
+
+def test_lookup_order_checkpoint_then_local_store_then_shipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANONCLI_MODELS", str(tmp_path / "store"))
+    assert modelstore.find("psegan") == modelstore.shipped_model("psegan")
+    local = tmp_path / "store" / "psegan" / modelstore.MODEL_FILE
+    local.parent.mkdir(parents=True)
+    torch.save({"method": "psegan"}, local)
+    assert modelstore.find("psegan") == local
+    given = tmp_path / "given.pt"
+    torch.save({"method": "psegan"}, given)
+    assert modelstore.find("psegan", given) == given

@@ -208,3 +208,8 @@ def test_part_merger_streams_rows_and_keeps_earlier_ones(tmp_path):
             raise RuntimeError("job died")
     assert len(pending_files(tmp_path)) == 1 and not [p for p in tmp_path.rglob("*") if "anoncli-tmp" in p.name]
     assert sorted(read_manifest(tmp_path).column("utt_id").to_pylist()) == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_scorer_columns_are_manifest_score_columns():
+    quick_scores = pytest.importorskip("anoncli.scoring.quick_scores")
+    assert set(quick_scores.SCORE_COLUMNS) | {quick_scores.NOTES_COLUMN} <= set(SCORE_COLUMNS)

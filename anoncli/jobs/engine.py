@@ -24,7 +24,7 @@ from anoncli.jobs.sharding import select_shard
 from anoncli.jobs.worker import BatchResult, JobSpec, process_batch
 from anoncli.manifest.reader import manifest_config, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
-from anoncli.manifest.writer import PartMerger, remove_rows
+from anoncli.manifest.writer import PartMerger, remove_rows, write_batch
 from anoncli.methods import MethodOptions, create_method
 
 RUN_JSON = "run.json"
@@ -354,6 +354,8 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
     with PartMerger(config.out, config.shard, schema).open() as merger, \
             JobProgress(total=len(job_plan.todo), enabled=config.progress) as progress:
         for result in _execute(spec, batches, config, jobs):
+            if result.rows and result.pending_file is None:  # a forked worker's rows: recorded here
+                result.pending_file = str(write_batch(config.out, config.shard, result.rows, schema))
             merger.add(result.rows, result.pending_file)  # the merge streams while the workers work
             summary.ok += result.ok
             summary.failed += result.failed
@@ -406,12 +408,13 @@ def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeCon
             yield process_batch(spec, batch)
         return
     from concurrent.futures import FIRST_COMPLETED, wait
+    from dataclasses import replace
     from functools import partial
 
-    # pyarrow imports pandas on first use (~0.8 s of CPU); importing it once here
-    # lets forked workers inherit it instead of each paying for it again.
-    import pandas  # noqa: F401
-
+    if local_inline:
+        # Forked workers load the method as they start (while this process opens the manifest and
+        # imports what merging needs) and return their rows; this process records the batches.
+        spec = replace(spec, record_batches=False)
     with make_executor(config.backend, jobs, spec.options.device, config.scheduler,
                        preload=partial(preload_method, spec)) as executor:
         pending = {executor.submit(process_batch, spec, batch) for batch in batches}

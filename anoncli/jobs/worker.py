@@ -56,6 +56,9 @@ class JobSpec:
     score_plan: Any = None  # anoncli.jobs.scores.ScorePlan when scores are on
     single_thread: bool = True
     channel: int | None = None  # 1-based channel to read instead of the mono mixdown
+    # Write the batch's manifest file here; False: the driver writes it from the returned rows
+    # (forked local workers then never build Arrow tables, and never import pandas for it).
+    record_batches: bool = True
 
 
 @dataclass
@@ -76,7 +79,9 @@ def method_for(spec: JobSpec) -> Method:
     key = json.dumps([spec.method, spec.options.__dict__], sort_keys=True, default=str)
     if key not in _METHODS:
         _METHODS.clear()
-        _METHODS[key] = create_method(spec.method, spec.options)
+        method = create_method(spec.method, spec.options)
+        method.prepare()
+        _METHODS[key] = method
     return _METHODS[key]
 
 
@@ -218,7 +223,7 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
 
         result.warnings.extend(scores.finish(spec.score_plan, prepared, written))
     result.rows = [row.to_record() for row in rows]
-    if rows:
+    if rows and spec.record_batches:
         result.pending_file = str(write_batch(out, spec.shard, result.rows, spec.schema))
     return result
 

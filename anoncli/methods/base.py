@@ -130,6 +130,13 @@ class Method(ABC):
         """"cpu", "cuda", ...: the device's kind, without importing torch."""
         return str(self.options.device).split(":", 1)[0]
 
+    def prepare(self) -> None:
+        """Load what `process` needs and construction deferred (compiled kernels, ...); idempotent.
+
+        Workers call it once before their first batch; building a method to
+        check its options (the engine does, before any work) stays cheap.
+        """
+
     def utterance_seed(self, utt: Utterance) -> int:
         """Per-utterance seed, or per-speaker with --per-speaker (same voice for one speaker)."""
         if self.options.per_speaker and utt.speaker:

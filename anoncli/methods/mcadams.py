@@ -105,9 +105,9 @@ class McAdams(Method):
         # The compiled kernel works on numpy arrays: the worker then never imports torch.
         self.tensor_inputs = self.backend != "compiled"
         self.win_len, self.shift = frame_sizes(self.sample_rate, self.window_ms, self.shift_ms)
+        self._kernel_settings: np.ndarray | None = None  # loaded by prepare(): numba costs ~0.5 s to start
         if self.backend == "compiled":
             self._window_np = sqrt_hann_window_array(self.win_len, self.shift)
-            self._kernel_settings = _load_compiled_kernel()
         else:
             self.window = sqrt_hann_window(self.win_len, self.shift)
 
@@ -123,6 +123,11 @@ class McAdams(Method):
         if requested == "torch":
             return "torch"
         return "compiled" if self.device_type == "cpu" and compiled_kernel_available() else "torch"
+
+    def prepare(self) -> None:
+        """Load the compiled kernel (numba's on-disk cache; compiled in a child process on first use)."""
+        if self.backend == "compiled" and self._kernel_settings is None:
+            self._kernel_settings = _load_compiled_kernel()
 
     def utterance_params(self, utt: Utterance) -> dict[str, Any]:
         highpass = self.settings.highpass
@@ -161,6 +166,7 @@ class McAdams(Method):
                 raise AnoncliError(f"McAdams alpha {alpha} is out of range [{ALPHA_MIN}, {ALPHA_MAX}]")
         width = _odd(round(self.sample_rate * RUMBLE_WINDOW_MS / 1000))
         if self.backend == "compiled":
+            self.prepare()
             outputs = []
             for wave, param, alpha in zip(waves, params, alphas):
                 array = wave if isinstance(wave, np.ndarray) else wave.detach().cpu().numpy()

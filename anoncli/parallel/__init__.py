@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor
+from functools import partial
 from typing import Callable
 
 from anoncli.errors import AnoncliError
@@ -49,7 +50,15 @@ def init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def local_executor(jobs: int, device: str = "cpu", backend: str | None = None) -> Executor:
+def _start_worker(preload: Callable[[], object] | None) -> None:
+    init_worker()
+    if preload is not None:
+        preload()
+
+
+def local_executor(jobs: int, device: str = "cpu", backend: str | None = None,
+                   preload: Callable[[], object] | None = None) -> Executor:
+    """Local worker processes; `preload` runs in each as it starts (forked pools only)."""
     backend = backend or os.environ.get("ANONCLI_BACKEND", "process")
     if backend not in LOCAL_POOLS:
         raise AnoncliError(f"ANONCLI_BACKEND={backend!r}: expected one of {', '.join(LOCAL_POOLS)}")
@@ -58,8 +67,10 @@ def local_executor(jobs: int, device: str = "cpu", backend: str | None = None) -
 
         return _NonClosing(get_reusable_executor(max_workers=jobs, initializer=init_worker))
     method = "spawn" if device.startswith("cuda") else "fork"
+    if method == "spawn":  # a spawned worker would have to unpickle `preload`; its caches load on first use
+        preload = None
     return _CancelOnError(ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
-                                              initializer=init_worker))
+                                              initializer=partial(_start_worker, preload)))
 
 
 def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", scheduler: str | None = None,
@@ -68,7 +79,9 @@ def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", sc
 
     `preload` (picklable, no arguments) runs once per worker before its first
     task, e.g. to load model weights once per worker rather than per task.
-    Local process workers skip it: their per-process caches load on first use.
+    Forked local workers run it as they start, so the loading overlaps with
+    whatever the caller still does before its first result (spawned and
+    joblib workers skip it: their per-process caches load on first use).
     """
     if backend not in BACKENDS:
         raise AnoncliError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -82,7 +95,7 @@ def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", sc
         from anoncli.parallel.prefetch import PipelinedExecutor
 
         return PipelinedExecutor(preload=preload)
-    return local_executor(max(1, jobs), device)
+    return local_executor(max(1, jobs), device, preload=preload)
 
 
 class _Wrapped:

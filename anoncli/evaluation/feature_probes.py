@@ -149,9 +149,15 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
             labels = frame.loc[idx, column].astype(str).to_numpy()
             if len(set(labels)) < 2:
                 continue
-            fold_groups = None
+            fold_groups, fold_kind = None, "stratified"
             if kind == "utility" and "speaker" in frame and column != "speaker":
                 fold_groups = _speaker_groups_if_speaker_level(frame.loc[idx], column)
+                fold_kind = "speaker-disjoint" if fold_groups is not None else fold_kind
+            if kind == "utility" and fold_groups is None and "event_source_id" in frame:
+                # mixtures cut from one recording stay in one fold (no source leaks into the service's head)
+                sources = frame.loc[idx, "event_source_id"].astype(str).to_numpy()
+                if len(set(sources)) >= 2 and (pd.Series(labels).groupby(sources).nunique() == 1).all():
+                    fold_groups, fold_kind = sources, "source-disjoint"
             try:
                 result = cross_validated_probe(x[idx], labels, fold_groups, seed=seed)
             except ValueError as err:
@@ -163,7 +169,7 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
                              "score": float(result["score"][k])})
             entry = {k: result[k] for k in ("accuracy", "chance", "auc", "auc_ovr", "n", "classes", "model")}
             # with one speaker per class a random split lets the head learn the speakers: say so
-            entry["folds"] = "speaker-disjoint" if fold_groups is not None else "stratified"
+            entry["folds"] = fold_kind
             if kind != "utility":
                 entry["normalised"] = normalised_accuracy(result["accuracy"], result["chance"], full=1.0)
             per_group[value or "all"] = entry

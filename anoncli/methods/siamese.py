@@ -15,7 +15,7 @@ import torch
 
 from anoncli import modelstore
 from anoncli.methods.base import Method, MethodOptions, MethodOutput
-from anoncli.models.siamese_net import SiameseNet
+from anoncli.models.siamese_net import SiameseNet, add_feature_noise
 
 
 def module_state(state: dict, name: str) -> dict:
@@ -49,16 +49,23 @@ class Siamese(Method):
         # speakers the extractor saw (training and model selection): the evaluation leaves them out
         self.train_speakers = list(state.get("train_speakers") or c.get("train_speakers") or [])
         self.classes = list(state.get("classes", []))
+        # std of the Gaussian noise on every released vector (the model's, or --param noise=S)
+        self.noise = float(options.extra.get("noise", c.get("noise", 0.0)))
+
+    def utterance_params(self, utt) -> dict[str, Any]:
+        return {"noise_seed": self.utterance_seed(utt)} if self.noise > 0 else {}
 
     def config(self) -> dict[str, Any]:
         return {"checkpoint": str(self.checkpoint_path),
                 "loss": self.model_config["loss"], "groups": self.model_config["groups"],
                 "width": self.model_config["width"], "norm": self.model_config.get("norm", "instance"),
-                "bottleneck": self.model_config.get("bottleneck", 0),
+                "bottleneck": self.model_config.get("bottleneck", 0), "noise": self.noise,
                 "utility": self.model_config.get("utility"), "classes": self.classes,
                 "feature_dim": self.net.feature_dim, "train_speakers": self.train_speakers}
 
     @torch.no_grad()
     def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[MethodOutput]:
         # One at a time: the time-average makes the vector independent of padding.
-        return [MethodOutput(features=self.net(w[None].to(self.device))[0].cpu().numpy()) for w in waves]
+        return [MethodOutput(features=add_feature_noise(self.net(w[None].to(self.device))[0].cpu(), self.noise,
+                                                        p.get("noise_seed", 0)).numpy())
+                for w, p in zip(waves, params)]

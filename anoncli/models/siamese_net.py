@@ -111,6 +111,18 @@ class SiameseNet(nn.Module):
         return self.embed_mfcc(self.front(waves))
 
 
+def add_feature_noise(features: torch.Tensor, std: float, seed: int | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """features + N(0, std²) per element (std 0: unchanged). The noise comes from `generator`, or from a
+    fresh generator seeded with `seed` (so a released vector is reproducible from its recorded seed)."""
+    if std <= 0:
+        return features
+    if generator is None:
+        generator = torch.Generator().manual_seed(int(seed or 0) & 0x7FFFFFFFFFFFFFFF)
+    noise = torch.randn(features.shape, generator=generator, dtype=features.dtype)
+    return features + std * noise.to(features.device)
+
+
 class SpeakerAdversary(nn.Module):
     """Speaker classifier behind a gradient-reversal layer: learns the training speakers from the
     features while the reversed gradient pushes the extractor to remove what it uses."""

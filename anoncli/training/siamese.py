@@ -7,6 +7,9 @@ plain cross-entropy on the utility label instead (the "no contrastive loss"
 comparison). Options that make the features carry less identity, each
 measured in docs/results.md: `norm=cmvn` (per-utterance cepstral mean and
 variance normalisation), `bottleneck=N` (a linear projection to N dims),
+`noise=S` (Gaussian noise of std S added to the features in training and to
+every released vector, seeded per utterance: randomised features whose
+gender margin survives while small speaker differences drown),
 `grl_weight=W` (a speaker classifier over the training speakers behind a
 gradient-reversal layer, next to the contrastive loss).
 Stage 2 freezes the network and trains the gender MLP head (1024, dropout
@@ -36,7 +39,7 @@ from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import grl_weight
-from anoncli.models.siamese_net import SiameseNet, SpeakerAdversary, UtilityHead, contrastive_loss
+from anoncli.models.siamese_net import SiameseNet, SpeakerAdversary, UtilityHead, add_feature_noise, contrastive_loss
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
@@ -46,7 +49,8 @@ from anoncli.training.common import (
 
 _COMMON = {"sample_rate": 16000, "crop_s": 1.5, "lr": 2e-4, "margin": 1.0, "loss": "contrastive",
            "head_hidden": 1024, "val_fraction": 0.34, "val_speakers": [], "norm": "instance", "bottleneck": 0,
-           "grl_weight": 0.0, "grl_warmup_epochs": 2, "grl_ramp_epochs": 4, "attacker_groups": [], "cache_dir": ""}
+           "grl_weight": 0.0, "grl_warmup_epochs": 2, "grl_ramp_epochs": 4, "attacker_groups": [], "cache_dir": "",
+           "noise": 0.0}
 PRESETS = {
     # CPU-sized: a quarter of the paper's channel widths, 3 groups.
     "quick": {**_COMMON, "groups": 3, "width": 0.25, "epochs": 12, "pairs_per_epoch": 768, "batch_size": 32,
@@ -116,10 +120,13 @@ def load_mfccs(net: SiameseNet, utts, config: dict, desc: str) -> list[torch.Ten
 
 
 @torch.no_grad()
-def embed(net: SiameseNet, mfccs: list[torch.Tensor], device: torch.device) -> np.ndarray:
-    """Features of whole utterances from their cached MFCCs (one at a time: lengths differ)."""
+def embed(net: SiameseNet, mfccs: list[torch.Tensor], device: torch.device, noise: float = 0.0,
+          seed: int = 0) -> np.ndarray:
+    """Features of whole utterances from their cached MFCCs (one at a time: lengths differ), with the
+    released feature noise (`noise` std; item k's noise seeded with seed + k)."""
     net.eval()
-    return np.stack([net.embed_mfcc(m[None].to(device))[0].cpu().numpy() for m in mfccs])
+    return np.stack([add_feature_noise(net.embed_mfcc(m[None].to(device))[0].cpu(), noise, seed + k).numpy()
+                     for k, m in enumerate(mfccs)])
 
 
 def mfcc_statistics(mfccs: list[torch.Tensor]) -> np.ndarray:
@@ -216,11 +223,11 @@ def train(options: TrainOptions) -> dict:
             xa = torch.stack([random_crop(mfccs[i], crop, gen) for i in a_idx[sl]]).to(device)
             if config["loss"] == "contrastive":
                 xb = torch.stack([random_crop(mfccs[i], crop, gen) for i in b_idx[sl]]).to(device)
-                feats = net.embed_mfcc(torch.cat([xa, xb]))
+                feats = add_feature_noise(net.embed_mfcc(torch.cat([xa, xb])), config["noise"], generator=gen)
                 loss = contrastive_loss(feats[:len(xa)], feats[len(xa):], torch.from_numpy(diff[sl]).to(device), config["margin"])
                 who = torch.cat([s_train[a_idx[sl]], s_train[b_idx[sl]]]).to(device)
             else:
-                feats = net.embed_mfcc(xa)
+                feats = add_feature_noise(net.embed_mfcc(xa), config["noise"], generator=gen)
                 loss = F.cross_entropy(ce_head(feats), torch.from_numpy(y_train[a_idx[sl]]).to(device))
                 who = s_train[a_idx[sl]].to(device)
             total = loss
@@ -237,7 +244,7 @@ def train(options: TrainOptions) -> dict:
         checkpoint(epoch + 1, 0)
 
     # Stage 2: the utility head on frozen features of whole utterances.
-    train_feats = torch.from_numpy(embed(net, mfccs, device)).to(device)
+    train_feats = torch.from_numpy(embed(net, mfccs, device, config["noise"], options.seed)).to(device)
     y_t = torch.from_numpy(y_train).to(device)
     for head_epoch in range(start_head, config["head_epochs"]):
         head.train()
@@ -276,7 +283,7 @@ def _report(net, head, classes, utts, config, device, train_utts, train_mfccs) -
     """
     utility = config["utility"]
     mfccs = load_mfccs(net, utts, config, "held-out audio")
-    feats = embed(net, mfccs, device)
+    feats = embed(net, mfccs, device, config["noise"], config["seed"] + 1_000_000)
     head.eval()
     with torch.no_grad():
         pred = head(torch.from_numpy(feats).to(device)).argmax(1).cpu().numpy()
@@ -289,7 +296,7 @@ def _report(net, head, classes, utts, config, device, train_utts, train_mfccs) -
     keys = {"/".join(str(u.labels.get(c, "")) for c in groups) for u in utts}
     if any(k not in out["attacker_speaker_id"] for k in keys):
         everyone = list(train_utts) + list(utts)
-        all_feats = np.concatenate([embed(net, train_mfccs, device), feats])
+        all_feats = np.concatenate([embed(net, train_mfccs, device, config["noise"], config["seed"]), feats])
         out["attacker_speaker_id_all_speakers"] = _attack_within(all_feats, everyone, groups, config["seed"])
     return out
 

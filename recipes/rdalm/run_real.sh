@@ -19,10 +19,15 @@ $TRAIN --format json | tee "$WORK/model.json"
 CHECKPOINT=(--checkpoint "$WORK/model")
 if [ "$SHIP" = "--ship" ]; then
   python -m anoncli.training.shipping "$WORK/model" anoncli/pretrained/rdalm --method rdalm --modules pipeline \
-    --command "python -m anoncli.tools.make_mixtures ../shared/corpora/librispeech-dev ../shared/corpora/events-dev --more-speech ../shared/corpora/ravdess-dev --out DATA --snr=-5,0,5,10 --duration 2 --per-event 2 --test-fraction 0.3 --test-speakers $TEST_SPEAKERS --seed 0 && ${TRAIN/$MIX/DATA/mixtures}" \
+    --data-command "python -m anoncli.tools.make_mixtures ../shared/corpora/librispeech-dev ../shared/corpora/events-dev --more-speech ../shared/corpora/ravdess-dev --out DATA --snr=-5,0,5,10 --duration 2 --per-event 2 --test-fraction 0.3 --test-speakers $TEST_SPEAKERS --seed 0" \
+    --command "${TRAIN/$MIX/DATA/mixtures}" \
     --data recipes/rdalm/card_data.json --attribute speech --labels utility=event,private=speech
   CHECKPOINT=()
 fi
 anoncli anonymize "$MIX" --method rdalm "${CHECKPOINT[@]}" --param emit=both --out "$WORK/anon" --overwrite -q
 anoncli evaluate "$MIX" "$WORK/anon" --out "$WORK/report" --probes features --bootstrap 0 --overwrite \
     --format json > "$WORK/report.json" || true
+if [ "$SHIP" = "--ship" ]; then
+  python -m anoncli.training.shipping "$WORK/model" anoncli/pretrained/rdalm --report "test_mixtures=$WORK/report" \
+    --report-commands "anoncli anonymize MIX --method rdalm --param emit=both --out ANON; anoncli evaluate MIX ANON --out REPORT --probes features --bootstrap 0"
+fi

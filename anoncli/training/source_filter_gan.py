@@ -243,10 +243,10 @@ def envelope_change(method: str, modules: dict[str, nn.Module], x: torch.Tensor,
     if method == "gengan":
         n = noise.get("noise")
         if n is None:
-            n = torch.randn(batch, 1, x.shape[2] // 16, x.shape[3] // 16, generator=generator)
+            n = torch.randn(batch, 1, x.shape[2] // 16, x.shape[3] // 16, generator=generator).to(x.device)
         return modules["generator"](x, {"noise": n}), None
-    z_f = noise.get("z_filter", torch.randn(batch, 10, generator=generator) if generator is not None else None)
-    z_g = noise.get("z_gen", torch.randn(batch, 10, generator=generator) if generator is not None else None)
+    z_f = noise.get("z_filter", torch.randn(batch, 10, generator=generator).to(x.device) if generator is not None else None)
+    z_g = noise.get("z_gen", torch.randn(batch, 10, generator=generator).to(x.device) if generator is not None else None)
     filtered = modules["filter"](x, {"z": z_f})
     return modules["generator"](filtered, {"z": z_g, "label": targets}), filtered
 
@@ -310,11 +310,17 @@ class SourceFilterTrainer:
         self.filter_d = (AlexNetDiscriminator(k, width=c["d_width"], first_stride=c["d_first_stride"])
                          if self.method == "pcmelgan" else None)
         mel = sf.envelope_mel(c["sample_rate"])
-        self.centres = band_centres(mel.filterbank)
+        self.centres = band_centres(mel.filterbank).to(self.device)
         needs_matcher = c["use_embedding"] or c["speaker_weight"] > 0
         self.matcher = (MelSpeakerEncoder(mel.filterbank, mel.sample_rate, mel.n_fft, int(sf.FRAME_PERIOD_MS * mel.sample_rate / 1000))
                         if needs_matcher else None)
         g_params = [p for m in self.modules.values() for p in m.parameters()]
+        for module in [*self.train_modules().values(), *([self.matcher] if self.matcher is not None else [])]:
+            module.to(self.device)
+        self.stats_mean, self.stats_std = self.stats_mean.to(self.device), self.stats_std.to(self.device)
+        self.class_stats = self.class_stats.to(self.device)
+        for item in self.train:      # the contours the prosody losses need, on the training device
+            item.log_f0, item.voiced, item.energy, item.stats = (t.to(self.device) for t in (item.log_f0, item.voiced, item.energy, item.stats))
         self.opt_g = torch.optim.Adam(g_params, lr=c["lr_g"], betas=(0.5, 0.9))
         d_params = list(self.discriminator.parameters()) + (list(self.filter_d.parameters()) if self.filter_d else [])
         self.opt_d = torch.optim.Adam(d_params, lr=c["lr_d"], betas=(0.5, 0.9))
@@ -337,7 +343,7 @@ class SourceFilterTrainer:
             start = int(torch.randint(0, env.shape[-1] - frames + 1, (1,), generator=rng))
             starts.append(start)
             envs.append(env[:, start:start + frames])
-        return torch.stack(envs), starts
+        return torch.stack(envs).to(self.device), starts
 
     def norm_stats(self, stats: torch.Tensor) -> torch.Tensor:
         return (stats - self.stats_mean) / self.stats_std
@@ -348,7 +354,7 @@ class SourceFilterTrainer:
     def forward_fake(self, items: list[SFItem], targets: torch.Tensor, rng: torch.Generator):
         c = self.config
         frames = c["segment_frames"]
-        z = torch.randn(len(items), NOISE_DIM, generator=rng)
+        z = torch.randn(len(items), NOISE_DIM, generator=rng).to(self.device)
         stats_real = torch.stack([i.stats for i in items])
         params = self.modules["prosody"](stats_real, targets, z)
         env_raw, starts = self.crops(items, rng)
@@ -359,8 +365,8 @@ class SourceFilterTrainer:
                                               active=item.energy > item.energy.max() - 40.0))
             g = gain[start:start + frames]
             gains.append(nn.functional.pad(g, (0, frames - g.shape[0]), mode="replicate") if g.shape[0] < frames else g)
-        mu = torch.tensor([i.mu for i in items])[:, None, None]
-        sigma = torch.tensor([i.sigma for i in items])[:, None, None]
+        mu = torch.tensor([i.mu for i in items], device=self.device)[:, None, None]
+        sigma = torch.tensor([i.sigma for i in items], device=self.device)[:, None, None]
         warped = warp_logmel(env_raw, params[:, 3], self.centres)
         x_in = ((warped - mu) / (3 * sigma + 1e-6)).clamp(-1, 1).unsqueeze(1)
         out, filtered = envelope_change(self.method, self.modules, x_in, targets, generator=rng)
@@ -373,8 +379,8 @@ class SourceFilterTrainer:
 
     def step(self, items: list[SFItem], rng: torch.Generator) -> dict[str, float]:
         c, k = self.config, len(self.classes)
-        labels = torch.tensor([i.label for i in items])
-        targets = torch.randint(0, k, (len(items),), generator=rng)
+        labels = torch.tensor([i.label for i in items], device=self.device)
+        targets = torch.randint(0, k, (len(items),), generator=rng).to(self.device)
         f = self.forward_fake(items, targets, rng)
         emb_fake = self.embed(f["raw"])
         with torch.no_grad():
@@ -394,7 +400,7 @@ class SourceFilterTrainer:
             loss_g = loss_g + c["speaker_weight"] * spk
             losses["g_spk"] = spk.item()
         if self.filter_d is not None:
-            uniform = torch.full((len(items), k), 1.0 / k)
+            uniform = torch.full((len(items), k), 1.0 / k, device=self.device)
             f_logits = self.filter_d(f["filtered"])
             f_adv = -(uniform * torch.log_softmax(f_logits, 1)).sum(1).mean()
             loss_g = loss_g + c["adv_weight"] * f_adv
@@ -425,12 +431,12 @@ class SourceFilterTrainer:
             picks = torch.randint(0, len(self.train), (self.config["batch_size"],), generator=rng).tolist()
             items = [self.train[i] for i in picks]
             env_raw, _ = self.crops(items, rng)
-            mu = torch.tensor([i.mu for i in items])[:, None, None]
-            sigma = torch.tensor([i.sigma for i in items])[:, None, None]
+            mu = torch.tensor([i.mu for i in items], device=self.device)[:, None, None]
+            sigma = torch.tensor([i.sigma for i in items], device=self.device)[:, None, None]
             with torch.no_grad():
                 emb = self.embed(env_raw)
             logits = self.discriminator(self.d_input(env_raw, mu, sigma), self.norm_stats(torch.stack([i.stats for i in items])), emb)
-            loss = nn.functional.cross_entropy(logits, torch.tensor([i.label for i in items]))
+            loss = nn.functional.cross_entropy(logits, torch.tensor([i.label for i in items], device=self.device))
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()

@@ -25,7 +25,7 @@ from anoncli.cli.output import FormatOption, QuietOption, check_format, emit, pr
 from anoncli.errors import EXIT_UNHEALTHY
 
 PACKAGES = ("torch", "torchaudio", "numpy", "numba", "soundfile", "soxr", "pyarrow", "speechbrain", "resemblyzer",
-            "pocketsphinx", "pyworld", "pystoi", "dask", "distributed", "typer")
+            "pocketsphinx", "pyworld", "pystoi", "safetensors", "dask", "distributed", "typer")
 
 
 def _version(package: str) -> str | None:

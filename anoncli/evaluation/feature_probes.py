@@ -363,6 +363,7 @@ def stable_summary(raw: dict, labels: dict) -> dict:
      "attacker": {COL: {accuracy, chance, auc, normalised, n, model, [within, groups]}},
      "attacker_audio": {COL: {...}}, "attacker_unmasked": {COL: {...}},
      "sdr": {sdr_db_mean, sdr_db_median, n, ...}, "probes": the raw summary}
+    (`anoncli evaluate` puts the raw entries under their probe names instead of "probes".)
     `auc` is the binary ROC AUC, or for K > 2 classes the macro one-vs-rest AUC
     (averaged over the within-groups, weighted by items). COL is the label as
     asked for (`speech` also when the corpus only has `speech_present`).
@@ -463,12 +464,20 @@ class FeatureProbe(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         method = ctx.pairing.methods[0] if ctx.pairing.methods else ""
         labels = resolve_labels(method, getattr(ctx.config, "utility", None), getattr(ctx.config, "private", None))
+        table = ctx.pairing.manifest_table
+        frame = table.to_pandas() if hasattr(table, "to_pandas") else table
+        if "status" in frame:
+            frame = frame[frame["status"] == "ok"]
+        probes = label_probes(labels, _feature_column(frame) is not None, frame, declared_probes(method)[1])
         try:
-            rows, summary = evaluate_features(ctx.config.original, ctx.config.anonymized, ctx.pairing.manifest_table,
-                                              seed=ctx.config.seed, labels=labels)
+            rows, summary = evaluate_features(ctx.config.original, ctx.config.anonymized, table, probes=probes,
+                                              seed=ctx.config.seed)
         except NotImplementedError as err:
             return ProbeResult(notes=[f"features: not evaluated ({err})"])
-        return ProbeResult(stable_summary(summary, labels), tables={"feature_scores.parquet": rows})
+        # the raw entries stay under their probe names ("utility:gender", ...) next to the stable keys
+        stable = stable_summary(summary, labels)
+        stable.pop("probes", None)
+        return ProbeResult({**summary, **stable}, tables={"feature_scores.parquet": rows})
 
     @classmethod
     def table_rows(cls, key: str, entry: dict):

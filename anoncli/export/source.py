@@ -34,16 +34,17 @@ def read_output_rows(out: Path) -> tuple[list[ExportRow], list[str], int]:
     skipped = 0
     out_abs = out.resolve()
     for record in table.to_pylist():
-        if record.get("status") != STATUS_OK or not record.get("output_path"):
+        row = ManifestRow.from_record(record)
+        if row.status != STATUS_OK or not row.output_path:
             skipped += 1
             continue
-        audio = out_abs / record["output_path"]
+        audio = out_abs / row.output_path
         if not audio.resolve().is_relative_to(out_abs.resolve()):
-            raise InputError(f"{out}: manifest row {record['utt_id']!r} points outside the output folder")
+            raise InputError(f"{out}: manifest row {row.utt_id!r} points outside the output folder")
         if not audio.is_file():
             raise InputError(f"{audio}: listed as done in the manifest but missing (rerun anonymize to resume)")
-        labels = {c: (None if record.get(c) is None else str(record.get(c))) for c in label_columns}
-        rows.append(ExportRow(record["utt_id"], record.get("speaker"), audio, record["output_path"], labels))
+        labels = {c: (None if row.labels.get(c) is None else str(row.labels[c])) for c in label_columns}
+        rows.append(ExportRow(row.utt_id, row.speaker, audio, row.output_path, labels))
     rows.sort(key=lambda r: r.utt_id)
     if not rows:
         raise InputError(f"{out}: no finished (status ok) utterances to export")

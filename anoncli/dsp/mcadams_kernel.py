@@ -14,6 +14,12 @@ The algorithm, its conventions and constants are exactly those of the batched
 torch implementation in `anoncli.dsp.batched` (used on GPUs); each frame is
 processed independently of its neighbours, so the output of an utterance does
 not depend on which other utterances share its batch.
+
+The DC and rumble removal before it (`remove_rumble_kernel`, with the mean
+summed in torch's order by `ordered_sum`) is compiled too, with the same bits
+as the torch version. Compiled code is cached on disk (`cache=True`, in a
+writable folder, see `_writable_cache`); `ensure_cached` compiles it in a
+child process on first use, so that every run executes the cached code.
 """
 
 from __future__ import annotations

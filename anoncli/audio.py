@@ -68,6 +68,7 @@ class Audio:
 
     @property
     def duration_s(self) -> float:
+        """Length in seconds: `len(samples) / sample_rate`."""
         return len(self.samples) / float(self.sample_rate)
 
 

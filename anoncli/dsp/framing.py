@@ -35,14 +35,17 @@ class FrameLayout:
 
     @property
     def lead(self) -> int:
+        """Zeros before the signal, in samples: `win_len - shift`."""
         return self.win_len - self.shift
 
     @property
     def n_frames(self) -> int:
+        """Number of frames that touch the signal."""
         return (self.lead + self.length - 1) // self.shift + 1
 
     @property
     def padded_length(self) -> int:
+        """Samples in the padded signal: lead, signal and trailing zeros up to the end of the last frame."""
         return (self.n_frames - 1) * self.shift + self.win_len
 
 

@@ -23,6 +23,7 @@ ECAPA_MODEL_KIND = "anoncli-asv-ecapa"  # model.json "kind" of an `anoncli train
 
 
 class EmbeddingBackend(Protocol):
+    """What every speaker-embedding backend offers: a `name` and `embed`."""
     name: str
 
     def embed(self, waves: list[np.ndarray]) -> np.ndarray: ...
@@ -60,6 +61,7 @@ def _ge2e(device: str):
     from torch import nn
 
     class GE2E(nn.Module):
+        """resemblyzer's GE2E speaker encoder: mel frames (B, frames, 40) -> L2-normalised embeddings (B, 256)."""
         def __init__(self):
             super().__init__()
             self.lstm = nn.LSTM(40, 256, 3, batch_first=True)
@@ -148,6 +150,11 @@ class ResemblyzerBackend:
         return np.stack([mel[s:s + PARTIAL_FRAMES] for s in starts])
 
     def embed(self, waves: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of 16 kHz float32 mono waves, shape (len(waves), 256), L2-normalised float32.
+
+        Returns shape (0, 256) for no waves. Raises AnoncliError (at construction)
+        when resemblyzer's bundled weights are missing.
+        """
         import torch
 
         partials, owners = [], []
@@ -195,6 +202,10 @@ class SpeechBrainFolderBackend:
         self.name = f"speechbrain:{folder.name}"
 
     def embed(self, waves: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of 16 kHz float32 mono waves, one at a time, shape (len(waves), D), L2-normalised float32.
+
+        D is the model's embedding size (192 for speechbrain's ECAPA-TDNN).
+        """
         import torch
 
         results = []
@@ -217,6 +228,7 @@ class SpeakerEncoder:
         self.device = device
 
     def features(self, waves):
+        """Fbank features with the per-utterance mean removed: (B, samples) at 16 kHz -> (B, frames, n_mels)."""
         feats = self.fbank(waves)
         return feats - feats.mean(dim=1, keepdim=True)
 
@@ -243,6 +255,7 @@ class EcapaBackend:
         self.name = f"ecapa:{folder.name}"
 
     def embed(self, waves: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of 16 kHz float32 mono waves, one at a time, shape (len(waves), lin_neurons), L2-normalised float32."""
         import torch
 
         results = []

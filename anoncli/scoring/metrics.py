@@ -67,6 +67,7 @@ def normalised_accuracy(accuracy: float, chance: float, full: float = 100.0) -> 
 
 
 def accuracy(y_true, y_pred) -> float:
+    """Share of `y_pred` equal to `y_true`, in % (0..100); nan for empty inputs."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     return 100.0 * float(np.mean(y_true == y_pred)) if y_true.size else float("nan")
 

@@ -73,6 +73,7 @@ class OriginalCache:
         return self.folder / f"{_digest(key)}.npz"
 
     def get(self, key: str | None) -> Side | None:
+        """The cached `Side` for `key` (memory first, then disk); None when the key is None, absent or the entry is damaged."""
         if key is None:
             return None
         if key in self.memory:
@@ -95,6 +96,10 @@ class OriginalCache:
         return side
 
     def put(self, key: str | None, side: Side) -> None:
+        """Remember `side` under `key` in memory and, when enabled, write it atomically to disk; a None key is ignored.
+
+        A failed disk write is not an error: it warns once and turns the disk cache off for this run.
+        """
         if key is None:
             return
         self._remember(key, side)

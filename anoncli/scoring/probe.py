@@ -89,6 +89,7 @@ def _train_linear(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
     opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=200, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
+        """One L-BFGS evaluation: cross-entropy plus the L2 penalty, with gradients; returns the loss."""
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(xt), yt) + 0.5 / len(xt) * model.weight.pow(2).sum()
         loss.backward()

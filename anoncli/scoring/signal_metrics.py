@@ -163,6 +163,7 @@ def log_spectral_distance(reference: np.ndarray, processed: np.ndarray, sample_r
     window = np.hanning(n_fft).astype(np.float32)
 
     def power(x: np.ndarray) -> np.ndarray:
+        """Power spectra of Hann-windowed frames, shape (frames, n_fft // 2 + 1)."""
         frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * window
         return np.abs(np.fft.rfft(frames, axis=1)) ** 2
 

@@ -39,6 +39,12 @@ __all__ = [
 
 @dataclass
 class Corpus:
+    """An opened corpus: its root, utterances in walk order, label columns, and how they were found.
+
+    `layout` is the layout name ("plain" without labels), `labels_source` the
+    table the labels came from, `ignored_files` the non-audio files skipped, and
+    `notes` one-line remarks for the user.
+    """
     root: Path
     utterances: list[Utterance]
     label_columns: list[str]

@@ -195,6 +195,7 @@ def _rows_from_csv(path: Path, sep: str | None = None) -> Iterator[tuple[str, di
 
 def _no_duplicate_keys(path: Path, number: int):
     def hook(pairs):
+        """`json.loads` object hook: the object as a dict; raises InputError on a repeated key."""
         keys = set()
         for key, _ in pairs:
             if key in keys:
@@ -356,6 +357,7 @@ def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[st
 
 
 def find_metadata(root: Path) -> Path | None:
+    """The first of metadata.csv, metadata.jsonl, metadata.parquet directly in `root`; None if there is none."""
     for name in METADATA_NAMES:
         candidate = root / name
         if candidate.is_file():

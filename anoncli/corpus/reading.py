@@ -20,6 +20,11 @@ COMMAND_TIMEOUT_S = 600
 
 
 def run_command(utt: Utterance) -> bytes:
+    """The stdout of a wav.scp piped command (`bash -o pipefail -c`), normally WAV bytes.
+
+    Raises AudioError naming the file when the command cannot start, exits non-zero
+    or runs past COMMAND_TIMEOUT_S (600 s).
+    """
     where = f"{utt.path} ({utt.utt_id})"
     try:
         done = subprocess.run(

@@ -32,6 +32,7 @@ class Utterance:
 
     @property
     def speaker(self) -> str | None:
+        """The "speaker" label, or None when the corpus has none."""
         return self.labels.get("speaker")
 
     @property

@@ -25,11 +25,13 @@ MARKER_DEPTH = 2
 
 
 def is_audio_name(name: str) -> bool:
+    """Whether a file name has one of the audio extensions (case-insensitive)."""
     return name.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS if "." in name else False
 
 
 @dataclass
 class WalkStats:
+    """Counts and side files gathered by one walk of a corpus folder."""
     audio_files: int = 0
     ignored_files: int = 0
     # Non-audio files within MARKER_DEPTH folders of the root, as posix paths relative to it.

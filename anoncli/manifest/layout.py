@@ -11,14 +11,17 @@ PART_RE = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
 
 
 def manifest_dir(out: Path) -> Path:
+    """The manifest folder of an output folder: `out/manifest`."""
     return Path(out) / MANIFEST_DIR
 
 
 def part_name(index: int, count: int) -> str:
+    """File name of manifest part `index` of `count`: `part-00000-of-00004.parquet`."""
     return f"part-{index:05d}-of-{count:05d}.parquet"
 
 
 def part_path(out: Path, index: int, count: int) -> Path:
+    """Path of manifest part `index` of `count` inside `out`."""
     return manifest_dir(out) / part_name(index, count)
 
 
@@ -28,6 +31,7 @@ def pending_dir(out: Path, index: int, count: int) -> Path:
 
 
 def part_files(out: Path) -> list[Path]:
+    """Finished manifest parts of `out`, sorted; empty when there is no manifest folder."""
     folder = manifest_dir(out)
     if not folder.is_dir():
         return []
@@ -35,6 +39,7 @@ def part_files(out: Path) -> list[Path]:
 
 
 def pending_files(out: Path) -> list[Path]:
+    """Batch files of running or killed shards (`manifest/.pending/*/*.parquet`, hidden files excluded), sorted."""
     root = manifest_dir(out) / PENDING_DIR
     if not root.is_dir():
         return []

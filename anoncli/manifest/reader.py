@@ -21,6 +21,7 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
 
 
 def read_parquet_schema(path: Path) -> pa.Schema:
+    """The Arrow schema of one manifest file; a damaged or foreign file is an InputError naming it (exit 2)."""
     try:
         return pq.read_schema(path)
     except (pa.ArrowException, OSError) as err:

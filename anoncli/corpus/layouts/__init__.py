@@ -38,6 +38,7 @@ __all__ = ["LAYOUTS", "NAMED", "Detection", "Layout", "LayoutResult", "Scan", "d
 
 
 def get_layout(name: str) -> Layout:
+    """The layout registered as `name`; raises InputError (exit 2) for an unknown name."""
     try:
         return LAYOUTS[name]
     except KeyError:
@@ -56,6 +57,7 @@ def detect_named(scan: Scan) -> tuple[Detection | None, list[Detection]]:
 
 
 def describe_tried(found: list[Detection]) -> str:
+    """One line for an error message: the layouts tried and the best three partial matches with their shares."""
     tried = ", ".join(["kaldi"] + NAMED + ["audiofolder"])
     if not found:
         return f"tried {tried}"

@@ -18,6 +18,7 @@ from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
 
 
 def path_utterances(scan: Scan) -> list[Utterance]:
+    """One unlabelled `Utterance` per audio path of the scan, its id taken from the relative path."""
     root = scan.root
     return [Utterance(utt_id_from_rel_path(rel), root / rel, rel, {}) for rel in scan.audio]
 
@@ -65,6 +66,7 @@ def attach_table(utterances: list[Utterance], table: Path, root: Path, split: st
 
 
 class AudioFolder(Layout):
+    """Hugging Face audiofolder: a metadata table in the root, or one per split folder one level down."""
     name = "audiofolder"
     title = "audiofolder (metadata.csv|jsonl|parquet with file_name)"
 
@@ -109,6 +111,7 @@ class AudioFolder(Layout):
 
 
 class Plain(Layout):
+    """Any folder of audio: every file an utterance, no labels."""
     name = "plain"
     title = "plain folder of audio (no labels)"
 

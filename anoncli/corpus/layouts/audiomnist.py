@@ -20,6 +20,10 @@ META = "audioMNIST_meta.txt"
 
 
 def read_meta(path) -> dict[str, dict]:
+    """AudioMNIST's meta file as {two-digit speaker: fields}; trailing commas are tolerated.
+
+    Raises InputError naming the file when it cannot be read or is not a JSON object.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -44,6 +48,7 @@ def _text(value) -> str | None:
 
 
 class AudioMNIST(FilenameLayout):
+    """AudioMNIST (Becker et al., 2018): speaker, digit and repetition from the name, the rest from audioMNIST_meta.txt."""
     name = "audiomnist"
     title = "AudioMNIST (NN/D_NN_I.wav)"
     columns = ("speaker", "gender", "age", "accent", "native_speaker", "origin", "digit", "transcript", "repetition")

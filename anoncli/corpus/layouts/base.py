@@ -30,11 +30,13 @@ class Scan:
 
     @classmethod
     def of(cls, root: Path) -> "Scan":
+        """Walk `root` once: its audio paths (sorted) and the walk's statistics and side files."""
         stats = WalkStats()
         audio = sorted(iter_audio_files(root, stats))
         return cls(root, audio, stats)
 
     def sample(self, n: int = DETECT_SAMPLE) -> list[str]:
+        """At most `n` audio paths spread evenly over the sorted list (all of them when there are fewer)."""
         if len(self.audio) <= n:
             return self.audio
         step = len(self.audio) / n
@@ -56,6 +58,7 @@ class Scan:
 
 @dataclass
 class Detection:
+    """A layout's claim on a scanned folder: its name, the share of sampled names it parses, and why."""
     layout: str
     share: float  # share of sampled audio names the layout parses
     reason: str
@@ -63,6 +66,7 @@ class Detection:
 
 @dataclass
 class LayoutResult:
+    """What a layout loads: utterances, their label columns, the label source (a path, or None) and notes for the user."""
     utterances: list[Utterance]
     label_columns: list[str]
     labels_source: str | None = None
@@ -103,9 +107,11 @@ class Layout:
     needs_walk: ClassVar[bool] = True
 
     def detect(self, scan: Scan) -> Detection | None:
+        """A `Detection` when the scanned folder looks like this layout, else None; looks at names only."""
         raise NotImplementedError
 
     def load(self, scan: Scan, **options) -> LayoutResult:
+        """The utterances and labels of the scanned folder; raises InputError (exit 2) on unreadable or malformed side files."""
         raise NotImplementedError
 
 
@@ -120,9 +126,11 @@ class FilenameLayout(Layout):
     pattern: ClassVar[re.Pattern]
 
     def parse(self, rel_path: str) -> re.Match | None:
+        """The layout's `pattern` searched in a path relative to the root; None when the name does not follow the layout."""
         return self.pattern.search(rel_path)
 
     def detect(self, scan: Scan) -> Detection | None:
+        """The share of sampled names that parse; None when none does."""
         sample = scan.sample()
         if not sample:
             return None
@@ -133,6 +141,7 @@ class FilenameLayout(Layout):
         return Detection(self.name, share, f"{hits} of {len(sample)} sampled file names follow the {self.title} naming")
 
     def context(self, scan: Scan) -> dict:
+        """Side tables loaded once per corpus (speaker tables, transcripts' folder); key "_notes" holds remarks for the user."""
         return {}
 
     def utt_id_for(self, match: re.Match, rel_path: str) -> str:
@@ -140,12 +149,15 @@ class FilenameLayout(Layout):
         return rel_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
     def labels_for(self, match: re.Match, context: dict) -> dict[str, str | None]:
+        """The labels coded in one matched path, with help from `context`: {column: value or None}."""
         raise NotImplementedError
 
     def source_note(self, context: dict) -> str | None:
+        """Where the side labels came from (shown to the user), or None."""
         return None
 
     def load(self, scan: Scan, **options) -> LayoutResult:
+        """Every audio path as an utterance: parsed names get labels, others keep their path as id and no labels (noted)."""
         context = self.context(scan)
         utterances = []
         unmatched = 0

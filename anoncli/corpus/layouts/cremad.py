@@ -35,6 +35,10 @@ DEMOGRAPHICS = "VideoDemographics.csv"
 
 
 def read_demographics(path) -> dict[str, dict[str, str | None]]:
+    """VideoDemographics.csv as {ActorID: gender, age, race, ethnicity}.
+
+    Raises InputError naming the file when it cannot be read or lacks an ActorID column.
+    """
     people: dict[str, dict[str, str | None]] = {}
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -58,6 +62,7 @@ def read_demographics(path) -> dict[str, dict[str, str | None]]:
 
 
 class CremaD(FilenameLayout):
+    """CREMA-D (Cao et al., 2014): actor, sentence, emotion and intensity from the name; demographics from VideoDemographics.csv."""
     name = "cremad"
     title = "CREMA-D (ActorID_Sentence_Emotion_Level.wav)"
     columns = ("speaker", "gender", "age", "race", "ethnicity", "emotion", "intensity", "text_id", "transcript")

@@ -69,6 +69,7 @@ def read_table(path: Path) -> Iterator[tuple[int, str, str]]:
 
 
 def read_map(path: Path) -> dict[str, str]:
+    """A two-column Kaldi table (utt2spk, text, ...) as {key: rest of line}; raises InputError on a repeated key."""
     values: dict[str, str] = {}
     for number, key, rest in read_table(path):
         if key in values:
@@ -78,6 +79,7 @@ def read_map(path: Path) -> dict[str, str]:
 
 
 class Kaldi(Layout):
+    """A Kaldi data folder: wav.scp and utt2spk, with optional spk2gender, text and utt2emo."""
     name = "kaldi"
     title = "Kaldi data directory (wav.scp + utt2spk)"
     columns = ("speaker", "gender", "transcript", "emotion")

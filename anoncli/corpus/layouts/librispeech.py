@@ -43,6 +43,7 @@ def read_speakers_tsv(path: Path) -> dict[str, dict[str, str | None]]:
 
 
 def find_speaker_table(scan: Scan) -> Path | None:
+    """SPEAKERS.TXT or speakers.tsv in the corpus (root or one folder down) or its parent; None if absent."""
     found = scan.side_file("SPEAKERS.TXT", "speakers.tsv")
     if found is not None:
         return found
@@ -54,6 +55,7 @@ def find_speaker_table(scan: Scan) -> Path | None:
 
 
 def load_speaker_table(scan: Scan) -> dict:
+    """The speaker table as a layout context: {"speakers": {id: gender, subset}, "source": path}, or a note when absent."""
     path = find_speaker_table(scan)
     if path is None:
         return {"speakers": {}, "_notes": ["no SPEAKERS.TXT found: gender is left empty"]}
@@ -84,6 +86,7 @@ class _LibriLayout(FilenameLayout):
 
 
 class LibriSpeech(_LibriLayout):
+    """LibriSpeech (Panayotov et al., 2015): speaker and chapter from the path, transcripts from each chapter's trans.txt."""
     name = "librispeech"
     title = "LibriSpeech (SPK/CHAP/SPK-CHAP-NNNN.flac)"
     pattern = re.compile(r"(?:^|/)(\d+)/(\d+)/\1-\2-(\d+)\.(?:flac|wav)$", re.IGNORECASE)
@@ -126,6 +129,7 @@ class LibriSpeech(_LibriLayout):
 
 
 class LibriTTS(_LibriLayout):
+    """LibriTTS (Zen et al., 2019): speaker and chapter from the path, the transcript from the .normalized.txt beside the audio."""
     name = "libritts"
     title = "LibriTTS (SPK/CHAP/SPK_CHAP_P_S.wav)"
     pattern = re.compile(r"(?:^|/)(\d+)/(\d+)/\1_\2_(\d+)_(\d+)\.wav$", re.IGNORECASE)

@@ -16,6 +16,7 @@ INFO = "speaker-info.txt"
 
 
 def read_speaker_info(path: Path) -> dict[str, dict[str, str | None]]:
+    """VCTK's speaker-info.txt as {"pNNN": age, gender, accent, region}; the header line is skipped."""
     speakers: dict[str, dict[str, str | None]] = {}
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
@@ -34,6 +35,7 @@ def read_speaker_info(path: Path) -> dict[str, dict[str, str | None]]:
 
 
 class VCTK(FilenameLayout):
+    """CSTR VCTK 0.80 and 0.92: speaker, utterance and microphone from the name; speaker info and txt/ transcripts beside it."""
     name = "vctk"
     title = "VCTK (pNNN/pNNN_UUU[_micM].wav|flac)"
     columns = ("speaker", "gender", "age", "accent", "region", "transcript", "mic")

@@ -47,6 +47,7 @@ def header_duration(utt: Utterance) -> float:
 
 
 def durations(utterances: Sequence[Utterance], threads: int = HEADER_THREADS) -> list[float]:
+    """Each utterance's duration in seconds from its audio header (0.0 when unreadable); headers read on threads for 64+ files."""
     if len(utterances) < 64 or threads <= 1:
         return [header_duration(u) for u in utterances]
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -54,6 +55,7 @@ def durations(utterances: Sequence[Utterance], threads: int = HEADER_THREADS) ->
 
 
 def fixed_batches(items: Sequence[Utterance], size: int) -> list[list[Utterance]]:
+    """`items` cut in order into batches of `size` (the last may be shorter)."""
     return [list(items[start:start + size]) for start in range(0, len(items), size)]
 
 

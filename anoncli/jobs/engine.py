@@ -37,6 +37,7 @@ SHOWN_LINES = 20
 
 @dataclass
 class AnonymizeConfig:
+    """Everything an `anonymize` run needs: corpus and output folders, method and its settings, batching, shard and output options."""
     corpus: Path
     out: Path
     method: str = "mcadams"
@@ -68,16 +69,19 @@ class AnonymizeConfig:
     progress: bool = True
 
     def method_options(self) -> MethodOptions:
+        """The generic `MethodOptions` (device, seed, per-speaker, checkpoint, vocoder, method params) for `create_method`."""
         return MethodOptions(device=self.device, seed=self.seed, per_speaker=self.per_speaker,
                              checkpoint=self.checkpoint, vocoder=self.vocoder, extra=dict(self.params))
 
     def result_settings(self) -> dict[str, Any]:
+        """The settings that change what is written; a rerun into the same --out must match them."""
         values = asdict(self)
         return {key: values[key] for key in _RESULT_KEYS}
 
 
 @dataclass
 class Plan:
+    """What a run will do for its shard: the corpus, the shard's utterances, those to process, and counts of those skipped or redone."""
     corpus: Corpus
     shard_utterances: list[Utterance]
     todo: list[Utterance]
@@ -87,6 +91,7 @@ class Plan:
 
 
     def as_dict(self, config: AnonymizeConfig) -> dict[str, Any]:
+        """The plan as JSON-ready counts (what --dry-run prints)."""
         return {
             "corpus": str(config.corpus), "out": str(config.out), "method": config.method,
             "shard": f"{config.shard[0]}/{config.shard[1]}", "corpus_files": len(self.corpus),
@@ -120,6 +125,7 @@ class RunSummary:
 
     @property
     def realtime_factor(self) -> float:
+        """Seconds of audio processed per second of wall time (0.0 for no time)."""
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
@@ -190,6 +196,10 @@ def _check_compatible(config: AnonymizeConfig) -> None:
 
 
 def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
+    """Open the corpus (unless given), select the shard and split it into files to do and files OUT already holds.
+
+    Raises InputError (exit 2) for a corpus that cannot be opened.
+    """
     corpus = corpus or open_corpus(config.corpus, config.labels_file, layout=config.layout,
                                    allow_commands=config.allow_commands, labels_sep=config.labels_sep)
     shard_utts = select_shard(corpus.utterances, *config.shard)
@@ -197,6 +207,7 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
     pseudonyms = _pseudonymizer(config)
 
     def key(utt: Utterance) -> str:
+        """The id the manifest records for `utt` (its pseudonym when pseudonymising)."""
         return pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id
 
     todo, skipped, redo, skipped_failed = [], 0, 0, 0
@@ -257,6 +268,7 @@ def _versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     def installed(name: str) -> str | None:
+        """The installed version of distribution `name`, or None."""
         try:
             return version(name)
         except PackageNotFoundError:

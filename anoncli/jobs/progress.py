@@ -8,6 +8,7 @@ from anoncli.progress import progress_bar
 
 
 class JobProgress:
+    """A progress bar on stderr counting files, with audio hours, real-time factor and failures; a context manager."""
     def __init__(self, total: int, enabled: bool = True, description: str = "anonymize"):
         self._bar = progress_bar(total=total, unit="file", desc=description, enabled=enabled,
                                  dynamic_ncols=True, smoothing=0.1)
@@ -16,6 +17,7 @@ class JobProgress:
         self._start = time.perf_counter()
 
     def advance(self, files: int, audio_s: float, failed: int = 0) -> None:
+        """Count `files` more files holding `audio_s` seconds of audio, `failed` of them failed."""
         self._audio_s += audio_s
         self._failed += failed
         elapsed = max(time.perf_counter() - self._start, 1e-9)

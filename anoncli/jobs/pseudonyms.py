@@ -19,10 +19,12 @@ from anoncli.atomic import atomic_path
 
 
 def key_path(mapping: Path) -> Path:
+    """The pseudonym key file beside the mapping file: `<mapping>.key`."""
     return mapping.with_name(mapping.name + ".key")
 
 
 def load_or_create_key(mapping: Path) -> bytes:
+    """The 32-byte HMAC key beside `mapping`, created (mode 0600, exclusively) when absent so that concurrent shards share it."""
     path = key_path(mapping)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -36,20 +38,24 @@ def load_or_create_key(mapping: Path) -> bytes:
 
 
 class Pseudonymizer:
+    """Keyed HMAC-SHA256 pseudonyms for speaker and utterance ids."""
     def __init__(self, key: bytes):
         self._key = key
 
     @property
     def key(self) -> bytes:
+        """The HMAC key (32 bytes)."""
         return self._key
 
     def _digest(self, kind: str, value: str, length: int) -> str:
         return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:length]
 
     def speaker(self, speaker: str | None) -> str | None:
+        """`spk-` and 10 hex digits of the keyed hash; None for no speaker."""
         return None if speaker is None else "spk-" + self._digest("speaker", speaker, 10)
 
     def utterance(self, utt_id: str) -> str:
+        """`utt-` and 16 hex digits of the keyed hash."""
         return "utt-" + self._digest("utt", utt_id, 16)
 
 

@@ -37,4 +37,5 @@ def parse_shard(text: str | None, environ: dict[str, str] | None = None) -> tupl
 
 
 def select_shard(items: Sequence[T], index: int, count: int) -> list[T]:
+    """Shard `index` of `count`: every `count`-th item starting at `index` (round-robin, order kept)."""
     return [item for position, item in enumerate(items) if position % count == index]

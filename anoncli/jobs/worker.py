@@ -63,6 +63,7 @@ class JobSpec:
 
 @dataclass
 class BatchResult:
+    """What one batch did: ok and failed counts, seconds of audio, error and warning lines, and its manifest rows."""
     ok: int = 0
     failed: int = 0
     audio_s: float = 0.0
@@ -76,6 +77,7 @@ _METHODS: dict[str, Any] = {}
 
 
 def method_for(spec: JobSpec) -> Method:
+    """The job's method, built and prepared once per worker process (cached by method name and options)."""
     key = json.dumps([spec.method, spec.options.__dict__], sort_keys=True, default=str)
     if key not in _METHODS:
         _METHODS.clear()
@@ -93,12 +95,14 @@ def preload_method(spec: JobSpec) -> None:
 
 
 def output_rel_path(utt: Utterance, fmt: str, pseudonyms: Pseudonymizer | None) -> str:
+    """Where an utterance's audio goes under OUT: its corpus path with `.fmt`, or `<pseudonym>.fmt`."""
     if pseudonyms is not None:
         return f"{pseudonyms.utterance(utt.utt_id)}.{fmt}"
     return str(PurePosixPath(utt.rel_path).with_suffix(f".{fmt}"))
 
 
 def features_rel_path(utt: Utterance, pseudonyms: Pseudonymizer | None) -> str:
+    """Where an utterance's feature output goes under OUT: `features/<stem or pseudonym>.npy`."""
     stem = pseudonyms.utterance(utt.utt_id) if pseudonyms is not None else str(PurePosixPath(utt.rel_path).with_suffix(""))
     return f"{FEATURES_DIR}/{stem}.npy"
 
@@ -157,6 +161,12 @@ class _Loaded:
 
 
 def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
+    """Anonymise a batch: read, process, write each file and record one manifest row per file.
+
+    A file that fails (bad input, a method error) is recorded as failed and the
+    batch goes on; OSError, MemoryError and EnvironmentFailure stop the job
+    instead (the file stays unrecorded, to be redone on resume).
+    """
     method = method_for(spec)
     if spec.single_thread:
         _single_thread_torch(method)

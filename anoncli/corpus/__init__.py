@@ -45,6 +45,7 @@ class Corpus:
     table the labels came from, `ignored_files` the non-audio files skipped, and
     `notes` one-line remarks for the user.
     """
+
     root: Path
     utterances: list[Utterance]
     label_columns: list[str]

@@ -32,6 +32,7 @@ def is_audio_name(name: str) -> bool:
 @dataclass
 class WalkStats:
     """Counts and side files gathered by one walk of a corpus folder."""
+
     audio_files: int = 0
     ignored_files: int = 0
     # Non-audio files within MARKER_DEPTH folders of the root, as posix paths relative to it.

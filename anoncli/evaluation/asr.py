@@ -29,6 +29,7 @@ _PUNCT = re.compile(r"[^\w\s']+", flags=re.UNICODE)
 
 
 def normalise_text(text: str | None) -> str:
+    """Lower case, punctuation (except apostrophes) replaced by spaces, white space collapsed; "" for None."""
     return " ".join(_PUNCT.sub(" ", (text or "").lower()).split())
 
 
@@ -51,6 +52,11 @@ def parse_vocabulary(spec: str | None) -> list[str] | None:
 
 
 class PocketSphinxRecogniser:
+    """Offline English pocketsphinx decoder: its en-us language model, or a JSGF grammar over a given vocabulary.
+
+    Raises AnoncliError when a vocabulary word is not in pocketsphinx's dictionary.
+    """
+
     name = "pocketsphinx"
     languages = POCKETSPHINX_LANGUAGES
     sample_rate = 16000
@@ -73,6 +79,7 @@ class PocketSphinxRecogniser:
             self.name = "pocketsphinx+en-us-lm"
 
     def transcribe(self, wave16k: np.ndarray) -> str:
+        """Normalised hypothesis for one 16 kHz float wave in [-1, 1] (clipped, decoded as 16-bit PCM)."""
         pcm = (np.clip(wave16k, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
         self.decoder.start_utt()
         self.decoder.process_raw(pcm, full_utt=True)
@@ -82,6 +89,8 @@ class PocketSphinxRecogniser:
 
 
 class SpeechBrainRecogniser:
+    """A speechbrain `EncoderDecoderASR` loaded from a local folder; raises AnoncliError when it has no hyperparams.yaml."""
+
     sample_rate = 16000
 
     def __init__(self, folder: Path, language: str):
@@ -96,6 +105,7 @@ class SpeechBrainRecogniser:
         self.name = f"speechbrain:{folder.name}"
 
     def transcribe(self, wave16k: np.ndarray) -> str:
+        """Normalised hypothesis for one 16 kHz float32 mono wave."""
         import torch
 
         with torch.inference_mode():
@@ -156,6 +166,7 @@ class HypothesisCache:
 
     @staticmethod
     def key(path: Path) -> str | None:
+        """A file's identity (resolved path, size, mtime in ns); None when it cannot be stat'ed."""
         try:
             st = path.stat()
         except OSError:
@@ -163,14 +174,17 @@ class HypothesisCache:
         return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
     def get(self, key: str | None) -> str | None:
+        """The cached hypothesis for `key`, or None (cache off, no key, not cached)."""
         return self.entries.get(key) if (self.enabled and key) else None
 
     def put(self, key: str | None, hyp: str) -> None:
+        """Remember the hypothesis for `key` (nothing when the cache is off or the key is None)."""
         if self.enabled and key:
             self.entries[key] = hyp
             self.dirty = True
 
     def save(self) -> None:
+        """Write the entries atomically when anything changed; a failed write is ignored."""
         if not (self.enabled and self.dirty):
             return
         import json
@@ -238,6 +252,7 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
     bar = progress_bar(total=len(jobs), desc="asr", unit="file", enabled=progress, leave=False)
 
     def take(chunk, hypotheses) -> None:
+        """Store one finished chunk's hypotheses (originals also in the cache) and advance the bar."""
         for (i, side, _path, key), text in zip(chunk, hypotheses):
             hyp[side][i] = text
             if side == "original":

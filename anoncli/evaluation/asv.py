@@ -28,6 +28,8 @@ MAX_NONTARGET_MODELS = 50   # per trial utterance, so huge corpora stay O(N)
 
 @dataclass
 class TrialList:
+    """ASV trials: enrolment models (utterance indices per model), each model's speaker, and (model, utterance, is target) trials."""
+
     models: dict[str, np.ndarray]       # model id -> indices of its enrolment utterances
     model_speaker: dict[str, str]       # model id -> speaker
     trials: list[tuple[str, int, bool]]  # (model id, trial utterance index, is target)
@@ -115,6 +117,10 @@ def _model_vectors(models: dict[str, np.ndarray], embeddings: np.ndarray) -> dic
 
 
 def score_trials(trial_list: TrialList, enrol_embeddings: np.ndarray, test_embeddings: np.ndarray) -> np.ndarray:
+    """Cosine score of each trial: (T,) float64 dot products of the L2-normalised mean enrolment embedding and the test embedding.
+
+    `enrol_embeddings` and `test_embeddings` are (N, D) L2-normalised arrays indexed like the trial list.
+    """
     vectors = _model_vectors(trial_list.models, enrol_embeddings)
     names = sorted(vectors)
     row_of = {name: k for k, name in enumerate(names)}
@@ -142,6 +148,7 @@ def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray,
         eer, dcf, threshold = metrics.eer_minDCF(scores[is_target], scores[~is_target])
 
         def boot(indices, scores=scores):
+            """EER (%) of the trials whose test utterances are `indices` (one bootstrap resample)."""
             return metrics.fast_eer(scores[indices][is_target[indices]], scores[indices][~is_target[indices]])
 
         low, high = metrics.bootstrap_ci(boot, test_speaker, n_boot=n_boot, seed=seed)

@@ -37,6 +37,8 @@ BINARY_NAMES = {"gender", "sex"}  # binary attributes reported as GR / gr as in 
 
 @dataclass
 class ProbeSpec:
+    """One label column to attack: its name, the classes kept, and a note on what was dropped."""
+
     column: str
     classes: list[str]
     note: str = ""
@@ -131,6 +133,7 @@ class LogisticHead:
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class posteriors (N, n_classes) for features (N, n_features)."""
         import torch
 
         with torch.no_grad():
@@ -138,11 +141,13 @@ class LogisticHead:
             return torch.softmax(self.linear(z), dim=1).numpy()
 
     def state_dict(self) -> dict:
+        """Weights, bias, feature mean and scale as tensors (what `save_attacker` stores)."""
         return {"weight": self.linear.weight.detach().clone(), "bias": self.linear.bias.detach().clone(),
                 "mean": self.mean.clone(), "scale": self.scale.clone()}
 
     @classmethod
     def from_state_dict(cls, state: dict, c: float = L2_C) -> "LogisticHead":
+        """A head rebuilt from `state_dict()` output."""
         import torch
 
         n_classes, n_features = state["weight"].shape
@@ -321,6 +326,7 @@ MODEL_KIND = "anoncli-attribute-attacker"
 
 
 def save_attacker(out: Path, head: LogisticHead, config: dict) -> None:
+    """Write `out/model.pt` (the head's state dict) and `out/model.json` (`config`), each atomically."""
     import torch
 
     with atomic_path(out / "model.pt") as tmp:
@@ -329,6 +335,10 @@ def save_attacker(out: Path, head: LogisticHead, config: dict) -> None:
 
 
 def load_attacker(folder: Path) -> tuple[LogisticHead, dict]:
+    """The head and config of an `anoncli train --method attribute` run folder (weights loaded with weights_only=True).
+
+    Raises InputError when model.json is missing or of another kind.
+    """
     import torch
 
     folder = Path(folder)

@@ -39,6 +39,8 @@ class SideArrays:
 
 @dataclass
 class Extracted:
+    """The extraction pass over N pairs: per-side arrays, signal scores per pair, the `ok` mask, errors, timings and NaN reasons."""
+
     original: SideArrays
     anonymized: SideArrays
     signal: dict[str, np.ndarray]        # stoi, f0_r, lsd_db, duration_ratio, level_change_db per pair
@@ -79,6 +81,7 @@ def manifest_scores(pairing, anonymized: Path) -> list[dict | None]:
 
 
 def cache_dir() -> Path:
+    """The evaluation cache folder: `<$ANONCLI_CACHE or $XDG_CACHE_HOME/anoncli or ~/.cache/anoncli>/evaluation`."""
     root = os.environ.get("ANONCLI_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "anoncli")
     return Path(root) / "evaluation"
 
@@ -115,14 +118,17 @@ class OriginalCache:
             }
 
     def get(self, key: str) -> dict | None:
+        """The cached entry for a file key, or None (absent, or the cache is off)."""
         return self.entries.get(key) if self.enabled else None
 
     def put(self, key: str, entry: dict) -> None:
+        """Remember an original file's entry (nothing when the cache is off)."""
         if self.enabled:
             self.entries[key] = entry
             self.dirty = True
 
     def save(self) -> None:
+        """Write all entries to one npz atomically when anything changed."""
         if not (self.enabled and self.dirty and self.entries):
             return
         keys = sorted(self.entries)
@@ -287,6 +293,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     known = known or [None] * n
 
     def chunk_and_cached(start: int):
+        """Pair indices from `start` (CHUNK of them) with paths, their cache hits and their manifest scores."""
         chunk = [(i, pairs[i][0].path, pairs[i][1]) for i in range(start, min(n, start + CHUNK))]
         cached = {}
         for i, _, _ in chunk:
@@ -296,6 +303,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
         return chunk, cached, {i: known[i] for i, _, _ in chunk if known[i]}
 
     def merge(result: _ChunkResult, cached: dict[int, dict]) -> None:
+        """Fold one chunk's result into the per-pair arrays and the cache."""
         errors.extend(result.errors)
         for name, seconds in result.timings.items():
             timings[name] += seconds
@@ -349,6 +357,7 @@ def _stack(entries: list[dict | None], ok: np.ndarray) -> SideArrays:
         return SideArrays(None, None, None, np.full(len(entries), np.nan), None)
 
     def stack(name):
+        """Entry `name` of every pair stacked as float32 (zeros for failed pairs); None when the entries have none."""
         if template[name] is None:
             return None
         zero = np.zeros_like(template[name])

@@ -246,6 +246,7 @@ def _train_speakers_from_run(anonymized_dir: Path) -> list[str]:
     found: list[str] = []
 
     def walk(node):
+        """Collect every `train_speakers` list in a JSON tree into `found`."""
         if isinstance(node, dict):
             for key, value in node.items():
                 if key == "train_speakers" and isinstance(value, list):

@@ -25,6 +25,8 @@ _CONDITION = re.compile(r"^\s*([A-Za-z0-9_.:|\-]+)\s*(>=|<=|==|>|<)\s*([-+]?(\d+
 
 @dataclass
 class Condition:
+    """One parsed gate condition: its text, the figure as written and as resolved, the operator and the threshold."""
+
     text: str
     name: str       # as written
     resolved: str   # the summary figure it refers to
@@ -47,6 +49,7 @@ def flatten(summary: dict, prefix: str = "") -> dict[str, float]:
 
 
 def figure_names(summary: dict) -> list[str]:
+    """Gate-able figure names of a summary (its numeric leaves, without meta. and timings_s.), sorted."""
     return sorted(n for n in flatten(summary) if not n.startswith(("meta.", "timings_s.")))
 
 

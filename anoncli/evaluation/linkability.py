@@ -17,6 +17,7 @@ from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
 
 
 def link_cosines(original: np.ndarray, anonymized: np.ndarray) -> np.ndarray:
+    """Row-wise cosines of two (N, D) L2-normalised embedding arrays: (N,) float64."""
     return np.einsum("ij,ij->i", original, anonymized).astype(np.float64)
 
 
@@ -36,6 +37,10 @@ def similarity_matrix(a: np.ndarray, b: np.ndarray, speakers: np.ndarray) -> tup
 
 
 def diagonal_dominance(matrix: np.ndarray) -> float:
+    """D_diag of a speaker similarity matrix: |mean of the diagonal - mean off the diagonal| (NaNs ignored).
+
+    Noé et al., "Speech pseudonymisation assessment using voice similarity matrices", Interspeech 2020.
+    """
     n = matrix.shape[0]
     off = ~np.eye(n, dtype=bool)
     return float(abs(np.nanmean(np.diag(matrix)) - np.nanmean(matrix[off])))

@@ -21,6 +21,8 @@ FEATURE_SUFFIXES = (".npy",)
 
 @dataclass
 class Pairing:
+    """Original utterances paired with their anonymized files, how they were paired, and notes on what was left out."""
+
     pairs: list[tuple[Utterance, Path]]           # (original utterance, anonymized audio file)
     source: str                                   # "manifest" or "relative-paths"
     feature_outputs: bool = False                 # the method wrote feature vectors, not audio
@@ -30,6 +32,7 @@ class Pairing:
 
 
 def has_manifest(folder: Path) -> bool:
+    """Whether `folder` holds an anoncli manifest folder."""
     return (Path(folder) / "manifest").is_dir()
 
 
@@ -38,6 +41,10 @@ def _stem_key(rel_path: str) -> str:
 
 
 def pair_by_manifest(corpus: Corpus, anonymized: Path) -> Pairing:
+    """Pairs from the manifest's ok rows, matched on source path; failed, unmatched and missing rows are counted in notes.
+
+    Raises InputError when the manifest is unreadable or lacks source_path, output_path or status.
+    """
     from anoncli.manifest.reader import read_manifest
 
     table = read_manifest(anonymized)
@@ -81,6 +88,7 @@ def pair_by_manifest(corpus: Corpus, anonymized: Path) -> Pairing:
 
 
 def pair_by_relative_path(corpus: Corpus, anonymized: Path) -> Pairing:
+    """Pairs by relative path without extension: OUT mirrors the corpus."""
     from anoncli.corpus.walk import iter_audio_files
 
     found: dict[str, str] = {}
@@ -95,6 +103,10 @@ def pair_by_relative_path(corpus: Corpus, anonymized: Path) -> Pairing:
 
 
 def pair_corpus(corpus: Corpus, anonymized: str | Path) -> Pairing:
+    """Pair the corpus with an anonymized folder, by its manifest when it has one, else by relative paths.
+
+    Raises InputError when the folder is missing or yields no pairs (and no feature outputs).
+    """
     anonymized = Path(anonymized)
     if not anonymized.is_dir():
         raise InputError(f"{anonymized}: no such folder")

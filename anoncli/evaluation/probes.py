@@ -62,6 +62,7 @@ class ProbeContext:
 
     @property
     def utt_ids(self) -> list[str]:
+        """Utterance ids of the pairs, in pair order."""
         return [u.utt_id for u in self.utts]
 
     @property
@@ -70,6 +71,7 @@ class ProbeContext:
         return self.data.ok
 
     def labels(self, column: str) -> list:
+        """The values of label `column` per pair (None where missing)."""
         return [row.get(column) for row in self.label_rows]
 
 
@@ -109,6 +111,7 @@ class Probe:
         return {}
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
+        """The probe's result for this context; called after the extraction pass its `needs` asked for."""
         raise NotImplementedError
 
     @property

@@ -34,10 +34,12 @@ def _clean_json(value):
 
 
 def write_summary(report: Path, summary: dict) -> None:
+    """Write `report/summary.json` atomically (numpy values and NaN made JSON-safe)."""
     atomic_write_text(report / SUMMARY_NAME, json.dumps(_clean_json(summary), indent=2))
 
 
 def write_table(path: Path, columns: dict[str, list | np.ndarray]) -> None:
+    """Write `columns` as one Parquet file at `path`, atomically."""
     import pandas as pd
 
     frame = pd.DataFrame({k: list(v) if isinstance(v, np.ndarray) and v.dtype == object and v.size < 1_000_000 else v
@@ -59,6 +61,7 @@ HEADERS = ("figure", "original (OO)", "ignorant attacker (OA)", "informed attack
 
 
 def print_table(summary: dict, file=None) -> None:
+    """Print the summary table and its notes with rich (to `file`, default stdout)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -86,6 +89,7 @@ def _png(fig) -> bytes:
 
 def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions: dict,
                roc_inputs: dict | None = None) -> dict[str, bytes]:
+    """PNG plots as {name: bytes}: privacy-utility plane, ASV DET and per-speaker EERs, attacker ROC, confusion matrices."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,6 +208,7 @@ def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions
 
 
 def write_html(report: Path, summary: dict, plots: dict[str, bytes]) -> None:
+    """Write `report.html` (table, notes, embedded plots, timings) and the plots as `plots/<name>.png`, atomically."""
     rows = table_rows(summary)
     body = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS) + "</tr>"]
     for row in rows:
@@ -239,4 +244,5 @@ Brackets: 95 % bootstrap intervals over speakers.</p>
 
 
 def is_report_like(folder: Path) -> bool:
+    """Whether `folder` holds a summary.json or scores.parquet (what --overwrite may replace)."""
     return (Path(folder) / SUMMARY_NAME).is_file() or (Path(folder) / SCORES_NAME).is_file()

@@ -22,11 +22,13 @@ ALIASES = {
 
 
 def is_report_dir(path: str | Path) -> bool:
+    """Whether `path` is a report folder: both summary.json and scores.parquet."""
     path = Path(path)
     return path.is_dir() and (path / SUMMARY_NAME).is_file() and (path / SCORES_NAME).is_file()
 
 
 def load_summary(path: str | Path) -> dict:
+    """A report's summary.json as a dict; raises InputError when unreadable or not JSON."""
     path = Path(path)
     try:
         return json.loads((path / SUMMARY_NAME).read_text(encoding="utf-8"))
@@ -37,6 +39,7 @@ def load_summary(path: str | Path) -> dict:
 
 
 def resolve_column(by: str, columns: list[str]) -> str | None:
+    """The scores.parquet column `by` names (itself, an alias, or a label's attacker column); None if there is none."""
     if by in columns:
         return by
     if by in ALIASES and ALIASES[by] in columns:

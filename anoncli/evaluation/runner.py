@@ -19,6 +19,8 @@ from anoncli.evaluation.probes import Probe, ProbeContext, probe_classes
 
 @dataclass
 class EvaluateConfig:
+    """Everything `anoncli evaluate` needs: the two folders, the report folder, labels, probes, models, gate and parallelism."""
+
     original: Path
     anonymized: Path
     out: Path
@@ -49,6 +51,8 @@ class EvaluateConfig:
 
 @dataclass
 class EvaluateResult:
+    """The run's summary (summary.json), its exit code (0, or 4 when the gate failed) and the failed gate conditions."""
+
     summary: dict
     exit_code: int
     failed: list = field(default_factory=list)
@@ -60,6 +64,10 @@ def _log(message: str, progress: bool) -> None:
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
+    """Create the report folder, replacing an earlier report only with `overwrite`.
+
+    Raises AnoncliError (exit 2) for a non-empty folder without `overwrite`, or one that is not an anoncli report.
+    """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
             raise AnoncliError(f"{out}: already exists and is not empty (use --overwrite to replace the report)")
@@ -91,6 +99,10 @@ def select_probes(requested: list[str] | None, available: list[Probe]) -> list[P
 
 
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
+    """Pair, extract, run the probes, write the report (summary.json, scores.parquet, report.html) and check the gate.
+
+    Raises AnoncliError/InputError (exit 2) for bad folders, labels, probe names or gate syntax.
+    """
     import torch
 
     from anoncli import __version__

@@ -38,6 +38,7 @@ SHOWN_LINES = 20
 @dataclass
 class AnonymizeConfig:
     """Everything an `anonymize` run needs: corpus and output folders, method and its settings, batching, shard and output options."""
+
     corpus: Path
     out: Path
     method: str = "mcadams"
@@ -82,6 +83,7 @@ class AnonymizeConfig:
 @dataclass
 class Plan:
     """What a run will do for its shard: the corpus, the shard's utterances, those to process, and counts of those skipped or redone."""
+
     corpus: Corpus
     shard_utterances: list[Utterance]
     todo: list[Utterance]

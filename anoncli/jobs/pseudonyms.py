@@ -39,6 +39,7 @@ def load_or_create_key(mapping: Path) -> bytes:
 
 class Pseudonymizer:
     """Keyed HMAC-SHA256 pseudonyms for speaker and utterance ids."""
+
     def __init__(self, key: bytes):
         self._key = key
 

@@ -64,6 +64,7 @@ class JobSpec:
 @dataclass
 class BatchResult:
     """What one batch did: ok and failed counts, seconds of audio, error and warning lines, and its manifest rows."""
+
     ok: int = 0
     failed: int = 0
     audio_s: float = 0.0

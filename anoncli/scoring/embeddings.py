@@ -24,6 +24,7 @@ ECAPA_MODEL_KIND = "anoncli-asv-ecapa"  # model.json "kind" of an `anoncli train
 
 class EmbeddingBackend(Protocol):
     """What every speaker-embedding backend offers: a `name` and `embed`."""
+
     name: str
 
     def embed(self, waves: list[np.ndarray]) -> np.ndarray: ...
@@ -62,6 +63,7 @@ def _ge2e(device: str):
 
     class GE2E(nn.Module):
         """resemblyzer's GE2E speaker encoder: mel frames (B, frames, 40) -> L2-normalised embeddings (B, 256)."""
+
         def __init__(self):
             super().__init__()
             self.lstm = nn.LSTM(40, 256, 3, batch_first=True)

@@ -67,6 +67,7 @@ def attach_table(utterances: list[Utterance], table: Path, root: Path, split: st
 
 class AudioFolder(Layout):
     """Hugging Face audiofolder: a metadata table in the root, or one per split folder one level down."""
+
     name = "audiofolder"
     title = "audiofolder (metadata.csv|jsonl|parquet with file_name)"
 
@@ -112,6 +113,7 @@ class AudioFolder(Layout):
 
 class Plain(Layout):
     """Any folder of audio: every file an utterance, no labels."""
+
     name = "plain"
     title = "plain folder of audio (no labels)"
 

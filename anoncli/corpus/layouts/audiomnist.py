@@ -49,6 +49,7 @@ def _text(value) -> str | None:
 
 class AudioMNIST(FilenameLayout):
     """AudioMNIST (Becker et al., 2018): speaker, digit and repetition from the name, the rest from audioMNIST_meta.txt."""
+
     name = "audiomnist"
     title = "AudioMNIST (NN/D_NN_I.wav)"
     columns = ("speaker", "gender", "age", "accent", "native_speaker", "origin", "digit", "transcript", "repetition")

@@ -59,6 +59,7 @@ class Scan:
 @dataclass
 class Detection:
     """A layout's claim on a scanned folder: its name, the share of sampled names it parses, and why."""
+
     layout: str
     share: float  # share of sampled audio names the layout parses
     reason: str
@@ -67,6 +68,7 @@ class Detection:
 @dataclass
 class LayoutResult:
     """What a layout loads: utterances, their label columns, the label source (a path, or None) and notes for the user."""
+
     utterances: list[Utterance]
     label_columns: list[str]
     labels_source: str | None = None

@@ -63,6 +63,7 @@ def read_demographics(path) -> dict[str, dict[str, str | None]]:
 
 class CremaD(FilenameLayout):
     """CREMA-D (Cao et al., 2014): actor, sentence, emotion and intensity from the name; demographics from VideoDemographics.csv."""
+
     name = "cremad"
     title = "CREMA-D (ActorID_Sentence_Emotion_Level.wav)"
     columns = ("speaker", "gender", "age", "race", "ethnicity", "emotion", "intensity", "text_id", "transcript")

@@ -43,6 +43,7 @@ TEXTS = {
 
 class EmoDB(FilenameLayout):
     """EmoDB (Burkhardt et al., 2005): speaker, text and emotion from the name; gender and age from the corpus documentation."""
+
     name = "emodb"
     title = "EmoDB (SSTTTEV.wav)"
     columns = ("speaker", "gender", "age", "emotion", "text_id", "transcript", "version")

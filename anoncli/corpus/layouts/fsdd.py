@@ -25,6 +25,7 @@ SPEAKERS = {  # speaker: (gender, accent)
 
 class FSDD(FilenameLayout):
     """Free Spoken Digit Dataset: digit, speaker and repetition from the name."""
+
     name = "fsdd"
     title = "FSDD (D_name_I.wav)"
     columns = ("speaker", "gender", "accent", "digit", "transcript", "repetition")

@@ -80,6 +80,7 @@ def read_map(path: Path) -> dict[str, str]:
 
 class Kaldi(Layout):
     """A Kaldi data folder: wav.scp and utt2spk, with optional spk2gender, text and utt2emo."""
+
     name = "kaldi"
     title = "Kaldi data directory (wav.scp + utt2spk)"
     columns = ("speaker", "gender", "transcript", "emotion")

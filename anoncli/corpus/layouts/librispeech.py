@@ -87,6 +87,7 @@ class _LibriLayout(FilenameLayout):
 
 class LibriSpeech(_LibriLayout):
     """LibriSpeech (Panayotov et al., 2015): speaker and chapter from the path, transcripts from each chapter's trans.txt."""
+
     name = "librispeech"
     title = "LibriSpeech (SPK/CHAP/SPK-CHAP-NNNN.flac)"
     pattern = re.compile(r"(?:^|/)(\d+)/(\d+)/\1-\2-(\d+)\.(?:flac|wav)$", re.IGNORECASE)
@@ -130,6 +131,7 @@ class LibriSpeech(_LibriLayout):
 
 class LibriTTS(_LibriLayout):
     """LibriTTS (Zen et al., 2019): speaker and chapter from the path, the transcript from the .normalized.txt beside the audio."""
+
     name = "libritts"
     title = "LibriTTS (SPK/CHAP/SPK_CHAP_P_S.wav)"
     pattern = re.compile(r"(?:^|/)(\d+)/(\d+)/\1_\2_(\d+)_(\d+)\.wav$", re.IGNORECASE)

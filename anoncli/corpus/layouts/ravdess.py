@@ -22,6 +22,7 @@ MODALITIES = {"01": "full-AV", "02": "video-only", "03": "audio-only"}
 
 class RAVDESS(FilenameLayout):
     """RAVDESS (Livingstone & Russo, 2018): seven coded fields in the name; odd actors male, even female."""
+
     name = "ravdess"
     title = "RAVDESS (MM-VV-EE-II-SS-RR-AA.wav)"
     columns = ("speaker", "gender", "emotion", "intensity", "statement", "transcript", "vocal_channel", "repetition")

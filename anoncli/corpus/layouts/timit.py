@@ -14,6 +14,7 @@ from anoncli.corpus.layouts.base import FilenameLayout, LayoutResult, Scan
 
 class TIMIT(FilenameLayout):
     """TIMIT (LDC93S1): region, gender and speaker from the folders, the transcript from the .TXT beside the audio."""
+
     name = "timit"
     title = "TIMIT (DRn/[FM]xxxn/SX123.WAV)"
     columns = ("speaker", "gender", "dialect_region", "split", "text_id", "transcript")

@@ -36,6 +36,7 @@ def read_speaker_info(path: Path) -> dict[str, dict[str, str | None]]:
 
 class VCTK(FilenameLayout):
     """CSTR VCTK 0.80 and 0.92: speaker, utterance and microphone from the name; speaker info and txt/ transcripts beside it."""
+
     name = "vctk"
     title = "VCTK (pNNN/pNNN_UUU[_micM].wav|flac)"
     columns = ("speaker", "gender", "age", "accent", "region", "transcript", "mic")

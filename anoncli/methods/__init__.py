@@ -22,10 +22,12 @@ DEFAULT_METHOD = "mcadams"
 
 
 def method_names() -> list[str]:
+    """Registered method names, sorted."""
     return sorted(REGISTRY)
 
 
 def method_class(name: str) -> type[Method]:
+    """The `Method` subclass registered as `name` (its module imported now); raises AnoncliError (exit 2) for an unknown name."""
     if name not in REGISTRY:
         raise AnoncliError(f"unknown method {name!r} (choose from: {', '.join(method_names())})")
     module_name, class_name = REGISTRY[name].split(":")
@@ -33,6 +35,7 @@ def method_class(name: str) -> type[Method]:
 
 
 def create_method(name: str, options: MethodOptions) -> Method:
+    """An instance of method `name` built with `options`; raises AnoncliError for an unknown name or bad options."""
     return method_class(name)(options)
 
 

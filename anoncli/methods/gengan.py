@@ -12,6 +12,8 @@ from anoncli.models.generators import gengan_generator, gengan_noise_map
 
 
 class GenGAN(LearnedMelMethod):
+    """GenGAN (Stoidis & Cavallaro, 2022): a U-Net fed a seeded noise map that makes the gender ambiguous."""
+
     name = "gengan"
 
     def build(self, state: dict) -> dict[str, torch.nn.Module]:

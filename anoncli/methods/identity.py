@@ -16,6 +16,8 @@ from anoncli.methods.base import Method, MethodOutput
 
 
 class Identity(Method):
+    """Passes audio through unchanged at the input's own rate: a control, not an anonymisation."""
+
     name = "identity"
     sample_rate = None
     tensor_inputs = False

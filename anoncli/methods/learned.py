@@ -32,6 +32,12 @@ CHUNK_OVERLAP = 128
 
 
 class LearnedMelMethod(Method):
+    """A trained mel-domain method: 16 kHz (or the model's rate) waves in, anonymised waves of the same length out.
+
+    Raises AnoncliError when the checkpoint is missing or of another method, or
+    when a source-filter model is given another --vocoder.
+    """
+
     sample_rate: int | None = 16000
 
     def __init__(self, options: MethodOptions, state: dict | None = None, source: str | None = None):
@@ -74,6 +80,7 @@ class LearnedMelMethod(Method):
 
     # ---- subclasses
     def build(self, state: dict) -> dict[str, torch.nn.Module]:
+        """The method's networks, named as in the checkpoint's `models`, with their weights loaded from `state`."""
         raise NotImplementedError
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
@@ -82,9 +89,11 @@ class LearnedMelMethod(Method):
 
     # ---- shared
     def target_index(self, params: dict[str, Any]) -> int:
+        """Index in `classes` of the utterance's drawn target class (`params["target"]`)."""
         return self.classes.index(params["target"])
 
     def draw_target(self, seed: int) -> str:
+        """A target class drawn uniformly from `classes` with a generator seeded from `seed`."""
         generator = torch.Generator()
         generator.manual_seed(int(seed) ^ 0x5EED)
         return self.classes[int(torch.randint(0, len(self.classes), (1,), generator=generator))]
@@ -100,6 +109,7 @@ class LearnedMelMethod(Method):
         }
 
     def generate(self, module: torch.nn.Module, norm: torch.Tensor, cond: dict) -> torch.Tensor:
+        """`module` over (B, n_mels, F) normalised mels with conditioning `cond`, in overlapping chunks of 1024 frames."""
         return generate(module, norm, cond, chunk_frames=CHUNK_FRAMES, overlap=CHUNK_OVERLAP)
 
     @torch.no_grad()
@@ -135,6 +145,7 @@ class LearnedMelMethod(Method):
 
     # ---- source-filter models: the generator moves envelope, F0 and energy (WORLD resynthesis)
     def prosody_target(self, params: dict[str, Any]) -> int:
+        """The prosody head's target class index (0 when the utterance drew no target)."""
         return self.target_index(params) if "target" in params else 0
 
     @torch.no_grad()

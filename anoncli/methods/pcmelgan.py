@@ -12,6 +12,8 @@ from anoncli.models.generators import pcmelgan_filter, pcmelgan_generator, pcmel
 
 
 class PCMelGAN(LearnedMelMethod):
+    """PCMelGAN (Ericsson et al., 2020): a filter network removes the attribute, a generator draws a random target value."""
+
     name = "pcmelgan"
 
     def build(self, state: dict) -> dict[str, torch.nn.Module]:

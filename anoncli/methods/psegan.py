@@ -12,6 +12,8 @@ from anoncli.models.generators import psegan_generator
 
 
 class PSEGAN(LearnedMelMethod):
+    """PSEGAN: a gated, dilated U-Net conditioned on a randomly drawn target emotion."""
+
     name = "psegan"
 
     def build(self, state: dict) -> dict[str, torch.nn.Module]:

@@ -22,6 +22,11 @@ EMIT_CHOICES = ("audio", "features", "both")
 
 
 class Rdalm(Method):
+    """RDAL-M: speech-suppressed 16 kHz audio (learned STFT mask), 64-d event embeddings, or both (`--param emit`).
+
+    Raises AnoncliError for an unknown `emit` or a missing or foreign checkpoint.
+    """
+
     name = "rdalm"
     output_kind = "audio"
     sample_rate: int | None = 16000

@@ -27,6 +27,11 @@ def module_state(state: dict, name: str) -> dict:
 
 
 class Siamese(Method):
+    """Siamese features (Nelus & Martin): one feature vector per 16 kHz utterance, written as .npy instead of audio.
+
+    Raises AnoncliError for a missing or foreign checkpoint.
+    """
+
     name = "siamese"
     output_kind = "features"
     # Default labels of the evaluation: the service's gender head, and a closed-set speaker-ID

@@ -38,6 +38,7 @@ __all__ = ["DEFAULT_VOCODER", "LogMel", "VOCODERS", "Vocoder", "create_vocoder",
 
 
 def vocoder_names() -> list[str]:
+    """Registered vocoder names, sorted."""
     return sorted(VOCODERS)
 
 

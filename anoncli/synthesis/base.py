@@ -42,6 +42,7 @@ class Vocoder(ABC):
         return {"vocoder": self.name, **{k: v for k, v in self.options.items()}}
 
     def check_shapes(self, new_logmel: torch.Tensor, original_wave: torch.Tensor) -> None:
+        """Check that `new_logmel` is (n_mels, frames) with the frame count `LogMel` gives `original_wave`; ValueError otherwise."""
         frames = self.mel.frames_for(original_wave.shape[-1])
         if new_logmel.dim() != 2 or new_logmel.shape[0] != self.mel.n_mels:
             raise ValueError(f"expected a ({self.mel.n_mels}, frames) log-mel, got {tuple(new_logmel.shape)}")

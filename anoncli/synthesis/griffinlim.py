@@ -19,6 +19,12 @@ MIN_FRAMES = 4
 
 
 class GriffinLimVocoder(Vocoder):
+    """Vocoder `griffinlim`: mel -> linear magnitude by the filterbank's pseudo-inverse, phase by fast Griffin-Lim.
+
+    Griffin & Lim, IEEE Trans. ASSP 1984; momentum as in Perraudin et al., WASPAA 2013
+    (torchaudio's `GriffinLim`). Needs only the original's length.
+    """
+
     name = "griffinlim"
     needs_original = False
 
@@ -36,6 +42,7 @@ class GriffinLimVocoder(Vocoder):
         ).to(self.device)
 
     def magnitude_from_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Linear magnitude (n_freqs, F), clipped at 0, from a log10 mel (n_mels, F)."""
         mel_power = torch.pow(10.0, logmel.to(self.device, torch.float32))
         return (self.inverse @ mel_power).clamp(min=0.0)
 

@@ -62,6 +62,7 @@ class LogMel(torch.nn.Module):
 
     @property
     def n_freqs(self) -> int:
+        """STFT bins: n_fft // 2 + 1."""
         return self.n_fft // 2 + 1
 
     @property

@@ -52,10 +52,13 @@ class _WeightNormMixin:
 
     @property
     def weight(self) -> torch.Tensor:
+        """The effective kernel g * v / ||v||, recomputed from the parameters on every access."""
         return self.weight_v * (self.weight_g / _norm_except_dim0(self.weight_v))
 
 
 class WNConv1d(_WeightNormMixin, nn.Module):
+    """`nn.Conv1d` with legacy weight-norm parameters (bias, weight_g, weight_v), so melgan-neurips checkpoints load strictly."""
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, dilation: int = 1, groups: int = 1):
         super().__init__()
@@ -67,6 +70,8 @@ class WNConv1d(_WeightNormMixin, nn.Module):
 
 
 class WNConvTranspose1d(_WeightNormMixin, nn.Module):
+    """`nn.ConvTranspose1d` with legacy weight-norm parameters (bias, weight_g, weight_v; g of shape (in, 1, 1))."""
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
                  padding: int, output_padding: int):
         super().__init__()
@@ -123,6 +128,7 @@ class Generator(nn.Module):
         return self.model(logmel)
 
     def architecture(self) -> dict[str, Any]:
+        """The constructor arguments (n_mels, ngf, n_residual_layers, ratios) as JSON-ready values, to rebuild the generator."""
         return {"n_mels": self.n_mels, "ngf": self.ngf, "n_residual_layers": self.n_residual_layers,
                 "ratios": list(self.ratios)}
 

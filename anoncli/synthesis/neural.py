@@ -19,6 +19,13 @@ from anoncli.synthesis.mel import LogMel
 
 
 class MelGANVocoder(Vocoder):
+    """Vocoder `melgan`: a trained MelGAN generator (Kumar et al., NeurIPS 2019) turns the mel into a wave.
+
+    A generator trained at another rate gets the mel re-gridded to its rate and
+    its wave resampled back. Raises AnoncliError when no checkpoint is found or its
+    mel count differs.
+    """
+
     name = "melgan"
     needs_original = False
 

@@ -15,6 +15,8 @@ from anoncli.synthesis.base import Vocoder, mel_gain_to_linear, overlap_add
 
 
 class PhaseVocoder(Vocoder):
+    """Vocoder `phase`: the mel change applied as a gain on the original STFT, whose phase is kept."""
+
     name = "phase"
     needs_original = True
 

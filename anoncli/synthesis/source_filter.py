@@ -67,6 +67,7 @@ def envelope_mel(sample_rate: int) -> LogMel:
 
 
 def fft_size(sample_rate: int) -> int:
+    """WORLD's CheapTrick FFT size at `sample_rate` Hz for the F0 floor (envelopes have fft_size // 2 + 1 bins)."""
     return pyworld.get_cheaptrick_fft_size(sample_rate, F0_FLOOR_HZ)
 
 

@@ -32,6 +32,12 @@ def interp_axis(values: np.ndarray, x: np.ndarray, x_new: np.ndarray, axis: int)
 
 
 class WorldVocoder(Vocoder):
+    """Vocoder `world`: WORLD (Morise et al., 2016) resynthesis with the original F0 (times `f0_factor`) and aperiodicity.
+
+    The mel change becomes a gain on the CheapTrick envelope. Raises ValueError for an
+    `f0_method` other than "harvest" or "dio".
+    """
+
     name = "world"
     needs_original = True
 
@@ -44,6 +50,7 @@ class WorldVocoder(Vocoder):
         self.f0_method = f0_method
 
     def analyse(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """WORLD analysis of a mono wave (T,) at 5 ms frames: F0 (frames,) in Hz, envelope and aperiodicity (frames, bins)."""
         x = wave.astype(np.float64)
         if self.f0_method == "harvest":
             f0, times = pyworld.harvest(x, self.sample_rate, frame_period=FRAME_PERIOD_MS)

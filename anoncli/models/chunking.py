@@ -56,6 +56,10 @@ def _fit_noise(cond: dict, width: int) -> dict:
 
 
 def crossfade_starts(total: int, chunk: int, overlap: int, stride: int) -> list[int]:
+    """Start frames of `chunk`-frame windows over `total` frames, `overlap` apart, on multiples of `stride`; the last ends at `total`.
+
+    Called only when total > chunk (`generate` runs shorter inputs in one piece).
+    """
     step = max(stride, ((chunk - overlap) // stride) * stride)
     starts = list(range(0, max(1, total - chunk + 1), step))
     last = total - chunk

@@ -18,6 +18,8 @@ from torch import nn
 
 
 class AlexNetDiscriminator(nn.Module):
+    """AlexNet-like classifier: (B, 1, n_mels, frames) or (B, n_mels, frames) log-mels -> (B, num_outputs) logits."""
+
     def __init__(self, num_outputs: int, width: float = 1.0, dropout: float = 0.5, first_stride: int = 1):
         super().__init__()
         c = [max(4, int(round(n * width))) for n in (64, 192, 384, 256, 256)]

@@ -114,6 +114,7 @@ class ProsodyHead(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def normalise(self, stats: torch.Tensor) -> torch.Tensor:
+        """Stats (B, STATS_DIM) standardised with the training mean and std saved with the weights."""
         return (stats - self.stats_mean) / self.stats_std
 
     def forward(self, stats: torch.Tensor, label: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -27,9 +27,11 @@ class Spectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def stft(self, waves: torch.Tensor) -> torch.Tensor:
+        """Complex STFT (B, n_fft // 2 + 1, frames) of (B, samples), Hann window, centred."""
         return torch.stft(waves, self.n_fft, self.hop, window=self.window, center=True, return_complex=True)
 
     def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """Waves (B, length) from a complex STFT (B, n_fft // 2 + 1, frames); inverse of `stft`."""
         return torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True, length=length)
 
 
@@ -108,6 +110,8 @@ class FeatureExtractor(nn.Module):
 
 
 class EventClassifier(nn.Module):
+    """ReLU + linear: event embeddings (B, embedding) -> event logits (B, n_events)."""
+
     def __init__(self, embedding: int, n_events: int):
         super().__init__()
         self.body = nn.Sequential(nn.ReLU(), nn.Linear(embedding, n_events))
@@ -196,5 +200,6 @@ class RdalmPipeline(nn.Module):
         return self.spec.istft(masked[:, 0] * phase, len(wave))[0]
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        """The event embedding (embedding,) of one wave (samples,) after speech suppression."""
         masked, _ = self.masked(wave[None])
         return self.extractor(self.logmel(masked))[0]

@@ -103,6 +103,7 @@ class SiameseNet(nn.Module):
         return self.front(waves)
 
     def embed_mfcc(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """Features (B, feature_dim) from MFCCs (B, 1, n_mfcc, frames): normalise, conv groups, mean over time, project."""
         x = cepstral_mvn(mfcc) if self.norm_kind == "cmvn" else self.norm(mfcc)
         x = self.groups(x)                             # (B, C, bins, frames)
         return self.project(x.mean(dim=3).flatten(1))  # (B, feature_dim)

@@ -46,6 +46,11 @@ def resemblyzer_weights() -> Path:
 
 
 class MelSpeakerEncoder(nn.Module):
+    """resemblyzer's frozen GE2E encoder fed from our log-mels: (B, n_mels, F) -> (B, 256) L2-normalised, differentiable.
+
+    Raises AnoncliError when the rate is not 16 kHz or resemblyzer's weights are missing.
+    """
+
     def __init__(self, filterbank: torch.Tensor, sample_rate: int, n_fft: int, hop_length: int,
                  weights: Path | None = None):
         super().__init__()
@@ -71,6 +76,7 @@ class MelSpeakerEncoder(nn.Module):
         self.time_scale = hop_length / float(ENCODER_HOP)
 
     def train(self, mode: bool = True):
+        """Always eval mode: the encoder is frozen whatever the parent module asks."""
         # Frozen: stays in eval mode whatever the parent module does.
         return super().train(False)
 

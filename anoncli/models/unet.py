@@ -19,6 +19,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two weight-normalised 3x3 Conv2d + BatchNorm + ReLU: (B, in, H, W) -> (B, out, H, W)."""
     return nn.Sequential(
         weight_norm(nn.Conv2d(in_channels, out_channels, 3, padding=1)),
         nn.BatchNorm2d(out_channels),
@@ -33,9 +34,11 @@ class Bottleneck(nn.Module):
     """Identity injection: what a U-Net without noise or labels does (PCMelGAN's F without noise)."""
 
     def out_channels(self, channels: int) -> int:
+        """Channels after the injection, given `channels` coming in."""
         return channels
 
     def forward(self, features: torch.Tensor, cond: dict) -> torch.Tensor:
+        """Bottleneck map (B, C, h, w) and conditioning `cond` -> (B, out_channels(C), h, w)."""
         return features
 
 

@@ -26,6 +26,7 @@ def temp_path_for(path: str | os.PathLike) -> Path:
 
 
 def is_temp_path(path: str | os.PathLike) -> bool:
+    """Whether `path` names an unfinished write of `atomic_path` (hidden, with the temp mark)."""
     name = Path(path).name
     return name.startswith(".") and TEMP_MARK in name
 
@@ -51,11 +52,13 @@ def atomic_path(path: str | os.PathLike, make_parents: bool = True) -> Iterator[
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file then rename); raises OSError with `path` unchanged on failure."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` as UTF-8 to `path` atomically; raises OSError with `path` unchanged on failure."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 

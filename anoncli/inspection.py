@@ -24,6 +24,11 @@ OUTPUT_ALIASES = {"asv.link": "link_cosine", "link": "link_cosine", "linkability
 
 def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow_commands: bool = False,
              worst: int | None = None, by: str = "asv.link", check: bool = False) -> dict[str, Any]:
+    """What `anoncli inspect` reports on `path`: a manifest file, an evaluation report, an output folder or a corpus.
+
+    Raises InputError (exit 2) for a missing path, a file that is not a .parquet
+    manifest, or a corpus or manifest that cannot be read.
+    """
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_file():
@@ -47,6 +52,7 @@ def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow
 
 
 def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands: bool) -> dict[str, Any]:
+    """A corpus's layout, files, hours (from headers; piped commands not run), speakers, sample rates and label columns."""
     from anoncli.corpus import describe_corpus as corpus_summary
     from anoncli.corpus import open_corpus
 
@@ -94,11 +100,13 @@ def _manifest_summary(table) -> dict[str, Any]:
 
 
 def describe_manifest(path: Path) -> dict[str, Any]:
+    """Row counts, statuses, hours, failure reasons and score distributions of one manifest file."""
     table = read_manifest(path)
     return {"kind": "manifest", "path": str(path), **_manifest_summary(table)}
 
 
 def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
+    """An output folder's manifest summary plus its run records; `check` adds missing, duplicated and failed utterances across shards."""
     table = read_manifest(out)
     info: dict[str, Any] = {"kind": "output", "path": str(out), **_manifest_summary(table)}
     runs = sorted(out.glob("run*.json"))

@@ -101,6 +101,8 @@ def synthesize_events(out_dir: str | Path, per_class: int = 20, sample_rate: int
 # ---------------------------------------------------------------- mixing
 @dataclass
 class EventFile:
+    """One event recording: its path, its event class, and the recording it was cut from."""
+
     path: Path
     event: str
     source: str = ""   # recording the clip was cut from (clips of one source stay on one side of a split)

@@ -23,11 +23,13 @@ SHIPPED_CARD = "card.json"
 
 
 def store_root() -> Path:
+    """The local model store: $ANONCLI_MODELS, else ~/.cache/anoncli/models."""
     env = os.environ.get("ANONCLI_MODELS")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "anoncli" / "models"
 
 
 def method_dir(method: str) -> Path:
+    """The store folder of one method's registered model."""
     return store_root() / method
 
 
@@ -61,6 +63,7 @@ def register(method: str, run_dir: str | os.PathLike) -> Path:
 
 
 def missing_message(method: str) -> str:
+    """The one-line error for a method with no trained model, naming the commands that provide one."""
     return (
         f"no trained {method} model: run `anoncli train --method {method} CORPUS --out RUN` "
         f"or pass --checkpoint RUN"
@@ -68,10 +71,12 @@ def missing_message(method: str) -> str:
 
 
 def shipped_dir(method: str) -> Path:
+    """The folder of a model shipped inside the package: anoncli/pretrained/<method>."""
     return Path(__file__).resolve().parent / "pretrained" / method
 
 
 def shipped_model(method: str) -> Path | None:
+    """The shipped model.safetensors of `method` when it and its card.json exist, else None."""
     path = shipped_dir(method) / SHIPPED_WEIGHTS
     return path if path.is_file() and (path.parent / SHIPPED_CARD).is_file() else None
 

@@ -21,6 +21,7 @@ UNKNOWN_TOTAL_INTERVAL_S = 30.0
 
 
 def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (False when it is closed or replaced by an object without isatty)."""
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
@@ -75,16 +76,20 @@ class PlainProgress:
         self.close()
 
     def set_description(self, desc: str = "", refresh: bool = True) -> None:
+        """Set the label printed before the count (tqdm-compatible)."""
         self.desc = desc
 
     def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **kwargs: Any) -> None:
+        """Set the `key=value` pairs printed after the count (tqdm-compatible)."""
         values = {**(ordered_dict or {}), **kwargs}
         self._postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def refresh(self) -> None:
+        """Nothing: lines are printed by `update` (tqdm-compatible)."""
         pass
 
     def update(self, n: float = 1) -> None:
+        """Count `n` more; print a line each `log_step_percent` of the total, or every 30 s without a total."""
         self.n += n
         if self.disable:
             return
@@ -99,6 +104,7 @@ class PlainProgress:
             self._line(now)
 
     def close(self) -> None:
+        """Print the final line (once; nothing when disabled or nothing was counted)."""
         if self._closed:
             return
         self._closed = True
@@ -126,6 +132,7 @@ class PlainProgress:
 
     @staticmethod
     def write(message: str, file: TextIO | None = None) -> None:
+        """Print `message` on `file` (default stderr), flushed (tqdm-compatible)."""
         print(message, file=file or sys.stderr, flush=True)
 
 

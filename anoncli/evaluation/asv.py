@@ -215,6 +215,7 @@ class AsvProbe(Probe):
     @classmethod
     def table_rows(cls, key: str, entry: dict) -> list[Row]:
         def get(condition, figure):
+            """`entry[condition][figure]`, or None."""
             return entry.get(condition, {}).get(figure)
 
         return [

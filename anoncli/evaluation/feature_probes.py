@@ -110,6 +110,7 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
     cache: dict[str, np.ndarray] = {}
 
     def inputs(kind: str) -> np.ndarray:
+        """Attacker inputs of one kind ("features", "audio" or the unmasked originals), computed once; ValueError when originals are needed but not given."""
         if kind not in cache:
             if kind == "features":
                 cache[kind] = load_feature_matrix(frame, anonymized_dir)

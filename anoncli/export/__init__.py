@@ -26,6 +26,8 @@ __all__ = ["FORMATS", "ExportSummary", "export_output", "read_kaldi"]
 
 @dataclass
 class ExportSummary:
+    """What an export wrote: destination, format, counts, label columns kept and dropped, mapping file and notes."""
+
     dest: Path
     fmt: str
     utterances: int
@@ -37,6 +39,7 @@ class ExportSummary:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
+        """The summary as JSON-ready values (what `export --json` prints)."""
         return {
             "dest": str(self.dest), "format": self.fmt, "utterances": self.utterances, "speakers": self.speakers,
             "skipped_not_ok": self.skipped, "label_columns": self.columns, "dropped_columns": self.dropped_columns,

@@ -42,6 +42,7 @@ def _neutral_name(utt_id: str, suffix: str) -> str:
 
 
 def place_file(source: Path, target: Path, link: bool) -> str:
+    """Put `source` at `target` as a hard link when `link` allows it, else a copy; returns "linked" or "copied"."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if link:
         try:

@@ -22,6 +22,7 @@ IDENTIFYING_COLUMNS = {"chapter", "name", "path", "file_name", "source_path"}
 
 
 def identifying_columns(rows: list[ExportRow], columns: list[str]) -> list[str]:
+    """Label columns to drop from a pseudonymous export: known identifying names, `label_*`, and columns that mostly echo the utterance or speaker id."""
     drop = []
     for column in columns:
         if column in IDENTIFYING_COLUMNS or column.startswith("label_"):

@@ -15,6 +15,8 @@ RUN_COLUMNS = set(ManifestRow.run_columns())
 
 @dataclass
 class ExportRow:
+    """One exported utterance: id, speaker, absolute audio path, path relative to the output, and labels."""
+
     utt_id: str
     speaker: str | None
     audio: Path  # absolute path of the anonymized file

@@ -105,6 +105,7 @@ class _Wrapped:
         self._executor = executor
 
     def submit(self, *args, **kwargs):
+        """Schedule `fn(*args, **kwargs)` on the wrapped executor; returns its Future."""
         return self._executor.submit(*args, **kwargs)
 
     def __enter__(self):

@@ -47,6 +47,7 @@ def _worker_plugin_class():
             self.preload = preload
 
         def setup(self, worker) -> None:
+            """Run `preload` on this worker."""
             self.preload()
 
     return PreloadPlugin
@@ -104,6 +105,7 @@ class DaskExecutor:
         return self
 
     def submit(self, fn, *args, **kwargs):
+        """Schedule `fn(*args, **kwargs)` as a Dask task (retried `retries` times if it raises); returns a concurrent.futures.Future."""
         return self._executor.submit(fn, *args, **kwargs)
 
     def __exit__(self, *exc) -> bool:

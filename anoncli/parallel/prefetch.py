@@ -42,6 +42,7 @@ class PipelinedExecutor:
         return self
 
     def submit(self, fn, *args, **kwargs) -> Future:
+        """Schedule `fn(*args, **kwargs)` on one of `depth` threads; returns its Future."""
         return self._pool.submit(fn, *args, **kwargs)
 
     def __exit__(self, *exc) -> bool:

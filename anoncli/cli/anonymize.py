@@ -150,4 +150,5 @@ def _print_summary(record: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the `anonymize` command to `app`."""
     app.command("anonymize")(anonymize)

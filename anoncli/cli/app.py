@@ -61,6 +61,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 
 
 def main() -> None:
+    """The `anoncli` entry point: run the command and turn errors into one stderr line and an exit code.
+
+    AnoncliError/InputError and OSError exit 2, Ctrl-C 130, any other exception 1
+    (an internal error; ANONCLI_DEBUG=1 shows the traceback).
+    """
     debug = os.environ.get("ANONCLI_DEBUG") == "1"
     try:
         app(standalone_mode=True)

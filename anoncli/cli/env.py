@@ -265,4 +265,5 @@ def env(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the `env` command to `app`."""
     app.command(name="env")(env)

@@ -81,4 +81,5 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the `evaluate` command to `app`."""
     app.command("evaluate", help=evaluate.__doc__)(evaluate)

@@ -12,6 +12,8 @@ from anoncli.cli.output import FormatOption, QuietOption, check_format, emit
 
 
 class ExportFormat(str, Enum):
+    """`export --to` choices: a Kaldi data folder or a Hugging Face audiofolder."""
+
     kaldi = "kaldi"
     audiofolder = "audiofolder"
 
@@ -51,4 +53,5 @@ def _print_summary(summary: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the `export` command to `app`."""
     app.command("export")(export)

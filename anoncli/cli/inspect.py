@@ -103,6 +103,7 @@ def _short(value: Any) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the `inspect` command to `app`."""
     app.command("inspect")(inspect)
 
 

@@ -43,6 +43,7 @@ def resolve_device(device: str) -> str:
 
 
 def layout_help() -> str:
+    """Help text of --layout, listing the registered layouts."""
     from anoncli.corpus.layouts import LAYOUTS
 
     return f"Corpus layout: auto (detect) or one of {', '.join(sorted(LAYOUTS))}."

@@ -54,6 +54,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the `train` command to `app`, its help listing the trainable methods."""
     app.command(
         "train",
         help="Train a learned method or attacker. Methods: " + (", ".join(trainer_names()) or "none yet")

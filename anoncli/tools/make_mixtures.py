@@ -28,6 +28,10 @@ def _snr(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of `python -m anoncli.tools.make_mixtures`: build event/speech mixtures; prints the corpus path as JSON.
+
+    Returns 0, or 2 (after a one-line error) on bad input.
+    """
     from anoncli.mixtures import make_mixtures, synthesize_events
 
     parser = argparse.ArgumentParser(prog="python -m anoncli.tools.make_mixtures", description=__doc__.split("\n\n")[0])

@@ -29,6 +29,8 @@ TRAINERS: dict[str, str] = {
 
 @dataclass
 class TrainOptions:
+    """What `anoncli train` passes every trainer: corpus, run folder, labels, label/attribute/utility columns, epochs, batch, device, seed, preset and `--param` pairs."""
+
     corpus: Path
     out: Path
     labels_file: Path | None = None
@@ -46,10 +48,12 @@ class TrainOptions:
 
 
 def trainer_names() -> list[str]:
+    """Registered training method names, sorted."""
     return sorted(TRAINERS)
 
 
 def get_trainer(name: str) -> Callable[[TrainOptions], dict]:
+    """The training function registered as `name` (its module imported now); raises AnoncliError (exit 2) for an unknown name."""
     if name not in TRAINERS:
         known = ", ".join(trainer_names()) or "none yet"
         raise AnoncliError(f"unknown training method {name!r} (choose from: {known})")

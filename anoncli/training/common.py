@@ -178,18 +178,22 @@ class RunFolder:
     # paths
     @property
     def checkpoint_dir(self) -> Path:
+        """RUN/checkpoints."""
         return self.root / "checkpoints"
 
     @property
     def last_path(self) -> Path:
+        """RUN/checkpoints/last.pt: the last complete epoch."""
         return self.checkpoint_dir / "last.pt"
 
     @property
     def best_path(self) -> Path:
+        """RUN/checkpoints/best.pt: the best validated epoch."""
         return self.checkpoint_dir / "best.pt"
 
     @property
     def cache_dir(self) -> Path:
+        """RUN/cache (created on first use)."""
         path = self.root / "cache"
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -240,10 +244,12 @@ class RunFolder:
 
     @property
     def log_rows(self) -> list[dict]:
+        """A copy of the log rows written so far (one dict per row)."""
         return list(self._log_rows)
 
     # card
     def write_card(self, card: dict) -> None:
+        """Write the run's model card (model.json) atomically."""
         atomic_write_json(self.root / CARD_NAME, card)
 
 
@@ -256,6 +262,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict | None) -> None:
+    """Restore torch (and CUDA, when present) RNG states saved by `rng_state`; nothing for None or {}."""
     if not state:
         return
     torch.set_rng_state(state["torch"])

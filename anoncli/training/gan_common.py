@@ -51,6 +51,8 @@ CHECKPOINT_FORMAT = 1
 
 @dataclass
 class MelItem:
+    """One training utterance: ids, class index, its normalised log-mel (n_mels, F) in [-1, 1], and the (mu, sigma) to undo it."""
+
     utt_id: str
     speaker: str
     label: int
@@ -61,6 +63,8 @@ class MelItem:
 
 @dataclass
 class GANData:
+    """A speaker-disjoint train/validation split of normalised mels, the class names and the files skipped as unreadable."""
+
     classes: list[str]
     train: list[MelItem]
     val: list[MelItem]
@@ -111,6 +115,10 @@ def _filter_speakers(utterances, keep: list[str], drop: list[str]):
 
 
 def prepare_data(options: TrainOptions, config: dict, run: RunFolder) -> GANData:
+    """Open the corpus, keep labelled utterances, split speakers, compute (cached) mels and normalise them.
+
+    Raises AnoncliError when the attribute column is missing, unlabelled or has a single value.
+    """
     corpus = open_corpus(options.corpus, options.labels_file, options.layout)
     attribute = config["attribute"]
     if corpus.label_columns and attribute not in corpus.label_columns:
@@ -139,6 +147,7 @@ def prepare_data(options: TrainOptions, config: dict, run: RunFolder) -> GANData
     mels = compute_mels(labelled, config["sample_rate"], mel, cache_dir, progress=config.get("progress", True))
 
     def items(utts) -> list[MelItem]:
+        """`MelItem`s of the utterances whose mel could be computed."""
         out = []
         for utt in utts:
             if utt.utt_id not in mels:
@@ -166,6 +175,7 @@ def random_crops(items: list[MelItem], frames: int, generator: torch.Generator) 
 
 
 def batches(items: list[MelItem], batch_size: int, generator: torch.Generator):
+    """Shuffled batches of `batch_size` items from `generator`; a last batch of one is dropped (BatchNorm)."""
     order = torch.randperm(len(items), generator=generator).tolist()
     # drop a last batch of 1: BatchNorm cannot train on it
     for start in range(0, len(order), batch_size):
@@ -236,17 +246,21 @@ class GANTrainer:
 
     # ---- to be provided by subclasses
     def build(self, num_classes: int) -> None:
+        """Create the networks and optimizers for `num_classes` attribute classes."""
         raise NotImplementedError
 
     # The defaults cover the one-generator, one-discriminator trainers (GenGAN, PSEGAN):
     # `build` sets self.generator, self.discriminator, self.opt_g and self.opt_d.
     def modules(self) -> dict[str, nn.Module]:
+        """The trained networks by name (checkpointed under `models`)."""
         return {"generator": self.generator, "discriminator": self.discriminator}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers by name (checkpointed under `optimizers`)."""
         return {"generator": self.opt_g, "discriminator": self.opt_d}
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on crops x (B, 1, n_mels, frames) with labels (B,); returns the losses as floats."""
         raise NotImplementedError
 
     def anonymize_val(self, item: MelItem, index: int) -> torch.Tensor:
@@ -258,6 +272,7 @@ class GANTrainer:
         return ["generator"]
 
     def extra_validation(self, originals: list[MelItem], outputs: list[torch.Tensor]) -> dict[str, float]:
+        """Method-specific validation figures on the validation outputs (none by default)."""
         return {}
 
     def discriminators(self) -> list[tuple[nn.Module, torch.optim.Optimizer]]:
@@ -296,11 +311,13 @@ class GANTrainer:
 
     # ---- shared machinery
     def val_generator(self, index: int) -> torch.Generator:
+        """The seeded generator of validation utterance `index` (same noise every epoch)."""
         generator = torch.Generator()
         generator.manual_seed(self.config["seed"] * 100003 + index)
         return generator
 
     def checkpoint_state(self, epoch: int, best_score: float, best_epoch: int, data: GANData, metrics: dict) -> dict:
+        """Everything a resume or an anonymizer needs: networks, optimizers, attacker, config, classes, best score and RNG states."""
         return {
             "format": CHECKPOINT_FORMAT,
             "method": self.method,
@@ -320,6 +337,7 @@ class GANTrainer:
         }
 
     def validate(self, data: GANData) -> dict[str, float]:
+        """Frozen attacker accuracy on the validation outputs, normalised privacy (100 = chance), L1 distortion and the score."""
         for module in self.modules().values():
             module.eval()
         outputs = [self.anonymize_val(item, index) for index, item in enumerate(data.val)]
@@ -340,6 +358,11 @@ class GANTrainer:
         return metrics
 
     def run(self) -> dict:
+        """Train (or resume) in the run folder, checkpointing every epoch; write the card and register the best model.
+
+        Returns the run folder, best epoch and score, validation figures and the registered
+        path. Raises AnoncliError for too few labelled utterances or a mismatched run folder.
+        """
         options, config = self.options, self.config
         limit_cpu_threads(config.get("threads"))
         run_config = {"method": self.method, **config}

@@ -44,6 +44,8 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 class GenGANTrainer(GANTrainer):
+    """`anoncli train --method gengan`: the GenGAN U-Net with a noise channel against an attribute discriminator (presets quick/full)."""
+
     method = "gengan"
     default_attribute = "gender"
     presets = common_presets(

@@ -58,6 +58,7 @@ PRESETS = {
 
 
 def resolve_config(options: TrainOptions) -> dict:
+    """The preset with `--param` overrides and the seed; raises AnoncliError unless `segment` is a multiple of 256 samples, at least 1024."""
     config = resolve_run_config(PRESETS, options)
     hop = 256
     if config["segment"] < hop * 4 or config["segment"] % hop:
@@ -67,6 +68,7 @@ def resolve_config(options: TrainOptions) -> dict:
 
 
 def load_waves(utterances, sample_rate: int, desc: str) -> list[torch.Tensor]:
+    """Each utterance decoded, mixed down and resampled to `sample_rate` Hz: 1-D float32 tensors; AudioError on a bad file."""
     waves = []
     for utt in progress_bar(utterances, desc=desc, leave=False, enabled=None):
         audio = read_audio(utt.path)
@@ -122,12 +124,18 @@ def validate(generator: Generator, mel: LogMel, waves: list[torch.Tensor], devic
 
 
 def spread(items: list, limit: int) -> list:
+    """At most `limit` items spread evenly over the list (all of them when `limit` is 0 or not reached)."""
     if not limit or len(items) <= limit:
         return items
     return [items[int(i * len(items) / limit)] for i in range(limit)]
 
 
 def train_melgan(options: TrainOptions) -> dict:
+    """Train (or resume) a MelGAN vocoder at the working rate; keeps the epoch with the best validation STOI.
+
+    Returns the run summary (run folder, best epoch, its STOI, steps, ...). Raises
+    AnoncliError for a corpus without audio or a bad configuration.
+    """
     config = resolve_config(options)
     limit_cpu_threads(config["threads"] or None)
     device = pick_device(options.device)
@@ -167,6 +175,7 @@ def train_melgan(options: TrainOptions) -> dict:
         run.truncate_log(start_epoch)
 
     def checkpoint(epoch: int, best: bool) -> None:
+        """Save networks, optimizers, counters and RNG states as last.pt (and best.pt when `best`)."""
         run.save({
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": epoch, "step": step,

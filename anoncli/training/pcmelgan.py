@@ -22,10 +22,12 @@ from anoncli.training import TrainOptions
 from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
 
 def hinge_distortion(output: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    """max(0, L1(output, target) - eps)^2: no distortion penalty inside the `eps` budget."""
     return torch.relu(nn.functional.l1_loss(output.float(), target.float()) - eps) ** 2
 
 
 def other_class(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A class different from each label (B,): the other one for two classes, else a uniformly drawn other class."""
     if num_classes == 2:
         return 1 - labels
     shift = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
@@ -33,6 +35,8 @@ def other_class(labels: torch.Tensor, num_classes: int, generator: torch.Generat
 
 
 class PCMelGANTrainer(GANTrainer):
+    """`anoncli train --method pcmelgan`: filter F and generator G, each against its own discriminator (presets quick/full)."""
+
     method = "pcmelgan"
     default_attribute = "gender"
     presets = common_presets(

@@ -24,11 +24,14 @@ from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
 
 
 def build_speaker_matcher(config: dict) -> MelSpeakerEncoder:
+    """The frozen 16 kHz GE2E speaker encoder fed from this config's log-mels; raises AnoncliError without resemblyzer."""
     mel = LogMel(sample_rate=config["sample_rate"])
     return MelSpeakerEncoder(mel.filterbank, mel.sample_rate, mel.n_fft, mel.hop_length)
 
 
 class PSEGANTrainer(GANTrainer):
+    """`anoncli train --method psegan`: hide the emotion, keep the speaker (a speaker-similarity loss and validation figure)."""
+
     method = "psegan"
     default_attribute = "emotion"
     model_keys = ("sample_rate", "channels", "residual", "gated_width", "gated_hidden", "gated_stacks")

@@ -94,6 +94,7 @@ def speech_labels(utterances, column: str = "speech") -> np.ndarray:
 
 
 def make_discriminator(config: dict) -> SpeechDiscriminator:
+    """The speech-presence adversary configured by `embedding`, `disc_standardize`, `adversary_hidden` and `adversary_dropout`."""
     return SpeechDiscriminator(config["embedding"], config["disc_standardize"],
                                tuple(int(h) for h in config["adversary_hidden"]), float(config["adversary_dropout"]))
 
@@ -118,6 +119,10 @@ def _resolve_config(options: TrainOptions) -> dict:
 
 
 def train(options: TrainOptions) -> dict:
+    """`anoncli train --method rdalm`: stage (a) the separation mask, stage (b) event features against a speech adversary.
+
+    Returns the run folder, training seconds and the validation figures.
+    """
     config = _resolve_config(options)
     limit_cpu_threads(config["threads"] or None)
     device = pick_device(options.device)
@@ -152,6 +157,7 @@ def train(options: TrainOptions) -> dict:
         run.truncate_log(unet_epoch + epoch0)
 
     def checkpoint(best: bool = False) -> None:
+        """Save pipeline, adversary, optimizers, stage counters and RNG states as last.pt (and best.pt when `best`)."""
         run.save({"method": "rdalm", "pipeline": pipe.state_dict(), "disc": disc.state_dict(), "unet_opt": unet_opt.state_dict(),
                   "opt": opt.state_dict(), "disc_opt": disc_opt.state_dict(), "unet_epoch": unet_epoch,
                   "epoch": epoch0, "rng": rng_state(), "gen": gen.get_state(), "config": config, "classes": classes},

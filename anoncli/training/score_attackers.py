@@ -156,6 +156,7 @@ def _held_out(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sources: np.ndar
     majority = max(np.mean(y == k) for k in classes)
 
     def figures(mask: np.ndarray) -> dict:
+        """Utterance and speaker counts, accuracy, UAR and mean true-class posterior over the rows in `mask`."""
         return {"utterances": int(mask.sum()), "speakers": len(set(groups[mask].tolist())),
                 "accuracy": round(float(np.mean(predicted[mask] == y[mask])), 4),
                 "uar": round(float(balanced_accuracy_score(y[mask], predicted[mask])), 4),

@@ -105,6 +105,7 @@ def add_reports(dest: Path, reports: dict[str, Path], commands: str = "") -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of `python -m anoncli.training.shipping`: write a run's model.safetensors and card.json into DEST; returns 0."""
     parser = argparse.ArgumentParser(prog="python -m anoncli.training.shipping", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("dest", type=Path)

@@ -62,6 +62,7 @@ PRESETS = {
 
 
 def load_waves(utterances, sample_rate: int, desc: str = "reading audio") -> list[torch.Tensor]:
+    """Each utterance decoded, mixed down and resampled to `sample_rate` Hz: 1-D float32 tensors; AudioError on a bad file."""
     waves = []
     for utt in progress_bar(utterances, desc=desc, leave=False, enabled=None):
         audio = read_audio(utt.path)
@@ -156,6 +157,10 @@ def split_utterances(utts, config: dict, seed: int) -> dict[str, list]:
 
 
 def train(options: TrainOptions) -> dict:
+    """`anoncli train --method siamese`: the contrastive extractor, then the utility head on frozen features.
+
+    Returns the run folder, training seconds and the held-out test figures.
+    """
     config = _resolve_config(options)
     limit_cpu_threads(config["threads"] or None)
     device = pick_device(options.device)
@@ -202,6 +207,7 @@ def train(options: TrainOptions) -> dict:
         run.truncate_log(start_epoch + start_head)
 
     def checkpoint(epoch: int, head_epoch: int, best: bool = False) -> None:
+        """Save extractor, heads, adversary, optimizers, epochs and RNG states as last.pt (and best.pt when `best`)."""
         run.save({
             "method": "siamese", "net": net.state_dict(), "ce_head": ce_head.state_dict(), "opt": opt.state_dict(),
             "adversary": adversary.state_dict(),

@@ -115,6 +115,7 @@ def _base_quick(method: str) -> dict:
 
 
 def presets(method: str) -> dict[str, dict]:
+    """The sf-quick (CPU) and sf-full (GPU) settings of `method`'s source-filter trainer."""
     quick = _base_quick(method)
     full = dict(quick, epochs=100, steps_per_epoch=200, batch_size=32, segment_frames=256, lr_g=2e-4, lr_d=2e-4,
                 gated_width=256, gated_hidden=128, gated_stacks=2, d_width=1.0, d_first_stride=1, d_warmup_steps=500,
@@ -142,6 +143,8 @@ def wants_source_filter(config: str | None) -> bool:
 
 @dataclass
 class SFItem:
+    """One training utterance's WORLD features at 10 ms frames: envelope log-mel (80, T), log F0 (T,), voicing, energy in dB, stats."""
+
     utt_id: str
     speaker: str
     label: int
@@ -167,6 +170,10 @@ def extract_features(wave: np.ndarray, sample_rate: int) -> dict[str, torch.Tens
 
 
 def load_features(utterances, sample_rate: int, cache_dir: Path, progress: bool) -> dict[str, dict]:
+    """utt_id -> WORLD training features of each utterance at `sample_rate` Hz, computed once and cached in `cache_dir`.
+
+    Unreadable files are skipped with a line on stderr.
+    """
     digest = hashlib.sha256(f"sf{CACHE_VERSION}|{sample_rate}".encode())
     for utt in utterances:
         digest.update(f"|{utt.path}".encode())
@@ -191,6 +198,7 @@ def load_features(utterances, sample_rate: int, cache_dir: Path, progress: bool)
 
 
 def make_item(utt, label: int, feats: dict) -> SFItem:
+    """An `SFItem` from one utterance's cached features, with its prosody stats and envelope mean and std."""
     env = feats["env"].float()
     voiced = feats["log_f0"] > 0
     stats = utterance_stats(feats["log_f0"], voiced, feats["energy"])
@@ -213,6 +221,7 @@ class EvidenceDiscriminator(nn.Module):
                           if use_embedding else None)
 
     def forward(self, env: torch.Tensor, stats: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
+        """Envelope crops (B, 1, 80, S), stats (B, STATS_DIM) and optional speaker embeddings (B, 256) -> summed logits (B, outputs)."""
         logits = self.envelope(env) + self.stats(stats)
         if self.embedding is not None and embedding is not None:
             logits = logits + self.embedding(embedding)
@@ -255,6 +264,8 @@ def envelope_change(method: str, modules: dict[str, nn.Module], x: torch.Tensor,
 
 
 class SourceFilterTrainer:
+    """Source-filter training of PSEGAN, GenGAN or PCMelGAN: prosody head plus envelope U-Net(s), validated on resynthesised audio."""
+
     def __init__(self, method: str, options: TrainOptions, default_attribute: str):
         self.method = method
         self.options = options
@@ -271,6 +282,10 @@ class SourceFilterTrainer:
 
     # ---- data
     def prepare(self):
+        """Open the corpus, keep labelled utterances with at least 5 voiced frames, split speakers and load WORLD features.
+
+        Raises AnoncliError when the attribute is missing or single-valued, or too few utterances remain.
+        """
         c, options = self.config, self.options
         corpus = open_corpus(options.corpus, options.labels_file, options.layout)
         attribute = c["attribute"]
@@ -297,6 +312,7 @@ class SourceFilterTrainer:
 
     # ---- models
     def build(self):
+        """Create the generators, discriminator(s), speaker matcher and optimizers for the classes found by `prepare`."""
         c, k = self.config, len(self.classes)
         self.modules = build_generators(self.method, c, k)
         stats = torch.stack([i.stats for i in self.train])
@@ -326,6 +342,7 @@ class SourceFilterTrainer:
         self.opt_d = torch.optim.Adam(d_params, lr=c["lr_d"], betas=(0.5, 0.9))
 
     def train_modules(self) -> dict[str, nn.Module]:
+        """Every trained module by name: the inference modules plus the discriminator(s)."""
         out = dict(self.modules)
         out["discriminator"] = self.discriminator
         if self.filter_d is not None:
@@ -334,6 +351,7 @@ class SourceFilterTrainer:
 
     # ---- one step
     def crops(self, items: list[SFItem], rng: torch.Generator):
+        """One random `segment_frames` crop of each item's envelope (short ones edge-padded): (B, 80, S) and the start frames."""
         frames = self.config["segment_frames"]
         starts, envs = [], []
         for item in items:
@@ -346,12 +364,15 @@ class SourceFilterTrainer:
         return torch.stack(envs).to(self.device), starts
 
     def norm_stats(self, stats: torch.Tensor) -> torch.Tensor:
+        """Prosody stats (B, STATS_DIM) standardised with the training set's mean and std."""
         return (stats - self.stats_mean) / self.stats_std
 
     def embed(self, env_raw: torch.Tensor) -> torch.Tensor | None:
+        """Speaker embeddings (B, 256) of raw envelope crops, or None without a speaker matcher."""
         return self.matcher(env_raw) if self.matcher is not None else None
 
     def forward_fake(self, items: list[SFItem], targets: torch.Tensor, rng: torch.Generator):
+        """Run prosody head and envelope U-Net(s) on a batch towards `targets`; returns the fake crops and what the losses need."""
         c = self.config
         frames = c["segment_frames"]
         z = torch.randn(len(items), NOISE_DIM, generator=rng).to(self.device)
@@ -375,9 +396,11 @@ class SourceFilterTrainer:
                 "raw": fake_raw, "env_raw": env_raw, "mu": mu, "sigma": sigma, "stats_real": stats_real}
 
     def d_input(self, raw: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """A raw envelope crop normalised per utterance for the discriminator: (B, 80, S) -> (B, 1, 80, S)."""
         return ((raw - mu) / (3 * sigma + 1e-6)).unsqueeze(1)
 
     def step(self, items: list[SFItem], rng: torch.Generator) -> dict[str, float]:
+        """One generator and discriminator update on `items`; returns the losses as floats."""
         c, k = self.config, len(self.classes)
         labels = torch.tensor([i.label for i in items], device=self.device)
         targets = torch.randint(0, k, (len(items),), generator=rng).to(self.device)
@@ -443,6 +466,7 @@ class SourceFilterTrainer:
 
     # ---- audio-domain validation
     def inference_state(self) -> dict:
+        """The checkpoint-style state an anonymizer loads: method, model config, classes, attribute and module weights."""
         model_keys = ("synthesis", "sample_rate", "channels", "residual", "gated_width", "gated_hidden", "gated_stacks",
                       "prosody_bounds", "prosody_hidden")
         return {"format": 1, "method": self.method, "config": {k: self.config[k] for k in model_keys},
@@ -450,6 +474,7 @@ class SourceFilterTrainer:
                 "models": {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in self.modules.items()}}
 
     def prepare_validation(self) -> None:
+        """Pick validation and attacker utterances, and fit the audio-domain attribute attacker on the originals."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -475,10 +500,12 @@ class SourceFilterTrainer:
         self.val_acc_original = float(np.mean(self.attacker.predict(self.val_original) == np.array([i.label for i in val])))
 
     def read_wave(self, utt) -> np.ndarray:
+        """One utterance decoded and resampled to the training rate: (T,) float32; AudioError on a bad file."""
         audio = read_utterance_audio(utt)
         return resample(torch.from_numpy(audio.samples), audio.sample_rate, self.config["sample_rate"]).numpy()
 
     def audio_features(self, waves: list[np.ndarray]) -> np.ndarray:
+        """The attacker's features of each wave (speaker embedding, F0 and energy statistics): (N, D)."""
         from anoncli.scoring.features import attribute_features
         from anoncli.scoring.signal_metrics import f0_track
 
@@ -486,6 +513,7 @@ class SourceFilterTrainer:
         return np.stack([attribute_features(w, f0_track(w, self.config["sample_rate"]), e) for w, e in zip(waves, embeddings)])
 
     def validate(self) -> dict[str, float]:
+        """Anonymise the validation set as `anonymize` would: attacker accuracy, privacy, speaker cosine, STOI and the score."""
         from anoncli.methods import MethodOptions, method_class
         from anoncli.scoring.signal_metrics import stoi
 
@@ -515,6 +543,7 @@ class SourceFilterTrainer:
 
     # ---- the run
     def run(self) -> dict:
+        """Train (or resume) in the run folder; write the card, the shipped form and register the best model. Returns the run summary."""
         options, c = self.options, self.config
         limit_cpu_threads(c.get("threads"))
         volatile = ("epochs", "progress", "register", "threads", "cache_dir", "max_minutes")
@@ -574,6 +603,7 @@ class SourceFilterTrainer:
                 "validation": card["validation"], "registered": registered, "shipped": str(shipped)}
 
     def card(self, best_epoch: int, best_row: dict, seconds: float) -> dict:
+        """The run's model card: method, data, labels, config, validation figures and licence."""
         corpus = self.corpus_name.lower()
         licence = next((text for key, text in LICENCES.items() if key in corpus), "see the corpus's own licence")
         return {
@@ -613,4 +643,5 @@ def export_shipped(checkpoint: Path, out_dir: Path, card: dict) -> Path:
 
 
 def train(method: str, options: TrainOptions, default_attribute: str) -> dict:
+    """Train `method`'s source-filter model (presets sf-quick/sf-full); returns the run summary."""
     return SourceFilterTrainer(method, options, default_attribute).run()

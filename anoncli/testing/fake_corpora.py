@@ -26,18 +26,22 @@ DURATION_S = 0.1
 
 @dataclass
 class FakeCorpus:
+    """A written fake corpus: its folder, the layout it must be detected as, and utt_id -> the labels it must get."""
+
     root: Path
     layout: str
     expected: dict[str, dict[str, str | None]] = field(default_factory=dict)  # utt_id -> labels that must match
 
 
 def tone(seed: int, duration_s: float = DURATION_S, rate: int = RATE) -> np.ndarray:
+    """A 0.3-amplitude sine with slow tremolo, pitch 100 + 17 * (seed % 12) Hz: (duration_s * rate,) float32."""
     t = np.arange(int(duration_s * rate)) / rate
     f0 = 100.0 + 17.0 * (seed % 12)
     return (0.3 * np.sin(2 * np.pi * f0 * t) * (1 + 0.2 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
 
 
 def write_tone(path: Path, seed: int, fmt: str | None = None) -> Path:
+    """Write `tone(seed)` at 8 kHz as 16-bit PCM (FLAC for .flac, else WAV unless `fmt` says), creating folders; returns `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     kind = fmt or {".flac": "FLAC"}.get(path.suffix.lower(), "WAV")
     sf.write(str(path), tone(seed), RATE, format=kind, subtype="PCM_16")
@@ -45,6 +49,7 @@ def write_tone(path: Path, seed: int, fmt: str | None = None) -> Path:
 
 
 def make_librispeech(parent: Path) -> FakeCorpus:
+    """LibriSpeech dev-clean: two speakers, two chapters' FLAC files, trans.txt and SPEAKERS.TXT."""
     root = parent / "LibriSpeech"
     speakers = {"84": ("F", "dev-clean", "Christie Nowak"), "174": ("M", "dev-clean", "Peter Eastman")}
     lines = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
@@ -67,6 +72,7 @@ def make_librispeech(parent: Path) -> FakeCorpus:
 
 
 def make_libritts(parent: Path) -> FakeCorpus:
+    """LibriTTS: per-utterance WAV with .normalized.txt, and speakers.tsv."""
     root = parent / "LibriTTS"
     root.mkdir(parents=True, exist_ok=True)
     (root / "speakers.tsv").write_text("READER\tGENDER\tSUBSET\tNAME\n1272\tM\tdev-clean\tJohn Rose\n2035\tF\tdev-clean\tSharon Bautista\n")
@@ -111,6 +117,7 @@ def make_vctk(parent: Path) -> FakeCorpus:
 
 
 def make_ravdess(parent: Path) -> FakeCorpus:
+    """RAVDESS: two actors (01 male, 12 female), four emotions each, in Actor_NN folders."""
     root = parent / "Audio_Speech_Actors_01-24"
     expected = {}
     names = {"01": "neutral", "02": "calm", "05": "anger", "08": "surprise"}
@@ -126,6 +133,7 @@ def make_ravdess(parent: Path) -> FakeCorpus:
 
 
 def make_cremad(parent: Path) -> FakeCorpus:
+    """CREMA-D: AudioWAV files named ActorID_Sentence_Emotion_Level and VideoDemographics.csv."""
     root = parent / "CREMA-D"
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "VideoDemographics.csv", "w", newline="") as handle:
@@ -173,6 +181,7 @@ def _nist(path: Path, seed: int) -> None:
 
 
 def make_timit(parent: Path) -> FakeCorpus:
+    """TIMIT: NIST SPHERE .WAV files with .TXT transcripts in TRAIN|TEST/DRn/speaker folders."""
     root = parent / "TIMIT"
     expected = {}
     for split, region, speaker in (("TRAIN", "DR1", "FCJF0"), ("TEST", "DR2", "MABC0")):
@@ -192,6 +201,7 @@ def make_timit(parent: Path) -> FakeCorpus:
 
 
 def make_audiomnist(parent: Path) -> FakeCorpus:
+    """AudioMNIST: data/NN/D_NN_I.wav and audioMNIST_meta.txt (with a trailing comma, as some copies have)."""
     root = parent / "AudioMNIST"
     meta = {
         "01": {"accent": "german", "age": "30", "gender": "male", "native speaker": "no",
@@ -215,6 +225,7 @@ def make_audiomnist(parent: Path) -> FakeCorpus:
 
 
 def make_fsdd(parent: Path) -> FakeCorpus:
+    """Free Spoken Digit Dataset: recordings/D_name_I.wav."""
     root = parent / "free-spoken-digit-dataset"
     expected = {}
     for speaker in ("george", "jackson"):
@@ -254,6 +265,7 @@ def make_kaldi(parent: Path) -> FakeCorpus:
 
 
 def make_audiofolder(parent: Path, kind: str = "csv") -> FakeCorpus:
+    """Hugging Face audiofolder: four clips and metadata.csv (or metadata.jsonl with `kind="jsonl"`) with speaker, gender, emotion."""
     root = parent / "my_dataset"
     rows = [("clips/a.wav", "alice", "F", "anger"), ("clips/b.wav", "alice", "F", "neutral"),
             ("clips/c.wav", "bob", "M", "anger"), ("clips/sub/d.wav", "bob", "m", "sadness")]
@@ -273,6 +285,7 @@ def make_audiofolder(parent: Path, kind: str = "csv") -> FakeCorpus:
 
 
 def make_plain(parent: Path) -> FakeCorpus:
+    """A plain folder of audio without labels (names with sub-folders and a space)."""
     root = parent / "recordings_2024"
     for i, name in enumerate(("interview_1.wav", "interview_2.wav", "day2/take 3.flac")):
         write_tone(root / name, i)

@@ -27,7 +27,9 @@ class EmbeddingBackend(Protocol):
 
     name: str
 
-    def embed(self, waves: list[np.ndarray]) -> np.ndarray: ...
+    def embed(self, waves: list[np.ndarray]) -> np.ndarray:
+        """Speaker embeddings of 16 kHz float32 mono waves: (len(waves), D) float32, each row L2-normalised."""
+        ...
 
 
 def _l2(x: np.ndarray) -> np.ndarray:

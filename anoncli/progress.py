@@ -89,7 +89,7 @@ class PlainProgress:
         pass
 
     def update(self, n: float = 1) -> None:
-        """Count `n` more; print a line each `log_step_percent` of the total, or every 30 s without a total."""
+        """Count `n` more; print a line each `step_percent` of the total, or every 30 s without a total."""
         self.n += n
         if self.disable:
             return

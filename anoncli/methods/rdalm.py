@@ -22,7 +22,7 @@ EMIT_CHOICES = ("audio", "features", "both")
 
 
 class Rdalm(Method):
-    """RDAL-M: speech-suppressed 16 kHz audio (learned STFT mask), 64-d event embeddings, or both (`--param emit`).
+    """RDAL-M: speech-suppressed 16 kHz audio (learned STFT mask), event embeddings (64-d by default), or both (`--param emit`).
 
     Raises AnoncliError for an unknown `emit` or a missing or foreign checkpoint.
     """

@@ -56,7 +56,7 @@ def _fit_noise(cond: dict, width: int) -> dict:
 
 
 def crossfade_starts(total: int, chunk: int, overlap: int, stride: int) -> list[int]:
-    """Start frames of `chunk`-frame windows over `total` frames, `overlap` apart, on multiples of `stride`; the last ends at `total`.
+    """Start frames of `chunk`-frame windows over `total` frames, overlapping by at least `overlap`, on multiples of `stride`; the last ends at `total`.
 
     Called only when total > chunk (`generate` runs shorter inputs in one piece).
     """

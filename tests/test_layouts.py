@@ -267,3 +267,16 @@ def test_audiofolder_with_one_table_per_split(tmp_path):
     assert {u.utt_id: (u.speaker, u.labels["split"]) for u in corpus} == {
         "train/clips/x": ("a", "train"), "test/clips/x": ("b", "test"), "extra": (None, None)}
     assert any("1 audio file(s) are not listed" in note for note in corpus.notes)
+
+
+
+def test_unreadable_vctk_speaker_info_is_an_input_error_naming_it(tmp_path):
+    import pytest
+
+    from anoncli.corpus.layouts.vctk import read_speaker_info
+    from anoncli.errors import InputError
+
+    folder = tmp_path / "speaker-info.txt"
+    folder.mkdir()  # open() fails with an OSError, as for a file without read permission
+    with pytest.raises(InputError, match="speaker-info.txt: cannot read"):
+        read_speaker_info(folder)

@@ -11,26 +11,33 @@ from pathlib import Path
 
 from anoncli.corpus.labels import normalise_gender
 from anoncli.corpus.layouts.base import FilenameLayout
+from anoncli.errors import InputError
 
 INFO = "speaker-info.txt"
 
 
 def read_speaker_info(path: Path) -> dict[str, dict[str, str | None]]:
-    """VCTK's speaker-info.txt as {"pNNN": age, gender, accent, region}; the header line is skipped."""
+    """VCTK's speaker-info.txt as {"pNNN": age, gender, accent, region}; the header line is skipped.
+
+    Raises InputError (exit 2) naming the file when it cannot be read.
+    """
     speakers: dict[str, dict[str, str | None]] = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            fields = line.split()
-            if len(fields) < 3 or fields[0].upper() == "ID":
-                continue
-            speaker = fields[0] if not fields[0].isdigit() else f"p{fields[0]}"
-            region = " ".join(fields[4:]).split("(")[0].strip() if len(fields) > 4 else ""
-            speakers[speaker] = {
-                "age": fields[1],
-                "gender": normalise_gender(fields[2]),
-                "accent": fields[3] if len(fields) > 3 else None,
-                "region": region or None,
-            }
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) < 3 or fields[0].upper() == "ID":
+                    continue
+                speaker = fields[0] if not fields[0].isdigit() else f"p{fields[0]}"
+                region = " ".join(fields[4:]).split("(")[0].strip() if len(fields) > 4 else ""
+                speakers[speaker] = {
+                    "age": fields[1],
+                    "gender": normalise_gender(fields[2]),
+                    "accent": fields[3] if len(fields) > 3 else None,
+                    "region": region or None,
+                }
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
     return speakers
 
 

@@ -166,12 +166,13 @@ class HypothesisCache:
 
     @staticmethod
     def key(path: Path) -> str | None:
-        """A file's identity (resolved path, size, mtime in ns); None when it cannot be stat'ed."""
+        """The file's identity (resolved path, size, mtime), or None when it cannot be read."""
+        from anoncli.evaluation.extraction import file_key
+
         try:
-            st = path.stat()
+            return file_key(path)
         except OSError:
             return None
-        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
     def get(self, key: str | None) -> str | None:
         """The cached hypothesis for `key`, or None (cache off, no key, not cached)."""

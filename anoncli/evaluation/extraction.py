@@ -86,7 +86,8 @@ def cache_dir() -> Path:
     return Path(root) / "evaluation"
 
 
-def _file_key(path: Path) -> str:
+def file_key(path: Path) -> str:
+    """A cache key for a file's identity: resolved path, size in bytes and mtime in ns. Raises OSError if it cannot be read."""
     st = path.stat()
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
@@ -288,7 +289,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []
     timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
-    keys = [_file_key(utt.path) for utt, _ in pairs]
+    keys = [file_key(utt.path) for utt, _ in pairs]
 
     known = known or [None] * n
 

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from anoncli.errors import AnoncliError
+from anoncli.errors import AnoncliError, AudioError
 from anoncli.modelstore import load_checkpoint
 from anoncli.atomic import atomic_path, atomic_write_json  # noqa: F401 (atomic_write_json is re-exported)
 
@@ -130,6 +130,30 @@ def speaker_split(
     train = [u for s in speakers if s not in chosen_set for u in by_speaker[s]]
     val = [u for s in speakers if s in chosen_set for u in by_speaker[s]]
     return train, val, sorted(chosen_set)
+
+
+# --------------------------------------------------------------------------- training audio
+
+
+def resampled_waves(utterances, sample_rate: int, desc: str, progress: bool = True):
+    """Yield (utterance, 1-D float32 tensor at `sample_rate` Hz) for each utterance that decodes.
+
+    A file that cannot be decoded (AudioError) is skipped with a line on
+    stderr, so one bad file does not stop feature extraction for training.
+    """
+    import sys
+
+    from anoncli.audio import resample
+    from anoncli.corpus.reading import read_utterance_audio
+    from anoncli.progress import progress_bar
+
+    for utt in progress_bar(utterances, desc=desc, unit="file", enabled=progress, leave=False):
+        try:
+            audio = read_utterance_audio(utt)
+        except AudioError as err:
+            print(f"skipping {err}", file=sys.stderr)
+            continue
+        yield utt, resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate)
 
 
 # --------------------------------------------------------------------------- atomic writes

@@ -30,10 +30,8 @@ import torch
 from torch import nn
 
 from anoncli import modelstore
-from anoncli.audio import resample
 from anoncli.corpus import open_corpus
-from anoncli.corpus.reading import read_utterance_audio
-from anoncli.errors import AnoncliError, AudioError
+from anoncli.errors import AnoncliError
 from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.scoring.metrics import normalised_accuracy
 from anoncli.synthesis.mel import LogMel, normalize
@@ -87,16 +85,10 @@ def compute_mels(utterances, sample_rate: int, mel: LogMel, cache_dir: Path | No
     if cache_file is not None and cache_file.exists():
         stored = torch.load(cache_file, map_location="cpu", weights_only=True)
         return dict(zip(stored["ids"], stored["mels"]))
-    from anoncli.progress import progress_bar
+    from anoncli.training.common import resampled_waves
 
     mels: dict[str, torch.Tensor] = {}
-    for utt in progress_bar(utterances, desc="mels", unit="file", enabled=progress, leave=False):
-        try:
-            audio = read_utterance_audio(utt)
-        except AudioError as err:
-            print(f"skipping {err}", file=sys.stderr)
-            continue
-        wave = resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate)
+    for utt, wave in resampled_waves(utterances, sample_rate, "mels", progress):
         with torch.no_grad():
             mels[utt.utt_id] = mel(wave.unsqueeze(0)).squeeze(0).contiguous()
     if cache_file is not None:

@@ -59,7 +59,7 @@ from anoncli import modelstore
 from anoncli.audio import resample
 from anoncli.corpus import open_corpus
 from anoncli.corpus.reading import read_utterance_audio
-from anoncli.errors import AnoncliError, AudioError
+from anoncli.errors import AnoncliError
 from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.models.generators import gengan_generator, pcmelgan_filter, pcmelgan_generator, psegan_generator
 from anoncli.models.prosody import (
@@ -180,18 +180,11 @@ def load_features(utterances, sample_rate: int, cache_dir: Path, progress: bool)
     cache_file = cache_dir / f"world-{digest.hexdigest()[:16]}.pt"
     if cache_file.exists():
         return torch.load(cache_file, map_location="cpu", weights_only=True)
-    from anoncli.progress import progress_bar
-    from anoncli.training.common import atomic_torch_save
+    from anoncli.training.common import atomic_torch_save, resampled_waves
 
     out: dict[str, dict] = {}
-    for utt in progress_bar(utterances, desc="WORLD features", unit="file", enabled=progress, leave=False):
-        try:
-            audio = read_utterance_audio(utt)
-        except AudioError as err:
-            print(f"skipping {err}", file=sys.stderr)
-            continue
-        wave = resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate).numpy()
-        out[utt.utt_id] = extract_features(wave, sample_rate)
+    for utt, wave in resampled_waves(utterances, sample_rate, "WORLD features", progress):
+        out[utt.utt_id] = extract_features(wave.numpy(), sample_rate)
     cache_dir.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(out, cache_file)
     return out

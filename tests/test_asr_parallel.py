@@ -54,3 +54,25 @@ def test_executor_matches_serial_and_original_side_is_cached(tmp_path, monkeypat
     recogniser.calls.clear()
     asr.run_asr(pairs, texts, languages, valid, progress=False, use_cache=False)
     assert len(recogniser.calls) == 12
+
+
+def _voice(f0: float, seed: int, seconds: float = 1.5, sr: int = 16000) -> np.ndarray:
+    """A vibrato harmonic tone with a syllable-rate envelope and a little noise."""
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.2 * np.sin(2 * np.pi * 3 * t))) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 20)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
+    return 0.1 * x + 0.01 * np.random.default_rng(seed).normal(size=t.size)
+
+
+def test_pocketsphinx_hypothesis_does_not_depend_on_the_files_decoded_before():
+    target = _voice(120.0, 1)
+    fresh = asr.PocketSphinxRecogniser(None, False).transcribe(target)
+    assert fresh  # a non-empty hypothesis, so that the comparison below means something
+    reused = asr.PocketSphinxRecogniser(None, False)
+    reused.transcribe(0.5 * np.random.default_rng(2).normal(size=32000))
+    reused.transcribe(_voice(250.0, 3))
+    assert reused.transcribe(target) == fresh
+    # the state behind it: the cepstral mean after decoding `target` is that of a fresh decoder
+    first = asr.PocketSphinxRecogniser(None, False)
+    first.transcribe(target)
+    assert reused.decoder.get_cmn() == first.decoder.get_cmn()

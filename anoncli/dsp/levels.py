@@ -19,3 +19,30 @@ def rms_dbfs(samples: np.ndarray) -> float:
 def is_silent(samples: np.ndarray) -> bool:
     """True when the RMS level is below `SILENCE_DBFS` (or there are no samples)."""
     return rms_dbfs(samples) < SILENCE_DBFS
+
+
+def active_span(samples: np.ndarray, sample_rate: int, floor_db: float = -40.0,
+                margin_s: float = 0.3, frame_s: float = 0.01) -> tuple[int, int]:
+    """Sample range [start, stop) from the first to the last frame within `floor_db` of the loudest frame.
+
+    samples: (n,) float or int; frames of `frame_s` seconds, power in dB; the span is widened by
+    `margin_s` seconds on each side and clipped to the signal. Returns (0, n) for digital
+    silence or a signal shorter than one frame, so that nothing is ever dropped from those.
+    """
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    n = x.size
+    hop = max(1, int(round(frame_s * sample_rate)))
+    frames = n // hop
+    if frames == 0:
+        return 0, n
+    power = np.mean(x[:frames * hop].reshape(frames, hop) ** 2, axis=1)
+    if not np.any(power > 0):
+        return 0, n
+    level = 10.0 * np.log10(np.maximum(power, np.finfo(np.float64).tiny))
+    active = np.flatnonzero(level > level.max() + floor_db)
+    margin = int(round(margin_s * sample_rate))
+    start = max(0, int(active[0]) * hop - margin)
+    stop = min(n, (int(active[-1]) + 1) * hop + margin)
+    if active[-1] == frames - 1:
+        stop = n  # the loud part reaches the partial last frame: keep it
+    return start, stop

@@ -1,0 +1,42 @@
+"""dsp.levels.active_span: the edge-trimming span that the ASR probe decodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anoncli.dsp.levels import active_span
+
+
+def _tone_in_silence(sr=16000, lead=1.0, tone=0.5, tail=1.2, noise_db=-70.0, seed=0):
+    rng = np.random.default_rng(seed)
+    n_lead, n_tone, n_tail = int(lead * sr), int(tone * sr), int(tail * sr)
+    x = rng.normal(0.0, 10 ** (noise_db / 20), n_lead + n_tone + n_tail)
+    t = np.arange(n_tone) / sr
+    x[n_lead:n_lead + n_tone] += 0.5 * np.sin(2 * np.pi * 220 * t)
+    return x, n_lead, n_lead + n_tone
+
+
+def test_span_covers_the_tone_plus_margin_and_drops_quiet_edges():
+    x, on, off = _tone_in_silence()
+    start, stop = active_span(x, 16000, floor_db=-40.0, margin_s=0.3)
+    assert on - int(0.3 * 16000) - 160 <= start <= on - int(0.3 * 16000) + 160
+    assert off + int(0.3 * 16000) - 160 <= stop <= off + int(0.3 * 16000) + 160
+    assert stop - start < x.size * 0.7
+
+
+def test_quiet_speech_above_the_floor_is_kept():
+    x, on, off = _tone_in_silence()
+    x[off + 1600: off + 3200] += 0.5 * 10 ** (-30 / 20) * np.sin(np.arange(1600) * 0.3)  # 30 dB down: kept
+    _start, stop = active_span(x, 16000, floor_db=-40.0, margin_s=0.0)
+    assert stop >= off + 3200 - 160
+
+
+def test_silence_and_very_short_signals_are_returned_whole():
+    assert active_span(np.zeros(16000), 16000) == (0, 16000)
+    assert active_span(np.ones(50), 16000) == (0, 50)
+    assert active_span(np.zeros(0), 16000) == (0, 0)
+
+
+def test_a_signal_loud_to_the_end_keeps_its_last_partial_frame():
+    x = np.concatenate([np.zeros(16000), 0.5 * np.ones(16050)])
+    assert active_span(x, 16000, margin_s=0.0)[1] == x.size

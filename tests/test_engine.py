@@ -102,6 +102,18 @@ def test_manifest_rows_carry_labels_and_run_config(corpus, tmp_path):
     assert run["counts"]["ok"] == 12 and "torch" in run["versions"]
 
 
+def test_params_column_holds_the_utterance_draws_and_the_method_settings_are_stored_once(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out, method="mcadams", seed=3))
+    table = read_manifest(out)
+    params = [json.loads(p) for p in table.column("params").to_pylist()]
+    assert all(set(p) == {"alpha", "highpass"} for p in params)
+    assert len({p["alpha"] for p in params}) > 1  # drawn per utterance
+    method_config = json.loads(table.schema.metadata[b"anoncli.config"])["method_config"]
+    assert method_config["lpc_order"] > 0 and "lpc_order" not in params[0]
+    assert json.loads((out / "run.json").read_text())["config"]["method_config"] == method_config
+
+
 def test_output_format_and_rate(corpus, tmp_path):
     out = tmp_path / "out"
     run_anonymize(config(corpus, out, fmt="flac", output_sample_rate=8000))

@@ -176,7 +176,6 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
     result = BatchResult()
     rows: list[ManifestRow] = []
     loaded: list[_Loaded] = []
-    method_config = method.config()
 
     for utt in utterances:
         started = time.perf_counter()
@@ -188,7 +187,8 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
                 result.warnings.extend(f"{utt.rel_path}: {note}" for note in audio.notes)
             params = method.utterance_params(utt)
             row.update(duration_s=audio.duration_s, sample_rate=audio.sample_rate, seed=method.utterance_seed(utt),
-                       params=json.dumps({**method_config, **params}, sort_keys=True, default=str))
+                       # the per-utterance draws only: the method's settings are in the schema metadata and run.json
+                       params=json.dumps(params, sort_keys=True, default=str))
             loaded.append(_Loaded(utt, row, audio, _method_input(method, audio), params,
                                   time.perf_counter() - started))
         except Exception as err:  # one bad file must not stop the batch

@@ -23,7 +23,8 @@ OUTPUT_ALIASES = {"asv.link": "link_cosine", "link": "link_cosine", "linkability
 
 
 def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow_commands: bool = False,
-             worst: int | None = None, by: str = "asv.link", check: bool = False) -> dict[str, Any]:
+             worst: int | None = None, by: str = "asv.link", check: bool = False,
+             labels_sep: str | None = None) -> dict[str, Any]:
     """What `anoncli inspect` reports on `path`: a manifest file, an evaluation report, an output folder or a corpus.
 
     Raises InputError (exit 2) for a missing path, a file that is not a .parquet
@@ -48,15 +49,16 @@ def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow
         if worst:
             info["worst"] = worst_outputs(path, worst, by)
         return info
-    return describe_corpus(path, labels, layout, allow_commands)
+    return describe_corpus(path, labels, layout, allow_commands, labels_sep)
 
 
-def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands: bool) -> dict[str, Any]:
+def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands: bool,
+                    labels_sep: str | None = None) -> dict[str, Any]:
     """A corpus's layout, files, hours (from headers; piped commands not run), speakers, sample rates and label columns."""
     from anoncli.corpus import describe_corpus as corpus_summary
     from anoncli.corpus import open_corpus
 
-    corpus = open_corpus(root, labels, layout=layout, allow_commands=allow_commands)
+    corpus = open_corpus(root, labels, layout=layout, allow_commands=allow_commands, labels_sep=labels_sep)
     seconds, rates, unreadable, piped = 0.0, Counter(), 0, 0
     for utt in corpus.utterances:
         if getattr(utt, "command", None):

@@ -748,3 +748,12 @@ def test_random_inputs_never_end_in_an_internal_error_and_are_never_modified(tmp
         assert all(r["status"] == "ok" or (r["error"] and "\n" not in r["error"]) for r in rows)
         assert next(r for r in rows if r["source_path"] == "good.wav")["status"] == "ok"
     assert (tree_digest(corpus), labels.read_bytes()) == before
+
+
+def test_labels_sep_is_taken_by_inspect_as_by_anonymize(tmp_path, monkeypatch, capsys):
+    root = _labelled_corpus(tmp_path / "corpus")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("file_name:speaker\nclips/a.wav:s1\nclips/b.wav:s2\n")  # ':' is not among the sniffed separators
+    code, out, err = cli(monkeypatch, capsys, "inspect", root, "--labels", labels, "--labels-sep", ":", "--format", "json")
+    assert code == 0, err
+    assert "speaker" in json.loads(out)["label_columns"]

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from anoncli.cli.options import check_backend, layout_help, parse_params, resolve_device
-from anoncli.cli.output import QuietOption, check_format, emit, print_rows
+from anoncli.cli.output import LabelsSepOption, QuietOption, check_format, emit, print_rows
 from anoncli.errors import EXIT_OK, AnoncliError, warn
 from anoncli.jobs.sharding import parse_shard
 from anoncli.methods import DEFAULT_METHOD, method_names
@@ -31,7 +31,7 @@ def anonymize(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (mirrors the corpus tree; must not be inside it).")],
     method: Annotated[str, typer.Option("--method", "-m", help=f"Anonymization method: {', '.join(method_names())}.")] = DEFAULT_METHOD,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet, 'file_name' or 'path' column) instead of CORPUS/metadata.csv.")] = None,
-    labels_sep: Annotated[Optional[str], typer.Option("--labels-sep", help="Separator of a CSV labels table: one character, or 'tab' (default: sniffed from the header among , ; tab |).")] = None,
+    labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands (they execute arbitrary code).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; per-utterance randomness is derived from it and the utterance id.")] = 0,

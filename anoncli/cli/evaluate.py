@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from anoncli.cli.output import FormatOption, check_format, emit
+from anoncli.cli.output import FormatOption, LabelsSepOption, check_format, emit
 from anoncli.errors import EXIT_OK
 
 
@@ -26,6 +26,7 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: scores.parquet, trials.parquet, summary.json, report.html, plots/.")],
     probes: Annotated[Optional[str], typer.Option("--probes", help=_probes_help())] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet) for ORIGINAL instead of its metadata.csv.")] = None,
+    labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help="Corpus layout of ORIGINAL, or auto.")] = "auto",
     asv_model: Annotated[Optional[str], typer.Option("--asv-model", help="Speaker encoder: 'resemblyzer' (bundled, default), a local speechbrain model folder, or an `anoncli train --method asv` run folder.")] = None,
     trials: Annotated[Optional[Path], typer.Option("--trials", help="Kaldi-style trials file (MODEL UTT target|nontarget) instead of the seeded enrolment split.")] = None,
@@ -65,7 +66,7 @@ def evaluate(
     check_format(fmt)
     check_backend(backend, scheduler)
     config = EvaluateConfig(
-        original=original, anonymized=anonymized, out=out, labels_file=labels, layout=layout,
+        original=original, anonymized=anonymized, out=out, labels_file=labels, labels_sep=labels_sep, layout=layout,
         probes=[p.strip() for p in probes.split(",") if p.strip()] if probes else None,
         asv_model=asv_model, trials=trials, vocabulary=vocabulary, asr_model=str(asr_model) if asr_model else None,
         asr_language=asr_language, seed=seed, overwrite=overwrite, gate=gate, use_cache=not no_cache,

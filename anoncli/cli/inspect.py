@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from anoncli.cli.options import layout_help
-from anoncli.cli.output import QuietOption, check_format, emit
+from anoncli.cli.output import LabelsSepOption, QuietOption, check_format, emit
 from anoncli.errors import InputError
 
 
@@ -18,6 +18,7 @@ def inspect(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Output on stdout: table (for people) or json (for programs).")] = "table",
     quiet: QuietOption = False,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file for a corpus folder.")] = None,
+    labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
     worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report or output folders: list the N worst utterances by --by.")] = None,
@@ -32,7 +33,7 @@ def inspect(
 
     check_format(fmt)
     info = describe(path, labels=labels, layout=layout, allow_commands=allow_commands, worst=worst, by=by,
-                    check=check)
+                    check=check, labels_sep=labels_sep)
     emit(info, fmt, _print_report if info.get("kind") == "report" else _print_table, quiet)
     if check and info.get("complete") is False:
         raise typer.Exit(3)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from anoncli.cli.options import layout_help, parse_params, resolve_device
-from anoncli.cli.output import FormatOption, QuietOption, check_format, emit, print_rows
+from anoncli.cli.output import FormatOption, LabelsSepOption, QuietOption, check_format, emit, print_rows
 from anoncli.training import TrainOptions, get_trainer, trainer_names
 
 
@@ -18,6 +18,7 @@ def train(
     method: Annotated[str, typer.Option("--method", "-m", help="What to train (see the list in --help).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoints, log.parquet and model.json.")],
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet) instead of the corpus' metadata.")] = None,
+    labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     label: Annotated[Optional[str], typer.Option("--label", help="Label column an attribute attacker learns.")] = None,
     attribute: Annotated[Optional[str], typer.Option("--attribute", help="Private attribute column (learned methods).")] = None,
@@ -39,7 +40,7 @@ def train(
     check_format(fmt)
     trainer = get_trainer(method)
     options = TrainOptions(
-        corpus=corpus, out=out, labels_file=labels, layout=layout, label=label, attribute=attribute,
+        corpus=corpus, out=out, labels_file=labels, labels_sep=labels_sep, layout=layout, label=label, attribute=attribute,
         utility=utility, epochs=epochs, batch_size=batch_size, device=resolve_device(device), seed=seed,
         overwrite=overwrite, config=config, extra=parse_params(param),
     )

@@ -25,6 +25,7 @@ class EvaluateConfig:
     anonymized: Path
     out: Path
     labels_file: Path | None = None
+    labels_sep: str | None = None
     layout: str = "auto"
     probes: list[str] | None = None
     asv_model: str | None = None
@@ -116,7 +117,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     out = Path(config.out)
     if out.resolve() in (Path(config.original).resolve(), Path(config.anonymized).resolve()):
         raise AnoncliError(f"--out {out}: must not be the original or the anonymized folder")
-    corpus = open_corpus(config.original, config.labels_file, config.layout, allow_commands=config.allow_commands)
+    corpus = open_corpus(config.original, config.labels_file, config.layout, allow_commands=config.allow_commands,
+                         labels_sep=config.labels_sep)
     if config.files_from is not None:
         from anoncli.corpus.selection import select_files
 

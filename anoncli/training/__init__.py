@@ -34,6 +34,7 @@ class TrainOptions:
     corpus: Path
     out: Path
     labels_file: Path | None = None
+    labels_sep: str | None = None     # CSV separator of labels_file (sniffed when None)
     layout: str = "auto"
     label: str | None = None          # attribute probes: the label column to learn
     attribute: str | None = None      # learned methods: the private attribute column

@@ -83,7 +83,7 @@ def train_asv(options) -> dict:
     if (out / "model.pt").exists() and not options.overwrite:
         raise AnoncliError(f"{out}: already holds a trained encoder (use --overwrite to train again)")
     config = _config(options)
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout)
+    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
     keep = [u for u in corpus.utterances if u.speaker is not None]
     speakers = sorted({u.speaker for u in keep})
     if len(speakers) < 2:

@@ -111,7 +111,7 @@ def prepare_data(options: TrainOptions, config: dict, run: RunFolder) -> GANData
 
     Raises AnoncliError when the attribute column is missing, unlabelled or has a single value.
     """
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout)
+    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
     attribute = config["attribute"]
     if corpus.label_columns and attribute not in corpus.label_columns:
         raise AnoncliError(

@@ -140,7 +140,7 @@ def train_melgan(options: TrainOptions) -> dict:
     limit_cpu_threads(config["threads"] or None)
     device = pick_device(options.device)
     # The corpus is checked before RUN is created, so a bad corpus leaves no empty run behind.
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout)
+    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
     if not corpus.utterances:
         raise AnoncliError(f"{options.corpus}: no audio files")
     train_utts, val_utts, val_speakers = speaker_split(

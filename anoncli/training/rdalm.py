@@ -128,7 +128,7 @@ def train(options: TrainOptions) -> dict:
     device = pick_device(options.device)
     run = RunFolder(options.out, config, overwrite=options.overwrite)
     gen = seed_everything(options.seed)
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout)
+    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
     utility = config["utility"]
     all_utts = [u for u in corpus.utterances if u.labels.get(utility)]
     train_utts = [u for u in all_utts if (u.labels.get("split") or "train") != "test"]

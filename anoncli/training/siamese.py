@@ -167,7 +167,7 @@ def train(options: TrainOptions) -> dict:
     run = RunFolder(options.out, config, overwrite=options.overwrite)
     gen = seed_everything(options.seed)
 
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout)
+    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
     utility = config["utility"]
     utts = [u for u in corpus.utterances if u.labels.get(utility)]
     if not utts:

@@ -280,7 +280,7 @@ class SourceFilterTrainer:
         Raises AnoncliError when the attribute is missing or single-valued, or too few utterances remain.
         """
         c, options = self.config, self.options
-        corpus = open_corpus(options.corpus, options.labels_file, options.layout)
+        corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
         attribute = c["attribute"]
         utts = [u for u in corpus.utterances if u.labels.get(attribute)]
         if c["speakers"]:

@@ -156,6 +156,22 @@ def resampled_waves(utterances, sample_rate: int, desc: str, progress: bool = Tr
         yield utt, resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate)
 
 
+def load_waves(utterances, sample_rate: int, desc: str = "reading audio") -> list[torch.Tensor]:
+    """Each utterance decoded, mixed down and resampled to `sample_rate` Hz: 1-D float32 tensors, in order.
+
+    Unlike `resampled_waves`, a file that cannot be decoded stops the run (AudioError naming it):
+    callers keep the list aligned with their utterances and labels.
+    """
+    from anoncli.audio import read_audio, resample
+    from anoncli.progress import progress_bar
+
+    waves = []
+    for utt in progress_bar(utterances, desc=desc, leave=False, enabled=None):
+        audio = read_audio(utt.path)
+        waves.append(resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate))
+    return waves
+
+
 # --------------------------------------------------------------------------- atomic writes
 
 

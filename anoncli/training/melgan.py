@@ -26,14 +26,13 @@ import torch.nn.functional as F
 from anoncli import progress
 from anoncli.progress import progress_bar
 
-from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.synthesis.mel import LogMel
 from anoncli.synthesis.melgan import Generator, MultiScaleDiscriminator
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
-    RunFolder, resolve_run_config, atomic_torch_save, limit_cpu_threads, pick_device, rng_state,
+    RunFolder, resolve_run_config, atomic_torch_save, limit_cpu_threads, load_waves, pick_device, rng_state,
     seed_everything, set_rng_state, speaker_split,
 )
 
@@ -65,15 +64,6 @@ def resolve_config(options: TrainOptions) -> dict:
         raise AnoncliError(f"--param segment={config['segment']}: expected a multiple of {hop}, at least {hop * 4}")
     config["seed"] = options.seed
     return config
-
-
-def load_waves(utterances, sample_rate: int, desc: str) -> list[torch.Tensor]:
-    """Each utterance decoded, mixed down and resampled to `sample_rate` Hz: 1-D float32 tensors; AudioError on a bad file."""
-    waves = []
-    for utt in progress_bar(utterances, desc=desc, leave=False, enabled=None):
-        audio = read_audio(utt.path)
-        waves.append(resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate))
-    return waves
 
 
 def random_segments(waves: list[torch.Tensor], count: int, length: int, gen: torch.Generator) -> torch.Tensor:

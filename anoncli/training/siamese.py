@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from anoncli.progress import progress_bar
 
-from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import grl_weight
@@ -43,7 +42,7 @@ from anoncli.models.siamese_net import SiameseNet, SpeakerAdversary, UtilityHead
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
-    RunFolder, resolve_run_config, limit_cpu_threads, pick_device, rng_state,
+    RunFolder, resolve_run_config, limit_cpu_threads, load_waves, pick_device, rng_state,
     seed_everything, set_rng_state, speaker_split,
 )
 
@@ -59,15 +58,6 @@ PRESETS = {
     "full": {**_COMMON, "groups": 4, "width": 1.0, "epochs": 60, "pairs_per_epoch": 4096, "batch_size": 64,
              "head_epochs": 100, "threads": 0},
 }
-
-
-def load_waves(utterances, sample_rate: int, desc: str = "reading audio") -> list[torch.Tensor]:
-    """Each utterance decoded, mixed down and resampled to `sample_rate` Hz: 1-D float32 tensors; AudioError on a bad file."""
-    waves = []
-    for utt in progress_bar(utterances, desc=desc, leave=False, enabled=None):
-        audio = read_audio(utt.path)
-        waves.append(resample(torch.from_numpy(audio.samples), audio.sample_rate, sample_rate))
-    return waves
 
 
 def random_crop(wave: torch.Tensor, length: int, gen: torch.Generator) -> torch.Tensor:

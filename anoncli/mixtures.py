@@ -24,12 +24,12 @@ Stem paths in metadata.csv are relative to OUT/mixtures.
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from anoncli.atomic import atomic_path
 from anoncli.audio import read_audio, resample, write_audio
 from anoncli.errors import InputError
 
@@ -290,10 +290,8 @@ def make_mixtures(speech_corpus: str | Path | list, events_dir: str | Path, out:
             "clean_speech": f"../stems/speech/{name}.wav",
             "split": split,
         })
-    tmp = meta_path.with_name(".metadata.csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(meta_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, meta_path)
     return corpus_dir

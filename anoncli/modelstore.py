@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from anoncli.atomic import atomic_path, atomic_write_json
 from anoncli.errors import AnoncliError
 
 MODEL_FILE = "model.pt"
@@ -50,15 +51,12 @@ def register(method: str, run_dir: str | os.PathLike) -> Path:
     target_dir = method_dir(method)
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / MODEL_FILE
-    tmp = target_dir / f".{MODEL_FILE}.tmp-{os.getpid()}"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     card_source = run_dir / CARD_FILE
     card = json.loads(card_source.read_text()) if card_source.is_file() else {}
     card["registered_from"] = str(run_dir.resolve())
-    card_tmp = target_dir / f".{CARD_FILE}.tmp-{os.getpid()}"
-    card_tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")
-    os.replace(card_tmp, target_dir / CARD_FILE)
+    atomic_write_json(target_dir / CARD_FILE, card)
     return target
 
 

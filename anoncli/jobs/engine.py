@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from anoncli import __version__
-from anoncli.atomic import is_temp_path
+from anoncli.atomic import atomic_write_json, is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import EXIT_OK, EXIT_PARTIAL, AnoncliError, InputError, environment_failure
@@ -294,10 +294,7 @@ def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSu
                    "failed_in_folder": summary.failed_in_folder},
         "scores": summary.scores or {"enabled": False},
     }
-    path = config.out / name
-    tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(config.out / name, record)
 
 
 def _config_record(config: AnonymizeConfig, method_config: dict) -> dict[str, Any]:

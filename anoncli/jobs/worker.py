@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 import traceback
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from anoncli import __version__
-from anoncli.atomic import temp_path_for
+from anoncli.atomic import atomic_path
 from anoncli.audio import Audio, resample, write_audio
 from anoncli.corpus.reading import read_utterance_audio
 from anoncli.corpus.utterance import Utterance
@@ -116,12 +115,9 @@ def as_array(values: Any) -> np.ndarray:
 
 
 def _save_features(path: Path, values) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     array = as_array(values)
-    tmp = temp_path_for(path)
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array.astype(np.float32, copy=False))
-    os.replace(tmp, path)
 
 
 def new_row(spec: JobSpec, utt: Utterance, pseudonyms: Pseudonymizer | None) -> ManifestRow:

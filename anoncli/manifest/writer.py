@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from anoncli.atomic import temp_path_for
+from anoncli.atomic import atomic_path, temp_path_for
 from anoncli.manifest.layout import part_files, part_path, pending_dir, pending_files
 from anoncli.manifest.schema import ManifestRow
 
@@ -28,13 +28,8 @@ _batch_counter = itertools.count()
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    tmp = temp_path_for(path)  # a name the stale-temp sweep of a resumed run recognises
-    try:
+    with atomic_path(path, make_parents=False) as tmp:  # a temp name the stale-temp sweep of a resumed run recognises
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_batch(out: Path, shard: tuple[int, int], rows: list[ManifestRow | dict], schema: pa.Schema) -> Path:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anoncli.atomic import atomic_path
 from anoncli.errors import warn
 from anoncli.scoring.quick_scores import Side
 
@@ -105,20 +106,13 @@ class OriginalCache:
         self._remember(key, side)
         if not self.enabled:
             return
-        path = self._path(key)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(tmp, key=np.array(key), problem=np.array(side.problem or ""),
-                     embedding=np.zeros(0, np.float32) if side.embedding is None else np.asarray(side.embedding, np.float32),
-                     f0=np.asarray(side.f0, np.float32), prosody=np.asarray(side.prosody, np.float32))
-            os.replace(tmp, path)
+            with atomic_path(self._path(key)) as tmp, open(tmp, "wb") as handle:  # a handle: savez adds no suffix
+                np.savez(handle, key=np.array(key), problem=np.array(side.problem or ""),
+                         embedding=np.zeros(0, np.float32) if side.embedding is None else np.asarray(side.embedding, np.float32),
+                         f0=np.asarray(side.f0, np.float32), prosody=np.asarray(side.prosody, np.float32))
             self.writes += 1
         except OSError as err:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             self.enabled = False
             warn(f"score cache {self.folder}: cannot write ({err.strerror or err}); originals are not cached")
 

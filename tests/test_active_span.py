@@ -40,3 +40,18 @@ def test_silence_and_very_short_signals_are_returned_whole():
 def test_a_signal_loud_to_the_end_keeps_its_last_partial_frame():
     x = np.concatenate([np.zeros(16000), 0.5 * np.ones(16050)])
     assert active_span(x, 16000, margin_s=0.0)[1] == x.size
+
+
+def test_silence_is_judged_on_the_loudest_frame_not_the_whole_file():
+    from anoncli.dsp.levels import is_silent, loudest_frame_dbfs, rms_dbfs
+
+    sr = 16000
+    quiet_speech = np.zeros(4 * sr)
+    t = np.arange(int(0.1 * sr)) / sr
+    quiet_speech[sr:sr + t.size] = 0.005 * np.sin(2 * np.pi * 200 * t)  # a -49 dBFS RMS burst in 4 s of silence
+    assert rms_dbfs(quiet_speech) < -60.0          # the whole file is below the threshold...
+    assert not is_silent(quiet_speech)             # ...but it holds speech-level sound
+    assert -50.0 < loudest_frame_dbfs(quiet_speech) < -48.0
+    noise_floor = np.random.default_rng(0).normal(0.0, 10 ** (-70 / 20), sr)
+    assert is_silent(noise_floor) and is_silent(np.zeros(sr)) and is_silent(np.zeros(0))
+    assert not is_silent(0.5 * np.ones(100))       # shorter than a frame: the whole signal is the frame

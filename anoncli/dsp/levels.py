@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SILENCE_DBFS = -60.0  # RMS below this (full scale = 0 dB) is treated as silence
+SILENCE_DBFS = -60.0  # a signal whose loudest frame has an RMS below this (full scale = 0 dB) is silence
+SILENCE_FRAME = 512   # samples per frame of that test (32 ms at 16 kHz)
 
 
 def rms_dbfs(samples: np.ndarray) -> float:
@@ -16,9 +17,32 @@ def rms_dbfs(samples: np.ndarray) -> float:
     return 10.0 * np.log10(power) if power > 0 else float("-inf")
 
 
+def loudest_frame_dbfs(samples: np.ndarray, frame: int = SILENCE_FRAME) -> float:
+    """RMS level (dBFS) of the loudest of the non-overlapping `frame`-sample frames of (n,) samples.
+
+    A signal shorter than one frame is one frame; -inf for digital silence or no samples.
+    """
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        return float("-inf")
+    frames = max(1, x.size // frame)
+    if x.size < frame:
+        power = float(np.mean(x * x))
+    else:
+        power = float(np.max(np.mean(x[:frames * frame].reshape(frames, frame) ** 2, axis=1)))
+        tail = x[frames * frame:]
+        if tail.size:
+            power = max(power, float(np.mean(tail * tail)))
+    return 10.0 * np.log10(power) if power > 0 else float("-inf")
+
+
 def is_silent(samples: np.ndarray) -> bool:
-    """True when the RMS level is below `SILENCE_DBFS` (or there are no samples)."""
-    return rms_dbfs(samples) < SILENCE_DBFS
+    """True when even the loudest frame (`SILENCE_FRAME` samples) is below `SILENCE_DBFS`, or there are no samples.
+
+    The loudest frame, not the whole signal: a quiet recording with long pauses
+    (whole-file RMS -64 dBFS, speech peaks at -42 dBFS) is speech, not silence.
+    """
+    return loudest_frame_dbfs(samples) < SILENCE_DBFS
 
 
 def active_span(samples: np.ndarray, sample_rate: int, floor_db: float = -40.0,

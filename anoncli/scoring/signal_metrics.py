@@ -63,8 +63,8 @@ def pair_problem(reference: np.ndarray, processed: np.ndarray, sample_rate: int,
                  min_seconds: float = 0.0) -> str | None:
     """Why a pair of waves cannot be scored, or None: "silent original", "silent output" or "too short".
 
-    "too short": either side is shorter than `min_seconds`; silence: RMS below
-    `anoncli.dsp.levels.SILENCE_DBFS`.
+    "too short": either side is shorter than `min_seconds`; silence: even the loudest
+    frame's RMS is below `anoncli.dsp.levels.SILENCE_DBFS` (`anoncli.dsp.levels.is_silent`).
     """
     if min(len(reference), len(processed)) < max(1, min_seconds * sample_rate):
         return TOO_SHORT

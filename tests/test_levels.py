@@ -1,4 +1,4 @@
-"""dsp.levels.active_span: the edge-trimming span that the ASR probe decodes."""
+"""dsp.levels: the edge-trimming span the ASR probe decodes, and the silence test every score shares."""
 
 from __future__ import annotations
 

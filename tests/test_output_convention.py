@@ -62,6 +62,15 @@ def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, 
     assert len(lines) == 1 and "line 2" in lines[0] and str(stray) in lines[0]
 
 
+def test_files_from_relative_entry_not_found_says_where_it_was_looked_for(corpus, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(tmp_path / "e"),
+                             "--files-from", "-"], input="../elsewhere/x.wav\n", capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "line 1" in lines[0] and f"current folder {tmp_path}" in lines[0]
+
+
 def test_inspect_and_export_take_format_json_and_quiet(corpus, tmp_path):
     out = tmp_path / "e"
     assert run("anonymize", corpus, "--out", out, "--method", "identity", "--no-progress").exit_code == 0

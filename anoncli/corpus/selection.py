@@ -54,7 +54,9 @@ def select_files(corpus: "Corpus", entries: list[tuple[int, str]], source: str =
     for line_no, entry in entries:
         index = _lookup(entry, root, by_path)
         if index is None:
-            raise InputError(f"{source} line {line_no}: {entry}: not an audio file of the corpus {corpus.root}")
+            where = "" if Path(entry).expanduser().is_absolute() else \
+                f" (a relative path is looked for under the current folder {Path.cwd()} and under the corpus root)"
+            raise InputError(f"{source} line {line_no}: {entry}: not an audio file of the corpus {corpus.root}{where}")
         chosen.add(index)
     kept = [utt for index, utt in enumerate(corpus.utterances) if index in chosen]
     return replace(corpus, utterances=kept,

@@ -24,6 +24,7 @@ import numpy as np
 
 from anoncli.dsp.levels import active_span
 from anoncli.errors import AnoncliError, InputError
+from anoncli.evaluation.extraction import KeyedFileCache, cache_dir, file_key
 from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
 
 TRANSCRIPT_COLUMNS = ("transcript", "text")  # label columns read as the reference transcript, first found
@@ -154,7 +155,7 @@ def _transcribe_paths(spec: tuple, paths: list[str]) -> list[str]:
     return [recogniser.transcribe(load_16k(Path(path))[0]) for path in paths]
 
 
-class HypothesisCache:
+class HypothesisCache(KeyedFileCache):
     """Hypotheses of original files, keyed by file identity (path, size, mtime) and recogniser.
 
     A second method evaluated on the same corpus decodes only its own side.
@@ -164,51 +165,31 @@ class HypothesisCache:
     def __init__(self, recogniser_name: str, enabled: bool = True):
         import hashlib
 
-        from anoncli.evaluation.extraction import cache_dir
-
         tag = hashlib.sha1(f"{recogniser_name}|{ASR_CACHE_VERSION}".encode()).hexdigest()[:16]
-        self.path = cache_dir() / f"asr-{tag}.json"
-        self.enabled = enabled
-        self.entries: dict[str, str] = {}
-        self.dirty = False
-        if enabled and self.path.is_file():
-            import json
-
-            try:
-                self.entries = dict(json.loads(self.path.read_text(encoding="utf-8")))
-            except (OSError, ValueError, TypeError):
-                self.entries = {}
+        super().__init__(cache_dir() / f"asr-{tag}.json", enabled)
 
     @staticmethod
     def key(path: Path) -> str | None:
         """The file's identity (resolved path, size, mtime), or None when it cannot be read."""
-        from anoncli.evaluation.extraction import file_key
-
         try:
             return file_key(path)
         except OSError:
             return None
 
-    def get(self, key: str | None) -> str | None:
-        """The cached hypothesis for `key`, or None (cache off, no key, not cached)."""
-        return self.entries.get(key) if (self.enabled and key) else None
-
-    def put(self, key: str | None, hyp: str) -> None:
-        """Remember the hypothesis for `key` (nothing when the cache is off or the key is None)."""
-        if self.enabled and key:
-            self.entries[key] = hyp
-            self.dirty = True
-
-    def save(self) -> None:
-        """Write the entries atomically when anything changed; a failed write is ignored."""
-        if not (self.enabled and self.dirty):
-            return
+    def _read(self) -> dict:
         import json
 
-        from anoncli.atomic import atomic_write_text
+        return dict(json.loads(self.path.read_text(encoding="utf-8")))
 
+    def _write(self, handle) -> None:
+        import json
+
+        handle.write(json.dumps(self.entries).encode("utf-8"))
+
+    def save(self) -> None:
+        """As `KeyedFileCache.save`; a failed write is ignored."""
         try:
-            atomic_write_text(self.path, json.dumps(self.entries))
+            super().save()
         except OSError:
             pass  # a cache that cannot be written is only a lost speed-up
 

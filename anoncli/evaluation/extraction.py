@@ -92,51 +92,71 @@ def file_key(path: Path) -> str:
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
-class OriginalCache:
+class KeyedFileCache:
+    """Per-file values of the original side, keyed by `file_key`, kept in memory and in one file.
+
+    Subclasses name the file (`path`) and give its format (`_read`, `_write`). The file
+    is read once when the cache is built; `save` writes every entry atomically when
+    anything changed. A file that cannot be read is only a lost speed-up: the cache starts empty.
+    """
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path = path
+        self.enabled = enabled
+        self.entries: dict = {}
+        self.dirty = False
+        if enabled and path.is_file():
+            try:
+                self.entries = self._read()
+            except Exception:  # a corrupt cache is only a lost speed-up
+                self.entries = {}
+
+    def _read(self) -> dict:
+        raise NotImplementedError
+
+    def _write(self, handle) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str | None):
+        """The cached value for a file key, or None (no key, absent, or the cache is off)."""
+        return self.entries.get(key) if (self.enabled and key is not None) else None
+
+    def put(self, key: str | None, value) -> None:
+        """Remember a file's value (nothing when the cache is off or the key is None)."""
+        if self.enabled and key is not None:
+            self.entries[key] = value
+            self.dirty = True
+
+    def save(self) -> None:
+        """Write all entries atomically when anything changed; raises OSError when the file cannot be written."""
+        if not (self.enabled and self.dirty and self.entries):
+            return
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
+            self._write(handle)
+
+
+class OriginalCache(KeyedFileCache):
     """npz of per-file original-side quantities, keyed by file identity and backend."""
 
     def __init__(self, corpus_root: Path, backend_name: str, enabled: bool = True):
         tag = hashlib.sha1(f"{Path(corpus_root).resolve()}|{backend_name}|{CACHE_VERSION}".encode()).hexdigest()[:16]
-        self.path = cache_dir() / f"original-{tag}.npz"
-        self.enabled = enabled
-        self.entries: dict[str, dict] = {}
-        self.dirty = False
-        if enabled and self.path.is_file():
-            try:
-                self._load()
-            except Exception:  # a corrupt cache is only a lost speed-up
-                self.entries = {}
+        super().__init__(cache_dir() / f"original-{tag}.npz", enabled)
 
-    def _load(self) -> None:
+    def _read(self) -> dict:
         data = np.load(self.path, allow_pickle=False)
         keys = data["keys"].tolist()
         offsets = data["f0_offsets"]
-        for i, key in enumerate(keys):
-            self.entries[key] = {
-                "embedding": data["embeddings"][i], "attacker_embedding": data["attacker_embeddings"][i],
-                "features": data["features"][i], "duration": float(data["durations"][i]),
-                "f0": data["f0"][offsets[i]:offsets[i + 1]],
-            }
+        return {key: {
+            "embedding": data["embeddings"][i], "attacker_embedding": data["attacker_embeddings"][i],
+            "features": data["features"][i], "duration": float(data["durations"][i]),
+            "f0": data["f0"][offsets[i]:offsets[i + 1]],
+        } for i, key in enumerate(keys)}
 
-    def get(self, key: str) -> dict | None:
-        """The cached entry for a file key, or None (absent, or the cache is off)."""
-        return self.entries.get(key) if self.enabled else None
-
-    def put(self, key: str, entry: dict) -> None:
-        """Remember an original file's entry (nothing when the cache is off)."""
-        if self.enabled:
-            self.entries[key] = entry
-            self.dirty = True
-
-    def save(self) -> None:
-        """Write all entries to one npz atomically when anything changed."""
-        if not (self.enabled and self.dirty and self.entries):
-            return
+    def _write(self, handle) -> None:
         keys = sorted(self.entries)
         f0s = [self.entries[k]["f0"] for k in keys]
         offsets = np.concatenate([[0], np.cumsum([len(f) for f in f0s])]).astype(np.int64)
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, keys=np.array(keys), f0_offsets=offsets,
+        np.savez(handle, keys=np.array(keys), f0_offsets=offsets,
                      f0=np.concatenate(f0s) if f0s else np.zeros(0),
                      embeddings=np.stack([self.entries[k]["embedding"] for k in keys]),
                      attacker_embeddings=np.stack([self.entries[k]["attacker_embedding"] for k in keys]),

@@ -362,7 +362,6 @@ def train_attribute(options) -> dict:
 
     import torch
 
-    from anoncli.corpus import open_corpus
     from anoncli.scoring.embeddings import ResemblyzerBackend
     from anoncli.evaluation.extraction import extract
 
@@ -373,7 +372,7 @@ def train_attribute(options) -> dict:
         raise AnoncliError(f"{out}: already holds a trained model (use --overwrite to replace it)")
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     started = time.time()
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
+    corpus = options.open_corpus()
     if options.label not in corpus.label_columns:
         raise InputError(f"--label {options.label!r}: not a label column of {options.corpus} (columns: {', '.join(corpus.label_columns) or 'none'})")
     pairs = [(u, u.path) for u in corpus.utterances]

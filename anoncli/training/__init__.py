@@ -47,6 +47,15 @@ class TrainOptions:
     config: str | None = None         # "quick" / "full" or a path to a JSON config
     extra: dict[str, str] = field(default_factory=dict)
 
+    def open_corpus(self):
+        """The training corpus with its labels (`labels_file`, `labels_sep`) and `layout`.
+
+        Raises InputError (exit 2) when the corpus or its labels cannot be read.
+        """
+        from anoncli.corpus import open_corpus
+
+        return open_corpus(self.corpus, self.labels_file, self.layout, labels_sep=self.labels_sep)
+
 
 def trainer_names() -> list[str]:
     """Registered training method names, sorted."""

@@ -76,14 +76,13 @@ def train_asv(options) -> dict:
     from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
     from anoncli.progress import progress_bar
 
-    from anoncli.corpus import open_corpus
     from anoncli.seeding import derive_seed
 
     out = Path(options.out)
     if (out / "model.pt").exists() and not options.overwrite:
         raise AnoncliError(f"{out}: already holds a trained encoder (use --overwrite to train again)")
     config = _config(options)
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
+    corpus = options.open_corpus()
     keep = [u for u in corpus.utterances if u.speaker is not None]
     speakers = sorted({u.speaker for u in keep})
     if len(speakers) < 2:

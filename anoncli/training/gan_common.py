@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from anoncli import modelstore
-from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.scoring.metrics import normalised_accuracy
@@ -111,7 +110,7 @@ def prepare_data(options: TrainOptions, config: dict, run: RunFolder) -> GANData
 
     Raises AnoncliError when the attribute column is missing, unlabelled or has a single value.
     """
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
+    corpus = options.open_corpus()
     attribute = config["attribute"]
     if corpus.label_columns and attribute not in corpus.label_columns:
         raise AnoncliError(

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from anoncli import progress
 from anoncli.progress import progress_bar
 
-from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.synthesis.mel import LogMel
 from anoncli.synthesis.melgan import Generator, MultiScaleDiscriminator
@@ -130,7 +129,7 @@ def train_melgan(options: TrainOptions) -> dict:
     limit_cpu_threads(config["threads"] or None)
     device = pick_device(options.device)
     # The corpus is checked before RUN is created, so a bad corpus leaves no empty run behind.
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
+    corpus = options.open_corpus()
     if not corpus.utterances:
         raise AnoncliError(f"{options.corpus}: no audio files")
     train_utts, val_utts, val_speakers = speaker_split(

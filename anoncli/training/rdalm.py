@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from anoncli.progress import progress_bar
 
 from anoncli.audio import read_audio, resample
-from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import RdalmPipeline, SpeechDiscriminator, grad_reverse, grl_weight
 from anoncli.modelstore import find, load_checkpoint
@@ -128,7 +127,7 @@ def train(options: TrainOptions) -> dict:
     device = pick_device(options.device)
     run = RunFolder(options.out, config, overwrite=options.overwrite)
     gen = seed_everything(options.seed)
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
+    corpus = options.open_corpus()
     utility = config["utility"]
     all_utts = [u for u in corpus.utterances if u.labels.get(utility)]
     train_utts = [u for u in all_utts if (u.labels.get("split") or "train") != "test"]

@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from anoncli.progress import progress_bar
 
-from anoncli.corpus import open_corpus
 from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import grl_weight
 from anoncli.models.siamese_net import SiameseNet, SpeakerAdversary, UtilityHead, add_feature_noise, contrastive_loss
@@ -157,7 +156,7 @@ def train(options: TrainOptions) -> dict:
     run = RunFolder(options.out, config, overwrite=options.overwrite)
     gen = seed_everything(options.seed)
 
-    corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
+    corpus = options.open_corpus()
     utility = config["utility"]
     utts = [u for u in corpus.utterances if u.labels.get(utility)]
     if not utts:

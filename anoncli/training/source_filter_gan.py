@@ -57,7 +57,6 @@ from torch import nn
 
 from anoncli import modelstore
 from anoncli.audio import resample
-from anoncli.corpus import open_corpus
 from anoncli.corpus.reading import read_utterance_audio
 from anoncli.errors import AnoncliError
 from anoncli.models.discriminator import AlexNetDiscriminator
@@ -280,7 +279,7 @@ class SourceFilterTrainer:
         Raises AnoncliError when the attribute is missing or single-valued, or too few utterances remain.
         """
         c, options = self.config, self.options
-        corpus = open_corpus(options.corpus, options.labels_file, options.layout, labels_sep=options.labels_sep)
+        corpus = options.open_corpus()
         attribute = c["attribute"]
         utts = [u for u in corpus.utterances if u.labels.get(attribute)]
         if c["speakers"]:

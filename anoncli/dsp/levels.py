@@ -17,22 +17,24 @@ def rms_dbfs(samples: np.ndarray) -> float:
     return 10.0 * np.log10(power) if power > 0 else float("-inf")
 
 
+def _frame_powers(x: np.ndarray, hop: int) -> np.ndarray:
+    """Mean power of each whole, non-overlapping `hop`-sample frame of (n,) float64 `x`: (n // hop,)."""
+    frames = x.size // hop
+    return np.mean(x[:frames * hop].reshape(frames, hop) ** 2, axis=1)
+
+
 def loudest_frame_dbfs(samples: np.ndarray, frame: int = SILENCE_FRAME) -> float:
     """RMS level (dBFS) of the loudest of the non-overlapping `frame`-sample frames of (n,) samples.
 
-    A signal shorter than one frame is one frame; -inf for digital silence or no samples.
+    The samples after the last whole frame count as one more frame (a signal shorter
+    than one frame is one frame); -inf for digital silence or no samples.
     """
     x = np.asarray(samples, dtype=np.float64).reshape(-1)
     if x.size == 0:
         return float("-inf")
-    frames = max(1, x.size // frame)
-    if x.size < frame:
-        power = float(np.mean(x * x))
-    else:
-        power = float(np.max(np.mean(x[:frames * frame].reshape(frames, frame) ** 2, axis=1)))
-        tail = x[frames * frame:]
-        if tail.size:
-            power = max(power, float(np.mean(tail * tail)))
+    powers = _frame_powers(x, frame)
+    tail = x[powers.size * frame:]
+    power = max(float(powers.max()) if powers.size else 0.0, float(np.mean(tail * tail)) if tail.size else 0.0)
     return 10.0 * np.log10(power) if power > 0 else float("-inf")
 
 
@@ -56,10 +58,10 @@ def active_span(samples: np.ndarray, sample_rate: int, floor_db: float = -40.0,
     x = np.asarray(samples, dtype=np.float64).reshape(-1)
     n = x.size
     hop = max(1, int(round(frame_s * sample_rate)))
-    frames = n // hop
+    power = _frame_powers(x, hop)
+    frames = power.size
     if frames == 0:
         return 0, n
-    power = np.mean(x[:frames * hop].reshape(frames, hop) ** 2, axis=1)
     if not np.any(power > 0):
         return 0, n
     level = 10.0 * np.log10(np.maximum(power, np.finfo(np.float64).tiny))

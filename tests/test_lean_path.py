@@ -48,12 +48,15 @@ def test_cpu_mcadams_run_imports_no_torch(tmp_path, jobs):
             main()
         except SystemExit as done:
             code = done.code
-        print(json.dumps({{"code": code, "torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))}}))
+        heavy = ("pandas", "pyarrow.dataset", "pyarrow.compute")
+        print(json.dumps({{"code": code, "torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")),
+                          "heavy": sorted(m for m in heavy if m in sys.modules)}}))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["code"] in (0, None), result.stderr
     assert report["torch"] == [], "the CPU McAdams path imported torch"
+    assert report["heavy"] == [], "writing and reading the manifest imported pandas or pyarrow's dataset/compute layers"
     assert len(list((tmp_path / "out").rglob("*.wav"))) == 6
 
 
@@ -176,6 +179,29 @@ def test_batches_are_sized_from_the_total_duration(tmp_path):
     workers, size = auto_plan(3000, 1312.0, 2)
     assert workers == 2 and 3000 / size >= 8  # several batches per worker
     assert auto_plan(3000, 1312.0, 1)[0] == 1 and 1312.0 / (3000 / auto_plan(3000, 1312.0, 1)[1]) <= 61
+
+
+def test_records_table_keeps_values_and_types():
+    from anoncli.manifest.writer import records_table
+
+    schema = manifest_schema(["gender"], {"method": "x"})
+    rows = [ManifestRow(utt_id=f"u{i}\n\"é", status=STATUS_OK, duration_s=1 / (i + 3), sample_rate=16000, seed=2**40 + i,
+                        elapsed_s=np.float64(0.1) * i, labels={"gender": "f"},
+                        scores={"stoi": float("nan") if i == 0 else 1 / (i + 7), "f0_r": np.float32(0.5) if i else None,
+                                "link_cosine": float("-inf") if i == 1 else None}).to_record() for i in range(5)]
+    rows[2]["not_a_column"] = 1
+    table = records_table(rows, schema)
+    assert table.schema.equals(schema.remove_metadata())
+    back = table.to_pylist()
+    assert np.isnan(back[0]["stoi"]) and back[1]["link_cosine"] == float("-inf")
+    for row, got in zip(rows, back):
+        for key in got:
+            same = isinstance(row.get(key), float) and np.isnan(row[key]) and np.isnan(got[key])
+            assert same or got[key] == row.get(key), key
+    assert "not_a_column" not in table.column_names
+    assert records_table([], schema).num_rows == 0
+    with pytest.raises(TypeError, match="object"):
+        records_table([{"utt_id": "a", "status": "ok", "note": object()}], schema)
 
 
 def test_part_merger_streams_rows_and_keeps_earlier_ones(tmp_path):

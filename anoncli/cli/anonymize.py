@@ -1,6 +1,5 @@
 """`anoncli anonymize`: the main job."""
 
-from __future__ import annotations
 
 import json
 import os

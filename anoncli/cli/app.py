@@ -4,7 +4,6 @@ Exit codes (documented in README): 0 all done, 1 internal error, 2 usage or
 input error, 3 finished but some files failed, 4 release gate failed.
 """
 
-from __future__ import annotations
 
 import importlib
 import os

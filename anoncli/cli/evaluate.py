@@ -1,6 +1,5 @@
 """`anoncli evaluate`: privacy and utility probes of an anonymized corpus against its original."""
 
-from __future__ import annotations
 
 import os
 from pathlib import Path

@@ -1,6 +1,5 @@
 """`anoncli export OUT --to kaldi|audiofolder DIR`: hand anonymized audio to other tools."""
 
-from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path

@@ -1,6 +1,5 @@
 """`anoncli inspect`: summarise a corpus, an output folder, a manifest file or an evaluation report."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path

@@ -1,6 +1,5 @@
 """Option parsing shared by several commands."""
 
-from __future__ import annotations
 
 from anoncli.errors import AnoncliError
 

@@ -6,7 +6,6 @@ declare `--format` with `FORMAT_OPTION` and `-q` with `QUIET_OPTION`, then
 hand their result to `emit`.
 """
 
-from __future__ import annotations
 
 import json
 import math

@@ -1,6 +1,5 @@
 """`anoncli train`: train a learned method or an attacker model."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path

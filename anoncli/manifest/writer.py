@@ -10,7 +10,9 @@ was written.
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 import os
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 
 from anoncli.atomic import atomic_path, temp_path_for
 from anoncli.manifest.layout import part_files, part_path, pending_dir, pending_files
+from anoncli.manifest.reader import read_parquet
 from anoncli.manifest.schema import ManifestRow
 
 ROW_GROUP_SIZE = 256
@@ -32,6 +35,36 @@ def _atomic_write_table(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE)
 
 
+def _json_value(value: object) -> object:
+    """A numpy scalar as the Python number JSON can write (json.dumps calls this for types it does not know)."""
+    item = getattr(value, "item", None)
+    if item is None:
+        raise TypeError(f"manifest value of type {type(value).__name__} is not a string, number or None")
+    return item()
+
+
+def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
+    """Flat records (column -> str, int, float, NaN or None) as a table of exactly `schema`'s columns and types.
+
+    Keys that are not in `schema` are ignored and missing ones are null, as
+    with `pa.Table.from_pylist`. The rows go through Arrow's JSON reader
+    rather than `from_pylist`, because pyarrow imports pandas (about 0.5 s)
+    on its first conversion from Python objects and the reader does not;
+    NaN and infinities are kept (Python's json writes them as NaN/Infinity,
+    which the reader accepts), and floats are written in round-trip form.
+    """
+    import pyarrow.json as pa_json
+
+    plain = schema.remove_metadata()
+    if not records:
+        return plain.empty_table()
+    text = "\n".join(json.dumps(record, default=_json_value) for record in records)
+    options = pa_json.ParseOptions(explicit_schema=plain, unexpected_field_behavior="ignore")
+    table = pa_json.read_json(io.BytesIO(text.encode()), parse_options=options)
+    # The reader refuses a null in a non-nullable column but marks every column nullable: put the flags back.
+    return pa.Table.from_arrays(table.columns, schema=plain)
+
+
 def write_batch(out: Path, shard: tuple[int, int], rows: list[ManifestRow | dict], schema: pa.Schema) -> Path:
     """Persist one batch's rows (`ManifestRow`s or their flat records); returns the pending file's path."""
     folder = pending_dir(out, *shard)
@@ -39,12 +72,20 @@ def write_batch(out: Path, shard: tuple[int, int], rows: list[ManifestRow | dict
     name = f"batch-{time.time_ns():020d}-{os.getpid()}-{next(_batch_counter):06d}.parquet"
     path = folder / name
     records = [row.to_record() if isinstance(row, ManifestRow) else row for row in rows]
-    _atomic_write_table(pa.Table.from_pylist(records, schema=schema.remove_metadata()), path)
+    _atomic_write_table(records_table(records, schema), path)
     return path
 
 
+def _keep_unseen(table: pa.Table, seen: set[str]) -> pa.Table:
+    """The rows of `table` whose utt_id is not in `seen` (the table itself when none is)."""
+    keep = [u not in seen for u in table.column("utt_id").to_pylist()]
+    return table if all(keep) else table.filter(pa.array(keep))
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Reorder/cast a table to `schema`, filling columns it lacks with nulls."""
+    """Reorder/cast a table to `schema`, filling columns it lacks with nulls (the table itself when it matches)."""
+    if table.schema.equals(schema, check_metadata=False):
+        return table
     columns = []
     for field in schema:
         if field.name in table.column_names:
@@ -55,13 +96,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def _iter_tables(path: Path) -> Iterator[pa.Table]:
-    parquet = pq.ParquetFile(path)
-    for index in range(parquet.num_row_groups):
-        yield parquet.read_row_group(index)
+    with pq.ParquetFile(path) as parquet:
+        for index in range(parquet.num_row_groups):
+            yield parquet.read_row_group(index)
 
 
 def _utt_ids(path: Path) -> set[str]:
-    return set(pq.read_table(path, columns=["utt_id"]).column("utt_id").to_pylist())
+    return set(read_parquet(path, ["utt_id"]).column("utt_id").to_pylist())
 
 
 class PartMerger:
@@ -98,7 +139,7 @@ class PartMerger:
 
     def _write(self, table: pa.Table) -> None:
         if self.seen:
-            table = table.filter(pa.array([u not in self.seen for u in table.column("utt_id").to_pylist()]))
+            table = _keep_unseen(table, self.seen)
         self.seen.update(table.column("utt_id").to_pylist())
         if not table.num_rows:
             return
@@ -120,7 +161,7 @@ class PartMerger:
     def _merge_pending(self) -> None:
         for path in sorted(pending_dir(self.out, *self.shard).glob("batch-*.parquet")):
             if path not in self.merged:
-                self._write(pq.read_table(path))
+                self._write(read_parquet(path))
                 self.merged.add(path)
 
     def add(self, rows: list[dict], pending_file: str | os.PathLike | None = None) -> None:
@@ -128,7 +169,7 @@ class PartMerger:
         if pending_file is not None:
             self.merged.add(Path(pending_file))
         if rows:
-            self._write(pa.Table.from_pylist(rows, schema=self.schema.remove_metadata()))
+            self._write(records_table(rows, self.schema))
 
     def close(self) -> Path | None:
         """Merge what is still pending, put the part in place, delete the merged batch files."""
@@ -181,9 +222,7 @@ def remove_rows(out: Path, utt_ids: Iterable[str]) -> int:
         if not hit:
             continue
         removed += len(hit)
-        table = pq.read_table(path)
-        keep = pa.array([u not in doomed for u in table.column("utt_id").to_pylist()])
-        table = table.filter(keep)
+        table = _keep_unseen(read_parquet(path), doomed)
         if table.num_rows == 0:
             path.unlink()
             continue

@@ -229,9 +229,10 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 def _load_compiled_kernel() -> np.ndarray:
     """Compile (first run) or load (numba's on-disk cache) the kernel now.
 
-    The engine builds the method in the parent process before it forks its
-    workers, so they inherit the machine code instead of each loading it.
-    Returns the kernel's settings array.
+    Each forked worker runs this as it starts (the engine's preload), while
+    the parent still sets up the run; loading it in the parent before the
+    fork was measured slower (docs/benchmarks.md). Returns the kernel's
+    settings array.
     """
     from anoncli.dsp.mcadams_kernel import ensure_cached, kernel_settings, mcadams_overlap_add, remove_rumble_kernel
 

@@ -56,7 +56,7 @@ class JobSpec:
     single_thread: bool = True
     channel: int | None = None  # 1-based channel to read instead of the mono mixdown
     # Write the batch's manifest file here; False: the driver writes it from the returned rows
-    # (forked local workers then never build Arrow tables, and never import pandas for it).
+    # (forked local workers then spend no time on Arrow tables; the driver builds one per batch anyway to merge it).
     record_batches: bool = True
 
 

@@ -70,7 +70,12 @@ def test_input_errors_exit_2_with_one_line(corpus, tmp_path):
                  ["anonymize", corpus, "--out", corpus / "inside"],
                  ["anonymize", corpus, "--out", tmp_path / "o", "--method", "nonsense"],
                  ["anonymize", corpus, "--out", tmp_path / "o", "--shard", "3/2"],
-                 ["inspect", tmp_path / "missing"]):
+                 ["inspect", tmp_path / "missing"],
+                 # usage errors the command line itself finds: also one line, not a usage block
+                 ["anonymize", corpus],
+                 ["anonymize", corpus, "--out", tmp_path / "o", "--jobs", "0"],
+                 ["export", tmp_path / "o", tmp_path / "dest", "--to", "csv"],
+                 ["no-such-command"]):
         result = anoncli(*args)
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()

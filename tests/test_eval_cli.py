@@ -102,6 +102,17 @@ def test_gate_unknown_name_is_usage_error(corpora):
     assert not (root / "gate_bad").exists()  # refused before any work
 
 
+def test_gate_on_a_probe_that_could_not_run_says_why():
+    from anoncli.errors import AnoncliError
+    from anoncli.evaluation.gate import parse_gate
+
+    note = "gender: not probed (fewer than 2 classes spoken by 2 or more speakers)"
+    with pytest.raises(AnoncliError, match=r"'gender\.gr' cannot be measured on this corpus \(gender: not probed"):
+        parse_gate("signal.stoi>=0.5,gender.gr>=90", {"signal": {"stoi": 0.9}}, skipped=[note])
+    with pytest.raises(AnoncliError, match="unknown figure 'emotion.gr'"):  # no note for it: the valid names
+        parse_gate("emotion.gr>=90", {"signal": {"stoi": 0.9}}, skipped=[note])
+
+
 def test_gate_aliases():
     from anoncli.evaluation.gate import check_gate, parse_gate
 

@@ -29,7 +29,7 @@ def anonymize(
     corpus: Annotated[Path, typer.Argument(help="Corpus folder (searched recursively for audio).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (mirrors the corpus tree; must not be inside it).")],
     method: Annotated[str, typer.Option("--method", "-m", help=f"Anonymization method: {', '.join(method_names())}.")] = DEFAULT_METHOD,
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet, 'file_name' or 'path' column) instead of CORPUS/metadata.csv.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV, JSON Lines or Parquet, 'file_name' or 'path' column) instead of CORPUS/metadata.csv.")] = None,
     labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands (they execute arbitrary code).")] = False,
@@ -58,7 +58,7 @@ def anonymize(
     score: Annotated[bool, typer.Option("--score/--no-score", help="Per-utterance privacy and utility scores in the manifest: link_cosine, asv_score, {gender,emotion}_p_orig/_p_anon, stoi, f0_r, duration_ratio, level_change_db, with score_notes for each one that cannot be computed (default: on; originals are cached under $ANONCLI_CACHE).")] = True,
     files_from: Annotated[Optional[str], typer.Option("--files-from", help="Process only the files of CORPUS listed in FILE, one path per line ('-' reads stdin, e.g. from find); labels still come from CORPUS.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done (JSON on stdout) and exit.")] = False,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a plain line every 5 %% in a log or pipe (default: on).")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress on stderr: a bar on a terminal, in a log or pipe a plain line each time another 5 % of the files is done (batches finish whole, so lines may be further apart) (default: on).")] = None,
 ) -> None:
     """Anonymize every audio file of CORPUS into OUT, with Parquet manifests; resumes by default.
 

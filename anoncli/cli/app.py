@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 # Each module defines register(app) and adds its own command(s); one line per command module.
@@ -62,12 +63,24 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 def main() -> None:
     """The `anoncli` entry point: run the command and turn errors into one stderr line and an exit code.
 
-    AnoncliError/InputError and OSError exit 2, Ctrl-C 130, any other exception 1
-    (an internal error; ANONCLI_DEBUG=1 shows the traceback).
+    Usage errors (a missing option, a bad value, an unknown command),
+    AnoncliError/InputError and OSError exit 2 with one line on stderr, Ctrl-C
+    130, any other exception 1 (an internal error; ANONCLI_DEBUG=1 shows the
+    traceback).
     """
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
     debug = os.environ.get("ANONCLI_DEBUG") == "1"
     try:
-        app(standalone_mode=True)
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as err:  # bare `anoncli` or a command group: the help, as before
+        err.show()
+        raise SystemExit(EXIT_USAGE)
+    except ClickException as err:  # a usage error (missing option, bad value, unknown command): one line
+        context = getattr(err, "ctx", None)
+        where = context.command_path if context is not None else "anoncli"
+        message = err.format_message().replace("Value error, ", "")  # the validator's prefix says nothing
+        fail(f"{where}: {message} (see {where} --help)", err.exit_code)
     except AnoncliError as err:
         if debug:
             raise
@@ -86,6 +99,9 @@ def main() -> None:
             raise
         first = str(err).splitlines()[0] if str(err) else ""
         fail(f"internal error: {type(err).__name__}: {first} (set ANONCLI_DEBUG=1 for a traceback)", EXIT_INTERNAL)
+    if code == 130:  # the command was interrupted (Ctrl-C), which the command line reports as exit 130
+        typer.echo("anoncli: interrupted; rerun the same command to resume", err=True)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def evaluate(
     anonymized: Annotated[Path, typer.Argument(help="anoncli output folder (paired through its manifest) or any folder mirroring ORIGINAL's relative paths.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: scores.parquet, trials.parquet, summary.json, report.html, plots/.")],
     probes: Annotated[Optional[str], typer.Option("--probes", help=_probes_help())] = None,
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet) for ORIGINAL instead of its metadata.csv.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV, JSON Lines or Parquet) for ORIGINAL instead of its metadata.csv.")] = None,
     labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help="Corpus layout of ORIGINAL, or auto.")] = "auto",
     asv_model: Annotated[Optional[str], typer.Option("--asv-model", help="Speaker encoder: 'resemblyzer' (bundled, default), a local speechbrain model folder, or an `anoncli train --method asv` run folder.")] = None,

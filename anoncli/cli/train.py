@@ -16,7 +16,7 @@ def train(
     corpus: Annotated[Path, typer.Argument(help="Corpus folder to train on.")],
     method: Annotated[str, typer.Option("--method", "-m", help="What to train (see the list in --help).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoints, log.parquet and model.json.")],
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV or Parquet) instead of the corpus' metadata.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV, JSON Lines or Parquet) instead of the corpus' metadata.")] = None,
     labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
     label: Annotated[Optional[str], typer.Option("--label", help="Label column an attribute attacker learns.")] = None,

@@ -66,7 +66,7 @@ def resolve(name: str, flat: dict[str, float], aliases: dict[str, str]) -> str |
 
 
 def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred: tuple[str, ...] = (),
-               aliases: dict[str, str] | None = None) -> list[Condition]:
+               aliases: dict[str, str] | None = None, skipped: list[str] = ()) -> list[Condition]:
     """Parse and resolve every condition; an unknown name or a bad condition is a usage error.
 
     `expected` (a skeleton of the summary the chosen probes will produce) lets
@@ -74,6 +74,9 @@ def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred:
     every utterance skipped): it then counts as NaN and fails the gate. Names
     starting with a `deferred` prefix are skipped (checked after the run).
     `aliases` defaults to every registered probe's (`probes.gate_aliases()`).
+    `skipped` are the notes of probes that could not run ("gender: not probed
+    (why)"): an unknown name whose first part is such a probe is refused with
+    that reason instead of the list of valid names.
     """
     if aliases is None:
         from anoncli.evaluation.probes import gate_aliases
@@ -95,6 +98,10 @@ def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred:
             unknown.append(name)
             continue
         conditions.append(Condition(part.strip(), name, resolved, op, number))
+    for name in unknown:
+        reason = next((note for note in skipped if note.startswith(f"{name.partition('.')[0]}: ")), None)
+        if reason is not None:
+            raise AnoncliError(f"--gate: {name!r} cannot be measured on this corpus ({reason})")
     if unknown:
         raise AnoncliError(f"--gate: unknown figure {', '.join(map(repr, unknown))}; valid names: {', '.join(figure_names(summary))}")
     return conditions

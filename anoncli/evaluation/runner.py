@@ -136,7 +136,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         notes.extend(label_notes)
     expected = {p.name: p.expected() for p in probes}
     if config.gate:  # unknown figure names fail now, before minutes of work
-        gate_mod.parse_gate(config.gate, expected, deferred=tuple(f"{p.name}." for p in probes if p.deferred_figures))
+        gate_mod.parse_gate(config.gate, expected, deferred=tuple(f"{p.name}." for p in probes if p.deferred_figures),
+                            skipped=label_notes)
     prepare_out(out, config.overwrite)
     timings: dict[str, float] = {}
     _log(f"evaluate: {len(pairing.pairs)} pairs ({pairing.source}); probes: {', '.join(names)}", config.progress)

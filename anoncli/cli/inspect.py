@@ -52,7 +52,8 @@ def _print_table(info: dict[str, Any]) -> None:
         if key in ("kind", "path", "scores", "worst"):
             continue
         if isinstance(value, (dict, list)):
-            value = json.dumps(value, default=str) if len(json.dumps(value, default=str)) < 200 else _short(value)
+            text = json.dumps(value, default=str, ensure_ascii=False)  # labels as written (Stück, not St\u00fcck)
+            value = text if len(text) < 200 else _short(value)
         table.add_row(key, str(value))
     console.print(table)
     if info.get("scores"):
@@ -100,8 +101,8 @@ def _print_report(info: dict[str, Any]) -> None:
 
 def _short(value: Any) -> str:
     if isinstance(value, dict):
-        return "\n".join(f"{k}: {json.dumps(v, default=str)}" for k, v in value.items())
-    return "\n".join(json.dumps(v, default=str) for v in value)
+        return "\n".join(f"{k}: {json.dumps(v, default=str, ensure_ascii=False)}" for k, v in value.items())
+    return "\n".join(json.dumps(v, default=str, ensure_ascii=False) for v in value)
 
 
 def register(app: typer.Typer) -> None:

@@ -70,6 +70,33 @@ def test_rerun_skips_done_work_and_overwrite_redoes_it(corpus, tmp_path):
     assert len(ids) == len(set(ids)) == 12
 
 
+def test_a_rerun_redoes_inputs_whose_bytes_changed(corpus, tmp_path):
+    import hashlib
+    import os
+
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out))
+    rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
+    source = corpus / "spk_a" / "spk_a_0.wav"
+    assert rows["spk_a/spk_a_0"]["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert rows["spk_a/spk_a_0"]["source_size"] == source.stat().st_size
+    # a new time with the same bytes (a copied corpus): nothing to redo
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
+    assert run_anonymize(config(corpus, out)).processed == 0
+    # the same size, other samples: redone, and said so
+    wave, rate = sf.read(source)
+    sf.write(source, wave[::-1], rate)
+    before = (out / "spk_a" / "spk_a_0.wav").read_bytes()
+    assert plan(config(corpus, out)).changed == ["spk_a/spk_a_0.wav"]
+    again = run_anonymize(config(corpus, out))
+    assert again.processed == 1 and again.skipped == 11
+    assert any("1 input file(s) changed" in line for line in again.warnings)
+    assert (out / "spk_a" / "spk_a_0.wav").read_bytes() != before
+    ids = read_manifest(out).column("utt_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 12
+    assert run_anonymize(config(corpus, out)).processed == 0  # the new stamp is recorded
+
+
 def test_failed_files_are_recorded_and_retried_only_on_request(corpus, tmp_path):
     out = tmp_path / "out"
     (corpus / "spk_a" / "broken.wav").write_text("this is not audio")
@@ -151,6 +178,7 @@ def test_pseudonymize_hides_ids_and_writes_mapping_outside(corpus, tmp_path):
     run_anonymize(config(corpus, out, pseudonymize=True, mapping=mapping))
     table = read_manifest(out).to_pylist()
     assert all(r["source_path"] is None for r in table)
+    assert all(r["source_sha256"] is None and r["source_size"] is None for r in table)  # a hash would link to the input
     assert not any("spk_" in (r["utt_id"] + (r["speaker"] or "") + r["output_path"]) for r in table)
     for path in out.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".wav"):

@@ -27,6 +27,7 @@ MIXED_SHARE = 0.1
 RESERVED = {
     "utt_id", "source_path", "output_path", "features_path", "duration_s", "sample_rate", "output_sample_rate",
     "method", "params", "seed", "status", "error", "elapsed_s", "anoncli_version", "note",
+    "source_size", "source_mtime_ns", "source_sha256",
     "link_cosine", "asv_score", "gender_p_orig", "gender_p_anon", "emotion_p_orig", "emotion_p_anon",
     "stoi", "f0_r", "duration_ratio", "level_change_db", "score_notes",
 }

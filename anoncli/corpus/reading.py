@@ -8,8 +8,10 @@ entries otherwise, so `Utterance.command` is never set without consent).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
-
+from typing import NamedTuple
 
 from anoncli.audio import Audio, decode_audio_bytes, read_audio
 from anoncli.corpus.utterance import Utterance
@@ -52,3 +54,43 @@ def read_utterance_audio(utt: Utterance, channel: int | None = None) -> Audio:
     if utt.command is not None:
         return decode_audio_bytes(run_command(utt), f"{utt.path} ({utt.utt_id}): the command's output", channel)
     return read_audio(utt.path, channel)
+
+
+class SourceStamp(NamedTuple):
+    """What identifies the bytes of an input file: size (bytes), modification time (ns) and SHA-256 (hex)."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+def source_stamp(utt: Utterance) -> SourceStamp | None:
+    """The stamp of an utterance's input file now; None for a piped command or a file that cannot be read."""
+    if utt.command is not None:
+        return None
+    try:
+        stat = os.stat(utt.path)
+        digest = hashlib.sha256()
+        with open(utt.path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return SourceStamp(stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+
+
+def input_changed(utt: Utterance, recorded: SourceStamp) -> bool:
+    """Whether the input's bytes differ from `recorded`: a size change says so at once, an equal size and
+    time says no, and a new time with the same size is decided by the SHA-256 (a copied corpus keeps its bytes)."""
+    if utt.command is not None:
+        return False
+    try:
+        stat = os.stat(utt.path)
+    except OSError:
+        return False  # gone since the walk: reading it will fail and say so
+    if stat.st_size != recorded.size:
+        return True
+    if stat.st_mtime_ns == recorded.mtime_ns:
+        return False
+    now = source_stamp(utt)
+    return now is not None and now.sha256 != recorded.sha256

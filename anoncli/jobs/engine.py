@@ -16,13 +16,14 @@ from typing import Any
 from anoncli import __version__
 from anoncli.atomic import atomic_write_json, is_temp_path
 from anoncli.corpus import Corpus, open_corpus
+from anoncli.corpus.reading import SourceStamp, input_changed
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import EXIT_OK, EXIT_PARTIAL, AnoncliError, InputError, environment_failure
 from anoncli.jobs.batching import auto_plan, estimate_total_seconds, fixed_batches, make_batches
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
 from anoncli.jobs.sharding import select_shard
 from anoncli.jobs.worker import BatchResult, JobSpec, process_batch
-from anoncli.manifest.reader import manifest_config, status_by_utt
+from anoncli.manifest.reader import manifest_config, source_stamps, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
 from anoncli.manifest.writer import PartMerger, remove_rows, write_batch
 from anoncli.methods import MethodOptions, create_method
@@ -90,6 +91,7 @@ class Plan:
     skipped_done: int
     redo: int
     skipped_failed: int = 0  # of skipped_done: rows an earlier run recorded as failed
+    changed: list[str] = field(default_factory=list)  # of redo: inputs whose bytes changed since their row was written
 
 
     def as_dict(self, config: AnonymizeConfig) -> dict[str, Any]:
@@ -99,6 +101,7 @@ class Plan:
             "shard": f"{config.shard[0]}/{config.shard[1]}", "corpus_files": len(self.corpus),
             "shard_files": len(self.shard_utterances), "to_process": len(self.todo),
             "already_done": self.skipped_done, "already_failed": self.skipped_failed, "to_redo": self.redo,
+            "changed_inputs": len(self.changed),
             "ignored_non_audio_files": self.corpus.ignored_files,
         }
 
@@ -212,18 +215,24 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
         """The id the manifest records for `utt` (its pseudonym when pseudonymising)."""
         return pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id
 
-    todo, skipped, redo, skipped_failed = [], 0, 0, 0
+    stamps = source_stamps(config.out) if status and not config.overwrite else {}
+    todo, skipped, redo, skipped_failed, changed = [], 0, 0, 0, []
     for utt in shard_utts:
         state = status.get(key(utt))
+        recorded = stamps.get(key(utt))
         if state is None:
             todo.append(utt)
         elif config.overwrite or (config.retry_failed and state == STATUS_FAILED):
             todo.append(utt)
             redo += 1
+        elif recorded is not None and input_changed(utt, SourceStamp(*recorded)):
+            todo.append(utt)
+            redo += 1
+            changed.append(utt.rel_path)
         else:
             skipped += 1
             skipped_failed += state == STATUS_FAILED
-    return Plan(corpus, shard_utts, todo, skipped, redo, skipped_failed)
+    return Plan(corpus, shard_utts, todo, skipped, redo, skipped_failed, changed)
 
 
 def failed_in_folder(config: AnonymizeConfig, utterances: list[Utterance]) -> int:
@@ -358,6 +367,10 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
                    single_thread=config.device == "cpu", channel=config.channel)
     summary = RunSummary(processed=0, ok=0, failed=0, skipped=job_plan.skipped_done, audio_s=0.0, wall_s=0.0,
                          errors=[], skipped_failed=job_plan.skipped_failed)
+    if job_plan.changed:
+        shown = ", ".join(job_plan.changed[:3]) + (", ..." if len(job_plan.changed) > 3 else "")
+        summary.warnings.append(f"{len(job_plan.changed)} input file(s) changed since they were anonymized "
+                                f"(size or content), redone: {shown}")
     t0 = time.perf_counter()
     from anoncli.jobs.progress import JobProgress
 

@@ -23,7 +23,7 @@ import numpy as np
 from anoncli import __version__
 from anoncli.atomic import atomic_path
 from anoncli.audio import Audio, resample, write_audio
-from anoncli.corpus.reading import read_utterance_audio
+from anoncli.corpus.reading import read_utterance_audio, source_stamp
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import AudioError, EnvironmentFailure
 from anoncli.jobs.pseudonyms import Pseudonymizer
@@ -176,6 +176,10 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
     for utt in utterances:
         started = time.perf_counter()
         row = new_row(spec, utt, pseudonyms)
+        if pseudonyms is None:  # taken before the read: an input changed meanwhile is redone by the next run
+            stamp = source_stamp(utt)
+            if stamp is not None:
+                row.update(source_size=stamp.size, source_mtime_ns=stamp.mtime_ns, source_sha256=stamp.sha256)
         try:
             audio = read_utterance_audio(utt, spec.channel)
             if audio.notes:

@@ -70,6 +70,23 @@ def read_manifest(out: str | Path, columns: list[str] | None = None) -> pa.Table
     return merged.replace_schema_metadata(read_parquet_schema(files[0]).metadata)
 
 
+STAMP_COLUMNS = ("source_size", "source_mtime_ns", "source_sha256")
+
+
+def source_stamps(out: Path) -> dict[str, tuple[int, int, str]]:
+    """utt_id -> (size, mtime_ns, sha256) of the input as it was read, for rows that recorded one
+    (manifests written before these columns existed, pseudonymized runs and piped commands have none)."""
+    stamps: dict[str, tuple[int, int, str]] = {}
+    for path in manifest_files(out):
+        if not set(STAMP_COLUMNS) <= set(read_parquet_schema(path).names):
+            continue
+        table = read_parquet(path, ["utt_id", *STAMP_COLUMNS])
+        for utt, size, mtime, sha in zip(*(table.column(c).to_pylist() for c in ["utt_id", *STAMP_COLUMNS])):
+            if size is not None and sha is not None:
+                stamps.setdefault(utt, (size, mtime, sha))
+    return stamps
+
+
 def status_by_utt(out: Path) -> dict[str, str]:
     """utt_id -> status for every row already written (parts and pending batches)."""
     status: dict[str, str] = {}

@@ -73,6 +73,11 @@ class ManifestRow:
     note: str | None = _column("string")
     elapsed_s: float | None = _column("float64")
     anoncli_version: str | None = _column("string")
+    # The input's size (bytes), modification time (ns) and SHA-256 when it was read, so that a rerun
+    # redoes an input whose bytes changed; null for piped commands and pseudonymized runs.
+    source_size: int | None = _column("int64")
+    source_mtime_ns: int | None = _column("int64")
+    source_sha256: str | None = _column("string")
     scores: dict[str, Any] = field(default_factory=dict)
 
     # ---- the columns --------------------------------------------------------------------------------------

@@ -97,7 +97,9 @@ def _check_mcadams_kernel() -> str:
     if not isinstance(out, np.ndarray) or out.shape != wave.shape or not np.isfinite(out).all():
         raise RuntimeError("the compiled kernel returned a bad signal")
     state = cache_state()
-    how = "compiled on first use and cached" if state["compiled_here"] else "loaded from cache"
+    how = ("compiled on first use and cached" if state["compiled_here"] else
+           "compiled on first use (in a child process), cached and loaded" if state["compiled_in_child"] else
+           "loaded from cache")
     return f"compiled kernel {how} in {state['cache_dir']}; ran on numpy input"
 
 

@@ -390,19 +390,25 @@ def ensure_cached(timeout_s: float = 600.0) -> bool:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return False
+    global _compiled_in_child
+    _compiled_in_child = True
     return True
+
+
+_compiled_in_child = False  # set when this process had ensure_cached compile the kernel
 
 
 def cache_state() -> dict:
     """Where numba keeps the compiled kernel and whether this process loaded it from there.
 
     {"cache_dir": folder, "loaded_from_cache": True/False/None (None: not
-    called yet in this process), "compiled_here": bool}.
+    called yet in this process), "compiled_here": bool, "compiled_in_child":
+    bool (this process had `ensure_cached` compile it, then loaded it)}.
     """
     stats = mcadams_overlap_add.stats
     hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
     return {"cache_dir": stats.cache_path, "loaded_from_cache": (hits > 0) if hits or misses else None,
-            "compiled_here": misses > 0}
+            "compiled_here": misses > 0, "compiled_in_child": _compiled_in_child}
 
 
 # Lanes of the vector sum `ordered_sum` reproduces (torch's 256-bit Vectorized<double>), and its cascade.

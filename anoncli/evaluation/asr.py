@@ -246,7 +246,7 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
             jobs.append((i, "original", str(utt.path), key))
         jobs.append((i, "anonymized", str(anon_path), None))
     chunks = [jobs[k:k + CHUNK] for k in range(0, len(jobs), CHUNK)]
-    bar = progress_bar(total=len(jobs), desc="asr", unit="file", enabled=progress, leave=False)
+    bar = progress_bar(total=len(jobs), desc="asr", unit="files", enabled=progress, leave=False)
 
     def take(chunk, hypotheses) -> None:
         """Store one finished chunk's hypotheses (originals also in the cache) and advance the bar."""

@@ -11,7 +11,7 @@ class JobProgress:
     """A progress bar on stderr counting files, with audio hours, real-time factor and failures; a context manager."""
 
     def __init__(self, total: int, enabled: bool = True, description: str = "anonymize"):
-        self._bar = progress_bar(total=total, unit="file", desc=description, enabled=enabled,
+        self._bar = progress_bar(total=total, unit="files", desc=description, enabled=enabled,
                                  dynamic_ncols=True, smoothing=0.1)
         self._audio_s = 0.0
         self._failed = 0

@@ -147,7 +147,7 @@ def resampled_waves(utterances, sample_rate: int, desc: str, progress: bool = Tr
     from anoncli.corpus.reading import read_utterance_audio
     from anoncli.progress import progress_bar
 
-    for utt in progress_bar(utterances, desc=desc, unit="file", enabled=progress, leave=False):
+    for utt in progress_bar(utterances, desc=desc, unit="files", enabled=progress, leave=False):
         try:
             audio = read_utterance_audio(utt)
         except AudioError as err:

@@ -140,7 +140,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
                             skipped=label_notes)
     prepare_out(out, config.overwrite)
     timings: dict[str, float] = {}
-    _log(f"evaluate: {len(pairing.pairs)} pairs ({pairing.source}); probes: {', '.join(names)}", config.progress)
+    _log(f"evaluate: {len(pairing.pairs)} pair{'' if len(pairing.pairs) == 1 else 's'} ({pairing.source}); probes: {', '.join(names)}", config.progress)
 
     summary: dict = {"meta": {
         "original": str(Path(config.original).resolve()), "anonymized": str(Path(config.anonymized).resolve()),

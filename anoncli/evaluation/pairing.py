@@ -80,7 +80,7 @@ def pair_by_manifest(corpus: Corpus, anonymized: Path) -> Pairing:
     if failed:
         notes.append(f"{failed} manifest rows have status 'failed' and are not evaluated")
     if missing_source:
-        notes.append(f"{missing_source} manifest rows name a source file that is not in {corpus.root}")
+        notes.append(f"{missing_source} manifest rows name a source file that is not among the files evaluated from {corpus.root}")
     if missing_output:
         notes.append(f"{missing_output} manifest rows name an output file that does not exist")
     pairs.sort(key=lambda p: p[0].utt_id)

@@ -141,6 +141,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     prepare_out(out, config.overwrite)
     timings: dict[str, float] = {}
     _log(f"evaluate: {len(pairing.pairs)} pair{'' if len(pairing.pairs) == 1 else 's'} ({pairing.source}); probes: {', '.join(names)}", config.progress)
+    for note in notes:  # what will not be measured, and why (also in summary.json "notes")
+        _log(f"evaluate: note: {note}", config.progress)
 
     summary: dict = {"meta": {
         "original": str(Path(config.original).resolve()), "anonymized": str(Path(config.anonymized).resolve()),

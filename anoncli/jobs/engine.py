@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from anoncli.jobs.sharding import select_shard
 from anoncli.jobs.worker import BatchResult, JobSpec, process_batch
 from anoncli.manifest.reader import manifest_config, source_stamps, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
-from anoncli.manifest.writer import PartMerger, remove_rows, write_batch
+from anoncli.manifest.writer import PartMerger, records_table, remove_rows, write_batch_table
 from anoncli.methods import MethodOptions, create_method
 
 RUN_JSON = "run.json"
@@ -378,9 +378,11 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
     with PartMerger(config.out, config.shard, schema).open() as merger, \
             JobProgress(total=len(job_plan.todo), enabled=config.progress) as progress:
         for result in _execute(spec, batches, config, jobs):
-            if result.rows and result.pending_file is None:  # a forked worker's rows: recorded here
-                result.pending_file = str(write_batch(config.out, config.shard, result.rows, schema))
-            merger.add(result.rows, result.pending_file)  # the merge streams while the workers work
+            rows = result.rows
+            if rows and result.pending_file is None:  # a local batch's rows: recorded here, converted once
+                rows = records_table(rows, schema)
+                result.pending_file = str(write_batch_table(config.out, config.shard, rows))
+            merger.add(rows, result.pending_file)  # the merge streams while the workers work
             summary.ok += result.ok
             summary.failed += result.failed
             summary.processed += result.ok + result.failed
@@ -428,11 +430,11 @@ def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeCon
 
     local_inline = config.backend == "local" and not config.scheduler and not config.device.startswith("cuda")
     if local_inline and (jobs <= 1 or len(batches) <= 1):
+        spec = replace(spec, record_batches=False)  # the caller records each batch as it comes back
         for batch in batches:
             yield process_batch(spec, batch)
         return
     from concurrent.futures import FIRST_COMPLETED, wait
-    from dataclasses import replace
     from functools import partial
 
     if local_inline:

@@ -67,12 +67,17 @@ def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
 
 def write_batch(out: Path, shard: tuple[int, int], rows: list[ManifestRow | dict], schema: pa.Schema) -> Path:
     """Persist one batch's rows (`ManifestRow`s or their flat records); returns the pending file's path."""
+    records = [row.to_record() if isinstance(row, ManifestRow) else row for row in rows]
+    return write_batch_table(out, shard, records_table(records, schema))
+
+
+def write_batch_table(out: Path, shard: tuple[int, int], table: pa.Table) -> Path:
+    """Persist one batch's rows, already a table of the manifest schema; returns the pending file's path."""
     folder = pending_dir(out, *shard)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"batch-{time.time_ns():020d}-{os.getpid()}-{next(_batch_counter):06d}.parquet"
     path = folder / name
-    records = [row.to_record() if isinstance(row, ManifestRow) else row for row in rows]
-    _atomic_write_table(records_table(records, schema), path)
+    _atomic_write_table(table, path)
     return path
 
 
@@ -164,12 +169,14 @@ class PartMerger:
                 self._write(read_parquet(path))
                 self.merged.add(path)
 
-    def add(self, rows: list[dict], pending_file: str | os.PathLike | None = None) -> None:
-        """Append one batch's rows (flat records); `pending_file` is the batch file that holds them."""
+    def add(self, rows: list[dict] | pa.Table, pending_file: str | os.PathLike | None = None) -> None:
+        """Append one batch's rows (flat records, or the table `records_table` made of them);
+        `pending_file` is the batch file that holds them."""
         if pending_file is not None:
             self.merged.add(Path(pending_file))
-        if rows:
-            self._write(records_table(rows, self.schema))
+        table = rows if isinstance(rows, pa.Table) else records_table(rows, self.schema) if rows else None
+        if table is not None and table.num_rows:
+            self._write(table)
 
     def close(self) -> Path | None:
         """Merge what is still pending, put the part in place, delete the merged batch files."""

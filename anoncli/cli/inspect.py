@@ -84,8 +84,13 @@ def _worst_table(worst: list[dict], what: str):
     for column in worst[0]:
         table.add_column(column)
     for row in worst:
-        table.add_row(*(str(row.get(column, "")) for column in worst[0]))
+        table.add_row(*(_cell(row.get(column, "")) for column in worst[0]))
     return table
+
+
+def _cell(value: Any) -> str:
+    """A table cell: floats to 4 significant digits (the JSON output keeps every digit)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _print_report(info: dict[str, Any]) -> None:

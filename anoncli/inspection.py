@@ -121,7 +121,7 @@ def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
         score_notes.update(record.get("scores", {}).get("notes", []))
         audio_s += record.get("timings", {}).get("audio_s", 0.0)
         wall_s += record.get("timings", {}).get("wall_s", 0.0)
-    if wall_s > 0:
+    if wall_s > 0 and audio_s > 0:  # a rerun that found nothing to do has no speed to report
         info["last_runs_realtime_factor"] = round(audio_s / wall_s, 1)
         info["last_runs_wall_s"] = round(wall_s, 2)
     info["parts"] = [p.name for p in part_files(out)]

@@ -42,6 +42,13 @@ def test_every_command_has_help_with_an_example(command):
     assert "Example" in result.stdout
 
 
+def test_vocoder_help_names_every_registered_vocoder():
+    from anoncli.synthesis import vocoder_names
+
+    text = " ".join(anoncli("anonymize", "--help").stdout.split())
+    assert all(name in text for name in vocoder_names()), text
+
+
 def test_anonymize_then_inspect_json_on_stdout(corpus, tmp_path):
     out = tmp_path / "out"
     result = anoncli("anonymize", corpus, "--out", out, "--method", "identity", "--jobs", "1")

@@ -37,7 +37,7 @@ def anonymize(
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="McAdams: fixed coefficient instead of one drawn from U(0.5, 0.9).")] = None,
     per_speaker: Annotated[bool, typer.Option("--per-speaker", help="Draw random parameters per speaker (seeded by the speaker id) instead of per utterance.")] = False,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Learned methods: a training run folder or checkpoint file.")] = None,
-    vocoder: Annotated[Optional[str], typer.Option("--vocoder", help="Learned methods: mel-to-wave backend.")] = None,
+    vocoder: Annotated[Optional[str], typer.Option("--vocoder", help="Learned methods: mel-to-wave backend, one of phase, griffinlim, world, melgan, source_filter (default: source_filter for the shipped source-filter models, else phase; docs/vocoders.md).")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Extra method setting KEY=VALUE; repeatable.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel workers (default: one per CPU core on CPU, 1 on GPU).")] = None,

@@ -26,7 +26,7 @@ def _default_jobs(device: str) -> int:
 
 
 def anonymize(
-    corpus: Annotated[Path, typer.Argument(help="Corpus folder (searched recursively for audio).")],
+    corpus: Annotated[Path, typer.Argument(metavar="CORPUS", help="Corpus folder (searched recursively for audio).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (mirrors the corpus tree; must not be inside it).")],
     method: Annotated[str, typer.Option("--method", "-m", help=f"Anonymization method: {', '.join(method_names())}.")] = DEFAULT_METHOD,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV, JSON Lines or Parquet, 'file_name' or 'path' column) instead of CORPUS/metadata.csv.")] = None,

@@ -23,13 +23,14 @@ app = typer.Typer(
 )
 
 # Each module defines register(app) and adds its own command(s); one line per command module.
+# The order of `anoncli --help`: the release workflow first (anonymize, evaluate, inspect, export), then the rest.
 COMMAND_MODULES = [
     "anoncli.cli.anonymize",
+    "anoncli.cli.evaluate",
     "anoncli.cli.inspect",
+    "anoncli.cli.export",
     "anoncli.cli.train",
     "anoncli.cli.env",
-    "anoncli.cli.evaluate",
-    "anoncli.cli.export",
 ]
 
 

@@ -20,8 +20,8 @@ def _probes_help() -> str:
 
 
 def evaluate(
-    original: Annotated[Path, typer.Argument(help="Original corpus folder (labels from its metadata.csv or --labels).")],
-    anonymized: Annotated[Path, typer.Argument(help="anoncli output folder (paired through its manifest) or any folder mirroring ORIGINAL's relative paths.")],
+    original: Annotated[Path, typer.Argument(metavar="ORIGINAL", help="Original corpus folder (labels from its metadata.csv or --labels).")],
+    anonymized: Annotated[Path, typer.Argument(metavar="ANONYMIZED", help="anoncli output folder (paired through its manifest) or any folder mirroring ORIGINAL's relative paths.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: scores.parquet, trials.parquet, summary.json, report.html, plots/.")],
     probes: Annotated[Optional[str], typer.Option("--probes", help=_probes_help())] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV, JSON Lines or Parquet) for ORIGINAL instead of its metadata.csv.")] = None,

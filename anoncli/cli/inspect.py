@@ -13,7 +13,7 @@ from anoncli.errors import InputError
 
 
 def inspect(
-    path: Annotated[Path, typer.Argument(help="A corpus folder, an anoncli output folder, a manifest .parquet, or a report folder.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A corpus folder, an anoncli output folder, a manifest .parquet, or a report folder.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="Output on stdout: table (for people) or json (for programs).")] = "table",
     quiet: QuietOption = False,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file for a corpus folder.")] = None,

@@ -13,7 +13,7 @@ from anoncli.training import TrainOptions, get_trainer, trainer_names
 
 
 def train(
-    corpus: Annotated[Path, typer.Argument(help="Corpus folder to train on.")],
+    corpus: Annotated[Path, typer.Argument(metavar="CORPUS", help="Corpus folder to train on.")],
     method: Annotated[str, typer.Option("--method", "-m", help="What to train (see the list in --help).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoints, log.parquet and model.json.")],
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV, JSON Lines or Parquet) instead of the corpus' metadata.")] = None,

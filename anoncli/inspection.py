@@ -12,7 +12,7 @@ import soundfile as sf
 from anoncli.errors import InputError
 from anoncli.evaluation import report_io
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files
-from anoncli.manifest.reader import manifest_files, read_manifest, read_parquet
+from anoncli.manifest.reader import manifest_config, manifest_files, read_manifest, read_parquet
 from anoncli.manifest.schema import SCORE_VALUE_COLUMNS, STATUS_OK
 from anoncli.manifest.summary import badness, score_distributions
 
@@ -121,6 +121,7 @@ def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
         score_notes.update(record.get("scores", {}).get("notes", []))
         audio_s += record.get("timings", {}).get("audio_s", 0.0)
         wall_s += record.get("timings", {}).get("wall_s", 0.0)
+    config = config or manifest_config(out)  # no run.json (a killed first run): the part's stored configuration
     if wall_s > 0 and audio_s > 0:  # a rerun that found nothing to do has no speed to report
         info["last_runs_realtime_factor"] = round(audio_s / wall_s, 1)
         info["last_runs_wall_s"] = round(wall_s, 2)
@@ -147,6 +148,7 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
             if state != "ok":
                 failed.add(utt)
     duplicated = sorted(u for u, n in counts.items() if n > 1)
+    unmerged = len(pending_files(out))  # batch files a finished job would have merged into its part
     missing: list[str] = []
     if config.get("corpus") and not config.get("pseudonymize"):
         from anoncli.corpus import open_corpus
@@ -156,8 +158,8 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
         missing = sorted(u.utt_id for u in corpus.utterances if u.utt_id not in counts)
     return {
         "missing": len(missing), "missing_examples": missing[:10], "duplicated": len(duplicated),
-        "duplicated_examples": duplicated[:10], "failed_utterances": len(failed),
-        "complete": not missing and not duplicated and not failed,
+        "duplicated_examples": duplicated[:10], "failed_utterances": len(failed), "unmerged_batches": unmerged,
+        "complete": not missing and not duplicated and not failed and not unmerged,
     }
 
 

@@ -101,6 +101,22 @@ def test_partial_failure_exits_3(corpus, tmp_path):
     assert check.returncode == 3 and json.loads(check.stdout)["failed_utterances"] == 1
 
 
+def test_check_reports_batches_a_killed_job_left_unmerged(corpus, tmp_path):
+    from anoncli.manifest.reader import read_manifest
+    from anoncli.manifest.writer import write_batch
+
+    out = tmp_path / "o"
+    assert anoncli("anonymize", corpus, "--out", out, "--method", "identity").returncode == 0
+    assert anoncli("inspect", out, "--check").returncode == 0
+    table = read_manifest(out)
+    write_batch(out, (0, 1), table.slice(0, 1).to_pylist(), table.schema)  # what a killed rerun leaves
+    check = anoncli("inspect", out, "--check")
+    assert check.returncode == 3 and "1 batch file(s) not merged" in check.stderr
+    (out / "run.json").unlink()  # a killed first run writes none: the part's stored configuration is used
+    info = json.loads(anoncli("inspect", out, "--check", "--format", "json").stdout)
+    assert info["corpus"] == str(corpus.resolve()) and info["missing"] == 0
+
+
 def test_installed_entry_point_and_debug_traceback(tmp_path):
     """One real process: the module entry point works and ANONCLI_DEBUG=1 turns tracebacks on."""
     env = {**os.environ, "ANONCLI_DEBUG": "1"}

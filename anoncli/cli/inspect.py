@@ -35,8 +35,11 @@ def inspect(
                     check=check, labels_sep=labels_sep)
     emit(info, fmt, _print_report if info.get("kind") == "report" else _print_table, quiet)
     if check and info.get("complete") is False:
+        unmerged = info.get("unmerged_batches", 0)
+        job = f", {unmerged} batch file(s) not merged (a job was killed or is still running: rerun it)" if unmerged else ""
         typer.echo(f"anoncli inspect: {path} is not complete: {info.get('missing', 0)} missing, "
-                   f"{info.get('duplicated', 0)} duplicated, {info.get('failed_utterances', 0)} failed utterance(s)", err=True)
+                   f"{info.get('duplicated', 0)} duplicated, {info.get('failed_utterances', 0)} failed utterance(s){job}",
+                   err=True)
         raise typer.Exit(3)
 
 

@@ -23,7 +23,7 @@ from anoncli.jobs.batching import auto_plan, estimate_total_seconds, fixed_batch
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
 from anoncli.jobs.sharding import select_shard
 from anoncli.jobs.worker import BatchResult, JobSpec, process_batch
-from anoncli.manifest.reader import manifest_config, source_stamps, status_by_utt
+from anoncli.manifest.reader import STAMP_COLUMNS, first_rows, manifest_config, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
 from anoncli.manifest.writer import PartMerger, records_table, remove_rows, write_batch_table
 from anoncli.methods import MethodOptions, create_method
@@ -208,24 +208,23 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
     corpus = corpus or open_corpus(config.corpus, config.labels_file, layout=config.layout,
                                    allow_commands=config.allow_commands, labels_sep=config.labels_sep)
     shard_utts = select_shard(corpus.utterances, *config.shard)
-    status = status_by_utt(config.out) if config.out.exists() else {}
+    # each utterance's first row in OUT: its status and the stamp of the input it was made from
+    written = first_rows(config.out, ["status", *STAMP_COLUMNS]) if config.out.exists() else {}
     pseudonyms = _pseudonymizer(config)
 
     def key(utt: Utterance) -> str:
         """The id the manifest records for `utt` (its pseudonym when pseudonymising)."""
         return pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id
 
-    stamps = source_stamps(config.out) if status and not config.overwrite else {}
     todo, skipped, redo, skipped_failed, changed = [], 0, 0, 0, []
     for utt in shard_utts:
-        state = status.get(key(utt))
-        recorded = stamps.get(key(utt))
+        state, *stamp = written.get(key(utt), (None, None, None, None))
         if state is None:
             todo.append(utt)
         elif config.overwrite or (config.retry_failed and state == STATUS_FAILED):
             todo.append(utt)
             redo += 1
-        elif recorded is not None and input_changed(utt, SourceStamp(*recorded)):
+        elif None not in stamp and input_changed(utt, SourceStamp(*stamp)):
             todo.append(utt)
             redo += 1
             changed.append(utt.rel_path)

@@ -60,11 +60,9 @@ def read_manifest(out: str | Path, columns: list[str] | None = None) -> pa.Table
     seen: set[str] = set()
     for path in files:
         table = read_parquet(path, columns)
-        ids = table.column("utt_id").to_pylist() if "utt_id" in table.column_names else None
-        if ids is not None and seen:
-            table = table.filter(pa.array([u not in seen for u in ids]))
-        if ids is not None:
-            seen.update(ids)
+        if "utt_id" in table.column_names:
+            table = keep_unseen(table, seen)
+            seen.update(table.column("utt_id").to_pylist())
         tables.append(table.replace_schema_metadata(None))
     merged = pa.concat_tables(tables, promote_options="default")
     return merged.replace_schema_metadata(read_parquet_schema(files[0]).metadata)
@@ -73,28 +71,28 @@ def read_manifest(out: str | Path, columns: list[str] | None = None) -> pa.Table
 STAMP_COLUMNS = ("source_size", "source_mtime_ns", "source_sha256")
 
 
-def source_stamps(out: Path) -> dict[str, tuple[int, int, str]]:
-    """utt_id -> (size, mtime_ns, sha256) of the input as it was read, for rows that recorded one
-    (manifests written before these columns existed, pseudonymized runs and piped commands have none)."""
-    stamps: dict[str, tuple[int, int, str]] = {}
+def keep_unseen(table: pa.Table, seen: set[str]) -> pa.Table:
+    """The rows of `table` whose utt_id is not in `seen` (the table itself when none is)."""
+    keep = [u not in seen for u in table.column("utt_id").to_pylist()]
+    return table if all(keep) else table.filter(pa.array(keep))
+
+
+def first_rows(out: Path, columns: list[str]) -> dict[str, tuple]:
+    """utt_id -> the values of `columns` in the utterance's first row (parts before pending batches), in one
+    pass over the manifest files; a column a file lacks (written by an earlier version) reads as None."""
+    rows: dict[str, tuple] = {}
     for path in manifest_files(out):
-        if not set(STAMP_COLUMNS) <= set(read_parquet_schema(path).names):
-            continue
-        table = read_parquet(path, ["utt_id", *STAMP_COLUMNS])
-        for utt, size, mtime, sha in zip(*(table.column(c).to_pylist() for c in ["utt_id", *STAMP_COLUMNS])):
-            if size is not None and sha is not None:
-                stamps.setdefault(utt, (size, mtime, sha))
-    return stamps
+        present = [c for c in columns if c in read_parquet_schema(path).names]
+        table = read_parquet(path, ["utt_id", *present])
+        values = [table.column(c).to_pylist() if c in present else [None] * table.num_rows for c in columns]
+        for utt, *row in zip(table.column("utt_id").to_pylist(), *values):
+            rows.setdefault(utt, tuple(row))
+    return rows
 
 
 def status_by_utt(out: Path) -> dict[str, str]:
     """utt_id -> status for every row already written (parts and pending batches)."""
-    status: dict[str, str] = {}
-    for path in manifest_files(out):
-        table = read_parquet(path, ["utt_id", "status"])
-        for utt, state in zip(table.column("utt_id").to_pylist(), table.column("status").to_pylist()):
-            status.setdefault(utt, state)
-    return status
+    return {utt: state for utt, (state,) in first_rows(out, ["status"]).items()}
 
 
 def manifest_config(out: Path) -> dict:

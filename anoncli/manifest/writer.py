@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from anoncli.atomic import atomic_path, temp_path_for
 from anoncli.manifest.layout import part_files, part_path, pending_dir, pending_files
-from anoncli.manifest.reader import read_parquet
+from anoncli.manifest.reader import keep_unseen, read_parquet
 from anoncli.manifest.schema import ManifestRow
 
 ROW_GROUP_SIZE = 256
@@ -79,12 +79,6 @@ def write_batch_table(out: Path, shard: tuple[int, int], table: pa.Table) -> Pat
     path = folder / name
     _atomic_write_table(table, path)
     return path
-
-
-def _keep_unseen(table: pa.Table, seen: set[str]) -> pa.Table:
-    """The rows of `table` whose utt_id is not in `seen` (the table itself when none is)."""
-    keep = [u not in seen for u in table.column("utt_id").to_pylist()]
-    return table if all(keep) else table.filter(pa.array(keep))
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -144,7 +138,7 @@ class PartMerger:
 
     def _write(self, table: pa.Table) -> None:
         if self.seen:
-            table = _keep_unseen(table, self.seen)
+            table = keep_unseen(table, self.seen)
         self.seen.update(table.column("utt_id").to_pylist())
         if not table.num_rows:
             return
@@ -174,8 +168,8 @@ class PartMerger:
         `pending_file` is the batch file that holds them."""
         if pending_file is not None:
             self.merged.add(Path(pending_file))
-        table = rows if isinstance(rows, pa.Table) else records_table(rows, self.schema) if rows else None
-        if table is not None and table.num_rows:
+        table = rows if isinstance(rows, pa.Table) else records_table(rows, self.schema)
+        if table.num_rows:
             self._write(table)
 
     def close(self) -> Path | None:
@@ -229,7 +223,7 @@ def remove_rows(out: Path, utt_ids: Iterable[str]) -> int:
         if not hit:
             continue
         removed += len(hit)
-        table = _keep_unseen(read_parquet(path), doomed)
+        table = keep_unseen(read_parquet(path), doomed)
         if table.num_rows == 0:
             path.unlink()
             continue

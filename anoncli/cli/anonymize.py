@@ -1,6 +1,5 @@
 """`anoncli anonymize`: the main job."""
 
-
 import json
 import os
 from pathlib import Path

@@ -4,7 +4,6 @@ Exit codes (documented in README): 0 all done, 1 internal error, 2 usage or
 input error, 3 finished but some files failed, 4 release gate failed.
 """
 
-
 import importlib
 import os
 
@@ -86,9 +85,8 @@ def main() -> None:
         if debug:
             raise
         fail(str(err), err.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("anoncli: interrupted; rerun the same command to resume", err=True)
-        raise SystemExit(130)
+    except KeyboardInterrupt:  # Ctrl-C before the command line took over (it turns one into exit 130)
+        code = 130
     except SystemExit:
         raise
     except OSError as err:  # the machine refused (disk full, permissions, read-only): not a bug

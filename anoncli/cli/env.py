@@ -8,7 +8,6 @@ every check passes; otherwise EXIT_UNHEALTHY with one line per broken backend
 on stderr.
 """
 
-
 import importlib
 import importlib.metadata
 import os

@@ -1,6 +1,5 @@
 """`anoncli evaluate`: privacy and utility probes of an anonymized corpus against its original."""
 
-
 import os
 from pathlib import Path
 from typing import Annotated, Optional

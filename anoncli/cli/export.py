@@ -1,6 +1,5 @@
 """`anoncli export OUT --to kaldi|audiofolder DIR`: hand anonymized audio to other tools."""
 
-
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional

@@ -1,6 +1,5 @@
 """`anoncli inspect`: summarise a corpus, an output folder, a manifest file or an evaluation report."""
 
-
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional

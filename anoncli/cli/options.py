@@ -1,6 +1,5 @@
 """Option parsing shared by several commands."""
 
-
 from anoncli.errors import AnoncliError
 
 

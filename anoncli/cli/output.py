@@ -6,7 +6,6 @@ declare `--format` with `FORMAT_OPTION` and `-q` with `QUIET_OPTION`, then
 hand their result to `emit`.
 """
 
-
 import json
 import math
 import sys

@@ -1,6 +1,5 @@
 """`anoncli train`: train a learned method or an attacker model."""
 
-
 import json
 from pathlib import Path
 from typing import Annotated, Optional

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from anoncli.errors import AnoncliError
@@ -66,7 +67,7 @@ def resolve(name: str, flat: dict[str, float], aliases: dict[str, str]) -> str |
 
 
 def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred: tuple[str, ...] = (),
-               aliases: dict[str, str] | None = None, skipped: list[str] = ()) -> list[Condition]:
+               aliases: dict[str, str] | None = None, skipped: Sequence[str] = ()) -> list[Condition]:
     """Parse and resolve every condition; an unknown name or a bad condition is a usage error.
 
     `expected` (a skeleton of the summary the chosen probes will produce) lets

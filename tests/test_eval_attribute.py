@@ -91,6 +91,17 @@ def test_candidate_columns_rules():
     assert any(n.startswith("age") for n in notes) and any(n.startswith("language") for n in notes)
 
 
+def test_measurement_columns_are_not_class_labels():
+    # a metadata duration column has few distinct values on a small corpus, each spoken by several
+    # speakers; it must not be attacked as a 3-class label, while integer codes stay categorical
+    rows = [{"speaker": f"s{i % 4}", "label_duration_s": ("3.07", "3.27", "4.2")[i % 3],
+             "statement": ("01", "02")[i % 2]} for i in range(24)]
+    speakers = [r["speaker"] for r in rows]
+    specs, notes = candidate_columns(rows, speakers, ["label_duration_s", "statement"])
+    assert [s.column for s in specs] == ["statement"]
+    assert notes == ["label_duration_s: numeric measurements (3.07–4.2), not a categorical label"]
+
+
 def test_head_saves_and_loads_with_weights_only(tmp_path):
     from anoncli.evaluation.attribute import LogisticHead, load_attacker, save_attacker, MODEL_KIND
 

@@ -50,6 +50,9 @@ def candidate_columns(label_rows: list[dict], speakers: list[str | None], column
     A column qualifies with 2..MAX_CLASSES classes; for columns other than
     `speaker`, only classes spoken by ≥ 2 speakers are kept (a class with one
     speaker cannot be tested on unseen speakers) and ≥ 2 such classes must remain.
+    A column of measurements (every value a number, some with a fraction, such
+    as a `duration_s` column of the metadata) is not a class label and is left
+    out with a note; integer codes (`01`, `02`) stay categorical.
     """
     specs, notes = [], []
     for column in columns:
@@ -57,6 +60,10 @@ def candidate_columns(label_rows: list[dict], speakers: list[str | None], column
             continue
         values = [row.get(column) for row in label_rows]
         present = sorted({v for v in values if v is not None})
+        measured = _measurement_range(present)
+        if measured is not None:
+            notes.append(f"{column}: numeric measurements ({measured[0]:g}–{measured[1]:g}), not a categorical label")
+            continue
         if column == "speaker":
             counts = {v: values.count(v) for v in present}
             kept = [v for v in present if counts[v] >= 2]
@@ -78,6 +85,21 @@ def candidate_columns(label_rows: list[dict], speakers: list[str | None], column
             note = f"{dropped} classes with a single speaker left out" if dropped else ""
             specs.append(ProbeSpec(column, kept, note))
     return specs, notes
+
+
+def _measurement_range(values: list[str]) -> tuple[float, float] | None:
+    """(min, max) when every value is a finite number and at least one has a fractional part, else None."""
+    numbers, fractional = [], False
+    for value in values:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        if not np.isfinite(number):
+            return None
+        numbers.append(number)
+        fractional = fractional or not number.is_integer()
+    return (min(numbers), max(numbers)) if numbers and fractional else None
 
 
 # ---------------------------------------------------------------- the classifier

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from anoncli.errors import InputError
 from anoncli.evaluation import report_io
-from anoncli.manifest.layout import manifest_dir, part_files, pending_files
+from anoncli.manifest.layout import manifest_dir, part_files, pending_files, read_selection
 from anoncli.manifest.reader import manifest_config, manifest_files, read_manifest, read_parquet
 from anoncli.manifest.schema import SCORE_VALUE_COLUMNS, STATUS_OK
 from anoncli.manifest.summary import badness, score_distributions
@@ -150,13 +150,22 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
     duplicated = sorted(u for u, n in counts.items() if n > 1)
     unmerged = len(pending_files(out))  # batch files a finished job would have merged into its part
     missing: list[str] = []
-    if config.get("corpus") and not config.get("pseudonymize"):
+    expected: dict[str, Any] = {}
+    selection = read_selection(out) if config.get("files_from") is not None else None
+    if selection is not None:
+        # a --files-from run is complete when the files it was asked for are
+        missing = sorted(u for u in set(selection) if u not in counts)
+        expected = {"expected": len(set(selection)),
+                    "expected_from": f"selected by --files-from {config['files_from']} in the latest run"}
+    elif config.get("corpus") and not config.get("pseudonymize"):
         from anoncli.corpus import open_corpus
 
         corpus = open_corpus(Path(config["corpus"]), config.get("labels_file"), layout=config.get("layout", "auto"),
                              allow_commands=bool(config.get("allow_commands")), labels_sep=config.get("labels_sep"))
         missing = sorted(u.utt_id for u in corpus.utterances if u.utt_id not in counts)
+        expected = {"expected": len(corpus.utterances), "expected_from": f"the audio files of the corpus {config['corpus']}"}
     return {
+        **expected,
         "missing": len(missing), "missing_examples": missing[:10], "duplicated": len(duplicated),
         "duplicated_examples": duplicated[:10], "failed_utterances": len(failed), "unmerged_batches": unmerged,
         "complete": not missing and not duplicated and not failed and not unmerged,

@@ -52,6 +52,26 @@ def test_files_from_selects_only_listed_files(corpus, tmp_path):
     assert dry.exit_code == 0 and json.loads(dry.stdout)["to_process"] == 1
 
 
+def test_inspect_check_of_a_files_from_run_expects_the_selected_files(corpus, tmp_path):
+    listed = sorted(p for p in corpus.rglob("*.wav"))[:3]
+    out = tmp_path / "sel"
+    done = run("anonymize", corpus, "--out", out, "--method", "identity", "--files-from", "-", "--no-progress",
+               input="\n".join(str(p) for p in listed) + "\n")
+    assert done.exit_code == 0, done.output
+    check = run("inspect", out, "--check", "--format", "json")
+    assert check.exit_code == 0, check.output  # the 3 other files of the corpus were never asked for
+    info = json.loads(check.stdout)
+    assert info["complete"] and info["expected"] == 3 and info["missing"] == 0
+    (out / "manifest" / "selection.txt").write_text((out / "manifest" / "selection.txt").read_text() + "not-done\n")
+    short = run("inspect", out, "--check", "--format", "json")
+    assert short.exit_code == 3 and json.loads(short.stdout)["missing_examples"] == ["not-done"]
+    assert "1 missing of the 4 expected (selected by --files-from -" in short.stderr
+    whole = run("anonymize", corpus, "--out", out, "--method", "identity", "--no-progress")  # the rest of the corpus
+    assert whole.exit_code == 0, whole.output
+    full = json.loads(run("inspect", out, "--check", "--format", "json").stdout)
+    assert full["complete"] and full["expected"] == 6
+
+
 def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, tmp_path):
     stray = tmp_path / "elsewhere.wav"
     stray.write_bytes(b"")

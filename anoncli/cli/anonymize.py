@@ -79,7 +79,7 @@ def anonymize(
         params=_method_params(param, alpha), device=device, jobs=jobs or _default_jobs(device), batch_size=batch_size,
         max_batch_seconds=max_batch_seconds, backend=backend, scheduler=scheduler,
         shard=parse_shard(shard), overwrite=overwrite, retry_failed=retry_failed, output_sample_rate=sample_rate,
-        fmt=audio_format, pseudonymize=pseudonymize, mapping=mapping, score=score, dry_run=dry_run,
+        fmt=audio_format, pseudonymize=pseudonymize, mapping=mapping, score=score, files_from=files_from, dry_run=dry_run,
         progress=progress is not False,
     )
     from anoncli.jobs.engine import check_paths

@@ -21,7 +21,7 @@ def inspect(
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
     worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report or output folders: list the N worst utterances by --by.")] = None,
     by: Annotated[str, typer.Option("--by", help="The score that ranks --worst: a per-utterance column (output folders: link_cosine, asv_score, gender_p_anon, stoi, f0_r, ...) or an alias (asv.link, asv, stoi, gender).")] = "asv.link",
-    check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing, duplicated or failed.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing (from the corpus, or from the latest --files-from selection), duplicated or failed.")] = False,
 ) -> None:
     """Summarise PATH: corpus (files, hours, speakers, labels), output folder or manifest (rows, failures, throughput), or report.
 
@@ -36,7 +36,8 @@ def inspect(
     if check and info.get("complete") is False:
         unmerged = info.get("unmerged_batches", 0)
         job = f", {unmerged} batch file(s) not merged (a job was killed or is still running: rerun it)" if unmerged else ""
-        typer.echo(f"anoncli inspect: {path} is not complete: {info.get('missing', 0)} missing, "
+        of = f" of the {info['expected']} expected ({info['expected_from']})" if "expected" in info else ""
+        typer.echo(f"anoncli inspect: {path} is not complete: {info.get('missing', 0)} missing{of}, "
                    f"{info.get('duplicated', 0)} duplicated, {info.get('failed_utterances', 0)} failed utterance(s){job}",
                    err=True)
         raise typer.Exit(3)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from anoncli import __version__
-from anoncli.atomic import atomic_write_json, is_temp_path
+from anoncli.atomic import atomic_write_json, atomic_write_text, is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.reading import SourceStamp, input_changed
 from anoncli.corpus.utterance import Utterance
@@ -23,6 +23,7 @@ from anoncli.jobs.batching import auto_plan, estimate_total_seconds, fixed_batch
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
 from anoncli.jobs.sharding import select_shard
 from anoncli.jobs.worker import BatchResult, JobSpec, process_batch
+from anoncli.manifest.layout import selection_path
 from anoncli.manifest.reader import STAMP_COLUMNS, first_rows, manifest_config, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
 from anoncli.manifest.writer import PartMerger, records_table, remove_rows, write_batch_table
@@ -67,6 +68,7 @@ class AnonymizeConfig:
     mapping: Path | None = None
     channel: int | None = None  # 1-based channel of multichannel files instead of the mono mixdown
     score: bool = True  # per-utterance privacy and utility scores (anoncli.jobs.scores)
+    files_from: str | None = None  # the --files-from list's name ("-": stdin) when the corpus was narrowed by one
     dry_run: bool = False
     progress: bool = True
 
@@ -341,6 +343,9 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
     method_config = method.config()
     config.out.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_files(config.out)
+    if config.files_from is not None and not config.pseudonymize:
+        # what `inspect --check` measures completeness against (a pseudonymized folder holds no original ids)
+        atomic_write_text(selection_path(config.out), "".join(f"{u.utt_id}\n" for u in job_plan.corpus.utterances))
 
     pseudonyms = _pseudonymizer(config)
     if config.pseudonymize:

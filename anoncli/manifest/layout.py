@@ -8,6 +8,7 @@ from pathlib import Path
 MANIFEST_DIR = "manifest"
 PENDING_DIR = ".pending"
 PART_RE = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
+SELECTION_FILE = "selection.txt"  # the utterance ids a --files-from run was asked for, one per line
 
 
 def manifest_dir(out: Path) -> Path:
@@ -44,3 +45,18 @@ def pending_files(out: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.glob("*/*.parquet") if not p.name.startswith("."))
+
+
+def selection_path(out: Path) -> Path:
+    """`out/manifest/selection.txt`: the utterance ids the latest `--files-from` run selected (see `read_selection`)."""
+    return manifest_dir(out) / SELECTION_FILE
+
+
+def read_selection(out: Path) -> list[str] | None:
+    """The utterance ids recorded by the latest `--files-from` run into `out`, or None when there is no record."""
+    path = selection_path(out)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return [line for line in text.splitlines() if line]

@@ -16,6 +16,7 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_GATE = 4
 EXIT_UNHEALTHY = 5  # `anoncli env`: a backend the default paths need is broken
+EXIT_PIPE_CLOSED = 141  # the reader of standard output went away (128 + SIGPIPE, as the shell reports it)
 
 
 class AnoncliError(Exception):

@@ -72,6 +72,25 @@ def test_inspect_check_of_a_files_from_run_expects_the_selected_files(corpus, tm
     assert full["complete"] and full["expected"] == 6
 
 
+def test_jsonl_reader_going_away_stops_the_job_resumably_with_exit_141(corpus, tmp_path):
+    # `anoncli anonymize ... --format jsonl | head -1`: stop like a Unix filter, not "error: OUT: Broken pipe"
+    out = tmp_path / "pipe"
+    command = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--method", "identity",
+               "--jobs", "1", "--batch-size", "1", "--format", "jsonl", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141, stderr
+    assert json.loads(first)["status"] == "ok"
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "standard output was closed" in lines[0] and "rerun" in lines[0], stderr
+    rerun = run("anonymize", corpus, "--out", out, "--method", "identity", "--format", "json", "--no-progress")
+    assert rerun.exit_code == 0, rerun.output
+    summary = json.loads(rerun.stdout)
+    assert summary["skipped"] >= 1 and summary["skipped"] + summary["ok"] == 6
+
+
 def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, tmp_path):
     stray = tmp_path / "elsewhere.wav"
     stray.write_bytes(b"")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from anoncli.cli.options import check_backend, layout_help, parse_params, resolve_device
-from anoncli.cli.output import LabelsSepOption, QuietOption, check_format, emit, print_rows
+from anoncli.cli.output import LabelsSepOption, QuietOption, StdoutClosed, check_format, emit, print_rows
 from anoncli.errors import EXIT_OK, AnoncliError, warn
 from anoncli.jobs.sharding import parse_shard
 from anoncli.methods import DEFAULT_METHOD, method_names
@@ -127,11 +127,15 @@ def _stream_rows(result) -> None:
     import math
     import sys
 
-    for row in result.rows:
-        record = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-                  for key, value in row.items() if key not in _RUN_FIELDS}
-        sys.stdout.write(json.dumps(record, default=str) + "\n")
-    sys.stdout.flush()
+    try:
+        for row in result.rows:
+            record = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+                      for key, value in row.items() if key not in _RUN_FIELDS}
+            sys.stdout.write(json.dumps(record, default=str) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head` has what it wanted: stop like any Unix filter, resumable
+        raise StdoutClosed("anonymize: standard output was closed by the reading command; the job stopped, "
+                           "and what was written is kept: rerun the same command to finish") from None
 
 
 def _summary_record(summary, out: Path) -> dict:

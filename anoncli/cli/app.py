@@ -6,11 +6,13 @@ input error, 3 finished but some files failed, 4 release gate failed.
 
 import importlib
 import os
+import sys
 
 import typer
 
 from anoncli import __version__
-from anoncli.errors import EXIT_INTERNAL, EXIT_USAGE, AnoncliError, describe_os_error
+from anoncli.cli.output import StdoutClosed
+from anoncli.errors import EXIT_INTERNAL, EXIT_PIPE_CLOSED, EXIT_USAGE, AnoncliError, describe_os_error
 
 app = typer.Typer(
     name="anoncli",
@@ -60,13 +62,22 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
     raise SystemExit(code)
 
 
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real descriptor (a test's captured stream): nothing to flush to a pipe
+        pass
+
+
 def main() -> None:
     """The `anoncli` entry point: run the command and turn errors into one stderr line and an exit code.
 
     Usage errors (a missing option, a bad value, an unknown command),
     AnoncliError/InputError and OSError exit 2 with one line on stderr, Ctrl-C
-    130, any other exception 1 (an internal error; ANONCLI_DEBUG=1 shows the
-    traceback).
+    130, standard output closed by its reader (`| head`) 141, any other
+    exception 1 (an internal error; ANONCLI_DEBUG=1 shows the traceback).
     """
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
@@ -87,6 +98,11 @@ def main() -> None:
         fail(str(err), err.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before the command line took over (it turns one into exit 130)
         code = 130
+    except (StdoutClosed, BrokenPipeError) as err:  # `anoncli ... | head`: the reader went away
+        _drop_stdout()
+        if isinstance(err, StdoutClosed) and err.message:
+            typer.echo(f"anoncli: {err.message}", err=True)
+        code = EXIT_PIPE_CLOSED
     except SystemExit:
         raise
     except OSError as err:  # the machine refused (disk full, permissions, read-only): not a bug

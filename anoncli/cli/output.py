@@ -21,6 +21,19 @@ LabelsSepOption = Annotated[Optional[str], typer.Option("--labels-sep", help="Se
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no data on stdout; only the exit code (and errors on stderr) tell the result.")]
 
 
+class StdoutClosed(Exception):
+    """The command reading our standard output went away (`anoncli anonymize --format jsonl | head`).
+
+    Not an OSError on purpose: a job's handler for machine failures
+    (`EnvironmentFailure` naming OUT) must not claim it; `anoncli.cli.app.main`
+    stops quietly with exit 141 and prints `message` (what to do next) on stderr.
+    """
+
+    def __init__(self, message: str = ""):
+        super().__init__(message)
+        self.message = message
+
+
 def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:
     """Validate a `--format` value; raises AnoncliError (exit 2) naming the choices."""
     from anoncli.errors import AnoncliError

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from anoncli.errors import InputError
-from anoncli.manifest.layout import PART_RE, part_files, pending_files
+from anoncli.manifest.layout import part_files, pending_files
 from anoncli.manifest.schema import run_config
 
 
@@ -96,8 +96,10 @@ def status_by_utt(out: Path) -> dict[str, str]:
 
 
 def manifest_config(out: Path) -> dict:
-    """The run configuration stored in the schema metadata of the first part."""
-    for path in part_files(Path(out)):
-        if PART_RE.match(path.name):
-            return run_config(read_parquet_schema(path))
+    """The run configuration stored in the schema metadata of the first part, else of the first batch file
+    a killed first run left unmerged; {} when there is neither."""
+    for path in [*part_files(Path(out)), *pending_files(Path(out))]:
+        config = run_config(read_parquet_schema(path))
+        if config:
+            return config
     return {}

@@ -57,12 +57,13 @@ def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
 
     plain = schema.remove_metadata()
     if not records:
-        return plain.empty_table()
+        return schema.empty_table()
     text = "\n".join(json.dumps(record, default=_json_value) for record in records)
     options = pa_json.ParseOptions(explicit_schema=plain, unexpected_field_behavior="ignore")
     table = pa_json.read_json(io.BytesIO(text.encode()), parse_options=options)
-    # The reader refuses a null in a non-nullable column but marks every column nullable: put the flags back.
-    return pa.Table.from_arrays(table.columns, schema=plain)
+    # The reader refuses a null in a non-nullable column but marks every column nullable: put the flags back,
+    # and the run configuration of the schema's metadata, so that a batch file a killed run left says what made it.
+    return pa.Table.from_arrays(table.columns, schema=schema)
 
 
 def write_batch(out: Path, shard: tuple[int, int], rows: list[ManifestRow | dict], schema: pa.Schema) -> Path:

@@ -113,3 +113,32 @@ def test_head_saves_and_loads_with_weights_only(tmp_path):
     loaded, config = load_attacker(tmp_path)
     assert np.allclose(loaded.predict_proba(x), head.predict_proba(x), atol=1e-6)
     assert np.mean(head.predict_proba(x).argmax(1) == y) > 0.8
+
+
+def test_attacker_data_of_other_speakers_is_learned_from():
+    # The label is coded by feature 0 on the tested speakers; the extra speakers code it the other way round
+    # and outnumber them, so an attacker that really learns from the extra rows gets the tested ones wrong.
+    rng = np.random.default_rng(3)
+    n_tested, n_extra, dims = 24, 400, 6
+    labels = ["a" if i % 2 else "b" for i in range(n_tested)]
+    speakers = [f"s{i % 6}" for i in range(n_tested)]
+    sign = np.array([1.0 if label == "a" else -1.0 for label in labels])
+    x = rng.normal(size=(n_tested, dims)).astype(np.float32)
+    x[:, 0] = 2.0 * sign + 0.3 * rng.normal(size=n_tested)
+    extra_labels = ["a" if i % 2 else "b" for i in range(n_extra)] + ["c"] * 5  # a class not tested: ignored
+    extra_sign = np.array([1.0 if label == "a" else -1.0 for label in extra_labels])
+    extra_x = rng.normal(size=(len(extra_labels), dims)).astype(np.float32)
+    extra_x[:, 0] = -2.0 * extra_sign
+    spec = ProbeSpec("gender", ["a", "b"])
+    valid = np.ones(n_tested, dtype=bool)
+    alone, _, _ = run_attribute(spec, labels, speakers, x, x, valid, n_boot=0)
+    helped, columns, _ = run_attribute(spec, labels, speakers, x, x, valid, n_boot=0,
+                                       extra=(extra_labels, extra_x, extra_x))
+    assert alone["original"]["acc"] >= 75.0
+    assert helped["original"]["acc"] <= 10.0 and helped["informed"]["acc"] <= 10.0
+    assert helped["n"] == alone["n"] == n_tested and helped["extra_training"] == n_extra
+    assert len(columns["gender.ignorant.pred"]) == n_tested
+    speaker_spec = ProbeSpec("speaker", sorted(set(speakers)))  # closed-set speaker ID never uses other speakers
+    same, _, _ = run_attribute(speaker_spec, speakers, speakers, x, x, valid, n_boot=0,
+                               extra=(extra_labels, extra_x, extra_x))
+    assert "extra_training" not in same

@@ -13,7 +13,7 @@ from synth_audio import voiced
 from typer.testing import CliRunner
 
 from anoncli.cli.app import app
-from anoncli.errors import EXIT_GATE, EXIT_USAGE
+from anoncli.errors import EXIT_GATE, EXIT_USAGE, InputError
 from anoncli.evaluation import report_io
 
 
@@ -221,3 +221,36 @@ def test_bad_backend_is_a_usage_error(corpora):
     result = run(original, anonymized, "--out", root / "nope", "--backend", "spark")
     assert isinstance(result.exception, AnoncliError) and result.exception.exit_code == EXIT_USAGE
     assert "--backend" in str(result.exception) and not (root / "nope").exists()
+
+
+def test_attacker_data_adds_other_speakers_and_drops_the_evaluated_ones(corpora, tmp_path):
+    original, anonymized, root = corpora
+    other = tmp_path / "other"
+    rows = ["file_name,speaker,gender,transcript,language"]
+    voices = {"f3": ("female", 205, (820, 1550, 2850)), "m3": ("male", 118, (600, 1200, 2500)),
+              "f1": ("female", 220, (850, 1600, 2900))}  # f1 is also evaluated: left out of the attackers' data
+    for index, (speaker, (gender, f0, formants)) in enumerate(voices.items()):
+        (other / speaker).mkdir(parents=True)
+        for i in range(2):
+            rel = f"{speaker}/{speaker}_{i}.wav"
+            sf.write(other / rel, voiced(0.8, 16000, f0 * (1 + 0.02 * i), formants, seed=70 + 10 * index + i), 16000)
+            rows.append(f"{rel},{speaker},{gender},ein wort,de")
+    (other / "metadata.csv").write_text("\n".join(rows) + "\n")
+    other_anon = tmp_path / "other_anon"
+    shutil.copytree(other, other_anon, ignore=shutil.ignore_patterns("metadata.csv"))
+    out = tmp_path / "report"
+    result = run(original, anonymized, "--out", out, "--probes", "gender", "--bootstrap", "0",
+                 "--attacker-data", other, other_anon)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["meta"]["attacker_data"]["n"] == 4 and summary["meta"]["attacker_data"]["speakers"] == 2
+    assert summary["gender"]["extra_training"] == 4 and summary["gender"]["n"] == 12
+    assert any("2 of 6 pairs left out" in note for note in summary["notes"])
+    only_evaluated = tmp_path / "only"
+    (only_evaluated / "f1").mkdir(parents=True)
+    shutil.copy(other / "f1" / "f1_0.wav", only_evaluated / "f1" / "f1_0.wav")
+    (only_evaluated / "metadata.csv").write_text("file_name,speaker,gender\nf1/f1_0.wav,f1,female\n")
+    refused = run(original, anonymized, "--out", tmp_path / "r2", "--probes", "gender", "--bootstrap", "0",
+                  "--attacker-data", only_evaluated, only_evaluated)
+    assert isinstance(refused.exception, InputError)  # main() turns it into one line and exit 2
+    assert "no utterance of a speaker other than those evaluated" in str(refused.exception)

@@ -46,6 +46,7 @@ def evaluate(
     files_from: Annotated[Optional[str], typer.Option("--files-from", help="Evaluate only the files of ORIGINAL listed in FILE, one path per line ('-' reads stdin).")] = None,
     utility: Annotated[Optional[str], typer.Option("--utility", help="Feature outputs: the label column the service learns (default: the method's, e.g. gender for siamese, event for rdalm).")] = None,
     private: Annotated[Optional[str], typer.Option("--private", help="Feature outputs: the label column the attacker learns (default: the method's, e.g. speaker within gender for siamese, speech for rdalm).")] = None,
+    attacker_data: Annotated[Optional[tuple[Path, Path]], typer.Option("--attacker-data", metavar="ORIGINAL2 ANONYMIZED2", help="Another corpus and its anonymized folder whose other speakers the attribute attackers also learn from (original side: original and ignorant attackers; anonymized side: informed), e.g. every speaker a model was trained on. Speakers of ORIGINAL are dropped from it; the tested utterances stay those of ORIGINAL.")] = None,
 ) -> None:
     """Measure how private and how useful an anonymized corpus is (offline).
 
@@ -71,7 +72,7 @@ def evaluate(
         n_boot=bootstrap, progress=progress and not quiet, print_table=False, jobs=jobs or len(os.sched_getaffinity(0)), backend=backend,
         scheduler=scheduler, allow_commands=allow_commands,
         files_from=read_file_list(files_from) if files_from is not None else None,
-        utility=utility, private=private,
+        utility=utility, private=private, attacker_data=attacker_data,
     )
     result = run_evaluation(config)
     emit(result.summary, fmt, print_table, quiet)

@@ -185,9 +185,22 @@ class LogisticHead:
 
 def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str | None], x_original: np.ndarray,
                   x_anonymized: np.ndarray, valid: np.ndarray, seed: int = 0, n_boot: int = 200,
-                  attackers=ATTACKERS):
-    """Cross-validated attackers for one label column; returns (summary, per-utterance columns, confusions)."""
+                  attackers=ATTACKERS, extra: tuple[list, np.ndarray, np.ndarray] | None = None):
+    """Cross-validated attackers for one label column; returns (summary, per-utterance columns, confusions).
+
+    `extra` = (labels, (M, F) original features, (M, F) anonymized features)
+    of utterances of other speakers (`evaluate --attacker-data`): every fold's
+    attackers also train on those whose label is one of `spec.classes`
+    (original and ignorant on the original side, informed on the anonymized
+    side); the tested utterances stay these. Not used for `speaker` itself.
+    """
     class_index = {c: i for i, c in enumerate(spec.classes)}
+    if extra is not None and spec.column != "speaker":
+        keep = np.array([label in class_index for label in extra[0]], dtype=bool)
+        extra_y = np.array([class_index[label] for label, k in zip(extra[0], keep) if k], dtype=int)
+        extra_o, extra_a = np.asarray(extra[1])[keep], np.asarray(extra[2])[keep]
+    else:
+        extra_y, extra_o, extra_a = np.zeros(0, dtype=int), None, None
     rows = np.array([valid[i] and labels[i] in class_index and speakers[i] is not None for i in range(len(labels))])
     idx = np.flatnonzero(rows)
     n = len(labels)
@@ -206,10 +219,13 @@ def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str 
             continue
         fold_seed = derive_seed(seed, f"{spec.column}:{fold}")
         heads = {}
+        y_fit = np.concatenate([y[train], extra_y])
         if "original" in attackers or "ignorant" in attackers:
-            heads["O"] = LogisticHead(x_original.shape[1], k).fit(x_original[idx][train], y[train], fold_seed)
+            x_fit = x_original[idx][train] if extra_o is None else np.concatenate([x_original[idx][train], extra_o])
+            heads["O"] = LogisticHead(x_original.shape[1], k).fit(x_fit, y_fit, fold_seed)
         if "informed" in attackers:
-            heads["A"] = LogisticHead(x_anonymized.shape[1], k).fit(x_anonymized[idx][train], y[train], fold_seed)
+            x_fit = x_anonymized[idx][train] if extra_a is None else np.concatenate([x_anonymized[idx][train], extra_a])
+            heads["A"] = LogisticHead(x_anonymized.shape[1], k).fit(x_fit, y_fit, fold_seed)
         if "original" in attackers:
             probs["original"][test] = heads["O"].predict_proba(x_original[idx][test])
         if "ignorant" in attackers:
@@ -222,6 +238,8 @@ def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str 
                                      "folds": len(folds)}, {}, {}
     if spec.note:
         summary["note"] = spec.note
+    if extra_y.size:
+        summary["extra_training"] = int(extra_y.size)  # utterances of other speakers each fold also learned from
     for attacker in attackers:
         p = probs[attacker]
         scored = ~np.isnan(p).any(axis=1)
@@ -316,9 +334,13 @@ class AttributeProbe(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         labels = ctx.labels(self.name)
+        extra = None
+        if ctx.attacker is not None:
+            extra = ([row.get(self.name) for row in ctx.attacker.label_rows], ctx.attacker.x_original,
+                     ctx.attacker.x_anonymized)
         summary, columns, confusion = run_attribute(
             self.spec, labels, ctx.speakers, ctx.data.original.features, ctx.data.anonymized.features, ctx.valid,
-            seed=ctx.config.seed, n_boot=ctx.config.n_boot)
+            seed=ctx.config.seed, n_boot=ctx.config.n_boot, extra=extra)
         plots = {"confusions": {self.name: confusion}}
         if len(self.spec.classes) == 2:
             plots["roc_inputs"] = {self.name: binary_roc_inputs(self.spec.classes, labels, columns)}

@@ -47,6 +47,29 @@ Row = tuple[str, str, str, str]  # (figure, original / OO, ignorant / OA, inform
 
 
 @dataclass
+class AttackerData:
+    """Utterances of other speakers that the attribute attackers also learn from (`evaluate --attacker-data`).
+
+    `x_original` / `x_anonymized`: (M, F) attacker features of the M utterances
+    (the layout of `anoncli.scoring.features.attribute_features`); `speakers`
+    and `label_rows` per utterance; none of the speakers is an evaluated one.
+    """
+
+    original: str
+    anonymized: str
+    speakers: list[str]
+    label_rows: list[dict]
+    x_original: np.ndarray
+    x_anonymized: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        """summary.json meta.attacker_data: the folders, utterance and speaker counts."""
+        return {"original": self.original, "anonymized": self.anonymized, "n": len(self.speakers),
+                "speakers": len(set(self.speakers))}
+
+
+@dataclass
 class ProbeContext:
     """What a probe may read: the run's settings, the corpus, the pairs and (once run) the extraction."""
 
@@ -59,6 +82,7 @@ class ProbeContext:
     data: Any = None                     # evaluation.extraction.Extracted, set after the extraction pass
     backend_name: str = ""               # the speaker-embedding backend that made data's embeddings
     executor: Any = None                 # a concurrent.futures-style pool when --jobs > 1 (or Dask), else None
+    attacker: "AttackerData | None" = None  # --attacker-data: more speakers for the attribute attackers to learn from
 
     @property
     def utt_ids(self) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anoncli.errors import EXIT_GATE, EXIT_OK, AnoncliError
+from anoncli.errors import EXIT_GATE, EXIT_OK, AnoncliError, InputError
 from anoncli.evaluation import gate as gate_mod
 from anoncli.evaluation import report
 from anoncli.evaluation.probes import Probe, ProbeContext, probe_classes
@@ -48,6 +48,8 @@ class EvaluateConfig:
     files_from: list[tuple[int, str]] | None = None  # (line, path) of --files-from: only these files of ORIGINAL
     utility: str | None = None   # feature outputs: --utility label column (default: the method's)
     private: str | None = None   # feature outputs: --private label column (default: the method's)
+    # --attacker-data: (original, anonymized) of other speakers the attribute attackers also train on
+    attacker_data: tuple[Path, Path] | None = None
 
 
 @dataclass
@@ -97,6 +99,37 @@ def select_probes(requested: list[str] | None, available: list[Probe]) -> list[P
     if unknown:
         raise AnoncliError(f"--probes: {', '.join(unknown)} not available for these labels (available: {', '.join(names)})")
     return [p for p in available if p.name in requested]
+
+
+def _attacker_data(config: EvaluateConfig, tested_speakers: set, attacker_backend, executor):
+    """Extract the attacker features of --attacker-data's pairs whose speaker is not a tested one.
+
+    Raises InputError (exit 2) for a folder that cannot be opened or paired, or when no other speaker is left.
+    """
+    from anoncli.corpus import open_corpus
+    from anoncli.evaluation.extraction import extract
+    from anoncli.evaluation.pairing import pair_corpus
+    from anoncli.evaluation.probes import AttackerData
+
+    original, anonymized = (Path(p) for p in config.attacker_data)
+    corpus = open_corpus(original, None, "auto", allow_commands=config.allow_commands)
+    pairs = pair_corpus(corpus, anonymized).pairs
+    kept = [(utt, path) for utt, path in pairs if utt.speaker is not None and utt.speaker not in tested_speakers]
+    if not kept:
+        raise InputError(f"--attacker-data {original}: no utterance of a speaker other than those evaluated "
+                         f"({len(pairs)} pairs, every one of a tested speaker or without a speaker label)")
+    args = dict(need_signal=False, need_attr=True, use_cache=config.use_cache, corpus_root=corpus.root,
+                progress=config.progress)
+    data = extract(kept, None, attacker_backend, executor=executor, backend_spec=(config.asv_model, False), **args) \
+        if executor is not None else extract(kept, None, attacker_backend, **args)
+    ok = data.ok
+    utts = [utt for (utt, _), good in zip(kept, ok) if good]
+    notes = [f"--attacker-data: {len(pairs) - len(kept)} of {len(pairs)} pairs left out (a speaker evaluated here, "
+             "or no speaker label)"] if len(kept) < len(pairs) else []
+    notes += [f"--attacker-data: {error}" for error in data.errors]
+    return AttackerData(original=str(original.resolve()), anonymized=str(anonymized.resolve()),
+                        speakers=[u.speaker for u in utts], label_rows=[u.labels for u in utts],
+                        x_original=data.original.features[ok], x_anonymized=data.anonymized.features[ok], notes=notes)
 
 
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
@@ -184,6 +217,12 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         summary["meta"]["reused_manifest_scores"] = data.reused
         per_utt["duration_s"] = data.original.durations
         per_utt["anonymized_duration_s"] = data.anonymized.durations
+        if config.attacker_data is not None and need_attr:
+            t0 = time.time()
+            ctx.attacker = _attacker_data(config, set(speakers), attacker_backend, ctx.executor)
+            timings["extract.attacker_data"] = time.time() - t0
+            summary["meta"]["attacker_data"] = ctx.attacker.describe()
+            notes.extend(ctx.attacker.notes)
 
     for probe in probes:
         if "pairs" in probe.needs and ctx.data is None:

@@ -194,6 +194,22 @@ def test_pseudonymize_hides_ids_and_writes_mapping_outside(corpus, tmp_path):
     assert run_anonymize(config(corpus, out, pseudonymize=True, mapping=mapping)).processed == 0
 
 
+def test_pseudonymized_seeds_and_draws_cannot_be_matched_with_a_plain_run(corpus, tmp_path):
+    # the plain run's seed of an utterance is public (derived from its id and --seed); a pseudonymized run
+    # must not repeat it, or joining the two manifests on seed (or on alpha) would undo the pseudonyms
+    plain = tmp_path / "plain"
+    run_anonymize(config(corpus, plain, method="mcadams"))
+    hidden = tmp_path / "hidden"
+    run_anonymize(config(corpus, hidden, method="mcadams", pseudonymize=True, mapping=tmp_path / "map" / "m.csv"))
+    plain_rows, hidden_rows = read_manifest(plain).to_pylist(), read_manifest(hidden).to_pylist()
+    assert len(hidden_rows) == 12
+    assert not {r["seed"] for r in plain_rows} & {r["seed"] for r in hidden_rows}
+    assert not {r["params"] for r in plain_rows} & {r["params"] for r in hidden_rows}
+    again = tmp_path / "again"  # the same key (kept next to the mapping) gives the same draws: reproducible
+    run_anonymize(config(corpus, again, method="mcadams", pseudonymize=True, mapping=tmp_path / "map" / "m.csv"))
+    assert sorted(r["seed"] for r in read_manifest(again).to_pylist()) == sorted(r["seed"] for r in hidden_rows)
+
+
 def test_dry_run_plan_counts(corpus, tmp_path):
     out = tmp_path / "out"
     run_anonymize(config(corpus, out, shard=(0, 2)))

@@ -14,7 +14,7 @@ import json
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +120,19 @@ def _save_features(path: Path, values) -> None:
         np.save(handle, array.astype(np.float32, copy=False))
 
 
+def seeding_identity(utt: Utterance, pseudonyms: Pseudonymizer | None) -> Utterance:
+    """The utterance as its per-utterance draws see it: itself, or with keyed pseudonyms for its ids.
+
+    A pseudonymized run seeds each utterance (and, with --per-speaker, each
+    speaker) from its pseudonym, so that the manifest's `seed` and `params`
+    cannot be matched with a run on the public corpus without the key.
+    """
+    if pseudonyms is None:
+        return utt
+    return replace(utt, utt_id=pseudonyms.utterance(utt.utt_id),
+                   labels={**utt.labels, "speaker": pseudonyms.speaker(utt.speaker)})
+
+
 def new_row(spec: JobSpec, utt: Utterance, pseudonyms: Pseudonymizer | None) -> ManifestRow:
     """An utterance's manifest row before it is processed; identifying fields are replaced when pseudonymizing."""
     labels = {column: utt.labels.get(column) for column in spec.label_columns
@@ -185,8 +198,9 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
             if audio.notes:
                 row.note = "; ".join(audio.notes)
                 result.warnings.extend(f"{utt.rel_path}: {note}" for note in audio.notes)
-            params = method.utterance_params(utt)
-            row.update(duration_s=audio.duration_s, sample_rate=audio.sample_rate, seed=method.utterance_seed(utt),
+            seeded = seeding_identity(utt, pseudonyms)
+            params = method.utterance_params(seeded)
+            row.update(duration_s=audio.duration_s, sample_rate=audio.sample_rate, seed=method.utterance_seed(seeded),
                        # the per-utterance draws only: the method's settings are in the schema metadata and run.json
                        params=json.dumps(params, sort_keys=True, default=str))
             loaded.append(_Loaded(utt, row, audio, _method_input(method, audio), params,

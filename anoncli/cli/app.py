@@ -71,6 +71,28 @@ def _drop_stdout() -> None:
         pass
 
 
+def _stop_on_sigterm() -> list:
+    """Make SIGTERM stop a command the way Ctrl-C does (workers shut down, finished batches kept).
+
+    Returns a list that holds the signal number once SIGTERM has arrived. Only
+    in the main thread (signal handlers cannot be set elsewhere).
+    """
+    import signal
+    import threading
+
+    received: list = []
+    if threading.current_thread() is not threading.main_thread():
+        return received
+
+    def handler(signum, frame):
+        received.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    return received
+
+
 def main() -> None:
     """The `anoncli` entry point: run the command and turn errors into one stderr line and an exit code.
 
@@ -82,6 +104,7 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     debug = os.environ.get("ANONCLI_DEBUG") == "1"
+    terminated = _stop_on_sigterm()
     try:
         code = app(standalone_mode=False)
     except NoArgsIsHelpError as err:  # bare `anoncli` or a command group: the help, as before
@@ -114,7 +137,10 @@ def main() -> None:
             raise
         first = str(err).splitlines()[0] if str(err) else ""
         fail(f"internal error: {type(err).__name__}: {first} (set ANONCLI_DEBUG=1 for a traceback)", EXIT_INTERNAL)
-    if code == 130:  # the command was interrupted (Ctrl-C), which the command line reports as exit 130
+    if code == 130 and terminated:  # SIGTERM (a scheduler's stop, `kill`): the same clean stop, the shell's code
+        typer.echo("anoncli: terminated (SIGTERM); rerun the same command to resume", err=True)
+        code = 128 + 15
+    elif code == 130:  # the command was interrupted (Ctrl-C), which the command line reports as exit 130
         typer.echo("anoncli: interrupted; rerun the same command to resume", err=True)
     raise SystemExit(code if isinstance(code, int) else 0)
 

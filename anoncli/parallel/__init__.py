@@ -50,8 +50,32 @@ def init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
+def _end_with_parent() -> None:
+    """End this worker when the process that started it is gone (`kill -9`, an out-of-memory kill).
+
+    A daemon thread checks the parent's pid once a second; an orphaned worker
+    would otherwise wait for work that never comes. SIGTERM gets its default
+    action again (the parent's handler is not inherited by a worker).
+    """
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="anoncli-parent-watch", daemon=True).start()
+
+
 def _start_worker(preload: Callable[[], object] | None) -> None:
     init_worker()
+    _end_with_parent()
     if preload is not None:
         preload()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import soundfile as sf
 from anoncli.errors import InputError
 from anoncli.evaluation import report_io
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files, read_selection
-from anoncli.manifest.reader import manifest_config, manifest_files, read_manifest, read_parquet
+from anoncli.manifest.reader import manifest_config, manifest_files, read_manifest, read_parquet, read_parquet_schema
 from anoncli.manifest.schema import SCORE_VALUE_COLUMNS, STATUS_OK
 from anoncli.manifest.summary import badness, score_distributions
 
@@ -141,12 +142,18 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Missing, duplicated and failed utterances across every shard of a run."""
     counts: Counter[str] = Counter()
     failed = set()
+    broken: list[str] = []  # outputs of done rows that are gone or cannot be read
     for path in manifest_files(out):
-        table = read_parquet(path, ["utt_id", "status"])
-        for utt, state in zip(table.column("utt_id").to_pylist(), table.column("status").to_pylist()):
+        names = read_parquet_schema(path).names
+        columns = ["utt_id", "status", *(c for c in ("output_path", "features_path") if c in names)]
+        table = read_parquet(path, columns)
+        outputs = zip(*(table.column(c).to_pylist() for c in columns[2:])) if len(columns) > 2 else repeat(())
+        for utt, state, written in zip(table.column("utt_id").to_pylist(), table.column("status").to_pylist(), outputs):
             counts[utt] += 1
             if state != "ok":
                 failed.add(utt)
+            else:
+                broken.extend(rel for rel in written if rel and not _readable(out / rel))
     duplicated = sorted(u for u, n in counts.items() if n > 1)
     unmerged = len(pending_files(out))  # batch files a finished job would have merged into its part
     missing: list[str] = []
@@ -166,10 +173,26 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
         expected = {"expected": len(corpus.utterances), "expected_from": f"the audio files of the corpus {config['corpus']}"}
     return {
         **expected,
+        "broken_outputs": len(broken), "broken_output_examples": broken[:10],
         "missing": len(missing), "missing_examples": missing[:10], "duplicated": len(duplicated),
         "duplicated_examples": duplicated[:10], "failed_utterances": len(failed), "unmerged_batches": unmerged,
-        "complete": not missing and not duplicated and not failed and not unmerged,
+        "complete": not missing and not duplicated and not failed and not unmerged and not broken,
     }
+
+
+def _readable(path: Path) -> bool:
+    """Whether an output file is there and readable: audio by its header, features by their .npy header."""
+    try:
+        if path.suffix == ".npy":
+            import numpy as np
+
+            with open(path, "rb") as handle:
+                np.lib.format.read_magic(handle)
+            return True
+        sf.info(str(path))
+        return True
+    except Exception:  # missing, truncated, overwritten: whatever the reader says, the file is not usable
+        return False
 
 
 def worst_outputs(out: Path, n: int = 10, by: str = "asv.link") -> list[dict]:

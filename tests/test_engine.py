@@ -210,6 +210,21 @@ def test_pseudonymized_seeds_and_draws_cannot_be_matched_with_a_plain_run(corpus
     assert sorted(r["seed"] for r in read_manifest(again).to_pylist()) == sorted(r["seed"] for r in hidden_rows)
 
 
+def test_an_output_deleted_after_the_run_is_redone_by_a_rerun(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out))
+    lost = out / "spk_a" / "spk_a_0.wav"
+    kept = out / "spk_b" / "spk_b_1.wav"
+    kept_bytes = kept.read_bytes()
+    lost.unlink()
+    job = plan(config(corpus, out))
+    assert [u.rel_path for u in job.todo] == ["spk_a/spk_a_0.wav"] and job.lost == ["spk_a/spk_a_0.wav"]
+    summary = run_anonymize(config(corpus, out))
+    assert summary.ok == 1 and lost.is_file() and kept.read_bytes() == kept_bytes
+    assert any("missing" in w and "spk_a/spk_a_0.wav" in w for w in summary.warnings)
+    assert len(read_manifest(out)) == 12  # the old row was replaced, not duplicated
+
+
 def test_dry_run_plan_counts(corpus, tmp_path):
     out = tmp_path / "out"
     run_anonymize(config(corpus, out, shard=(0, 2)))

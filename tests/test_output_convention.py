@@ -91,6 +91,20 @@ def test_jsonl_reader_going_away_stops_the_job_resumably_with_exit_141(corpus, t
     assert summary["skipped"] >= 1 and summary["skipped"] + summary["ok"] == 6
 
 
+def test_inspect_check_finds_outputs_deleted_or_overwritten_after_the_run(corpus, tmp_path):
+    out = tmp_path / "gone"
+    assert run("anonymize", corpus, "--out", out, "--method", "identity", "--no-progress").exit_code == 0
+    assert run("inspect", out, "--check").exit_code == 0
+    outputs = sorted(out.rglob("*.wav"))
+    outputs[0].unlink()
+    outputs[1].write_text("not audio any more")
+    check = run("inspect", out, "--check", "--format", "json")
+    assert check.exit_code == 3
+    info = json.loads(check.stdout)
+    assert info["broken_outputs"] == 2 and not info["complete"]
+    assert "2 output file(s) listed as done but missing or unreadable" in check.stderr
+
+
 def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, tmp_path):
     stray = tmp_path / "elsewhere.wav"
     stray.write_bytes(b"")

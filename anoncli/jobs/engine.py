@@ -94,6 +94,7 @@ class Plan:
     redo: int
     skipped_failed: int = 0  # of skipped_done: rows an earlier run recorded as failed
     changed: list[str] = field(default_factory=list)  # of redo: inputs whose bytes changed since their row was written
+    lost: list[str] = field(default_factory=list)  # of redo: done rows whose output file is no longer in OUT
 
 
     def as_dict(self, config: AnonymizeConfig) -> dict[str, Any]:
@@ -103,7 +104,7 @@ class Plan:
             "shard": f"{config.shard[0]}/{config.shard[1]}", "corpus_files": len(self.corpus),
             "shard_files": len(self.shard_utterances), "to_process": len(self.todo),
             "already_done": self.skipped_done, "already_failed": self.skipped_failed, "to_redo": self.redo,
-            "changed_inputs": len(self.changed),
+            "changed_inputs": len(self.changed), "lost_outputs": len(self.lost),
             "ignored_non_audio_files": self.corpus.ignored_files,
         }
 
@@ -211,16 +212,17 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
                                    allow_commands=config.allow_commands, labels_sep=config.labels_sep)
     shard_utts = select_shard(corpus.utterances, *config.shard)
     # each utterance's first row in OUT: its status and the stamp of the input it was made from
-    written = first_rows(config.out, ["status", *STAMP_COLUMNS]) if config.out.exists() else {}
+    written = first_rows(config.out, ["status", "output_path", "features_path", *STAMP_COLUMNS]) \
+        if config.out.exists() else {}
     pseudonyms = _pseudonymizer(config)
 
     def key(utt: Utterance) -> str:
         """The id the manifest records for `utt` (its pseudonym when pseudonymising)."""
         return pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id
 
-    todo, skipped, redo, skipped_failed, changed = [], 0, 0, 0, []
+    todo, skipped, redo, skipped_failed, changed, lost = [], 0, 0, 0, [], []
     for utt in shard_utts:
-        state, *stamp = written.get(key(utt), (None, None, None, None))
+        state, output, features, *stamp = written.get(key(utt), (None,) * (3 + len(STAMP_COLUMNS)))
         if state is None:
             todo.append(utt)
         elif config.overwrite or (config.retry_failed and state == STATUS_FAILED):
@@ -230,10 +232,14 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
             todo.append(utt)
             redo += 1
             changed.append(utt.rel_path)
+        elif state != STATUS_FAILED and any(rel and not (config.out / rel).is_file() for rel in (output, features)):
+            todo.append(utt)  # done once, but its output was deleted or moved since
+            redo += 1
+            lost.append(output or features)
         else:
             skipped += 1
             skipped_failed += state == STATUS_FAILED
-    return Plan(corpus, shard_utts, todo, skipped, redo, skipped_failed, changed)
+    return Plan(corpus, shard_utts, todo, skipped, redo, skipped_failed, changed, lost)
 
 
 def failed_in_folder(config: AnonymizeConfig, utterances: list[Utterance]) -> int:
@@ -375,6 +381,10 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
         shown = ", ".join(job_plan.changed[:3]) + (", ..." if len(job_plan.changed) > 3 else "")
         summary.warnings.append(f"{len(job_plan.changed)} input file(s) changed since they were anonymized "
                                 f"(size or content), redone: {shown}")
+    if job_plan.lost:
+        shown = ", ".join(job_plan.lost[:3]) + (", ..." if len(job_plan.lost) > 3 else "")
+        summary.warnings.append(f"{len(job_plan.lost)} output file(s) the manifest lists as done were missing "
+                                f"from {config.out}, redone: {shown}")
     t0 = time.perf_counter()
     from anoncli.jobs.progress import JobProgress
 

@@ -123,7 +123,7 @@ def _install_instrumentation() -> None:
     def lingering_process(spec, batch):
         result = process(spec, batch)
         _COUNTS["batches"] += 1
-        if Path(spec.out, "LINGER").exists():
+        if Path(spec.out, ".LINGER").exists():
             time.sleep(LINGER_S)  # the batch file is written; the task has not reported yet
         return result
 
@@ -196,7 +196,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, tmp_path)
     corpus = make_corpus(tmp_path / "corpus", per_speaker=10, duration_s=0.3)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "LINGER").touch()  # tasks linger after writing their batch file (see _install_instrumentation)
+    (out / ".LINGER").touch()  # tasks linger after writing their batch file (see _install_instrumentation)
     victim = cluster.workers[0]
     assert victim.poll() is None
     killed: dict = {}

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,27 @@ def test_an_output_deleted_after_the_run_is_redone_by_a_rerun(corpus, tmp_path):
     assert summary.ok == 1 and lost.is_file() and kept.read_bytes() == kept_bytes
     assert any("missing" in w and "spk_a/spk_a_0.wav" in w for w in summary.warnings)
     assert len(read_manifest(out)) == 12  # the old row was replaced, not duplicated
+
+
+def test_an_output_folder_holds_one_corpus_and_nothing_else(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out))
+    other = tmp_path / "other"
+    shutil.copytree(corpus, other)
+    for overwrite in (False, True):  # --overwrite redoes this corpus's files; the other's rows would stay
+        with pytest.raises(AnoncliError, match="another corpus"):
+            run_anonymize(config(other, out, overwrite=overwrite))
+    moved = tmp_path / "moved"
+    corpus.rename(moved)  # the first corpus moved: its old path is gone, so the folder is resumed
+    try:
+        assert run_anonymize(config(moved, out)).skipped == 12
+    finally:
+        moved.rename(corpus)
+    stranger = tmp_path / "hf-export"
+    (stranger / "wav").mkdir(parents=True)
+    (stranger / "metadata.csv").write_text("file_name\n")
+    with pytest.raises(InputError, match="holds other files"):
+        run_anonymize(config(corpus, stranger))
 
 
 def test_dry_run_plan_counts(corpus, tmp_path):

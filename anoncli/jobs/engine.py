@@ -181,16 +181,35 @@ def check_paths(config: AnonymizeConfig) -> None:
         if mapping.is_relative_to(out) or mapping.is_relative_to(corpus):
             raise InputError(f"--mapping {config.mapping}: must be outside the output and the input folders")
     if config.fmt not in ("wav", "flac"):
-        raise AnoncliError(f"--format {config.fmt!r}: expected wav or flac")
+        raise AnoncliError(f"--audio-format {config.fmt!r}: expected wav or flac")
+    if out.is_dir() and not _is_anoncli_output(out):
+        others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise InputError(f"--out {config.out}: holds other files ({shown}) and no anoncli manifest; "
+                             "choose a new or empty folder")
+
+
+def _is_anoncli_output(out: Path) -> bool:
+    """Whether `out` holds an anoncli run: a manifest folder or a run record."""
+    return (out / "manifest").is_dir() or any(out.glob("run*.json"))
 
 
 def _check_compatible(config: AnonymizeConfig) -> None:
-    """A resumed run must write what the first run wrote; otherwise the folder would mix two anonymizations."""
-    previous = manifest_config(config.out).get("result_settings")
-    if previous is None:
-        run_json = config.out / RUN_JSON
-        if run_json.is_file():
-            previous = json.loads(run_json.read_text()).get("config", {}).get("result_settings")
+    """A resumed run must write what the first run wrote; otherwise the folder would mix two anonymizations.
+
+    The same holds for the corpus: a folder holds one corpus's anonymization
+    (when the first corpus's folder no longer exists, it was moved, and the
+    input stamps say whether files changed).
+    """
+    stored = manifest_config(config.out)
+    if not stored and (config.out / RUN_JSON).is_file():
+        stored = json.loads((config.out / RUN_JSON).read_text()).get("config", {})
+    before = stored.get("corpus")
+    if before and Path(before) != config.corpus.resolve() and Path(before).is_dir():
+        raise AnoncliError(f"--out {config.out}: holds the anonymization of another corpus ({before}); "
+                           f"this run reads {config.corpus.resolve()}: use another --out")
+    previous = stored.get("result_settings")
     if not previous or config.overwrite:
         return
     if previous.get("alpha") is not None:  # a folder written when --alpha was a setting of its own

@@ -77,6 +77,8 @@ def test_input_errors_exit_2_with_one_line(corpus, tmp_path):
                  ["anonymize", corpus, "--out", corpus / "inside"],
                  ["anonymize", corpus, "--out", tmp_path / "o", "--method", "nonsense"],
                  ["anonymize", corpus, "--out", tmp_path / "o", "--shard", "3/2"],
+                 ["anonymize", corpus, "--out", tmp_path / "o", "--param", "lpc_order=0"],  # misspelt or unknown
+                 ["anonymize", corpus, "--out", tmp_path / "o", "--param", "alpha=abc"],
                  ["inspect", tmp_path / "missing"],
                  # usage errors the command line itself finds: also one line, not a usage block
                  ["anonymize", corpus],
@@ -123,3 +125,14 @@ def test_installed_entry_point_and_debug_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "anoncli", "inspect", str(tmp_path / "missing")],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_param_help_names_every_method_setting():
+    from anoncli.cli.anonymize import anonymize
+    from anoncli.methods import method_class, method_names
+    import inspect
+
+    help_text = inspect.signature(anonymize).parameters["param"].annotation.__metadata__[0].help
+    for name in method_names():
+        for key in method_class(name).param_names():
+            assert f"{name} " in help_text and key in help_text, (name, key)

@@ -37,7 +37,7 @@ def anonymize(
     per_speaker: Annotated[bool, typer.Option("--per-speaker", help="Draw random parameters per speaker (seeded by the speaker id) instead of per utterance.")] = False,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Learned methods: a training run folder or checkpoint file.")] = None,
     vocoder: Annotated[Optional[str], typer.Option("--vocoder", help="Learned methods: mel-to-wave backend, one of phase, griffinlim, world, melgan, source_filter (default: source_filter for the shipped source-filter models, else phase; docs/vocoders.md).")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="Extra method setting KEY=VALUE; repeatable.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="A method setting KEY=VALUE; repeatable. Known keys: mcadams alpha, backend, highpass; siamese noise; rdalm emit (an unknown key is an error).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel workers (default: one per CPU core on CPU, 1 on GPU).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Utterances per batch (default: sized from the corpus's total duration, about a minute of audio per batch; a job of under a minute of audio runs in one process).")] = None,

@@ -107,6 +107,8 @@ class Method(ABC):
     sample_rate: int | None = 16000
     # The method's own settings (a dataclass read from --param pairs by `options_from_params`), or None.
     options_class: ClassVar[type | None] = None
+    # --param keys a method reads itself (besides options_class's fields); any other key is refused.
+    extra_params: ClassVar[tuple[str, ...]] = ()
     # True: `process` takes torch tensors on `self.device`; False: numpy float32 arrays (no torch needed).
     tensor_inputs: bool = True
     # The representation-level probes `evaluate` runs on this method's output (their names are
@@ -116,7 +118,18 @@ class Method(ABC):
 
     def __init__(self, options: MethodOptions):
         self.options = options
+        known = self.param_names()
+        unknown = sorted(set(options.extra) - set(known))
+        if unknown:  # a misspelt setting must not be silently ignored
+            raise AnoncliError(f"--param {unknown[0]}: unknown setting for {self.name} "
+                               f"(known: {', '.join(known) if known else 'none'})")
         self.settings = options_from_params(self.options_class, options.extra) if self.options_class else None
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """The `--param` keys this method accepts: its options_class's fields and its extra_params."""
+        declared = tuple(f.name for f in fields(cls.options_class)) if cls.options_class else ()
+        return declared + tuple(k for k in cls.extra_params if k not in declared)
 
     @cached_property
     def device(self) -> torch.device:

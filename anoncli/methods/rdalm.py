@@ -36,6 +36,7 @@ class Rdalm(Method):
     utility_label = "event"
     private_label = "speech"
     private_within = None
+    extra_params = ("emit",)
     feature_probes = ("utility:event", "attacker:speech_present")
     audio_probes = ("attacker-audio:speech_present", "attacker-unmasked:speech_present", "sdr")
 

@@ -39,6 +39,7 @@ class Siamese(Method):
     utility_label = "gender"
     private_label = "speaker"
     private_within = "gender"
+    extra_params = ("noise",)
     feature_probes = ("utility:gender", "attacker:speaker|gender")
     sample_rate: int | None = 16000
 

@@ -42,7 +42,7 @@ def store(tmp_path, monkeypatch):
 def test_train_one_epoch_resume_and_anonymize(method, corpus, store, tmp_path):
     config = tiny_config(tmp_path / "tiny.json", **EXTRA[method])
     run = tmp_path / "run"
-    options = TrainOptions(corpus=corpus, out=run, config=str(config), device="cpu", seed=3)
+    options = TrainOptions(corpus=corpus, out=run, config=str(config), device="cpu", seed=3, register=True)
     summary = get_trainer(method)(options)
 
     card = json.loads((run / "model.json").read_text())
@@ -125,7 +125,10 @@ def test_long_input_in_chunks_matches_one_pass(corpus, store, tmp_path, monkeypa
     import anoncli.methods.learned as learned
 
     run = tmp_path / "run"
-    get_trainer("gengan")(TrainOptions(corpus=corpus, out=run, config=str(tiny_config(tmp_path / "t.json")), device="cpu"))
+    summary = get_trainer("gengan")(TrainOptions(corpus=corpus, out=run, config=str(tiny_config(tmp_path / "t.json")),
+                                                 device="cpu"))
+    # without --register a run replaces nothing: `--method gengan` keeps what it used (here: no local model)
+    assert summary["registered"] is None and not (store / "gengan").exists()
     method = create_method("gengan", MethodOptions(checkpoint=str(run)))
     utt = open_corpus(corpus).utterances[0]
     wave = torch.from_numpy(read_utterance_audio(utt).samples).repeat(3)     # about 2 s, ~120 frames

@@ -32,7 +32,7 @@ def test_source_filter_training_exports_a_shippable_model(method, attribute, tmp
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({**TINY, "cache_dir": str(tmp_path / "cache")}))
     run = tmp_path / "run"
-    options = TrainOptions(corpus=corpus, out=run, config=str(config), device="cpu", seed=1)
+    options = TrainOptions(corpus=corpus, out=run, config=str(config), device="cpu", seed=1, register=True)
     summary = get_trainer(method)(options)
     assert Path(summary["registered"]).is_file()
     card = json.loads((run / "shipped" / "card.json").read_text())

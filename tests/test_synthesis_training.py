@@ -32,7 +32,7 @@ def make_corpus(root):
 
 
 def options(corpus, out, epochs):
-    return TrainOptions(corpus=corpus, out=out, epochs=epochs, device="cpu", seed=1, extra=dict(TINY))
+    return TrainOptions(corpus=corpus, out=out, epochs=epochs, device="cpu", seed=1, extra=dict(TINY), register=True)
 
 
 def test_train_two_steps_then_resume(tmp_path, monkeypatch):

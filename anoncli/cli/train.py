@@ -28,6 +28,7 @@ def train(
     config: Annotated[Optional[str], typer.Option("--config", help="quick, full, or a JSON config file.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Extra KEY=VALUE setting; repeatable.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over even if RUN holds a finished or partial run.")] = False,
+    register: Annotated[bool, typer.Option("--register", help="Make the trained model what `anonymize --method M` uses by default (copied to $ANONCLI_MODELS/M, replacing the one there). Without it, use the run with --checkpoint RUN.")] = False,
     fmt: FormatOption = "table",
     quiet: QuietOption = False,
 ) -> None:
@@ -40,10 +41,17 @@ def train(
     options = TrainOptions(
         corpus=corpus, out=out, labels_file=labels, labels_sep=labels_sep, layout=layout, label=label, attribute=attribute,
         utility=utility, epochs=epochs, batch_size=batch_size, device=resolve_device(device), seed=seed,
-        overwrite=overwrite, config=config, extra=parse_params(param),
+        overwrite=overwrite, config=config, extra=parse_params(param), register=register,
     )
     summary = trainer(options)
     emit(summary, fmt, _print_summary, quiet)
+    if "registered" in summary and not quiet:  # a method model: say how `anonymize` gets it
+        if summary["registered"]:
+            typer.echo(f"anoncli train: registered: `anoncli anonymize --method {method}` now uses {summary['registered']}",
+                       err=True)
+        else:
+            typer.echo(f"anoncli train: not registered: use it with `--checkpoint {summary.get('run', out)}`, "
+                       f"or rerun with --register to make it the default for --method {method}", err=True)
 
 
 def _print_summary(summary: dict) -> None:

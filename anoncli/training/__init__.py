@@ -46,6 +46,11 @@ class TrainOptions:
     overwrite: bool = False
     config: str | None = None         # "quick" / "full" or a path to a JSON config
     extra: dict[str, str] = field(default_factory=dict)
+    register: bool = False            # --register: make the run's model what `--method M` uses by default
+
+    def wants_registration(self) -> bool:
+        """--register, or the older `--param register=true`."""
+        return self.register or str(self.extra.get("register", "")).strip().lower() in ("1", "true", "yes")
 
     def open_corpus(self):
         """The training corpus with its labels (`labels_file`, `labels_sep`) and `layout`.

@@ -455,7 +455,7 @@ class GANTrainer:
         }
         run.write_card(card)
         registered = None
-        if config.get("register", True) and run.best_path.exists():
+        if config.get("register") and run.best_path.exists():
             registered = str(modelstore.register(self.method, run.root))
         return {"run": str(run.root), "best_epoch": best_epoch, "best_score": best_score,
                 "validation": card["validation"], "registered": registered}

@@ -262,6 +262,7 @@ class SourceFilterTrainer:
         self.method = method
         self.options = options
         config = apply_overrides(load_json_config(presets(method), options.config), options.extra)
+        config["register"] = options.wants_registration()  # opt-in: see resolve_run_config
         if options.epochs:
             config["epochs"] = options.epochs
         if options.batch_size:
@@ -590,7 +591,7 @@ class SourceFilterTrainer:
         card = self.card(best_epoch, best_row, time.time() - started)
         run.write_card(card)
         shipped = export_shipped(run.best_path, run.root / "shipped", card)
-        registered = str(modelstore.register(self.method, run.root)) if c.get("register", True) else None
+        registered = str(modelstore.register(self.method, run.root)) if c.get("register") else None
         return {"run": str(run.root), "best_epoch": best_epoch, "best_score": best_score,
                 "validation": card["validation"], "registered": registered, "shipped": str(shipped)}
 

@@ -247,6 +247,20 @@ def test_an_output_folder_holds_one_corpus_and_nothing_else(corpus, tmp_path):
         run_anonymize(config(corpus, stranger))
 
 
+def test_a_second_job_on_the_same_shard_of_out_is_refused(corpus, tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out, shard=(0, 2)))
+    lock = out / "manifest" / ".lock-part-00000-of-00002"
+    with open(lock, "a") as held:  # what a running job holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(AnoncliError, match="another anoncli job is writing shard 0/2"):
+            run_anonymize(config(corpus, out, shard=(0, 2), overwrite=True))
+        assert run_anonymize(config(corpus, out, shard=(1, 2))).ok == 6  # another shard may run meanwhile
+    assert run_anonymize(config(corpus, out, shard=(0, 2), overwrite=True)).ok == 6  # released: runs again
+
+
 def test_dry_run_plan_counts(corpus, tmp_path):
     out = tmp_path / "out"
     run_anonymize(config(corpus, out, shard=(0, 2)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -277,6 +278,31 @@ def _pseudonymizer(config: AnonymizeConfig) -> Pseudonymizer | None:
     return Pseudonymizer(load_or_create_key(config.mapping))
 
 
+@contextlib.contextmanager
+def _shard_lock(config: AnonymizeConfig):
+    """Hold `OUT/manifest/.lock-part-I-of-N` for the run: a second job on the same shard of OUT is refused.
+
+    Raises AnoncliError (exit 2) naming the folder and shard when another
+    process holds it (an advisory `flock`, released when that process ends,
+    however it ends).
+    """
+    import fcntl
+
+    index, count = config.shard
+    folder = config.out / "manifest"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".lock-part-{index:05d}-of-{count:05d}", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AnoncliError(f"--out {config.out}: another anoncli job is writing shard {index}/{count} of it; "
+                               "wait for it to end, or use another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _remove_stale_temp_files(out: Path) -> None:
     """Unfinished writes of a killed run on this host (their process is gone)."""
     host = socket.gethostname()
@@ -367,6 +393,12 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
     method = create_method(config.method, config.method_options())  # fail early on bad options/missing models
     method_config = method.config()
     config.out.mkdir(parents=True, exist_ok=True)
+    with _shard_lock(config):
+        return _run_locked(config, job_plan, method, method_config, on_batch, started)
+
+
+def _run_locked(config: AnonymizeConfig, job_plan: Plan, method, method_config: dict,
+                on_batch: Callable[[BatchResult], None] | None, started: float) -> RunSummary:
     _remove_stale_temp_files(config.out)
     if config.files_from is not None and not config.pseudonymize:
         # what `inspect --check` measures completeness against (a pseudonymized folder holds no original ids)

@@ -254,3 +254,20 @@ def test_attacker_data_adds_other_speakers_and_drops_the_evaluated_ones(corpora,
                   "--attacker-data", only_evaluated, only_evaluated)
     assert isinstance(refused.exception, InputError)  # main() turns it into one line and exit 2
     assert "no utterance of a speaker other than those evaluated" in str(refused.exception)
+
+
+def test_gate_fails_when_the_anonymized_folder_lacks_originals(corpora, tmp_path):
+    original, anonymized, root = corpora
+    partial = tmp_path / "partial"
+    shutil.copytree(anonymized, partial)
+    (partial / "f1" / "f1_0.wav").unlink()  # an incomplete run: one file never written
+    result = run(original, partial, "--out", tmp_path / "r", "--probes", "signal", "--bootstrap", "0",
+                 "--gate", "signal.stoi>=0.5")
+    assert result.exit_code == EXIT_GATE, result.output  # stoi is 1, but 1 of 12 files is not there
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["meta"]["unpaired_originals"] == 1
+    listed = tmp_path / "list.txt"  # narrowed to the files the folder has: the gate judges those
+    listed.write_text("\n".join(str(p) for p in sorted(original.rglob("*.wav")) if p.name != "f1_0.wav") + "\n")
+    narrowed = run(original, partial, "--out", tmp_path / "r2", "--probes", "signal", "--bootstrap", "0",
+                   "--gate", "signal.stoi>=0.5", "--files-from", listed)
+    assert narrowed.exit_code == 0, narrowed.output

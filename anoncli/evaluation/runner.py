@@ -180,6 +180,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     summary: dict = {"meta": {
         "original": str(Path(config.original).resolve()), "anonymized": str(Path(config.anonymized).resolve()),
         "pairing": pairing.source, "methods": pairing.methods, "n_pairs": len(pairing.pairs),
+        "unpaired_originals": pairing.unpaired,
         "probes": names, "seed": config.seed, "anoncli_version": __version__,
     }}
     per_utt: dict[str, np.ndarray] = {}
@@ -273,12 +274,17 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     if config.gate:
         conditions = gate_mod.parse_gate(config.gate, summary, expected)
         failed = gate_mod.check_gate(conditions, summary)
+        if pairing.unpaired:  # a gate judges a whole corpus, not the part an incomplete run wrote
+            print(f"anoncli: gate failed: {config.anonymized} lacks {pairing.unpaired} of the "
+                  f"{len(corpus.utterances)} original files (finish the anonymize run, or narrow ORIGINAL with "
+                  "--files-from)", file=sys.stderr)
+            exit_code = EXIT_GATE
         for cond, value in failed:
             shown = "not measured" if not np.isfinite(value) else f"{value:.4g}"
             alias = f" ({cond.resolved})" if cond.resolved != cond.name else ""
             print(f"anoncli: gate failed: {cond.text}{alias}: measured {shown}", file=sys.stderr)
         if failed:
             exit_code = EXIT_GATE
-        else:
+        elif exit_code == EXIT_OK:
             _log(f"gate passed: {len(conditions)} condition(s)", config.progress)
     return EvaluateResult(summary, exit_code, failed)

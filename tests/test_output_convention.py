@@ -105,6 +105,18 @@ def test_inspect_check_finds_outputs_deleted_or_overwritten_after_the_run(corpus
     assert "2 output file(s) listed as done but missing or unreadable" in check.stderr
 
 
+def test_evaluating_a_pseudonymized_run_says_why_it_cannot_be_paired(corpus, tmp_path):
+    from anoncli.errors import InputError
+
+    out = tmp_path / "ps"
+    made = run("anonymize", corpus, "--out", out, "--method", "identity", "--pseudonymize",
+               "--mapping", tmp_path / "private" / "map.csv", "--no-progress")
+    assert made.exit_code == 0, made.output
+    result = run("evaluate", corpus, out, "--out", tmp_path / "report", "--probes", "signal")
+    assert isinstance(result.exception, InputError) and "pseudonymized run" in str(result.exception)
+    assert "export --pseudonymize" in str(result.exception)
+
+
 def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, tmp_path):
     stray = tmp_path / "elsewhere.wav"
     stray.write_bytes(b"")

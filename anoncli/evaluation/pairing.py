@@ -119,6 +119,12 @@ def pair_corpus(corpus: Corpus, anonymized: str | Path) -> Pairing:
     if not anonymized.is_dir():
         raise InputError(f"{anonymized}: no such folder")
     pairing = pair_by_manifest(corpus, anonymized) if has_manifest(anonymized) else pair_by_relative_path(corpus, anonymized)
+    table = pairing.manifest_table
+    if not pairing.pairs and not pairing.feature_outputs and table is not None and table.num_rows \
+            and table.column("source_path").null_count == table.num_rows:
+        raise InputError(f"{anonymized}: a pseudonymized run (its manifest names no source files), which cannot be "
+                         "paired with the originals; evaluate a run made without --pseudonymize, then release it "
+                         "with `anoncli export --pseudonymize`")
     if not pairing.pairs and not pairing.feature_outputs:
         raise InputError(f"{anonymized}: no file pairs with an utterance of {corpus.root} (paths must mirror the original corpus)")
     return pairing

@@ -136,3 +136,19 @@ def test_evaluate_reports_the_documented_keys_for_shipped_siamese_features(tmp_p
     assert features["labels"] == {"utility": "gender", "private": "speaker", "within": "gender"}
     assert {"accuracy", "chance"} <= set(features["utility"]["gender"])
     assert {"accuracy", "chance", "auc"} <= set(features["attacker"]["speaker"])
+
+
+def test_evaluate_of_feature_outputs_runs_the_feature_probes_only_and_adds_no_false_notes(no_local_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from anoncli.cli.app import app
+
+    corpus = make_corpus(tmp_path / "corpus", per_speaker=4, duration_s=0.8)
+    out = tmp_path / "anon"
+    run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="siamese", score=False, progress=False))
+    result = CliRunner().invoke(app, ["evaluate", str(corpus), str(out), "--out", str(tmp_path / "report"),
+                                      "--bootstrap", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["meta"]["probes"] == ["features"] and summary["meta"]["methods"] == ["siamese"]
+    assert not any("not probed" in note for note in summary["notes"]), summary["notes"]  # 3 speakers, 2 genders

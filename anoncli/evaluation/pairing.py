@@ -73,6 +73,7 @@ def pair_by_manifest(corpus: Corpus, anonymized: Path) -> Pairing:
             feature_outputs = True
         if out_rel.endswith(FEATURE_SUFFIXES) or (not out_rel and row.get("features_path")):
             covered.add(utt.utt_id)
+            methods.add(row.get("method") or "?")
             continue  # feature vectors are evaluated by feature_probes, not decoded as audio
         target = anonymized / out_rel
         if not target.is_file():

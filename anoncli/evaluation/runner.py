@@ -164,8 +164,13 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     ctx = ProbeContext(config, corpus, pairing, utts, speakers, label_rows)
     available, label_notes = available_probes(ctx)
     probes = select_probes(config.probes, available)
+    if not utts and pairing.feature_outputs:  # feature vectors only: probes of audio pairs have nothing to read
+        skipped = [p.name for p in probes if "pairs" in p.needs]
+        probes = [p for p in probes if "pairs" not in p.needs]
+        if skipped and config.probes:
+            notes.append(f"not run on feature outputs (no audio pairs): {', '.join(skipped)}")
     names = [p.name for p in probes]
-    if not config.probes:
+    if not config.probes and utts:  # feature outputs only: no audio pair, no attribute probe to explain
         notes.extend(label_notes)
     expected = {p.name: p.expected() for p in probes}
     if config.gate:  # unknown figure names fail now, before minutes of work
@@ -173,7 +178,9 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
                             skipped=label_notes)
     prepare_out(out, config.overwrite)
     timings: dict[str, float] = {}
-    _log(f"evaluate: {len(pairing.pairs)} pair{'' if len(pairing.pairs) == 1 else 's'} ({pairing.source}); probes: {', '.join(names)}", config.progress)
+    what = f"{len(pairing.pairs)} audio pair{'' if len(pairing.pairs) == 1 else 's'}" + \
+        (" and feature outputs" if pairing.feature_outputs else "")
+    _log(f"evaluate: {what} ({pairing.source}); probes: {', '.join(names)}", config.progress)
     for note in notes:  # what will not be measured, and why (also in summary.json "notes")
         _log(f"evaluate: note: {note}", config.progress)
 

@@ -180,7 +180,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     except FileNotFoundError:
         raise AnoncliError(f"{path}: no such checkpoint") from None
     except Exception as err:  # pickle/zip errors of a damaged or foreign file
-        raise AnoncliError(f"{path}: cannot load checkpoint ({str(err).splitlines()[0]})") from None
+        # torch's own text suggests weights_only=False, which would run code from the file: never repeated here
+        raise AnoncliError(f"{path}: cannot load checkpoint: damaged, or not one anoncli wrote "
+                           f"({type(err).__name__}); retrain it, or remove it") from None
 
 
 def load_method_checkpoint(method: str, checkpoint: str | os.PathLike | None = None) -> tuple[Path, dict]:

@@ -54,3 +54,15 @@ def test_help_imports_no_torch():
         proc = subprocess.run([sys.executable, "-c", code.replace("['anoncli', '--help']", repr(["anoncli", *argv]))],
                               capture_output=True, text=True, timeout=120)
         assert proc.stdout.strip().splitlines()[-1] == "False", (argv, proc.stdout[-300:], proc.stderr[-300:])
+
+
+def test_a_damaged_local_model_is_a_failed_check_whose_message_never_suggests_unsafe_loading(tmp_path, monkeypatch):
+    from anoncli import modelstore
+    from anoncli.cli.env import _local_model_checks
+
+    monkeypatch.setenv("ANONCLI_MODELS", str(tmp_path / "store"))
+    (tmp_path / "store" / "psegan").mkdir(parents=True)
+    (tmp_path / "store" / "psegan" / "model.pt").write_bytes(b"not a checkpoint")
+    checks = _local_model_checks(modelstore.list_models())
+    assert [(c["name"], c["ok"]) for c in checks] == [("model:psegan", False)]
+    assert "cannot load checkpoint" in checks[0]["detail"] and "weights_only" not in checks[0]["detail"]

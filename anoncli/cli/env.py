@@ -220,9 +220,30 @@ def collect(checks: bool = True) -> dict[str, Any]:
         "models": modelstore.list_models(),
     }
     if checks:
-        report["checks"] = run_checks()
+        report["checks"] = run_checks() + _local_model_checks(report["models"])
         report["healthy"] = all(item["ok"] for item in report["checks"])
     return report
+
+
+def _local_model_checks(models: list[dict]) -> list[dict[str, Any]]:
+    """One check per model of the local store: it loads (safely), since `--method M` would use it first."""
+    from anoncli import modelstore
+    from anoncli.errors import AnoncliError
+
+    checks = []
+    for model in models:
+        if model["source"] != "local":
+            continue
+        started = time.perf_counter()
+        try:
+            modelstore.load_checkpoint(model["path"])
+            ok, detail = True, f"loads ({model['sha256'][:12]})"
+        except AnoncliError as err:
+            ok, detail = False, str(err)
+        checks.append({"name": f"model:{model['method']}", "ok": ok, "seconds": round(time.perf_counter() - started, 3),
+                       "needed_for": f"--method {model['method']} (the local model comes before the shipped one)",
+                       "detail": detail})
+    return checks
 
 
 def _table(report: dict[str, Any]) -> None:

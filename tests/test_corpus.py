@@ -43,7 +43,6 @@ def test_labels_file_in_parquet(tmp_path):
 
 
 @pytest.mark.parametrize("bad_path, message", [
-    ("spk_a/missing.wav", "does not exist"),
     ("../outside.wav", "outside the corpus"),
 ])
 def test_bad_label_rows_name_the_line(tmp_path, bad_path, message):
@@ -55,6 +54,24 @@ def test_bad_label_rows_name_the_line(tmp_path, bad_path, message):
         open_corpus(root, labels)
     assert "line 3" in str(err.value) and message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_label_rows_of_files_not_in_the_corpus_are_left_out_with_a_warning(tmp_path, capsys):
+    # a subset of a corpus keeps the whole corpus's table: rows of the files it lacks are left out, and the
+    # files the table does not label are named too; a table naming no file of the corpus at all is an error
+    root = make_corpus(tmp_path / "c", metadata=False)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file_name,speaker\nspk_a/spk_a_0.wav,a\nspk_a/missing.wav,b\nelsewhere/x.wav,c\n")
+    corpus = open_corpus(root, labels)
+    warnings = capsys.readouterr().err
+    assert "2 row(s) of" in warnings and "name a file that is not in the corpus" in warnings
+    unlabelled = len(corpus.utterances) - 1
+    assert f"{unlabelled} audio file(s) are not listed in" in warnings
+    assert {u.labels.get("speaker") for u in corpus.utterances if u.rel_path == "spk_a/spk_a_0.wav"} == {"a"}
+    assert any("left out" in note for note in corpus.notes)
+    labels.write_text("file_name,speaker\nother/y.wav,a\n")
+    with pytest.raises(InputError, match="none of its 1 rows names a file"):
+        open_corpus(root, labels)
 
 
 def test_missing_corpus_is_an_input_error(tmp_path):

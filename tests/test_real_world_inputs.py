@@ -172,7 +172,7 @@ MALFORMED_LABELS = [
     ("metadata.csv", b"file_name,speaker\n\"clips/a.wav,s1\n", ["line 2"]),
     ("metadata.csv", b"file_name,speaker\n/etc/passwd,s1\n", ["line 2", "outside the corpus"]),
     ("metadata.csv", b"file_name,speaker\n../../x.wav,s1\n", ["line 2", "outside the corpus"]),
-    ("metadata.csv", b"file_name,speaker\nclips/gone.wav,s1\n", ["line 2", "does not exist"]),
+    ("metadata.csv", b"file_name,speaker\nclips/gone.wav,s1\n", ["line 2", "names a file", "gone.wav"]),
     ("metadata.csv", b"file_name,speaker\n,s1\n", ["line 2", "empty file_name"]),
     ("metadata.jsonl", b'{"file_name": "clips/a.wav", "speaker": "s1", "speaker": "s2"}\n', ["line 1", "'speaker' appears twice"]),
     ("metadata.jsonl", b'{"file_name": "clips/a.wav"}\n[1, 2]\n', ["line 2", "not a JSON object"]),

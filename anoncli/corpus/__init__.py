@@ -13,7 +13,7 @@ from pathlib import Path
 
 from anoncli.corpus.labels import find_metadata
 from anoncli.corpus.layouts import AMBIGUOUS_SHARE, LAYOUTS, Scan, describe_tried, detect_named, get_layout
-from anoncli.corpus.layouts.audiofolder import attach_table
+from anoncli.corpus.layouts.audiofolder import attach_table, table_notes
 from anoncli.corpus.layouts.base import FilenameLayout
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
 from anoncli.corpus.walk import WalkStats, iter_audio_files
@@ -155,14 +155,13 @@ def open_corpus(
     if table is None and isinstance(chosen, FilenameLayout):
         table = find_metadata(root)
     if table is not None and chosen.name not in ("audiofolder", "kaldi"):
-        table_columns, unlisted, changed = attach_table(utterances, table, root, sep=labels_sep)
+        table_columns, unlisted, changed, absent = attach_table(utterances, table, root, sep=labels_sep)
         columns += [c for c in table_columns if c not in columns]
         sources.append(str(table))
         note = f"labels merged from {table.name} (its values win where both give one"
         note += f"; {changed} value(s) differed from the file names)" if changed else ")"
         notes.append(note)
-        if unlisted:
-            notes.append(f"{unlisted} audio file(s) are not listed in {table.name}")
+        notes.extend(table_notes(table, unlisted, absent))
 
     renames = _rename_reserved(columns)
     if any(old != new for old, new in renames.items()):

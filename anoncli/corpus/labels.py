@@ -285,8 +285,9 @@ def _key_column(columns: list[str]) -> str | None:
     return None
 
 
-def _corpus_key(path: Path, where: str, raw: str, root: Path) -> str:
-    """The corpus-relative posix path a label row names, checked to exist inside the corpus folder.
+def _corpus_key(path: Path, where: str, raw: str, root: Path) -> str | None:
+    """The corpus-relative posix path a label row names, checked to exist inside the corpus folder
+    (None when there is no such file).
 
     Checked lexically (`a/../b.wav` is `b.wav`), as the walk names files: a
     corpus may hold symbolic links to audio kept elsewhere. An absolute path
@@ -312,15 +313,16 @@ def _corpus_key(path: Path, where: str, raw: str, root: Path) -> str:
     if broken:
         raise InputError(f"{path}: {where}: {raw!r} is a broken symbolic link "
                          f"(points to {os.readlink(target)!r}, which does not exist)")
-    raise InputError(f"{path}: {where}: {raw!r} does not exist in {root}")
+    return None  # not in this corpus (e.g. a subset of a corpus with the whole corpus's table): counted by the caller
 
 
-def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[str, dict[str, str | None]], list[str]]:
-    """Map corpus-relative posix paths to label dicts; return them with the label column names.
+def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[str, dict[str, str | None]], list[str], int]:
+    """Map corpus-relative posix paths to label dicts; return them, the label column names and how many
+    rows name a file that is not in the corpus (left out: a subset of a corpus may keep the whole table).
 
     Every problem is an InputError of one line naming the file and the line
-    (or Parquet row): a row naming a file that does not exist, a path that
-    leaves the corpus folder, a file listed twice, a row with more or fewer
+    (or Parquet row): no row naming a file of the corpus, a path that
+    leaves the corpus folder, a broken link, a file listed twice, a row with more or fewer
     fields than the header, text that is not UTF-8. `sep` is the CSV
     separator (sniffed when None). Column names are normalised
     (`speaker_id`, `Sex`, `text` -> speaker, gender, transcript), `gender`
@@ -330,7 +332,7 @@ def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[st
     labels: dict[str, dict[str, str | None]] = {}
     rows = list(read_label_rows(path, sep))
     if not rows:
-        return labels, []
+        return labels, [], 0
     columns: list[str] = []
     for _, row in rows:  # JSON rows may differ in their keys: the union, in order of appearance
         columns.extend(c for c in row if c not in columns)
@@ -340,11 +342,16 @@ def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[st
         raise InputError(f"{path}: labels need a 'file_name' or 'path' column (found: {found})")
     columns = [c for c in columns if c != key and c not in KEY_COLUMNS and c and c.strip()]
     names = normalise_columns(columns)
+    absent, first_absent = 0, None
     for where, row in rows:
         raw = _clean(row.get(key))
         if raw is None:
             raise InputError(f"{path}: {where}: empty {key}")
         rel_key = _corpus_key(path, where, raw, root)
+        if rel_key is None:
+            absent += 1
+            first_absent = first_absent or f"{where}: {raw!r}"
+            continue
         if rel_key in labels:
             raise InputError(f"{path}: {where}: {raw!r} is listed twice")
         values = {names[c]: _clean(row.get(c)) for c in columns}
@@ -353,7 +360,9 @@ def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[st
         if "emotion" in values:
             values["emotion"] = normalise_emotion(values["emotion"])
         labels[rel_key] = values
-    return labels, [names[c] for c in columns]
+    if not labels:
+        raise InputError(f"{path}: none of its {len(rows)} rows names a file in {root}; the first does not exist: {first_absent}")
+    return labels, [names[c] for c in columns], absent
 
 
 def find_metadata(root: Path) -> Path | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anoncli.corpus.labels import METADATA_NAMES, find_metadata, load_labels
+from anoncli.errors import warn
 from anoncli.corpus.layouts.base import Detection, Layout, LayoutResult, Scan
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
 
@@ -34,16 +35,17 @@ def split_tables(scan: Scan) -> list[tuple[Path, str]]:
 
 
 def attach_table(utterances: list[Utterance], table: Path, root: Path, split: str | None = None,
-                 sep: str | None = None) -> tuple[list[str], int, int]:
+                 sep: str | None = None) -> tuple[list[str], int, int, int]:
     """Merge a label table into the utterances in place; the table's values win.
 
     With `split`, the table lists paths relative to root/split and only the
     utterances in that folder are touched. Returns the table's columns, how
-    many audio files it does not list, and how many values it changed that
-    the layout had already set. `sep` is the CSV separator (None: sniffed).
+    many audio files it does not list, how many values it changed that the
+    layout had already set, and how many of its rows name a file that is not
+    in the corpus. `sep` is the CSV separator (None: sniffed).
     """
     prefix = f"{split}/" if split else ""
-    label_map, columns = load_labels(table, root / split if split else root, sep)
+    label_map, columns, absent = load_labels(table, root / split if split else root, sep)
     unlisted = changed = 0
     for utt in utterances:
         if prefix and not utt.rel_path.startswith(prefix):
@@ -62,7 +64,19 @@ def attach_table(utterances: list[Utterance], table: Path, root: Path, split: st
             if old is not None and new != old:
                 changed += 1
             utt.labels[column] = new
-    return columns, unlisted, changed
+    return columns, unlisted, changed, absent
+
+
+def table_notes(table: Path, unlisted: int, absent: int) -> list[str]:
+    """Warnings (printed now, kept as notes) for audio files a table does not label and rows naming no file."""
+    notes = []
+    if unlisted:
+        notes.append(f"{unlisted} audio file(s) are not listed in {table}: they have no labels")
+    if absent:
+        notes.append(f"{absent} row(s) of {table} name a file that is not in the corpus: left out")
+    for note in notes:
+        warn(note)
+    return notes
 
 
 class AudioFolder(Layout):
@@ -85,18 +99,18 @@ class AudioFolder(Layout):
         table = labels_file or find_metadata(scan.root)
         utterances = path_utterances(scan)
         if table is not None:
-            columns, unlisted, _ = attach_table(utterances, table, scan.root, sep=labels_sep)
-            notes = [f"{unlisted} audio file(s) are not listed in {table.name}: they have no labels"] if unlisted else []
-            return LayoutResult(utterances, columns, str(table), notes)
+            columns, unlisted, _, absent = attach_table(utterances, table, scan.root, sep=labels_sep)
+            return LayoutResult(utterances, columns, str(table), table_notes(table, unlisted, absent))
         splits = split_tables(scan)
         if not splits:
             return LayoutResult(utterances, [], None, ["no metadata.csv, metadata.jsonl or metadata.parquet: no labels"])
         columns: list[str] = []
-        unlisted = 0
+        unlisted = absent = 0
         for split_table, split in splits:
-            table_columns, missing, _ = attach_table(utterances, split_table, scan.root, split, labels_sep)
+            table_columns, missing, _, left_out = attach_table(utterances, split_table, scan.root, split, labels_sep)
             columns += [c for c in table_columns if c not in columns]
             unlisted += missing
+            absent += left_out
         split_of = {folder for _, folder in splits}
         for utt in utterances:
             folder = utt.rel_path.split("/", 1)[0] if "/" in utt.rel_path else None
@@ -107,7 +121,7 @@ class AudioFolder(Layout):
             utt.labels.setdefault("split", folder if folder in split_of else None)
         if "split" not in columns:
             columns.append("split")
-        notes = [f"{unlisted} audio file(s) are not listed in a split table: they have no labels"] if unlisted else []
+        notes = table_notes(Path("the split tables"), unlisted, absent)
         return LayoutResult(utterances, columns, " + ".join(str(t) for t, _ in splits), notes)
 
 

@@ -261,6 +261,12 @@ def test_a_second_job_on_the_same_shard_of_out_is_refused(corpus, tmp_path):
     assert run_anonymize(config(corpus, out, shard=(0, 2), overwrite=True)).ok == 6  # released: runs again
 
 
+def test_per_speaker_without_speaker_labels_is_warned_about(tmp_path):
+    corpus = make_corpus(tmp_path / "plain", per_speaker=2, duration_s=0.3, metadata=False)
+    summary = run_anonymize(config(corpus, tmp_path / "out", method="mcadams", per_speaker=True))
+    assert any("--per-speaker: 6 file(s) have no speaker label" in w for w in summary.warnings)
+
+
 def test_dry_run_plan_counts(corpus, tmp_path):
     out = tmp_path / "out"
     run_anonymize(config(corpus, out, shard=(0, 2)))

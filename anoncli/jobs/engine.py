@@ -432,6 +432,11 @@ def _run_locked(config: AnonymizeConfig, job_plan: Plan, method, method_config: 
         shown = ", ".join(job_plan.changed[:3]) + (", ..." if len(job_plan.changed) > 3 else "")
         summary.warnings.append(f"{len(job_plan.changed)} input file(s) changed since they were anonymized "
                                 f"(size or content), redone: {shown}")
+    if config.per_speaker:
+        unnamed = sum(u.speaker is None for u in job_plan.todo)
+        if unnamed:
+            summary.warnings.append(f"--per-speaker: {unnamed} file(s) have no speaker label, so their draws are "
+                                    "per utterance (give speakers with a labels table or --labels)")
     if job_plan.lost:
         shown = ", ".join(job_plan.lost[:3]) + (", ..." if len(job_plan.lost) > 3 else "")
         summary.warnings.append(f"{len(job_plan.lost)} output file(s) the manifest lists as done were missing "

@@ -45,7 +45,9 @@ def test_shards_are_disjoint_and_cover_the_corpus(corpus, tmp_path):
     assert shard_sets[1] == set(select_shard(sorted(ids), 1, 3))
 
 
-def test_parse_shard_reads_slurm_variables():
+def test_parse_shard_reads_slurm_variables(capsys):
+    assert parse_shard("auto", {}) == (0, 1)  # outside an array job: the whole corpus, with a warning
+    assert "not a Slurm array job" in capsys.readouterr().err
     assert parse_shard("2/5") == (2, 5)
     assert parse_shard(None) == (0, 1)
     env = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}

@@ -36,6 +36,7 @@ def test_anonymize_json_summary_and_jsonl_stream(corpus, tmp_path):
     assert summary["skipped"] == 6 and summary["ok"] == 0 and summary["exit_code"] == 0
     quiet = run("anonymize", corpus, "--out", tmp_path / "a", "--method", "identity", "--format", "json", "-q")
     assert quiet.exit_code == 0 and quiet.stdout == ""
+    assert quiet.stderr == ""  # no progress, no summary line: nothing to warn about
 
 
 def test_files_from_selects_only_listed_files(corpus, tmp_path):

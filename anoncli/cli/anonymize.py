@@ -80,7 +80,7 @@ def anonymize(
         max_batch_seconds=max_batch_seconds, backend=backend, scheduler=scheduler,
         shard=parse_shard(shard), overwrite=overwrite, retry_failed=retry_failed, output_sample_rate=sample_rate,
         fmt=audio_format, pseudonymize=pseudonymize, mapping=mapping, score=score, files_from=files_from, dry_run=dry_run,
-        progress=progress is not False,
+        progress=progress is not False and not quiet,
     )
     from anoncli.jobs.engine import check_paths
 
@@ -96,11 +96,11 @@ def anonymize(
                                 entries)
     job_plan = plan(config, selected)
     if dry_run:
-        typer.echo(json.dumps(job_plan.as_dict(config), indent=2))
+        typer.echo(json.dumps(job_plan.as_dict(config), indent=None if fmt == "jsonl" else 2))
         raise typer.Exit(EXIT_OK)
     summary = run_anonymize(config, job_plan, on_batch=_stream_rows if fmt == "jsonl" else None)
     # Counts, warnings, failures, and what OUT still holds as failed (the exit code follows OUT).
-    for line in summary.report_lines(out):
+    for line in summary.report_lines(out)[1 if quiet else 0:]:  # -q: warnings and failures only
         typer.echo(line, err=True)
     if fmt in ("table", "json"):
         emit(_summary_record(summary, out), fmt, _print_summary, quiet)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Sequence, TypeVar
 
-from anoncli.errors import AnoncliError
+from anoncli.errors import AnoncliError, warn
 
 T = TypeVar("T")
 
@@ -16,7 +16,9 @@ def parse_shard(text: str | None, environ: dict[str, str] | None = None) -> tupl
         return 0, 1
     if text == "auto":
         env = os.environ if environ is None else environ
-        if "SLURM_ARRAY_TASK_ID" not in env:
+        if "SLURM_ARRAY_TASK_ID" not in env:  # not an array job: the whole corpus, said out loud
+            warn("--shard auto: no SLURM_ARRAY_TASK_ID (not a Slurm array job), so this run takes the whole "
+                 "corpus (shard 0/1)")
             return 0, 1
         try:
             index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))

@@ -126,7 +126,7 @@ class PlainProgress:
         if self._postfix:
             parts.append(f", {self._postfix}")
         if final:
-            parts.append(", done")
+            parts.append(", done" if not self.total or self.n >= self.total else ", stopped")
         self.file.write("".join(parts) + "\n")
         self.file.flush()
 

@@ -19,6 +19,11 @@ def test_plain_lines_every_five_percent_without_redraws():
     assert 19 <= len(lines) <= 21  # 5 %, 10 %, ... 95 %, then the final line
     assert lines[0].startswith("anonymize: 10/200 file (5%)")
     assert lines[-1].startswith("anonymize: 200/200 file (100%)") and lines[-1].endswith("done")
+    stopped = io.StringIO()  # a job stopped midway (Ctrl-C, SIGTERM) does not end its line with "done"
+    bar = PlainProgress(total=200, desc="anonymize", unit="file", file=stopped)
+    bar.update(30)
+    bar.close()
+    assert stopped.getvalue().splitlines()[-1].endswith("stopped")
 
 
 def test_one_line_per_epoch_and_iteration():

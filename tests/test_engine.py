@@ -269,6 +269,17 @@ def test_per_speaker_without_speaker_labels_is_warned_about(tmp_path):
     assert any("--per-speaker: 6 file(s) have no speaker label" in w for w in summary.warnings)
 
 
+def test_an_output_scaled_to_fit_16_bits_says_so_in_its_note(tmp_path):
+    folder = tmp_path / "loud"
+    folder.mkdir()
+    t = np.arange(8000) / 16000
+    sf.write(folder / "loud.wav", (4.0 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000, subtype="FLOAT")
+    run_anonymize(config(folder, tmp_path / "out"))  # identity: the float input's peak 4 is above full scale
+    (row,) = read_manifest(tmp_path / "out").to_pylist()
+    assert "output scaled by -12.0 dB to fit the 16-bit range (peak 4)" in row["note"]
+    assert float(np.max(np.abs(sf.read(tmp_path / "out" / "loud.wav")[0]))) < 1.0
+
+
 def test_dry_run_plan_counts(corpus, tmp_path):
     out = tmp_path / "out"
     run_anonymize(config(corpus, out, shard=(0, 2)))

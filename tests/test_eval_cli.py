@@ -271,3 +271,11 @@ def test_gate_fails_when_the_anonymized_folder_lacks_originals(corpora, tmp_path
     narrowed = run(original, partial, "--out", tmp_path / "r2", "--probes", "signal", "--bootstrap", "0",
                    "--gate", "signal.stoi>=0.5", "--files-from", listed)
     assert narrowed.exit_code == 0, narrowed.output
+
+
+def test_a_probe_that_cannot_run_is_refused_with_the_reason(corpora, tmp_path):
+    original, anonymized, root = corpora
+    result = run(original, anonymized, "--out", tmp_path / "r", "--probes", "language", "--bootstrap", "0")
+    assert isinstance(result.exception, InputError) or result.exit_code != 0
+    message = str(result.exception)
+    assert "--probes: language not available for these labels (language: not probed (one class))" in message

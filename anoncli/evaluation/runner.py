@@ -90,14 +90,18 @@ def available_probes(ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
     return probes, notes
 
 
-def select_probes(requested: list[str] | None, available: list[Probe]) -> list[Probe]:
-    """The probes `--probes` names (all available ones when none are named); an unavailable name is an error."""
+def select_probes(requested: list[str] | None, available: list[Probe], why: list[str] | None = None) -> list[Probe]:
+    """The probes `--probes` names (all available ones when none are named); an unavailable name is an error,
+    which gives the reason from `why` (the notes of `available_probes`, "COLUMN: reason") when there is one."""
     if not requested:
         return available
     names = [p.name for p in available]
     unknown = [p for p in requested if p not in names]
     if unknown:
-        raise AnoncliError(f"--probes: {', '.join(unknown)} not available for these labels (available: {', '.join(names)})")
+        reasons = [note for note in (why or []) if note.split(":", 1)[0] in unknown]
+        because = f" ({'; '.join(reasons)})" if reasons else ""
+        raise AnoncliError(f"--probes: {', '.join(unknown)} not available for these labels{because}; "
+                           f"available: {', '.join(names)}")
     return [p for p in available if p.name in requested]
 
 
@@ -163,7 +167,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     label_rows = [u.labels for u in utts]
     ctx = ProbeContext(config, corpus, pairing, utts, speakers, label_rows)
     available, label_notes = available_probes(ctx)
-    probes = select_probes(config.probes, available)
+    probes = select_probes(config.probes, available, label_notes)
     if not utts and pairing.feature_outputs:  # feature vectors only: probes of audio pairs have nothing to read
         skipped = [p.name for p in probes if "pairs" in p.needs]
         probes = [p for p in probes if "pairs" not in p.needs]

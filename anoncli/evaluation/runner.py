@@ -162,6 +162,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         corpus = select_files(corpus, config.files_from)
     pairing = pair_corpus(corpus, config.anonymized)
     notes = list(pairing.notes)
+    if Path(config.anonymized).resolve() == Path(config.original).resolve():
+        notes.append("ANONYMIZED is ORIGINAL: a check of the probes themselves, with no anonymization to measure")
     utts = [u for u, _ in pairing.pairs]
     speakers = [u.speaker for u in utts]
     label_rows = [u.labels for u in utts]

@@ -146,9 +146,16 @@ def _summary_record(summary, out: Path) -> dict:
 
 
 def _print_summary(record: dict) -> None:
-    rows = [[key, value if not isinstance(value, list) else f"{len(value)} (see --format json)"]
-            for key, value in record.items()]
-    print_rows("anonymize", ["field", "value"], rows)
+    def shown(value):
+        if isinstance(value, list):
+            return f"{len(value)} (see --format json)"
+        if isinstance(value, dict):
+            return f"{len(value)} fields (see --format json)" if value else "-"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+        return value
+
+    print_rows("anonymize", ["field", "value"], [[key, shown(value)] for key, value in record.items()])
 
 
 def register(app: typer.Typer) -> None:

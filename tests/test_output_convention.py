@@ -118,6 +118,17 @@ def test_evaluating_a_pseudonymized_run_says_why_it_cannot_be_paired(corpus, tmp
     assert "export --pseudonymize" in str(result.exception)
 
 
+def test_an_empty_files_from_list_does_nothing(corpus, tmp_path):
+    # `find corpus -newer stamp | anoncli anonymize corpus --files-from -` when nothing changed
+    dry = run("anonymize", corpus, "--out", tmp_path / "e", "--method", "identity", "--files-from", "-", "--dry-run",
+              input="")
+    assert dry.exit_code == 0 and json.loads(dry.stdout)["to_process"] == 0
+    done = run("anonymize", corpus, "--out", tmp_path / "e", "--method", "identity", "--files-from", "-",
+               "--no-progress", "--format", "json", input="\n\n")
+    assert done.exit_code == 0 and json.loads(done.stdout)["processed"] == 0
+    assert not list((tmp_path / "e").rglob("*.wav"))
+
+
 def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, tmp_path):
     stray = tmp_path / "elsewhere.wav"
     stray.write_bytes(b"")

@@ -160,6 +160,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         from anoncli.corpus.selection import select_files
 
         corpus = select_files(corpus, config.files_from)
+        if not corpus.utterances:
+            raise InputError("--files-from: the list names no file: nothing to evaluate")
     pairing = pair_corpus(corpus, config.anonymized)
     notes = list(pairing.notes)
     if Path(config.anonymized).resolve() == Path(config.original).resolve():

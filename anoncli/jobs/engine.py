@@ -228,8 +228,9 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
 
     Raises InputError (exit 2) for a corpus that cannot be opened.
     """
-    corpus = corpus or open_corpus(config.corpus, config.labels_file, layout=config.layout,
-                                   allow_commands=config.allow_commands, labels_sep=config.labels_sep)
+    if corpus is None:  # an empty --files-from selection is an empty corpus, not "no selection"
+        corpus = open_corpus(config.corpus, config.labels_file, layout=config.layout,
+                             allow_commands=config.allow_commands, labels_sep=config.labels_sep)
     shard_utts = select_shard(corpus.utterances, *config.shard)
     # each utterance's first row in OUT: its status and the stamp of the input it was made from
     written = first_rows(config.out, ["status", "output_path", "features_path", *STAMP_COLUMNS]) \

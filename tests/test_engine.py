@@ -280,6 +280,17 @@ def test_an_output_scaled_to_fit_16_bits_says_so_in_its_note(tmp_path):
     assert float(np.max(np.abs(sf.read(tmp_path / "out" / "loud.wav")[0]))) < 1.0
 
 
+def test_a_pseudonymized_folder_refuses_another_key(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_anonymize(config(corpus, out, pseudonymize=True, mapping=tmp_path / "a" / "map.csv"))
+    for overwrite in (False, True):  # another key renames every file: the old ones would stay beside them
+        with pytest.raises(AnoncliError, match="pseudonymized with another key"):
+            run_anonymize(config(corpus, out, pseudonymize=True, mapping=tmp_path / "b" / "map.csv",
+                                 overwrite=overwrite))
+    assert run_anonymize(config(corpus, out, pseudonymize=True, mapping=tmp_path / "a" / "map.csv")).skipped == 12
+    assert len(list(out.rglob("*.wav"))) == 12
+
+
 def test_dry_run_plan_counts(corpus, tmp_path):
     out = tmp_path / "out"
     run_anonymize(config(corpus, out, shard=(0, 2)))

@@ -81,7 +81,12 @@ class AnonymizeConfig:
     def result_settings(self) -> dict[str, Any]:
         """The settings that change what is written; a rerun into the same --out must match them."""
         values = asdict(self)
-        return {key: values[key] for key in _RESULT_KEYS}
+        settings = {key: values[key] for key in _RESULT_KEYS}
+        if self.pseudonymize and self.mapping is not None:  # another key would release every file twice
+            from anoncli.jobs.pseudonyms import key_id
+
+            settings["pseudonym_key"] = key_id(self.mapping)
+        return settings
 
 
 @dataclass
@@ -211,6 +216,11 @@ def _check_compatible(config: AnonymizeConfig) -> None:
         raise AnoncliError(f"--out {config.out}: holds the anonymization of another corpus ({before}); "
                            f"this run reads {config.corpus.resolve()}: use another --out")
     previous = stored.get("result_settings")
+    # another key names every file anew: even --overwrite would leave the old pseudonyms' files beside the new
+    if previous and previous.get("pseudonym_key") and previous["pseudonym_key"] != config.result_settings().get(
+            "pseudonym_key"):
+        raise AnoncliError(f"--out {config.out}: was pseudonymized with another key; give the --mapping FILE of "
+                           "that run (its key is kept beside it), or use another --out")
     if not previous or config.overwrite:
         return
     if previous.get("alpha") is not None:  # a folder written when --alpha was a setting of its own

@@ -37,6 +37,16 @@ def load_or_create_key(mapping: Path) -> bytes:
     return key
 
 
+def key_id(mapping: Path) -> str | None:
+    """A public fingerprint of the key beside `mapping` (`key-` and 12 hex digits of a keyed hash), or None
+    when it does not exist yet; it tells two keys apart without revealing either."""
+    path = key_path(mapping)
+    if not path.is_file():
+        return None
+    key = bytes.fromhex(path.read_text().strip())
+    return "key-" + hmac.new(key, b"anoncli key id", hashlib.sha256).hexdigest()[:12]
+
+
 class Pseudonymizer:
     """Keyed HMAC-SHA256 pseudonyms for speaker and utterance ids."""
 

@@ -157,3 +157,10 @@ def test_evaluate_features_scores_utility_and_attacker_per_gender(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"config": {"method_config": {"train_speakers": ["f1", "m1"]}}}))
     _, summary = evaluate_features(None, tmp_path, pd.DataFrame(rows), seed=0)
     assert summary["utility:gender"]["n"] == 24
+    # all of them seen: nothing unseen to measure, said as such (the evaluate probe turns it into a note)
+    from anoncli.evaluation.feature_probes import NoHeldOutUtterances
+
+    seen = sorted({r["speaker"] for r in rows})
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"method_config": {"train_speakers": seen}}}))
+    with pytest.raises(NoHeldOutUtterances, match="every utterance is of a speaker the model saw"):
+        evaluate_features(None, tmp_path, pd.DataFrame(rows), seed=0)

@@ -45,6 +45,10 @@ __all__ = ["evaluate_features", "default_probes", "FeatureProbe", "method_labels
 GENERIC_FEATURE_PROBES = ("utility:gender", "attacker:speaker|gender")
 
 
+
+class NoHeldOutUtterances(ValueError):
+    """Every utterance with a feature output is of a speaker the model saw: there is nothing unseen to measure."""
+
 def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0,
                       labels: dict | None = None):
     """Train utility heads and attackers on intercepted outputs; return per-utterance rows and a summary.
@@ -99,7 +103,8 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
         frame = frame[frame["status"] == "ok"]
     frame = held_out_rows(frame, anonymized_dir)
     if frame.empty:
-        raise ValueError("no held-out utterances with status ok to evaluate")
+        raise NoHeldOutUtterances("every utterance is of a speaker the model saw in training or validation, "
+                                  "and those are left out")
     frame = frame.reset_index(drop=True)
     method = str(frame["method"].iloc[0]) if "method" in frame else ""
     has_features = _feature_column(frame) is not None
@@ -474,7 +479,7 @@ class FeatureProbe(Probe):
         try:
             rows, summary = evaluate_features(ctx.config.original, ctx.config.anonymized, table, probes=probes,
                                               seed=ctx.config.seed)
-        except NotImplementedError as err:
+        except (NotImplementedError, NoHeldOutUtterances) as err:
             return ProbeResult(notes=[f"features: not evaluated ({err})"])
         # the raw entries stay under their probe names ("utility:gender", ...) next to the stable keys
         stable = stable_summary(summary, labels)

@@ -257,6 +257,30 @@ def resample(samples, orig: int, new: int):
     return torch.from_numpy(out).to(device=samples.device, dtype=samples.dtype)
 
 
+def output_intact(path: str | os.PathLike) -> bool:
+    """Whether a file this program wrote is still whole, from its first bytes and size (microseconds a file).
+
+    WAV: the RIFF/WAVE header and a RIFF size that matches the file's (a
+    truncated or overwritten file fails); FLAC: its `fLaC` mark; `.npy`
+    feature files: numpy's magic string. Any other file: not empty.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return False
+    suffix = path.suffix.lower()
+    if suffix == ".wav":
+        return head[:4] == b"RIFF" and head[8:12] == b"WAVE" and int.from_bytes(head[4:8], "little") + 8 == size
+    if suffix == ".flac":
+        return head[:4] == b"fLaC"
+    if suffix == ".npy":
+        return head[:6] == b"\x93NUMPY"
+    return size > 0
+
+
 def peak_safe(samples: np.ndarray, peak: float = 0.999) -> np.ndarray:
     """Scale down only when the signal would clip; leave it untouched otherwise."""
     top = float(np.max(np.abs(samples))) if samples.size else 0.0

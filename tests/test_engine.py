@@ -220,12 +220,15 @@ def test_an_output_deleted_after_the_run_is_redone_by_a_rerun(corpus, tmp_path):
     kept = out / "spk_b" / "spk_b_1.wav"
     kept_bytes = kept.read_bytes()
     lost.unlink()
+    cut = out / "spk_c" / "spk_c_2.wav"
+    cut.write_bytes(cut.read_bytes()[:100])  # cut short: its header no longer matches its size
     job = plan(config(corpus, out))
-    assert [u.rel_path for u in job.todo] == ["spk_a/spk_a_0.wav"] and job.lost == ["spk_a/spk_a_0.wav"]
+    assert sorted(job.lost) == ["spk_a/spk_a_0.wav", "spk_c/spk_c_2.wav"] and len(job.todo) == 2
     summary = run_anonymize(config(corpus, out))
-    assert summary.ok == 1 and lost.is_file() and kept.read_bytes() == kept_bytes
+    assert summary.ok == 2 and lost.is_file() and kept.read_bytes() == kept_bytes
+    assert sf.info(str(cut)).frames > 0
     assert any("missing" in w and "spk_a/spk_a_0.wav" in w for w in summary.warnings)
-    assert len(read_manifest(out)) == 12  # the old row was replaced, not duplicated
+    assert len(read_manifest(out)) == 12  # the old rows were replaced, not duplicated
 
 
 def test_an_output_folder_holds_one_corpus_and_nothing_else(corpus, tmp_path):

@@ -103,7 +103,7 @@ def test_inspect_check_finds_outputs_deleted_or_overwritten_after_the_run(corpus
     assert check.exit_code == 3
     info = json.loads(check.stdout)
     assert info["broken_outputs"] == 2 and not info["complete"]
-    assert "2 output file(s) listed as done but missing or unreadable" in check.stderr
+    assert "2 output file(s) listed as done but missing or unreadable (rerun" in check.stderr
 
 
 def test_evaluating_a_pseudonymized_run_says_why_it_cannot_be_paired(corpus, tmp_path):

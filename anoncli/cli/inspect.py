@@ -38,8 +38,8 @@ def inspect(
         job = f", {unmerged} batch file(s) not merged (a job was killed or is still running: rerun it)" if unmerged else ""
         of = f" of the {info['expected']} expected ({info['expected_from']})" if "expected" in info else ""
         broken = info.get("broken_outputs", 0)
-        lost = (f", {broken} output file(s) listed as done but missing or unreadable (delete any unreadable ones; "
-                f"rerun the same anonymize command to redo them)") if broken else ""
+        lost = (f", {broken} output file(s) listed as done but missing or unreadable (rerun the same anonymize "
+                f"command to redo them)") if broken else ""
         typer.echo(f"anoncli inspect: {path} is not complete: {info.get('missing', 0)} missing{of}, "
                    f"{info.get('duplicated', 0)} duplicated, {info.get('failed_utterances', 0)} failed utterance(s){job}"
                    f"{lost}", err=True)

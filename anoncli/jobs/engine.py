@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from anoncli import __version__
+from anoncli.audio import output_intact
 from anoncli.atomic import atomic_write_json, atomic_write_text, is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.reading import SourceStamp, input_changed
@@ -263,8 +264,8 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
             todo.append(utt)
             redo += 1
             changed.append(utt.rel_path)
-        elif state != STATUS_FAILED and any(rel and not (config.out / rel).is_file() for rel in (output, features)):
-            todo.append(utt)  # done once, but its output was deleted or moved since
+        elif state != STATUS_FAILED and any(rel and not output_intact(config.out / rel) for rel in (output, features)):
+            todo.append(utt)  # done once, but its output was deleted, moved, cut short or overwritten since
             redo += 1
             lost.append(output or features)
         else:
@@ -451,7 +452,7 @@ def _run_locked(config: AnonymizeConfig, job_plan: Plan, method, method_config: 
     if job_plan.lost:
         shown = ", ".join(job_plan.lost[:3]) + (", ..." if len(job_plan.lost) > 3 else "")
         summary.warnings.append(f"{len(job_plan.lost)} output file(s) the manifest lists as done were missing "
-                                f"from {config.out}, redone: {shown}")
+                                f"from {config.out} or damaged, redone: {shown}")
     t0 = time.perf_counter()
     from anoncli.jobs.progress import JobProgress
 

@@ -171,6 +171,11 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
                              allow_commands=bool(config.get("allow_commands")), labels_sep=config.get("labels_sep"))
         missing = sorted(u.utt_id for u in corpus.utterances if u.utt_id not in counts)
         expected = {"expected": len(corpus.utterances), "expected_from": f"the audio files of the corpus {config['corpus']}"}
+        ids = {u.utt_id for u in corpus.utterances}
+        # rows of files the corpus no longer holds (an input removed since, or another corpus's run): counted
+        # apart, and a failure among them is not one of this corpus
+        expected["rows_not_in_corpus"] = sum(1 for u in counts if u not in ids)
+        failed &= ids
     return {
         **expected,
         "broken_outputs": len(broken), "broken_output_examples": broken[:10],

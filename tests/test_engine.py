@@ -245,6 +245,13 @@ def test_an_output_folder_holds_one_corpus_and_nothing_else(corpus, tmp_path):
         assert run_anonymize(config(moved, out)).skipped == 12
     finally:
         moved.rename(corpus)
+    # the recorded folder is gone again; a corpus with none of OUT's files is another corpus, not a moved one
+    unrelated = make_corpus(tmp_path / "unrelated", per_speaker=1, duration_s=0.3)
+    for wav in unrelated.rglob("*.wav"):
+        wav.rename(wav.with_name("x" + wav.name))
+    (unrelated / "metadata.csv").unlink()
+    with pytest.raises(AnoncliError, match="none of its files is in"):
+        run_anonymize(config(unrelated, out))
     stranger = tmp_path / "hf-export"
     (stranger / "wav").mkdir(parents=True)
     (stranger / "metadata.csv").write_text("file_name\n")

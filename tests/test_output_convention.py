@@ -129,6 +129,21 @@ def test_an_empty_files_from_list_does_nothing(corpus, tmp_path):
     assert not list((tmp_path / "e").rglob("*.wav"))
 
 
+def test_a_failed_file_removed_from_the_corpus_no_longer_makes_the_folder_incomplete(tmp_path):
+    import shutil
+
+    source = make_corpus(tmp_path / "c", per_speaker=2, duration_s=0.3)
+    broken = next(source.rglob("*.wav"))
+    broken.write_bytes(b"not audio")  # fails: exit 3
+    out = tmp_path / "out"
+    assert run("anonymize", source, "--out", out, "--method", "identity", "--no-progress").exit_code == 3
+    assert run("inspect", out, "--check").exit_code == 3
+    broken.unlink()  # the user removes the bad input (and its labels row stays harmless)
+    info = json.loads(run("inspect", out, "--check", "--format", "json").stdout)
+    assert info["complete"] and info["failed_utterances"] == 0 and info["rows_not_in_corpus"] == 1
+    shutil.rmtree(source)
+
+
 def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, tmp_path):
     stray = tmp_path / "elsewhere.wav"
     stray.write_bytes(b"")

@@ -40,6 +40,8 @@ def inspect(
         broken = info.get("broken_outputs", 0)
         lost = (f", {broken} output file(s) listed as done but missing or unreadable (rerun the same anonymize "
                 f"command to redo them)") if broken else ""
+        stale = info.get("rows_not_in_corpus", 0)
+        job += f"; {stale} row(s) are of files not in the corpus" if stale else ""
         typer.echo(f"anoncli inspect: {path} is not complete: {info.get('missing', 0)} missing{of}, "
                    f"{info.get('duplicated', 0)} duplicated, {info.get('failed_utterances', 0)} failed utterance(s){job}"
                    f"{lost}", err=True)

@@ -26,7 +26,7 @@ from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_map
 from anoncli.jobs.sharding import select_shard
 from anoncli.jobs.worker import BatchResult, JobSpec, process_batch
 from anoncli.manifest.layout import selection_path
-from anoncli.manifest.reader import STAMP_COLUMNS, first_rows, manifest_config, status_by_utt
+from anoncli.manifest.reader import STAMP_COLUMNS, first_rows, manifest_config, manifest_files, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
 from anoncli.manifest.writer import PartMerger, records_table, remove_rows, write_batch_table
 from anoncli.methods import MethodOptions, create_method
@@ -202,12 +202,13 @@ def _is_anoncli_output(out: Path) -> bool:
     return (out / "manifest").is_dir() or any(out.glob("run*.json"))
 
 
-def _check_compatible(config: AnonymizeConfig) -> None:
+def _check_compatible(config: AnonymizeConfig) -> str | None:
     """A resumed run must write what the first run wrote; otherwise the folder would mix two anonymizations.
 
-    The same holds for the corpus: a folder holds one corpus's anonymization
-    (when the first corpus's folder no longer exists, it was moved, and the
-    input stamps say whether files changed).
+    The same holds for the corpus: a folder holds one corpus's anonymization.
+    Returns the recorded corpus folder when it is another path that no longer
+    exists (moved, or another corpus: the caller tells them apart by whether
+    any file of this corpus is in OUT), else None.
     """
     stored = manifest_config(config.out)
     if not stored and (config.out / RUN_JSON).is_file():
@@ -216,7 +217,14 @@ def _check_compatible(config: AnonymizeConfig) -> None:
     if before and Path(before) != config.corpus.resolve() and Path(before).is_dir():
         raise AnoncliError(f"--out {config.out}: holds the anonymization of another corpus ({before}); "
                            f"this run reads {config.corpus.resolve()}: use another --out")
+    moved_from = before if before and Path(before) != config.corpus.resolve() else None
     previous = stored.get("result_settings")
+    _check_settings(config, previous)
+    return moved_from
+
+
+def _check_settings(config: AnonymizeConfig, previous: dict | None) -> None:
+    """Refuse settings that would change what is written (see `AnonymizeConfig.result_settings`)."""
     # another key names every file anew: even --overwrite would leave the old pseudonyms' files beside the new
     if previous and previous.get("pseudonym_key") and previous["pseudonym_key"] != config.result_settings().get(
             "pseudonym_key"):
@@ -399,9 +407,12 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
                    on_batch: Callable[[BatchResult], None] | None) -> RunSummary:
     started = time.time()
     check_paths(config)
-    if config.out.exists():
-        _check_compatible(config)
+    moved_from = _check_compatible(config) if config.out.exists() else None
     job_plan = job_plan or plan(config)
+    if moved_from and not (job_plan.skipped_done or job_plan.redo) and manifest_files(config.out):
+        # the first corpus's folder is gone: a moved corpus shares its files with OUT, another one does not
+        raise AnoncliError(f"--out {config.out}: holds the anonymization of a corpus that was at {moved_from}, "
+                           f"and none of its files is in {config.corpus.resolve()}: use another --out")
     method = create_method(config.method, config.method_options())  # fail early on bad options/missing models
     method_config = method.config()
     config.out.mkdir(parents=True, exist_ok=True)

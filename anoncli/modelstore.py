@@ -190,7 +190,13 @@ def load_method_checkpoint(method: str, checkpoint: str | os.PathLike | None = N
     of `method` (a PSEGAN run passed to --method gengan is a user error, not a crash later)."""
     path = find(method, checkpoint)
     state = load_shipped(path) if path.suffix == ".safetensors" else load_checkpoint(path, "cpu")
-    if state.get("method") != method:
-        article = "an" if method[:1] in "aeiou" else "a"
-        raise AnoncliError(f"{path}: a {state.get('method') or 'unknown'} checkpoint, not {article} {method} one")
+    check_kind(path, state, method)
     return path, state
+
+
+def check_kind(path: str | os.PathLike, state: dict, method: str) -> None:
+    """Raise AnoncliError when the loaded checkpoint `state` is not one of `method`."""
+    found = state.get("method") if isinstance(state, dict) else None
+    if found != method:
+        what = f"{'an' if found[:1] in 'aeiou' else 'a'} {found} checkpoint" if found else "not an anoncli model"
+        raise AnoncliError(f"{path}: {what}, not {'an' if method[:1] in 'aeiou' else 'a'} {method} one")

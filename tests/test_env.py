@@ -66,3 +66,11 @@ def test_a_damaged_local_model_is_a_failed_check_whose_message_never_suggests_un
     checks = _local_model_checks(modelstore.list_models())
     assert [(c["name"], c["ok"]) for c in checks] == [("model:psegan", False)]
     assert "cannot load checkpoint" in checks[0]["detail"] and "weights_only" not in checks[0]["detail"]
+    import torch  # a readable file of the wrong kind, in the folder of another method
+
+    torch.save({"method": "psegan", "models": {}}, tmp_path / "store" / "psegan" / "model.pt")
+    (tmp_path / "store" / "gengan").mkdir()
+    torch.save({"method": "psegan", "models": {}}, tmp_path / "store" / "gengan" / "model.pt")
+    checks = {c["name"]: c for c in _local_model_checks(modelstore.list_models())}
+    assert checks["model:psegan"]["ok"] and not checks["model:gengan"]["ok"]
+    assert "a psegan checkpoint, not a gengan one" in checks["model:gengan"]["detail"]

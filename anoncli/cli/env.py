@@ -236,7 +236,7 @@ def _local_model_checks(models: list[dict]) -> list[dict[str, Any]]:
             continue
         started = time.perf_counter()
         try:
-            modelstore.load_checkpoint(model["path"])
+            modelstore.check_kind(model["path"], modelstore.load_checkpoint(model["path"]), model["method"])
             ok, detail = True, f"loads ({model['sha256'][:12]})"
         except AnoncliError as err:
             ok, detail = False, str(err)

@@ -55,7 +55,8 @@ def train(
 
 
 def _print_summary(summary: dict) -> None:
-    rows = [[key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else value]
+    rows = [[key, json.dumps(value, default=str) if isinstance(value, (dict, list))
+             else "no" if key == "registered" and value is None else value]
             for key, value in summary.items()]
     print_rows("train", ["field", "value"], rows)
 

@@ -68,6 +68,7 @@ class MethodOutput:
 
 
 _FALSE_WORDS = ("0", "false", "no", "off")
+_TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 def _convert(name: str, value: Any, kind: Any) -> Any:
@@ -77,7 +78,10 @@ def _convert(name: str, value: Any, kind: Any) -> Any:
             return None
         kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
     if kind is bool:
-        return str(value).strip().lower() not in _FALSE_WORDS
+        word = str(value).strip().lower()
+        if word not in _FALSE_WORDS + _TRUE_WORDS:  # "flase" or "maybe" must not silently mean true
+            raise AnoncliError(f"--param {name}={value}: expected one of {', '.join(_TRUE_WORDS + _FALSE_WORDS)}")
+        return word in _TRUE_WORDS
     if kind in (int, float):
         try:
             return kind(value)

@@ -207,9 +207,11 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, tmp_path)
         while time.monotonic() < deadline:
             mine = sorted(folder.glob(f"batch-*-{victim.pid}-*.parquet")) if folder.is_dir() else []
             if mine:
-                killed["ids"] = pq.read_table(mine[0], columns=["utt_id"]).column(0).to_pylist()
+                # kill first: reading the file can take longer than the linger (the first Parquet read in this
+                # process imports pyarrow's dataset layer and pandas), and the task must not have reported yet
                 killed["at_ns"] = time.time_ns()
                 os.kill(victim.pid, signal.SIGKILL)
+                killed["ids"] = pq.read_table(mine[0], columns=["utt_id"]).column(0).to_pylist()
                 return
             time.sleep(0.002)
 

@@ -283,13 +283,18 @@ def output_intact(path: str | os.PathLike) -> bool:
 
 def peak_safe(samples: np.ndarray, peak: float = 0.999) -> np.ndarray:
     """Scale down only when the signal would clip; leave it untouched otherwise."""
+    return _peak_safe(samples, peak)[0]
+
+
+def _peak_safe(samples: np.ndarray, peak: float = 0.999) -> tuple[np.ndarray, float]:
+    """`peak_safe` and the peak it found (|x| max, full scale 1), from one pass over the samples."""
     top = float(np.max(np.abs(samples))) if samples.size else 0.0
     if top > peak:
-        return samples * (peak / top)
-    return samples
+        return samples * (peak / top), top
+    return samples, top
 
 
-def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, fmt: str = "wav") -> None:
+def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, fmt: str = "wav") -> float:
     """Write 16-bit PCM atomically: a killed job leaves no partial file under the final name.
 
     soundfile writes only the format chunk and samples (no LIST/INFO metadata),
@@ -297,12 +302,14 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, 
     (disk full, no permission, read-only file system, a missing or non-folder
     parent) raises EnvironmentFailure naming `path` and the cause; a name the
     output file system refuses (too long, invalid characters) raises
-    AudioError, a failure of this one file.
+    AudioError, a failure of this one file. Returns the peak |sample| of
+    `samples` (full scale 1): above 0.999 the file holds them scaled down
+    to 0.999 (`peak_safe`) rather than clipped.
     """
     if fmt not in SUBTYPES:
         raise ValueError(f"unknown audio format {fmt!r}")
     path = Path(path)
-    data = peak_safe(np.asarray(samples, dtype=np.float32))
+    data, top = _peak_safe(np.asarray(samples, dtype=np.float32))
     # Encode in memory, then one plain write: libsndfile fsyncs a file it closes
     # (about 6 ms a file here), and the rename below is what makes it safe anyway.
     buffer = io.BytesIO()
@@ -315,3 +322,4 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, 
         if err.errno in _NAME_ERRNOS:
             raise AudioError(f"{where}: cannot write this file name ({err.strerror or err}) on the output file system") from None
         raise environment_failure(err, where) from None
+    return top

@@ -10,6 +10,7 @@ from typing import Any
 
 import soundfile as sf
 
+from anoncli.audio import output_intact
 from anoncli.errors import InputError
 from anoncli.evaluation import report_io
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files, read_selection
@@ -186,17 +187,16 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _readable(path: Path) -> bool:
-    """Whether an output file is there and readable: audio by its header, features by their .npy header."""
+    """Whether an output file is whole by the check a rerun makes (`output_intact`: a rerun redoes what fails
+    it) and, for audio, also readable by soundfile."""
+    if not output_intact(path):
+        return False
+    if path.suffix == ".npy":
+        return True
     try:
-        if path.suffix == ".npy":
-            import numpy as np
-
-            with open(path, "rb") as handle:
-                np.lib.format.read_magic(handle)
-            return True
         sf.info(str(path))
         return True
-    except Exception:  # missing, truncated, overwritten: whatever the reader says, the file is not usable
+    except Exception:  # whatever the reader says, the file is not usable
         return False
 
 

@@ -34,17 +34,18 @@ def inspect(
                     check=check, labels_sep=labels_sep)
     emit(info, fmt, _print_report if info.get("kind") == "report" else _print_table, quiet)
     if check and info.get("complete") is False:
-        unmerged = info.get("unmerged_batches", 0)
-        job = f", {unmerged} batch file(s) not merged (a job was killed or is still running: rerun it)" if unmerged else ""
         of = f" of the {info['expected']} expected ({info['expected_from']})" if "expected" in info else ""
-        broken = info.get("broken_outputs", 0)
-        lost = (f", {broken} output file(s) listed as done but missing or unreadable (rerun the same anonymize "
-                f"command to redo them)") if broken else ""
-        stale = info.get("rows_not_in_corpus", 0)
-        job += f"; {stale} row(s) are of files not in the corpus" if stale else ""
-        typer.echo(f"anoncli inspect: {path} is not complete: {info.get('missing', 0)} missing{of}, "
-                   f"{info.get('duplicated', 0)} duplicated, {info.get('failed_utterances', 0)} failed utterance(s){job}"
-                   f"{lost}", err=True)
+        why = (f"{info.get('missing', 0)} missing{of}, {info.get('duplicated', 0)} duplicated, "
+               f"{info.get('failed_utterances', 0)} failed utterance(s)")
+        if info.get("unmerged_batches"):
+            why += (f", {info['unmerged_batches']} batch file(s) not merged (a job was killed or is still running: "
+                    "rerun it)")
+        if info.get("rows_not_in_corpus"):
+            why += f"; {info['rows_not_in_corpus']} row(s) are of files not in the corpus"
+        if info.get("broken_outputs"):
+            why += (f", {info['broken_outputs']} output file(s) listed as done but missing or unreadable (rerun the "
+                    "same anonymize command to redo them)")
+        typer.echo(f"anoncli inspect: {path} is not complete: {why}", err=True)
         raise typer.Exit(3)
 
 

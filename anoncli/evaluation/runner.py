@@ -122,10 +122,9 @@ def _attacker_data(config: EvaluateConfig, tested_speakers: set, attacker_backen
     if not kept:
         raise InputError(f"--attacker-data {original}: no utterance of a speaker other than those evaluated "
                          f"({len(pairs)} pairs, every one of a tested speaker or without a speaker label)")
-    args = dict(need_signal=False, need_attr=True, use_cache=config.use_cache, corpus_root=corpus.root,
-                progress=config.progress)
-    data = extract(kept, None, attacker_backend, executor=executor, backend_spec=(config.asv_model, False), **args) \
-        if executor is not None else extract(kept, None, attacker_backend, **args)
+    data = extract(kept, None, attacker_backend, need_signal=False, need_attr=True, use_cache=config.use_cache,
+                   corpus_root=corpus.root, progress=config.progress, executor=executor,
+                   backend_spec=(config.asv_model, False))
     ok = data.ok
     utts = [utt for (utt, _), good in zip(kept, ok) if good]
     notes = [f"--attacker-data: {len(pairs) - len(kept)} of {len(pairs)} pairs left out (a speaker evaluated here, "
@@ -221,11 +220,9 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         extract_args = dict(need_signal="signal" in needs, need_attr=need_attr,
                             use_cache=config.use_cache, corpus_root=corpus.root, progress=config.progress,
                             known=manifest_scores(pairing, Path(config.anonymized)))
-        if ctx.executor is not None:
-            data = extract(pairing.pairs, backend, attacker_backend, executor=ctx.executor,
-                           backend_spec=(config.asv_model, need_embed), **extract_args)
-        else:
-            data = extract(pairing.pairs, backend, attacker_backend, **extract_args)
+        # with an executor the chunks run on its workers, which build their encoders from backend_spec
+        data = extract(pairing.pairs, backend, attacker_backend, executor=ctx.executor,
+                       backend_spec=(config.asv_model, need_embed), **extract_args)
         timings["extract"] = time.time() - t0
         timings.update({f"extract.{k}": v for k, v in data.timings.items()})
         notes.extend(data.errors)

@@ -192,8 +192,7 @@ def check_paths(config: AnonymizeConfig) -> None:
     if out.is_dir() and not _is_anoncli_output(out):
         others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         if others:
-            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-            raise InputError(f"--out {config.out}: holds other files ({shown}) and no anoncli manifest; "
+            raise InputError(f"--out {config.out}: holds other files ({_first_names(others)}) and no anoncli manifest; "
                              "choose a new or empty folder")
 
 
@@ -225,16 +224,15 @@ def _check_compatible(config: AnonymizeConfig) -> str | None:
 
 def _check_settings(config: AnonymizeConfig, previous: dict | None) -> None:
     """Refuse settings that would change what is written (see `AnonymizeConfig.result_settings`)."""
+    current = json.loads(json.dumps(config.result_settings(), default=str))
     # another key names every file anew: even --overwrite would leave the old pseudonyms' files beside the new
-    if previous and previous.get("pseudonym_key") and previous["pseudonym_key"] != config.result_settings().get(
-            "pseudonym_key"):
+    if previous and previous.get("pseudonym_key") and previous["pseudonym_key"] != current.get("pseudonym_key"):
         raise AnoncliError(f"--out {config.out}: was pseudonymized with another key; give the --mapping FILE of "
                            "that run (its key is kept beside it), or use another --out")
     if not previous or config.overwrite:
         return
     if previous.get("alpha") is not None:  # a folder written when --alpha was a setting of its own
         previous = {**previous, "params": {**(previous.get("params") or {}), "alpha": str(previous["alpha"])}}
-    current = json.loads(json.dumps(config.result_settings(), default=str))
     changed = [key for key in current if key in previous and previous[key] != current[key]]
     if changed:
         details = ", ".join(f"{key}: {previous[key]!r} -> {current[key]!r}" for key in changed)
@@ -296,6 +294,11 @@ def _pseudonymizer(config: AnonymizeConfig) -> Pseudonymizer | None:
     if not config.pseudonymize:
         return None
     return Pseudonymizer(load_or_create_key(config.mapping))
+
+
+def _first_names(names: list[str], shown: int = 3) -> str:
+    """The first `shown` names, comma-separated, with ", ..." when there are more."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 @contextlib.contextmanager
@@ -452,18 +455,16 @@ def _run_locked(config: AnonymizeConfig, job_plan: Plan, method, method_config: 
     summary = RunSummary(processed=0, ok=0, failed=0, skipped=job_plan.skipped_done, audio_s=0.0, wall_s=0.0,
                          errors=[], skipped_failed=job_plan.skipped_failed)
     if job_plan.changed:
-        shown = ", ".join(job_plan.changed[:3]) + (", ..." if len(job_plan.changed) > 3 else "")
         summary.warnings.append(f"{len(job_plan.changed)} input file(s) changed since they were anonymized "
-                                f"(size or content), redone: {shown}")
+                                f"(size or content), redone: {_first_names(job_plan.changed)}")
     if config.per_speaker:
         unnamed = sum(u.speaker is None for u in job_plan.todo)
         if unnamed:
             summary.warnings.append(f"--per-speaker: {unnamed} file(s) have no speaker label, so their draws are "
                                     "per utterance (give speakers with a labels table or --labels)")
     if job_plan.lost:
-        shown = ", ".join(job_plan.lost[:3]) + (", ..." if len(job_plan.lost) > 3 else "")
         summary.warnings.append(f"{len(job_plan.lost)} output file(s) the manifest lists as done were missing "
-                                f"from {config.out} or damaged, redone: {shown}")
+                                f"from {config.out} or damaged, redone: {_first_names(job_plan.lost)}")
     t0 = time.perf_counter()
     from anoncli.jobs.progress import JobProgress
 

@@ -30,7 +30,7 @@ def load_or_create_key(mapping: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
+        return _read_key(path)
     key = secrets.token_bytes(32)
     with os.fdopen(fd, "w") as handle:
         handle.write(key.hex() + "\n")
@@ -43,8 +43,12 @@ def key_id(mapping: Path) -> str | None:
     path = key_path(mapping)
     if not path.is_file():
         return None
-    key = bytes.fromhex(path.read_text().strip())
-    return "key-" + hmac.new(key, b"anoncli key id", hashlib.sha256).hexdigest()[:12]
+    return "key-" + hmac.new(_read_key(path), b"anoncli key id", hashlib.sha256).hexdigest()[:12]
+
+
+def _read_key(path: Path) -> bytes:
+    """The key a key file holds (hex text)."""
+    return bytes.fromhex(path.read_text().strip())
 
 
 class Pseudonymizer:

@@ -326,12 +326,11 @@ def _write_outputs(spec, method: Method, out: Path, utt: Utterance, row: Manifes
         rate_in = method.sample_rate or audio.sample_rate
         rate_out = spec.output_sample_rate or audio.sample_rate
         wave = resample(made, rate_in, rate_out)
-        top = float(np.max(np.abs(wave))) if wave.size else 0.0
-        if top > 0.999:  # write_audio scales it down rather than clip: say so (a float input above full scale)
+        rel = output_rel_path(utt, spec.fmt, pseudonyms)
+        top = write_audio(out / rel, wave, rate_out, spec.fmt)
+        if top > 0.999:  # write_audio scaled it down rather than clip: say so (a float input above full scale)
             scaled = f"output scaled by {20 * np.log10(0.999 / top):.1f} dB to fit the 16-bit range (peak {top:.3g})"
             row.note = f"{row.note}; {scaled}" if row.note else scaled
-        rel = output_rel_path(utt, spec.fmt, pseudonyms)
-        write_audio(out / rel, wave, rate_out, spec.fmt)
         row.update(output_path=rel, output_sample_rate=rate_out)
         return made, rate_in
     return None

@@ -82,7 +82,8 @@ def first_rows(out: Path, columns: list[str]) -> dict[str, tuple]:
     pass over the manifest files; a column a file lacks (written by an earlier version) reads as None."""
     rows: dict[str, tuple] = {}
     for path in manifest_files(out):
-        present = [c for c in columns if c in read_parquet_schema(path).names]
+        names = set(read_parquet_schema(path).names)
+        present = [c for c in columns if c in names]
         table = read_parquet(path, ["utt_id", *present])
         values = [table.column(c).to_pylist() if c in present else [None] * table.num_rows for c in columns]
         for utt, *row in zip(table.column("utt_id").to_pylist(), *values):

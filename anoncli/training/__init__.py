@@ -48,10 +48,6 @@ class TrainOptions:
     extra: dict[str, str] = field(default_factory=dict)
     register: bool = False            # --register: make the run's model what `--method M` uses by default
 
-    def wants_registration(self) -> bool:
-        """--register, or the older `--param register=true`."""
-        return self.register or str(self.extra.get("register", "")).strip().lower() in ("1", "true", "yes")
-
     def open_corpus(self):
         """The training corpus with its labels (`labels_file`, `labels_sep`) and `layout`.
 

@@ -339,8 +339,8 @@ def resolve_run_config(defaults: dict[str, dict], options) -> dict:
     """The run's config: a preset or JSON file (`--config`), then `--param` overrides, then
     `--epochs` and `--batch-size` when given (TrainOptions)."""
     config = apply_overrides(load_json_config(defaults, options.config), options.extra)
-    if "register" in config:  # opt-in: a trial run must not replace the model `anonymize` uses
-        config["register"] = options.wants_registration()
+    if options.register and "register" in config:  # --register (a config file or --param register=true too)
+        config["register"] = True
     if options.epochs:
         config["epochs"] = options.epochs
     if options.batch_size:

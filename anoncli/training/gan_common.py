@@ -483,7 +483,7 @@ def common_presets(**overrides: Any) -> dict[str, dict]:
         "distortion_weight": 1.0,
         "threads": 1,
         "amp": True,
-        "register": True,
+        "register": False,  # opt-in (--register): a trial run must not replace the model `anonymize` uses
         "progress": True,
         "attribute": None,
         "cache_dir": "",

@@ -44,14 +44,14 @@ PRESETS = {
               "lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "fm_weight": 10.0, "mel_weight": 45.0,
               "ngf": 32, "n_residual_layers": 3, "ndf": 16, "d_layers": 4, "d_downsampling": 4, "d_scales": 3,
               "d_max_channels": 256, "val_fraction": 0.2, "val_speakers": [], "val_files": 8,
-              "max_minutes": 0.0, "threads": 1, "register": True},
+              "max_minutes": 0.0, "threads": 1, "register": False},
     # The paper's recipe (melgan-neurips: batch 16, segment 8192, no mel loss), for a GPU:
     # 200 k steps, validated every 500.
     "full": {"sample_rate": 16000, "segment": 8192, "batch_size": 16, "epochs": 400, "steps_per_epoch": 500,
              "lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "fm_weight": 10.0, "mel_weight": 0.0,
              "ngf": 32, "n_residual_layers": 3, "ndf": 16, "d_layers": 4, "d_downsampling": 4, "d_scales": 3,
              "d_max_channels": 1024, "val_fraction": 0.2, "val_speakers": [], "val_files": 24,
-             "max_minutes": 0.0, "threads": 0, "register": True},
+             "max_minutes": 0.0, "threads": 0, "register": False},
 }
 
 

@@ -109,7 +109,7 @@ def _base_quick(method: str) -> dict:
         "stoi_floor": 0.75 if gender else 0.8,
         "val_fraction": 0.15, "val_speakers": [], "speakers": [], "exclude_speakers": [],
         "attribute": None, "cache_dir": "/tmp/anoncli-sf-cache",
-        "threads": 1, "register": True, "progress": True, "max_minutes": 0.0,
+        "threads": 1, "register": False, "progress": True, "max_minutes": 0.0,
     }
 
 
@@ -262,7 +262,8 @@ class SourceFilterTrainer:
         self.method = method
         self.options = options
         config = apply_overrides(load_json_config(presets(method), options.config), options.extra)
-        config["register"] = options.wants_registration()  # opt-in: see resolve_run_config
+        if options.register:  # --register (a config file or --param register=true says so too)
+            config["register"] = True
         if options.epochs:
             config["epochs"] = options.epochs
         if options.batch_size:

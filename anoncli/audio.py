@@ -257,6 +257,21 @@ def resample(samples, orig: int, new: int):
     return torch.from_numpy(out).to(device=samples.device, dtype=samples.dtype)
 
 
+def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
+    """(n,) samples cut or zero-padded at the end to exactly `length` samples (the array itself when it fits).
+
+    Resampling to another rate and back rounds the length twice
+    (22051 samples at 22050 Hz -> 16001 at 16 kHz -> 22052), so a
+    length-preserving method's output is fitted to its input's length.
+    """
+    samples = np.asarray(samples)
+    if len(samples) == length:
+        return samples
+    if len(samples) > length:
+        return samples[:length]
+    return np.concatenate([samples, np.zeros(length - len(samples), dtype=samples.dtype)])
+
+
 def output_intact(path: str | os.PathLike) -> bool:
     """Whether a file this program wrote is still whole, from its first bytes and size (microseconds a file).
 

@@ -290,6 +290,40 @@ def test_an_output_scaled_to_fit_16_bits_says_so_in_its_note(tmp_path):
     assert float(np.max(np.abs(sf.read(tmp_path / "out" / "loud.wav")[0]))) < 1.0
 
 
+def test_level_change_db_is_measured_on_the_file_as_written(tmp_path):
+    folder = tmp_path / "loud"
+    folder.mkdir()
+    t = np.arange(16000) / 16000
+    sf.write(folder / "loud.wav", (4.0 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000, subtype="FLOAT")
+    sf.write(folder / "quiet.wav", (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000, subtype="FLOAT")
+    run_anonymize(config(folder, tmp_path / "out"))  # identity: only the peak-safe scaling changes the level
+    rows = {row["utt_id"]: row for row in read_manifest(tmp_path / "out").to_pylist()}
+    for name, expected in (("loud", 20 * np.log10(0.999 / 4.0)), ("quiet", 0.0)):
+        original = sf.read(folder / f"{name}.wav")[0]
+        written = sf.read(tmp_path / "out" / f"{name}.wav")[0]
+        measured = 20 * np.log10(np.sqrt(np.mean(written ** 2)) / np.sqrt(np.mean(original ** 2)))
+        assert abs(measured - expected) < 0.05
+        assert abs(rows[name]["level_change_db"] - measured) < 0.05, rows[name]
+
+
+@pytest.mark.parametrize("method", ["identity", "mcadams"])
+def test_outputs_keep_the_input_length_at_odd_rates(tmp_path, method):
+    from synth_audio import voiced
+
+    folder = tmp_path / "rates"
+    folder.mkdir()
+    lengths = {22050: 11027, 44100: 22051, 11025: 5513, 8000: 4001}  # odd lengths: 22050 -> 16 kHz -> back rounds twice
+    for rate, n in lengths.items():
+        sf.write(folder / f"r{rate}.wav", voiced(n / rate + 0.01, rate)[:n], rate, subtype="PCM_16")
+    run_anonymize(config(folder, tmp_path / "out", method=method, score=False))
+    for rate, n in lengths.items():
+        info = sf.info(tmp_path / "out" / f"r{rate}.wav")
+        assert (info.samplerate, info.frames) == (rate, n)
+    run_anonymize(config(folder, tmp_path / "out16", method=method, score=False, output_sample_rate=16000))
+    for rate, n in lengths.items():
+        assert sf.info(tmp_path / "out16" / f"r{rate}.wav").frames == round(n * 16000 / rate)
+
+
 def test_a_pseudonymized_folder_refuses_another_key(corpus, tmp_path):
     out = tmp_path / "out"
     run_anonymize(config(corpus, out, pseudonymize=True, mapping=tmp_path / "a" / "map.csv"))

@@ -22,7 +22,7 @@ import numpy as np
 
 from anoncli import __version__
 from anoncli.atomic import atomic_path
-from anoncli.audio import Audio, resample, write_audio
+from anoncli.audio import Audio, fit_length, resample, write_audio
 from anoncli.corpus.reading import read_utterance_audio, source_stamp
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import AudioError, EnvironmentFailure
@@ -228,7 +228,8 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
         try:
             if isinstance(output, BaseException):
                 raise output
-            wave_out = _write_outputs(spec, method, out, item.utt, row, item.audio, output, pseudonyms)
+            wave_out = _write_outputs(spec, method, out, item.utt, row, item.audio, output, pseudonyms,
+                                      item.wave.shape[-1])
             row.update(status=STATUS_OK, elapsed_s=time.perf_counter() - started)
             written.append((item.utt, row, *(wave_out or (None, None))))
             rows.append(row)
@@ -310,10 +311,24 @@ def typed_output(method: Method, output: Any) -> MethodOutput:
     return MethodOutput(audio=output)
 
 
+def output_length(made: int, method_input: int, audio: Audio, rate_out: int) -> int:
+    """Samples of a written output: the input's length at `rate_out`, scaled by the method's own length change.
+
+    made: samples the method returned for `method_input` samples at its
+    rate. A method that keeps the length gives exactly
+    round(len(input) * rate_out / input rate) samples (len(input) at the
+    input's rate), whatever the rounding of the two resamplings.
+    """
+    nominal = round(len(audio.samples) * rate_out / audio.sample_rate)
+    return nominal if made == method_input else max(1, round(made * nominal / max(1, method_input)))
+
+
 def _write_outputs(spec, method: Method, out: Path, utt: Utterance, row: ManifestRow, audio: Audio, output,
-                   pseudonyms) -> tuple[np.ndarray, int] | None:
-    """Write one utterance's outputs; returns the audio as the method made it (samples, rate) before it was
-    resampled for writing, or None for features only."""
+                   pseudonyms, method_input: int) -> tuple[np.ndarray, int] | None:
+    """Write one utterance's outputs; returns the audio as written (samples, rate), at the method's rate (not
+    resampled for writing, so that scores need no second resampling), or None for features only.
+
+    method_input: the samples the method was given (at its rate), for `output_length`."""
     output = typed_output(method, output)
     if output.features is not None:
         rel = features_rel_path(utt, pseudonyms)
@@ -325,12 +340,13 @@ def _write_outputs(spec, method: Method, out: Path, utt: Utterance, row: Manifes
             raise AudioError("method produced NaN or infinite samples")
         rate_in = method.sample_rate or audio.sample_rate
         rate_out = spec.output_sample_rate or audio.sample_rate
-        wave = resample(made, rate_in, rate_out)
+        wave = fit_length(resample(made, rate_in, rate_out), output_length(len(made), method_input, audio, rate_out))
         rel = output_rel_path(utt, spec.fmt, pseudonyms)
         top = write_audio(out / rel, wave, rate_out, spec.fmt)
         if top > 0.999:  # write_audio scaled it down rather than clip: say so (a float input above full scale)
             scaled = f"output scaled by {20 * np.log10(0.999 / top):.1f} dB to fit the 16-bit range (peak {top:.3g})"
             row.note = f"{row.note}; {scaled}" if row.note else scaled
+            made = made * np.float32(0.999 / top)  # the scores (level_change_db) measure the file as written
         row.update(output_path=rel, output_sample_rate=rate_out)
         return made, rate_in
     return None

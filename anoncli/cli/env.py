@@ -10,6 +10,7 @@ on stderr.
 
 import importlib
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -218,11 +219,33 @@ def collect(checks: bool = True) -> dict[str, Any]:
         "device": _device_info(),
         "model_store": str(modelstore.store_root()),
         "models": modelstore.list_models(),
+        "data_licences": shipped_data_licences(),
     }
     if checks:
         report["checks"] = run_checks() + _local_model_checks(report["models"])
         report["healthy"] = all(item["ok"] for item in report["checks"])
     return report
+
+
+def shipped_data_licences() -> dict[str, str]:
+    """Each model shipped in the package (anoncli/pretrained/<name>/, the attackers included): the data it was
+    trained on and that data's licence, as its card.json states them. The weights carry these terms (see NOTICE)."""
+    from anoncli import modelstore
+
+    licences = {}
+    for folder in sorted(p for p in modelstore.shipped_dir("_").parent.glob("*") if p.is_dir()):
+        try:
+            data = json.loads((folder / modelstore.SHIPPED_CARD).read_text()).get("data")
+        except (OSError, ValueError):
+            continue
+        data = data if isinstance(data, dict) else {}
+        licence = data.get("licence")
+        if isinstance(licence, dict):  # one licence per corpus
+            licence = "; ".join(f"{corpus}: {text}" for corpus, text in licence.items())
+        elif not isinstance(licence, str):  # corpus -> "name (source), licence"
+            licence = "; ".join(text for text in data.values() if isinstance(text, str))
+        licences[folder.name] = licence or "not stated in its card.json"
+    return licences
 
 
 def _local_model_checks(models: list[dict]) -> list[dict[str, Any]]:
@@ -258,6 +281,8 @@ def _table(report: dict[str, Any]) -> None:
     models = report["models"]
     print_rows("models", ["method", "source", "sha256", "path"],
                [[m["method"], m["source"], m["sha256"][:12], m["path"]] for m in models] or [["(none)", "", "", ""]])
+    print_rows("data licences of the shipped models (their weights carry these terms; see NOTICE)",
+               ["model", "training data: licence"], [[name, text] for name, text in report["data_licences"].items()])
     if "checks" in report:
         print_rows("health checks", ["backend", "ok", "seconds", "needed for", "detail"],
                    [[c["name"], "ok" if c["ok"] else "BROKEN", c["seconds"], c["needed_for"], c["detail"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -139,3 +140,25 @@ def test_cli_export(tmp_path):
                                  "--pseudonymize", "--mapping", str(tmp_path / "m.csv")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.csv").is_file() and (tmp_path / "m.csv.key").is_file()
+
+
+def test_kaldi_ids_that_would_collide_get_the_promised_hash(tmp_path):
+    import numpy as np
+
+    corpus = tmp_path / "in"
+    (corpus / "d").mkdir(parents=True)
+    tone = (0.3 * np.sin(np.arange(1600) * 0.2)).astype("float32")
+    names = ["-rf.wav", "rf.wav", "d/x.wav", "d-x.wav", "a.wav"]
+    for name in names:
+        sf.write(corpus / name, tone, 16000, subtype="PCM_16")
+    out = tmp_path / "out"
+    run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="identity", progress=False, score=False))
+    tables = read_kaldi(export_output(out, "kaldi", tmp_path / "k").dest)
+    by_file = {Path(path).relative_to(out).as_posix(): utt for utt, path in tables["wav.scp"].items()}
+    assert sorted(by_file) == sorted(names)
+    assert len(set(by_file.values())) == len(names)
+    assert by_file["rf.wav"] == "rf" and by_file["a.wav"] == "a"  # safe and unique: unchanged
+    for name in ("-rf.wav", "d/x.wav", "d-x.wav"):
+        assert re.fullmatch(r"(rf|d-x)_[0-9a-f]{10}", by_file[name]), by_file
+    again = read_kaldi(export_output(out, "kaldi", tmp_path / "k2").dest)
+    assert again["wav.scp"].keys() == tables["wav.scp"].keys()  # the same ids on every export

@@ -51,19 +51,22 @@ _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 _ID_HASH_DIGITS = 10
 
 
-def safe_id(name: str, max_length: int = 200) -> str:
+def safe_id(name: str, max_length: int = 200, hash_of: str | None = None) -> str:
     """A name made of ASCII letters, digits, `.`, `_` and `-` only, unique and stable for any Unicode name.
 
-    A name that is already safe is returned unchanged. Otherwise the unsafe
-    runs become `_` and a hash of the full name is appended (`日本` ->
-    `u_e83335cfe1`), so two names that differ only in replaced characters
-    still get different ids, on every machine and every run. The result
-    never starts with `.` or `-` (no hidden files, no command-line options).
+    A name that is already safe is returned unchanged (unless `hash_of` is
+    given). Otherwise the unsafe runs become `_` and a hash of the full name
+    (or of `hash_of`, the original a caller already rewrote) is appended
+    (`日本` -> `u_e83335cfe1`, `-rf` -> `rf_<hash>`), so two names that differ
+    only in replaced characters still get different ids, on every machine
+    and every run. The result never starts with `.` or `-` (no hidden files,
+    no command-line options).
     """
     text = str(name)
-    if text and len(text) <= max_length and not _UNSAFE_ID.search(text) and text[0] not in ".-":
+    if hash_of is None and text and len(text) <= max_length and not _UNSAFE_ID.search(text) and text[0] not in ".-":
         return text
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()[:_ID_HASH_DIGITS]
+    original = text if hash_of is None else hash_of
+    digest = hashlib.blake2b(original.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()[:_ID_HASH_DIGITS]
     cleaned = _UNSAFE_ID.sub("_", text).strip("._-")
     cleaned = cleaned[: max(0, max_length - _ID_HASH_DIGITS - 1)]
     return f"{cleaned}_{digest}" if cleaned else f"u_{digest}"

@@ -10,7 +10,7 @@ validate_data_dir.sh requires.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from anoncli.corpus.utterance import safe_id
@@ -20,14 +20,17 @@ from anoncli.export.source import ExportRow
 GENDER_CODES = {"male": "m", "female": "f"}
 
 
-def kaldi_id(name: str) -> str:
+def kaldi_id(name: str, hashed: bool = False) -> str:
     """A Kaldi id for any name: ASCII letters, digits, `_`, `.` and `-`; folders become `-`.
 
-    Unchanged when the name is already safe (`spk1-utt1`); otherwise the
-    replaced characters are followed by a hash of the name, so `日本` and
-    `中国` get distinct ids that are the same on every run and machine.
+    Unchanged when the name is already safe (`spk1-utt1`); otherwise (a
+    character outside that set, a leading `-` or `.`) the replaced
+    characters are followed by a hash of the name, so `日本` and `中国`, or
+    `-rf` and `rf`, get distinct ids that are the same on every run and
+    machine. `hashed` appends the hash even to a safe name (`d/x` next to
+    `d-x`, which both read `d-x`).
     """
-    return safe_id(name.replace("/", "-").strip("-") or name)
+    return safe_id(name.replace("/", "-"), hash_of=name if hashed else None)
 
 
 def kaldi_ids(rows: list[ExportRow]) -> list[tuple[str, str]]:
@@ -40,9 +43,13 @@ def kaldi_ids(rows: list[ExportRow]) -> list[tuple[str, str]]:
     """
     ids = []
     seen: dict[str, str] = {}
+    # Names that read the same once folders become `-` (`d/x`, `d-x`) all get their hash: unique, and stable.
+    utt_shared = _shared(kaldi_id(row.utt_id) for row in rows)
+    spk_names = {row.speaker for row in rows if row.speaker}
+    spk_shared = _shared(kaldi_id(s) for s in spk_names)
     for row in rows:
-        utt = kaldi_id(row.utt_id)
-        speaker = kaldi_id(row.speaker) if row.speaker else None
+        utt = kaldi_id(row.utt_id, kaldi_id(row.utt_id) in utt_shared)
+        speaker = kaldi_id(row.speaker, kaldi_id(row.speaker) in spk_shared) if row.speaker else None
         if speaker is None:
             speaker = utt
             kaldi_utt = speaker
@@ -53,6 +60,12 @@ def kaldi_ids(rows: list[ExportRow]) -> list[tuple[str, str]]:
         seen[kaldi_utt] = row.utt_id
         ids.append((kaldi_utt, speaker))
     return ids
+
+
+def _shared(ids) -> set[str]:
+    """The ids that occur more than once."""
+    counts = Counter(ids)
+    return {i for i, n in counts.items() if n > 1}
 
 
 def _write(path: Path, lines: list[str]) -> None:

@@ -47,6 +47,7 @@ def evaluate(
     utility: Annotated[Optional[str], typer.Option("--utility", help="Feature outputs: the label column the service learns (default: the method's, e.g. gender for siamese, event for rdalm).")] = None,
     private: Annotated[Optional[str], typer.Option("--private", help="Feature outputs: the label column the attacker learns (default: the method's, e.g. speaker within gender for siamese, speech for rdalm).")] = None,
     attacker_data: Annotated[Optional[tuple[Path, Path]], typer.Option("--attacker-data", metavar="ORIGINAL2 ANONYMIZED2", help="Another corpus and its anonymized folder whose other speakers the attribute attackers also learn from (original side: original and ignorant attackers; anonymized side: informed), e.g. every speaker a model was trained on. Speakers of ORIGINAL are dropped from it; the tested utterances stay those of ORIGINAL.")] = None,
+    allow_missing: Annotated[int, typer.Option("--allow-missing", metavar="N", min=0, help="With --gate: let up to N pairs whose original or anonymized file cannot be read (broken, not audio, NaN samples) pass; by default one fails the gate. Each one is named on stderr and in summary.json meta either way.")] = 0,
 ) -> None:
     """Measure how private and how useful an anonymized corpus is (offline).
 
@@ -72,7 +73,7 @@ def evaluate(
         n_boot=bootstrap, progress=progress and not quiet, print_table=False, jobs=jobs or len(os.sched_getaffinity(0)), backend=backend,
         scheduler=scheduler, allow_commands=allow_commands,
         files_from=read_file_list(files_from) if files_from is not None else None,
-        utility=utility, private=private, attacker_data=attacker_data,
+        utility=utility, private=private, attacker_data=attacker_data, allow_missing=allow_missing,
     )
     result = run_evaluation(config)
     emit(result.summary, fmt, print_table, quiet)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,8 @@ class Extracted:
     # per pair: the anonymize run's link_cosine (resemblyzer) when its manifest had one, else NaN; None: no manifest scores
     manifest_link: np.ndarray | None = None
     reused: int = 0                      # pairs whose signal scores came from the manifest
+    # pair index -> (side, reason): "original" or "anonymized", the file that could not be decoded into finite audio
+    unreadable: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 # Scores an `anonymize` manifest holds (anoncli.scoring.quick_scores) that evaluate reuses instead of recomputing.
@@ -205,6 +207,18 @@ class _ChunkResult:
     errors: list[str]
     timings: dict[str, float]
     notes: dict[int, dict[str, str]]
+    unreadable: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+
+UNREADABLE = "audio"  # the notes key of a pair whose file could not be decoded
+
+
+def _load_finite(path: Path) -> tuple[np.ndarray, float]:
+    """`load_16k`, and an AudioError too when resampling left a sample that is not finite."""
+    wave, duration = load_16k(path)
+    if not np.isfinite(wave).all():
+        raise AudioError(f"{path}: samples that are not finite after resampling to {FEATURE_RATE} Hz")
+    return wave, duration
 
 
 def _pair_signal(w_o: np.ndarray, d_o: float, w_a: np.ndarray, d_a: float, f0_o: np.ndarray,
@@ -227,13 +241,18 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
     """
     timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
     errors: list[str] = []
+    unreadable: dict[int, tuple[str, str]] = {}
     loaded = {}
     t0 = time.time()
     for i, original_path, anon_path in chunk:
+        side = "original"
         try:
-            loaded[i] = (load_16k(original_path), load_16k(anon_path))
+            original = _load_finite(original_path)
+            side = "anonymized"
+            loaded[i] = (original, _load_finite(anon_path))
         except AudioError as err:
             errors.append(str(err))
+            unreadable[i] = (side, str(err))
     timings["decode"] += time.time() - t0
     todo = [i for i in loaded if i not in cached]
     computed: dict[int, dict] = {}
@@ -266,7 +285,8 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
                     signal[i], signal_notes = _pair_signal(w_o, d_o, w_a, d_a, original_entry["f0"], entry["f0"])
                 notes[i].update(signal_notes)
                 timings["signal"] += time.time() - t0
-    return _ChunkResult(indices, computed, anonymized, signal, errors, timings, notes)
+    notes.update({i: {UNREADABLE: f"unreadable {side} file ({why})"} for i, (side, why) in unreadable.items()})
+    return _ChunkResult(indices, computed, anonymized, signal, errors, timings, notes, unreadable)
 
 
 _WORKER_BACKENDS: dict[tuple, tuple] = {}
@@ -308,6 +328,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     notes: list[dict[str, str]] = [{} for _ in range(n)]
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []
+    unreadable: dict[int, tuple[str, str]] = {}
     timings = {"decode": 0.0, "embed": 0.0, "f0_features": 0.0, "signal": 0.0}
     keys = [file_key(utt.path) for utt, _ in pairs]
 
@@ -326,6 +347,9 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     def merge(result: _ChunkResult, cached: dict[int, dict]) -> None:
         """Fold one chunk's result into the per-pair arrays and the cache."""
         errors.extend(result.errors)
+        unreadable.update(result.unreadable)
+        for i in result.unreadable:
+            notes[i] = result.notes[i]
         for name, seconds in result.timings.items():
             timings[name] += seconds
         for i, entry in result.original.items():
@@ -368,7 +392,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
         link = np.array([entry["link_cosine"][0] if entry and "link_cosine" in entry else np.nan for entry in known])
     reused = sum(1 for i, entry in enumerate(known) if entry and ok[i]) if need_signal else 0
     return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors, timings, notes,
-                     link, reused)
+                     link, reused, dict(sorted(unreadable.items())))
 
 
 def _stack(entries: list[dict | None], ok: np.ndarray) -> SideArrays:

@@ -74,7 +74,8 @@ class LinkabilityProbe(Probe):
     gate_aliases = {"link": "linkability", "linkability": "linkability"}
 
     def expected(self) -> dict:
-        return dict.fromkeys(("cosine_mean", "cosine_median", "D_diag_oo", "D_diag_aa", "G_VD"), float("nan"))
+        return dict.fromkeys(("cosine_mean", "cosine_median", "cosine_missing", "D_diag_oo", "D_diag_aa", "G_VD"),
+                             float("nan"))
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         data, valid = ctx.data, ctx.valid
@@ -90,7 +91,7 @@ class LinkabilityProbe(Probe):
             summary.update(cosine_mean=float(np.nanmean(cos)), cosine_median=float(np.nanmedian(cos)),
                            cosine_from_manifest=int(take.sum()))
         summary["backend"] = ctx.backend_name
-        summary["cosine_missing"] = int(np.count_nonzero(valid & ~scoreable))
+        summary["cosine_missing"] = int(np.count_nonzero(~scoreable))  # unreadable pairs included
         return ProbeResult(summary, columns)
 
     @classmethod

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anoncli.errors import EXIT_GATE, EXIT_OK, AnoncliError, InputError
+from anoncli.errors import EXIT_GATE, EXIT_OK, AnoncliError, InputError, warn
 from anoncli.evaluation import gate as gate_mod
 from anoncli.evaluation import report
 from anoncli.evaluation.probes import Probe, ProbeContext, probe_classes
@@ -50,6 +50,7 @@ class EvaluateConfig:
     private: str | None = None   # feature outputs: --private label column (default: the method's)
     # --attacker-data: (original, anonymized) of other speakers the attribute attackers also train on
     attacker_data: tuple[Path, Path] | None = None
+    allow_missing: int = 0       # pairs with an unreadable file that the gate tolerates (--allow-missing)
 
 
 @dataclass
@@ -78,6 +79,26 @@ def prepare_out(out: Path, overwrite: bool) -> None:
             raise AnoncliError(f"{out}: --overwrite refuses to delete a folder that is not an anoncli report")
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _first(items: list[str], shown: int = 3) -> str:
+    """The first `shown` items joined with "; ", and how many more there are."""
+    more = f"; and {len(items) - shown} more" if len(items) > shown else ""
+    return "; ".join(items[:shown]) + more
+
+
+def unreadable_meta(data, n_pairs: int) -> dict:
+    """summary.json meta entries for the pairs whose audio could not be decoded: per side, the count and each
+    file with its reason (`unreadable_anonymized`, `unreadable_anonymized_files`, and the same for `original`)."""
+    meta = {}
+    for side in ("anonymized", "original"):
+        files = [why for s, why in data.unreadable.values() if s == side]
+        meta[f"unreadable_{side}"] = len(files)
+        if files:
+            meta[f"unreadable_{side}_files"] = files
+            warn(f"{len(files)} of {n_pairs} {side} files cannot be read and are left out of every figure "
+                 f"(summary.json meta.unreadable_{side}_files, scores.parquet score_notes): {_first(files)}")
+    return meta
 
 
 def available_probes(ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
@@ -228,6 +249,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         notes.extend(data.errors)
         ctx.data, ctx.backend_name = data, getattr(backend, "name", "")
         summary["meta"]["reused_manifest_scores"] = data.reused
+        summary["meta"].update(unreadable_meta(data, len(pairing.pairs)))
         per_utt["duration_s"] = data.original.durations
         per_utt["anonymized_duration_s"] = data.anonymized.durations
         if config.attacker_data is not None and need_attr:
@@ -255,7 +277,10 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     if ctx.executor is not None:
         stack.close()
     if ctx.data is not None:
-        per_utt["score_notes"] = ["; ".join(f"{column}: {why}" for column, why in pair_notes.items() if column in per_utt)
+        from anoncli.evaluation.extraction import UNREADABLE
+
+        per_utt["score_notes"] = ["; ".join(f"{column}: {why}" for column, why in pair_notes.items()
+                                            if column in per_utt or column == UNREADABLE)
                                   or None for pair_notes in ctx.data.notes]
 
     t0 = time.time()
@@ -286,6 +311,12 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     if config.gate:
         conditions = gate_mod.parse_gate(config.gate, summary, expected)
         failed = gate_mod.check_gate(conditions, summary)
+        unreadable = ctx.data.unreadable if ctx.data is not None else {}
+        if len(unreadable) > config.allow_missing:  # a broken output must not pass because it was left out
+            print(f"anoncli: gate failed: {len(unreadable)} of {len(pairing.pairs)} pairs have a file that cannot be "
+                  f"read (--allow-missing {config.allow_missing}): "
+                  f"{_first([why for _, why in unreadable.values()])}", file=sys.stderr)
+            exit_code = EXIT_GATE
         if pairing.unpaired:  # a gate judges a whole corpus, not the part an incomplete run wrote
             print(f"anoncli: gate failed: {config.anonymized} lacks {pairing.unpaired} of the "
                   f"{len(corpus.utterances)} original files (finish the anonymize run, or narrow ORIGINAL with "

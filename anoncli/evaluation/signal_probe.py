@@ -21,13 +21,14 @@ def signal_summary(signal: dict[str, np.ndarray], speakers: np.ndarray, n_boot: 
     """Mean, median and bootstrap CI of each signal score over the pairs where it is a number.
 
     `signal` maps a score name to its (N,) per-pair values, `speakers` (N,) the
-    bootstrap groups; `{key}_missing` counts the decoded (`valid`) pairs where
-    the score is NaN (scores.parquet's score_notes column says why).
+    bootstrap groups; `{key}_missing` counts the pairs where the score is NaN,
+    those whose audio could not be decoded (not `valid`) included
+    (scores.parquet's score_notes column says why).
     """
     summary = {}
     for key, values in signal.items():
-        finite = np.isfinite(values)
-        summary[f"{key}_missing"] = int(np.count_nonzero((valid if valid is not None else True) & ~finite))
+        finite = np.isfinite(values) & (valid if valid is not None else True)
+        summary[f"{key}_missing"] = int(np.count_nonzero(~finite))
         if not finite.any():
             continue
         summary[key] = float(np.mean(values[finite]))
@@ -47,7 +48,8 @@ class SignalProbe(Probe):
     table_rank = 40
 
     def expected(self) -> dict:
-        return {f"{key}{suffix}": float("nan") for key, _ in TABLE_SCORES for suffix in ("", "_median")}
+        keys = (*(key for key, _ in TABLE_SCORES), "level_change_db")
+        return {f"{key}{suffix}": float("nan") for key in keys for suffix in ("", "_median", "_missing")}
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         speakers = np.array([s or "" for s in ctx.speakers])

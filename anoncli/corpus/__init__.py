@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anoncli.corpus.labels import find_metadata
+from anoncli.corpus.labels import find_metadata, label_value
 from anoncli.corpus.layouts import AMBIGUOUS_SHARE, LAYOUTS, Scan, describe_tried, detect_named, get_layout
 from anoncli.corpus.layouts.audiofolder import attach_table, table_notes
 from anoncli.corpus.layouts.base import FilenameLayout
@@ -64,6 +64,15 @@ class Corpus:
 
 def _rename_reserved(columns: list[str]) -> dict[str, str]:
     return {c: (f"label_{c}" if c in RESERVED else c) for c in columns}
+
+
+def _drop_missing_markers(utterances: list[Utterance], columns: list[str]) -> None:
+    """Every layout's label values that mean "no value" (`NA`, `N/A`, `NaN`, `null`, `None`, `-`, empty) become None."""
+    for utt in utterances:
+        for column in columns:
+            value = utt.labels.get(column)
+            if value is not None and label_value(column, value) is None:
+                utt.labels[column] = None
 
 
 def _choose_layout(root: Path, layout: str, labels_file: Path | None):
@@ -163,6 +172,7 @@ def open_corpus(
         notes.append(note)
         notes.extend(table_notes(table, unlisted, absent))
 
+    _drop_missing_markers(utterances, columns)
     renames = _rename_reserved(columns)
     if any(old != new for old, new in renames.items()):
         for utt in utterances:

@@ -30,6 +30,26 @@ GENDER_VALUES = {
 }
 
 
+# Cells that spreadsheets, R, pandas and SQL exports write for "no value" (compared case-insensitively):
+# a missing label, never a class. The transcript is text and keeps them (an utterance may say "None").
+MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "-"})
+TEXT_COLUMNS = frozenset({"transcript"})
+
+
+def is_missing(value) -> bool:
+    """Whether a label cell means "no value": None, or a `MISSING_MARKERS` text (`NA`, `N/A`, `NaN`, ` null `)."""
+    return value is None or str(value).strip().lower() in MISSING_MARKERS
+
+
+def label_value(column: str, value) -> str | None:
+    """A label cell as the corpus keeps it: stripped text, None when empty or (except in `TEXT_COLUMNS`) a
+    missing marker."""
+    text = _clean(value)
+    if text is None or (column not in TEXT_COLUMNS and is_missing(text)):
+        return None
+    return text
+
+
 # Other names for the normalised label columns (Common Voice, HF datasets, lab spreadsheets).
 COLUMN_ALIASES = {
     "speaker_id": "speaker", "spk": "speaker", "spk_id": "speaker", "client_id": "speaker",
@@ -354,7 +374,7 @@ def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[st
             continue
         if rel_key in labels:
             raise InputError(f"{path}: {where}: {raw!r} is listed twice")
-        values = {names[c]: _clean(row.get(c)) for c in columns}
+        values = {names[c]: label_value(names[c], row.get(c)) for c in columns}
         if "gender" in values:
             values["gender"] = normalise_gender(values["gender"])
         if "emotion" in values:

@@ -6,12 +6,11 @@ from typing import Any
 
 import torch
 
-from anoncli.corpus.utterance import Utterance
-from anoncli.methods.learned import LearnedMelMethod
+from anoncli.methods.learned import LearnedMethod
 from anoncli.models.generators import gengan_generator, gengan_noise_map
 
 
-class GenGAN(LearnedMelMethod):
+class GenGAN(LearnedMethod):
     """GenGAN (Stoidis & Cavallaro, 2022): a U-Net fed a seeded noise map that makes the gender ambiguous."""
 
     name = "gengan"
@@ -21,10 +20,7 @@ class GenGAN(LearnedMelMethod):
         generator.load_state_dict(state["models"]["generator"])
         return {"generator": generator}
 
-    def utterance_params(self, utt: Utterance) -> dict[str, Any]:
-        seed = self.utterance_seed(utt)
-        if self.source_filter:   # the prosody head moves F0 and formants towards a target class
-            return {"noise_seed": seed, "target": self.draw_target(seed)}
+    def network_params(self, seed: int) -> dict[str, Any]:
         return {"noise_seed": seed}
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:

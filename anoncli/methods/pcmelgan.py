@@ -6,12 +6,11 @@ from typing import Any
 
 import torch
 
-from anoncli.corpus.utterance import Utterance
-from anoncli.methods.learned import LearnedMelMethod
+from anoncli.methods.learned import LearnedMethod
 from anoncli.models.generators import pcmelgan_filter, pcmelgan_generator, pcmelgan_z
 
 
-class PCMelGAN(LearnedMelMethod):
+class PCMelGAN(LearnedMethod):
     """PCMelGAN (Ericsson et al., 2020): a filter network removes the attribute, a generator draws a random target value."""
 
     name = "pcmelgan"
@@ -23,8 +22,7 @@ class PCMelGAN(LearnedMelMethod):
             module.load_state_dict(state["models"][name])
         return modules
 
-    def utterance_params(self, utt: Utterance) -> dict[str, Any]:
-        seed = self.utterance_seed(utt)
+    def network_params(self, seed: int) -> dict[str, Any]:
         return {"noise_seed": seed, "target": self.draw_target(seed)}
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:

@@ -6,12 +6,11 @@ from typing import Any
 
 import torch
 
-from anoncli.corpus.utterance import Utterance
-from anoncli.methods.learned import LearnedMelMethod
+from anoncli.methods.learned import LearnedMethod
 from anoncli.models.generators import psegan_generator
 
 
-class PSEGAN(LearnedMelMethod):
+class PSEGAN(LearnedMethod):
     """PSEGAN: a gated, dilated U-Net conditioned on a randomly drawn target emotion."""
 
     name = "psegan"
@@ -21,10 +20,7 @@ class PSEGAN(LearnedMelMethod):
         generator.load_state_dict(state["models"]["generator"])
         return {"generator": generator}
 
-    def utterance_params(self, utt: Utterance) -> dict[str, Any]:
-        seed = self.utterance_seed(utt)
-        if self.source_filter:   # the prosody head also takes noise
-            return {"target": self.draw_target(seed), "noise_seed": seed}
+    def network_params(self, seed: int) -> dict[str, Any]:
         return {"target": self.draw_target(seed)}
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:

@@ -13,6 +13,8 @@ all on 10 ms frames (`anoncli.synthesis.source_filter`).
   numbers: a log-F0 shift, a log-F0 range scale (log), an energy range scale
   (log) and a formant warp (log). Its last layer starts at zero: a new head
   is the identity transform.
+  An utterance with no voiced frame gets the training mean in place of its
+  log-F0 statistics (`ProsodyHead.without_f0`).
 * `apply_prosody`: the new log-F0 contour  m + shift + exp(a) (log F0 - m)
   (m = the utterance's median log-F0; a < 0 flattens the contour) and the
   energy change in dB, (exp(b) - 1) (E - median E), clamped to
@@ -27,6 +29,8 @@ import torch
 from torch import nn
 
 STATS_DIM = 11
+# the log-F0 statistics (mean, std, 10/50/90th percentiles) among the STATS_DIM numbers
+F0_STATS = slice(0, 5)
 PROSODY_OUTPUTS = ("f0_shift", "f0_log_scale", "energy_log_scale", "log_warp")
 NOISE_DIM = 4
 ACTIVE_RANGE_DB = 40.0
@@ -116,6 +120,14 @@ class ProsodyHead(nn.Module):
     def normalise(self, stats: torch.Tensor) -> torch.Tensor:
         """Stats (B, STATS_DIM) standardised with the training mean and std saved with the weights."""
         return (stats - self.stats_mean) / self.stats_std
+
+    def without_f0(self, stats: torch.Tensor) -> torch.Tensor:
+        """Stats (..., STATS_DIM) of an utterance with no voiced frame: its log-F0 statistics (zeros, as
+        `utterance_stats` gives them) replaced by the training mean, so the head reads "no evidence"
+        rather than an F0 of 1 Hz; the energy statistics and the voiced fraction (0) are kept."""
+        stats = stats.clone()
+        stats[..., F0_STATS] = self.stats_mean[F0_STATS].to(stats)
+        return stats
 
     def forward(self, stats: torch.Tensor, label: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.normalise(stats), self.embedding(label.long()), z.to(stats)], dim=1)

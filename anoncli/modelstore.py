@@ -21,6 +21,8 @@ CARD_FILE = "model.json"
 # Models shipped inside the package: anoncli/pretrained/<method>/model.safetensors + card.json.
 SHIPPED_WEIGHTS = "model.safetensors"
 SHIPPED_CARD = "card.json"
+# The checkpoint format `anoncli.training.loop` writes and `load_model` returns (older ones are converted).
+FORMAT_VERSION = 2
 
 
 def store_root() -> Path:
@@ -80,8 +82,9 @@ def shipped_model(method: str) -> Path | None:
 
 
 def load_shipped(path: str | os.PathLike) -> dict:
-    """A shipped model (safetensors weights + card.json beside it) as a checkpoint-style state:
-    method, config, classes, attribute, models {module: state dict}, sha256 of the weights."""
+    """A shipped model (safetensors weights + card.json beside it) as a current-format checkpoint state:
+    method, config, classes, attribute, models {module: state dict}, trainer_config and data_fingerprint
+    (from the card when it records them), sha256 of the weights."""
     from anoncli.models.safetensors_io import load_file
 
     path = Path(path)
@@ -95,8 +98,10 @@ def load_shipped(path: str | os.PathLike) -> dict:
     for key, value in tensors.items():
         module, _, name = key.partition(".")
         modules.setdefault(module, {})[name] = value
-    return {"method": card.get("method"), "config": model["config"], "classes": model["classes"],
-            "attribute": model.get("attribute", ""), "models": modules, "sha256": _sha256(path)}
+    return {"format_version": FORMAT_VERSION, "method": card.get("method"), "config": model["config"],
+            "classes": model["classes"], "attribute": model.get("attribute", ""), "models": modules,
+            "trainer_config": card.get("config") if isinstance(card.get("config"), dict) else {},
+            "data_fingerprint": card.get("data_fingerprint"), "sha256": _sha256(path)}
 
 
 def file_sha256(path: str | os.PathLike) -> str | None:
@@ -185,11 +190,77 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                            f"({type(err).__name__}); retrain it, or remove it") from None
 
 
+def load_model(path: str | os.PathLike, map_location="cpu") -> dict:
+    """The one loader of anoncli models: a shipped `model.safetensors` (+ `card.json`) or a `.pt`
+    checkpoint of any format anoncli wrote, as a current-format dict (see `upgrade_checkpoint`).
+
+    Raises AnoncliError for a missing, damaged or foreign file, or one of a newer format.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_shipped(path)
+    return upgrade_checkpoint(load_checkpoint(path, map_location), path)
+
+
+def upgrade_checkpoint(state: dict, path: str | os.PathLike = "checkpoint") -> dict:
+    """A loaded checkpoint in the current format (`FORMAT_VERSION`); older ones are converted.
+
+    The current format (written by `anoncli.training.loop`) holds `format_version`,
+    `method`, `models` ({module: state dict}), `config` (the settings that
+    describe the networks), `trainer_config` (every training setting),
+    `data_fingerprint` (of the training utterances), and for attribute models
+    `classes` and `attribute`. Format 1 (every trainer its own keys: `models` or
+    `train_models` or one key per network, a `train_config_json` string) is
+    converted: its networks are gathered under `models` (the original keys are
+    kept), its training settings become `trainer_config`, and `data_fingerprint`
+    is None (not recorded then). A format newer than this anoncli reads is refused.
+    """
+    if not isinstance(state, dict):
+        raise AnoncliError(f"{path}: not an anoncli checkpoint (a {type(state).__name__}, not a dict)")
+    version = state.get("format_version")
+    if version is None:
+        return _convert_format_1(state)
+    if int(version) > FORMAT_VERSION:
+        raise AnoncliError(f"{path}: checkpoint format {version} is newer than this anoncli reads "
+                           f"({FORMAT_VERSION}); upgrade anoncli to load it")
+    return state
+
+
+def _is_state_dict(value) -> bool:
+    import torch
+
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _convert_format_1(state: dict) -> dict:
+    out = dict(state)
+    if isinstance(state.get("train_models"), dict):      # the source-filter trainer: every module here
+        models = {**state["train_models"], **state.get("models", {})}
+    elif isinstance(state.get("models"), dict):
+        models = dict(state["models"])
+    else:                                                # one top-level key per network (MelGAN, Siamese, RDAL-M)
+        models = {key: value for key, value in state.items()
+                  if _is_state_dict(value) and not key.startswith("opt") and not key.endswith("_opt")}
+    out["models"] = models
+    if not out.get("method") and {"generator", "discriminator"} <= set(models) and "opt_g" in state:
+        out["method"] = "melgan"                          # the MelGAN trainer did not write its name
+    try:
+        trainer_config = json.loads(state["train_config_json"]) if "train_config_json" in state else None
+    except ValueError:
+        trainer_config = None
+    out["trainer_config"] = trainer_config if isinstance(trainer_config, dict) else dict(state.get("config") or {})
+    out.setdefault("config", {})
+    out["data_fingerprint"] = None
+    out["format_version"] = FORMAT_VERSION
+    out["converted_from"] = int(state.get("format", 1))
+    return out
+
+
 def load_method_checkpoint(method: str, checkpoint: str | os.PathLike | None = None) -> tuple[Path, dict]:
-    """Find `method`'s checkpoint (given, or in the model store), load it safely, and check it is one
-    of `method` (a PSEGAN run passed to --method gengan is a user error, not a crash later)."""
+    """Find `method`'s checkpoint (given, or in the model store), load it safely (`load_model`), and check
+    it is one of `method` (a PSEGAN run passed to --method gengan is a user error, not a crash later)."""
     path = find(method, checkpoint)
-    state = load_shipped(path) if path.suffix == ".safetensors" else load_checkpoint(path, "cpu")
+    state = load_model(path, "cpu")
     check_kind(path, state, method)
     return path, state
 

@@ -27,6 +27,7 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, noise).")] = 0,
     config: Annotated[Optional[str], typer.Option("--config", help="quick, full, or a JSON config file.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Extra KEY=VALUE setting; repeatable.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", min=0, help="Stop after the epoch that passes this many minutes; rerun the command to continue (default: the config's, 0 = no limit).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over even if RUN holds a finished or partial run.")] = False,
     register: Annotated[bool, typer.Option("--register", help="Make the trained model what `anonymize --method M` uses by default (copied to $ANONCLI_MODELS/M, replacing the one there). Without it, use the run with --checkpoint RUN.")] = False,
     fmt: FormatOption = "table",
@@ -41,7 +42,7 @@ def train(
     options = TrainOptions(
         corpus=corpus, out=out, labels_file=labels, labels_sep=labels_sep, layout=layout, label=label, attribute=attribute,
         utility=utility, epochs=epochs, batch_size=batch_size, device=resolve_device(device), seed=seed,
-        overwrite=overwrite, config=config, extra=parse_params(param), register=register,
+        overwrite=overwrite, config=config, extra=parse_params(param), register=register, max_minutes=max_minutes,
     )
     summary = trainer(options)
     emit(summary, fmt, _print_summary, quiet)

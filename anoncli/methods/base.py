@@ -17,14 +17,13 @@ imports torch: the lean CPU path.
 
 from __future__ import annotations
 
-import types
-import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from anoncli.errors import AnoncliError
+from anoncli.params import from_params
 from anoncli.seeding import derive_seed
 
 if TYPE_CHECKING:  # neither is needed to read the registry or to run a lean (numpy) method
@@ -67,38 +66,14 @@ class MethodOutput:
             raise ValueError("a method output needs audio, features or both")
 
 
-_FALSE_WORDS = ("0", "false", "no", "off")
-_TRUE_WORDS = ("1", "true", "yes", "on")
-
-
-def _convert(name: str, value: Any, kind: Any) -> Any:
-    """One `--param` value (usually a string) as the type its options field declares."""
-    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        if value is None:
-            return None
-        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-    if kind is bool:
-        word = str(value).strip().lower()
-        if word not in _FALSE_WORDS + _TRUE_WORDS:  # "flase" or "maybe" must not silently mean true
-            raise AnoncliError(f"--param {name}={value}: expected one of {', '.join(_TRUE_WORDS + _FALSE_WORDS)}")
-        return word in _TRUE_WORDS
-    if kind in (int, float):
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            raise AnoncliError(f"--param {name}={value}: expected {'an integer' if kind is int else 'a number'}") from None
-    return value if kind is Any else kind(value)
-
-
 def options_from_params(options_class: type, params: Mapping[str, Any]) -> Any:
-    """An instance of the dataclass `options_class` from `--param` pairs: each field it declares, converted.
+    """An instance of the dataclass `options_class` from `--param` pairs: each field it declares, converted
+    by its type hint (`anoncli.params`, the converter trainers use too).
 
     Keys the dataclass does not declare are left to the method (and ignored
     here); a value that does not convert raises AnoncliError naming it.
     """
-    hints = typing.get_type_hints(options_class)
-    values = {f.name: _convert(f.name, params[f.name], hints[f.name]) for f in fields(options_class) if f.name in params}
-    return options_class(**values)
+    return from_params(options_class, params)
 
 
 class Method(ABC):

@@ -1,7 +1,9 @@
 """Registry of trainers for `anoncli train --method NAME`: one module each, imported when used.
 
-A trainer is a function `train(options: TrainOptions) -> dict` that writes its
-run folder (checkpoints, log.parquet, model.json) and returns a summary.
+A trainer is a `anoncli.training.loop.Trainer` subclass (its module docstring
+says how to write one): the one loop `fit` runs it, writing the run folder
+(checkpoints, log.jsonl, log.parquet, model.json), and returns a summary. A
+registry entry may also name a function `train(options: TrainOptions) -> dict`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class TrainOptions:
     config: str | None = None         # "quick" / "full" or a path to a JSON config
     extra: dict[str, str] = field(default_factory=dict)
     register: bool = False            # --register: make the run's model what `--method M` uses by default
+    max_minutes: float | None = None  # --max-minutes: stop after the epoch that passes this wall time (resumable)
 
     def open_corpus(self):
         """The training corpus with its labels (`labels_file`, `labels_sep`) and `layout`.
@@ -64,9 +67,11 @@ def trainer_names() -> list[str]:
 
 
 def get_trainer(name: str) -> Callable[[TrainOptions], dict]:
-    """The training function registered as `name` (its module imported now); raises AnoncliError (exit 2) for an unknown name."""
+    """The training function registered as `name` (its module imported now): a Trainer class's `train`,
+    or the function registered; raises AnoncliError (exit 2) for an unknown name."""
     if name not in TRAINERS:
         known = ", ".join(trainer_names()) or "none yet"
         raise AnoncliError(f"unknown training method {name!r} (choose from: {known})")
-    module_name, func_name = TRAINERS[name].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
+    module_name, attr = TRAINERS[name].split(":")
+    target = getattr(importlib.import_module(module_name), attr)
+    return target.train if isinstance(target, type) else target

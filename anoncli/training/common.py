@@ -5,13 +5,15 @@ A run folder RUN holds:
 * `RUN/config.json`      the resolved training config (a resumed run must match it);
 * `RUN/checkpoints/last.pt` and `RUN/checkpoints/best.pt` (plain dicts of tensors,
   loadable with `torch.load(..., weights_only=True)`);
-* `RUN/log.parquet`      one row per logged step/epoch (losses, validation figures);
+* `RUN/log.parquet`      one row per epoch (mean losses, validation figures);
+* `RUN/log.jsonl`        the same rows plus every step's losses, one JSON object a line;
 * `RUN/model.json`       the model card (data, labels, config, validation figures);
 * `RUN/cache/`           features computed once per run (mels), reused on resume.
 
 Checkpoints are written every epoch with temp file + os.replace, so a kill at
 any moment leaves the last complete epoch behind and `resume()` continues
-from it.
+from it. `anoncli.training.loop.fit` drives a run folder; trainer configs are
+typed dataclasses converted by `anoncli.params`.
 """
 
 from __future__ import annotations
@@ -34,14 +36,19 @@ from anoncli.atomic import atomic_path, atomic_write_json  # noqa: F401 (atomic_
 CARD_NAME = "model.json"
 CONFIG_NAME = "config.json"
 LOG_NAME = "log.parquet"
+JSONL_NAME = "log.jsonl"
 
 
 # --------------------------------------------------------------------------- seeding, device
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed python and torch (CPU and CUDA); return a torch Generator for data order."""
+    """Seed python's `random`, numpy's global generator and torch (CPU and CUDA); return a torch
+    Generator seeded with `seed` for data order."""
+    import numpy as np
+
     random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
@@ -187,14 +194,21 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 class RunFolder:
     """Checkpoints, log and model card of one training run, with resume."""
 
-    def __init__(self, out: Path, config: dict, overwrite: bool = False, resume_keys: Sequence[str] | None = None):
+    def __init__(self, out: Path, config: dict, overwrite: bool = False, resume_keys: Sequence[str] | None = None,
+                 create: bool = True):
+        """Check `out` can hold a run of `config` (with `overwrite`, clear what a previous run left);
+        `create` makes the folder and writes config.json now, else `create()` does it later (after
+        the data is checked, so a bad corpus leaves no run folder behind).
+
+        Raises AnoncliError when `out` is a file or holds a run whose `resume_keys` settings differ.
+        """
         self.root = Path(out)
         self.config = config
         if self.root.exists() and not self.root.is_dir():
             raise AnoncliError(f"{self.root}: exists and is not a folder")
         saved = self.root / CONFIG_NAME
         if overwrite and self.root.exists():
-            for name in ("checkpoints/last.pt", "checkpoints/best.pt", LOG_NAME, CARD_NAME, CONFIG_NAME):
+            for name in ("checkpoints/last.pt", "checkpoints/best.pt", LOG_NAME, JSONL_NAME, CARD_NAME, CONFIG_NAME):
                 target = self.root / name
                 if target.exists():
                     target.unlink()
@@ -207,13 +221,22 @@ class RunFolder:
                     f"{self.root}: holds a run with a different config ({', '.join(changed)}); "
                     "use another --out or --overwrite to start over"
                 )
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(saved, config)
         self._log_rows: list[dict] = []
-        if (self.root / LOG_NAME).exists() and not overwrite:
+        self._created = False
+        if create:
+            self.create()
+
+    def create(self) -> None:
+        """Make the run folder, write config.json and read the log a previous session left."""
+        if self._created:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.root / CONFIG_NAME, self.config)
+        if (self.root / LOG_NAME).exists():
             import pyarrow.parquet as pq
 
             self._log_rows = pq.read_table(self.root / LOG_NAME).to_pylist()
+        self._created = True
 
     # paths
     @property
@@ -245,27 +268,52 @@ class RunFolder:
             return None
         return load_checkpoint(self.last_path, map_location)
 
-    def save(self, state: dict, best: bool = False) -> None:
-        """Write `last.pt` (and `best.pt` when this epoch is the best so far)."""
-        atomic_torch_save(state, self.last_path)
+    def save(self, state: dict, best: bool = False, last: bool = True) -> None:
+        """Write `last.pt` (unless not `last`: a best state in the middle of an epoch) and `best.pt` when `best`."""
+        if last:
+            atomic_torch_save(state, self.last_path)
         if best:
             atomic_torch_save(state, self.best_path)
 
     # log
     def log(self, rows: dict | list[dict]) -> None:
-        """Append rows and rewrite RUN/log.parquet atomically (logs are small)."""
+        """Append epoch rows to RUN/log.jsonl and rewrite RUN/log.parquet atomically (logs are small)."""
         if isinstance(rows, dict):
             rows = [rows]
         stamp = time.time()
-        self._log_rows.extend({"time": stamp, **r} for r in rows)
+        rows = [{"time": stamp, **r} for r in rows]
+        self._log_rows.extend(rows)
+        self._append_jsonl([{"kind": "epoch", **r} for r in rows])
         self._write_log()
+
+    def log_step(self, row: dict) -> None:
+        """Append one step's figures (losses, mid-epoch validation) to RUN/log.jsonl."""
+        self._append_jsonl([{"kind": "step", "time": time.time(), **row}])
+
+    def _append_jsonl(self, rows: list[dict]) -> None:
+        with open(self.root / JSONL_NAME, "a") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, default=_json_value) + "\n")
 
     def truncate_log(self, epoch: int) -> None:
         """Drop rows of epochs after `epoch` (left by a killed run that did not checkpoint them)."""
         self._log_rows = [r for r in self._log_rows if int(r.get("epoch", 0) or 0) <= epoch]
         self._write_log()
+        path = self.root / JSONL_NAME
+        if path.exists():
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    if int(json.loads(line).get("epoch", 0) or 0) <= epoch:
+                        kept.append(line + "\n")
+                except ValueError:          # a line cut short by a kill
+                    continue
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(kept))
 
     def _write_log(self) -> None:
+        if not self._log_rows and not (self.root / LOG_NAME).exists():
+            return
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -310,66 +358,59 @@ def set_rng_state(state: dict | None) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_json_config(defaults: dict[str, dict], choice: str | None, recipe_dir: Path | None = None) -> dict:
-    """A named preset ("quick", "full") or a JSON file; a file may name a `base` preset it extends."""
-    choice = choice or "quick"
-    if choice in defaults:
-        return dict(defaults[choice])
-    path = Path(choice)
-    if not path.is_file():
-        raise AnoncliError(f"--config {choice!r}: neither a preset ({', '.join(defaults)}) nor a JSON file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise AnoncliError(f"{path}: cannot read JSON config ({err})") from None
-    if not isinstance(data, dict):
-        raise AnoncliError(f"{path}: a JSON config must be an object")
-    base = data.pop("base", "quick")
-    if base not in defaults:
-        raise AnoncliError(f"{path}: unknown base preset {base!r}")
-    merged = dict(defaults[base])
-    unknown = [k for k in data if k not in merged and not k.startswith("_")]
-    if unknown:
-        raise AnoncliError(f"{path}: unknown config keys: {', '.join(unknown)}")
-    merged.update({k: v for k, v in data.items() if not k.startswith("_")})
-    return merged
+def _json_value(value: Any) -> Any:
+    """JSON for what json cannot write itself (tensors, numpy scalars, paths)."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
 def resolve_run_config(defaults: dict[str, dict], options) -> dict:
-    """The run's config: a preset or JSON file (`--config`), then `--param` overrides, then
-    `--epochs` and `--batch-size` when given (TrainOptions)."""
-    config = apply_overrides(load_json_config(defaults, options.config), options.extra)
-    if options.register and "register" in config:  # --register (a config file or --param register=true too)
+    """A trainer config as a dict, for trainers whose presets are still dicts: the preset or JSON
+    file of `--config`, then `--param`, `--epochs`, `--batch-size` and `--register`.
+
+    Every value is converted by `anoncli.params` against a dataclass made from the preset
+    (each field typed by its default: `[4, 8]` declares a list of ints), the converter
+    `anoncli.training.loop.resolve_config` and the methods use.
+    """
+    import dataclasses
+
+    from anoncli.params import from_params
+
+    choice = options.config or "quick"
+    if choice in defaults:
+        base, data, what = choice, {}, "--config"
+    else:
+        path = Path(choice)
+        if not path.is_file():
+            raise AnoncliError(f"--config {choice!r}: neither a preset ({', '.join(defaults)}) nor a JSON file")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise AnoncliError(f"{path}: cannot read JSON config ({err})") from None
+        if not isinstance(data, dict):
+            raise AnoncliError(f"{path}: a JSON config must be an object")
+        base, what = data.pop("base", "quick"), f"{path}:"
+        if base not in defaults:
+            raise AnoncliError(f"{path}: unknown base preset {base!r}")
+        data = {k: v for k, v in data.items() if not k.startswith("_")}
+    cls = dataclasses.make_dataclass("Config", [(k, _hint(v)) for k, v in defaults[base].items()])
+    config = from_params(cls, data, base=cls(**defaults[base]), strict=True, what=what)
+    config = dataclasses.asdict(from_params(cls, options.extra, base=config, strict=True))
+    if options.register and "register" in config:
         config["register"] = True
     if options.epochs:
         config["epochs"] = options.epochs
     if options.batch_size:
         config["batch_size"] = options.batch_size
+    if getattr(options, "max_minutes", None) is not None and "max_minutes" in config:
+        config["max_minutes"] = options.max_minutes
     return config
 
 
-def apply_overrides(config: dict, extra: dict[str, str]) -> dict:
-    """`--param KEY=VALUE` overrides, converted to the type of the existing value."""
-    out = dict(config)
-    for key, raw in extra.items():
-        if key not in out:
-            raise AnoncliError(f"--param {key}: unknown setting (known: {', '.join(sorted(out))})")
-        current = out[key]
-        try:
-            if isinstance(current, bool):
-                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(raw)
-                out[key] = raw.lower() in ("1", "true", "yes")
-            elif isinstance(current, int):
-                out[key] = int(raw)
-            elif isinstance(current, float):
-                out[key] = float(raw)
-            elif isinstance(current, list):
-                out[key] = [x.strip() for x in raw.split(",") if x.strip()]
-            elif current is None:
-                out[key] = raw
-            else:
-                out[key] = type(current)(raw)
-        except ValueError:
-            raise AnoncliError(f"--param {key}={raw}: expected a {type(current).__name__}") from None
-    return out
+def _hint(value: Any) -> Any:
+    """The type a preset's default declares (None: any value, kept as given)."""
+    if isinstance(value, list):
+        kinds = {type(v) for v in value}
+        return list[kinds.pop()] if len(kinds) == 1 else list
+    return Any if value is None else type(value)

@@ -70,7 +70,7 @@ from anoncli.scoring.metrics import normalised_accuracy
 from anoncli.synthesis import source_filter as sf
 from anoncli.training import TrainOptions
 from anoncli.training.common import (
-    RunFolder, apply_overrides, limit_cpu_threads, load_json_config, pick_device, seed_everything, speaker_split,
+    RunFolder, limit_cpu_threads, pick_device, resolve_run_config, seed_everything, speaker_split,
 )
 
 CACHE_VERSION = 1
@@ -261,13 +261,7 @@ class SourceFilterTrainer:
     def __init__(self, method: str, options: TrainOptions, default_attribute: str):
         self.method = method
         self.options = options
-        config = apply_overrides(load_json_config(presets(method), options.config), options.extra)
-        if options.register:  # --register (a config file or --param register=true says so too)
-            config["register"] = True
-        if options.epochs:
-            config["epochs"] = options.epochs
-        if options.batch_size:
-            config["batch_size"] = options.batch_size
+        config = resolve_run_config(presets(method), options)
         config["attribute"] = options.attribute or config.get("attribute") or default_attribute
         config["seed"] = options.seed
         self.config = config

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import re
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pytest
 import soundfile as sf
 from typer.testing import CliRunner
@@ -21,6 +22,11 @@ from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.testing.fake_corpora import FAKE_CORPORA, make_emodb, make_kaldi
 
 GENDER_CODES = {"male": "m", "female": "f"}
+
+
+def metadata_records(folder: Path) -> list[dict]:
+    """The rows of an audiofolder export's metadata.jsonl, as written."""
+    return [json.loads(line) for line in (folder / "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def anonymize(root: Path, out: Path) -> Path:
@@ -56,14 +62,14 @@ def test_detect_anonymize_export_round_trip(name, tmp_path):
 
     folder = tmp_path / "audiofolder"
     export_output(out, "audiofolder", folder)
-    frame = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
-    assert pacsv.read_csv(folder / "metadata.csv").num_rows == len(corpus)
-    assert sorted(frame["utt_id"]) == sorted(u.utt_id for u in corpus)
-    for record in frame.to_dict("records"):
+    records = metadata_records(folder)
+    assert pajson.read_json(folder / "metadata.jsonl").num_rows == len(corpus)
+    assert sorted(r["utt_id"] for r in records) == sorted(u.utt_id for u in corpus)
+    for record in records:
         assert sf.info(str(folder / record["file_name"])).frames == 800
         utt = next(u for u in corpus if u.utt_id == record["utt_id"])
         for column, value in fake.expected[utt.utt_id].items():
-            assert record[column] == (value or ""), (utt.utt_id, column)
+            assert record[column] == (value or None), (utt.utt_id, column)
     if importlib.util.find_spec("datasets") is not None:  # optional: not a test dependency
         import datasets
 
@@ -90,7 +96,7 @@ def test_pseudonymized_exports_hide_every_original_id(tmp_path):
     assert {r["utt_id"] for r in rows} == set(fake.expected)
     assert {r["speaker"] for r in rows} == {"03", "08"}
     assert len({r["pseudo_speaker"] for r in rows}) == 2
-    frame = pd.read_csv(tmp_path / "export_audiofolder" / "metadata.csv", dtype=str)
+    frame = pd.DataFrame(metadata_records(tmp_path / "export_audiofolder"))
     # Same key file, same pseudonyms in both exports; and labels survive.
     kaldi_speakers = set(read_kaldi(tmp_path / "export_kaldi")["utt2spk"].values())
     assert set(frame["speaker"]) == kaldi_speakers == {r["pseudo_speaker"] for r in rows}
@@ -125,7 +131,7 @@ def test_only_ok_rows_are_exported(tmp_path):
     out = anonymize(fake.root, tmp_path / "out")
     summary = export_output(out, "audiofolder", tmp_path / "af")
     assert summary.skipped == 1 and summary.utterances == 13
-    assert "03a01Aa" not in (tmp_path / "af" / "metadata.csv").read_text()
+    assert "03a01Aa" not in (tmp_path / "af" / "metadata.jsonl").read_text()
 
 
 def test_cli_export(tmp_path):
@@ -162,3 +168,40 @@ def test_kaldi_ids_that_would_collide_get_the_promised_hash(tmp_path):
         assert re.fullmatch(r"(rf|d-x)_[0-9a-f]{10}", by_file[name]), by_file
     again = read_kaldi(export_output(out, "kaldi", tmp_path / "k2").dest)
     assert again["wav.scp"].keys() == tables["wav.scp"].keys()  # the same ids on every export
+
+
+def test_audiofolder_labels_and_lengths_survive_datasets_load_dataset(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import numpy as np
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    labels = [  # speaker, zip, transcript, gender, age: strings that a typed reader turns into numbers or None
+        ("01", "02134", "NA", "female", "007"),
+        ("0001", "00501", "None", "male", "1.50"),
+        ("01", "10001", "true", "", "1e3"),
+        ("0001", "02134", "null and void", "male", "-0"),
+    ]
+    lengths = [1601, 2400, 1999, 3203]
+    lines = ["file_name,speaker,zip,transcript,gender,age"]
+    for i, ((speaker, zipcode, transcript, gender, age), n) in enumerate(zip(labels, lengths)):
+        sf.write(corpus / f"u{i}.wav", (0.2 * np.sin(np.arange(n) * 0.05 * (i + 1))).astype("float32"), 16000,
+                 subtype="PCM_16")
+        lines.append(f'u{i}.wav,{speaker},{zipcode},"{transcript}",{gender},{age}')
+    (corpus / "metadata.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="identity", progress=False, score=False))
+    export_output(out, "audiofolder", tmp_path / "hf")
+    loaded = datasets.load_dataset("audiofolder", data_dir=str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"),
+                                   split="train")
+    by_id = {row["utt_id"]: row for row in loaded}
+    assert sorted(by_id) == [f"u{i}" for i in range(len(labels))]
+    for i, ((speaker, zipcode, transcript, gender, age), n) in enumerate(zip(labels, lengths)):
+        row = by_id[f"u{i}"]
+        assert (row["speaker"], row["zip"], row["transcript"], row["gender"], row["age"]) == \
+            (speaker, zipcode, transcript, gender or None, age)
+        assert len(row["audio"]["array"]) == n and row["audio"]["sampling_rate"] == 16000

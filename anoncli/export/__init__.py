@@ -1,7 +1,7 @@
 """Export an anonymized output folder to the formats other tools read.
 
 `kaldi`: a Kaldi data directory (what the VoicePrivacy Challenge scripts
-read); `audiofolder`: audio + metadata.csv (Hugging Face `datasets`). The
+read); `audiofolder`: audio + metadata.jsonl (Hugging Face `datasets`). The
 export is built in a hidden sibling folder and renamed into place, so a
 killed export leaves no half-written DIR.
 """

@@ -1,10 +1,15 @@
-"""Hugging Face audiofolder writer: audio files plus metadata.csv keyed by file_name.
+"""Hugging Face audiofolder writer: audio files plus metadata.jsonl keyed by file_name.
+
+Every label is written as a JSON string (or null where missing), so that
+`datasets` and pandas give back speaker "01", zip "02134" and transcript "NA"
+as the strings they are: a CSV's cells are typed by guessing, and "01"
+came back as the integer 1, "NA" as None.
 
 Audio is hard-linked from the output folder when both lie on one file system
 (no extra space, and anonymized files are never edited in place), else copied.
 
 `datasets.load_dataset("audiofolder", data_dir=DIR)` infers splits from path
-names (`dev-clean/...` becomes a validation split, and the root metadata.csv
+names (`dev-clean/...` becomes a validation split, and the root metadata table
 then labels none of its files). The export keeps the output tree when no path
 would be read as a split, and otherwise names every file `audio/<hash>.<ext>`
 (hex digits spell no split name), so that one `train` split holds every row
@@ -13,8 +18,8 @@ with its labels; the original ids stay in the `utt_id` column.
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -22,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from anoncli.export.source import ExportRow
 
+METADATA = "metadata.jsonl"
 # The words `datasets` reads as split names in a path, and the characters around them.
 _SPLIT_WORDS = "train|training|validation|valid|dev|val|test|testing|eval|evaluation"
 _SEP = r"[-._ 0-9]"
@@ -55,7 +61,11 @@ def place_file(source: Path, target: Path, link: bool) -> str:
 
 
 def write_audiofolder(rows: list[ExportRow], columns: list[str], folder: Path, pseudonymous: bool, link: bool = True) -> list[str]:
-    """Write audio and metadata.csv into `folder` (which exists and is empty); return notes."""
+    """Write audio and metadata.jsonl into `folder` (which exists and is empty); return notes.
+
+    One JSON object per line: `file_name`, `utt_id`, `speaker` and the label
+    `columns`, every value a string or null (missing).
+    """
     header = ["file_name", "utt_id", "speaker"] + [c for c in columns if c not in ("file_name", "utt_id", "speaker")]
     placed = {"linked": 0, "copied": 0}
     records = []
@@ -69,11 +79,10 @@ def write_audiofolder(rows: list[ExportRow], columns: list[str], folder: Path, p
             raise ValueError("two utterance ids hash to the same file name")  # 64-bit hash: not expected
     for row, name in zip(rows, names):
         placed[place_file(row.audio, folder / name, link)] += 1
-        records.append([name, row.utt_id, row.speaker or ""] + [row.labels.get(c) or "" for c in header[3:]])
-    with open(folder / "metadata.csv", "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(records)
+        values = [name, row.utt_id, row.speaker] + [row.labels.get(c) for c in header[3:]]
+        records.append(dict(zip(header, (None if v is None else str(v) for v in values))))
+    with open(folder / METADATA, "w", encoding="utf-8", newline="\n") as handle:
+        handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     notes = [f"{placed['linked']} file(s) hard-linked, {placed['copied']} copied"]
     if neutral:
         notes.append("audio named audio/<hash> (the utt_id column keeps the ids): some paths hold a word "

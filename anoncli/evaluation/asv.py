@@ -10,6 +10,7 @@ score is the cosine between the model and the trial utterance's embedding.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ CONDITIONS = ("OO", "OA", "AA")
 ENROL_FRACTION = 0.25
 MAX_ENROL = 10
 MAX_NONTARGET_MODELS = 50   # per trial utterance, so huge corpora stay O(N)
+NEEDS_SPEAKERS = "needs at least 2 speakers with 2 or more utterances each, one to enrol and one to test"
 
 
 @dataclass
@@ -56,7 +58,8 @@ def split_enrolment(speakers: list[str | None], valid: np.ndarray, seed: int) ->
         models[spk] = np.sort(order[:n_enrol])
         tests[spk] = np.sort(order[n_enrol:])
     if len(models) < 2:
-        raise InputError("asv probe needs at least 2 speakers with 2 or more utterances each")
+        raise InputError(f"asv probe {NEEDS_SPEAKERS}; {len(models)} of the {len(by_speaker)} speakers of the "
+                         "decoded pairs have that many")
     names = sorted(models)
     trials = []
     for spk in names:
@@ -187,9 +190,15 @@ class AsvProbe(Probe):
 
     @classmethod
     def available(cls, ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
-        if len({s for s in ctx.speakers if s is not None}) >= 2:
-            return [cls()], []
-        return [], ["asv: not probed (needs a speaker label with 2 or more speakers)"]
+        speakers = [s for s in ctx.speakers if s is not None]
+        if len(set(speakers)) < 2:
+            return [], ["asv: not probed (needs a speaker label with 2 or more speakers)"]
+        if not ctx.config.trials:  # the seeded split enrols and tests each speaker on different utterances
+            counts = Counter(speakers)
+            if sum(n >= 2 for n in counts.values()) < 2:
+                return [], [f"asv: not probed ({NEEDS_SPEAKERS}; {sum(n >= 2 for n in counts.values())} of the "
+                            f"{len(counts)} speakers have that many)"]
+        return [cls()], []
 
     def expected(self) -> dict:
         figures = ("EER", "eer", "minDCF", "threshold", "n_target", "n_nontarget")
@@ -200,7 +209,10 @@ class AsvProbe(Probe):
         if config.trials:
             trial_list = read_kaldi_trials(Path(config.trials), ctx.utt_ids, ctx.speakers)
         else:
-            trial_list = split_enrolment(ctx.speakers, ctx.valid, config.seed)
+            try:
+                trial_list = split_enrolment(ctx.speakers, ctx.valid, config.seed)
+            except InputError as err:  # the labels allowed it, but too many pairs could not be decoded
+                return ProbeResult(None, notes=[f"asv: not probed ({err})"])
         summary, trials, columns, per_speaker = run_asv(
             trial_list, data.original.embeddings, data.anonymized.embeddings, ctx.speakers, ctx.utt_ids,
             n_boot=config.n_boot, seed=config.seed)

@@ -11,9 +11,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
+
+ZERO = 1e-12  # a D_diag this small is rounding: the speakers are not distinguishable (G_VD would be below −100 dB)
 
 
 def link_cosines(original: np.ndarray, anonymized: np.ndarray) -> np.ndarray:
@@ -47,20 +51,39 @@ def diagonal_dominance(matrix: np.ndarray) -> float:
 
 
 def run_linkability(original: np.ndarray, anonymized: np.ndarray, speakers: list[str | None], valid: np.ndarray):
-    """Returns (summary, per-utterance columns, matrices for the report)."""
+    """Returns (summary, per-utterance columns, matrices for the report).
+
+    G_VD is NaN where it cannot be computed, and then `summary["G_VD_note"]`
+    says why: fewer than 2 speakers, no speaker with 2 scored utterances (the
+    diagonal of S holds same-speaker pairs of different utterances), or a
+    D_diag of 0 (no log ratio).
+    """
     cos = np.full(len(valid), np.nan)
     cos[valid] = link_cosines(original[valid], anonymized[valid])
-    summary = {"cosine_mean": float(np.nanmean(cos)), "cosine_median": float(np.nanmedian(cos))}
+    summary = {"cosine_mean": float(np.mean(cos[valid])) if valid.any() else float("nan"),
+               "cosine_median": float(np.median(cos[valid])) if valid.any() else float("nan")}
     keep = valid & np.array([s is not None for s in speakers])
     spk = np.array([s for s, k in zip(speakers, keep) if k])
-    matrices = {}
-    if len(set(spk.tolist())) >= 2:
+    counts = Counter(spk.tolist())
+    matrices, why = {}, None
+    if len(counts) < 2:
+        why = f"needs 2 or more speakers with a scored pair, {len(counts)} here"
+    elif max(counts.values()) < 2:
+        why = ("needs a speaker with 2 or more scored utterances (S's diagonal compares different utterances of "
+               f"one speaker); each of the {len(counts)} speakers has one")
+    else:
         s_oo, names = similarity_matrix(original[keep], original[keep], spk)
         s_aa, _ = similarity_matrix(anonymized[keep], anonymized[keep], spk)
         d_oo, d_aa = diagonal_dominance(s_oo), diagonal_dominance(s_aa)
         summary["D_diag_oo"], summary["D_diag_aa"] = d_oo, d_aa
-        summary["G_VD"] = float(10 * np.log10(d_aa / d_oo)) if d_oo > 0 and d_aa > 0 else float("nan")
         matrices = {"S_oo": s_oo, "S_aa": s_aa, "speakers": names}
+        if d_oo > ZERO and d_aa > ZERO:
+            summary["G_VD"] = float(10 * np.log10(d_aa / d_oo))
+        else:
+            why = ("D_diag_oo is 0: the original speakers are not distinguishable" if d_oo <= ZERO else
+                   "D_diag_aa is 0: no speaker is distinguishable after anonymization (G_VD → −∞)")
+    if why:
+        summary["G_VD"], summary["G_VD_note"] = float("nan"), why
     return summary, {"link.cosine": cos}, matrices
 
 
@@ -88,11 +111,13 @@ class LinkabilityProbe(Probe):
             cos = columns["link.cosine"]
             take = scoreable & np.isfinite(reused)
             cos[take] = reused[take]
-            summary.update(cosine_mean=float(np.nanmean(cos)), cosine_median=float(np.nanmedian(cos)),
-                           cosine_from_manifest=int(take.sum()))
+            summary["cosine_from_manifest"] = int(take.sum())
+            if take.any():
+                summary.update(cosine_mean=float(np.nanmean(cos)), cosine_median=float(np.nanmedian(cos)))
         summary["backend"] = ctx.backend_name
         summary["cosine_missing"] = int(np.count_nonzero(~scoreable))  # unreadable pairs included
-        return ProbeResult(summary, columns)
+        notes = [f"linkability: G_VD not computed ({summary['G_VD_note']})"] if "G_VD_note" in summary else []
+        return ProbeResult(summary, columns, notes)
 
     @classmethod
     def table_rows(cls, key: str, entry: dict) -> list[Row]:

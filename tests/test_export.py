@@ -169,39 +169,3 @@ def test_kaldi_ids_that_would_collide_get_the_promised_hash(tmp_path):
     again = read_kaldi(export_output(out, "kaldi", tmp_path / "k2").dest)
     assert again["wav.scp"].keys() == tables["wav.scp"].keys()  # the same ids on every export
 
-
-def test_audiofolder_labels_and_lengths_survive_datasets_load_dataset(tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
-    import numpy as np
-
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
-    corpus = tmp_path / "in"
-    corpus.mkdir()
-    labels = [  # speaker, zip, transcript, gender, age: strings that a typed reader turns into numbers or None
-        ("01", "02134", "NA", "female", "007"),
-        ("0001", "00501", "None", "male", "1.50"),
-        ("01", "10001", "true", "", "1e3"),
-        ("0001", "02134", "null and void", "male", "-0"),
-    ]
-    lengths = [1601, 2400, 1999, 3203]
-    lines = ["file_name,speaker,zip,transcript,gender,age"]
-    for i, ((speaker, zipcode, transcript, gender, age), n) in enumerate(zip(labels, lengths)):
-        sf.write(corpus / f"u{i}.wav", (0.2 * np.sin(np.arange(n) * 0.05 * (i + 1))).astype("float32"), 16000,
-                 subtype="PCM_16")
-        lines.append(f'u{i}.wav,{speaker},{zipcode},"{transcript}",{gender},{age}')
-    (corpus / "metadata.csv").write_text("\n".join(lines) + "\n")
-    out = tmp_path / "out"
-    run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="identity", progress=False, score=False))
-    export_output(out, "audiofolder", tmp_path / "hf")
-    loaded = datasets.load_dataset("audiofolder", data_dir=str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"),
-                                   split="train")
-    by_id = {row["utt_id"]: row for row in loaded}
-    assert sorted(by_id) == [f"u{i}" for i in range(len(labels))]
-    for i, ((speaker, zipcode, transcript, gender, age), n) in enumerate(zip(labels, lengths)):
-        row = by_id[f"u{i}"]
-        assert (row["speaker"], row["zip"], row["transcript"], row["gender"], row["age"]) == \
-            (speaker, zipcode, transcript, gender or None, age)
-        assert len(row["audio"]["array"]) == n and row["audio"]["sampling_rate"] == 16000

@@ -566,13 +566,19 @@ def test_an_unreadable_folder_is_named_not_silently_skipped(tmp_path, monkeypatc
 
 # --- 10. Hugging Face datasets round trip ---------------------------------------------------------
 
-@pytest.mark.parametrize("tree", ["plain", "split-named folders"])
-def test_audiofolder_export_loads_in_datasets_offline(tmp_path, monkeypatch, capsys, tree):
+def offline_datasets(monkeypatch):
+    """The `datasets` module, told to stay offline (no Hub look-ups); skips the test when it is not installed."""
     datasets = pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    return datasets
+
+
+@pytest.mark.parametrize("tree", ["plain", "split-named folders"])
+def test_audiofolder_export_loads_in_datasets_offline(tmp_path, monkeypatch, capsys, tree):
+    datasets = offline_datasets(monkeypatch)
     corpus = tmp_path / "corpus"
     folders = {"plain": ["spk_a", "spk_b"], "split-named folders": ["dev-clean", "test_set"]}[tree]
     rows = []
@@ -596,6 +602,37 @@ def test_audiofolder_export_loads_in_datasets_offline(tmp_path, monkeypatch, cap
         for i, folder in enumerate(folders * 2)}
     sample = by_id[f"{folders[0]}/u0"]["audio"]
     assert sample["sampling_rate"] == RATE and len(sample["array"]) == int(0.3 * RATE)
+
+
+def test_audiofolder_labels_and_lengths_survive_datasets_load_dataset(tmp_path, monkeypatch, capsys):
+    datasets = offline_datasets(monkeypatch)
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    labels = [  # speaker, zip, transcript, gender, age: strings that a typed reader turns into numbers or None
+        ("01", "02134", "NA", "female", "007"),
+        ("0001", "00501", "None", "male", "1.50"),
+        ("01", "10001", "true", "", "1e3"),
+        ("0001", "02134", "null and void", "male", "-0"),
+    ]
+    lengths = [1601, 2400, 1999, 3203]
+    lines = ["file_name,speaker,zip,transcript,gender,age"]
+    for i, ((speaker, zipcode, transcript, gender, age), n) in enumerate(zip(labels, lengths)):
+        sf.write(corpus / f"u{i}.wav", (0.2 * np.sin(np.arange(n) * 0.05 * (i + 1))).astype("float32"), 16000,
+                 subtype="PCM_16")
+        lines.append(f'u{i}.wav,{speaker},{zipcode},"{transcript}",{gender},{age}')
+    (corpus / "metadata.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert anonymize(monkeypatch, capsys, corpus, out, "--no-score")[0] == 0
+    export_output(out, "audiofolder", tmp_path / "hf")
+    loaded = datasets.load_dataset("audiofolder", data_dir=str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"),
+                                   split="train")
+    by_id = {row["utt_id"]: row for row in loaded}
+    assert sorted(by_id) == [f"u{i}" for i in range(len(labels))]
+    for i, ((speaker, zipcode, transcript, gender, age), n) in enumerate(zip(labels, lengths)):
+        row = by_id[f"u{i}"]
+        assert (row["speaker"], row["zip"], row["transcript"], row["gender"], row["age"]) == \
+            (speaker, zipcode, transcript, gender or None, age)
+        assert len(row["audio"]["array"]) == n and row["audio"]["sampling_rate"] == 16000
 
 
 # --- resampling at odd rates ----------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """`anoncli evaluate` with broken anonymized files: each one is counted and named, and a gate does not pass over it."""
 
 import json
-import shutil
 
+from eval_helpers import corpus_and_copy
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,9 +39,7 @@ BROKEN = ("spk_a/spk_a_0.wav", "spk_b/spk_b_0.wav", "spk_c/spk_c_0.wav")
 @pytest.fixture(scope="module")
 def broken(tmp_path_factory):
     root = tmp_path_factory.mktemp("unreadable")
-    original = make_corpus(root / "orig", per_speaker=2, duration_s=0.8)
-    anonymized = root / "anon"
-    shutil.copytree(original, anonymized, ignore=shutil.ignore_patterns("metadata.csv"))
+    original, anonymized = corpus_and_copy(root)
     break_files(anonymized, BROKEN)
     return original, anonymized, root
 

@@ -162,6 +162,8 @@ class HypothesisCache(KeyedFileCache):
     Stored as JSON under the evaluation cache folder; a damaged cache is only a lost speed-up.
     """
 
+    lost = "the originals' hypotheses are not cached"
+
     def __init__(self, recogniser_name: str, enabled: bool = True):
         import hashlib
 
@@ -185,13 +187,6 @@ class HypothesisCache(KeyedFileCache):
         import json
 
         handle.write(json.dumps(self.entries).encode("utf-8"))
-
-    def save(self) -> None:
-        """As `KeyedFileCache.save`; a failed write is ignored."""
-        try:
-            super().save()
-        except OSError:
-            pass  # a cache that cannot be written is only a lost speed-up
 
 
 def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], valid: np.ndarray,

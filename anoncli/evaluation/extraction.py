@@ -10,7 +10,6 @@ evaluating several anonymizations of one corpus pays for the original once.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from anoncli.atomic import atomic_path
 from anoncli.errors import AudioError
 from anoncli.scoring import signal_metrics
 from anoncli.scoring.features import FEATURE_RATE, attribute_features, load_16k
+from anoncli.scoring.original_cache import cache_root, warn_unwritable
 
 CACHE_VERSION = "3"  # 2: F0 tracks from anoncli.dsp.pitch (cleaned); 3: DIO on a 4 kHz copy
 CHUNK = 32
@@ -84,8 +84,7 @@ def manifest_scores(pairing, anonymized: Path) -> list[dict | None]:
 
 def cache_dir() -> Path:
     """The evaluation cache folder: `<$ANONCLI_CACHE or $XDG_CACHE_HOME/anoncli or ~/.cache/anoncli>/evaluation`."""
-    root = os.environ.get("ANONCLI_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "anoncli")
-    return Path(root) / "evaluation"
+    return cache_root() / "evaluation"
 
 
 def file_key(path: Path) -> str:
@@ -99,8 +98,11 @@ class KeyedFileCache:
 
     Subclasses name the file (`path`) and give its format (`_read`, `_write`). The file
     is read once when the cache is built; `save` writes every entry atomically when
-    anything changed. A file that cannot be read is only a lost speed-up: the cache starts empty.
+    anything changed. A file that cannot be read is only a lost speed-up: the cache starts empty;
+    one that cannot be written (`lost` says what is then not cached) is a warning, as in `anonymize`.
     """
+
+    lost = "nothing is cached for the next run"
 
     def __init__(self, path: Path, enabled: bool = True):
         self.path = path
@@ -130,15 +132,20 @@ class KeyedFileCache:
             self.dirty = True
 
     def save(self) -> None:
-        """Write all entries atomically when anything changed; raises OSError when the file cannot be written."""
+        """Write all entries atomically when anything changed; a file that cannot be written is a warning."""
         if not (self.enabled and self.dirty and self.entries):
             return
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
-            self._write(handle)
+        try:
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
+                self._write(handle)
+        except OSError as err:
+            warn_unwritable(self.path, err, self.lost)
 
 
 class OriginalCache(KeyedFileCache):
     """npz of per-file original-side quantities, keyed by file identity and backend."""
+
+    lost = "the originals' embeddings and F0 are not cached"
 
     def __init__(self, corpus_root: Path, backend_name: str, enabled: bool = True):
         tag = hashlib.sha1(f"{Path(corpus_root).resolve()}|{backend_name}|{CACHE_VERSION}".encode()).hexdigest()[:16]

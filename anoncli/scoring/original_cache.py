@@ -45,6 +45,11 @@ def cache_root() -> Path:
     return Path(root)
 
 
+def warn_unwritable(place: str | os.PathLike, err: OSError, lost: str) -> None:
+    """Warn that the cache at `place` cannot be written (`lost`: what is not cached); only speed is lost."""
+    warn(f"cache {os.fspath(place)}: cannot write ({err.strerror or err}); {lost}")
+
+
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -114,7 +119,7 @@ class OriginalCache:
             self.writes += 1
         except OSError as err:
             self.enabled = False
-            warn(f"score cache {self.folder}: cannot write ({err.strerror or err}); originals are not cached")
+            warn_unwritable(self.folder, err, "the originals' scores are not cached")
 
     def _remember(self, key: str, side: Side) -> None:
         self.memory[key] = side

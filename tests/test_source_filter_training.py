@@ -33,13 +33,13 @@ def test_source_filter_training_exports_a_shippable_model(method, attribute, tmp
     config.write_text(json.dumps({**TINY, "cache_dir": str(tmp_path / "cache")}))
     run = tmp_path / "run"
     options = TrainOptions(corpus=corpus, out=run, config=str(config), device="cpu", seed=1, register=True)
-    summary = get_trainer(method)(options)
+    summary = get_trainer(f"{method}-sf")(options)     # the source-filter variant of `method`
     assert Path(summary["registered"]).is_file()
     card = json.loads((run / "shipped" / "card.json").read_text())
     assert card["labels"]["attribute"] == attribute and card["model"]["config"]["synthesis"] == "source_filter"
     assert {"val_acc", "val_speaker_cos", "val_stoi"} <= set(card["validation"])
     options.epochs = 2                                   # resume continues after epoch 1
-    get_trainer(method)(options)
+    get_trainer(f"{method}-sf")(options)
     assert [r["epoch"] for r in pq.read_table(run / "log.parquet").to_pylist()] == [1, 2]
 
     state = modelstore.load_shipped(run / "shipped" / "model.safetensors")

@@ -15,11 +15,15 @@ from typing import Callable
 
 from anoncli.errors import AnoncliError
 
-# name -> "module:function"; a new trainer needs one module and one line here.
+# name -> "module:Trainer class" (or "module:function"); a new trainer needs one module and one line here.
 TRAINERS: dict[str, str] = {
-    "pcmelgan": "anoncli.training.pcmelgan:train",
-    "gengan": "anoncli.training.gengan:train",
-    "psegan": "anoncli.training.psegan:train",
+    "pcmelgan": "anoncli.training.pcmelgan:PCMelGANTrainer",
+    "gengan": "anoncli.training.gengan:GenGANTrainer",
+    "psegan": "anoncli.training.psegan:PSEGANTrainer",
+    # the source-filter variants write pcmelgan / gengan / psegan models (presets sf-quick, sf-full)
+    "pcmelgan-sf": "anoncli.training.pcmelgan:PCMelGANSourceFilterTrainer",
+    "gengan-sf": "anoncli.training.gengan:GenGANSourceFilterTrainer",
+    "psegan-sf": "anoncli.training.psegan:PSEGANSourceFilterTrainer",
     "melgan": "anoncli.training.melgan:train_melgan",
     "siamese": "anoncli.training.siamese:train",
     "rdalm": "anoncli.training.rdalm:train",

@@ -12,14 +12,17 @@ trained to recover the real class from M' (a stronger, attacker-like D).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from anoncli.errors import AnoncliError
 from anoncli.models.chunking import generate
 from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.models.generators import gengan_generator, gengan_noise_map
-from anoncli.training import TrainOptions
-from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
+from anoncli.training.gan_common import MelGANConfig, MelGANTrainer, MelItem, mel_presets
+from anoncli.training.source_filter_gan import SourceFilterTrainer, sf_presets
 
 SYNTHETIC_VARIANCE = 0.05
 
@@ -43,59 +46,82 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * torch.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
-class GenGANTrainer(GANTrainer):
+@dataclass
+class GenGANConfig(MelGANConfig):
+    """GenGAN's settings: MelGANConfig plus the adversarial weight and the discriminator's target on
+    generated mels (d_fake_target: "synthetic", the paper's soft label, or "true", the real class)."""
+
+    adv_weight: float = 1.0
+    d_fake_target: str = "synthetic"
+
+    def check(self) -> None:
+        super().check()
+        if self.d_fake_target not in ("synthetic", "true"):
+            raise AnoncliError(f"--param d_fake_target={self.d_fake_target}: expected synthetic or true")
+
+
+class GenGANTrainer(MelGANTrainer):
     """`anoncli train --method gengan`: the GenGAN U-Net with a noise channel against an attribute discriminator (presets quick/full)."""
 
     method = "gengan"
     default_attribute = "gender"
-    presets = common_presets(
+    other_domain = "gengan-sf"
+    config_class = GenGANConfig
+    presets = mel_presets(
+        GenGANConfig,
         quick={"lr_g": 1e-3, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake_target": "true", "epochs": 20, "val_fraction": 0.5},
         full={"lr_g": 1e-3, "lr_d": 1e-3, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 100},
     )
 
     def build(self, num_classes: int) -> None:
+        c = self.config
         self.num_classes = num_classes
-        self.generator = gengan_generator(self.config)
-        self.discriminator = AlexNetDiscriminator(num_classes, width=self.config["d_width"],
-                                                  first_stride=self.config["d_first_stride"])
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.config["lr_g"], betas=(0.5, 0.9))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config["lr_d"], betas=(0.5, 0.9))
+        self.generator = gengan_generator(self.model_config())
+        self.discriminator = AlexNetDiscriminator(num_classes, width=c.d_width, first_stride=c.d_first_stride)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=c.lr_g, betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=c.lr_d, betas=(0.5, 0.9))
 
-    def train_step(self, x, labels):
+    def gan_step(self, x, labels):
         batch = x.shape[0]
         noise = torch.randn(batch, 1, x.shape[2] // 16, x.shape[3] // 16, device=x.device)
         fake = self.generator(x, {"noise": noise})
         # generator: keep the mel, make D's attribute posterior look like the synthetic label
-        soft = synthetic_soft_target(batch, self.num_classes, self.data_rng, device=x.device)
+        soft = synthetic_soft_target(batch, self.num_classes, self.rng, device=x.device)
         adv = soft_cross_entropy(self.discriminator(fake), soft)
         distortion = nn.functional.mse_loss(fake.float(), x.float())
-        loss_g = distortion + self.config["adv_weight"] * adv
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.optimize("generator", distortion + self.config.adv_weight * adv)
         # discriminator: real class on real mels; synthetic (or true) label on generated ones
         real_loss = nn.functional.cross_entropy(self.discriminator(x).float(), labels)
         fake_logits = self.discriminator(fake.detach())
-        if self.config["d_fake_target"] == "true":
+        if self.config.d_fake_target == "true":
             fake_loss = nn.functional.cross_entropy(fake_logits.float(), labels)
         else:
-            fake_loss = soft_cross_entropy(fake_logits, synthetic_soft_target(batch, self.num_classes, self.data_rng, device=x.device))
-        loss_d = real_loss + fake_loss
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+            fake_loss = soft_cross_entropy(fake_logits, synthetic_soft_target(batch, self.num_classes, self.rng, device=x.device))
+        self.optimize("discriminator", real_loss + fake_loss)
         return {"g_mse": distortion.item(), "g_adv": adv.item(), "d_real": real_loss.item(), "d_fake": fake_loss.item()}
 
     @torch.no_grad()
     def anonymize_val(self, item: MelItem, index: int) -> torch.Tensor:
-        noise = gengan_noise_map(self.config["seed"] * 7919 + index, item.norm.shape[-1]).to(self.device)
+        noise = gengan_noise_map(self.config.seed * 7919 + index, item.norm.shape[-1]).to(self.device)
         return generate(self.generator, item.norm.unsqueeze(0).to(self.device), {"noise": noise}).squeeze(0)
 
 
-def train(options: TrainOptions) -> dict:
-    """Mel-domain training (presets quick/full), or the source-filter path (presets sf-quick/sf-full)."""
-    from anoncli.training import source_filter_gan
+class GenGANSourceFilterTrainer(SourceFilterTrainer):
+    """`anoncli train --method gengan-sf`: a source-filter GenGAN model (presets sf-quick/sf-full): the GenGAN
+    U-Net with a noise channel on the envelope, MSE distortion, plus the prosody head."""
 
-    if source_filter_gan.wants_source_filter(options.config):
-        return source_filter_gan.train("gengan", options, GenGANTrainer.default_attribute)
-    return GenGANTrainer(options).run()
+    method = "gengan"
+    name = "gengan-sf"
+    default_attribute = "gender"
+    other_domain = "gengan"
+    presets = sf_presets(hide_speaker_trait=True)
+
+    def envelope_networks(self, num_classes: int) -> dict[str, nn.Module]:
+        return {"generator": gengan_generator(self.model_config())}
+
+    def envelope_change(self, x, targets):
+        noise = torch.randn(x.shape[0], 1, x.shape[2] // 16, x.shape[3] // 16, generator=self.rng).to(x.device)
+        return self.networks["generator"](x, {"noise": noise}), None
+
+    def distortion(self, out, x):
+        return nn.functional.mse_loss(out, x)

@@ -11,6 +11,8 @@ from the mel; `anoncli.models.speaker`). Adam lr G 1e-4, D 2e-4, betas (0.5, 0.9
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -19,23 +21,39 @@ from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.models.generators import psegan_generator
 from anoncli.models.speaker import MelSpeakerEncoder, speaker_consistency_loss
 from anoncli.synthesis.mel import LogMel, denormalize
-from anoncli.training import TrainOptions
-from anoncli.training.gan_common import GANTrainer, MelItem, common_presets
+from anoncli.training.gan_common import MelGANConfig, MelGANTrainer, MelItem, mel_presets
+from anoncli.training.source_filter_gan import SourceFilterTrainer, sf_presets
 
 
-def build_speaker_matcher(config: dict) -> MelSpeakerEncoder:
-    """The frozen 16 kHz GE2E speaker encoder fed from this config's log-mels; raises AnoncliError without resemblyzer."""
-    mel = LogMel(sample_rate=config["sample_rate"])
+def build_speaker_matcher(sample_rate: int) -> MelSpeakerEncoder:
+    """The frozen 16 kHz GE2E speaker encoder fed from log-mels at `sample_rate`; raises AnoncliError without resemblyzer."""
+    mel = LogMel(sample_rate=sample_rate)
     return MelSpeakerEncoder(mel.filterbank, mel.sample_rate, mel.n_fft, mel.hop_length)
 
 
-class PSEGANTrainer(GANTrainer):
+@dataclass
+class PSEGANConfig(MelGANConfig):
+    """PSEGAN's settings: MelGANConfig plus the gated bottleneck's size and the loss weights (L1 distortion,
+    speaker similarity) and the weight of the speaker similarity in the selection score."""
+
+    gated_width: int = 96
+    gated_hidden: int = 48
+    gated_stacks: int = 1
+    dist_weight: float = 2.0
+    speaker_weight: float = 5.0
+    speaker_val_weight: float = 1.0
+
+
+class PSEGANTrainer(MelGANTrainer):
     """`anoncli train --method psegan`: hide the emotion, keep the speaker (a speaker-similarity loss and validation figure)."""
 
     method = "psegan"
     default_attribute = "emotion"
+    other_domain = "psegan-sf"
+    config_class = PSEGANConfig
     model_keys = ("sample_rate", "channels", "residual", "gated_width", "gated_hidden", "gated_stacks")
-    presets = common_presets(
+    presets = mel_presets(
+        PSEGANConfig,
         quick={"lr_g": 1e-3, "lr_d": 3e-4, "dist_weight": 2.0, "speaker_weight": 5.0, "gated_width": 96,
                "gated_hidden": 48, "gated_stacks": 1, "segment_frames": 64, "epochs": 12, "speaker_val_weight": 1.0},
         full={"lr_g": 1e-4, "lr_d": 2e-4, "dist_weight": 10.0, "speaker_weight": 5.0, "gated_width": 256,
@@ -45,15 +63,15 @@ class PSEGANTrainer(GANTrainer):
     def build(self, num_classes: int) -> None:
         c = self.config
         self.num_classes = num_classes
-        self.generator = psegan_generator(c, num_classes)
-        self.discriminator = AlexNetDiscriminator(num_classes + 1, width=c["d_width"], first_stride=c["d_first_stride"])
-        self.matcher = build_speaker_matcher(c).to(self.device)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=c["lr_g"], betas=(0.5, 0.9))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=c["lr_d"], betas=(0.5, 0.9))
+        self.generator = psegan_generator(self.model_config(), num_classes)
+        self.discriminator = AlexNetDiscriminator(num_classes + 1, width=c.d_width, first_stride=c.d_first_stride)
+        self.matcher = build_speaker_matcher(c.sample_rate).to(self.device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=c.lr_g, betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=c.lr_d, betas=(0.5, 0.9))
 
-    def train_step(self, x, labels):
+    def gan_step(self, x, labels):
         c, k = self.config, self.num_classes
-        targets = torch.randint(0, k, (x.shape[0],), generator=self.data_rng).to(x.device)
+        targets = torch.randint(0, k, (x.shape[0],), generator=self.rng).to(x.device)
         fake = self.generator(x, {"label": targets})
         adv = nn.functional.cross_entropy(self.discriminator(fake).float(), targets)
         distortion = nn.functional.l1_loss(fake.float(), x.float())
@@ -61,16 +79,11 @@ class PSEGANTrainer(GANTrainer):
         mu, sigma = self.batch_stats[:, 0, None, None], self.batch_stats[:, 1, None, None]
         speaker = speaker_consistency_loss(self.matcher, denormalize(x.squeeze(1).float(), mu, sigma),
                                            denormalize(fake.squeeze(1).float(), mu, sigma))
-        loss_g = adv + c["dist_weight"] * distortion + c["speaker_weight"] * speaker
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.optimize("generator", adv + c.dist_weight * distortion + c.speaker_weight * speaker)
         fake_class = torch.full_like(labels, k)
         loss_d = 0.5 * (nn.functional.cross_entropy(self.discriminator(x).float(), labels)
                         + nn.functional.cross_entropy(self.discriminator(fake.detach()).float(), fake_class))
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self.optimize("discriminator", loss_d)
         return {"g_adv": adv.item(), "g_l1": distortion.item(), "g_spk": speaker.item(), "d": loss_d.item()}
 
     @torch.no_grad()
@@ -90,13 +103,21 @@ class PSEGANTrainer(GANTrainer):
         return {"val_speaker_cos": sum(sims) / max(1, len(sims))}
 
     def score(self, metrics):
-        return super().score(metrics) - self.config["speaker_val_weight"] * 100.0 * (1.0 - metrics["val_speaker_cos"])
+        return super().score(metrics) - self.config.speaker_val_weight * 100.0 * (1.0 - metrics["val_speaker_cos"])
 
 
-def train(options: TrainOptions) -> dict:
-    """Mel-domain training (presets quick/full), or the source-filter path (presets sf-quick/sf-full)."""
-    from anoncli.training import source_filter_gan
+class PSEGANSourceFilterTrainer(SourceFilterTrainer):
+    """`anoncli train --method psegan-sf`: a source-filter PSEGAN model (presets sf-quick/sf-full): the gated
+    U-Net towards the target emotion on the envelope, plus the prosody head, keeping the speaker."""
 
-    if source_filter_gan.wants_source_filter(options.config):
-        return source_filter_gan.train("psegan", options, PSEGANTrainer.default_attribute)
-    return PSEGANTrainer(options).run()
+    method = "psegan"
+    name = "psegan-sf"
+    default_attribute = "emotion"
+    other_domain = "psegan"
+    presets = sf_presets(hide_speaker_trait=False)
+
+    def envelope_networks(self, num_classes: int) -> dict[str, nn.Module]:
+        return {"generator": psegan_generator(self.model_config(), num_classes)}
+
+    def envelope_change(self, x, targets):
+        return self.networks["generator"](x, {"label": targets}), None

@@ -35,21 +35,28 @@ embedding + spectral + prosody statistics, `anoncli.scoring.features`,
 trained on the training speakers' original audio) predicts the attribute;
 score = normalised privacy -/+ speaker-similarity term - STOI shortfall.
 
-The run writes checkpoints (resumable), log.parquet, model.json, registers the
-best model in the local store, and exports `RUN/shipped/model.safetensors` +
-`card.json` (the form the package ships).
+The source-filter trainers are registered as `--method pcmelgan-sf`,
+`gengan-sf` and `psegan-sf` (presets `sf-quick`, CPU, and `sf-full`, GPU); the
+models they write are `pcmelgan`, `gengan` and `psegan` models (what
+`anonymize --method gengan` loads), whose checkpoint `config` says
+`synthesis: source_filter`. `SourceFilterTrainer` extends the GAN trainer
+(`gan_common.GANTrainer`: attribute, data split, classes, card); each method
+module subclasses it with its envelope networks (`envelope_networks`,
+`envelope_change`, `distortion`).
+
+The run writes checkpoints (resumable), log.jsonl, log.parquet, model.json,
+registers the best model in the local store with --register, and exports
+`RUN/shipped/model.safetensors` + `card.json` (the form the package ships).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -58,9 +65,7 @@ from torch import nn
 from anoncli import modelstore
 from anoncli.audio import resample
 from anoncli.corpus.reading import read_utterance_audio
-from anoncli.errors import AnoncliError
 from anoncli.models.discriminator import AlexNetDiscriminator
-from anoncli.models.generators import gengan_generator, pcmelgan_filter, pcmelgan_generator, psegan_generator
 from anoncli.models.prosody import (
     NOISE_DIM, STATS_DIM, ProsodyHead, apply_prosody, band_centres, utterance_stats, warp_logmel,
 )
@@ -68,13 +73,10 @@ from anoncli.models.safetensors_io import save_file
 from anoncli.models.speaker import MelSpeakerEncoder
 from anoncli.scoring.metrics import normalised_accuracy
 from anoncli.synthesis import source_filter as sf
-from anoncli.training import TrainOptions
-from anoncli.training.common import (
-    RunFolder, limit_cpu_threads, pick_device, resolve_run_config, seed_everything, speaker_split,
-)
+from anoncli.training.gan_common import GANConfig, GANTrainer
+from anoncli.training.loop import FitResult, TrainConfig
 
 CACHE_VERSION = 1
-PRESET_NAMES = ("sf-quick", "sf-full")
 
 LICENCES = {
     "librispeech": "LibriSpeech (Panayotov et al. 2015): CC BY 4.0",
@@ -83,58 +85,65 @@ LICENCES = {
 }
 
 
-def _base_quick(method: str) -> dict:
-    gender = method != "psegan"
-    return {
-        "synthesis": "source_filter",
-        "sample_rate": 16000,
-        "channels": [8, 16, 32, 64, 128],
-        "residual": True,
-        "gated_width": 96, "gated_hidden": 48, "gated_stacks": 1,
-        "prosody_bounds": [0.8, 0.7, 0.7, 0.2] if gender else [0.3, 1.0, 1.0, 0.05],
-        "prosody_hidden": 64,
-        "epochs": 30, "steps_per_epoch": 30, "batch_size": 16, "segment_frames": 128,
-        "lr_g": 1e-3, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake": "source",
-        "dist_weight": 0.5 if gender else 1.0,
-        "speaker_weight": 0.0 if gender else 5.0,
-        "use_embedding": True,
-        "prior_weight": 1.0,
+@dataclass
+class SourceFilterConfig(GANConfig):
+    """The source-filter trainers' settings: GANConfig plus the PSEGAN bottleneck (gated_*), the prosody
+    head (bounds of its four parameters, hidden width), the loss weights (adv, dist, prior on the
+    `prior_dims` statistics, speaker, param_reg), the discriminator's target for generated data (d_fake:
+    "source" or "fake"), whether it sees a speaker embedding, and the audio-domain validation (utterances
+    anonymized, utterances the attacker learns from, the speaker-similarity weight and the STOI floor)."""
+
+    synthesis: str = "source_filter"
+    gated_width: int = 96
+    gated_hidden: int = 48
+    gated_stacks: int = 1
+    prosody_bounds: list[float] = field(default_factory=lambda: [0.8, 0.7, 0.7, 0.2])
+    prosody_hidden: int = 64
+    adv_weight: float = 1.0
+    d_fake: str = "source"
+    dist_weight: float = 0.5
+    speaker_weight: float = 0.0
+    use_embedding: bool = True
+    prior_weight: float = 1.0
+    prior_dims: list[int] = field(default_factory=lambda: [0, 2, 3, 4])
+    param_reg: float = 0.01
+    val_utterances: int = 40
+    attacker_utterances: int = 200
+    speaker_val_weight: float = -0.3
+    stoi_floor: float = 0.75
+
+    def check(self) -> None:
+        super().check()
+        if self.d_fake not in ("source", "fake"):
+            from anoncli.errors import AnoncliError
+
+            raise AnoncliError(f"--param d_fake={self.d_fake}: expected source or fake")
+
+
+def sf_presets(hide_speaker_trait: bool) -> dict[str, SourceFilterConfig]:
+    """The sf-quick (2 CPU cores) and sf-full (GPU) presets. `hide_speaker_trait`: the attribute is a trait
+    of the speaker (gender: move F0 level, reward a changed voice); else a state of the utterance (emotion:
+    move F0 range and energy shape, keep the speaker)."""
+    trait = hide_speaker_trait
+    quick = SourceFilterConfig(
+        epochs=30, steps_per_epoch=30, batch_size=16, segment_frames=128, val_every=3, val_fraction=0.15,
+        d_warmup_steps=100, amp=False, cache_dir="/tmp/anoncli-sf-cache",
+        prosody_bounds=[0.8, 0.7, 0.7, 0.2] if trait else [0.3, 1.0, 1.0, 0.05],
+        dist_weight=0.5 if trait else 1.0,
+        speaker_weight=0.0 if trait else 5.0,
         # statistics the prior pulls toward the target class: F0 level for gender; F0 range and energy shape for emotion
-        "prior_dims": [0, 2, 3, 4] if gender else [1, 5, 6, 7],
-        "param_reg": 0.01,
-        "d_width": 0.25, "d_first_stride": 2, "d_warmup_steps": 100,
-        "val_every": 3, "val_utterances": 40, "attacker_utterances": 200,
+        prior_dims=[0, 2, 3, 4] if trait else [1, 5, 6, 7],
         # + penalises a speaker change (PSEGAN keeps the speaker), - rewards it (gender methods hide identity too)
-        "speaker_val_weight": -0.3 if gender else 1.0,
-        "stoi_floor": 0.75 if gender else 0.8,
-        "val_fraction": 0.15, "val_speakers": [], "speakers": [], "exclude_speakers": [],
-        "attribute": None, "cache_dir": "/tmp/anoncli-sf-cache",
-        "threads": 1, "register": False, "progress": True, "max_minutes": 0.0,
-    }
-
-
-def presets(method: str) -> dict[str, dict]:
-    """The sf-quick (CPU) and sf-full (GPU) settings of `method`'s source-filter trainer."""
-    quick = _base_quick(method)
-    full = dict(quick, epochs=100, steps_per_epoch=200, batch_size=32, segment_frames=256, lr_g=2e-4, lr_d=2e-4,
-                gated_width=256, gated_hidden=128, gated_stacks=2, d_width=1.0, d_first_stride=1, d_warmup_steps=500,
-                val_every=2, val_utterances=120, attacker_utterances=1000, threads=8)
+        speaker_val_weight=-0.3 if trait else 1.0,
+        stoi_floor=0.75 if trait else 0.8,
+    )
+    full = SourceFilterConfig(**{
+        **quick.__dict__, "epochs": 100, "steps_per_epoch": 200, "batch_size": 32, "segment_frames": 256,
+        "lr_g": 2e-4, "lr_d": 2e-4, "gated_width": 256, "gated_hidden": 128, "gated_stacks": 2, "d_width": 1.0,
+        "d_first_stride": 1, "d_warmup_steps": 500, "val_every": 2, "val_utterances": 120,
+        "attacker_utterances": 1000, "threads": 8,
+    })
     return {"sf-quick": quick, "sf-full": full}
-
-
-def wants_source_filter(config: str | None) -> bool:
-    """Whether `--config` names a source-filter preset or a JSON file based on one."""
-    if not config:
-        return False
-    if config in PRESET_NAMES:
-        return True
-    path = Path(config)
-    if path.is_file() and path.suffix == ".json":
-        try:
-            return json.loads(path.read_text()).get("base") in PRESET_NAMES
-        except (OSError, ValueError):
-            return False
-    return False
 
 
 # --------------------------------------------------------------------------- data
@@ -220,133 +229,112 @@ class EvidenceDiscriminator(nn.Module):
         return logits
 
 
-def build_generators(method: str, config: dict, num_classes: int) -> dict[str, nn.Module]:
-    """The envelope U-Net(s) of `method` and the prosody head (the modules an anonymizer loads)."""
-    if method == "psegan":
-        modules = {"generator": psegan_generator(config, num_classes)}
-    elif method == "gengan":
-        modules = {"generator": gengan_generator(config)}
-    elif method == "pcmelgan":
-        modules = {"filter": pcmelgan_filter(config), "generator": pcmelgan_generator(config, num_classes)}
-    else:
-        raise AnoncliError(f"no source-filter trainer for {method!r}")
-    modules["prosody"] = ProsodyHead(num_classes, bounds=config["prosody_bounds"], hidden=config["prosody_hidden"])
-    return modules
-
-
-def envelope_change(method: str, modules: dict[str, nn.Module], x: torch.Tensor, targets: torch.Tensor,
-                    generator: torch.Generator | None = None, noise: dict | None = None):
-    """Run the envelope U-Net(s) on (B, 1, 80, S) normalised crops -> (output, filter output or None)."""
-    batch = x.shape[0]
-    noise = noise or {}
-    if method == "psegan":
-        return modules["generator"](x, {"label": targets}), None
-    if method == "gengan":
-        n = noise.get("noise")
-        if n is None:
-            n = torch.randn(batch, 1, x.shape[2] // 16, x.shape[3] // 16, generator=generator).to(x.device)
-        return modules["generator"](x, {"noise": n}), None
-    z_f = noise.get("z_filter", torch.randn(batch, 10, generator=generator).to(x.device) if generator is not None else None)
-    z_g = noise.get("z_gen", torch.randn(batch, 10, generator=generator).to(x.device) if generator is not None else None)
-    filtered = modules["filter"](x, {"z": z_f})
-    return modules["generator"](filtered, {"z": z_g, "label": targets}), filtered
 
 
 # --------------------------------------------------------------------------- trainer
 
 
-class SourceFilterTrainer:
-    """Source-filter training of PSEGAN, GenGAN or PCMelGAN: prosody head plus envelope U-Net(s), validated on resynthesised audio."""
+class SourceFilterTrainer(GANTrainer):
+    """Source-filter training of an attribute GAN: prosody head plus envelope U-Net(s), validated on
+    resynthesised audio. Method modules declare `envelope_networks`, `envelope_change` (and `distortion`,
+    `filter_stage` where they differ)."""
 
-    def __init__(self, method: str, options: TrainOptions, default_attribute: str):
-        self.method = method
-        self.options = options
-        config = resolve_run_config(presets(method), options)
-        config["attribute"] = options.attribute or config.get("attribute") or default_attribute
-        config["seed"] = options.seed
-        self.config = config
-        self.device = pick_device(options.device)
-        self.progress = config.get("progress", True)
+    config_class: ClassVar[type[TrainConfig]] = SourceFilterConfig
+    presets: ClassVar[dict] = sf_presets(True)
+    default_preset: ClassVar[str] = "sf-quick"
+    selection = ("val_score", "max")
+    model_keys: ClassVar[tuple[str, ...]] = ("synthesis", "sample_rate", "channels", "residual", "gated_width",
+                                             "gated_hidden", "gated_stacks", "prosody_bounds", "prosody_hidden")
+    # a filter network F before the generator, with its own discriminator (PCMelGAN)
+    filter_stage: ClassVar[bool] = False
 
-    # ---- data
-    def prepare(self):
-        """Open the corpus, keep labelled utterances with at least 5 voiced frames, split speakers and load WORLD features.
+    # ---- declared by each method
+    def envelope_networks(self, num_classes: int) -> dict[str, nn.Module]:
+        """The envelope U-Net(s) an anonymizer loads, by checkpoint name ("generator", and "filter" with a filter stage)."""
+        raise NotImplementedError
+
+    def envelope_change(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the envelope U-Net(s) on (B, 1, 80, S) normalised crops towards `targets` (B,), noise from
+        `self.rng` -> (output, filter output or None)."""
+        raise NotImplementedError
+
+    def distortion(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net's distortion loss: L1 (GenGAN: MSE)."""
+        return nn.functional.l1_loss(out, x)
+
+    # ---- data and networks
+    def setup(self) -> None:
+        """Split the labelled utterances, load WORLD features (cached; utterances with at least 5 voiced
+        frames), and build the networks, discriminator(s), speaker matcher and optimisers.
 
         Raises AnoncliError when the attribute is missing or single-valued, or too few utterances remain.
         """
-        c, options = self.config, self.options
-        corpus = options.open_corpus()
-        attribute = c["attribute"]
-        utts = [u for u in corpus.utterances if u.labels.get(attribute)]
-        if c["speakers"]:
-            utts = [u for u in utts if str(u.speaker) in set(map(str, c["speakers"]))]
-        if c["exclude_speakers"]:
-            utts = [u for u in utts if str(u.speaker) not in set(map(str, c["exclude_speakers"]))]
-        if not utts:
-            raise AnoncliError(f"{options.corpus}: no utterance has a {attribute!r} label")
-        classes = sorted({str(u.labels[attribute]) for u in utts})
-        if len(classes) < 2:
-            raise AnoncliError(f"{options.corpus}: the {attribute!r} label has a single value; nothing to hide")
-        speaker_level = all(len({u.labels[attribute] for u in utts if u.speaker == s}) == 1 for s in {u.speaker for u in utts})
-        train_utts, val_utts, val_speakers = speaker_split(utts, c["val_speakers"] or None, c["val_fraction"], options.seed,
-                                                           stratify_label=attribute if speaker_level else None)
-        feats = load_features(utts, c["sample_rate"], Path(c["cache_dir"]).expanduser(), self.progress)
-        items = lambda group: [make_item(u, classes.index(str(u.labels[attribute])), feats[u.utt_id])  # noqa: E731
-                               for u in group if u.utt_id in feats and int(feats[u.utt_id]["log_f0"].gt(0).sum()) >= 5]
-        self.classes, self.train, self.val, self.val_speakers = classes, items(train_utts), items(val_utts), val_speakers
-        self.corpus_name = Path(options.corpus).resolve().name
-        if len(self.train) < 2 or not self.val:
-            raise AnoncliError(f"{options.corpus}: too few labelled utterances to train and validate")
+        c = self.config
+        self.split()
+        feats = load_features(self.train_utts + self.val_utts, c.sample_rate, Path(c.cache_dir).expanduser(), c.progress)
 
-    # ---- models
-    def build(self):
-        """Create the generators, discriminator(s), speaker matcher and optimizers for the classes found by `prepare`."""
+        def items(group) -> list[SFItem]:
+            return [make_item(u, self.label_of(u), feats[u.utt_id]) for u in group
+                    if u.utt_id in feats and int(feats[u.utt_id]["log_f0"].gt(0).sum()) >= 5]
+
+        self.train, self.val = items(self.train_utts), items(self.val_utts)
+        self.corpus_name = self.corpus_root.name
+        self.check_sizes(self.train, self.val)
+        self.build()
+
+    def build(self) -> None:
         c, k = self.config, len(self.classes)
-        self.modules = build_generators(self.method, c, k)
+        self.networks = self.envelope_networks(k)
+        head = ProsodyHead(k, bounds=c.prosody_bounds, hidden=c.prosody_hidden)
         stats = torch.stack([i.stats for i in self.train])
-        head: ProsodyHead = self.modules["prosody"]  # type: ignore[assignment]
         head.stats_mean.copy_(stats.mean(0))
         head.stats_std.copy_(stats.std(0).clamp(min=1e-3))
-        self.stats_mean, self.stats_std = head.stats_mean.clone(), head.stats_std.clone()
+        self.networks["prosody"] = head
         labels = torch.tensor([i.label for i in self.train])
-        self.class_stats = torch.stack([stats[labels == j].mean(0) if bool((labels == j).any()) else stats.mean(0) for j in range(k)])
-        self.discriminator = EvidenceDiscriminator(k + 1, c["d_width"], c["d_first_stride"], c["use_embedding"])
-        self.filter_d = (AlexNetDiscriminator(k, width=c["d_width"], first_stride=c["d_first_stride"])
-                         if self.method == "pcmelgan" else None)
-        mel = sf.envelope_mel(c["sample_rate"])
+        self.stats_mean, self.stats_std = head.stats_mean.clone().to(self.device), head.stats_std.clone().to(self.device)
+        self.class_stats = torch.stack([stats[labels == j].mean(0) if bool((labels == j).any()) else stats.mean(0)
+                                        for j in range(k)]).to(self.device)
+        self.discriminator = EvidenceDiscriminator(k + 1, c.d_width, c.d_first_stride, c.use_embedding)
+        self.filter_d = AlexNetDiscriminator(k, width=c.d_width, first_stride=c.d_first_stride) if self.filter_stage else None
+        mel = sf.envelope_mel(c.sample_rate)
         self.centres = band_centres(mel.filterbank).to(self.device)
-        needs_matcher = c["use_embedding"] or c["speaker_weight"] > 0
-        self.matcher = (MelSpeakerEncoder(mel.filterbank, mel.sample_rate, mel.n_fft, int(sf.FRAME_PERIOD_MS * mel.sample_rate / 1000))
+        needs_matcher = c.use_embedding or c.speaker_weight > 0
+        self.matcher = (MelSpeakerEncoder(mel.filterbank, mel.sample_rate, mel.n_fft,
+                                          int(sf.FRAME_PERIOD_MS * mel.sample_rate / 1000)).to(self.device)
                         if needs_matcher else None)
-        g_params = [p for m in self.modules.values() for p in m.parameters()]
-        for module in [*self.train_modules().values(), *([self.matcher] if self.matcher is not None else [])]:
-            module.to(self.device)
-        self.stats_mean, self.stats_std = self.stats_mean.to(self.device), self.stats_std.to(self.device)
-        self.class_stats = self.class_stats.to(self.device)
         for item in self.train:      # the contours the prosody losses need, on the training device
-            item.log_f0, item.voiced, item.energy, item.stats = (t.to(self.device) for t in (item.log_f0, item.voiced, item.energy, item.stats))
-        self.opt_g = torch.optim.Adam(g_params, lr=c["lr_g"], betas=(0.5, 0.9))
+            item.log_f0, item.voiced, item.energy, item.stats = (
+                t.to(self.device) for t in (item.log_f0, item.voiced, item.energy, item.stats))
+        g_params = [p for m in self.networks.values() for p in m.parameters()]
+        self.opt_g = torch.optim.Adam(g_params, lr=c.lr_g, betas=(0.5, 0.9))
         d_params = list(self.discriminator.parameters()) + (list(self.filter_d.parameters()) if self.filter_d else [])
-        self.opt_d = torch.optim.Adam(d_params, lr=c["lr_d"], betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(d_params, lr=c.lr_d, betas=(0.5, 0.9))
+        self.validation_ready = False
 
-    def train_modules(self) -> dict[str, nn.Module]:
+    def modules(self) -> dict[str, nn.Module]:
         """Every trained module by name: the inference modules plus the discriminator(s)."""
-        out = dict(self.modules)
+        out = dict(self.networks)
         out["discriminator"] = self.discriminator
         if self.filter_d is not None:
             out["filter_discriminator"] = self.filter_d
         return out
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def inference_modules(self) -> list[str]:
+        return list(self.networks)
+
     # ---- one step
-    def crops(self, items: list[SFItem], rng: torch.Generator):
+    def crops(self, items: list[SFItem]):
         """One random `segment_frames` crop of each item's envelope (short ones edge-padded): (B, 80, S) and the start frames."""
-        frames = self.config["segment_frames"]
+        frames = self.config.segment_frames
         starts, envs = [], []
         for item in items:
             env = item.env
             if env.shape[-1] < frames:
                 env = nn.functional.pad(env.unsqueeze(0), (0, frames - env.shape[-1]), mode="replicate").squeeze(0)
-            start = int(torch.randint(0, env.shape[-1] - frames + 1, (1,), generator=rng))
+            start = int(torch.randint(0, env.shape[-1] - frames + 1, (1,), generator=self.rng))
             starts.append(start)
             envs.append(env[:, start:start + frames])
         return torch.stack(envs).to(self.device), starts
@@ -359,14 +347,13 @@ class SourceFilterTrainer:
         """Speaker embeddings (B, 256) of raw envelope crops, or None without a speaker matcher."""
         return self.matcher(env_raw) if self.matcher is not None else None
 
-    def forward_fake(self, items: list[SFItem], targets: torch.Tensor, rng: torch.Generator):
+    def forward_fake(self, items: list[SFItem], targets: torch.Tensor):
         """Run prosody head and envelope U-Net(s) on a batch towards `targets`; returns the fake crops and what the losses need."""
-        c = self.config
-        frames = c["segment_frames"]
-        z = torch.randn(len(items), NOISE_DIM, generator=rng).to(self.device)
+        frames = self.config.segment_frames
+        z = torch.randn(len(items), NOISE_DIM, generator=self.rng).to(self.device)
         stats_real = torch.stack([i.stats for i in items])
-        params = self.modules["prosody"](stats_real, targets, z)
-        env_raw, starts = self.crops(items, rng)
+        params = self.networks["prosody"](stats_real, targets, z)
+        env_raw, starts = self.crops(items)
         fake_stats, gains = [], []
         for item, p, start in zip(items, params, starts):
             new_log_f0, gain = apply_prosody(item.log_f0, item.voiced, item.energy, p)
@@ -378,7 +365,7 @@ class SourceFilterTrainer:
         sigma = torch.tensor([i.sigma for i in items], device=self.device)[:, None, None]
         warped = warp_logmel(env_raw, params[:, 3], self.centres)
         x_in = ((warped - mu) / (3 * sigma + 1e-6)).clamp(-1, 1).unsqueeze(1)
-        out, filtered = envelope_change(self.method, self.modules, x_in, targets, generator=rng)
+        out, filtered = self.envelope_change(x_in, targets)
         fake_raw = out.squeeze(1) * (3 * sigma + 1e-6) + mu + torch.stack(gains)[:, None, :] / 20.0
         return {"params": params, "stats": torch.stack(fake_stats), "x_in": x_in, "out": out, "filtered": filtered,
                 "raw": fake_raw, "env_raw": env_raw, "mu": mu, "sigma": sigma, "stats_real": stats_real}
@@ -387,79 +374,74 @@ class SourceFilterTrainer:
         """A raw envelope crop normalised per utterance for the discriminator: (B, 80, S) -> (B, 1, 80, S)."""
         return ((raw - mu) / (3 * sigma + 1e-6)).unsqueeze(1)
 
-    def step(self, items: list[SFItem], rng: torch.Generator) -> dict[str, float]:
+    def batches(self, epoch: int):
+        """Endless batches of `batch_size` utterances drawn with replacement (`steps_per_epoch` ends an epoch)."""
+        while True:
+            picks = torch.randint(0, len(self.train), (self.config.batch_size,), generator=self.rng).tolist()
+            yield [self.train[i] for i in picks]
+
+    def train_step(self, items: list[SFItem]) -> dict[str, float]:
         """One generator and discriminator update on `items`; returns the losses as floats."""
         c, k = self.config, len(self.classes)
         labels = torch.tensor([i.label for i in items], device=self.device)
-        targets = torch.randint(0, k, (len(items),), generator=rng).to(self.device)
-        f = self.forward_fake(items, targets, rng)
+        targets = torch.randint(0, k, (len(items),), generator=self.rng).to(self.device)
+        f = self.forward_fake(items, targets)
         emb_fake = self.embed(f["raw"])
         with torch.no_grad():
             emb_real = self.embed(f["env_raw"])
         fake_d = self.d_input(f["raw"], f["mu"], f["sigma"])
         adv = nn.functional.cross_entropy(self.discriminator(fake_d, self.norm_stats(f["stats"]), emb_fake), targets)
-        if self.method == "gengan":
-            dist = nn.functional.mse_loss(f["out"], f["x_in"])
-        else:
-            dist = nn.functional.l1_loss(f["out"], f["x_in"])
-        dims = list(c["prior_dims"])
+        dist = self.distortion(f["out"], f["x_in"])
+        dims = list(c.prior_dims)
         prior = (((f["stats"] - self.class_stats[targets]) / self.stats_std)[:, dims] ** 2).mean() if dims else adv * 0
-        loss_g = c["adv_weight"] * adv + c["dist_weight"] * dist + c["prior_weight"] * prior + c["param_reg"] * (f["params"] ** 2).mean()
+        loss_g = c.adv_weight * adv + c.dist_weight * dist + c.prior_weight * prior + c.param_reg * (f["params"] ** 2).mean()
         losses = {"g_adv": adv.item(), "g_dist": dist.item(), "g_prior": prior.item()}
-        if c["speaker_weight"] > 0 and emb_fake is not None:
+        if c.speaker_weight > 0 and emb_fake is not None:
             spk = (1.0 - (emb_fake * emb_real).sum(1)).mean()
-            loss_g = loss_g + c["speaker_weight"] * spk
+            loss_g = loss_g + c.speaker_weight * spk
             losses["g_spk"] = spk.item()
         if self.filter_d is not None:
             uniform = torch.full((len(items), k), 1.0 / k, device=self.device)
-            f_logits = self.filter_d(f["filtered"])
-            f_adv = -(uniform * torch.log_softmax(f_logits, 1)).sum(1).mean()
-            loss_g = loss_g + c["adv_weight"] * f_adv
+            f_adv = -(uniform * torch.log_softmax(self.filter_d(f["filtered"]), 1)).sum(1).mean()
+            loss_g = loss_g + c.adv_weight * f_adv
             losses["f_adv"] = f_adv.item()
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.optimize("generator", loss_g)
         # discriminator(s)
         real_d = self.d_input(f["env_raw"], f["mu"], f["sigma"])
         # "fake": PCMelGAN/PSEGAN's extra fake class; "source": D learns to recover the *source* class from
         # generated data too (an informed attacker), so the generator must remove what betrays it
-        fake_target = torch.full_like(labels, k) if c["d_fake"] == "fake" else labels
+        fake_target = torch.full_like(labels, k) if c.d_fake == "fake" else labels
         loss_d = 0.5 * (nn.functional.cross_entropy(self.discriminator(real_d, self.norm_stats(f["stats_real"]), emb_real), labels)
                         + nn.functional.cross_entropy(self.discriminator(fake_d.detach(), self.norm_stats(f["stats"].detach()),
                                                                          None if emb_fake is None else emb_fake.detach()),
                                                       fake_target))
         if self.filter_d is not None:
             loss_d = loss_d + nn.functional.cross_entropy(self.filter_d(f["filtered"].detach()), labels)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self.optimize("discriminator", loss_d)
         losses["d"] = loss_d.item()
         return losses
 
-    def warm_up(self, rng: torch.Generator) -> None:
+    def start(self) -> None:
         """Teach the discriminator the classes on real data before the game (a CPU budget needs it)."""
-        for _ in range(self.config["d_warmup_steps"]):
-            picks = torch.randint(0, len(self.train), (self.config["batch_size"],), generator=rng).tolist()
+        def draw():
+            picks = torch.randint(0, len(self.train), (self.config.batch_size,), generator=self.rng).tolist()
             items = [self.train[i] for i in picks]
-            env_raw, _ = self.crops(items, rng)
+            env_raw, _ = self.crops(items)
             mu = torch.tensor([i.mu for i in items], device=self.device)[:, None, None]
             sigma = torch.tensor([i.sigma for i in items], device=self.device)[:, None, None]
             with torch.no_grad():
                 emb = self.embed(env_raw)
-            logits = self.discriminator(self.d_input(env_raw, mu, sigma), self.norm_stats(torch.stack([i.stats for i in items])), emb)
-            loss = nn.functional.cross_entropy(logits, torch.tensor([i.label for i in items], device=self.device))
-            self.opt_d.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_d.step()
+            return (self.d_input(env_raw, mu, sigma), self.norm_stats(torch.stack([i.stats for i in items])), emb,
+                    torch.tensor([i.label for i in items], device=self.device))
+
+        self.warm_up(self.config.d_warmup_steps, [("discriminator", self.discriminator)], draw)
 
     # ---- audio-domain validation
     def inference_state(self) -> dict:
         """The checkpoint-style state an anonymizer loads: method, model config, classes, attribute and module weights."""
-        model_keys = ("synthesis", "sample_rate", "channels", "residual", "gated_width", "gated_hidden", "gated_stacks",
-                      "prosody_bounds", "prosody_hidden")
-        return {"format": 1, "method": self.method, "config": {k: self.config[k] for k in model_keys},
-                "classes": list(self.classes), "attribute": self.config["attribute"],
-                "models": {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in self.modules.items()}}
+        return {"format_version": modelstore.FORMAT_VERSION, "method": self.method, **self.model_info(),
+                "models": {name: {k: v.detach().clone() for k, v in m.state_dict().items()}
+                           for name, m in self.networks.items()}}
 
     def prepare_validation(self) -> None:
         """Pick validation and attacker utterances, and fit the audio-domain attribute attacker on the originals."""
@@ -471,26 +453,27 @@ class SourceFilterTrainer:
 
         c = self.config
         self.backend = load_backend(None)
-        rng = np.random.default_rng(c["seed"])
+        rng = np.random.default_rng(c.seed)
         val = list(self.val)
-        if len(val) > c["val_utterances"]:
-            val = [val[i] for i in sorted(rng.choice(len(val), c["val_utterances"], replace=False))]
+        if len(val) > c.val_utterances:
+            val = [val[i] for i in sorted(rng.choice(len(val), c.val_utterances, replace=False))]
         self.val_set = val
         self.val_waves = [self.read_wave(i.utt) for i in val]
         train = list(self.train)
-        if len(train) > c["attacker_utterances"]:
-            train = [train[i] for i in sorted(rng.choice(len(train), c["attacker_utterances"], replace=False))]
+        if len(train) > c.attacker_utterances:
+            train = [train[i] for i in sorted(rng.choice(len(train), c.attacker_utterances, replace=False))]
         x_train = self.audio_features([self.read_wave(i.utt) for i in train])
         self.attacker = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000))
         self.attacker.fit(x_train, [i.label for i in train])
         self.val_original = self.audio_features(self.val_waves)
         self.val_embed_original = self.val_original[:, :256]
         self.val_acc_original = float(np.mean(self.attacker.predict(self.val_original) == np.array([i.label for i in val])))
+        self.validation_ready = True
 
     def read_wave(self, utt) -> np.ndarray:
         """One utterance decoded and resampled to the training rate: (T,) float32; AudioError on a bad file."""
         audio = read_utterance_audio(utt)
-        return resample(torch.from_numpy(audio.samples), audio.sample_rate, self.config["sample_rate"]).numpy()
+        return resample(torch.from_numpy(audio.samples), audio.sample_rate, self.config.sample_rate).numpy()
 
     def audio_features(self, waves: list[np.ndarray]) -> np.ndarray:
         """The attacker's features of each wave (speaker embedding, F0 and energy statistics): (N, D)."""
@@ -498,138 +481,66 @@ class SourceFilterTrainer:
         from anoncli.scoring.signal_metrics import f0_track
 
         embeddings = self.backend.embed(waves)
-        return np.stack([attribute_features(w, f0_track(w, self.config["sample_rate"]), e) for w, e in zip(waves, embeddings)])
+        return np.stack([attribute_features(w, f0_track(w, self.config.sample_rate), e) for w, e in zip(waves, embeddings)])
 
     def validate(self) -> dict[str, float]:
         """Anonymise the validation set as `anonymize` would: attacker accuracy, privacy, speaker cosine, STOI and the score."""
         from anoncli.methods import MethodOptions, method_class
         from anoncli.scoring.signal_metrics import stoi
 
-        for m in self.modules.values():
-            m.eval()
-        method = method_class(self.method).from_state(self.inference_state(), MethodOptions(seed=self.config["seed"]))
+        if not self.validation_ready:
+            self.prepare_validation()
+        method = method_class(self.method).from_state(self.inference_state(), MethodOptions(seed=self.config.seed))
         outputs = []
-        for index, (item, wave) in enumerate(zip(self.val_set, self.val_waves)):
-            params = method.utterance_params(item.utt)
-            result = method.process([torch.from_numpy(wave)], [params])[0]
+        for item, wave in zip(self.val_set, self.val_waves):
+            result = method.process([torch.from_numpy(wave)], [method.utterance_params(item.utt)])[0]
             audio = getattr(result, "audio", result)       # a MethodOutput (or a bare tensor)
             outputs.append(np.asarray(audio.numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32))
-        for m in self.modules.values():
-            m.train()
         feats = self.audio_features(outputs)
         labels = np.array([i.label for i in self.val_set])
         acc = float(np.mean(self.attacker.predict(feats) == labels))
         cos = float(np.mean(np.sum(feats[:, :256] * self.val_embed_original, axis=1)))
-        stois = [float(stoi(w, o, self.config["sample_rate"])) for w, o in zip(self.val_waves, outputs)]
+        stois = [float(stoi(w, o, self.config.sample_rate)) for w, o in zip(self.val_waves, outputs)]
         stoi_mean = float(np.nanmean(stois)) if stois else float("nan")
-        chance = 1.0 / len(self.classes)
-        privacy = normalised_accuracy(acc, chance, full=1.0)
+        privacy = normalised_accuracy(acc, 1.0 / len(self.classes), full=1.0)
         c = self.config
-        score = privacy - c["speaker_val_weight"] * 100.0 * (1.0 - cos) - 300.0 * max(0.0, c["stoi_floor"] - stoi_mean)
+        score = privacy - c.speaker_val_weight * 100.0 * (1.0 - cos) - 300.0 * max(0.0, c.stoi_floor - stoi_mean)
         return {"val_acc": acc, "val_acc_original": self.val_acc_original, "val_privacy": privacy,
                 "val_speaker_cos": cos, "val_stoi": stoi_mean, "val_score": score}
 
-    # ---- the run
-    def run(self) -> dict:
-        """Train (or resume) in the run folder; write the card, the shipped form and register the best model. Returns the run summary."""
-        options, c = self.options, self.config
-        limit_cpu_threads(c.get("threads"))
-        volatile = ("epochs", "progress", "register", "threads", "cache_dir", "max_minutes")
-        run = RunFolder(options.out, {"method": self.method, **c}, overwrite=options.overwrite,
-                        resume_keys=[k for k in c if k not in volatile])
-        seed_everything(options.seed)
-        rng = torch.Generator()
-        rng.manual_seed(options.seed)
-        started = time.time()
-        self.prepare()
-        self.build()
-        state = run.resume("cpu")
-        start_epoch, best_score, best_epoch = 0, -math.inf, -1
-        if state is not None:
-            for name, module in self.train_modules().items():
-                module.load_state_dict(state["train_models"][name])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            rng.set_state(state["data_rng"])
-            start_epoch, best_score, best_epoch = int(state["epoch"]), float(state["best_score"]), int(state["best_epoch"])
-            run.truncate_log(start_epoch)
-            print(f"resuming {run.root} after epoch {start_epoch}", file=sys.stderr)
-        else:
-            self.warm_up(rng)
-        self.prepare_validation()
-        metrics: dict[str, float] = {}
-        for epoch in range(start_epoch + 1, c["epochs"] + 1):
-            sums: dict[str, float] = {}
-            for _ in range(c["steps_per_epoch"]):
-                picks = torch.randint(0, len(self.train), (c["batch_size"],), generator=rng).tolist()
-                for key, value in self.step([self.train[i] for i in picks], rng).items():
-                    sums[key] = sums.get(key, 0.0) + value / c["steps_per_epoch"]
-            out_of_time = c["max_minutes"] and (time.time() - started) / 60.0 >= c["max_minutes"]
-            row = {"epoch": epoch, "elapsed_s": time.time() - started, **sums}
-            best = False
-            if epoch % c["val_every"] == 0 or epoch == c["epochs"] or out_of_time:
-                metrics = self.validate()
-                row.update(metrics)
-                if metrics["val_score"] > best_score:
-                    best_score, best_epoch, best = metrics["val_score"], epoch, True
-            run.log(row)
-            state = {**self.inference_state(), "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
-                     "train_models": {n: m.state_dict() for n, m in self.train_modules().items()},
-                     "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "data_rng": rng.get_state(),
-                     "metrics": metrics}
-            run.save(state, best=best)
-            print(f"{self.method} epoch {epoch}: {json.dumps({k: round(v, 4) for k, v in row.items() if isinstance(v, float)})}",
-                  file=sys.stderr, flush=True)
-            if out_of_time:
-                break
-        best_row = next((r for r in run.log_rows if r.get("epoch") == best_epoch), {})
-        card = self.card(best_epoch, best_row, time.time() - started)
-        run.write_card(card)
-        shipped = export_shipped(run.best_path, run.root / "shipped", card)
-        registered = str(modelstore.register(self.method, run.root)) if c.get("register") else None
-        return {"run": str(run.root), "best_epoch": best_epoch, "best_score": best_score,
-                "validation": card["validation"], "registered": registered, "shipped": str(shipped)}
-
-    def card(self, best_epoch: int, best_row: dict, seconds: float) -> dict:
-        """The run's model card: method, data, labels, config, validation figures and licence."""
+    # ---- the card and the shipped form
+    def card(self, result: FitResult) -> dict:
+        """The run's model card: data (with the corpus's licence), labels, command and validation figures."""
         corpus = self.corpus_name.lower()
         licence = next((text for key, text in LICENCES.items() if key in corpus), "see the corpus's own licence")
+        card = self.data_card(sorted({i.speaker for i in self.train}), len(self.train), len(self.val))
+        card["data"].update(corpus=self.corpus_name, licence=licence)
         return {
-            "method": self.method,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **card,
             "synthesis": "source_filter",
-            "data": {"corpus": self.corpus_name, "licence": licence,
-                     "train_speakers": sorted({i.speaker for i in self.train}), "val_speakers": self.val_speakers,
-                     "excluded_speakers": list(self.config["exclude_speakers"]),
-                     "train_utterances": len(self.train), "val_utterances": len(self.val)},
-            "labels": {"attribute": self.config["attribute"], "classes": list(self.classes)},
-            "config": self.config,
             "command": "anoncli " + " ".join(sys.argv[1:]) if sys.argv and "anoncli" in sys.argv[0] else " ".join(sys.argv),
-            "seed": self.config["seed"],
-            "best_epoch": best_epoch,
             "validation": {
                 "what": "validation speakers anonymized through the inference path (WORLD resynthesis); attacker = "
                         "logistic regression on resemblyzer embedding + spectral + prosody statistics trained on the "
                         "training speakers' original audio; speaker_cos = resemblyzer cosine original vs anonymized",
-                **{k: v for k, v in best_row.items() if k.startswith("val_")},
+                **result.best_metrics,
             },
-            "train_seconds": round(seconds, 1),
         }
+
+    def finish(self, result: FitResult) -> dict:
+        card = json.loads((result.run.root / "model.json").read_text())
+        return {"shipped": str(export_shipped(result.run.best_path, result.run.root / "shipped", card))}
 
 
 def export_shipped(checkpoint: Path, out_dir: Path, card: dict) -> Path:
     """Write the inference modules of a checkpoint as `model.safetensors` + `card.json` (the shipped form)."""
-    state = modelstore.load_checkpoint(checkpoint, "cpu")
+    state = modelstore.load_model(checkpoint, "cpu")
+    names = state.get("inference_modules") or sorted(state["models"])
     tensors = {f"{name}.{key}": value.float() if value.is_floating_point() else value
-               for name, module_state in state["models"].items() for key, value in module_state.items()}
+               for name in names for key, value in state["models"][name].items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, out_dir / "model.safetensors", metadata={"method": state["method"]})
     full = {**card, "model": {"config": state["config"], "classes": state["classes"], "attribute": state["attribute"],
-                              "epoch": state.get("epoch"), "modules": sorted(state["models"])}}
+                              "epoch": state.get("epoch"), "modules": sorted(names)}}
     (out_dir / "card.json").write_text(json.dumps(full, indent=2, default=str) + "\n")
     return out_dir / "model.safetensors"
-
-
-def train(method: str, options: TrainOptions, default_attribute: str) -> dict:
-    """Train `method`'s source-filter model (presets sf-quick/sf-full); returns the run summary."""
-    return SourceFilterTrainer(method, options, default_attribute).run()

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -35,6 +35,8 @@ MIN_DURATION_S = 0.02
 # audio recordings (above); a header that declares one is corrupt.
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768000
+# libsndfile's frame count of a file whose header does not give its length is SF_COUNT_MAX; none this large is real.
+_UNKNOWN_FRAMES = 1 << 62
 # Frames read per call from files whose length libsndfile cannot know in
 # advance (GSM 6.10, G.72x, NMS ADPCM, ...: "non-seekable" codecs).
 _BLOCK_FRAMES = 1 << 16
@@ -86,20 +88,55 @@ def _check_not_truncated(where: str, extra_info: str) -> None:
             raise AudioError(f"{where}: truncated (header declares {declared} bytes of audio, file holds {present})")
 
 
-def _read_all(handle: sf.SoundFile) -> np.ndarray:
-    """Every frame as float32 (frames, channels); block by block when the codec cannot seek."""
-    if handle.seekable():
-        return handle.read(dtype="float32", always_2d=True)
-    blocks = []
+def header_frames(frames: int) -> int | None:
+    """A frame count as libsndfile reports it from a header, or None when the header leaves the length open.
+
+    A FLAC written to a pipe has STREAMINFO total_samples 0 (the writer
+    could not seek back to fill it in); libsndfile then reports SF_COUNT_MAX
+    frames (2**63 - 1), which read as 160 billion hours at 16 kHz.
+    """
+    return frames if 0 <= frames < _UNKNOWN_FRAMES else None
+
+
+def _blocks(handle: sf.SoundFile) -> Iterator[np.ndarray]:
+    """The frames of an open file as float32 (frames, channels) blocks of _BLOCK_FRAMES, to its end."""
+    if header_frames(handle.frames) is None:
+        # libFLAC cannot seek in a stream of unknown length, and soundfile seeks after every read of a
+        # file it calls seekable: read it as the stream it is.
+        handle.seekable = lambda: False
     while True:
         block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
         if block.shape[0]:
-            blocks.append(block)
+            yield block
         if block.shape[0] < _BLOCK_FRAMES:
-            break
+            return
+
+
+def _read_all(handle: sf.SoundFile) -> np.ndarray:
+    """Every frame as float32 (frames, channels); block by block when the codec cannot seek or the header
+    does not give the length."""
+    if handle.seekable() and header_frames(handle.frames) is not None:
+        return handle.read(dtype="float32", always_2d=True)
+    blocks = list(_blocks(handle))
     if not blocks:
         return np.zeros((0, handle.channels), dtype=np.float32)
     return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+
+def audio_length(path: str | os.PathLike) -> tuple[int, float]:
+    """(sample rate in Hz, duration in seconds) of an audio file, from its header.
+
+    Where the header leaves the length open (`header_frames`: a FLAC
+    written to a pipe) the frames are counted by
+    decoding the file block by block, never holding it whole. Raises
+    soundfile's errors (LibsndfileError, RuntimeError) for a file it cannot
+    open or decode.
+    """
+    with sf.SoundFile(os.fspath(path)) as handle:
+        frames = header_frames(handle.frames)
+        if frames is None:
+            frames = sum(block.shape[0] for block in _blocks(handle))
+        return int(handle.samplerate), frames / float(handle.samplerate)
 
 
 def _path_problem(path: str, where: str) -> str | None:

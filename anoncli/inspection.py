@@ -10,7 +10,7 @@ from typing import Any
 
 import soundfile as sf
 
-from anoncli.audio import output_intact
+from anoncli.audio import audio_length, output_intact
 from anoncli.errors import InputError
 from anoncli.evaluation import report_io
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files, read_selection
@@ -67,12 +67,12 @@ def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands
             piped += 1  # produced by a shell command: no header to read without running it
             continue
         try:
-            info = sf.info(str(utt.path))
+            rate, duration = audio_length(utt.path)  # a header without the length (FLAC from a pipe): decoded
         except Exception:
             unreadable += 1
             continue
-        seconds += info.duration
-        rates[info.samplerate] += 1
+        seconds += duration
+        rates[rate] += 1
     summary = corpus_summary(corpus)
     return {
         "kind": "corpus", "path": str(root), "layout": corpus.layout, "labels_source": corpus.labels_source,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import random
@@ -633,6 +634,48 @@ def test_audiofolder_labels_and_lengths_survive_datasets_load_dataset(tmp_path, 
         assert (row["speaker"], row["zip"], row["transcript"], row["gender"], row["age"]) == \
             (speaker, zipcode, transcript, gender or None, age)
         assert len(row["audio"]["array"]) == n and row["audio"]["sampling_rate"] == 16000
+
+
+# --- a FLAC written to a pipe ---------------------------------------------------------------------
+
+def _piped_flac(path: Path, wave: np.ndarray, rate: int) -> None:
+    """A FLAC as an encoder writing to a pipe leaves it: STREAMINFO total_samples 0 and no MD5 (it cannot seek back)."""
+    sf.write(path, wave, rate, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first, at byte 8
+    fields = int.from_bytes(data[18:26], "big")  # rate (20 bits), channels (3), bits (5), total_samples (36)
+    data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
+    data[26:42] = bytes(16)
+    path.write_bytes(bytes(data))
+
+
+def test_a_flac_written_to_a_pipe_is_decoded_and_measured(tmp_path, monkeypatch, capsys):
+    from anoncli.jobs.batching import header_duration
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    waves = [voiced(0.7, seed=i) for i in range(3)]
+    for i, wave in enumerate(waves):
+        _piped_flac(corpus / f"p{i}.flac", wave, RATE)
+    assert sf.info(corpus / "p0.flac").frames > 10 ** 15  # what libsndfile makes of the missing length
+    expected = sf.read(io.BytesIO(_flac_bytes(waves[0])), dtype="float32")[0]
+    assert np.array_equal(read_audio(corpus / "p0.flac").samples, expected)
+    code, out, err = cli(monkeypatch, capsys, "inspect", corpus, "--format", "json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["unreadable_headers"] == 0 and summary["sample_rates"] == {str(RATE): 3}
+    assert summary["hours"] == round(3 * 0.7 / 3600, 4)  # not 160 billion
+    assert header_duration(open_corpus(corpus).utterances[0]) == 0.0  # unknown: no huge batch weight
+    code, _, err = anonymize(monkeypatch, capsys, corpus, tmp_path / "out", "--no-score", "--method", "mcadams")
+    assert code == 0, err
+    for i, wave in enumerate(waves):
+        assert sf.info(tmp_path / "out" / f"p{i}.wav").frames == len(wave)
+
+
+def _flac_bytes(wave: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, RATE, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 # --- resampling at odd rates ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import soundfile as sf
 
+from anoncli.audio import header_frames
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import AnoncliError
 
@@ -41,7 +42,7 @@ def header_duration(utt: Utterance) -> float:
         info = sf.info(str(utt.path))
     except Exception:
         return 0.0
-    if not info.samplerate or info.frames <= 0:
+    if not info.samplerate or not header_frames(info.frames):  # a FLAC written to a pipe gives no length
         return 0.0
     return info.frames / info.samplerate
 

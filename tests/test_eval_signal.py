@@ -43,6 +43,30 @@ def test_f0_alignment_finds_a_delay(voice):
     assert signal_metrics.f0_correlation(voice, delayed, RATE) > 0.95
 
 
+def speech_like(seed: int = 3) -> np.ndarray:
+    """Three voiced stretches with pauses between them: an energy envelope with landmarks."""
+    gap = np.zeros(RATE // 4, dtype=np.float32)
+    return np.concatenate([voiced(0.6, RATE, 120, seed=seed), gap, voiced(0.8, RATE, 140, seed=seed + 1), gap,
+                           voiced(0.5, RATE, 100, seed=seed + 2)])
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 0.05, -0.25])
+def test_stoi_aligns_a_delayed_copy_and_records_the_lag(delay_s):
+    speech = speech_like()
+    shift = int(abs(delay_s) * RATE)
+    moved = np.concatenate([np.zeros(shift, np.float32), speech]) if delay_s > 0 else speech[shift:]
+    score = signal_metrics.stoi(speech, moved, RATE)
+    assert score > 0.99 and score.lag_s == pytest.approx(delay_s, abs=0.002)
+    assert signal_metrics.stoi(speech, speech, RATE).lag_s == 0.0
+
+
+def test_stoi_lag_follows_the_timing_of_a_changed_voice():
+    """Another voice with the same timing (what a voice conversion keeps) aligns on the energy envelope."""
+    speech = speech_like()
+    other = np.concatenate([np.zeros(RATE // 2, np.float32), speech_like(seed=40) * 0.5])
+    assert signal_metrics.stoi_lag(speech, other, RATE) == pytest.approx(RATE // 2, abs=RATE * 0.004)
+
+
 def test_fast_mel_matches_librosa(voice):
     import librosa
 
@@ -50,3 +74,29 @@ def test_fast_mel_matches_librosa(voice):
     ours = mel_power(voice)
     assert ours.shape == reference.shape
     assert np.max(np.abs(ours - reference)) <= 1e-4 * np.max(reference)
+
+
+def test_evaluate_scores_a_delayed_output_at_its_lag(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from anoncli.cli.app import app
+
+    monkeypatch.setenv("ANONCLI_CACHE", str(tmp_path / "cache"))
+    original, anonymized = tmp_path / "orig", tmp_path / "anon"
+    original.mkdir()
+    anonymized.mkdir()
+    for i in range(2):
+        speech = speech_like(seed=10 * i)
+        sf.write(original / f"u{i}.wav", speech, RATE)
+        sf.write(anonymized / f"u{i}.wav", np.concatenate([np.zeros(RATE // 2, np.float32), speech]), RATE)
+    result = CliRunner().invoke(app, ["evaluate", str(original), str(anonymized), "--out", str(tmp_path / "rep"),
+                                      "--probes", "signal", "--bootstrap", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["signal"]["stoi"] > 0.99 and "stoi_lag_ms" not in summary["signal"]
+    scores = pd.read_parquet(tmp_path / "rep" / "scores.parquet")
+    assert scores["signal.stoi_lag_ms"].tolist() == pytest.approx([500.0, 500.0], abs=2)

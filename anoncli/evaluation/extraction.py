@@ -57,6 +57,8 @@ class Extracted:
 
 # Scores an `anonymize` manifest holds (anoncli.scoring.quick_scores) that evaluate reuses instead of recomputing.
 REUSED_SIGNAL = ("stoi", "f0_r", "duration_ratio", "level_change_db")
+# per-pair signal columns: the scores, and the lag (ms, positive: the output is later) STOI was measured at
+SIGNAL_COLUMNS = ("stoi", "f0_r", "lsd_db", "duration_ratio", "level_change_db", "stoi_lag_ms")
 
 
 def manifest_scores(pairing, anonymized: Path) -> list[dict | None]:
@@ -233,6 +235,7 @@ def _pair_signal(w_o: np.ndarray, d_o: float, w_a: np.ndarray, d_a: float, f0_o:
     """The signal scores of one decoded pair and the reasons for those that are NaN."""
     scores: dict[str, float] = signal_metrics.pair_scores(w_o, w_a, FEATURE_RATE, f0_o, f0_a)
     scores["lsd_db"] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
+    scores["stoi_lag_ms"] = 1000 * getattr(scores["stoi"], "lag_s", float("nan"))
     scores["duration_ratio"] = signal_metrics.duration_ratio(d_o, d_a)  # from the file headers
     notes = {f"signal.{name}": value.note for name, value in scores.items()
              if isinstance(value, signal_metrics.Score) and value.note}
@@ -287,6 +290,7 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
                 if known and known.get(i):
                     signal[i] = {name: float(known[i][name][0]) for name in REUSED_SIGNAL}
                     signal[i]["lsd_db"] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
+                    signal[i]["stoi_lag_ms"] = 1000 * signal_metrics.stoi_lag(w_o, w_a, FEATURE_RATE) / FEATURE_RATE
                     signal_notes = {f"signal.{name}": known[i][name][1] for name in REUSED_SIGNAL if known[i][name][1]}
                 else:
                     signal[i], signal_notes = _pair_signal(w_o, d_o, w_a, d_a, original_entry["f0"], entry["f0"])
@@ -331,7 +335,7 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     n = len(pairs)
     orig_entries: list[dict | None] = [None] * n
     anon_entries: list[dict | None] = [None] * n
-    signal = {k: np.full(n, np.nan) for k in ("stoi", "f0_r", "lsd_db", "duration_ratio", "level_change_db")}
+    signal = {k: np.full(n, np.nan) for k in SIGNAL_COLUMNS}
     notes: list[dict[str, str]] = [{} for _ in range(n)]
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []

@@ -14,6 +14,7 @@ from anoncli.scoring import metrics
 # The scores of the printed table and of the gate's early name check, with their table labels.
 TABLE_SCORES = (("stoi", "STOI"), ("f0_r", "F0 Pearson r"), ("lsd_db", "log-spectral distance dB"),
                 ("duration_ratio", "duration ratio"))
+PER_PAIR_ONLY = ("stoi_lag_ms",)  # scores.parquet columns without a corpus figure
 
 
 def signal_summary(signal: dict[str, np.ndarray], speakers: np.ndarray, n_boot: int, seed: int,
@@ -53,7 +54,8 @@ class SignalProbe(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         speakers = np.array([s or "" for s in ctx.speakers])
-        summary = signal_summary(ctx.data.signal, speakers, ctx.config.n_boot, ctx.config.seed, ctx.valid)
+        scores = {key: values for key, values in ctx.data.signal.items() if key not in PER_PAIR_ONLY}
+        summary = signal_summary(scores, speakers, ctx.config.n_boot, ctx.config.seed, ctx.valid)
         return ProbeResult(summary, {f"signal.{key}": values for key, values in ctx.data.signal.items()})
 
     @classmethod

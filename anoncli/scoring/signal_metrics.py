@@ -2,8 +2,10 @@
 
 Every function takes float32 mono arrays at one common sample rate (the caller
 resamples); differing lengths are handled by truncating to the shorter one,
-except the F0 correlation, which aligns the two F0 tracks first
-(`anoncli.dsp.pitch`).
+except STOI and the F0 correlation, which align the pair first: the F0
+correlation its two F0 tracks (`anoncli.dsp.pitch`), STOI the two signals by
+their short-time energy envelopes (`stoi_lag`), over the same lags as F0 r
+(0 for equal lengths; else 0 to the length difference, ±`MAX_EXTRA_LAG_S`).
 
 A per-utterance score that cannot be computed is never a stand-in number:
 `stoi`, `f0_correlation`, `f0_correlation_from_tracks`, `level_change_db`,
@@ -31,6 +33,10 @@ TOO_SHORT = "too short"
 EMPTY = "empty original"
 SIDES = ("original", "output")
 PAIR_SCORES = ("stoi", "f0_r", "duration_ratio", "level_change_db")
+MAX_EXTRA_LAG_S = pitch.MAX_EXTRA_LAG_FRAMES * pitch.FRAME_MS / 1000  # lag search beyond the length difference
+ENVELOPE_WINDOW = 256       # samples at STOI_RATE: STOI's 25.6-ms frame
+ENVELOPE_HOP = 20           # samples at STOI_RATE: the lag's resolution (2 ms)
+ENVELOPE_RANGE_DB = 60      # envelope floor below its loudest frame: silence does not steer the alignment
 
 
 class Score(float):
@@ -52,6 +58,24 @@ class Score(float):
 
     def __repr__(self) -> str:
         return f"Score({float(self)!r}, note={self.note!r})"
+
+
+class AlignedScore(Score):
+    """A `Score` measured after aligning the pair; `lag_s` is how far the processed signal was shifted to
+    match the reference, in seconds (positive: the processed one is later)."""
+
+    lag_s: float
+
+    def __new__(cls, value: float, note: str | None = None, lag_s: float = 0.0) -> AlignedScore:
+        self = super().__new__(cls, value, note)
+        self.lag_s = lag_s
+        return self
+
+    def __reduce__(self):
+        return (AlignedScore, (float(self), self.note, self.lag_s))
+
+    def __repr__(self) -> str:
+        return f"AlignedScore({float(self)!r}, note={self.note!r}, lag_s={self.lag_s!r})"
 
 
 def missing(note: str) -> Score:
@@ -93,25 +117,79 @@ def _to_rate(samples: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
     return resample(np.ascontiguousarray(samples, dtype=np.float32), rate, new_rate)
 
 
-def stoi(reference: np.ndarray, processed: np.ndarray, sample_rate: int) -> Score:
+def _log_envelope(x: np.ndarray) -> np.ndarray:
+    """Energy in dB of `ENVELOPE_WINDOW`-sample frames every `ENVELOPE_HOP` samples, floored `ENVELOPE_RANGE_DB`
+    below the loudest frame."""
+    energy = np.cumsum(np.square(np.asarray(x, np.float64)))
+    if len(energy) <= ENVELOPE_WINDOW:
+        return np.zeros(0)
+    power = (energy[ENVELOPE_WINDOW:] - energy[:-ENVELOPE_WINDOW])[::ENVELOPE_HOP]
+    db = 10 * np.log10(np.maximum(power, 1e-20))
+    return np.maximum(db, db.max() - ENVELOPE_RANGE_DB)
+
+
+def stoi_lag(reference: np.ndarray, processed: np.ndarray, sample_rate: int = STOI_RATE) -> int:
+    """Samples (at `sample_rate`) by which `processed` is later than `reference`: the lag STOI is computed at.
+
+    As F0 r aligns its tracks (`anoncli.dsp.pitch`): equal lengths are
+    compared at lag 0; otherwise every lag from 0 to the length difference,
+    ±`MAX_EXTRA_LAG_S`, in steps of `ENVELOPE_HOP` samples at 10 kHz, whose
+    overlap keeps at least half of the shorter signal, is tried, and the one
+    where the two log-energy envelopes correlate best (Pearson r) wins, the
+    smallest shift on ties. Energy envelopes, not waveforms, so a changed
+    voice with the same timing aligns as well as a copy.
+    """
+    diff = len(processed) - len(reference)
+    if diff == 0:
+        return 0
+    scale = STOI_RATE / sample_rate
+    env_ref = _log_envelope(_to_rate(reference, sample_rate, STOI_RATE))
+    env_proc = _log_envelope(_to_rate(processed, sample_rate, STOI_RATE))
+    extra = int(round(MAX_EXTRA_LAG_S * STOI_RATE / ENVELOPE_HOP))
+    steps = int(round(diff * scale / ENVELOPE_HOP))
+    lags = sorted(range(min(0, steps) - extra, max(0, steps) + extra + 1), key=lambda lag: (abs(lag), lag))
+    shortest = min(len(env_ref), len(env_proc))
+    best_lag, best_r = 0, -np.inf
+    for lag in lags:  # smallest shift first, so it wins ties
+        a, b = (env_ref, env_proc[lag:]) if lag >= 0 else (env_ref[-lag:], env_proc)
+        n = min(len(a), len(b))
+        if n < max(2, shortest / 2):
+            continue
+        a, b = a[:n] - a[:n].mean(), b[:n] - b[:n].mean()
+        denominator = np.sqrt(np.dot(a, a) * np.dot(b, b))
+        r = np.dot(a, b) / denominator if denominator > 0 else -np.inf
+        if r > best_r:
+            best_lag, best_r = lag, r
+    return int(round(best_lag * ENVELOPE_HOP / scale))
+
+
+def _shifted(reference: np.ndarray, processed: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pair with `processed` moved `lag` samples earlier (later when negative), truncated to the overlap."""
+    return _truncate(reference, processed[lag:]) if lag >= 0 else _truncate(reference[-lag:], processed)
+
+
+def stoi(reference: np.ndarray, processed: np.ndarray, sample_rate: int) -> AlignedScore:
     """Short-time objective intelligibility (0..1) of `processed` against `reference` (Taal et al. 2011).
 
-    `anoncli.scoring.stoi`: pystoi's classical STOI, vectorised. NaN with a
-    note for a silent side or a pair shorter than `MIN_SECONDS`, or when
-    fewer than 30 non-silent frames remain ("too short": pystoi would return 1e-5).
+    `anoncli.scoring.stoi`: pystoi's classical STOI, vectorised, at the lag
+    `stoi_lag` finds (its `lag_s`; a copy delayed by 0.5 s scores 1, not
+    about 0). NaN with a note for a silent side or a pair shorter than
+    `MIN_SECONDS`, or when fewer than 30 non-silent frames of the aligned
+    overlap remain ("too short": pystoi would return 1e-5).
     """
     from anoncli.scoring import stoi as stoi_mod
 
     problem = pair_problem(reference, processed, sample_rate, MIN_SECONDS)
     if problem:
-        return missing(problem)
+        return AlignedScore(float("nan"), problem, float("nan"))
     ref = _to_rate(reference, sample_rate, STOI_RATE)
     proc = _to_rate(processed, sample_rate, STOI_RATE)
-    ref, proc = _truncate(ref, proc)
+    lag = stoi_lag(ref, proc)
+    ref, proc = _shifted(ref, proc, lag)
     try:
-        return Score(stoi_mod.stoi(ref, proc))
+        return AlignedScore(stoi_mod.stoi(ref, proc), None, lag / STOI_RATE)
     except stoi_mod.TooShort:
-        return missing(TOO_SHORT)
+        return AlignedScore(float("nan"), TOO_SHORT, lag / STOI_RATE)
 
 
 def f0_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -24,7 +24,7 @@ TRAINERS: dict[str, str] = {
     "pcmelgan-sf": "anoncli.training.pcmelgan:PCMelGANSourceFilterTrainer",
     "gengan-sf": "anoncli.training.gengan:GenGANSourceFilterTrainer",
     "psegan-sf": "anoncli.training.psegan:PSEGANSourceFilterTrainer",
-    "melgan": "anoncli.training.melgan:train_melgan",
+    "melgan": "anoncli.training.melgan:MelGANVocoderTrainer",
     "siamese": "anoncli.training.siamese:train",
     "rdalm": "anoncli.training.rdalm:train",
     "attribute": "anoncli.evaluation.attribute:train_attribute",

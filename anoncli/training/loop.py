@@ -526,10 +526,11 @@ def fit(trainer: Trainer) -> dict:
 
     for module in trainer.modules().values():
         module.train()
-    epoch = trainer.epoch
     stopped = loop.get("stopped")
-    while epoch < config.epochs and not stopped:
-        epoch = trainer.epoch = epoch + 1
+    for epoch in range(trainer.epoch + 1, config.epochs + 1):
+        if stopped:
+            break
+        trainer.epoch = epoch
         sums: dict[str, float] = {}
         count = 0
         batches = trainer.batches(epoch)

@@ -10,59 +10,71 @@ criterion, best.pt).
 The `quick` preset adds an L1 loss between the mel of the output and the
 input mel (weight `mel_weight`, as HiFi-GAN does): without it a few minutes
 of CPU training give noise; the `full` preset is the paper's recipe (no mel
-loss). A checkpoint is written after every epoch (`steps_per_epoch` steps,
-0 = one pass over the training audio), so a killed run resumes from the
-last finished epoch.
+loss). The loop (`anoncli.training.loop.fit`) writes a checkpoint after
+every epoch (`steps_per_epoch` steps, 0 = one pass over the training audio),
+so a killed run resumes from the last finished epoch.
 """
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from anoncli import progress
-from anoncli.progress import progress_bar
 
 from anoncli.errors import AnoncliError
 from anoncli.synthesis.mel import LogMel
 from anoncli.synthesis.melgan import Generator, MultiScaleDiscriminator
-from anoncli.training import TrainOptions
-from anoncli.training.common import (
-    RunFolder, resolve_run_config, atomic_torch_save, limit_cpu_threads, load_waves, pick_device, rng_state,
-    seed_everything, set_rng_state, speaker_split,
-)
+from anoncli.training.common import atomic_torch_save, load_waves, speaker_split
+from anoncli.training.loop import FitResult, TrainConfig, Trainer, data_fingerprint
+
+HOP = 256
+
+
+@dataclass
+class MelGANVocoderConfig(TrainConfig):
+    """The vocoder's settings: sample rate, crop length (`segment` samples, a multiple of 256), Adam (lr,
+    beta1, beta2), loss weights (feature matching, mel L1), generator (ngf, residual layers) and multi-scale
+    discriminator sizes, and the held-out speakers (val_fraction, or val_speakers) and files validated."""
+
+    sample_rate: int = 16000
+    segment: int = 8192
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    fm_weight: float = 10.0
+    mel_weight: float = 45.0
+    ngf: int = 32
+    n_residual_layers: int = 3
+    ndf: int = 16
+    d_layers: int = 4
+    d_downsampling: int = 4
+    d_scales: int = 3
+    d_max_channels: int = 256
+    val_fraction: float = 0.2
+    val_speakers: list[str] = field(default_factory=list)
+    val_files: int = 8
+
+    def check(self) -> None:
+        """Raise AnoncliError unless `segment` is a multiple of 256 samples, at least 1024."""
+        super().check()
+        if self.segment < HOP * 4 or self.segment % HOP:
+            raise AnoncliError(f"--param segment={self.segment}: expected a multiple of {HOP}, at least {HOP * 4}")
+
 
 PRESETS = {
     # 400 steps, about half an hour on 2 busy CPU cores: the loss goes down and the
     # validation STOI up (0.65 after 350 steps on emodb-dev), not a usable vocoder.
     # The discriminator's widest layers are capped at 256 channels (the paper: 1024,
     # 16 M parameters and a 200 MB checkpoint with Adam's moments).
-    "quick": {"sample_rate": 16000, "segment": 8192, "batch_size": 4, "epochs": 8, "steps_per_epoch": 50,
-              "lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "fm_weight": 10.0, "mel_weight": 45.0,
-              "ngf": 32, "n_residual_layers": 3, "ndf": 16, "d_layers": 4, "d_downsampling": 4, "d_scales": 3,
-              "d_max_channels": 256, "val_fraction": 0.2, "val_speakers": [], "val_files": 8,
-              "max_minutes": 0.0, "threads": 1, "register": False},
+    "quick": MelGANVocoderConfig(batch_size=4, epochs=8, steps_per_epoch=50, mel_weight=45.0, d_max_channels=256,
+                                 val_files=8, threads=1),
     # The paper's recipe (melgan-neurips: batch 16, segment 8192, no mel loss), for a GPU:
     # 200 k steps, validated every 500.
-    "full": {"sample_rate": 16000, "segment": 8192, "batch_size": 16, "epochs": 400, "steps_per_epoch": 500,
-             "lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "fm_weight": 10.0, "mel_weight": 0.0,
-             "ngf": 32, "n_residual_layers": 3, "ndf": 16, "d_layers": 4, "d_downsampling": 4, "d_scales": 3,
-             "d_max_channels": 1024, "val_fraction": 0.2, "val_speakers": [], "val_files": 24,
-             "max_minutes": 0.0, "threads": 0, "register": False},
+    "full": MelGANVocoderConfig(batch_size=16, epochs=400, steps_per_epoch=500, mel_weight=0.0, d_max_channels=1024,
+                                val_files=24, threads=0),
 }
-
-
-def resolve_config(options: TrainOptions) -> dict:
-    """The preset with `--param` overrides and the seed; raises AnoncliError unless `segment` is a multiple of 256 samples, at least 1024."""
-    config = resolve_run_config(PRESETS, options)
-    hop = 256
-    if config["segment"] < hop * 4 or config["segment"] % hop:
-        raise AnoncliError(f"--param segment={config['segment']}: expected a multiple of {hop}, at least {hop * 4}")
-    config["seed"] = options.seed
-    return config
 
 
 def random_segments(waves: list[torch.Tensor], count: int, length: int, gen: torch.Generator) -> torch.Tensor:
@@ -96,22 +108,6 @@ def generator_losses(real: list[list[torch.Tensor]], fake: list[list[torch.Tenso
     return adversarial, torch.stack(matching).mean()
 
 
-@torch.no_grad()
-def validate(generator: Generator, mel: LogMel, waves: list[torch.Tensor], device: torch.device) -> dict:
-    """Copy-synthesis of whole held-out utterances: mean STOI and mel L1."""
-    from pystoi import stoi
-
-    generator.eval()
-    scores, mel_errors = [], []
-    for wave in waves:
-        logmel = mel(wave[None].to(device))
-        out = generator(logmel)[0, 0, :wave.shape[-1]]
-        mel_errors.append(float(F.l1_loss(mel(out[None]), logmel)))
-        scores.append(float(stoi(wave.numpy().astype(np.float64), out.cpu().numpy().astype(np.float64), mel.sample_rate)))
-    generator.train()
-    return {"val_stoi": float(np.mean(scores)), "val_mel_l1": float(np.mean(mel_errors))}
-
-
 def spread(items: list, limit: int) -> list:
     """At most `limit` items spread evenly over the list (all of them when `limit` is 0 or not reached)."""
     if not limit or len(items) <= limit:
@@ -119,131 +115,99 @@ def spread(items: list, limit: int) -> list:
     return [items[int(i * len(items) / limit)] for i in range(limit)]
 
 
-def train_melgan(options: TrainOptions) -> dict:
-    """Train (or resume) a MelGAN vocoder at the working rate; keeps the epoch with the best validation STOI.
+class MelGANVocoderTrainer(Trainer):
+    """`anoncli train --method melgan`: a MelGAN vocoder at the working rate; keeps the epoch with the best
+    copy-synthesis STOI of held-out speakers. Raises AnoncliError for a corpus without audio or speakers."""
 
-    Returns the run summary (run folder, best epoch, its STOI, steps, ...). Raises
-    AnoncliError for a corpus without audio or a bad configuration.
-    """
-    config = resolve_config(options)
-    limit_cpu_threads(config["threads"] or None)
-    device = pick_device(options.device)
-    # The corpus is checked before RUN is created, so a bad corpus leaves no empty run behind.
-    corpus = options.open_corpus()
-    if not corpus.utterances:
-        raise AnoncliError(f"{options.corpus}: no audio files")
-    train_utts, val_utts, val_speakers = speaker_split(
-        corpus.utterances, config["val_speakers"] or None, config["val_fraction"], options.seed)
-    # Settings that only say how long or where to run may change when resuming.
-    resumable = [k for k in config if k not in ("epochs", "max_minutes", "threads", "register")]
-    run = RunFolder(options.out, config, overwrite=options.overwrite, resume_keys=resumable)
-    gen = seed_everything(options.seed)
-    rate = config["sample_rate"]
-    train_waves = load_waves(train_utts, rate, "reading training audio")
-    val_waves = load_waves(spread(val_utts, config["val_files"]), rate, "reading validation audio")
+    method = "melgan"
+    config_class = MelGANVocoderConfig
+    presets = PRESETS
+    selection = ("val_stoi", "max")
 
-    mel = LogMel(sample_rate=rate).to(device)
-    generator = Generator(mel.n_mels, config["ngf"], config["n_residual_layers"]).to(device)
-    discriminator = MultiScaleDiscriminator(config["d_scales"], config["ndf"], config["d_layers"],
-                                            config["d_downsampling"], config["d_max_channels"]).to(device)
-    betas = (config["beta1"], config["beta2"])
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config["lr"], betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config["lr"], betas=betas)
+    def setup(self) -> None:
+        c = self.config
+        corpus = self.options.open_corpus()
+        if not corpus.utterances:
+            raise AnoncliError(f"{self.options.corpus}: no audio files")
+        self.corpus = corpus
+        self.train_utts, self.val_utts, self.val_speakers = speaker_split(
+            corpus.utterances, c.val_speakers or None, c.val_fraction, c.seed)
+        self.data_fingerprint = data_fingerprint(corpus.utterances)
+        self.train_waves = load_waves(self.train_utts, c.sample_rate, "reading training audio")
+        self.val_waves = load_waves(spread(self.val_utts, c.val_files), c.sample_rate, "reading validation audio")
+        self.mel = LogMel(sample_rate=c.sample_rate).to(self.device)
+        self.generator = Generator(self.mel.n_mels, c.ngf, c.n_residual_layers)
+        self.discriminator = MultiScaleDiscriminator(c.d_scales, c.ndf, c.d_layers, c.d_downsampling, c.d_max_channels)
+        betas = (c.beta1, c.beta2)
+        self.opts = {"generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=betas),
+                     "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=betas)}
 
-    start_epoch, step, best_stoi, best_epoch = 0, 0, -1.0, -1
-    state = run.resume(device)
-    if state is not None:
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        best_stoi, best_epoch = float(state["best_stoi"]), int(state["best_epoch"])
-        set_rng_state(state.get("rng"))
-        gen.set_state(state["data_rng"])
-        run.truncate_log(start_epoch)
+    def modules(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
-    def checkpoint(epoch: int, best: bool) -> None:
-        """Save networks, optimizers, counters and RNG states as last.pt (and best.pt when `best`)."""
-        run.save({
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": epoch, "step": step,
-            "best_stoi": best_stoi, "best_epoch": best_epoch, "rng": rng_state(), "data_rng": gen.get_state(),
-            "config": {"sample_rate": rate, **generator.architecture()},
-        }, best=best)
+    def optimizers(self):
+        return self.opts
 
-    steps_per_epoch = config["steps_per_epoch"] or max(1, len(train_waves) // config["batch_size"])
-    started = time.time()
-    generator.train()
-    for epoch in range(start_epoch + 1, config["epochs"] + 1):
-        sums = {"loss_d": 0.0, "loss_adv": 0.0, "loss_fm": 0.0, "loss_mel": 0.0}
-        bar = progress_bar(range(steps_per_epoch), desc=f"melgan epoch {epoch}/{config['epochs']}", leave=False, enabled=None, log_step_percent=100)
-        for _ in bar:
-            real = random_segments(train_waves, config["batch_size"], config["segment"], gen).to(device)
-            logmel = mel(real)
-            fake = generator(logmel)[..., :real.shape[-1]]
-            real = real.unsqueeze(1)
+    def inference_modules(self):
+        return ["generator"]
 
-            opt_d.zero_grad(set_to_none=True)
-            loss_d = discriminator_loss(discriminator(real), discriminator(fake.detach()))
-            loss_d.backward()
-            opt_d.step()
+    def model_info(self) -> dict:
+        # `generator` at the top level: what `synthesis.melgan.load_melgan` reads (the same tensors as models["generator"])
+        return {"config": {"sample_rate": self.config.sample_rate, **self.generator.architecture()},
+                "generator": self.generator.state_dict()}
 
-            opt_g.zero_grad(set_to_none=True)
-            adversarial, matching = generator_losses(discriminator(real), discriminator(fake))
-            loss_g = adversarial + config["fm_weight"] * matching
-            loss_mel = F.l1_loss(soft_logmel(mel, fake.squeeze(1)), soft_logmel(mel, real.squeeze(1)))
-            if config["mel_weight"]:
-                loss_g = loss_g + config["mel_weight"] * loss_mel
-            loss_g.backward()
-            opt_g.step()
+    def batches(self, epoch: int):
+        c = self.config
+        count = c.steps_per_epoch or max(1, len(self.train_waves) // c.batch_size)   # 0: one pass over the audio
+        return (random_segments(self.train_waves, c.batch_size, c.segment, self.rng) for _ in range(count))
 
-            step += 1
-            values = {"loss_d": loss_d.item(), "loss_adv": adversarial.item(), "loss_fm": matching.item(),
-                      "loss_mel": loss_mel.item()}
-            for key, value in values.items():
-                sums[key] += value
-            bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in values.items()})
-        means = {k: v / steps_per_epoch for k, v in sums.items()}
-        figures = validate(generator, mel, val_waves, device) if val_waves else {"val_stoi": float("nan")}
-        best = figures["val_stoi"] > best_stoi or best_epoch < 0
-        if best:
-            best_stoi, best_epoch = figures["val_stoi"], epoch
-        checkpoint(epoch, best)
-        run.log({"epoch": epoch, "step": step, **means, **figures, "elapsed_s": time.time() - started})
-        progress.write(f"melgan epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in {**means, **figures}.items()))
-        if config["max_minutes"] and time.time() - started > 60 * config["max_minutes"]:
-            progress.write(f"melgan: stopping after epoch {epoch}, max_minutes={config['max_minutes']} reached "
-                       "(run the same command with more minutes to continue)")
-            break
+    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+        c = self.config
+        real = real.to(self.device)
+        fake = self.generator(self.mel(real))[..., :real.shape[-1]]
+        real = real.unsqueeze(1)
+        loss_d = discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
+        self.optimize("discriminator", loss_d)
+        adversarial, matching = generator_losses(self.discriminator(real), self.discriminator(fake))
+        loss_g = adversarial + c.fm_weight * matching
+        loss_mel = F.l1_loss(soft_logmel(self.mel, fake.squeeze(1)), soft_logmel(self.mel, real.squeeze(1)))
+        if c.mel_weight:
+            loss_g = loss_g + c.mel_weight * loss_mel
+        self.optimize("generator", loss_g)
+        return {"loss_d": loss_d.item(), "loss_adv": adversarial.item(), "loss_fm": matching.item(),
+                "loss_mel": loss_mel.item()}
 
-    summary = _finish(run, options, config, corpus, train_utts, val_utts, val_speakers, best_stoi, best_epoch, step)
-    return summary
+    def validate(self) -> dict[str, float]:
+        """Copy-synthesis of whole held-out utterances: mean STOI and mel L1."""
+        from pystoi import stoi
 
+        if not self.val_waves:
+            return {"val_stoi": float("nan")}
+        scores, mel_errors = [], []
+        for wave in self.val_waves:
+            logmel = self.mel(wave[None].to(self.device))
+            out = self.generator(logmel)[0, 0, :wave.shape[-1]]
+            mel_errors.append(float(F.l1_loss(self.mel(out[None]), logmel)))
+            scores.append(float(stoi(wave.numpy().astype(np.float64), out.cpu().numpy().astype(np.float64),
+                                     self.mel.sample_rate)))
+        return {"val_stoi": float(np.mean(scores)), "val_mel_l1": float(np.mean(mel_errors))}
 
-def _finish(run: RunFolder, options, config, corpus, train_utts, val_utts, val_speakers,
-            best_stoi: float, best_epoch: int, step: int) -> dict:
-    """Export the best generator as a plain melgan-neurips state dict, write the card, register."""
-    best = torch.load(run.best_path, map_location="cpu", weights_only=True)
-    atomic_torch_save(best["generator"], run.root / "generator.pt")
-    card = {
-        "method": "melgan", "kind": "vocoder",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": {"corpus": str(corpus.root.resolve()), "files": len(corpus.utterances),
-                 "train_files": len(train_utts), "val_files": len(val_utts),
-                 "train_speakers": sorted({u.speaker for u in train_utts}), "val_speakers": val_speakers},
-        "config": config, "sample_rate": config["sample_rate"],
-        "mel": "anoncli.synthesis.mel.LogMel (n_fft 1024, hop 256, 80 Slaney mels, log10 magnitude)",
-        "validation": {"best_epoch": best_epoch, "stoi": best_stoi, "criterion": "copy-synthesis STOI"},
-        "steps": step,
-        "files": {"checkpoint": "checkpoints/best.pt",
-                  "generator": "generator.pt (plain state dict, melgan-neurips keys)"},
-    }
-    run.write_card(card)
-    registered = None
-    if config.get("register"):
-        from anoncli import modelstore
+    def card(self, result: FitResult) -> dict:
+        return {
+            "kind": "vocoder",
+            "data": {"corpus": str(self.corpus.root.resolve()), "files": len(self.corpus.utterances),
+                     "train_files": len(self.train_utts), "val_files": len(self.val_utts),
+                     "train_speakers": sorted({u.speaker for u in self.train_utts}), "val_speakers": self.val_speakers},
+            "sample_rate": self.config.sample_rate,
+            "mel": "anoncli.synthesis.mel.LogMel (n_fft 1024, hop 256, 80 Slaney mels, log10 magnitude)",
+            "validation": {"criterion": "copy-synthesis STOI", "stoi": result.best_metrics.get("val_stoi"),
+                           **result.best_metrics},
+            "files": {"checkpoint": "checkpoints/best.pt",
+                      "generator": "generator.pt (plain state dict, melgan-neurips keys)"},
+        }
 
-        registered = str(modelstore.register("melgan", run.root))
-    return {"run": str(run.root), "best_epoch": best_epoch, "val_stoi": best_stoi, "steps": step,
-            "registered": registered}
+    def finish(self, result: FitResult) -> dict:
+        """Export the best generator as a plain melgan-neurips state dict (RUN/generator.pt)."""
+        best = torch.load(result.run.best_path, map_location="cpu", weights_only=True)
+        atomic_torch_save(best["models"]["generator"], result.run.root / "generator.pt")
+        return {"val_stoi": result.best}

@@ -13,6 +13,7 @@ import soundfile as sf
 from anoncli.audio import audio_length, output_intact
 from anoncli.errors import InputError
 from anoncli.evaluation import report_io
+from anoncli.evaluation.linkability import passthrough
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files, read_selection
 from anoncli.manifest.reader import manifest_config, manifest_files, read_manifest, read_parquet, read_parquet_schema
 from anoncli.manifest.schema import SCORE_VALUE_COLUMNS, STATUS_OK
@@ -140,14 +141,17 @@ def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
 
 
 def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
-    """Missing, duplicated and failed utterances across every shard of a run."""
+    """Missing, duplicated and failed utterances across every shard of a run, and done outputs that keep the
+    original voice (`passthrough_outputs`: manifest link_cosine >= PASSTHROUGH_COSINE; `complete` is then False)."""
     counts: Counter[str] = Counter()
     failed = set()
     broken: list[str] = []  # outputs of done rows that are gone or cannot be read
+    kept_voice: dict[bool, list[str]] = {True: [], False: []}  # done rows with the original voice, by control or not
     for path in manifest_files(out):
         names = read_parquet_schema(path).names
         columns = ["utt_id", "status", *(c for c in ("output_path", "features_path") if c in names)]
         table = read_parquet(path, columns)
+        _add_passthrough(path, names, kept_voice)
         outputs = zip(*(table.column(c).to_pylist() for c in columns[2:])) if len(columns) > 2 else repeat(())
         for utt, state, written in zip(table.column("utt_id").to_pylist(), table.column("status").to_pylist(), outputs):
             counts[utt] += 1
@@ -182,8 +186,29 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
         "broken_outputs": len(broken), "broken_output_examples": broken[:10],
         "missing": len(missing), "missing_examples": missing[:10], "duplicated": len(duplicated),
         "duplicated_examples": duplicated[:10], "failed_utterances": len(failed), "unmerged_batches": unmerged,
-        "complete": not missing and not duplicated and not failed and not unmerged and not broken,
+        "passthrough_outputs": len(kept_voice[False]), "passthrough_examples": kept_voice[False][:10],
+        **({"passthrough_control_outputs": len(kept_voice[True])} if kept_voice[True] else {}),
+        "complete": not missing and not duplicated and not failed and not unmerged and not broken
+        and not kept_voice[False],
     }
+
+
+# methods that keep every voice by design (a control measuring the codec alone): counted apart, not a problem
+CONTROL_METHODS = frozenset({"identity"})
+
+
+def _add_passthrough(path: Path, names: list[str], found: dict[bool, list[str]]) -> None:
+    """Append to `found[is_control]` the utterances of one manifest part whose done output keeps the original
+    voice: a `link_cosine` (scored by anonymize) of PASSTHROUGH_COSINE or more."""
+    if "link_cosine" not in names:
+        return
+    rows = read_parquet(path, ["utt_id", "status", "link_cosine", *(["method"] if "method" in names else [])])
+    hits = passthrough([c if c is not None else float("nan") for c in rows.column("link_cosine").to_pylist()])
+    methods = rows.column("method").to_pylist() if "method" in names else [None] * rows.num_rows
+    for utt, state, method, hit in zip(rows.column("utt_id").to_pylist(), rows.column("status").to_pylist(), methods,
+                                       hits):
+        if hit and state == STATUS_OK:
+            found[method in CONTROL_METHODS].append(utt)
 
 
 def _readable(path: Path) -> bool:

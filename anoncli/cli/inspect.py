@@ -21,7 +21,7 @@ def inspect(
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
     worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report or output folders: list the N worst utterances by --by.")] = None,
     by: Annotated[str, typer.Option("--by", help="The score that ranks --worst: a per-utterance column (output folders: link_cosine, asv_score, gender_p_anon, stoi, f0_r, ...) or an alias (asv.link, asv, stoi, gender).")] = "asv.link",
-    check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing (from the corpus, or from the latest --files-from selection), duplicated or failed.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing (from the corpus, or from the latest --files-from selection), duplicated or failed, or when an output keeps the original voice (link_cosine >= 0.999).")] = False,
 ) -> None:
     """Summarise PATH: corpus (files, hours, speakers, labels), output folder or manifest (rows, failures, throughput), or report.
 
@@ -42,6 +42,9 @@ def inspect(
                     "rerun it)")
         if info.get("rows_not_in_corpus"):
             why += f"; {info['rows_not_in_corpus']} row(s) are of files not in the corpus"
+        if info.get("passthrough_outputs"):
+            why += (f", {info['passthrough_outputs']} output(s) keep the original voice (link_cosine >= 0.999: not "
+                    f"anonymized), e.g. {', '.join(info['passthrough_examples'][:3])}")
         if info.get("broken_outputs"):
             why += (f", {info['broken_outputs']} output file(s) listed as done but missing or unreadable (rerun the "
                     "same anonymize command to redo them)")

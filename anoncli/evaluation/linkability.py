@@ -15,9 +15,18 @@ from collections import Counter
 
 import numpy as np
 
+from anoncli.errors import warn
 from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
 
 ZERO = 1e-12  # a D_diag this small is rounding: the speakers are not distinguishable (G_VD would be below −100 dB)
+# An output this close to its original (link cosine) is the original voice: the method handed the input back.
+PASSTHROUGH_COSINE = 0.999
+
+
+def passthrough(cosines) -> np.ndarray:
+    """(N,) bool: the link cosines at or above PASSTHROUGH_COSINE (a NaN one is not)."""
+    cosines = np.asarray(cosines, dtype=np.float64)
+    return np.isfinite(cosines) & (np.nan_to_num(cosines, nan=0.0) >= PASSTHROUGH_COSINE)
 
 
 def link_cosines(original: np.ndarray, anonymized: np.ndarray) -> np.ndarray:
@@ -87,8 +96,24 @@ def run_linkability(original: np.ndarray, anonymized: np.ndarray, speakers: list
     return summary, {"link.cosine": cos}, matrices
 
 
+def passthrough_note(summary: dict, cosines: np.ndarray, utt_ids: list[str]) -> list[str]:
+    """Count the outputs that keep the original voice into `summary` (`passthrough`, `passthrough_utts`);
+    when there are any, warn on stderr and return the report's note naming them."""
+    flagged = [utt for utt, hit in zip(utt_ids, passthrough(cosines)) if hit]
+    summary["passthrough"] = len(flagged)
+    if not flagged:
+        return []
+    summary["passthrough_utts"] = flagged
+    more = f"; and {len(flagged) - 3} more" if len(flagged) > 3 else ""
+    note = (f"linkability: {len(flagged)} of {len(utt_ids)} outputs keep the original voice (link cosine ≥ "
+            f"{PASSTHROUGH_COSINE}: not anonymized; linkability.passthrough_utts): {'; '.join(flagged[:3])}{more}")
+    warn(note)
+    return [note]
+
+
 class LinkabilityProbe(Probe):
-    """summary.json `linkability`: cosine_mean/median, cosine_missing, D_diag_oo/aa, G_VD, backend;
+    """summary.json `linkability`: cosine_mean/median, cosine_missing, D_diag_oo/aa, G_VD, backend, passthrough
+    (outputs whose link cosine is >= PASSTHROUGH_COSINE, named in passthrough_utts and a note);
     scores.parquet `link.cosine`. Gate alias: `link.<figure>`."""
 
     kind = "linkability"
@@ -97,8 +122,8 @@ class LinkabilityProbe(Probe):
     gate_aliases = {"link": "linkability", "linkability": "linkability"}
 
     def expected(self) -> dict:
-        return dict.fromkeys(("cosine_mean", "cosine_median", "cosine_missing", "D_diag_oo", "D_diag_aa", "G_VD"),
-                             float("nan"))
+        return dict.fromkeys(("cosine_mean", "cosine_median", "cosine_missing", "D_diag_oo", "D_diag_aa", "G_VD",
+                              "passthrough"), float("nan"))
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         data, valid = ctx.data, ctx.valid
@@ -106,6 +131,7 @@ class LinkabilityProbe(Probe):
         scoreable = valid & np.array(["link.cosine" not in pair_notes for pair_notes in data.notes], dtype=bool)
         summary, columns, _ = run_linkability(data.original.embeddings, data.anonymized.embeddings, ctx.speakers,
                                               scoreable)
+        measured = columns["link.cosine"].copy()   # of the files as they are now (an output may be overwritten since)
         reused = data.manifest_link if ctx.backend_name == "resemblyzer" else None
         if reused is not None:  # the anonymize run's own link_cosine (same encoder) where its manifest has one
             cos = columns["link.cosine"]
@@ -117,11 +143,15 @@ class LinkabilityProbe(Probe):
         summary["backend"] = ctx.backend_name
         summary["cosine_missing"] = int(np.count_nonzero(~scoreable))  # unreadable pairs included
         notes = [f"linkability: G_VD not computed ({summary['G_VD_note']})"] if "G_VD_note" in summary else []
+        notes.extend(passthrough_note(summary, np.fmax(measured, columns["link.cosine"]), ctx.utt_ids))
         return ProbeResult(summary, columns, notes)
 
     @classmethod
     def table_rows(cls, key: str, entry: dict) -> list[Row]:
         rows = [("link cosine original↔anonymized (mean)", "", fmt(entry.get("cosine_mean"), 3), "")]
+        if entry.get("passthrough"):
+            rows.append((f"outputs that keep the original voice (link cosine ≥ {PASSTHROUGH_COSINE})", "",
+                         str(entry["passthrough"]), ""))
         if "G_VD" in entry:
             rows.append(("voice distinctiveness G_VD dB", "", fmt(entry.get("G_VD"), 2), ""))
         return rows

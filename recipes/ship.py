@@ -1,6 +1,6 @@
 """Copy a source-filter training run's exported model into the package, with held-out figures on its card.
 
-`anoncli train --method M ... --config recipes/M/cpu.json` writes RUN/shipped/
+`anoncli train --method M-sf ... --config recipes/M/cpu.json` writes RUN/shipped/
 (model.safetensors + card.json). This script copies both to
 anoncli/pretrained/M/ and adds, under "heldout", the figures of an
 `anoncli evaluate` report on speakers the model never saw (summary.json),

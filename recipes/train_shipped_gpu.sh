@@ -6,6 +6,6 @@ set -e
 CORPORA=${1:?corpora folder}
 OUT=${2:?output folder}
 mkdir -p "$OUT"
-anoncli train --method psegan   "$CORPORA/ravdess-dev"     --out "$OUT/psegan"   --config recipes/psegan/gpu.json   --seed 0 --device cuda 2>&1 | tee "$OUT/psegan.log"
-anoncli train --method gengan   "$CORPORA/librispeech-dev" --out "$OUT/gengan"   --config recipes/gengan/gpu.json   --seed 0 --device cuda 2>&1 | tee "$OUT/gengan.log"
-anoncli train --method pcmelgan "$CORPORA/librispeech-dev" --out "$OUT/pcmelgan" --config recipes/pcmelgan/gpu.json --seed 0 --device cuda 2>&1 | tee "$OUT/pcmelgan.log"
+anoncli train --method psegan-sf   "$CORPORA/ravdess-dev"     --out "$OUT/psegan"   --config recipes/psegan/gpu.json   --seed 0 --device cuda 2>&1 | tee "$OUT/psegan.log"
+anoncli train --method gengan-sf   "$CORPORA/librispeech-dev" --out "$OUT/gengan"   --config recipes/gengan/gpu.json   --seed 0 --device cuda 2>&1 | tee "$OUT/gengan.log"
+anoncli train --method pcmelgan-sf "$CORPORA/librispeech-dev" --out "$OUT/pcmelgan" --config recipes/pcmelgan/gpu.json --seed 0 --device cuda 2>&1 | tee "$OUT/pcmelgan.log"

@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from anoncli.modelstore import load_checkpoint
+from anoncli.modelstore import load_model
 from anoncli.training.common import atomic_write_json
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -35,7 +35,7 @@ def ship(run: Path, dest: Path, method: str, modules: list[str], command: str, d
         run: the run folder (checkpoints/best.pt or last.pt, model.json).
         dest: output folder.
         method: method name the card declares.
-        modules: checkpoint entries (state dicts) to ship, e.g. ["net", "head"].
+        modules: the checkpoint's `models` to ship, e.g. ["net", "head"].
         command: the training command (documentation); data_command: how its data was prepared.
         data: {"corpus", "licence", ...}; "train_speakers" (default: the checkpoint's or the run
             card's) and "excluded_speakers" (default: the run card's held-out speakers) are filled in.
@@ -49,10 +49,10 @@ def ship(run: Path, dest: Path, method: str, modules: list[str], command: str, d
 
     run, dest = Path(run), Path(dest)
     checkpoint = run / "checkpoints" / "best.pt"
-    state = load_checkpoint(checkpoint if checkpoint.is_file() else run / "checkpoints" / "last.pt", "cpu")
+    state = load_model(checkpoint if checkpoint.is_file() else run / "checkpoints" / "last.pt", "cpu")
     card_in = json.loads((run / "model.json").read_text())
     tensors = {f"{module}.{name}": value.float() if value.is_floating_point() else value
-               for module in modules for name, value in state[module].items()}
+               for module in modules for name, value in state["models"][module].items()}
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     if size > MAX_BYTES:
         raise ValueError(f"{run}: {size / 1e6:.1f} MB of weights, more than the 20 MB a shipped model may have")
@@ -74,7 +74,8 @@ def ship(run: Path, dest: Path, method: str, modules: list[str], command: str, d
         "command": command,
         "data_command": data_command,
         "release_settings": settings or {},
-        "seed": int(config.get("seed", 0)),
+        "seed": int(state.get("seed", config.get("seed", 0))),
+        "data_fingerprint": state.get("data_fingerprint"),
         "heldout": card_in.get("held_out", {}),
         "validation": card_in.get("validation", {}),
         "train_seconds": card_in.get("train_seconds"),

@@ -364,6 +364,11 @@ class Trainer:
         networks), `classes`, `attribute`, ..."""
         return {"config": {}}
 
+    def total_epochs(self) -> int:
+        """Epochs `fit` runs in all: `epochs`. A trainer in stages (RDAL-M's mask, then its features)
+        adds the epochs of its earlier stages and tells them apart by the epoch number."""
+        return self.config.epochs
+
     def inference_modules(self) -> list[str]:
         """The modules an anonymizer loads (exported to the shipped form); all by default."""
         return list(self.modules())
@@ -500,7 +505,8 @@ def fit(trainer: Trainer) -> dict:
     else:
         run.truncate_log(0)
         trainer.start()
-    if loop.get("stopped") == "patience" and trainer.epoch < config.epochs and (not config.patience
+    last_epoch = trainer.total_epochs()
+    if loop.get("stopped") == "patience" and trainer.epoch < last_epoch and (not config.patience
             or loop["bad_validations"] < config.patience):
         loop["stopped"] = None            # a larger --param patience lets a stopped run go on
 
@@ -527,7 +533,7 @@ def fit(trainer: Trainer) -> dict:
     for module in trainer.modules().values():
         module.train()
     stopped = loop.get("stopped")
-    for epoch in range(trainer.epoch + 1, config.epochs + 1):
+    for epoch in range(trainer.epoch + 1, last_epoch + 1):
         if stopped:
             break
         trainer.epoch = epoch
@@ -537,7 +543,7 @@ def fit(trainer: Trainer) -> dict:
         total = len(batches) if hasattr(batches, "__len__") else None
         if config.steps_per_epoch:
             total = min(total, config.steps_per_epoch) if total is not None else config.steps_per_epoch
-        bar = progress_bar(total=total, desc=f"{name} epoch {epoch}/{config.epochs}", unit="step",
+        bar = progress_bar(total=total, desc=f"{name} epoch {epoch}/{last_epoch}", unit="step",
                            enabled=config.progress, log_step_percent=100, leave=False)
         for batch in batches:
             with trainer.autocast():
@@ -561,7 +567,7 @@ def fit(trainer: Trainer) -> dict:
         out_of_time = bool(config.max_minutes) and time.time() - started >= 60.0 * config.max_minutes
         row: dict[str, Any] = {"epoch": epoch, "step": trainer.step, "steps": count, **means}
         best = False
-        if epoch % config.val_every == 0 or epoch == config.epochs or out_of_time:
+        if epoch % config.val_every == 0 or epoch == last_epoch or out_of_time:
             figures = validate_now()
             row.update(figures)
             best = judge(figures)
@@ -575,7 +581,7 @@ def fit(trainer: Trainer) -> dict:
         run.log(row)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                           if isinstance(v, float) and k not in ("elapsed_s",))
-        progress_line(f"{name} epoch {epoch}/{config.epochs}: {shown}")
+        progress_line(f"{name} epoch {epoch}/{last_epoch}: {shown}")
     if stopped == "patience":
         progress_line(f"{name}: stopped after epoch {trainer.epoch}: no better {metric} in {config.patience} validations")
     elif stopped == "max_minutes":

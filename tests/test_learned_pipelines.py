@@ -144,3 +144,9 @@ def test_the_model_declares_its_pipeline():
     unknown["config"]["synthesis"] = "formant_vocoder"
     with pytest.raises(AnoncliError, match="'formant_vocoder'"):
         method_class("gengan").from_state(unknown, MethodOptions())
+    top_level = mel_state(synthesis="source_filter")     # declared beside config, as a model card does
+    with pytest.raises(AnoncliError, match="without prosody_bounds, prosody_hidden, models.prosody"):
+        method_class("gengan").from_state(top_level, MethodOptions())
+    top_level["config"]["synthesis"] = "mel"
+    with pytest.raises(AnoncliError, match="two synthesis pipelines"):
+        method_class("gengan").from_state(top_level, MethodOptions())

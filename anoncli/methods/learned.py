@@ -54,7 +54,7 @@ class LearnedMethod(Method):
         # the model's identity for manifests (computed once: config() is recorded on every row)
         self.model_sha256: str | None = state.get("sha256") or modelstore.file_sha256(self.checkpoint_path)
         self.sample_rate = int(self.model_config.get("sample_rate", 16000))
-        pipeline = pipeline_class(declared_pipeline(state), str(self.checkpoint_path))
+        pipeline = pipeline_class(declared_pipeline(state, str(self.checkpoint_path)), str(self.checkpoint_path))
         self.modules = self.build(state)
         for module in self.modules.values():
             module.to(self.device).eval()

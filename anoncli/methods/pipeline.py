@@ -5,7 +5,7 @@ which change a normalised 80-band log-mel (the method module: `build`,
 `transform`, its per-utterance draws), and a pipeline around them, which
 turns a waveform into that log-mel and the changed log-mel back into a
 waveform. The model declares its pipeline: the key `synthesis` of the
-checkpoint's (or model card's) `config` names one of `PIPELINES`
+checkpoint's (or model card's) `config` (or the state's top level) names one of `PIPELINES`
 ("mel" when it is absent: checkpoints from before the source-filter models).
 
 * `mel` (`anoncli.methods.mel_pipeline:MelPipeline`): the STFT log-mel,
@@ -44,9 +44,13 @@ DEFAULT_PIPELINE = "mel"
 BUCKET_RATIO = 1.25
 
 
-def declared_pipeline(state: dict) -> str:
-    """The pipeline name a loaded checkpoint state declares: `state["config"]["synthesis"]`, else DEFAULT_PIPELINE."""
-    return str(state.get("config", {}).get("synthesis") or DEFAULT_PIPELINE)
+def declared_pipeline(state: dict, source: str = "the model") -> str:
+    """The pipeline name a loaded checkpoint state declares: `synthesis` in its `config` (or at its top level,
+    as model cards also write it), else DEFAULT_PIPELINE. Raises AnoncliError when the two disagree."""
+    named = {str(v) for v in (state.get("synthesis"), (state.get("config") or {}).get("synthesis")) if v}
+    if len(named) > 1:
+        raise AnoncliError(f"{source}: declares two synthesis pipelines ({' and '.join(sorted(named))})")
+    return named.pop() if named else DEFAULT_PIPELINE
 
 
 def pipeline_class(name: str, source: str = "the model") -> type[Pipeline]:

@@ -34,7 +34,8 @@ from anoncli.synthesis.mel import denormalize, normalize
 
 class SourceFilterPipeline(Pipeline):
     """Pipeline `source_filter`: WORLD resynthesis with the prosody head (checkpoint module `prosody`) moving
-    F0, energy and formants; only `--vocoder source_filter` (or none) is accepted (AnoncliError otherwise)."""
+    F0, energy and formants; only `--vocoder source_filter` (or none) is accepted. AnoncliError for another
+    --vocoder or a checkpoint without the prosody head."""
 
     name = "source_filter"
 
@@ -44,6 +45,11 @@ class SourceFilterPipeline(Pipeline):
         if options.vocoder not in (None, "source_filter"):
             raise AnoncliError(f"--vocoder {options.vocoder}: this {method.name} model moves pitch and energy "
                                "and synthesises with the source-filter path only (--vocoder source_filter)")
+        missing = [k for k in ("prosody_bounds", "prosody_hidden") if k not in config]
+        missing += [] if "prosody" in state.get("models", {}) else ["models.prosody"]
+        if missing:
+            raise AnoncliError(f"{method.checkpoint_path}: a source-filter model without {', '.join(missing)} "
+                               "(the prosody head): an incomplete checkpoint; retrain or re-export it")
         self.prosody = ProsodyHead(len(method.classes), bounds=config["prosody_bounds"], hidden=config["prosody_hidden"])
         self.prosody.load_state_dict(state["models"]["prosody"])
         self.prosody.eval()

@@ -152,3 +152,13 @@ def test_typed_config_from_presets_files_and_params(tmp_path):
         resolve_config(ToyTrainer, options(tmp_path / "r", config=str(path)))
     with pytest.raises(AnoncliError, match="neither a preset of toy"):
         resolve_config(ToyTrainer, options(tmp_path / "r", config="medium"))
+
+
+def test_validation_every_n_steps_is_logged_and_can_pick_the_best(tmp_path):
+    run = tmp_path / "run"
+    summary = ToyTrainer.train(options(run, epochs=2, extra={"val_every_steps": "2", "val_every": "2"}))
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "step" and "val_loss" in r] == [2, 4, 6]
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["loop"]["best_epoch"] == summary["best_epoch"] and best["step"] in (2, 4, 6)
+    assert best["loop"]["best"] == min(r["val_loss"] for r in rows if "val_loss" in r)

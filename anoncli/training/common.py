@@ -18,7 +18,6 @@ typed dataclasses converted by `anoncli.params`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -65,13 +64,6 @@ def pick_device(name: str | None) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise AnoncliError("--device cuda: no CUDA GPU is visible on this machine")
     return torch.device(name)
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """Mixed precision on CUDA (bfloat16 needs no grad scaler); a no-op on CPU."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def limit_cpu_threads(threads: int | None) -> None:
@@ -342,7 +334,8 @@ class RunFolder:
 
 
 def rng_state() -> dict:
-    """Torch RNG states as tensors (checkpoint-safe with weights_only=True)."""
+    """Torch RNG states as tensors (checkpoint-safe with weights_only=True); for trainers not on
+    `loop.fit`, which saves every random state itself (`loop.capture_rng`)."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()

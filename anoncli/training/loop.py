@@ -543,6 +543,8 @@ def fit(trainer: Trainer) -> dict:
         total = len(batches) if hasattr(batches, "__len__") else None
         if config.steps_per_epoch:
             total = min(total, config.steps_per_epoch) if total is not None else config.steps_per_epoch
+        step_figures: dict[str, float] | None = None
+        step_figures_at = -1
         bar = progress_bar(total=total, desc=f"{name} epoch {epoch}/{last_epoch}", unit="step",
                            enabled=config.progress, log_step_percent=100, leave=False)
         for batch in batches:
@@ -556,7 +558,8 @@ def fit(trainer: Trainer) -> dict:
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             if config.val_every_steps and trainer.step % config.val_every_steps == 0:
-                figures = validate_now()
+                figures = step_figures = validate_now()
+                step_figures_at = trainer.step
                 run.log_step({"epoch": epoch, "step": trainer.step, **figures})
                 if judge(figures):
                     run.save(checkpoint_state(trainer, loop), best=True, last=False)
@@ -568,9 +571,12 @@ def fit(trainer: Trainer) -> dict:
         row: dict[str, Any] = {"epoch": epoch, "step": trainer.step, "steps": count, **means}
         best = False
         if epoch % config.val_every == 0 or epoch == last_epoch or out_of_time:
-            figures = validate_now()
-            row.update(figures)
-            best = judge(figures)
+            if step_figures is not None and step_figures_at == trainer.step:
+                row.update(step_figures)        # validated (and judged) at this very step already
+            else:
+                figures = validate_now()
+                row.update(figures)
+                best = judge(figures)
             if config.patience and loop["bad_validations"] >= config.patience:
                 loop["stopped"] = stopped = "patience"
         if out_of_time and not loop.get("stopped"):

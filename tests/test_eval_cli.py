@@ -66,6 +66,14 @@ def test_full_default_report(corpora):
     trials = pd.read_parquet(out / "trials.parquet")
     assert set(trials["condition"]) == {"OO", "OA", "AA"} and trials["target"].any() and (~trials["target"]).any()
     assert "data:image/png;base64," in (out / "report.html").read_text()
+    # the attackers' protocol heads the report: no other corpus here, a pretrained ASV encoder
+    attackers = summary["meta"]["attackers"]
+    assert attackers["gender"]["trained_on"]["extra"] is None and "no --attacker-data" in attackers["gender"]["text"]
+    assert attackers["asv"]["trained_on"] is None and "pretrained" in attackers["asv"]["family"]
+    assert "OA" in attackers["asv"]["attackers"] and "AA" in attackers["asv"]["attackers"]
+    page = (out / "report.html").read_text()
+    assert page.index("<h2>Attackers</h2>") < page.index("<table>") and "no --attacker-data" in page
+    assert "attackers: gender attackers: multinomial logistic regression" in result.stdout
     assert "ASV EER" in result.stdout
     assert any("language de skipped" in note for note in summary["notes"]) and "asr" not in summary
     print(summary["timings_s"])
@@ -240,11 +248,29 @@ def test_attacker_data_adds_other_speakers_and_drops_the_evaluated_ones(corpora,
     shutil.copytree(other, other_anon, ignore=shutil.ignore_patterns("metadata.csv"))
     out = tmp_path / "report"
     result = run(original, anonymized, "--out", out, "--probes", "gender", "--bootstrap", "0",
-                 "--attacker-data", other, other_anon)
-    assert result.exit_code == 0, result.output
+                 "--attacker-data", other, other_anon, "--gate", "gender.gr>=0,gender.informed.acc>=101")
+    assert result.exit_code == EXIT_GATE, result.output  # no accuracy reaches 101 %
     summary = json.loads((out / "summary.json").read_text())
     assert summary["meta"]["attacker_data"]["n"] == 4 and summary["meta"]["attacker_data"]["speakers"] == 2
     assert summary["gender"]["extra_training"] == 4 and summary["gender"]["n"] == 12
+    # the protocol: model family, the evaluated folds plus how much of which corpus, original or anonymized audio
+    protocol = summary["meta"]["attackers"]["gender"]
+    assert protocol["trained_on"]["extra"] == {"original": str(other.resolve()), "anonymized": str(other_anon.resolve()),
+                                               "utterances": 4, "speakers": 2}
+    assert protocol["trained_on"]["evaluated"] == {"utterances": 12, "speakers": 4, "folds": 4,
+                                                   "split": "speaker-disjoint folds"}
+    assert "logistic regression" in protocol["family"]
+    assert protocol["attackers"]["ignorant"] == "trained on original audio, tested on anonymized audio"
+    page = (out / "report.html").read_text()
+    top = page.index("<h2>Attackers</h2>")
+    assert top < page.index("<table>") and "plus 4 utterances of 2 other speakers of --attacker-data" in page[top:]
+    # each gate condition names the protocol it was checked under
+    gate = {c["condition"]: c for c in summary["meta"]["gate"]["conditions"]}
+    assert gate["gender.gr>=0"]["passed"] and not gate["gender.informed.acc>=101"]["passed"]
+    assert gate["gender.gr>=0"]["protocol"].startswith("gender ignorant attacker: trained on original audio")
+    assert "plus 4 utterances of 2 other speakers" in gate["gender.gr>=0"]["protocol"]
+    assert "gender.informed.acc>=101: measured" in result.stderr
+    assert "[gender informed attacker: trained on anonymized audio, tested on anonymized audio;" in result.stderr
     assert any("2 of 6 pairs left out" in note for note in summary["notes"])
     only_evaluated = tmp_path / "only"
     (only_evaluated / "f1").mkdir(parents=True)

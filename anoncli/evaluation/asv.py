@@ -178,6 +178,21 @@ def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray,
     return summary, trials, per_utt, per_speaker
 
 
+ROLES = {"OO": "enrolled on original audio, tested on original audio (the verifier itself)",
+         "OA": "ignorant: enrolled on original audio, tested on anonymized audio",
+         "AA": "lazy-informed: enrolled on anonymized audio, tested on anonymized audio"}
+
+
+def asv_protocol(backend: str, trials: str) -> dict:
+    """How the ASV attacker was built: a pretrained encoder (nothing trained on this data), its trials, its audio."""
+    family = f"{backend} speaker encoder (pretrained; nothing trained on this data), cosine to the L2-normalised " \
+             "mean enrolment embedding"
+    return {"family": family, "trained_on": None, "training": f"not trained here; trials: {trials}", "trials": trials,
+            "attackers": dict(ROLES),
+            "text": f"asv: {family}; trials: {trials}; OA {ROLES['OA'].split(': ', 1)[1]}; "
+                    f"AA {ROLES['AA'].split(': ', 1)[1]}"}
+
+
 class AsvProbe(Probe):
     """summary.json `asv`: per condition (OO, OA, AA) EER, eer, minDCF, threshold, EER_ci, n_target,
     n_nontarget; plus backend and trials. scores.parquet `asv.<condition>.score`; trials.parquet.
@@ -222,7 +237,8 @@ class AsvProbe(Probe):
         is_target, conds, scores = trials["target"], trials["condition"], trials["score"]
         trial_scores = {c: (scores[(conds == c) & is_target], scores[(conds == c) & ~is_target]) for c in CONDITIONS}
         return ProbeResult(summary, columns, trials=trials,
-                           plots={"trial_scores": trial_scores, "per_speaker": per_speaker})
+                           plots={"trial_scores": trial_scores, "per_speaker": per_speaker},
+                           protocol=asv_protocol(ctx.backend_name, summary["trials"]))
 
     @classmethod
     def table_rows(cls, key: str, entry: dict) -> list[Row]:

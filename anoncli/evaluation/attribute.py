@@ -238,6 +238,7 @@ def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str 
                                      "folds": len(folds)}, {}, {}
     if spec.note:
         summary["note"] = spec.note
+    summary["speakers"] = len(set(spk.tolist()))
     if extra_y.size:
         summary["extra_training"] = int(extra_y.size)  # utterances of other speakers each fold also learned from
     for attacker in attackers:
@@ -281,6 +282,43 @@ def _chance(y: np.ndarray, scored: np.ndarray) -> float:
     if tested.size == 0:
         return float("nan")
     return 100.0 * float(np.bincount(tested).max()) / tested.size
+
+
+ROLES = {"original": "trained on original audio, tested on original audio (is the label learnable at all?)",
+         "ignorant": "trained on original audio, tested on anonymized audio",
+         "informed": "trained on anonymized audio, tested on anonymized audio"}
+
+
+def attacker_protocol(column: str, summary: dict, n_features: int, attacker=None) -> dict:
+    """How the attackers of one label column were built: model family, training data, audio per attacker.
+
+    `summary`: the column's `run_attribute` summary (n, speakers, folds, split,
+    extra_training); `attacker`: the run's `AttackerData` (--attacker-data) or None.
+    """
+    family = f"multinomial logistic regression (L2, C = {L2_C}) on {n_features} features per utterance " \
+             "(resemblyzer speaker embedding, log-mel and prosody statistics)"
+    evaluated = {"utterances": summary["n"], "speakers": summary.get("speakers"), "folds": summary["folds"],
+                 "split": summary["split"]}
+    split = "split within speakers: closed-set speaker identification" if column == "speaker" else "speaker-disjoint"
+    trained = (f"each fold on the other folds of the evaluated set ({summary['n']} utterances, "
+               f"{summary.get('speakers')} speakers, {summary['folds']} folds, {split})")
+    extra = None
+    if attacker is None:
+        trained += ", and on no other corpus (no --attacker-data)"
+    elif column == "speaker":
+        trained += "; --attacker-data is not used for speaker identification"
+    else:
+        used = [s for s, row in zip(attacker.speakers, attacker.label_rows)
+                if row.get(column) in summary["classes"]] if summary.get("extra_training") else []
+        extra = {"original": attacker.original, "anonymized": attacker.anonymized,
+                 "utterances": int(summary.get("extra_training", 0)), "speakers": len(set(used))}
+        trained += (f", plus {extra['utterances']} utterances of {extra['speakers']} other speakers of "
+                    f"--attacker-data {attacker.original} (its anonymized copy {attacker.anonymized} "
+                    "for the informed attacker)")
+    roles = dict(ROLES)
+    return {"family": family, "trained_on": {"evaluated": evaluated, "extra": extra}, "training": f"trained {trained}",
+            "attackers": roles, "text": f"{column} attackers: {family}; trained {trained}; "
+                                        f"ignorant: {roles['ignorant']}; informed: {roles['informed']}"}
 
 
 def binary_roc_inputs(classes: list[str], labels: list[str | None], columns: dict) -> dict:
@@ -344,7 +382,8 @@ class AttributeProbe(Probe):
         plots = {"confusions": {self.name: confusion}}
         if len(self.spec.classes) == 2:
             plots["roc_inputs"] = {self.name: binary_roc_inputs(self.spec.classes, labels, columns)}
-        return ProbeResult(summary, columns, plots=plots)
+        protocol = attacker_protocol(self.name, summary, ctx.data.original.features.shape[1], ctx.attacker)
+        return ProbeResult(summary, columns, plots=plots, protocol=protocol)
 
     @classmethod
     def owns(cls, key: str, entry) -> bool:

@@ -119,6 +119,31 @@ def check_gate(conditions: list[Condition], summary: dict) -> list[tuple[Conditi
     return failed
 
 
+def protocol_of(figure: str, protocols: dict[str, dict]) -> str | None:
+    """The attacker protocol a figure was measured under ("ignorant attacker: trained on original audio, ...;
+    model family; training data"), from summary.json meta.attackers; None for a figure of no attacker."""
+    head, _, rest = figure.partition(".")
+    protocol = protocols.get(head)
+    if protocol is None:
+        return None
+    role = rest.partition(".")[0]
+    what = protocol.get("attackers", {}).get(role)
+    who = f"{head} {role} attacker: {what}; " if what else f"{head} attackers: "
+    return f"{who}{protocol['family']}; {protocol['training']}"
+
+
+def gate_record(conditions: list[Condition], failed: list[tuple[Condition, float]], summary: dict,
+                protocols: dict[str, dict], passed: bool, unreadable: int = 0, allow_missing: int = 0) -> dict:
+    """summary.json meta.gate: whether the gate passed, and per condition its figure, the measured value, whether
+    it held and the attacker protocol it was checked under."""
+    flat = flatten(summary)
+    failing = {id(cond) for cond, _ in failed}
+    return {"passed": passed, "unreadable_pairs": unreadable, "allow_missing": allow_missing,
+            "conditions": [{"condition": cond.text, "figure": cond.resolved, "measured": flat.get(cond.resolved),
+                            "passed": id(cond) not in failing, "protocol": protocol_of(cond.resolved, protocols)}
+                           for cond in conditions]}
+
+
 def check_syntax(text: str) -> None:
     """Fail fast on a malformed gate, before minutes of evaluation (names are checked at the end)."""
     parts = [p for p in text.split(",") if p.strip()]

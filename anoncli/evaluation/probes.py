@@ -111,6 +111,9 @@ class ProbeResult:
     # "trial_scores" {condition: (target, nontarget)}, "per_speaker" {condition: {speaker: EER}},
     # "confusions" {column: {attacker: matrix}}, "roc_inputs" {column: {attacker: (is_positive, score)}}
     tables: dict[str, list[dict]] = field(default_factory=dict)  # extra Parquet files: name -> rows
+    # how the probe's attackers were built (summary.json meta.attackers[name], the top of report.html):
+    # "family", "trained_on", "text" (one line) and "attackers" {attacker or condition: what it learned from and was tested on}
+    protocol: dict | None = None
 
 
 class Probe:

@@ -71,6 +71,8 @@ def print_table(summary: dict, file=None) -> None:
     for row in table_rows(summary):
         table.add_row(*row)
     console = Console(file=file, width=max(120, Console().width))
+    for protocol in summary.get("meta", {}).get("attackers", {}).values():
+        console.print(f"attackers: {protocol['text']}", markup=False, highlight=False)
     console.print(table)
     for note in summary.get("notes", []):
         console.print(f"note: {note}", style="dim", markup=False, highlight=False)
@@ -219,6 +221,8 @@ def write_html(report: Path, summary: dict, plots: dict[str, bytes]) -> None:
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
         f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>" for name, data in plots.items())
     meta = summary.get("meta", {})
+    protocols = "".join(f"<li>{html.escape(protocol['text'])}</li>" for protocol in meta.get("attackers", {}).values())
+    attackers = f"<h2>Attackers</h2><ul>{protocols}</ul>\n" if protocols else ""
     timings = summary.get("timings_s", {})
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>anoncli evaluation report</title>
@@ -231,7 +235,7 @@ Anonymized: <code>{html.escape(str(meta.get("anonymized", "")))}</code> ({html.e
 Utterances evaluated: {meta.get("n_pairs", "")}; anoncli {html.escape(str(meta.get("anoncli_version", "")))}; seed {meta.get("seed", "")}.
 Normalised scores (eer, gr, normalised): 100 = attacker at chance (private), 0 = attacker perfect.
 Brackets: 95 % bootstrap intervals over speakers.</p>
-{"".join(body)}
+{attackers}{"".join(body)}
 <h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
 <h2>Plots</h2>{images}
 <h2>Timings (s)</h2><p>{html.escape(", ".join(f"{k}: {v:.1f}" for k, v in timings.items()))}</p>

@@ -273,6 +273,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         for kind, values in result.plots.items():
             plot_inputs[kind].update(values)
         tables.update(result.tables)
+        if result.protocol is not None:
+            summary["meta"].setdefault("attackers", {})[probe.name] = result.protocol
         timings[probe.timing_name] = time.time() - t0
     if ctx.executor is not None:
         stack.close()
@@ -322,12 +324,19 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
                   f"{len(corpus.utterances)} original files (finish the anonymize run, or narrow ORIGINAL with "
                   "--files-from)", file=sys.stderr)
             exit_code = EXIT_GATE
+        protocols = summary["meta"].get("attackers", {})
         for cond, value in failed:
             shown = "not measured" if not np.isfinite(value) else f"{value:.4g}"
             alias = f" ({cond.resolved})" if cond.resolved != cond.name else ""
-            print(f"anoncli: gate failed: {cond.text}{alias}: measured {shown}", file=sys.stderr)
+            under = gate_mod.protocol_of(cond.resolved, protocols)
+            print(f"anoncli: gate failed: {cond.text}{alias}: measured {shown}" + (f" [{under}]" if under else ""),
+                  file=sys.stderr)
         if failed:
             exit_code = EXIT_GATE
         elif exit_code == EXIT_OK:
             _log(f"gate passed: {len(conditions)} condition(s)", config.progress)
+        summary["meta"]["gate"] = gate_mod.gate_record(conditions, failed, summary, protocols,
+                                                       passed=exit_code == EXIT_OK,
+                                                       unreadable=len(unreadable), allow_missing=config.allow_missing)
+        report.write_summary(out, summary)
     return EvaluateResult(summary, exit_code, failed)

@@ -13,7 +13,7 @@ from synth_audio import SPEAKERS, voiced
 from typer.testing import CliRunner
 
 from anoncli.cli.app import app
-from anoncli.errors import EXIT_USAGE
+from anoncli.errors import EXIT_GATE, EXIT_USAGE
 
 VOICES = {**{name: spec for name, spec in SPEAKERS.items()}, "spk_d": ("female", 190.0, (800, 1500, 2800))}
 
@@ -61,6 +61,10 @@ def test_default_probes_skip_what_cannot_run(singletons):
     assert "each of the 4 speakers has one" in summary["linkability"]["G_VD_note"]
     assert any(note.startswith("linkability: G_VD not computed") for note in summary["notes"])
     assert (root / "rep" / "report.html").is_file()
+    gated, _ = run(original, anonymized, "--out", root / "gated", "--probes", "linkability", "--quiet",
+                   "--gate", "link.G_VD>=-3")
+    assert gated.exit_code == EXIT_GATE
+    assert "link.G_VD>=-3 (linkability.G_VD): measured not measured (needs a speaker with 2 or more" in gated.stderr
 
 
 def test_a_named_probe_that_cannot_run_is_refused_before_extraction(singletons):

@@ -119,6 +119,16 @@ def check_gate(conditions: list[Condition], summary: dict) -> list[tuple[Conditi
     return failed
 
 
+def missing_reason(figure: str, summary: dict) -> str | None:
+    """Why a figure is not measured, where its section says so (`<figure>_note`, e.g. linkability.G_VD_note)."""
+    entry = summary
+    *path, name = figure.split(".")
+    for key in path:
+        entry = entry.get(key) if isinstance(entry, dict) else None
+    note = entry.get(f"{name}_note") if isinstance(entry, dict) else None
+    return note if isinstance(note, str) else None
+
+
 def protocol_of(figure: str, protocols: dict[str, dict]) -> str | None:
     """The attacker protocol a figure was measured under ("ignorant attacker: trained on original audio, ...;
     model family; training data"), from summary.json meta.attackers; None for a figure of no attacker."""

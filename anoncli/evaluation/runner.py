@@ -326,7 +326,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             exit_code = EXIT_GATE
         protocols = summary["meta"].get("attackers", {})
         for cond, value in failed:
-            shown = "not measured" if not np.isfinite(value) else f"{value:.4g}"
+            why = gate_mod.missing_reason(cond.resolved, summary)
+            shown = f"{value:.4g}" if np.isfinite(value) else "not measured" + (f" ({why})" if why else "")
             alias = f" ({cond.resolved})" if cond.resolved != cond.name else ""
             under = gate_mod.protocol_of(cond.resolved, protocols)
             print(f"anoncli: gate failed: {cond.text}{alias}: measured {shown}" + (f" [{under}]" if under else ""),

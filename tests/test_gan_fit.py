@@ -14,13 +14,14 @@ from typer.testing import CliRunner
 
 from anoncli import modelstore
 from anoncli.cli.app import app, main
+from anoncli.methods import MethodOptions, method_class
 from anoncli.training import TrainOptions
 from anoncli.training.gengan import GenGANSourceFilterTrainer, GenGANTrainer
 from anoncli.training.loop import resolve_config
 from anoncli.training.melgan import MelGANVocoderTrainer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gan_helpers import make_corpus, tiny_config  # noqa: E402
+from gan_helpers import make_corpus, tiny_config, voice  # noqa: E402
 
 MELGAN_TINY = ["segment=1024", "batch_size=2", "steps_per_epoch=2", "ngf=4", "n_residual_layers=1", "ndf=4",
                "d_layers=2", "d_max_channels=16", "val_files=1", "val_fraction=0.34"]
@@ -60,7 +61,7 @@ def args_for(method: str, corpus: Path, tmp_path: Path) -> list:
     return ["--method", method, corpus, "--config", tiny_config(tmp_path / "tiny.json", **extra), "--seed", "1"]
 
 
-@pytest.mark.parametrize("method", ["pcmelgan", "gengan", "psegan", "melgan"])
+@pytest.mark.parametrize("method", ["pcmelgan", "gengan", "psegan", "melgan", "pcmelgan-sf"])
 def test_one_short_epoch_through_the_cli(method, corpus, tmp_path):
     run = tmp_path / "run"
     summary = train(*args_for(method, corpus, tmp_path), "--out", run, "--epochs", "1")
@@ -75,6 +76,15 @@ def test_one_short_epoch_through_the_cli(method, corpus, tmp_path):
     assert sum(r["kind"] == "step" for r in rows) == summary["steps"]
     card = json.loads((run / "model.json").read_text())
     assert card["method"] == model_method and card["data_fingerprint"] == state["data_fingerprint"]
+    if method.endswith("-sf"):     # the shipped form and the checkpoint both anonymize, with the same bits
+        shipped = modelstore.load_model(run / "shipped" / "model.safetensors")
+        assert set(shipped["models"]) == set(state["inference_modules"]) == {"filter", "generator", "prosody"}
+        wave = torch.from_numpy(voice(140.0, 1.0, seed=7, bright=0.7))
+        outs = []
+        for loaded in (shipped, modelstore.load_model(run / "checkpoints" / "best.pt")):
+            anonymizer = method_class(model_method).from_state(loaded, MethodOptions(seed=2))
+            outs.append(anonymizer.process([wave], [{"noise_seed": 3, "target": anonymizer.classes[0]}])[0].audio)
+        assert outs[0].shape == wave.shape and torch.isfinite(outs[0]).all() and torch.equal(outs[0], outs[1])
 
 
 def test_typed_params_reach_the_trained_model(corpus, tmp_path):

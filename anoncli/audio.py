@@ -132,11 +132,17 @@ def audio_length(path: str | os.PathLike) -> tuple[int, float]:
     soundfile's errors (LibsndfileError, RuntimeError) for a file it cannot
     open or decode.
     """
-    with sf.SoundFile(os.fspath(path)) as handle:
+    with sf.SoundFile(_native(path)) as handle:
         frames = header_frames(handle.frames)
         if frames is None:
             frames = sum(block.shape[0] for block in _blocks(handle))
         return int(handle.samplerate), frames / float(handle.samplerate)
+
+
+def _native(path: str | os.PathLike) -> bytes:
+    """A path as the bytes the file system holds: soundfile encodes a str name strictly, which fails for a name
+    Python decoded with surrogate escapes (bytes that are not valid in the file system encoding)."""
+    return os.fsencode(path)
 
 
 def _path_problem(path: str, where: str) -> str | None:
@@ -195,7 +201,7 @@ def _decode(source, where: str, channel: int | None = None) -> Audio:
     """Open once, check the header, read, pick a channel or mix down, validate; one-line AudioError on any problem."""
     is_path = isinstance(source, (str, Path))
     try:
-        with sf.SoundFile(source) as handle:
+        with sf.SoundFile(_native(source) if is_path else source) as handle:
             _check_not_truncated(where, handle.extra_info)
             rate = handle.samplerate
             if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:

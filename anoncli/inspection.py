@@ -11,6 +11,7 @@ from typing import Any
 import soundfile as sf
 
 from anoncli.audio import audio_length, output_intact
+from anoncli.corpus.walk import fs_name
 from anoncli.errors import InputError
 from anoncli.evaluation import report_io
 from anoncli.evaluation.linkability import passthrough
@@ -158,7 +159,7 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
             if state != "ok":
                 failed.add(utt)
             else:
-                broken.extend(rel for rel in written if rel and not _readable(out / rel))
+                broken.extend(rel for rel in written if rel and not _readable(out / fs_name(rel)))
     duplicated = sorted(u for u, n in counts.items() if n > 1)
     unmerged = len(pending_files(out))  # batch files a finished job would have merged into its part
     missing: list[str] = []

@@ -485,6 +485,53 @@ def test_partly_emodb_named_folder_falls_back_to_plain_with_a_warning(tmp_path, 
     assert next(u for u in forced if u.utt_id == "03a01Fa").labels["emotion"] == "happiness"
 
 
+def test_a_file_name_that_is_not_utf8_is_recorded_with_escapes_and_reruns_work(tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    latin1 = os.fsdecode(b"caf\xe9.wav")  # `cp a.wav "c/$(printf 'caf\xe9.wav')"`
+    for i, name in enumerate(["a.wav", latin1, "b.wav"]):
+        sf.write(os.fsencode(corpus / name), voiced(0.3, seed=i), RATE, subtype="PCM_16")  # the bytes as named
+    out = tmp_path / "out"
+    code, _, err = anonymize(monkeypatch, capsys, corpus, out, "--no-score")
+    assert code == 0, err
+    assert "1 file name(s) are not UTF-8" in err and "caf\\xe9.wav" in err
+    rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
+    assert {u: (r["status"], r["source_path"], r["output_path"]) for u, r in rows.items()} == {
+        "a": ("ok", "a.wav", "a.wav"), "b": ("ok", "b.wav", "b.wav"),
+        "caf\\xe9": ("ok", "caf\\xe9.wav", "caf\\xe9.wav")}
+    assert sf.info(out / "caf\\xe9.wav").frames == sf.info(os.fsencode(corpus / latin1)).frames
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.glob("*.wav")}
+    code, _, err = anonymize(monkeypatch, capsys, corpus, out, "--no-score")  # a rerun finds it done
+    assert code == 0, err
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.wav")} == stamp and len(read_manifest(out)) == 3
+    code, _, err = cli(monkeypatch, capsys, "inspect", out, "--check", "--format", "json")
+    assert code == 0, err
+    code, _, err = cli(monkeypatch, capsys, "export", out, "--to", "audiofolder", tmp_path / "af")
+    assert code == 0, err
+    assert '"utt_id": "caf\\\\xe9"' in (tmp_path / "af" / "metadata.jsonl").read_text(encoding="utf-8")
+
+
+def test_non_ascii_names_under_the_c_locale(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    names = ["café", "日本"]
+    for i, name in enumerate(names):
+        sf.write(corpus / f"{name}.wav", voiced(0.3, seed=i), RATE, subtype="PCM_16")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--method", "identity",
+               "--no-score", "--no-progress", "--jobs", "1"]
+    # PYTHONUTF8=0 as well: an ASCII file system encoding, where these names reach Python as surrogate escapes.
+    for extra in ({}, {"PYTHONUTF8": "0"}):
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", **extra}
+        env.pop("PYTHONIOENCODING", None)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, errors="replace")
+        assert done.returncode == 0, done.stderr
+        rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
+        assert {u: (r["status"], r["source_path"], r["output_path"]) for u, r in rows.items()} == {
+            n: ("ok", f"{n}.wav", f"{n}.wav") for n in names}
+        assert sorted(os.listdir(out)) == sorted(["manifest", "run.json", *(f"{n}.wav" for n in names)])
+
+
 # --- 8. Kaldi round trips -----------------------------------------------------------------------
 
 def test_kaldi_manifest_records_real_source_paths(tmp_path, monkeypatch, capsys):

@@ -8,7 +8,7 @@ and returns every utterance with labels under normalised column names.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from anoncli.corpus.labels import find_metadata, label_value
@@ -16,7 +16,7 @@ from anoncli.corpus.layouts import AMBIGUOUS_SHARE, LAYOUTS, Scan, describe_trie
 from anoncli.corpus.layouts.audiofolder import attach_table, table_notes
 from anoncli.corpus.layouts.base import FilenameLayout
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
-from anoncli.corpus.walk import WalkStats, iter_audio_files
+from anoncli.corpus.walk import WalkStats, iter_audio_files, text_name
 from anoncli.errors import InputError, warn
 
 # A second known layout matching at least this share of the names means the folder mixes corpora.
@@ -64,6 +64,27 @@ class Corpus:
 
 def _rename_reserved(columns: list[str]) -> dict[str, str]:
     return {c: (f"label_{c}" if c in RESERVED else c) for c in columns}
+
+
+def _text_names(utterances: list[Utterance], root: Path, notes: list[str]) -> list[Utterance]:
+    """Utterances whose ids and paths are valid text (`walk.text_name`); `path` keeps the name as the file system
+    holds it. Names whose bytes are not UTF-8 are named in a warning and a note."""
+    fixed, escaped = [], []
+    for utt in utterances:
+        names = (utt.utt_id, utt.rel_path, utt.source or "")
+        texts = tuple(text_name(n) for n in names)
+        if texts == names:
+            fixed.append(utt)
+            continue
+        fixed.append(replace(utt, utt_id=texts[0], rel_path=texts[1], source=texts[2] if utt.source else None))
+        if "\\x" in texts[1] and "\\x" not in utt.rel_path:
+            escaped.append(texts[1])
+    if escaped:
+        message = (f"{root}: {len(escaped)} file name(s) are not UTF-8; they are recorded, and their outputs named, "
+                   f"with \\xNN for each byte that is not (first: {escaped[0]})")
+        warn(message)
+        notes.append(message)
+    return fixed
 
 
 def _drop_missing_markers(utterances: list[Utterance], columns: list[str]) -> None:
@@ -154,7 +175,7 @@ def open_corpus(
         warn(message)
         notes.append(message)
     result = chosen.load(scan, allow_commands=allow_commands, labels_file=labels_path, labels_sep=labels_sep)
-    utterances = result.utterances
+    utterances = _text_names(result.utterances, root, notes)
     columns = list(result.label_columns)
     sources = [result.labels_source] if result.labels_source else []
     notes.extend(result.notes)

@@ -24,6 +24,30 @@ AUDIO_EXTENSIONS = frozenset({fmt.lower() for fmt in sf.available_formats()} | _
 MARKER_DEPTH = 2
 
 
+def text_name(name: str) -> str:
+    """A file name as the corpus records it: valid Unicode text, whatever bytes the file system holds.
+
+    Python decodes a name that is not valid in the file system encoding with
+    surrogate escapes (`caf\\udce9.wav` for the Latin-1 byte 0xe9), which
+    Arrow, JSON and UTF-8 files cannot hold. The name's bytes are read as
+    UTF-8 instead (so `café` named in UTF-8 stays `café` even when Python
+    runs with an ASCII file system encoding, as under LC_ALL=C with
+    PYTHONUTF8=0), and bytes that are not UTF-8 become backslash escapes:
+    `caf\\xe9.wav`. Every other name is returned unchanged.
+    """
+    if name.isascii() or not any("\udc80" <= c <= "\udcff" for c in name):
+        return name
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def fs_name(text: str) -> str:
+    """The name to open or create for a recorded `text_name`: the UTF-8 bytes of `text`, in the form Python's
+    file system encoding needs (`text` itself when that encoding is UTF-8, the usual case)."""
+    if text.isascii():
+        return text
+    return os.fsdecode(text.encode("utf-8", "surrogateescape"))
+
+
 def is_audio_name(name: str) -> bool:
     """Whether a file name has one of the audio extensions (case-insensitive)."""
     return name.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS if "." in name else False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from anoncli.corpus.walk import fs_name
 from anoncli.errors import InputError
 from anoncli.manifest.reader import read_manifest
 from anoncli.manifest.schema import STATUS_OK, ManifestRow
@@ -40,7 +41,7 @@ def read_output_rows(out: Path) -> tuple[list[ExportRow], list[str], int]:
         if row.status != STATUS_OK or not row.output_path:
             skipped += 1
             continue
-        audio = out_abs / row.output_path
+        audio = out_abs / fs_name(row.output_path)
         if not audio.resolve().is_relative_to(out_abs.resolve()):
             raise InputError(f"{out}: manifest row {row.utt_id!r} points outside the output folder")
         if not audio.is_file():

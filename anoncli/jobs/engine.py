@@ -20,6 +20,7 @@ from anoncli.atomic import atomic_write_json, atomic_write_text, is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.reading import SourceStamp, input_changed
 from anoncli.corpus.utterance import Utterance
+from anoncli.corpus.walk import fs_name
 from anoncli.errors import EXIT_OK, EXIT_PARTIAL, AnoncliError, InputError, environment_failure
 from anoncli.jobs.batching import auto_plan, estimate_total_seconds, fixed_batches, make_batches
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
@@ -270,7 +271,7 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
             todo.append(utt)
             redo += 1
             changed.append(utt.rel_path)
-        elif state != STATUS_FAILED and any(rel and not output_intact(config.out / rel) for rel in (output, features)):
+        elif state != STATUS_FAILED and any(rel and not output_intact(config.out / fs_name(rel)) for rel in (output, features)):
             todo.append(utt)  # done once, but its output was deleted, moved, cut short or overwritten since
             redo += 1
             lost.append(output or features)

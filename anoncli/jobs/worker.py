@@ -25,6 +25,7 @@ from anoncli.atomic import atomic_path
 from anoncli.audio import Audio, fit_length, resample, write_audio
 from anoncli.corpus.reading import read_utterance_audio, source_stamp
 from anoncli.corpus.utterance import Utterance
+from anoncli.corpus.walk import fs_name
 from anoncli.errors import AudioError, EnvironmentFailure
 from anoncli.jobs.pseudonyms import Pseudonymizer
 from anoncli.manifest.schema import STATUS_OK, ManifestRow
@@ -332,7 +333,7 @@ def _write_outputs(spec, method: Method, out: Path, utt: Utterance, row: Manifes
     output = typed_output(method, output)
     if output.features is not None:
         rel = features_rel_path(utt, pseudonyms)
-        _save_features(out / rel, output.features)
+        _save_features(out / fs_name(rel), output.features)
         row.features_path = rel
     if output.audio is not None:
         made = as_array(output.audio).astype(np.float32, copy=False).reshape(-1)
@@ -342,7 +343,7 @@ def _write_outputs(spec, method: Method, out: Path, utt: Utterance, row: Manifes
         rate_out = spec.output_sample_rate or audio.sample_rate
         wave = fit_length(resample(made, rate_in, rate_out), output_length(len(made), method_input, audio, rate_out))
         rel = output_rel_path(utt, spec.fmt, pseudonyms)
-        top = write_audio(out / rel, wave, rate_out, spec.fmt)
+        top = write_audio(out / fs_name(rel), wave, rate_out, spec.fmt)
         if top > 0.999:  # write_audio scaled it down rather than clip: say so (a float input above full scale)
             scaled = f"output scaled by {20 * np.log10(0.999 / top):.1f} dB to fit the 16-bit range (peak {top:.3g})"
             row.note = f"{row.note}; {scaled}" if row.note else scaled

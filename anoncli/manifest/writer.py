@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -43,6 +44,27 @@ def _json_value(value: object) -> object:
     return item()
 
 
+# json.dumps writes a lone surrogate as an escape that Arrow's JSON reader refuses (strings are UTF-8).
+_SURROGATE = re.compile(r"\\ud[89a-f]", re.IGNORECASE)
+
+
+def _valid_text(value: object) -> object:
+    """A string with lone surrogates as valid text: escaped bytes back to bytes, read as UTF-8, and every byte
+    that is not UTF-8 as `\\xNN` (`caf\\udce9` -> `caf\\xe9`); any other value unchanged."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that escapes no byte (from a JSON "\\ud800")
+        raw = value.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
     """Flat records (column -> str, int, float, NaN or None) as a table of exactly `schema`'s columns and types.
 
@@ -59,6 +81,9 @@ def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
     if not records:
         return schema.empty_table()
     text = "\n".join(json.dumps(record, default=_json_value) for record in records)
+    if _SURROGATE.search(text):  # a file name's bytes that Python decoded with surrogate escapes, e.g. in an error
+        text = "\n".join(json.dumps({k: _valid_text(v) for k, v in record.items()}, default=_json_value)
+                         for record in records)
     options = pa_json.ParseOptions(explicit_schema=plain, unexpected_field_behavior="ignore")
     table = pa_json.read_json(io.BytesIO(text.encode()), parse_options=options)
     # The reader refuses a null in a non-nullable column but marks every column nullable: put the flags back,

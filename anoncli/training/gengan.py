@@ -8,6 +8,11 @@ to [0, 1]). It is used as a proper soft target (cross-entropy against a
 probability distribution); the original code fed the float to a class-index
 cross-entropy. With `d_fake_target = "true"` the discriminator is instead
 trained to recover the real class from M' (a stronger, attacker-like D).
+
+Two trainers write gengan models: the mel-domain one here (`--method gengan`,
+presets quick/full) and `GenGANSourceFilterTrainer` (`--method gengan-sf`, presets
+sf-quick/sf-full), which extends the source-filter trainer
+(`source_filter_gan`) with the networks above on the WORLD envelope.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ drawn target class and K the number of classes:
   L_GD = 1/2 [CE(GD(x), s) + CE(GD(G), K)]          (K = the extra "fake" class)
 other(s) = 1 - s for two classes (the paper); for K > 2 a different class
 drawn uniformly. lambda = 100, eps = 1e-3.
+
+Two trainers write pcmelgan models: the mel-domain one here (`--method pcmelgan`,
+presets quick/full) and `PCMelGANSourceFilterTrainer` (`--method pcmelgan-sf`, presets
+sf-quick/sf-full), which extends the source-filter trainer
+(`source_filter_gan`) with the networks above on the WORLD envelope.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ Discriminator: an emotion classifier with K + 1 outputs (K classes + "fake").
   L_D = 1/2 [CE(D(x), s) + CE(D(G), fake)]
 E is a frozen speaker matcher (resemblyzer's VoiceEncoder, differentiable
 from the mel; `anoncli.models.speaker`). Adam lr G 1e-4, D 2e-4, betas (0.5, 0.9).
+
+Two trainers write psegan models: the mel-domain one here (`--method psegan`,
+presets quick/full) and `PSEGANSourceFilterTrainer` (`--method psegan-sf`, presets
+sf-quick/sf-full), which extends the source-filter trainer
+(`source_filter_gan`) with the networks above on the WORLD envelope.
 """
 
 from __future__ import annotations

@@ -250,12 +250,13 @@ def restore_rng(state: dict, generator: torch.Generator | None = None) -> None:
         random.setstate((version, tuple(internal), gauss))
     if "numpy" in state:
         n = state["numpy"]
-        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
+        np.random.set_state(("MT19937", n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    # a checkpoint loaded onto a GPU (map_location) holds the states there; torch takes them on the CPU
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     if generator is not None and "data" in state:
-        generator.set_state(state["data"])
+        generator.set_state(state["data"].cpu())
 
 
 @contextlib.contextmanager
@@ -497,7 +498,7 @@ def fit(trainer: Trainer) -> dict:
     run.create()
     loop = {"metric": metric, "mode": mode, "best": -math.inf if mode == "max" else math.inf, "best_epoch": -1,
             "best_metrics": {}, "bad_validations": 0, "stopped": None}
-    state = run.resume(trainer.device)
+    state = run.resume("cpu")            # load_state_dict copies onto the modules' device
     if state is not None:
         loop = _load_checkpoint(trainer, state, run)
         run.truncate_log(trainer.epoch)

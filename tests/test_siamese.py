@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from anoncli.errors import AnoncliError
 from anoncli.evaluation.feature_probes import evaluate_features
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.manifest.reader import read_manifest
@@ -90,15 +91,20 @@ def test_training_writes_a_run_and_resumes(trained):
     assert card["train_speakers"] == ["spk_a", "spk_b"] and card["held_out_speakers"] == ["spk_c"]
     assert 0.0 <= summary["utility_accuracy"] <= 1.0 and summary["n_held_out"] == 4
     state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
-    assert state["method"] == "siamese" and state["epoch"] == 1 and state["head_epoch"] == 2
+    # one extractor epoch, then two head epochs, in one run of the loop
+    assert state["method"] == "siamese" and state["epoch"] == 3 and state["trainer_config"]["head_epochs"] == 2
+    assert state["classes"] == ["female", "male"] and state["train_speakers"] == ["spk_a", "spk_b"]
     log = pq.read_table(run / "log.parquet").to_pylist()
-    assert [r["stage"] for r in log] == ["features", "head", "head"]
-    # Resume with more epochs: continues from epoch 1, does not redo it.
-    options.epochs = 2
+    assert [("loss" in r and r["loss"] is not None, "head_loss" in r and r["head_loss"] is not None)
+            for r in log] == [(True, False), (False, True), (False, True)]
+    # The same command again: the run is complete and nothing is redone.
     get_trainer("siamese")(options)
-    log = pq.read_table(run / "log.parquet").to_pylist()
-    assert [r["epoch"] for r in log if r["stage"] == "features"] == [1, 2]
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+    assert len(pq.read_table(run / "log.parquet").to_pylist()) == 3
+    # More extractor epochs after the head learnt its features would leave the head stale: refused.
+    options.epochs = 2
+    with pytest.raises(AnoncliError, match="--overwrite"):
+        get_trainer("siamese")(options)
+    options.epochs = 1
 
 
 def test_contrastive_and_ce_variants_both_train(trained, tmp_path):

@@ -14,16 +14,18 @@ from typing import Any
 import torch
 
 from anoncli import modelstore
+from anoncli.errors import AnoncliError
 from anoncli.methods.base import Method, MethodOptions, MethodOutput
 from anoncli.models.siamese_net import SiameseNet, add_feature_noise
 
 
-def module_state(state: dict, name: str) -> dict:
-    """A module's state dict from a training checkpoint (`state[name]`) or a shipped model
-    (`state["models"][name]`, see `modelstore.load_shipped`)."""
-    if name in state:
-        return state[name]
-    return state.get("models", {})[name]
+def module_state(state: dict, name: str, path: object = "checkpoint") -> dict:
+    """Network `name`'s state dict from a model loaded by `modelstore.load_model` (`state["models"][name]`:
+    a training checkpoint of any format, or a shipped model). Raises AnoncliError when it has none."""
+    models = state.get("models") or {}
+    if name not in models:
+        raise AnoncliError(f"{path}: holds no {name!r} network (it has {', '.join(sorted(models)) or 'none'})")
+    return models[name]
 
 
 class Siamese(Method):
@@ -50,7 +52,7 @@ class Siamese(Method):
         self.sample_rate = int(c["sample_rate"])
         self.net = SiameseNet(c["groups"], c["width"], self.sample_rate, norm=c.get("norm", "instance"),
                               bottleneck=int(c.get("bottleneck", 0)))
-        self.net.load_state_dict(module_state(state, "net"))
+        self.net.load_state_dict(module_state(state, "net", self.checkpoint_path))
         self.net.to(self.device).eval()
         # speakers the extractor saw (training and model selection): the evaluation leaves them out
         self.train_speakers = list(state.get("train_speakers") or c.get("train_speakers") or [])

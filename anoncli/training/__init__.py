@@ -25,7 +25,7 @@ TRAINERS: dict[str, str] = {
     "gengan-sf": "anoncli.training.gengan:GenGANSourceFilterTrainer",
     "psegan-sf": "anoncli.training.psegan:PSEGANSourceFilterTrainer",
     "melgan": "anoncli.training.melgan:MelGANVocoderTrainer",
-    "siamese": "anoncli.training.siamese:train",
+    "siamese": "anoncli.training.siamese:SiameseTrainer",
     "rdalm": "anoncli.training.rdalm:train",
     "attribute": "anoncli.evaluation.attribute:train_attribute",
     "asv": "anoncli.training.asv:train_asv",

@@ -27,35 +27,72 @@ next to the same attacker on plain MFCC statistics for reference.
 
 from __future__ import annotations
 
-import time
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from anoncli.progress import progress_bar
 
 from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import grl_weight
 from anoncli.models.siamese_net import SiameseNet, SpeakerAdversary, UtilityHead, add_feature_noise, contrastive_loss
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.training import TrainOptions
-from anoncli.training.common import (
-    RunFolder, resolve_run_config, limit_cpu_threads, load_waves, pick_device, rng_state,
-    seed_everything, set_rng_state, speaker_split,
-)
+from anoncli.training.common import atomic_torch_save, load_waves, speaker_split
+from anoncli.training.loop import FitResult, TrainConfig, Trainer, data_fingerprint
 
-_COMMON = {"sample_rate": 16000, "crop_s": 1.5, "lr": 2e-4, "margin": 1.0, "loss": "contrastive",
-           "head_hidden": 1024, "val_fraction": 0.34, "val_speakers": [], "norm": "instance", "bottleneck": 0,
-           "grl_weight": 0.0, "grl_warmup_epochs": 2, "grl_ramp_epochs": 4, "attacker_groups": [], "cache_dir": "",
-           "noise": 0.0}
+
+@dataclass
+class SiameseConfig(TrainConfig):
+    """Siamese settings. The extractor: `groups` conv groups at `width` × the paper's channels, `norm`
+    (instance or cmvn), `bottleneck` (0: none), trained `epochs` epochs of `pairs_per_epoch` pairs of
+    `crop_s`-second crops with `loss` (contrastive, margin `margin`; or ce) and Adam `lr`; `noise` (std
+    of the released feature noise); a speaker adversary behind a gradient reversal of weight
+    `grl_weight` (0: none), 0 for `grl_warmup_epochs`, ramped over `grl_ramp_epochs`. Then the utility
+    head (`head_hidden` units) for `head_epochs` epochs on frozen features. `utility` is the label
+    (`--utility`); validation speakers: `val_speakers`, else a `val_fraction`; the report's attacker
+    also groups by `attacker_groups`; `cache_dir` keeps MFCCs between runs."""
+
+    sample_rate: int = 16000
+    groups: int = 3
+    width: float = 0.25
+    pairs_per_epoch: int = 768
+    crop_s: float = 1.5
+    lr: float = 2e-4
+    margin: float = 1.0
+    loss: str = "contrastive"
+    norm: str = "instance"
+    bottleneck: int = 0
+    noise: float = 0.0
+    grl_weight: float = 0.0
+    grl_warmup_epochs: int = 2
+    grl_ramp_epochs: int = 4
+    head_epochs: int = 40
+    head_hidden: int = 1024
+    utility: str = "gender"
+    val_fraction: float = 0.34
+    val_speakers: list[str] = field(default_factory=list)
+    attacker_groups: list[str] = field(default_factory=list)
+    cache_dir: str = ""
+
+    def check(self) -> None:
+        """Raise AnoncliError for an unknown `loss` or `norm`."""
+        super().check()
+        if self.loss not in ("contrastive", "ce"):
+            raise AnoncliError(f"--param loss={self.loss}: expected contrastive or ce")
+        if self.norm not in ("instance", "cmvn"):
+            raise AnoncliError(f"--param norm={self.norm}: expected instance or cmvn")
+
+
 PRESETS = {
     # CPU-sized: a quarter of the paper's channel widths, 3 groups.
-    "quick": {**_COMMON, "groups": 3, "width": 0.25, "epochs": 12, "pairs_per_epoch": 768, "batch_size": 32,
-              "head_epochs": 40, "threads": 1},
+    "quick": SiameseConfig(groups=3, width=0.25, epochs=12, pairs_per_epoch=768, batch_size=32, head_epochs=40,
+                           threads=1, amp=False),
     # The paper's network (channels 64..512); G is the paper's swept hyper-parameter.
-    "full": {**_COMMON, "groups": 4, "width": 1.0, "epochs": 60, "pairs_per_epoch": 4096, "batch_size": 64,
-             "head_epochs": 100, "threads": 0},
+    "full": SiameseConfig(groups=4, width=1.0, epochs=60, pairs_per_epoch=4096, batch_size=64, head_epochs=100,
+                          threads=0, amp=False),
 }
 
 
@@ -92,17 +129,15 @@ def mfcc_cache(net: SiameseNet, waves: list[torch.Tensor]) -> list[torch.Tensor]
     return [net.mfcc(w[None])[0] for w in waves]
 
 
-def load_mfccs(net: SiameseNet, utts, config: dict, desc: str) -> list[torch.Tensor]:
+def load_mfccs(net: SiameseNet, utts, config: SiameseConfig, desc: str) -> list[torch.Tensor]:
     """MFCCs of `utts`; with `cache_dir` set, read from / added to CACHE/mfcc-<rate>.pt (keyed by file path)."""
-    if not config["cache_dir"]:
-        return mfcc_cache(net, load_waves(utts, config["sample_rate"], desc))
-    from anoncli.training.common import atomic_torch_save
-
-    path = Path(config["cache_dir"]) / f"mfcc-{config['sample_rate']}.pt"
+    if not config.cache_dir:
+        return mfcc_cache(net, load_waves(utts, config.sample_rate, desc))
+    path = Path(config.cache_dir) / f"mfcc-{config.sample_rate}.pt"
     cache = torch.load(path, weights_only=True) if path.is_file() else {}
     missing = [u for u in utts if str(u.path) not in cache]
     if missing:
-        for utt, m in zip(missing, mfcc_cache(net, load_waves(missing, config["sample_rate"], desc))):
+        for utt, m in zip(missing, mfcc_cache(net, load_waves(missing, config.sample_rate, desc))):
             cache[str(utt.path)] = m
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(cache, path)
@@ -124,147 +159,151 @@ def mfcc_statistics(mfccs: list[torch.Tensor]) -> np.ndarray:
     return np.stack([torch.cat([m[0].mean(-1), m[0].std(-1)]).numpy() for m in mfccs])
 
 
-def _resolve_config(options: TrainOptions) -> dict:
-    config = resolve_run_config(PRESETS, options)
-    if config["loss"] not in ("contrastive", "ce"):
-        raise AnoncliError(f"--param loss={config['loss']}: expected contrastive or ce")
-    if config["norm"] not in ("instance", "cmvn"):
-        raise AnoncliError(f"--param norm={config['norm']}: expected instance or cmvn")
-    config["utility"] = options.utility or "gender"
-    config["seed"] = options.seed
-    return config
-
-
-def split_utterances(utts, config: dict, seed: int) -> dict[str, list]:
+def split_utterances(utts, config: SiameseConfig, seed: int) -> dict[str, list]:
     """{"train", "val", "test"} utterance lists, speaker-disjoint (see the module docstring)."""
     splits = {u.labels.get("split") for u in utts}
-    if not config["val_speakers"] and {"train", "test"} <= splits:
+    if not config.val_speakers and {"train", "test"} <= splits:
         return {name: [u for u in utts if u.labels.get("split") == name] for name in ("train", "val", "test")}
-    train_utts, val_utts, _ = speaker_split(utts, config["val_speakers"] or None, config["val_fraction"], seed,
-                                            stratify_label=config["utility"])
+    train_utts, val_utts, _ = speaker_split(utts, config.val_speakers or None, config.val_fraction, seed,
+                                            stratify_label=config.utility)
     return {"train": train_utts, "val": [], "test": val_utts}
 
 
-def train(options: TrainOptions) -> dict:
-    """`anoncli train --method siamese`: the contrastive extractor, then the utility head on frozen features.
+class SiameseTrainer(Trainer):
+    """`anoncli train --method siamese`: the contrastive extractor for `epochs` epochs, then the utility head
+    on its frozen features for `head_epochs` more (one run of the loop; the epoch number tells the stages
+    apart). The card and the summary give the held-out figures (`_report`). Raises AnoncliError for a
+    corpus without the utility label or with one class among the training speakers."""
 
-    Returns the run folder, training seconds and the held-out test figures.
-    """
-    config = _resolve_config(options)
-    limit_cpu_threads(config["threads"] or None)
-    device = pick_device(options.device)
-    run = RunFolder(options.out, config, overwrite=options.overwrite)
-    gen = seed_everything(options.seed)
+    method = "siamese"
+    config_class = SiameseConfig
+    presets = PRESETS
+    selection = ("val_score", "max")   # no per-epoch validation: every epoch is the newest best
 
-    corpus = options.open_corpus()
-    utility = config["utility"]
-    utts = [u for u in corpus.utterances if u.labels.get(utility)]
-    if not utts:
-        raise AnoncliError(f"{options.corpus}: no utterance has a {utility!r} label")
-    parts = split_utterances(utts, config, options.seed)
-    train_utts = parts["train"]
-    classes = sorted({u.labels[utility] for u in train_utts})
-    if len(classes) < 2:
-        raise AnoncliError(f"the training speakers cover only one {utility} class ({classes[0] if classes else '-'})")
-    y_train = np.asarray([classes.index(u.labels[utility]) for u in train_utts])
-    speakers = sorted({str(u.speaker) for u in train_utts})
-    # every speaker the run looked at (training and model selection): evaluation leaves them out
-    seen_speakers = sorted(set(speakers) | {str(u.speaker) for u in parts["val"]})
-    s_train = torch.tensor([speakers.index(str(u.speaker)) for u in train_utts])
-    sr = config["sample_rate"]
+    def __init__(self, options: TrainOptions, config: SiameseConfig | None = None):
+        super().__init__(options, config)
+        if options.utility:
+            self.config = dataclasses.replace(self.config, utility=options.utility)
 
-    net = SiameseNet(config["groups"], config["width"], sr, norm=config["norm"], bottleneck=config["bottleneck"]).to(device)
-    mfccs = load_mfccs(net, train_utts, config, "reading audio")
-    hop = net.front.mfcc.MelSpectrogram.spectrogram.hop_length
-    crop = int(round(config["crop_s"] * sr / hop))
-    ce_head = UtilityHead(net.feature_dim, len(classes), config["head_hidden"]).to(device)
-    adversary = SpeakerAdversary(net.feature_dim, len(speakers)).to(device)
-    params = list(net.parameters()) + (list(ce_head.parameters()) if config["loss"] == "ce" else [])
-    params += list(adversary.parameters()) if config["grl_weight"] > 0 else []
-    opt = torch.optim.Adam(params, lr=config["lr"])
-    head = UtilityHead(net.feature_dim, len(classes), config["head_hidden"]).to(device)
-    head_opt = torch.optim.Adam(head.parameters(), lr=config["lr"])
+    def total_epochs(self) -> int:
+        return self.config.epochs + self.config.head_epochs
 
-    state = run.resume(device)
-    start_epoch, start_head = 0, 0
-    if state is not None:
-        net.load_state_dict(state["net"]); ce_head.load_state_dict(state["ce_head"]); opt.load_state_dict(state["opt"])
-        adversary.load_state_dict(state["adversary"])
-        head.load_state_dict(state["head"]); head_opt.load_state_dict(state["head_opt"])
-        start_epoch, start_head = int(state["epoch"]), int(state["head_epoch"])
-        set_rng_state(state.get("rng")); gen.set_state(state["gen"])
-        run.truncate_log(start_epoch + start_head)
+    def setup(self) -> None:
+        c = self.config
+        corpus = self.options.open_corpus()
+        utts = [u for u in corpus.utterances if u.labels.get(c.utility)]
+        if not utts:
+            raise AnoncliError(f"{self.options.corpus}: no utterance has a {c.utility!r} label")
+        self.corpus_root = Path(self.options.corpus).resolve()
+        self.data_fingerprint = data_fingerprint(utts)
+        self.parts = split_utterances(utts, c, c.seed)
+        self.train_utts = train_utts = self.parts["train"]
+        self.classes = sorted({u.labels[c.utility] for u in train_utts})
+        if len(self.classes) < 2:
+            raise AnoncliError(f"the training speakers cover only one {c.utility} class "
+                               f"({self.classes[0] if self.classes else '-'})")
+        self.y_train = np.asarray([self.classes.index(u.labels[c.utility]) for u in train_utts])
+        self.speakers = sorted({str(u.speaker) for u in train_utts})
+        # every speaker the run looked at (training and model selection): evaluation leaves them out
+        self.seen_speakers = sorted(set(self.speakers) | {str(u.speaker) for u in self.parts["val"]})
+        self.s_train = torch.tensor([self.speakers.index(str(u.speaker)) for u in train_utts])
+        self.net = SiameseNet(c.groups, c.width, c.sample_rate, norm=c.norm, bottleneck=c.bottleneck)
+        self.mfccs = load_mfccs(self.net, train_utts, c, "reading audio")
+        hop = self.net.front.mfcc.MelSpectrogram.spectrogram.hop_length
+        self.crop = int(round(c.crop_s * c.sample_rate / hop))
+        self.ce_head = UtilityHead(self.net.feature_dim, len(self.classes), c.head_hidden)
+        self.adversary = SpeakerAdversary(self.net.feature_dim, len(self.speakers))
+        self.head = UtilityHead(self.net.feature_dim, len(self.classes), c.head_hidden)
+        params = list(self.net.parameters()) + (list(self.ce_head.parameters()) if c.loss == "ce" else [])
+        params += list(self.adversary.parameters()) if c.grl_weight > 0 else []
+        self.opts = {"features": torch.optim.Adam(params, lr=c.lr),
+                     "head": torch.optim.Adam(self.head.parameters(), lr=c.lr)}
+        self.frozen: torch.Tensor | None = None     # stage 2's features of the training utterances
+        self.weight = 0.0
 
-    def checkpoint(epoch: int, head_epoch: int, best: bool = False) -> None:
-        """Save extractor, heads, adversary, optimizers, epochs and RNG states as last.pt (and best.pt when `best`)."""
-        run.save({
-            "method": "siamese", "net": net.state_dict(), "ce_head": ce_head.state_dict(), "opt": opt.state_dict(),
-            "adversary": adversary.state_dict(),
-            "head": head.state_dict(), "head_opt": head_opt.state_dict(), "epoch": epoch, "head_epoch": head_epoch,
-            "rng": rng_state(), "gen": gen.get_state(), "config": config, "classes": classes,
-            "feature_dim": net.feature_dim, "train_speakers": seen_speakers,
-        }, best=best)
+    def modules(self):
+        return {"net": self.net, "ce_head": self.ce_head, "adversary": self.adversary, "head": self.head}
 
-    # Stage 1: the feature extractor.
-    bs = config["batch_size"]
-    t_start = time.time()
-    for epoch in range(start_epoch, config["epochs"]):
-        net.train(); ce_head.train(); adversary.train()
-        weight = grl_weight(epoch, config["grl_warmup_epochs"], config["grl_ramp_epochs"], config["grl_weight"])
-        t0, losses, adv_losses = time.time(), [], []
-        a_idx, b_idx, diff = draw_pairs(y_train, config["pairs_per_epoch"], gen)
-        for s in progress_bar(range(0, len(a_idx), bs), desc=f"siamese epoch {epoch + 1}/{config['epochs']}", leave=False, enabled=None, log_step_percent=100):
-            sl = slice(s, s + bs)
-            xa = torch.stack([random_crop(mfccs[i], crop, gen) for i in a_idx[sl]]).to(device)
-            if config["loss"] == "contrastive":
-                xb = torch.stack([random_crop(mfccs[i], crop, gen) for i in b_idx[sl]]).to(device)
-                feats = add_feature_noise(net.embed_mfcc(torch.cat([xa, xb])), config["noise"], generator=gen)
-                loss = contrastive_loss(feats[:len(xa)], feats[len(xa):], torch.from_numpy(diff[sl]).to(device), config["margin"])
-                who = torch.cat([s_train[a_idx[sl]], s_train[b_idx[sl]]]).to(device)
-            else:
-                feats = add_feature_noise(net.embed_mfcc(xa), config["noise"], generator=gen)
-                loss = F.cross_entropy(ce_head(feats), torch.from_numpy(y_train[a_idx[sl]]).to(device))
-                who = s_train[a_idx[sl]].to(device)
-            total = loss
-            if config["grl_weight"] > 0:
-                adv_loss = F.cross_entropy(adversary(feats, weight), who)
-                total = loss + adv_loss
-                adv_losses.append(float(adv_loss.detach()))
-            opt.zero_grad(); total.backward(); opt.step()
-            losses.append(float(loss.detach()))
-        row = {"stage": "features", "epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.time() - t0}
-        if adv_losses:
-            row.update({"grl_weight": weight, "speaker_loss": float(np.mean(adv_losses))})
-        run.log(row)
-        checkpoint(epoch + 1, 0)
+    def optimizers(self):
+        return self.opts
 
-    # Stage 2: the utility head on frozen features of whole utterances.
-    train_feats = torch.from_numpy(embed(net, mfccs, device, config["noise"], options.seed)).to(device)
-    y_t = torch.from_numpy(y_train).to(device)
-    for head_epoch in range(start_head, config["head_epochs"]):
-        head.train()
-        order = torch.randperm(len(y_t), generator=gen)
-        losses = []
-        for s in range(0, len(order), bs):
-            idx = order[s:s + bs].to(device)
-            loss = F.cross_entropy(head(train_feats[idx]), y_t[idx])
-            head_opt.zero_grad(); loss.backward(); head_opt.step()
-            losses.append(float(loss.detach()))
-        run.log({"stage": "head", "epoch": config["epochs"] + head_epoch + 1, "loss": float(np.mean(losses))})
-        checkpoint(config["epochs"], head_epoch + 1, best=head_epoch + 1 == config["head_epochs"])
-    train_seconds = time.time() - t_start
+    def inference_modules(self):
+        return ["net", "head"]
 
-    report = {name: _report(net, head, classes, parts[name], config, device, train_utts, mfccs)
-              for name in ("val", "test") if parts[name]}
-    card = {"method": "siamese", "corpus": str(Path(options.corpus).resolve()), "utility": utility,
-            "classes": classes, "train_speakers": speakers, "n_train_utterances": len(train_utts),
-            "val_speakers": sorted({str(u.speaker) for u in parts["val"]}),
-            "held_out_speakers": sorted({str(u.speaker) for u in parts["test"]}), "config": config,
-            "train_seconds": round(train_seconds, 1), "held_out": report.get("test", {}), "validation": report.get("val", {}),
-            "paper": {"dataset": "TIMIT, 20 speakers", "gender_accuracy": 0.94, "attacker_speaker_id": 0.11, "chance": 0.10}}
-    run.write_card(card)
-    return {"run": str(run.root), "train_seconds": round(train_seconds, 1), **report.get("test", {}),
-            **({"validation": report["val"]} if "val" in report else {})}
+    def model_info(self) -> dict:
+        c = self.config
+        config = {key: getattr(c, key) for key in ("sample_rate", "groups", "width", "norm", "bottleneck", "noise",
+                                                   "loss", "head_hidden", "utility", "seed")}
+        return {"config": config, "classes": self.classes, "feature_dim": self.net.feature_dim,
+                "train_speakers": self.seen_speakers}
+
+    def extra_state(self) -> dict:
+        return {"extractor_epochs": self.config.epochs, "epoch": self.epoch}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Refuse another `epochs` once the head stage has begun (the head learnt the extractor's features)."""
+        done = int(state.get("extractor_epochs", self.config.epochs))
+        if done != self.config.epochs and int(state.get("epoch", 0)) > done:
+            raise AnoncliError(f"{self.options.out}: its extractor was trained for {done} epochs and its head on those "
+                               f"features; --epochs {self.config.epochs} would need both again: use --overwrite "
+                               "or another --out")
+
+    def batches(self, epoch: int):
+        c = self.config
+        if epoch <= c.epochs:   # stage 1: pairs of crops for the extractor
+            self.weight = grl_weight(epoch - 1, c.grl_warmup_epochs, c.grl_ramp_epochs, c.grl_weight)
+            a_idx, b_idx, diff = draw_pairs(self.y_train, c.pairs_per_epoch, self.rng)
+            return [("features", a_idx[s:s + c.batch_size], b_idx[s:s + c.batch_size], diff[s:s + c.batch_size])
+                    for s in range(0, len(a_idx), c.batch_size)]
+        if self.frozen is None:  # stage 2: the utility head on frozen features of whole utterances
+            self.frozen = torch.from_numpy(embed(self.net, self.mfccs, self.device, c.noise, c.seed)).to(self.device)
+        order = torch.randperm(len(self.y_train), generator=self.rng)
+        return [("head", order[s:s + c.batch_size]) for s in range(0, len(order), c.batch_size)]
+
+    def train_step(self, batch) -> dict[str, float]:
+        if batch[0] == "head":
+            idx = batch[1].to(self.device)
+            loss = F.cross_entropy(self.head(self.frozen[idx]), torch.from_numpy(self.y_train).to(self.device)[idx])
+            self.optimize("head", loss)
+            return {"head_loss": loss.item()}
+        c, device = self.config, self.device
+        _, a_idx, b_idx, diff = batch
+        xa = torch.stack([random_crop(self.mfccs[i], self.crop, self.rng) for i in a_idx]).to(device)
+        if c.loss == "contrastive":
+            xb = torch.stack([random_crop(self.mfccs[i], self.crop, self.rng) for i in b_idx]).to(device)
+            feats = add_feature_noise(self.net.embed_mfcc(torch.cat([xa, xb])), c.noise, generator=self.rng)
+            loss = contrastive_loss(feats[:len(xa)], feats[len(xa):], torch.from_numpy(diff).to(device), c.margin)
+            who = torch.cat([self.s_train[a_idx], self.s_train[b_idx]]).to(device)
+        else:
+            feats = add_feature_noise(self.net.embed_mfcc(xa), c.noise, generator=self.rng)
+            loss = F.cross_entropy(self.ce_head(feats), torch.from_numpy(self.y_train[a_idx]).to(device))
+            who = self.s_train[a_idx].to(device)
+        losses = {"loss": loss.item()}
+        if c.grl_weight > 0:
+            adv_loss = F.cross_entropy(self.adversary(feats, self.weight), who)
+            loss = loss + adv_loss
+            losses.update(grl_weight=self.weight, speaker_loss=adv_loss.item())
+        self.optimize("features", loss)
+        return losses
+
+    def card(self, result: FitResult) -> dict:
+        c = self.config
+        args = (self.net, self.head, self.classes)
+        self.report = {name: _report(*args, self.parts[name], c, self.device, self.train_utts, self.mfccs)
+                       for name in ("val", "test") if self.parts[name]}
+        return {"corpus": str(self.corpus_root), "utility": c.utility, "classes": self.classes,
+                "train_speakers": self.speakers, "n_train_utterances": len(self.train_utts),
+                "val_speakers": sorted({str(u.speaker) for u in self.parts["val"]}),
+                "held_out_speakers": sorted({str(u.speaker) for u in self.parts["test"]}),
+                "train_seconds": round(result.seconds, 1), "held_out": self.report.get("test", {}),
+                "validation": self.report.get("val", {}),
+                "paper": {"dataset": "TIMIT, 20 speakers", "gender_accuracy": 0.94, "attacker_speaker_id": 0.11,
+                          "chance": 0.10}}
+
+    def finish(self, result: FitResult) -> dict:
+        """The held-out test figures (and the validation speakers' under `validation`)."""
+        return {"train_seconds": round(result.seconds, 1), **self.report.get("test", {}),
+                **({"validation": self.report["val"]} if "val" in self.report else {})}
 
 
 def _report(net, head, classes, utts, config, device, train_utts, train_mfccs) -> dict:
@@ -276,23 +315,23 @@ def _report(net, head, classes, utts, config, device, train_utts, train_mfccs) -
     is also run on the training and held-out speakers together, reported as
     `attacker_speaker_id_all_speakers` (optimistic: training speakers included).
     """
-    utility = config["utility"]
+    utility = config.utility
     mfccs = load_mfccs(net, utts, config, "held-out audio")
-    feats = embed(net, mfccs, device, config["noise"], config["seed"] + 1_000_000)
+    feats = embed(net, mfccs, device, config.noise, config.seed + 1_000_000)
     head.eval()
     with torch.no_grad():
         pred = head(torch.from_numpy(feats).to(device)).argmax(1).cpu().numpy()
     truth = np.asarray([classes.index(u.labels[utility]) if u.labels[utility] in classes else -1 for u in utts])
-    groups = [utility, *config["attacker_groups"]]
+    groups = [utility, *config.attacker_groups]
     out = {"utility_accuracy": float(np.mean(pred == truth)), "n_held_out": len(utts),
            "speakers": len({u.speaker for u in utts})}
-    out["attacker_speaker_id"] = _attack_within(feats, utts, groups, config["seed"])
-    out["attacker_on_mfcc_statistics"] = _attack_within(mfcc_statistics(mfccs), utts, groups, config["seed"])
+    out["attacker_speaker_id"] = _attack_within(feats, utts, groups, config.seed)
+    out["attacker_on_mfcc_statistics"] = _attack_within(mfcc_statistics(mfccs), utts, groups, config.seed)
     keys = {"/".join(str(u.labels.get(c, "")) for c in groups) for u in utts}
     if any(k not in out["attacker_speaker_id"] for k in keys):
         everyone = list(train_utts) + list(utts)
-        all_feats = np.concatenate([embed(net, train_mfccs, device, config["noise"], config["seed"]), feats])
-        out["attacker_speaker_id_all_speakers"] = _attack_within(all_feats, everyone, groups, config["seed"])
+        all_feats = np.concatenate([embed(net, train_mfccs, device, config.noise, config.seed), feats])
+        out["attacker_speaker_id_all_speakers"] = _attack_within(all_feats, everyone, groups, config.seed)
     return out
 
 

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 from scipy.signal import lfilter
+from test_shipped_models import _energy_range_db, voiced_signal
 
 from anoncli.errors import AnoncliError, AudioError
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
@@ -22,7 +23,6 @@ from anoncli.methods.mel_pipeline import MelPipeline
 from anoncli.methods.source_filter_pipeline import SourceFilterPipeline
 from anoncli.models.generators import gengan_generator
 from anoncli.synthesis import source_filter
-from test_shipped_models import _energy_range_db, voiced_signal
 
 RATE = 16000
 METHODS = ("gengan", "pcmelgan", "psegan")

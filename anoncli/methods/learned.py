@@ -62,7 +62,7 @@ class LearnedMethod(Method):
         self.pipeline: Pipeline = pipeline(self, state, options)
 
     @classmethod
-    def from_state(cls, state: dict, options: MethodOptions, source: str | None = None) -> "LearnedMethod":
+    def from_state(cls, state: dict, options: MethodOptions, source: str | None = None) -> LearnedMethod:
         """Build from an already loaded checkpoint state (validation during training, shipped models).
 
         `state` holds at least `config`, `classes` and `models` (module name -> state dict), optionally

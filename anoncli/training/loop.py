@@ -383,15 +383,22 @@ class Trainer:
         return {}
 
     # ---- services of the loop
-    def optimize(self, name: str, loss: torch.Tensor) -> None:
-        """One step of optimiser `name` on `loss`: zero_grad, backward, clip to `grad_clip` (L2 norm), step."""
-        optimizer = self.optimizers()[name]
-        optimizer.zero_grad(set_to_none=True)
+    def optimize(self, name: str | tuple[str, ...], loss: torch.Tensor) -> None:
+        """One step of optimiser `name` on `loss`: zero_grad, backward, clip to `grad_clip` (L2 norm), step.
+
+        A tuple of names steps each of them, in order, after one backward of `loss` (an adversary behind
+        a gradient-reversal layer and the network it reverses into learn from the same pass); each
+        optimiser's gradients are clipped on their own.
+        """
+        optimizers = [self.optimizers()[key] for key in ((name,) if isinstance(name, str) else name)]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.config.grad_clip:
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        optimizer.step()
+        for optimizer in optimizers:
+            if self.config.grad_clip:
+                params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            optimizer.step()
 
     def autocast(self):
         """bfloat16 autocast on CUDA when `amp` (no grad scaler needed); a no-op on the CPU."""

@@ -683,6 +683,38 @@ def test_audiofolder_labels_and_lengths_survive_datasets_load_dataset(tmp_path, 
         assert len(row["audio"]["array"]) == n and row["audio"]["sampling_rate"] == 16000
 
 
+# --- levels of outputs scaled to fit 16 bits ------------------------------------------------------
+
+def test_evaluate_measures_the_level_change_of_the_files_not_the_manifest(tmp_path, monkeypatch, capsys):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from anoncli.manifest.layout import part_files
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    loud = voiced(1.0, seed=1) * 8.0  # a float input far above full scale: the output is scaled down to fit
+    sf.write(corpus / "loud.wav", loud, RATE, subtype="FLOAT")
+    sf.write(corpus / "plain.wav", voiced(1.0, seed=2), RATE, subtype="PCM_16")
+    out = tmp_path / "out"
+    assert anonymize(monkeypatch, capsys, corpus, out, "--method", "identity")[0] == 0
+    written = sf.read(out / "loud.wav")[0]
+    truth = 20 * np.log10(np.sqrt(np.mean(written ** 2)) / np.sqrt(np.mean(loud.astype(np.float64) ** 2)))
+    assert truth < -10
+    rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
+    assert abs(rows["loud"]["level_change_db"] - truth) < 0.1  # the manifest measures the file as written
+    (part,) = part_files(out)  # a manifest of an older run, which said 0 dB
+    table = pq.read_table(part)
+    column = table.schema.get_field_index("level_change_db")
+    pq.write_table(table.set_column(column, "level_change_db", pc.multiply(table.column(column), 0.0)), part)
+    code, _, err = cli(monkeypatch, capsys, "evaluate", corpus, out, "--out", tmp_path / "report", "--probes", "signal",
+                       "--no-cache")
+    assert code == 0, err
+    scores = {r["utt_id"]: r for r in pq.read_table(tmp_path / "report" / "scores.parquet").to_pylist()}
+    assert abs(scores["loud"]["signal.level_change_db"] - truth) < 0.1
+    assert abs(scores["plain"]["signal.level_change_db"]) < 0.1
+
+
 # --- a FLAC written to a pipe ---------------------------------------------------------------------
 
 def _piped_flac(path: Path, wave: np.ndarray, rate: int) -> None:

@@ -291,6 +291,7 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
                     signal[i] = {name: float(known[i][name][0]) for name in REUSED_SIGNAL}
                     signal[i]["lsd_db"] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
                     signal[i]["stoi_lag_ms"] = 1000 * signal_metrics.stoi_lag(w_o, w_a, FEATURE_RATE) / FEATURE_RATE
+                    signal[i]["level_change_db"] = float(signal_metrics.level_change_db(w_o, w_a))  # as written
                     signal_notes = {f"signal.{name}": known[i][name][1] for name in REUSED_SIGNAL if known[i][name][1]}
                 else:
                     signal[i], signal_notes = _pair_signal(w_o, d_o, w_a, d_a, original_entry["f0"], entry["f0"])

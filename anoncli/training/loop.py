@@ -591,8 +591,8 @@ def fit(trainer: Trainer) -> dict:
             stopped = "max_minutes"       # not checkpointed: the next session goes on
         loop["metrics"] = {k: v for k, v in row.items() if k.startswith("val")}
         row["elapsed_s"] = round(time.time() - started, 3)
-        run.save(checkpoint_state(trainer, loop), best=best)
-        run.log(row)
+        run.log(row)            # before the checkpoint: a kill in between leaves a row the resume drops,
+        run.save(checkpoint_state(trainer, loop), best=best)      # never a checkpoint without its row
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                           if isinstance(v, float) and k not in ("elapsed_s",))
         progress_line(f"{name} epoch {epoch}/{last_epoch}: {shown}")

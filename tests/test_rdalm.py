@@ -74,18 +74,20 @@ def test_training_schedule_checkpoints_and_resume(mixtures, tmp_path):
     options = _options(mixtures, tmp_path / "run")
     get_trainer("rdalm")(options)
     log = pq.read_table(tmp_path / "run" / "log.parquet").to_pylist()
-    assert [r["stage"] for r in log] == ["separation", "features", "features"]
+    # one U-Net epoch (its L1), then two feature epochs (event and speech losses), in one run of the loop
+    assert [(r.get("l1") is not None, r.get("event_loss") is not None) for r in log] == [
+        (True, False), (False, True), (False, True)]
     assert [r["grl_weight"] for r in log[1:]] == [0.0, pytest.approx(1.0, abs=1e-3)]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    assert state["method"] == "rdalm" and state["unet_epoch"] == 1 and state["epoch"] == 2
-    unet_before = {k: v.clone() for k, v in state["pipeline"].items() if k.startswith("unet.")}
+    assert state["method"] == "rdalm" and state["trainer_config"]["unet_epochs"] == 1 and state["epoch"] == 3
+    unet_before = {k: v.clone() for k, v in state["models"]["pipeline"].items() if k.startswith("unet.")}
     options.epochs = 3
     get_trainer("rdalm")(options)
     log = pq.read_table(tmp_path / "run" / "log.parquet").to_pylist()
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]           # resumed: nothing redone
-    assert log[-1]["adversary_reset"] is True                   # epoch index 2 = refresh_every
+    assert log[-1]["adversary_reset"] == 1.0                    # epoch index 2 = refresh_every
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    assert all(torch.equal(unet_before[k], state["pipeline"][k]) for k in unet_before)   # mask frozen
+    assert all(torch.equal(unet_before[k], state["models"]["pipeline"][k]) for k in unet_before)   # mask frozen
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["classes"] == ["clicks", "tone"] and card["n_test"] > 0
 
@@ -94,9 +96,9 @@ def test_baseline_reuses_the_mask_and_never_reverses(mixtures, tmp_path):
     get_trainer("rdalm")(_options(mixtures, tmp_path / "private"))
     get_trainer("rdalm")(_options(mixtures, tmp_path / "base", adversary="false", unet_from=str(tmp_path / "private")))
     log = pq.read_table(tmp_path / "base" / "log.parquet").to_pylist()
-    assert all(r["stage"] == "features" and r["grl_weight"] == 0.0 for r in log)
-    a = torch.load(tmp_path / "private" / "checkpoints" / "last.pt", weights_only=True)["pipeline"]
-    b = torch.load(tmp_path / "base" / "checkpoints" / "last.pt", weights_only=True)["pipeline"]
+    assert len(log) == 2 and all(r.get("l1") is None and r["grl_weight"] == 0.0 for r in log)
+    a = torch.load(tmp_path / "private" / "checkpoints" / "last.pt", weights_only=True)["models"]["pipeline"]
+    b = torch.load(tmp_path / "base" / "checkpoints" / "last.pt", weights_only=True)["models"]["pipeline"]
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("unet."))
 
 

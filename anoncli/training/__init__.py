@@ -9,9 +9,9 @@ registry entry may also name a function `train(options: TrainOptions) -> dict`.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from anoncli.errors import AnoncliError
 
@@ -26,7 +26,7 @@ TRAINERS: dict[str, str] = {
     "psegan-sf": "anoncli.training.psegan:PSEGANSourceFilterTrainer",
     "melgan": "anoncli.training.melgan:MelGANVocoderTrainer",
     "siamese": "anoncli.training.siamese:SiameseTrainer",
-    "rdalm": "anoncli.training.rdalm:train",
+    "rdalm": "anoncli.training.rdalm:RdalmTrainer",
     "attribute": "anoncli.evaluation.attribute:train_attribute",
     "asv": "anoncli.training.asv:train_asv",
     "score-attackers": "anoncli.training.score_attackers:train",

@@ -26,40 +26,80 @@ or the older `speech_present` (1/0).
 
 from __future__ import annotations
 
-import time
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from anoncli.progress import progress_bar
 
 from anoncli.audio import read_audio, resample
 from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import RdalmPipeline, SpeechDiscriminator, grad_reverse, grl_weight
-from anoncli.modelstore import find, load_checkpoint
+from anoncli.modelstore import find, load_model
+from anoncli.progress import progress_bar
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.scoring.signal_metrics import sdr_db
 from anoncli.training import TrainOptions
-from anoncli.training.common import (
-    RunFolder, resolve_run_config, limit_cpu_threads, pick_device,
-    rng_state, seed_everything, set_rng_state,
-)
+from anoncli.training.loop import FitResult, TrainConfig, Trainer, data_fingerprint
+
+
+@dataclass
+class RdalmConfig(TrainConfig):
+    """RDAL-M settings. Signal: `sample_rate`, STFT `n_fft` and `hop`, items clipped to `clip_s` seconds.
+    Stage (a): the U-Net mask (`unet_width` × the paper's channels) for `unet_epochs` epochs, or reused
+    from another run (`unet_from`, a run folder or checkpoint). Stage (b): the extractor (`extractor_width`,
+    an `embedding`-d output) and event classifier for `epochs` epochs with Adam `lr`, against the
+    speech adversary (`adversary`; its layers `adversary_hidden`, `adversary_dropout`,
+    `disc_standardize`; `disc_steps` extra updates per batch) behind a gradient reversal of weight 0
+    for `warmup_epochs`, ramped to `max_grl_weight` over `ramp_epochs`; every `refresh_every` epochs a
+    fresh adversary trained `refresh_epochs` epochs on the frozen features replaces it. `utility` and
+    `attribute` are the event and speech label columns (`--utility`, `--attribute`); `val_fraction`
+    of the training event sources is held out for the validation figures."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop: int = 128
+    clip_s: float = 2.0
+    unet_width: float = 0.25
+    extractor_width: float = 0.25
+    embedding: int = 64
+    unet_epochs: int = 12
+    unet_from: str = ""
+    lr: float = 1e-3
+    warmup_epochs: int = 5
+    ramp_epochs: int = 10
+    max_grl_weight: float = 1.0
+    refresh_every: int = 10
+    refresh_epochs: int = 30
+    adversary: bool = True
+    adversary_hidden: list[int] = field(default_factory=lambda: [48, 32, 16])
+    adversary_dropout: float = 0.0
+    disc_steps: int = 0
+    disc_standardize: bool = False
+    utility: str = "event"
+    attribute: str = "speech"
+    val_fraction: float = 0.0
+
+    def check(self) -> None:
+        """Raise AnoncliError for a reset period below 1."""
+        super().check()
+        if self.refresh_every < 1:
+            raise AnoncliError(f"--param refresh_every={self.refresh_every}: expected at least 1")
+
 
 PRESETS = {
     # CPU-sized: quarter widths, epochs and reset period P scaled down ~6x from the paper.
-    "quick": {"sample_rate": 16000, "n_fft": 512, "hop": 128, "clip_s": 2.0, "unet_width": 0.25,
-              "extractor_width": 0.25, "embedding": 64, "unet_epochs": 12, "epochs": 40, "warmup_epochs": 5,
-              "ramp_epochs": 10, "max_grl_weight": 1.0, "refresh_every": 10, "refresh_epochs": 30,
-              "batch_size": 16, "lr": 1e-3, "adversary": True, "disc_steps": 0, "disc_standardize": False, "unet_from": "", "threads": 1,
-              "adversary_hidden": [48, 32, 16], "adversary_dropout": 0.0, "val_fraction": 0.0},
+    "quick": RdalmConfig(epochs=40, batch_size=16, threads=1, amp=False),
     # The paper's sizes: full widths, GRL weight 0 for 30 epochs, reset every P = 60 epochs.
-    "full": {"sample_rate": 16000, "n_fft": 1024, "hop": 256, "clip_s": 4.0, "unet_width": 1.0,
-             "extractor_width": 1.0, "embedding": 64, "unet_epochs": 100, "epochs": 300, "warmup_epochs": 30,
-             "ramp_epochs": 30, "max_grl_weight": 1.0, "refresh_every": 60, "refresh_epochs": 100,
-             "batch_size": 32, "lr": 1e-3, "adversary": True, "disc_steps": 0, "disc_standardize": False, "unet_from": "", "threads": 0,
-             "adversary_hidden": [48, 32, 16], "adversary_dropout": 0.0, "val_fraction": 0.0},
+    "full": RdalmConfig(n_fft=1024, hop=256, clip_s=4.0, unet_width=1.0, extractor_width=1.0, unet_epochs=100,
+                        epochs=300, warmup_epochs=30, ramp_epochs=30, refresh_every=60, refresh_epochs=100,
+                        batch_size=32, threads=0, amp=False),
 }
+# the settings that describe the networks and labels (the checkpoint's `config`, what inference reads)
+MODEL_KEYS = ("sample_rate", "n_fft", "hop", "clip_s", "unet_width", "extractor_width", "embedding", "adversary",
+              "adversary_hidden", "adversary_dropout", "disc_standardize", "utility", "attribute", "seed")
 
 
 def _fit_length(wave: torch.Tensor, n: int) -> torch.Tensor:
@@ -73,15 +113,15 @@ def _load(path: Path, sr: int) -> torch.Tensor:
 
 def load_items(corpus_root, utterances, config, need_event: bool = True):
     """Mixture waves, clean-event waves, event labels and speech-presence labels, all clipped to clip_s."""
-    n = int(config["clip_s"] * config["sample_rate"])
+    n = int(config.clip_s * config.sample_rate)
     mixes, events = [], []
     for utt in progress_bar(utterances, desc="reading mixtures", leave=False, enabled=None):
-        mixes.append(_fit_length(_load(utt.path, config["sample_rate"]), n))
+        mixes.append(_fit_length(_load(utt.path, config.sample_rate), n))
         if need_event:
             rel = utt.labels.get("clean_event")
             if not rel:
                 raise AnoncliError(f"{utt.rel_path}: no clean_event label (make the corpus with anoncli.tools.make_mixtures)")
-            events.append(_fit_length(_load(Path(corpus_root) / rel, config["sample_rate"]), n))
+            events.append(_fit_length(_load(Path(corpus_root) / rel, config.sample_rate), n))
     return torch.stack(mixes), (torch.stack(events) if need_event else None)
 
 
@@ -92,10 +132,10 @@ def speech_labels(utterances, column: str = "speech") -> np.ndarray:
     return np.asarray([v in ("1", "true", "yes") for v in values], dtype=np.float32)
 
 
-def make_discriminator(config: dict) -> SpeechDiscriminator:
+def make_discriminator(config: RdalmConfig) -> SpeechDiscriminator:
     """The speech-presence adversary configured by `embedding`, `disc_standardize`, `adversary_hidden` and `adversary_dropout`."""
-    return SpeechDiscriminator(config["embedding"], config["disc_standardize"],
-                               tuple(int(h) for h in config["adversary_hidden"]), float(config["adversary_dropout"]))
+    return SpeechDiscriminator(config.embedding, config.disc_standardize, tuple(int(h) for h in config.adversary_hidden),
+                               float(config.adversary_dropout))
 
 
 def validation_split(utterances, fraction: float, seed: int) -> tuple[list, list]:
@@ -109,144 +149,150 @@ def validation_split(utterances, fraction: float, seed: int) -> tuple[list, list
     return ([u for u, k in zip(utterances, key) if k not in chosen], [u for u, k in zip(utterances, key) if k in chosen])
 
 
-def _resolve_config(options: TrainOptions) -> dict:
-    config = resolve_run_config(PRESETS, options)
-    config["utility"] = options.utility or "event"
-    config["attribute"] = options.attribute or "speech"
-    config["seed"] = options.seed
-    return config
+class RdalmTrainer(Trainer):
+    """`anoncli train --method rdalm`: stage (a) the separation mask for `unet_epochs` epochs, then stage (b)
+    event features against a speech adversary for `epochs` more (one run of the loop; the epoch number
+    tells the stages apart). The card and the summary give the held-out (split "test") figures and the
+    validation sources' (`_report`). Raises AnoncliError for too few labelled training mixtures."""
 
+    method = "rdalm"
+    config_class = RdalmConfig
+    presets = PRESETS
+    selection = ("val_score", "max")   # no per-epoch validation: every epoch is the newest best
 
-def train(options: TrainOptions) -> dict:
-    """`anoncli train --method rdalm`: stage (a) the separation mask, stage (b) event features against a speech adversary.
+    def __init__(self, options: TrainOptions, config: RdalmConfig | None = None):
+        super().__init__(options, config)
+        labels = {key: value for key, value in (("utility", options.utility), ("attribute", options.attribute)) if value}
+        if labels:
+            self.config = dataclasses.replace(self.config, **labels)
 
-    Returns the run folder, training seconds and the validation figures.
-    """
-    config = _resolve_config(options)
-    limit_cpu_threads(config["threads"] or None)
-    device = pick_device(options.device)
-    run = RunFolder(options.out, config, overwrite=options.overwrite)
-    gen = seed_everything(options.seed)
-    corpus = options.open_corpus()
-    utility = config["utility"]
-    all_utts = [u for u in corpus.utterances if u.labels.get(utility)]
-    train_utts = [u for u in all_utts if (u.labels.get("split") or "train") != "test"]
-    test_utts = [u for u in all_utts if (u.labels.get("split") or "train") == "test"]
-    train_utts, val_utts = validation_split(train_utts, config["val_fraction"], options.seed)
-    if len(train_utts) < 4:
-        raise AnoncliError(f"{options.corpus}: too few training mixtures with a {utility!r} label ({len(train_utts)})")
-    classes = sorted({u.labels[utility] for u in train_utts})
-    y_event = torch.tensor([classes.index(u.labels[utility]) for u in train_utts])
-    y_speech = torch.from_numpy(speech_labels(train_utts, config["attribute"]))
+    @property
+    def mask_epochs(self) -> int:
+        """Epochs of stage (a): none when the mask comes from another run (`unet_from`)."""
+        return 0 if self.config.unet_from else self.config.unet_epochs
 
-    pipe = RdalmPipeline(config["sample_rate"], config["n_fft"], config["hop"], config["unet_width"],
-                         config["extractor_width"], config["embedding"], len(classes)).to(device)
-    disc = make_discriminator(config).to(device)
-    unet_opt = torch.optim.Adam(pipe.unet.parameters(), lr=config["lr"])
-    feat_params = list(pipe.extractor.parameters()) + list(pipe.classifier.parameters())
-    opt = torch.optim.Adam(feat_params, lr=config["lr"])
-    disc_opt = torch.optim.Adam(disc.parameters(), lr=config["lr"])
-    unet_epoch, epoch0 = 0, 0
-    state = run.resume(device)
-    if state is not None:
-        pipe.load_state_dict(state["pipeline"]); disc.load_state_dict(state["disc"])
-        unet_opt.load_state_dict(state["unet_opt"]); opt.load_state_dict(state["opt"]); disc_opt.load_state_dict(state["disc_opt"])
-        unet_epoch, epoch0 = int(state["unet_epoch"]), int(state["epoch"])
-        set_rng_state(state.get("rng")); gen.set_state(state["gen"])
-        run.truncate_log(unet_epoch + epoch0)
+    def total_epochs(self) -> int:
+        return self.mask_epochs + self.config.epochs
 
-    def checkpoint(best: bool = False) -> None:
-        """Save pipeline, adversary, optimizers, stage counters and RNG states as last.pt (and best.pt when `best`)."""
-        run.save({"method": "rdalm", "pipeline": pipe.state_dict(), "disc": disc.state_dict(), "unet_opt": unet_opt.state_dict(),
-                  "opt": opt.state_dict(), "disc_opt": disc_opt.state_dict(), "unet_epoch": unet_epoch,
-                  "epoch": epoch0, "rng": rng_state(), "gen": gen.get_state(), "config": config, "classes": classes},
-                 best=best)
+    def setup(self) -> None:
+        c = self.config
+        corpus = self.options.open_corpus()
+        self.corpus_root = corpus.root
+        all_utts = [u for u in corpus.utterances if u.labels.get(c.utility)]
+        self.data_fingerprint = data_fingerprint(all_utts)
+        train_utts = [u for u in all_utts if (u.labels.get("split") or "train") != "test"]
+        self.test_utts = [u for u in all_utts if (u.labels.get("split") or "train") == "test"]
+        self.train_utts, self.val_utts = validation_split(train_utts, c.val_fraction, c.seed)
+        if len(self.train_utts) < 4:
+            raise AnoncliError(f"{self.options.corpus}: too few training mixtures with a {c.utility!r} label "
+                               f"({len(self.train_utts)})")
+        self.classes = sorted({u.labels[c.utility] for u in self.train_utts})
+        self.y_event = torch.tensor([self.classes.index(u.labels[c.utility]) for u in self.train_utts])
+        self.y_speech = torch.from_numpy(speech_labels(self.train_utts, c.attribute))
+        self.pipe = RdalmPipeline(c.sample_rate, c.n_fft, c.hop, c.unet_width, c.extractor_width, c.embedding,
+                                  len(self.classes))
+        self.disc = make_discriminator(c)
+        self.opts = {"unet": torch.optim.Adam(self.pipe.unet.parameters(), lr=c.lr),
+                     "features": torch.optim.Adam(list(self.pipe.extractor.parameters())
+                                                  + list(self.pipe.classifier.parameters()), lr=c.lr),
+                     "disc": torch.optim.Adam(self.disc.parameters(), lr=c.lr)}
+        self.magnitudes = None    # stage (a): (mixture, clean event) STFT magnitudes, read when first needed
+        self.inputs = None        # stage (b): log-mels of the frozen mask's output
+        self.weight, self.reset = 0.0, False
 
-    bs = config["batch_size"]
-    t_start = time.time()
-    mixes, events = None, None
-    if config["unet_from"] and unet_epoch == 0:
-        other = load_checkpoint(find("rdalm", config["unet_from"]), device)
-        pipe.unet.load_state_dict({k[5:]: v for k, v in other["pipeline"].items() if k.startswith("unet.")})
-        unet_epoch = config["unet_epochs"]
-        checkpoint()
-    if unet_epoch < config["unet_epochs"]:
-        mixes, events = load_items(corpus.root, train_utts, config)
-        with torch.no_grad():
-            mix_mag = pipe.spec.stft(mixes).abs().unsqueeze(1)
-            event_mag = pipe.spec.stft(events).abs().unsqueeze(1)
-    # Stage (a): separation mask.
-    while unet_epoch < config["unet_epochs"]:
-        pipe.unet.train()
-        t0, losses = time.time(), []
-        order = torch.randperm(len(mix_mag), generator=gen)
-        for s in progress_bar(range(0, len(order), bs), desc=f"u-net epoch {unet_epoch + 1}/{config['unet_epochs']}", leave=False, enabled=None, log_step_percent=100):
-            idx = order[s:s + bs]
-            m, e = mix_mag[idx].to(device), event_mag[idx].to(device)
-            loss = F.l1_loss(pipe.unet(m) * m, e)
-            unet_opt.zero_grad(); loss.backward(); unet_opt.step()
-            losses.append(float(loss.detach()))
-        unet_epoch += 1
-        run.log({"stage": "separation", "epoch": unet_epoch, "l1": float(np.mean(losses)), "seconds": time.time() - t0})
-        checkpoint()
+    def start(self) -> None:
+        """With `unet_from`: stage (a) is the other run's mask."""
+        if self.config.unet_from:
+            other = load_model(find("rdalm", self.config.unet_from), self.device)
+            pipeline = other["models"].get("pipeline") or {}
+            self.pipe.unet.load_state_dict({k[5:]: v for k, v in pipeline.items() if k.startswith("unet.")})
 
-    # Stage (b): cache the frozen mask's log-mels once, then adversarial feature learning.
-    pipe.unet.eval()
-    if mixes is None:
-        mixes, _ = load_items(corpus.root, train_utts, config, need_event=False)
-    with torch.no_grad():
-        inputs = torch.cat([pipe.logmel(pipe.masked(mixes[s:s + bs].to(device))[0]).cpu() for s in range(0, len(mixes), bs)])
-    total = config["unet_epochs"]
-    while epoch0 < config["epochs"]:
-        epoch = epoch0
-        reset = bool(config["adversary"] and epoch > 0 and epoch % config["refresh_every"] == 0)
-        if reset:
-            disc = _fresh_discriminator(pipe, inputs, y_speech, config, device, gen)
-            disc_opt = torch.optim.Adam(disc.parameters(), lr=config["lr"])
-        weight = grl_weight(epoch, config["warmup_epochs"], config["ramp_epochs"], config["max_grl_weight"]) if config["adversary"] else 0.0
-        pipe.extractor.train(); pipe.classifier.train(); disc.train()
-        order = torch.randperm(len(inputs), generator=gen)
-        stats = {"event_loss": [], "speech_loss": [], "event_acc": [], "speech_acc": []}
-        for s in range(0, len(order), bs):
-            idx = order[s:s + bs]
-            if len(idx) < 2:   # batch norm needs two items; a lone leftover item waits for the next epoch
-                continue
-            x, ye, ys = inputs[idx].to(device), y_event[idx].to(device), y_speech[idx].to(device)
-            z = pipe.extractor(x)
-            # extra adversary updates on detached features keep it ahead of the extractor
-            for _ in range(config["disc_steps"] if weight > 0 else 0):
-                disc_opt.zero_grad()
-                F.binary_cross_entropy_with_logits(disc(z.detach()), ys).backward()
-                disc_opt.step()
-            logits = pipe.classifier(z)
-            event_loss = F.cross_entropy(logits, ye)
-            speech_logit = disc(grad_reverse(z, weight))
-            speech_loss = F.binary_cross_entropy_with_logits(speech_logit, ys)
-            opt.zero_grad(); disc_opt.zero_grad()
-            (event_loss + speech_loss).backward()
-            opt.step(); disc_opt.step()
-            stats["event_loss"].append(float(event_loss.detach())); stats["speech_loss"].append(float(speech_loss.detach()))
-            stats["event_acc"].append(float((logits.argmax(1) == ye).float().mean()))
-            stats["speech_acc"].append(float(((speech_logit > 0).float() == ys).float().mean()))
-        epoch0 += 1
-        run.log({"stage": "features", "epoch": total + epoch0, "grl_weight": weight, "adversary_reset": reset,
-                 **{k: float(np.mean(v)) for k, v in stats.items()}})
-        checkpoint(best=epoch0 == config["epochs"])
+    def modules(self):
+        return {"pipeline": self.pipe, "disc": self.disc}
 
-    train_seconds = time.time() - t_start
-    summary = _report(pipe, corpus.root, test_utts, classes, config, device)
-    validation = _report(pipe, corpus.root, val_utts, classes, config, device) if val_utts else {}
-    run.write_card({"method": "rdalm", "corpus": str(Path(options.corpus).resolve()), "utility": utility,
-                    "attribute": config["attribute"], "classes": classes, "config": config,
-                    "n_train": len(train_utts), "n_val": len(val_utts), "n_test": len(test_utts), "held_out": summary,
-                    "train_speakers": sorted({str(u.speaker) for u in train_utts + val_utts if u.speaker}),
-                    "held_out_speakers": sorted({str(u.speaker) for u in test_utts if u.speaker}),
-                    "train_event_sources": sorted({str(u.labels.get("event_source_id") or "") for u in train_utts + val_utts} - {""}),
-                    "held_out_event_sources": sorted({str(u.labels.get("event_source_id") or "") for u in test_utts} - {""}),
-                    "validation": validation, "train_seconds": round(train_seconds, 1),
-                    "paper": {"event_accuracy": 0.86, "speech_attacker_accuracy": 0.50, "speech_attacker_auc": 0.50}})
-    return {"run": str(run.root), "train_seconds": round(train_seconds, 1), **summary,
-            **({"validation": validation} if validation else {})}
+    def optimizers(self):
+        return self.opts
+
+    def inference_modules(self):
+        return ["pipeline"]
+
+    def model_info(self) -> dict:
+        return {"config": {key: getattr(self.config, key) for key in MODEL_KEYS}, "classes": self.classes,
+                "attribute": self.config.attribute}
+
+    def batches(self, epoch: int):
+        c, bs = self.config, self.config.batch_size
+        if epoch <= self.mask_epochs:
+            if self.magnitudes is None:
+                mixes, events = load_items(self.corpus_root, self.train_utts, c)
+                with torch.no_grad():
+                    self.magnitudes = (self.pipe.spec.stft(mixes).abs().unsqueeze(1),
+                                       self.pipe.spec.stft(events).abs().unsqueeze(1))
+            order = torch.randperm(len(self.train_utts), generator=self.rng)
+            return [("mask", order[s:s + bs]) for s in range(0, len(order), bs)]
+        if self.inputs is None:   # the frozen mask's log-mels, computed once
+            mixes, _ = load_items(self.corpus_root, self.train_utts, c, need_event=False)
+            self.pipe.unet.eval()
+            with torch.no_grad():
+                self.inputs = torch.cat([self.pipe.logmel(self.pipe.masked(mixes[s:s + bs].to(self.device))[0]).cpu()
+                                         for s in range(0, len(mixes), bs)])
+            self.magnitudes = None
+        index = epoch - self.mask_epochs - 1      # stage (b)'s epoch, from 0
+        self.reset = bool(c.adversary and index > 0 and index % c.refresh_every == 0)
+        if self.reset:   # RDAL-M's periodic reset: a fresh adversary trained on the frozen features
+            self.disc.load_state_dict(_fresh_discriminator(self.pipe, self.inputs, self.y_speech, c, self.device,
+                                                           self.rng).state_dict())
+            self.opts["disc"] = torch.optim.Adam(self.disc.parameters(), lr=c.lr)
+            self.pipe.extractor.train()
+        self.weight = grl_weight(index, c.warmup_epochs, c.ramp_epochs, c.max_grl_weight) if c.adversary else 0.0
+        order = torch.randperm(len(self.inputs), generator=self.rng)
+        # batch norm needs two items: a lone leftover item waits for the next epoch
+        return [("features", order[s:s + bs]) for s in range(0, len(order), bs) if len(order[s:s + bs]) >= 2]
+
+    def train_step(self, batch) -> dict[str, float]:
+        stage, idx = batch
+        if stage == "mask":
+            m, e = (part[idx].to(self.device) for part in self.magnitudes)
+            loss = F.l1_loss(self.pipe.unet(m) * m, e)
+            self.optimize("unet", loss)
+            return {"l1": loss.item()}
+        x, ye, ys = self.inputs[idx].to(self.device), self.y_event[idx].to(self.device), self.y_speech[idx].to(self.device)
+        z = self.pipe.extractor(x)
+        # extra adversary updates on detached features keep it ahead of the extractor
+        for _ in range(self.config.disc_steps if self.weight > 0 else 0):
+            self.optimize("disc", F.binary_cross_entropy_with_logits(self.disc(z.detach()), ys))
+        logits = self.pipe.classifier(z)
+        event_loss = F.cross_entropy(logits, ye)
+        speech_logit = self.disc(grad_reverse(z, self.weight))
+        speech_loss = F.binary_cross_entropy_with_logits(speech_logit, ys)
+        self.optimize(("features", "disc"), event_loss + speech_loss)
+        return {"event_loss": event_loss.item(), "speech_loss": speech_loss.item(),
+                "event_acc": float((logits.argmax(1) == ye).float().mean()),
+                "speech_acc": float(((speech_logit > 0).float() == ys).float().mean()),
+                "grl_weight": self.weight, "adversary_reset": float(self.reset)}
+
+    def card(self, result: FitResult) -> dict:
+        c = self.config
+        self.pipe.eval()
+        self.held_out = _report(self.pipe, self.corpus_root, self.test_utts, self.classes, c, self.device)
+        self.validation = _report(self.pipe, self.corpus_root, self.val_utts, self.classes, c, self.device) \
+            if self.val_utts else {}
+        seen = self.train_utts + self.val_utts
+        return {"corpus": str(Path(self.options.corpus).resolve()), "utility": c.utility, "attribute": c.attribute,
+                "classes": self.classes, "n_train": len(self.train_utts), "n_val": len(self.val_utts),
+                "n_test": len(self.test_utts), "held_out": self.held_out,
+                "train_speakers": sorted({str(u.speaker) for u in seen if u.speaker}),
+                "held_out_speakers": sorted({str(u.speaker) for u in self.test_utts if u.speaker}),
+                "train_event_sources": sorted({str(u.labels.get("event_source_id") or "") for u in seen} - {""}),
+                "held_out_event_sources": sorted({str(u.labels.get("event_source_id") or "")
+                                                  for u in self.test_utts} - {""}),
+                "validation": self.validation, "train_seconds": round(result.seconds, 1),
+                "paper": {"event_accuracy": 0.86, "speech_attacker_accuracy": 0.50, "speech_attacker_auc": 0.50}}
+
+    def finish(self, result: FitResult) -> dict:
+        """The held-out figures (and the validation sources' under `validation`)."""
+        return {"train_seconds": round(result.seconds, 1), **self.held_out,
+                **({"validation": self.validation} if self.validation else {})}
 
 
 def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechDiscriminator:
@@ -255,16 +301,18 @@ def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechD
     with torch.no_grad():
         feats = torch.cat([pipe.extractor(inputs[s:s + 64].to(device)) for s in range(0, len(inputs), 64)])
     disc = make_discriminator(config).to(device)
-    opt = torch.optim.Adam(disc.parameters(), lr=config["lr"])
+    opt = torch.optim.Adam(disc.parameters(), lr=config.lr)
     ys = y_speech.to(device)
-    for _ in range(config["refresh_epochs"]):
+    for _ in range(config.refresh_epochs):
         order = torch.randperm(len(feats), generator=gen)
-        for s in range(0, len(order), config["batch_size"]):
-            idx = order[s:s + config["batch_size"]].to(device)
+        for s in range(0, len(order), config.batch_size):
+            idx = order[s:s + config.batch_size].to(device)
             if len(idx) < 2:
                 continue
             loss = F.binary_cross_entropy_with_logits(disc(feats[idx]), ys[idx])
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return disc
 
 
@@ -279,13 +327,13 @@ def _report(pipe, corpus_root, test_utts, classes, config, device) -> dict:
         for utt, mix, event in zip(test_utts, mixes, events):
             z = pipe.embed(mix.to(device))
             feats.append(z.cpu().numpy())
-            label = utt.labels[config["utility"]]
+            label = utt.labels[config.utility]
             correct.append(label in classes and int(pipe.classifier(z[None]).argmax()) == classes.index(label))
             sdrs.append(sdr_db(event.numpy(), pipe.suppress(mix.to(device)).cpu().numpy()))
-    ys = speech_labels(test_utts, config["attribute"])
+    ys = speech_labels(test_utts, config.attribute)
     out = {"event_accuracy": float(np.mean(correct)), "sdr_db_mean": float(np.mean(sdrs)), "n_test": len(test_utts)}
     if 0 < ys.sum() < len(ys):
-        probe = cross_validated_probe(np.stack(feats), ys.astype(int), seed=config["seed"])
+        probe = cross_validated_probe(np.stack(feats), ys.astype(int), seed=config.seed)
         out.update({"speech_attacker_accuracy": probe["accuracy"], "speech_attacker_auc": probe["auc"],
                     "speech_attacker_chance": probe["chance"]})
     return out

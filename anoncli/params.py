@@ -19,9 +19,12 @@ one line naming the key, e.g. `--param amp=maybe: expected one of yes, no, ...`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from anoncli.errors import AnoncliError
 
@@ -35,7 +38,7 @@ def _is_optional(kind: Any) -> tuple[bool, Any]:
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
         optional = len(args) < len(typing.get_args(kind))
-        return optional, args[0] if len(args) == 1 else typing.Union[tuple(args)]
+        return optional, functools.reduce(operator.or_, args)
     return False, kind
 
 

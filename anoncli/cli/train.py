@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,19 +15,19 @@ def train(
     corpus: Annotated[Path, typer.Argument(metavar="CORPUS", help="Corpus folder to train on.")],
     method: Annotated[str, typer.Option("--method", "-m", help="What to train (see the list in --help).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoints, log.parquet and model.json.")],
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file (CSV, JSON Lines or Parquet) instead of the corpus' metadata.")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="Labels file (CSV, JSON Lines or Parquet) instead of the corpus' metadata.")] = None,
     labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
-    label: Annotated[Optional[str], typer.Option("--label", help="Label column an attribute attacker learns.")] = None,
-    attribute: Annotated[Optional[str], typer.Option("--attribute", help="Private attribute column (learned methods).")] = None,
-    utility: Annotated[Optional[str], typer.Option("--utility", help="Utility label column (representation methods).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Training epochs (default: the config's).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size (default: the config's).")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Label column an attribute attacker learns.")] = None,
+    attribute: Annotated[str | None, typer.Option("--attribute", help="Private attribute column (learned methods).")] = None,
+    utility: Annotated[str | None, typer.Option("--utility", help="Utility label column (representation methods).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (default: the config's).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size (default: the config's).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, noise).")] = 0,
-    config: Annotated[Optional[str], typer.Option("--config", help="A preset of the trainer (quick or full; sf-quick or sf-full for the -sf trainers) or a JSON config file (keys of its config; \"base\" names the preset it extends).")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="KEY=VALUE setting of the trainer's config, converted by its type (numbers, yes/no, comma lists such as channels=4,8,16); repeatable.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", min=0, help="Stop after the epoch that passes this many minutes; rerun the command to continue (default: the config's, 0 = no limit).")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="A preset of the trainer (quick or full; sf-quick or sf-full for the -sf trainers) or a JSON config file (keys of its config; \"base\" names the preset it extends).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="KEY=VALUE setting of the trainer's config, converted by its type (numbers, yes/no, comma lists such as channels=4,8,16); repeatable.")] = None,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0, help="Stop after the epoch that passes this many minutes; rerun the command to continue (default: the config's, 0 = no limit).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over even if RUN holds a finished or partial run.")] = False,
     register: Annotated[bool, typer.Option("--register", help="Make the trained model what `anonymize --method M` uses by default (copied to $ANONCLI_MODELS/M, replacing the one there). Without it, use the run with --checkpoint RUN.")] = False,
     fmt: FormatOption = "table",

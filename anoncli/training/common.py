@@ -23,14 +23,15 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 
+from anoncli.atomic import atomic_path, atomic_write_json  # noqa: F401 (atomic_write_json is re-exported)
 from anoncli.errors import AnoncliError, AudioError
 from anoncli.modelstore import load_checkpoint
-from anoncli.atomic import atomic_path, atomic_write_json  # noqa: F401 (atomic_write_json is re-exported)
 
 CARD_NAME = "model.json"
 CONFIG_NAME = "config.json"

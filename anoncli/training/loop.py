@@ -93,9 +93,10 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -104,7 +105,8 @@ from torch import nn
 from anoncli import modelstore
 from anoncli.errors import AnoncliError
 from anoncli.params import from_params
-from anoncli.progress import progress_bar, write as progress_line
+from anoncli.progress import progress_bar
+from anoncli.progress import write as progress_line
 from anoncli.training import TrainOptions
 from anoncli.training.common import RunFolder, limit_cpu_threads, pick_device, seed_everything
 

@@ -28,6 +28,7 @@ from anoncli.models.generators import PCMELGAN_NOISE_DIM, pcmelgan_filter, pcmel
 from anoncli.training.gan_common import MelGANConfig, MelGANTrainer, MelItem, mel_presets
 from anoncli.training.source_filter_gan import SourceFilterTrainer, sf_presets
 
+
 def hinge_distortion(output: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
     """max(0, L1(output, target) - eps)^2: no distortion penalty inside the `eps` budget."""
     return torch.relu(nn.functional.l1_loss(output.float(), target.float()) - eps) ** 2

@@ -67,7 +67,13 @@ from anoncli.audio import resample
 from anoncli.corpus.reading import read_utterance_audio
 from anoncli.models.discriminator import AlexNetDiscriminator
 from anoncli.models.prosody import (
-    NOISE_DIM, STATS_DIM, ProsodyHead, apply_prosody, band_centres, utterance_stats, warp_logmel,
+    NOISE_DIM,
+    STATS_DIM,
+    ProsodyHead,
+    apply_prosody,
+    band_centres,
+    utterance_stats,
+    warp_logmel,
 )
 from anoncli.models.safetensors_io import save_file
 from anoncli.models.speaker import MelSpeakerEncoder

@@ -60,6 +60,18 @@ def test_stoi_aligns_a_delayed_copy_and_records_the_lag(delay_s):
     assert signal_metrics.stoi(speech, speech, RATE).lag_s == 0.0
 
 
+def test_stoi_aligns_a_delay_padded_inside_the_same_length():
+    """A 0.5 s delay whose end is cut off (the output keeps the input's length) is found too; an aligned
+    noisy copy stays at lag 0."""
+    speech = np.concatenate([speech_like(), np.zeros(RATE // 2, np.float32)])
+    shift = RATE // 2
+    moved = np.concatenate([np.zeros(shift, np.float32), speech[:-shift]])
+    score = signal_metrics.stoi(speech, moved, RATE)
+    assert score > 0.99 and score.lag_s == pytest.approx(0.5, abs=0.002)
+    noisy = speech + 0.05 * np.random.default_rng(0).standard_normal(len(speech)).astype(np.float32)
+    assert signal_metrics.stoi(speech, noisy, RATE).lag_s == 0.0
+
+
 def test_stoi_lag_follows_the_timing_of_a_changed_voice():
     """Another voice with the same timing (what a voice conversion keeps) aligns on the energy envelope."""
     speech = speech_like()

@@ -36,6 +36,8 @@ PAIR_SCORES = ("stoi", "f0_r", "duration_ratio", "level_change_db")
 MAX_EXTRA_LAG_S = pitch.MAX_EXTRA_LAG_FRAMES * pitch.FRAME_MS / 1000  # lag search beyond the length difference
 ENVELOPE_WINDOW = 256       # samples at STOI_RATE: STOI's 25.6-ms frame
 ENVELOPE_HOP = 20           # samples at STOI_RATE: the lag's resolution (2 ms)
+SAME_LENGTH_MAX_LAG_S = 1.0  # equal-length pairs: lags searched either way (s)
+SAME_LENGTH_MARGIN = 0.1     # equal-length pairs: how much better than lag 0 a shift's envelope r must be
 ENVELOPE_RANGE_DB = 60      # envelope floor below its loudest frame: silence does not steer the alignment
 
 
@@ -131,25 +133,25 @@ def _log_envelope(x: np.ndarray) -> np.ndarray:
 def stoi_lag(reference: np.ndarray, processed: np.ndarray, sample_rate: int = STOI_RATE) -> int:
     """Samples (at `sample_rate`) by which `processed` is later than `reference`: the lag STOI is computed at.
 
-    As F0 r aligns its tracks (`anoncli.dsp.pitch`): equal lengths are
-    compared at lag 0; otherwise every lag from 0 to the length difference,
-    ±`MAX_EXTRA_LAG_S`, in steps of `ENVELOPE_HOP` samples at 10 kHz, whose
+    As F0 r aligns its tracks (`anoncli.dsp.pitch`): every lag from 0 to the
+    length difference, ±`MAX_EXTRA_LAG_S`, in steps of `ENVELOPE_HOP` samples at 10 kHz, whose
     overlap keeps at least half of the shorter signal, is tried, and the one
     where the two log-energy envelopes correlate best (Pearson r) wins, the
-    smallest shift on ties. Energy envelopes, not waveforms, so a changed
-    voice with the same timing aligns as well as a copy.
+    smallest shift on ties. Equal lengths (a delay padded inside the same
+    length) search ±`SAME_LENGTH_MAX_LAG_S`, and a shift is taken only when
+    its r beats lag 0's by `SAME_LENGTH_MARGIN`. Energy envelopes, not
+    waveforms, so a changed voice with the same timing aligns as well as a copy.
     """
     diff = len(processed) - len(reference)
-    if diff == 0:
-        return 0
     scale = STOI_RATE / sample_rate
     env_ref = _log_envelope(_to_rate(reference, sample_rate, STOI_RATE))
     env_proc = _log_envelope(_to_rate(processed, sample_rate, STOI_RATE))
-    extra = int(round(MAX_EXTRA_LAG_S * STOI_RATE / ENVELOPE_HOP))
+    same_length = diff == 0
+    extra = int(round((SAME_LENGTH_MAX_LAG_S if same_length else MAX_EXTRA_LAG_S) * STOI_RATE / ENVELOPE_HOP))
     steps = int(round(diff * scale / ENVELOPE_HOP))
     lags = sorted(range(min(0, steps) - extra, max(0, steps) + extra + 1), key=lambda lag: (abs(lag), lag))
     shortest = min(len(env_ref), len(env_proc))
-    best_lag, best_r = 0, -np.inf
+    best_lag, best_r, r_zero = 0, -np.inf, -np.inf
     for lag in lags:  # smallest shift first, so it wins ties
         a, b = (env_ref, env_proc[lag:]) if lag >= 0 else (env_ref[-lag:], env_proc)
         n = min(len(a), len(b))
@@ -158,8 +160,12 @@ def stoi_lag(reference: np.ndarray, processed: np.ndarray, sample_rate: int = ST
         a, b = a[:n] - a[:n].mean(), b[:n] - b[:n].mean()
         denominator = np.sqrt(np.dot(a, a) * np.dot(b, b))
         r = np.dot(a, b) / denominator if denominator > 0 else -np.inf
+        if lag == 0:
+            r_zero = r
         if r > best_r:
             best_lag, best_r = lag, r
+    if same_length and best_lag != 0 and best_r < r_zero + SAME_LENGTH_MARGIN:
+        return 0  # a length-keeping method is compared where it stands unless a shift is clearly better
     return int(round(best_lag * ENVELOPE_HOP / scale))
 
 

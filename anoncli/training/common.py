@@ -334,77 +334,8 @@ class RunFolder:
         atomic_write_json(self.root / CARD_NAME, card)
 
 
-def rng_state() -> dict:
-    """Torch RNG states as tensors (checkpoint-safe with weights_only=True); for trainers not on
-    `loop.fit`, which saves every random state itself (`loop.capture_rng`)."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict | None) -> None:
-    """Restore torch (and CUDA, when present) RNG states saved by `rng_state`; nothing for None or {}."""
-    if not state:
-        return
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _json_value(value: Any) -> Any:
     """JSON for what json cannot write itself (tensors, numpy scalars, paths)."""
     if hasattr(value, "item"):
         return value.item()
     return str(value)
-
-
-def resolve_run_config(defaults: dict[str, dict], options) -> dict:
-    """A trainer config as a dict, for trainers whose presets are still dicts: the preset or JSON
-    file of `--config`, then `--param`, `--epochs`, `--batch-size` and `--register`.
-
-    Every value is converted by `anoncli.params` against a dataclass made from the preset
-    (each field typed by its default: `[4, 8]` declares a list of ints), the converter
-    `anoncli.training.loop.resolve_config` and the methods use.
-    """
-    import dataclasses
-
-    from anoncli.params import from_params
-
-    choice = options.config or "quick"
-    if choice in defaults:
-        base, data, what = choice, {}, "--config"
-    else:
-        path = Path(choice)
-        if not path.is_file():
-            raise AnoncliError(f"--config {choice!r}: neither a preset ({', '.join(defaults)}) nor a JSON file")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise AnoncliError(f"{path}: cannot read JSON config ({err})") from None
-        if not isinstance(data, dict):
-            raise AnoncliError(f"{path}: a JSON config must be an object")
-        base, what = data.pop("base", "quick"), f"{path}:"
-        if base not in defaults:
-            raise AnoncliError(f"{path}: unknown base preset {base!r}")
-        data = {k: v for k, v in data.items() if not k.startswith("_")}
-    cls = dataclasses.make_dataclass("Config", [(k, _hint(v)) for k, v in defaults[base].items()])
-    config = from_params(cls, data, base=cls(**defaults[base]), strict=True, what=what)
-    config = dataclasses.asdict(from_params(cls, options.extra, base=config, strict=True))
-    if options.register and "register" in config:
-        config["register"] = True
-    if options.epochs:
-        config["epochs"] = options.epochs
-    if options.batch_size:
-        config["batch_size"] = options.batch_size
-    if getattr(options, "max_minutes", None) is not None and "max_minutes" in config:
-        config["max_minutes"] = options.max_minutes
-    return config
-
-
-def _hint(value: Any) -> Any:
-    """The type a preset's default declares (None: any value, kept as given)."""
-    if isinstance(value, list):
-        kinds = {type(v) for v in value}
-        return list[kinds.pop()] if len(kinds) == 1 else list
-    return Any if value is None else type(value)

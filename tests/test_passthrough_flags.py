@@ -53,6 +53,17 @@ def test_evaluate_flags_an_output_copied_from_its_original(runs):
     assert "keep the original voice" in (root / "rep" / "report.html").read_text()
 
 
+def test_any_gate_fails_on_an_output_that_keeps_the_voice_unless_it_names_a_bound(runs):
+    root, corpus = runs
+    common = ("--probes", "linkability,signal", "--bootstrap", "0", "--quiet")
+    result = cli("evaluate", corpus, root / "anon", "--out", root / "rep2", *common, "--gate", "signal.stoi>=0")
+    assert result.exit_code == EXIT_GATE, result.output
+    assert "keep the original voice" in result.stderr and "link.passthrough<=1" in result.stderr
+    allowed = cli("evaluate", corpus, root / "anon", "--out", root / "rep3", *common,
+                  "--gate", "signal.stoi>=0,link.passthrough<=1")
+    assert allowed.exit_code == 0, allowed.stderr
+
+
 def test_inspect_check_counts_outputs_that_keep_the_voice(runs):
     root, _ = runs
     kept = cli("inspect", root / "kept", "--check", "--format", "json")

@@ -319,6 +319,13 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
                   f"read (--allow-missing {config.allow_missing}): "
                   f"{_first([why for _, why in unreadable.values()])}", file=sys.stderr)
             exit_code = EXIT_GATE
+        kept = (summary.get("linkability") or {}).get("passthrough") or 0
+        if kept and not any(cond.resolved == "linkability.passthrough" for cond in conditions):
+            # an original voice must not be released because the gate asked about other figures
+            print(f"anoncli: gate failed: {kept} output(s) keep the original voice (link cosine >= 0.999; "
+                  f"linkability.passthrough_utts); name a bound (link.passthrough<={kept}) to allow them",
+                  file=sys.stderr)
+            exit_code = EXIT_GATE
         if pairing.unpaired:  # a gate judges a whole corpus, not the part an incomplete run wrote
             print(f"anoncli: gate failed: {config.anonymized} lacks {pairing.unpaired} of the "
                   f"{len(corpus.utterances)} original files (finish the anonymize run, or narrow ORIGINAL with "

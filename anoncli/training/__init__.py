@@ -28,7 +28,7 @@ TRAINERS: dict[str, str] = {
     "siamese": "anoncli.training.siamese:SiameseTrainer",
     "rdalm": "anoncli.training.rdalm:RdalmTrainer",
     "attribute": "anoncli.evaluation.attribute:train_attribute",
-    "asv": "anoncli.training.asv:train_asv",
+    "asv": "anoncli.training.asv:AsvTrainer",
     "score-attackers": "anoncli.training.score_attackers:train",
 }
 

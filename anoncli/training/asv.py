@@ -6,141 +6,138 @@ softmax (AAM, margin 0.2, scale 30) on random 2-s crops. The classifier is
 thrown away; the 192-d embedding is what `evaluate --asv-model RUN` uses.
 Trained on an anonymized output it is VoicePrivacy's *semi-informed* attacker.
 
-The run folder holds model.pt (encoder state dict), model.json (config),
-checkpoint.pt (resume point, removed when finished) and log.parquet.
+The run folder is the loop's (`anoncli.training.loop.fit`: checkpoints,
+log.parquet, resume); model.json, the card, also holds what the embedding
+backend reads (`kind` and the encoder's sizes), and model.pt, the encoder's
+state dict, is written once the run has done all its epochs.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
-from anoncli.errors import AnoncliError, InputError
+from anoncli.errors import InputError
 from anoncli.scoring.embeddings import ECAPA_MODEL_KIND as MODEL_KIND
 from anoncli.scoring.embeddings import SpeakerEncoder
 from anoncli.scoring.features import load_16k
-from anoncli.atomic import atomic_write_json
 from anoncli.training.common import atomic_torch_save
+from anoncli.training.loop import FitResult, TrainConfig, Trainer, data_fingerprint
 
-QUICK = {"epochs": 10, "batch_size": 32, "crop_s": 1.5, "lr": 2e-3, "n_mels": 40,
-         "channels": [128, 128, 128, 128, 384], "lin_neurons": 128, "margin": 0.2, "scale": 30.0}
-FULL = {**QUICK, "epochs": 60, "crop_s": 2.0, "lr": 1e-3, "channels": [512, 512, 512, 512, 1536], "n_mels": 80, "lin_neurons": 192}
 RATE = 16000
+# the settings that describe the encoder (what `scoring.embeddings.SpeakerEncoder` builds from)
+MODEL_KEYS = ("n_mels", "channels", "lin_neurons")
 
 
-def _config(options) -> dict:
-    config = dict(FULL if options.config == "full" else QUICK)
-    if options.config and options.config not in ("quick", "full"):
-        try:
-            config.update(json.loads(Path(options.config).read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as err:
-            raise InputError(f"--config {options.config}: cannot read a JSON config ({err})") from None
-    if options.epochs:
-        config["epochs"] = options.epochs
-    if options.batch_size:
-        config["batch_size"] = options.batch_size
-    for key, value in options.extra.items():
-        if key not in config:
-            raise AnoncliError(f"--param {key}: unknown setting for asv (known: {', '.join(sorted(config))})")
-        config[key] = type(config[key])(value) if not isinstance(config[key], list) else json.loads(value)
-    return config
+@dataclass
+class AsvConfig(TrainConfig):
+    """The encoder's settings: `n_mels` filterbank channels, ECAPA `channels` (5 layers) and an embedding of
+    `lin_neurons`; training on random `crop_s`-second crops with AAM softmax (`margin`, `scale`) and Adam
+    (`lr`, `weight_decay`)."""
+
+    crop_s: float = 1.5
+    lr: float = 2e-3
+    weight_decay: float = 2e-5
+    n_mels: int = 40
+    channels: list[int] = field(default_factory=lambda: [128, 128, 128, 128, 384])
+    lin_neurons: int = 128
+    margin: float = 0.2
+    scale: float = 30.0
 
 
-def _crop_batch(waves, labels, indices, crop: int, rng):
-    import torch
+PRESETS = {
+    "quick": AsvConfig(epochs=10, batch_size=32, amp=False),
+    "full": AsvConfig(epochs=60, batch_size=32, crop_s=2.0, lr=1e-3, n_mels=80, channels=[512, 512, 512, 512, 1536],
+                      lin_neurons=192, amp=False),
+}
 
+
+def crop_batch(waves: list[np.ndarray], indices, crop: int, gen: torch.Generator) -> torch.Tensor:
+    """(len(indices), crop) float32 random crops of `waves[i]` (start drawn from `gen`); a short wave is
+    repeated to fill its crop."""
     batch = np.zeros((len(indices), crop), dtype=np.float32)
     for row, i in enumerate(indices):
-        wave = waves[i]
+        wave = waves[int(i)]
         if len(wave) > crop:
-            start = rng.integers(0, len(wave) - crop)
+            start = int(torch.randint(0, len(wave) - crop, (1,), generator=gen))
             batch[row] = wave[start:start + crop]
         else:  # short utterance: repeat it to fill the crop
             batch[row] = np.resize(wave, crop)
-    return torch.from_numpy(batch), torch.as_tensor(labels[indices], dtype=torch.long)
+    return torch.from_numpy(batch)
 
 
+class AsvTrainer(Trainer):
+    """`anoncli train --method asv`: a small ECAPA-TDNN speaker encoder (AAM softmax) on random crops; the run
+    is usable as `evaluate --asv-model RUN`. Raises InputError for a corpus with fewer than 2 speakers."""
 
-def train_asv(options) -> dict:
-    """`anoncli train --method asv`: a small ECAPA-TDNN speaker encoder (AAM softmax, margin 0.2, scale 30) on random 2-s crops.
+    method = "asv"
+    config_class = AsvConfig
+    presets = PRESETS
+    selection = ("val_score", "max")   # no validation: every epoch is the newest best
 
-    Returns the run folder and counts of speakers, utterances and epochs; the run
-    is usable as `evaluate --asv-model RUN`.
-    """
-    import torch
-    from speechbrain.lobes.models.ECAPA_TDNN import Classifier
-    from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
-    from anoncli.progress import progress_bar
+    def setup(self) -> None:
+        from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+        from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
-    from anoncli.seeding import derive_seed
+        from anoncli.progress import progress_bar
 
-    out = Path(options.out)
-    if (out / "model.pt").exists() and not options.overwrite:
-        raise AnoncliError(f"{out}: already holds a trained encoder (use --overwrite to train again)")
-    config = _config(options)
-    corpus = options.open_corpus()
-    keep = [u for u in corpus.utterances if u.speaker is not None]
-    speakers = sorted({u.speaker for u in keep})
-    if len(speakers) < 2:
-        raise InputError(f"{options.corpus}: --method asv needs a speaker label with at least 2 speakers")
-    torch.set_num_threads(1 if options.device == "cpu" else torch.get_num_threads())
-    torch.manual_seed(derive_seed(options.seed, "asv-init") % (2**31))
-    rng = np.random.default_rng(derive_seed(options.seed, "asv-crops"))
-    waves = [load_16k(u.path)[0] for u in progress_bar(keep, desc="loading", leave=False)]
-    labels = np.array([speakers.index(u.speaker) for u in keep])
+        c = self.config
+        self.corpus = self.options.open_corpus()
+        keep = [u for u in self.corpus.utterances if u.speaker is not None]
+        self.speakers = sorted({u.speaker for u in keep})
+        if len(self.speakers) < 2:
+            raise InputError(f"{self.options.corpus}: --method asv needs a speaker label with at least 2 speakers")
+        self.data_fingerprint = data_fingerprint(keep)
+        self.waves = [load_16k(u.path)[0] for u in progress_bar(keep, desc="loading", leave=False)]
+        self.labels = torch.tensor([self.speakers.index(u.speaker) for u in keep])
+        self.encoder = SpeakerEncoder(c.to_dict(), str(self.device))
+        self.classifier = Classifier(c.lin_neurons, out_neurons=len(self.speakers))
+        self.loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=c.margin, scale=c.scale))
+        params = list(self.encoder.model.parameters()) + list(self.classifier.parameters())
+        self.opts = {"model": torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)}
 
-    encoder = SpeakerEncoder(config, options.device)
-    classifier = Classifier(config["lin_neurons"], out_neurons=len(speakers)).to(options.device)
-    loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=config["margin"], scale=config["scale"]))
-    params = list(encoder.model.parameters()) + list(classifier.parameters())
-    optimizer = torch.optim.Adam(params, lr=config["lr"], weight_decay=2e-5)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "checkpoint.pt"
-    log_rows, start_epoch = [], 0
-    if checkpoint.is_file() and not options.overwrite:
-        state = torch.load(checkpoint, map_location=options.device, weights_only=True)
-        encoder.model.load_state_dict(state["encoder"])
-        classifier.load_state_dict(state["classifier"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"])
-        log_rows = json.loads((out / ".log.json").read_text()) if (out / ".log.json").is_file() else []
-        print(f"asv: resuming at epoch {start_epoch + 1}", file=sys.stderr)
-    crop = int(config["crop_s"] * RATE)
-    started = time.time()
-    for epoch in range(start_epoch, config["epochs"]):
-        encoder.model.train()
-        order = rng.permutation(len(waves))
-        losses, correct = [], 0
-        t0 = time.time()
-        for start in range(0, len(order), config["batch_size"]):
-            x, y = _crop_batch(waves, labels, order[start:start + config["batch_size"]], crop, rng)
-            y = y.to(options.device)
-            outputs = classifier(encoder(x).unsqueeze(1))
-            loss = loss_fn(outputs, y.unsqueeze(1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            correct += int((outputs.squeeze(1).argmax(1) == y).sum())
-        log_rows.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_acc": correct / len(order),
-                         "seconds": time.time() - t0})
-        print(f"asv: epoch {epoch + 1}/{config['epochs']} loss {log_rows[-1]['loss']:.3f} "
-              f"acc {log_rows[-1]['train_acc']:.2f} ({log_rows[-1]['seconds']:.0f} s)", file=sys.stderr)
-        atomic_torch_save({"encoder": encoder.model.state_dict(), "classifier": classifier.state_dict(),
-                            "optimizer": optimizer.state_dict(), "epoch": epoch + 1}, checkpoint)
-        (out / ".log.json").write_text(json.dumps(log_rows))
-    atomic_torch_save(encoder.model.state_dict(), out / "model.pt")
-    model_json = {"kind": MODEL_KIND, **config, "sample_rate": RATE, "speakers": speakers,
-                  "corpus": str(corpus.root.resolve()), "n_utterances": len(keep), "seed": options.seed}
-    atomic_write_json(out / "model.json", model_json)
-    import pandas as pd
+    def modules(self):
+        return {"encoder": self.encoder.model, "classifier": self.classifier}
 
-    pd.DataFrame(log_rows).to_parquet(out / "log.parquet", index=False)
-    checkpoint.unlink(missing_ok=True)
-    (out / ".log.json").unlink(missing_ok=True)
-    return {"out": str(out), "speakers": len(speakers), "utterances": len(keep), "epochs": config["epochs"],
-            "final_loss": log_rows[-1]["loss"] if log_rows else None, "seconds": round(time.time() - started, 1)}
+    def optimizers(self):
+        return self.opts
+
+    def inference_modules(self):
+        return ["encoder"]
+
+    def model_info(self) -> dict:
+        return {"config": {"sample_rate": RATE, **{key: getattr(self.config, key) for key in MODEL_KEYS}},
+                "speakers": self.speakers}
+
+    def batches(self, epoch: int):
+        size = self.config.batch_size
+        order = torch.randperm(len(self.waves), generator=self.rng)
+        # batch norm cannot train on one item: a lone leftover waits for the next epoch
+        return [order[s:s + size] for s in range(0, len(order), size) if len(order[s:s + size]) >= 2]
+
+    def train_step(self, indices: torch.Tensor) -> dict[str, float]:
+        x = crop_batch(self.waves, indices, int(self.config.crop_s * RATE), self.rng)
+        y = self.labels[indices].to(self.device)
+        outputs = self.classifier(self.encoder(x).unsqueeze(1))
+        loss = self.loss_fn(outputs, y.unsqueeze(1))
+        self.optimize("model", loss)
+        return {"loss": loss.item(), "train_acc": float((outputs.squeeze(1).argmax(1) == y).float().mean())}
+
+    def card(self, result: FitResult) -> dict:
+        # `kind` and the encoder's sizes at the top: what `scoring.embeddings.EcapaBackend` reads
+        return {"kind": MODEL_KIND, **{key: getattr(self.config, key) for key in MODEL_KEYS}, "sample_rate": RATE,
+                "speakers": self.speakers, "corpus": str(self.corpus.root.resolve()),
+                "n_utterances": len(self.waves)}
+
+    def finish(self, result: FitResult) -> dict:
+        """Export the encoder's weights as RUN/model.pt once every epoch is done (a run stopped by its time
+        budget is not yet an encoder to evaluate with)."""
+        exported = result.run.root / "model.pt"
+        if result.stopped == "max_minutes":
+            exported.unlink(missing_ok=True)     # an earlier run's, left by --overwrite
+        else:
+            best = torch.load(result.run.best_path, map_location="cpu", weights_only=True)
+            atomic_torch_save(best["models"]["encoder"], exported)
+        return {"speakers": len(self.speakers), "utterances": len(self.waves)}

@@ -517,6 +517,8 @@ def test_non_ascii_names_under_the_c_locale(tmp_path):
     names = ["café", "日本"]
     for i, name in enumerate(names):
         sf.write(corpus / f"{name}.wav", voiced(0.3, seed=i), RATE, subtype="PCM_16")
+    (corpus / "metadata.csv").write_text("file_name,speaker\n" + "".join(f"{n}.wav,s{i}\n" for i, n in enumerate(names)),
+                                         encoding="utf-8")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--method", "identity",
                "--no-score", "--no-progress", "--jobs", "1"]
@@ -527,8 +529,8 @@ def test_non_ascii_names_under_the_c_locale(tmp_path):
         done = subprocess.run(command, env=env, capture_output=True, text=True, errors="replace")
         assert done.returncode == 0, done.stderr
         rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
-        assert {u: (r["status"], r["source_path"], r["output_path"]) for u, r in rows.items()} == {
-            n: ("ok", f"{n}.wav", f"{n}.wav") for n in names}
+        assert {u: (r["status"], r["source_path"], r["output_path"], r["speaker"]) for u, r in rows.items()} == {
+            n: ("ok", f"{n}.wav", f"{n}.wav", f"s{i}") for i, n in enumerate(names)}
         assert sorted(os.listdir(out)) == sorted(["manifest", "run.json", *(f"{n}.wav" for n in names)])
 
 

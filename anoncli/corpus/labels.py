@@ -19,6 +19,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from anoncli.corpus.walk import fs_name
 from anoncli.errors import InputError
 
 KEY_COLUMNS = ("file_name", "path")
@@ -323,7 +324,7 @@ def _corpus_key(path: Path, where: str, raw: str, root: Path) -> str | None:
     normal = posixpath.normpath(text)
     if rel.is_absolute() or normal == ".." or normal.startswith("../") or re.match(r"^[A-Za-z]:", text):
         raise InputError(f"{path}: {where}: {raw!r} is outside the corpus folder {root}")
-    target = root / normal
+    target = root / fs_name(normal)  # the name's UTF-8 bytes, whatever Python's file system encoding
     try:
         if target.is_file():
             return normal

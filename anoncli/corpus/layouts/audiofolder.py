@@ -16,6 +16,7 @@ from anoncli.corpus.labels import METADATA_NAMES, find_metadata, load_labels
 from anoncli.errors import warn
 from anoncli.corpus.layouts.base import Detection, Layout, LayoutResult, Scan
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
+from anoncli.corpus.walk import text_name
 
 
 def path_utterances(scan: Scan) -> list[Utterance]:
@@ -50,7 +51,7 @@ def attach_table(utterances: list[Utterance], table: Path, root: Path, split: st
     for utt in utterances:
         if prefix and not utt.rel_path.startswith(prefix):
             continue
-        row = label_map.get(utt.rel_path[len(prefix):])
+        row = label_map.get(text_name(utt.rel_path)[len(prefix):])  # tables name files in UTF-8
         if row is None:
             unlisted += 1
             for column in columns:

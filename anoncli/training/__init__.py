@@ -29,7 +29,7 @@ TRAINERS: dict[str, str] = {
     "rdalm": "anoncli.training.rdalm:RdalmTrainer",
     "attribute": "anoncli.evaluation.attribute:train_attribute",
     "asv": "anoncli.training.asv:AsvTrainer",
-    "score-attackers": "anoncli.training.score_attackers:train",
+    "score-attackers": "anoncli.training.score_attackers:ScoreAttackersTrainer",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 from collections import Counter
 from itertools import repeat
@@ -220,7 +221,7 @@ def _readable(path: Path) -> bool:
     if path.suffix == ".npy":
         return True
     try:
-        sf.info(str(path))
+        sf.info(os.fsencode(path))  # bytes: soundfile encodes a str strictly, which fails on escaped names
         return True
     except Exception:  # whatever the reader says, the file is not usable
         return False

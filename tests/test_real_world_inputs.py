@@ -532,6 +532,10 @@ def test_non_ascii_names_under_the_c_locale(tmp_path):
         assert {u: (r["status"], r["source_path"], r["output_path"], r["speaker"]) for u, r in rows.items()} == {
             n: ("ok", f"{n}.wav", f"{n}.wav", f"s{i}") for i, n in enumerate(names)}
         assert sorted(os.listdir(out)) == sorted(["manifest", "run.json", *(f"{n}.wav" for n in names)])
+        # inspect --check reads the outputs back and prints their names on an ASCII terminal without a crash
+        check = subprocess.run([sys.executable, "-m", "anoncli", "inspect", str(out), "--check"], env=env,
+                               capture_output=True, text=True, errors="replace")
+        assert check.returncode == 0, check.stderr
 
 
 # --- 8. Kaldi round trips -----------------------------------------------------------------------

@@ -104,6 +104,9 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     debug = os.environ.get("ANONCLI_DEBUG") == "1"
+    for stream in (sys.stdout, sys.stderr):  # a name the terminal's encoding cannot show is escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     terminated = _stop_on_sigterm()
     try:
         code = app(standalone_mode=False)

@@ -14,6 +14,8 @@ features and its weights replace the adversary's (RDAL-M's periodic reset).
 `disc_standardize` (batch-normalised adversary input) are experiments, off by
 default (docs/results.md). `--param adversary=false` trains the non-private baseline (same schedule,
 weight always 0). `--param unet_from=RUN` reuses another run's stage (a).
+Both stages are epochs of one run of the training loop (`anoncli.training.loop.fit`:
+`unet_epochs`, then `epochs`), so a killed run resumes in either stage.
 
 Only items whose `split` label is not "test" are used; a `val_fraction` of
 the training event sources (column `event_source_id`) is held out for

@@ -13,7 +13,9 @@ gender margin survives while small speaker differences drown),
 `grl_weight=W` (a speaker classifier over the training speakers behind a
 gradient-reversal layer, next to the contrastive loss).
 Stage 2 freezes the network and trains the gender MLP head (1024, dropout
-0.5) on whole training utterances.
+0.5) on whole training utterances. Both stages are epochs of one run of the
+training loop (`anoncli.training.loop.fit`: `epochs`, then `head_epochs`),
+so a killed run resumes in either stage.
 
 Speakers are split speaker-disjointly: by the corpus' own `split` column when
 it has "train" and "test" (TIMIT; corpora made by recipes/siamese/make_corpus.py,

@@ -226,10 +226,10 @@ class RdalmTrainer(Trainer):
         c, bs = self.config, self.config.batch_size
         if epoch <= self.mask_epochs:
             if self.magnitudes is None:
-                mixes, events = load_items(self.corpus_root, self.train_utts, c)
-                with torch.no_grad():
-                    self.magnitudes = (self.pipe.spec.stft(mixes).abs().unsqueeze(1),
-                                       self.pipe.spec.stft(events).abs().unsqueeze(1))
+                waves = load_items(self.corpus_root, self.train_utts, c)
+                with torch.no_grad():   # (mixture, event) magnitudes, kept on the CPU
+                    self.magnitudes = tuple(torch.cat([self.pipe.spec.stft(w[s:s + bs].to(self.device)).abs().cpu()
+                                                       for s in range(0, len(w), bs)]).unsqueeze(1) for w in waves)
             order = torch.randperm(len(self.train_utts), generator=self.rng)
             return [("mask", order[s:s + bs]) for s in range(0, len(order), bs)]
         if self.inputs is None:   # the frozen mask's log-mels, computed once

@@ -127,8 +127,10 @@ def draw_pairs(labels: np.ndarray, n_pairs: int, gen: torch.Generator) -> tuple[
 
 @torch.no_grad()
 def mfcc_cache(net: SiameseNet, waves: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Un-normalised MFCCs (1, n_mfcc, frames) of each wave, computed once (the front end has no weights)."""
-    return [net.mfcc(w[None])[0] for w in waves]
+    """Un-normalised MFCCs (1, n_mfcc, frames) of each wave, computed once (the front end has no weights),
+    on the network's device and kept on the CPU."""
+    device = next(net.parameters()).device
+    return [net.mfcc(w[None].to(device))[0].cpu() for w in waves]
 
 
 def load_mfccs(net: SiameseNet, utts, config: SiameseConfig, desc: str) -> list[torch.Tensor]:

@@ -36,6 +36,7 @@ import numpy as np
 # summary.json in this order). A new probe is one module and one line here.
 PROBES: dict[str, str] = {
     "features": "anoncli.evaluation.feature_probes:FeatureProbe",
+    "vad": "anoncli.evaluation.vad:VadProbe",
     "signal": "anoncli.evaluation.signal_probe:SignalProbe",
     "linkability": "anoncli.evaluation.linkability:LinkabilityProbe",
     "asv": "anoncli.evaluation.asv:AsvProbe",

@@ -36,8 +36,12 @@ def voiced(seconds: float = 0.6, f0=(110.0, 190.0), formants=((700, 90), (1220, 
     return (0.5 * signal / np.abs(signal).max()).astype(np.float32)
 
 
-def reference_mcadams(x: np.ndarray, alpha: float, win_len=320, shift=160, order=20) -> np.ndarray:
-    """The specification as a plain loop over frames (np.roots, np.poly, scipy lfilter)."""
+def reference_mcadams(x: np.ndarray, alpha: float, win_len=320, shift=160, order=20, reach=50) -> np.ndarray:
+    """The specification as a plain loop over frames (np.roots, np.poly, scipy lfilter).
+
+    Each frame's output is scaled by sqrt(input / output energy), both after the
+    synthesis window, summed over the frames within `reach` of it.
+    """
     x = x.astype(np.float64)
     n = np.arange(win_len)
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / win_len)
@@ -46,9 +50,11 @@ def reference_mcadams(x: np.ndarray, alpha: float, win_len=320, shift=160, order
     n_frames = (lead + len(x) - 1) // shift + 1
     padded = np.zeros((n_frames - 1) * shift + win_len)
     padded[lead : lead + len(x)] = x
-    out = np.zeros_like(padded)
+    shaped = np.zeros((n_frames, win_len))
+    source = np.zeros(n_frames)
     for m in range(n_frames):
         frame = padded[m * shift : m * shift + win_len] * window
+        source[m] = np.sum((frame * window) ** 2)
         if not frame.any():
             continue
         r = np.array([np.dot(frame[k:], frame[: win_len - k]) for k in range(order + 1)])
@@ -60,9 +66,14 @@ def reference_mcadams(x: np.ndarray, alpha: float, win_len=320, shift=160, order
                 angle = np.angle(pole)
                 poles[i] = abs(pole) * np.exp(1j * np.sign(angle) * min(abs(angle) ** alpha, np.pi))
         b = np.real(np.poly(poles))
-        out[m * shift : m * shift + win_len] += scipy.signal.lfilter(a, b, frame) * window
-    y = out[lead : lead + len(x)]
-    return y * np.sqrt(np.sum(x**2) / np.sum(y**2))
+        shaped[m] = scipy.signal.lfilter(a, b, frame) * window
+    produced = np.sum(shaped**2, axis=1)
+    out = np.zeros_like(padded)
+    for m in range(n_frames):
+        near = slice(max(0, m - reach), m + reach + 1)
+        s, q = source[near].sum(), produced[near].sum()
+        out[m * shift : m * shift + win_len] += shaped[m] * (np.sqrt(s / q) if s > 0 and q > 0 else 1.0)
+    return out[lead : lead + len(x)]
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -107,6 +118,17 @@ def test_backends_agree():
     x = voiced(seed=3)
     compiled, batched = run(method("compiled"), x)[0], run(method("torch"), x)[0]
     assert snr_db(compiled.astype(np.float64), batched) > 100
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_levels_follow_the_input_across_blocks_of_frames(backend):
+    """4.5 s (450 frames, several of the compiled kernel's 64-frame blocks): loud, 2 s of -60 dB noise, loud."""
+    quiet = 1e-3 * np.random.default_rng(2).standard_normal(2 * RATE).astype(np.float32)
+    x = np.concatenate([voiced(1.2, seed=5), quiet, voiced(1.3, f0=(200, 150), seed=6)])
+    (y,) = run(method(backend), x, alpha=0.6)
+    assert snr_db(reference_mcadams(x, 0.6), y) > 60
+    middle = slice(int(1.9 * RATE), int(2.5 * RATE))
+    assert abs(10 * np.log10(np.sum(y[middle].astype(np.float64) ** 2) / np.sum(x[middle].astype(np.float64) ** 2))) < 1.5
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -227,3 +249,48 @@ def test_root_finder_fallback_gives_the_same_frames(monkeypatch):
         outs.append((fallbacks, out))
     assert outs[0][0] == 0 and outs[1][0] > 0
     assert np.allclose(outs[1][1], outs[0][1], atol=1e-7 * np.abs(outs[0][1]).max())
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(np.asarray(x, np.float64) ** 2))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_output_level_follows_the_input_after_a_long_quiet_lead_in(backend):
+    """25 s of -70 dBFS noise before quiet speech (-50 dBFS): both keep their level, and the speech its STOI.
+
+    The new filters amplify noise-like frames far more than voiced ones, so
+    one gain for the whole file raised the noise by 10-11 dB here and, the
+    noise then holding much of the output's energy, lowered the speech by 4 dB.
+    """
+    from synth_audio import voiced as pulse_voice
+
+    from anoncli.audio import resample
+    from anoncli.scoring.stoi import RATE as STOI_RATE, stoi
+
+    rng = np.random.default_rng(0)
+    noise = 10 ** (-70 / 20)
+    pause = np.zeros(int(0.3 * RATE))
+    speech = np.concatenate([pulse_voice(1.2, RATE, 120.0, seed=1), pause,
+                             pulse_voice(1.2, RATE, 190.0, (850, 1600, 2900), seed=2), pause,
+                             pulse_voice(1.2, RATE, 140.0, (500, 1500, 2500), seed=3)])
+    speech = speech / np.sqrt(np.mean(speech.astype(np.float64) ** 2)) * 10 ** (-50 / 20)
+    speech = speech + rng.normal(0.0, noise, speech.size)
+    lead = rng.normal(0.0, noise, 25 * RATE)
+    m = method(backend)
+    results = {}
+    for name, lead_in in (("noise", lead), ("silence", np.zeros_like(lead))):
+        x = np.concatenate([lead_in, speech]).astype(np.float32)
+        (y,) = run(m, x, alpha=0.5)
+        n = lead_in.size
+        results[name] = (x, y, n)
+        assert abs(_db(y[n:]) - _db(x[n:])) < 1.5, f"{name} lead-in: speech level changed"
+        clean, processed = (resample(np.ascontiguousarray(s[n:]), RATE, STOI_RATE) for s in (x, y))
+        results[name] += (stoi(clean, processed),)
+    x, y, n, stoi_noise = results["noise"]
+    for second in range(1, 24):  # every second of the lead-in but the one next to the speech
+        part = slice(second * RATE, (second + 1) * RATE)
+        assert abs(_db(y[part]) - _db(x[part])) < 1.5, f"noise level changed in second {second}"
+    stoi_silence = results["silence"][3]
+    assert stoi_silence > 0.3  # the speech part was scored, not skipped
+    assert stoi_noise > stoi_silence - 0.02

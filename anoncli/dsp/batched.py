@@ -21,6 +21,7 @@ import torch
 import torchaudio.functional as audio_functional
 
 from anoncli.dsp.constants import (
+    LEVEL_REACH_FRAMES,
     LPC_NOISE_FLOOR,
     MAX_ABERTH_ITERATIONS,
     MIN_START_RADIUS,
@@ -163,6 +164,20 @@ def _transform_chunk(frames: torch.Tensor, alpha: torch.Tensor, order: int) -> t
     return audio_functional.lfilter(frames, b, a, clamp=False, batching=True)
 
 
+def local_level_gains(source: torch.Tensor, produced: torch.Tensor, reach: int = LEVEL_REACH_FRAMES) -> torch.Tensor:
+    """Per-frame output gains (F,) from the frame energies (F,) of one utterance's input and output.
+
+    gain = sqrt(sum of input energies / sum of output energies) over the
+    frames within `reach` of each frame (zeros beyond the ends); 1 where
+    either sum is zero. The compiled kernel's `_overlap_add_leveled`.
+    """
+    # Sums over unfolded windows, not a convolution: the same bits on every run on a GPU too.
+    padded = torch.nn.functional.pad(torch.stack([source, produced]), (reach, reach))
+    s, q = padded.unfold(1, 2 * reach + 1, 1).sum(-1)
+    ok = (s > 0) & (q > 0)
+    return torch.where(ok, torch.sqrt(torch.where(ok, s, 1.0) / torch.where(ok, q, 1.0)), 1.0)
+
+
 def mcadams_batch(
     waves: list[torch.Tensor],
     alphas: list[float],
@@ -170,7 +185,13 @@ def mcadams_batch(
     shift: int,
     order: int,
 ) -> list[torch.Tensor]:
-    """McAdams-transform a batch of 1-D signals; one result per signal, same lengths, float64."""
+    """McAdams-transform a batch of 1-D signals; one result per signal, same lengths, float64.
+
+    Each frame's output is scaled so that its utterance's output and input
+    energies (after the synthesis window) match over the frames within
+    `LEVEL_REACH_FRAMES` of it (`local_level_gains`): the output level follows
+    the input's along each file.
+    """
     win_len = window.shape[0]
     device = window.device
     layouts = [FrameLayout(int(w.shape[0]), win_len, shift) for w in waves]
@@ -186,8 +207,12 @@ def mcadams_batch(
     shaped = torch.zeros_like(frames)
     if bool(live.any()):
         shaped[live] = transform_frames(frames[live], frame_alpha[live], order)
-    shaped = shaped * window
+    source = (frames * window).square().sum(-1)
+    produced = (shaped * window).square().sum(-1)
+    counts = [lay.n_frames for lay in layouts]
+    gains = torch.cat([local_level_gains(s, q) for s, q in zip(source.split(counts), produced.split(counts))])
+    shaped = shaped * gains[:, None] * window
     outputs = []
-    for part, lay in zip(shaped.split([lay.n_frames for lay in layouts]), layouts):
+    for part, lay in zip(shaped.split(counts), layouts):
         outputs.append(overlap_add(part, lay))
     return outputs

@@ -12,8 +12,9 @@ and the block stays in cache.
 
 The algorithm, its conventions and constants are exactly those of the batched
 torch implementation in `anoncli.dsp.batched` (used on GPUs); each frame is
-processed independently of its neighbours, so the output of an utterance does
-not depend on which other utterances share its batch.
+transformed independently of its neighbours and levelled from the energies of
+its own utterance's frames only, so the output of an utterance does not depend
+on which other utterances share its batch.
 
 The DC and rumble removal before it (`remove_rumble_kernel`, with the mean
 summed in torch's order by `ordered_sum`) is compiled too, with the same bits
@@ -61,7 +62,7 @@ from anoncli.dsp import constants  # noqa: E402
 # The shared constants travel as an argument, not as globals: numba's on-disk
 # cache is keyed on this file only, so globals from constants.py would stay
 # frozen at their values of the first compilation.
-_NOISE_FLOOR, _MAX_ITERATIONS, _MIN_RADIUS, _REAL_TOL, _STEP_TOL, _ANGLE_OFFSET = range(6)
+_NOISE_FLOOR, _MAX_ITERATIONS, _MIN_RADIUS, _REAL_TOL, _STEP_TOL, _ANGLE_OFFSET, _LEVEL_REACH = range(7)
 
 
 def kernel_settings() -> np.ndarray:
@@ -69,6 +70,7 @@ def kernel_settings() -> np.ndarray:
     return np.array([
         constants.LPC_NOISE_FLOOR, constants.MAX_ABERTH_ITERATIONS, constants.MIN_START_RADIUS,
         constants.REAL_ROOT_TOL, constants.ROOT_STEP_TOL, constants.START_ANGLE_OFFSET,
+        constants.LEVEL_REACH_FRAMES,
     ], dtype=np.float64)
 
 
@@ -292,20 +294,67 @@ def _filter_frames(a, b, x, n, y):
                 y[t, f] -= b[k, f] * y[t - k, f]
 
 
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _frame_energies(x, y, n, window, live, source, produced):
+    """source[m], produced[m]: energy of input frame x[:, f] and output frame y[:, f] (frame m = live[f]), synthesis-windowed."""
+    win_len = x.shape[0]
+    for f in range(n):
+        s = 0.0
+        q = 0.0
+        for t in range(win_len):
+            u = x[t, f] * window[t]
+            v = y[t, f] * window[t]
+            s += u * u
+            q += v * v
+        source[live[f]] = s
+        produced[live[f]] = q
+
+
+@njit(cache=True, nogil=True)
+def _overlap_add_leveled(y, live, n, window, shift, source, produced, reach, out):
+    """out += gain * y[:, f] * window at frame live[f]'s place, for the first n columns of y.
+
+    gain = sqrt(input energy / output energy) summed over the frames within `reach` of the frame
+    (zero beyond the ends), 1 where either sum is zero: `local_level_gains` of `anoncli.dsp.batched`.
+    """
+    win_len = window.shape[0]
+    n_frames = source.shape[0]
+    for f in range(n):
+        m = live[f]
+        s = 0.0
+        q = 0.0
+        for j in range(max(0, m - reach), min(n_frames, m + reach + 1)):
+            s += source[j]
+            q += produced[j]
+        gain = math.sqrt(s / q) if s > 0.0 and q > 0.0 else 1.0
+        start = m * shift
+        for t in range(win_len):
+            out[start + t] += y[t, f] * gain * window[t]
+
+
 @njit(cache=True, nogil=True)
 def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out, settings):
-    """Transform every frame of one padded utterance and overlap-add into `out`.
+    """Transform every frame of one padded utterance, level each frame, and overlap-add into `out`.
 
     padded: float64 signal of length (n_frames - 1) * shift + len(window);
     out: float64 zeros of the same length; settings: `kernel_settings()`.
-    Returns (frames that needed the eigenvalue fallback, frame-iterations of
-    Aberth-Ehrlich) for diagnostics.
+    Each frame's output is scaled so that, over the frames within
+    `LEVEL_REACH_FRAMES` of it, output and input energies (after the
+    synthesis window) match: the level follows the input's along the file.
+    A block's frames are overlap-added once the next block's energies are
+    known (the reach is at most a block). Returns (frames that needed the
+    eigenvalue fallback, frame-iterations of Aberth-Ehrlich) for diagnostics.
     """
     win_len = window.shape[0]
     p = order
     nb = BLOCK_FRAMES
+    reach = min(int(settings[_LEVEL_REACH]), nb)
     x = np.empty((win_len, nb))
-    y = np.empty((win_len, nb))
+    ys = np.empty((2, win_len, nb))
+    lives = np.empty((2, nb), dtype=np.int64)
+    counts = np.zeros(2, dtype=np.int64)
+    source = np.zeros(n_frames)
+    produced = np.zeros(n_frames)
     r = np.empty((p + 1, nb))
     a = np.empty((p + 1, nb))
     b = np.empty((p + 1, nb))
@@ -317,14 +366,17 @@ def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out, sett
     wr = np.empty((p + 1, nb))
     wi = np.empty((p + 1, nb))
     converged = np.empty(nb, dtype=np.bool_)
-    live = np.empty(nb, dtype=np.int64)
     work = (
         np.empty((p, nb)), np.empty((p, nb)), np.empty((p, nb)), np.empty((p, nb)),
         np.empty((p, nb)), np.empty((p, nb)), np.empty((p, nb)), np.empty((p, nb)),
         np.empty((p + 1, nb)), np.empty(nb), np.empty(nb, dtype=np.int64), np.zeros(1, dtype=np.int64),
     )
     fallbacks = 0
+    block = 0
     for first in range(0, n_frames, nb):
+        slot = block % 2
+        y = ys[slot]
+        live = lives[slot]
         # Gather the block's windowed frames that are not all zero: those contribute nothing.
         n = 0
         for m in range(first, min(first + nb, n_frames)):
@@ -338,21 +390,25 @@ def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out, sett
             if nonzero:
                 live[n] = m
                 n += 1
-        if n == 0:
-            continue
-        _autocorrelation(x, n, r)
-        _levinson(r, n, a, previous, err, acc, settings)
-        _aberth(a, n, zr, zi, converged, work, settings)
-        for f in range(n):
-            if not converged[f]:
-                _companion_roots(a, f, zr, zi)
-                fallbacks += 1
-        _rotated_polynomials(zr, zi, n, alpha, b, wr, wi, settings[_REAL_TOL])
-        _filter_frames(a, b, x, n, y)
-        for f in range(n):
-            start = live[f] * shift
-            for t in range(win_len):
-                out[start + t] += y[t, f] * window[t]
+        counts[slot] = n
+        if n > 0:
+            _autocorrelation(x, n, r)
+            _levinson(r, n, a, previous, err, acc, settings)
+            _aberth(a, n, zr, zi, converged, work, settings)
+            for f in range(n):
+                if not converged[f]:
+                    _companion_roots(a, f, zr, zi)
+                    fallbacks += 1
+            _rotated_polynomials(zr, zi, n, alpha, b, wr, wi, settings[_REAL_TOL])
+            _filter_frames(a, b, x, n, y)
+            _frame_energies(x, y, n, window, live, source, produced)
+        if block > 0:  # the previous block's frames now have every neighbour's energy
+            other = 1 - slot
+            _overlap_add_leveled(ys[other], lives[other], counts[other], window, shift, source, produced, reach, out)
+        block += 1
+    if block > 0:
+        last = (block - 1) % 2
+        _overlap_add_leveled(ys[last], lives[last], counts[last], window, shift, source, produced, reach, out)
     return fallbacks, work[-1][0]
 
 

@@ -5,22 +5,29 @@ that overlap-add to one): LPC of order 20 (autocorrelation, Levinson-Durbin);
 the poles with non-zero imaginary part keep their magnitude and have their
 angle phi moved to sign(phi)|phi|^alpha, which shifts the formants; the LPC
 residual of the frame is filtered through the all-pole filter of the new
-poles; the frames are overlap-added. alpha is drawn from U(0.5, 0.9) per
-utterance (or per speaker), or fixed with --alpha.
+poles; each frame's output is scaled so that the output's energy over the
+frames within 0.5 s of it (`LEVEL_REACH_FRAMES`) equals the input's there;
+the frames are overlap-added. alpha is drawn from U(0.5, 0.9) per utterance
+(or per speaker), or fixed with --alpha.
 
 Differences from the VoicePrivacy reference script, on purpose: every frame
 is processed (the reference skips the first one and the tail after the last
 full frame), the window overlap-adds to exactly one so that alpha = 1 returns
 the input, LPC is autocorrelation/Levinson-Durbin as the spec says (the
 reference's `librosa.lpc` is Burg's method), and the output keeps the input's
-RMS level instead of being normalised to full scale (the writer still scales
-down anything that would clip).
+level along the file instead of being normalised to full scale (the writer
+still scales down anything that would clip). The level is matched locally,
+not on the whole file: the new filters amplify noise-like frames far more
+than voiced ones (white noise against a synthetic vowel: about 10 dB more at
+alpha 0.8, 30 dB at 0.5), so one gain for the whole file raised a long
+stretch of low-level noise by that much and, where that noise held much of
+the file's energy, lowered the speech.
 
 Before analysis, the engine's runs remove DC and sub-audible rumble
 (`remove_rumble`, asked for by the `highpass` entry of each utterance's
 parameters): the frame-by-frame filters would otherwise turn an offset into
 a buzz at the 100 Hz frame rate and its harmonics, and an offset would
-inflate the RMS the output level is matched to. Called without that entry,
+inflate the energies the output level is matched to. Called without that entry,
 `process` is the plain algorithm above.
 
 Two implementations of the same arithmetic: a compiled CPU kernel (numba,
@@ -36,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from anoncli.dsp.constants import LEVEL_REACH_FRAMES
 from anoncli.dsp.framing import FrameLayout, frame_sizes, sqrt_hann_window, sqrt_hann_window_array
 from anoncli.errors import AnoncliError
 from anoncli.methods.base import Method, MethodOptions, MethodOutput
@@ -152,13 +160,13 @@ class McAdams(Method):
             "lpc": "autocorrelation + Levinson-Durbin",
             "alpha_range": list(ALPHA_RANGE) if self.settings.alpha is None else None,
             "per_speaker": bool(self.options.per_speaker),
-            "output_level": "input_rms",
+            "output_level": f"local: each frame's gain matches output and input energy over +-{LEVEL_REACH_FRAMES} frames",
             "pre_filter": f"DC and rumble removed before analysis: x - mean, minus 3 passes of a {RUMBLE_WINDOW_MS:g} ms "
-                        "centred moving average; the output level matches the filtered input",
+                        "centred moving average; the output level follows the filtered input",
         }
 
     def process(self, waves: Sequence[Any], params: list[dict[str, Any]]) -> list[MethodOutput]:
-        """One `MethodOutput` (audio at 16 kHz, the input's RMS level) per wave.
+        """One `MethodOutput` (audio at 16 kHz, the input's level along the file) per wave.
 
         waves: 1-D float signals at 16 kHz, numpy arrays or torch tensors;
         each output has the type of its input (float32). params: dicts with
@@ -197,11 +205,11 @@ class McAdams(Method):
         shaped = [torch.zeros(w.shape[0], dtype=torch.float64, device=self.device) for w in waves]
         for i, result in zip(nonempty, results):
             shaped[i] = result
-        leveled = [_match_level(out, wave) for out, wave in zip(shaped, waves)]
-        return [MethodOutput(audio=out.cpu().numpy() if is_array else out) for out, is_array in zip(leveled, given_arrays)]
+        outs = [out.to(wave.device, torch.float32) for out, wave in zip(shaped, waves)]
+        return [MethodOutput(audio=out.cpu().numpy() if is_array else out) for out, is_array in zip(outs, given_arrays)]
 
     def _compiled(self, source: np.ndarray, alpha: float) -> np.ndarray:
-        """One utterance (1-D numpy) through the compiled kernel, float32 out; level matching in numpy."""
+        """One utterance (1-D numpy) through the compiled kernel (which levels the frames), float32 out."""
         from anoncli.dsp.mcadams_kernel import mcadams_overlap_add
 
         layout = FrameLayout(int(source.shape[0]), self.win_len, self.shift)
@@ -212,12 +220,7 @@ class McAdams(Method):
         out = np.zeros_like(padded)
         mcadams_overlap_add(padded, layout.n_frames, self.shift, self._window_np, self.lpc_order, alpha, out,
                             self._kernel_settings)
-        shaped = out[layout.lead : layout.lead + layout.length]
-        source_energy = float(np.sum(padded * padded))  # not np.dot: BLAS threads would spin in every worker
-        produced_energy = float(np.sum(shaped * shaped))
-        if source_energy > 0 and produced_energy > 0:
-            shaped = shaped * np.sqrt(source_energy / produced_energy)
-        return shaped.astype(np.float32)
+        return out[layout.lead : layout.lead + layout.length].astype(np.float32)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -285,18 +288,3 @@ def _centred_boxcar(x: torch.Tensor, width: int) -> torch.Tensor:
     half = width // 2
     sums = torch.cumsum(torch.nn.functional.pad(x, (half + 1, half)), 0)
     return (sums[width:] - sums[:-width]) / width
-
-
-def _match_level(shaped: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
-    """Scale to the input's RMS (the new filter's gain differs from the old one's), as float32.
-
-    Same arithmetic as the end of `McAdams._compiled`.
-    """
-    import torch
-
-    shaped = shaped.to(wave.device, torch.float64)
-    source = wave.to(torch.float64).square().sum()
-    produced = shaped.square().sum()
-    if produced > 0 and source > 0:
-        shaped = shaped * torch.sqrt(source / produced)
-    return shaped.to(torch.float32)

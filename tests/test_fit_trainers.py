@@ -191,7 +191,10 @@ def test_asv_one_epoch_through_the_cli_and_evaluate_reads_it(speech, tmp_path):
 def test_asv_a_lone_last_item_does_not_stop_the_epoch(speech, tmp_path):
     # 12 utterances in batches of 11: batch norm cannot train on the lone 12th, which waits for the next epoch
     _train([speech, "--method", "asv", "--out", tmp_path / "run", "--epochs", "1", "--config", _asv_config(tmp_path),
-            "--batch-size", "11"])
+            "--batch-size", "11", "--param", "channels=8,8,8,8,24", "--param", "amp=off"])
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["step"] == 1 and state["config"]["channels"] == [8, 8, 8, 8, 24]
+    assert state["trainer_config"]["amp"] is False
 
 
 def test_asv_killed_and_resumed_ends_with_the_same_weights(speech, tmp_path, monkeypatch):

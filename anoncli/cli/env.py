@@ -24,7 +24,7 @@ from anoncli.cli.output import FormatOption, QuietOption, check_format, emit, pr
 from anoncli.errors import EXIT_UNHEALTHY
 
 PACKAGES = ("torch", "torchaudio", "numpy", "numba", "soundfile", "soxr", "pyarrow", "speechbrain", "resemblyzer",
-            "pocketsphinx", "pyworld", "pystoi", "safetensors", "dask", "distributed", "typer")
+            "pocketsphinx", "pyworld", "pystoi", "safetensors", "silero-vad", "dask", "distributed", "typer")
 
 
 def _version(package: str) -> str | None:
@@ -154,6 +154,18 @@ def _check_speechbrain() -> str:
     return "EER ran"
 
 
+def _check_silero_vad() -> str:
+    import numpy as np
+
+    from anoncli.evaluation.vad import FRAME, THRESHOLD, load_vad, model_name, speech_probabilities
+
+    load_vad()
+    probs = speech_probabilities(np.zeros(16000, dtype=np.float32))
+    if probs.shape != (-(-16000 // FRAME),) or not np.all((probs >= 0) & (probs < THRESHOLD)):
+        raise RuntimeError(f"1 s of silence gave {probs.shape[0]} frame probabilities, not all in [0, {THRESHOLD})")
+    return f"{model_name()} bundled TorchScript model loaded; 1 s of silence scored as no speech"
+
+
 def _check_dask() -> str:
     from dask.distributed import Client
 
@@ -171,6 +183,7 @@ CHECKS: dict[str, tuple[Callable[[], str], str]] = {
     "pyworld": (_check_pyworld, "F0 r, WORLD vocoder"),
     "pocketsphinx": (_check_pocketsphinx, "evaluate: ASR"),
     "speechbrain": (_check_speechbrain, "evaluate: EER and minDCF"),
+    "silero-vad": (_check_silero_vad, "evaluate: vad (speech-presence detector)"),
     "dask": (_check_dask, "--backend dask"),
 }
 

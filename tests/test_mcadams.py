@@ -266,7 +266,8 @@ def test_output_level_follows_the_input_after_a_long_quiet_lead_in(backend):
     from synth_audio import voiced as pulse_voice
 
     from anoncli.audio import resample
-    from anoncli.scoring.stoi import RATE as STOI_RATE, stoi
+    from anoncli.scoring.stoi import RATE as STOI_RATE
+    from anoncli.scoring.stoi import stoi
 
     rng = np.random.default_rng(0)
     noise = 10 ** (-70 / 20)

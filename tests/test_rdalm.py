@@ -17,7 +17,7 @@ from anoncli.mixtures import make_mixtures, synthesize_events
 from anoncli.models.rdalm_nets import FeatureExtractor, SeparationUNet, SpeechDiscriminator, grad_reverse, grl_weight
 from anoncli.scoring.signal_metrics import sdr_db
 from anoncli.training import TrainOptions, get_trainer
-from synth_audio import make_corpus
+from synth_audio import make_corpus, voiced
 
 
 def test_gradient_reversal_flips_and_scales_the_gradient():
@@ -145,3 +145,64 @@ def test_emit_modes_and_evaluation_of_audio_and_features(mixtures, tmp_path):
     for probe in ("utility:event", "attacker:speech_present", "attacker-audio:speech_present", "attacker-unmasked:speech_present"):
         assert 0 <= summary[probe]["accuracy"] <= 1 and summary[probe]["n"] == n_test, probe
     assert summary["attacker:speech_present"]["auc"] is not None
+
+
+@pytest.fixture
+def shipped_rdalm(tmp_path, monkeypatch):
+    """The RDAL-M model shipped in the package (an empty local model store, as on a fresh install)."""
+    monkeypatch.setenv("ANONCLI_MODELS", str(tmp_path / "store"))
+    method = create_method("rdalm", MethodOptions())
+    assert str(method.checkpoint_path).endswith("model.safetensors")
+    return method
+
+
+def _speech_and_siren(rate=16000):
+    """2 s: two voiced 'words' over a siren-like sweep, scaled to RMS 1."""
+    t = np.arange(2 * rate) / rate
+    speech = np.concatenate([voiced(0.8, rate, 130.0, seed=1), np.zeros(int(0.2 * rate), np.float32),
+                             voiced(1.0, rate, 200.0, (850, 1600, 2900), seed=2)])
+    mix = speech + 0.3 * np.sin(2 * np.pi * (900 + 300 * np.sin(np.pi * t)) * t)
+    return mix / np.sqrt(np.mean(mix**2))
+
+
+def test_shipped_mask_is_the_same_at_every_input_level(shipped_rdalm):
+    """One mixture at -48, -30 and -18 dBFS: the same parts removed, the output scaled with the input.
+
+    The U-Net reads log(1 + |STFT|): without level normalisation the mask at
+    -48 dBFS kept nearly everything (output 0.98 correlated with the input,
+    against 0.92 at -18 dBFS; the outputs divided by the gain differed by 22-29 %).
+    """
+    mix = _speech_and_siren()
+    outs = {}
+    for level in (-48, -30, -18):
+        gain = 10 ** (level / 20)
+        wave = torch.from_numpy((mix * gain).astype(np.float32))
+        out = shipped_rdalm.process([wave], [{}])[0].audio.numpy().astype(np.float64)
+        assert out.shape == mix.shape and np.isfinite(out).all()
+        outs[level] = out / gain
+    reference = outs[-30]
+    assert np.corrcoef(mix, reference)[0, 1] < 0.97  # the mask removes something
+    for level in (-48, -18):
+        assert np.linalg.norm(outs[level] - reference) / np.linalg.norm(reference) < 1e-4, level
+
+
+def test_silent_and_near_silent_inputs_stay_finite_and_no_louder(shipped_rdalm):
+    from anoncli.models.rdalm_nets import MAX_LEVEL_GAIN_DB, level_gain
+
+    rng = np.random.default_rng(0)
+    silence = np.zeros(16000, np.float32)
+    one_click = silence.copy()
+    one_click[8000] = 1e-7
+    cases = {"silence": silence, "one click": one_click,
+             "-120 dBFS": rng.normal(0, 1e-6, 16000).astype(np.float32),
+             "-90 dBFS": rng.normal(0, 10 ** (-90 / 20), 16000).astype(np.float32)}
+    both = create_method("rdalm", MethodOptions(extra={"emit": "both"}))
+    for name, wave in cases.items():
+        out = both.process([torch.from_numpy(wave)], [{}])[0]
+        audio = out.audio.numpy().astype(np.float64)
+        assert np.isfinite(audio).all() and np.isfinite(out.features).all(), name
+        assert np.sum(audio**2) <= np.sum(wave.astype(np.float64) ** 2) * 1.01 + 1e-30, name
+    assert not both.process([torch.from_numpy(silence)], [{}])[0].audio.any()
+    assert float(level_gain(torch.zeros(100), 16000)) == 1.0 and float(level_gain(torch.zeros(0), 16000)) == 1.0
+    assert float(level_gain(torch.full((16000,), float("nan")), 16000)) == 1.0
+    assert float(level_gain(torch.from_numpy(cases["-120 dBFS"]), 16000)) == pytest.approx(10 ** (MAX_LEVEL_GAIN_DB / 20))

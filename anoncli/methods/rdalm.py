@@ -1,7 +1,10 @@
 """RDAL-M: speech-suppressed audio (a learned mask on the mixture STFT) and/or privacy-preserving embeddings.
 
 `--param emit=audio` (default) writes mask × mixture STFT resynthesised with
-the mixture's phase; `emit=features` writes the 64-d event embedding trained
+the mixture's phase (the mask is computed on the mixture brought to
+`REFERENCE_DBFS`, the level the shipped model was trained at, so it does not
+depend on the input's level; the output keeps the input's level);
+`emit=features` writes the 64-d event embedding trained
 against a speech-presence adversary; `emit=both` writes both (the manifest
 then has output_path for the audio and features_path for the embedding).
 """
@@ -16,7 +19,7 @@ from anoncli import modelstore
 from anoncli.errors import AnoncliError
 from anoncli.methods.base import Method, MethodOptions, MethodOutput
 from anoncli.methods.siamese import module_state
-from anoncli.models.rdalm_nets import RdalmPipeline
+from anoncli.models.rdalm_nets import MAX_LEVEL_GAIN_DB, REFERENCE_DBFS, RdalmPipeline
 
 EMIT_CHOICES = ("audio", "features", "both")
 
@@ -60,13 +63,14 @@ class Rdalm(Method):
         return {"checkpoint": str(self.checkpoint_path),
                 "emit": self.emit, "classes": self.classes,
                 "adversary": self.model_config.get("adversary"), "n_fft": self.model_config["n_fft"],
-                "hop": self.model_config["hop"], "embedding": self.model_config["embedding"]}
+                "hop": self.model_config["hop"], "embedding": self.model_config["embedding"],
+                "mask_input_level_dbfs": REFERENCE_DBFS, "mask_input_max_gain_db": MAX_LEVEL_GAIN_DB}
 
     @torch.no_grad()
     def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[MethodOutput]:
         out = []
         for wave in waves:
-            wave = wave.to(self.device)
+            wave = wave.to(self.device, torch.float32)
             audio = self.pipeline.suppress(wave).cpu() if self.emit != "features" else None
             features = self.pipeline.embed(wave).cpu().numpy() if self.emit != "audio" else None
             out.append(MethodOutput(audio=audio, features=features))

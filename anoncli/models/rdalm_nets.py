@@ -6,9 +6,16 @@ feature extractor reads the log-mel of the masked magnitude and outputs a
 64-dimensional embedding that an event classifier uses; a speech-presence
 discriminator sits behind a gradient-reversal layer so the embedding learns
 to hide whether speech was present.
+
+At anonymization the mask is level-invariant: the U-Net reads the mixture's
+magnitude scaled to `REFERENCE_DBFS` (`level_gain`), and the mask it returns
+is applied to the unscaled mixture, so the same sound at -48 or -18 dBFS
+loses the same parts, and the output keeps the input's level.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +23,37 @@ from torch import nn
 
 UNET_CHANNELS = (16, 32, 64, 128, 256, 512)
 EXTRACTOR_CHANNELS = (64, 128, 256, 512)
+# The level the U-Net reads at anonymization: the median RMS level of the shipped model's training
+# mixtures (2 s clips, UrbanSound8K events at their own level plus speech at -5..10 dB event-to-speech
+# ratio: -22.2 dBFS; 5-95 % -42 .. -14 dBFS). The mask reads log(1 + |STFT|), which is nearly
+# linear for quiet input and logarithmic for loud, so without this one mixture gave a different mask
+# at each level: at -48 dBFS it removed almost nothing (output 0.98 correlated with the input).
+REFERENCE_DBFS = -22.0
+# At most this much gain (dB): a near-silent input (below about -82 dBFS) is not raised to the
+# reference from its quantisation noise. The output is mask x input, never louder than the input.
+MAX_LEVEL_GAIN_DB = 60.0
+
+
+def level_gain(wave: torch.Tensor, sample_rate: int, reference_dbfs: float = REFERENCE_DBFS,
+               max_gain_db: float = MAX_LEVEL_GAIN_DB) -> torch.Tensor:
+    """Gain (0-d float32 tensor on the wave's device) that brings a wave (samples,) at `sample_rate` Hz to `reference_dbfs`.
+
+    The level is the RMS (full scale 1.0) of the span from its first to its
+    last sound (`anoncli.dsp.levels.active_span`: frames within 40 dB of the
+    loudest, plus 0.3 s), so leading or trailing silence does not lower it;
+    the gain is at most `max_gain_db`; 1 for digital silence, no samples or a
+    non-finite wave.
+    """
+    from anoncli.dsp.levels import active_span
+
+    samples = wave.detach().to("cpu", torch.float64).numpy()
+    start, stop = active_span(samples, sample_rate)
+    part = samples[start:stop]
+    power = float((part * part).mean()) if part.size else 0.0
+    if not (power > 0.0 and math.isfinite(power)):
+        return torch.ones((), dtype=torch.float32, device=wave.device)
+    gain_db = min(reference_dbfs - 10.0 * math.log10(power), max_gain_db)
+    return torch.tensor(10.0 ** (gain_db / 20.0), dtype=torch.float32, device=wave.device)
 
 
 class Spectrogram(nn.Module):
@@ -181,25 +219,32 @@ class RdalmPipeline(nn.Module):
     def __init__(self, sample_rate: int, n_fft: int, hop: int, unet_width: float, extractor_width: float,
                  embedding: int, n_events: int):
         super().__init__()
+        self.sample_rate = int(sample_rate)
         self.spec = Spectrogram(n_fft, hop)
         self.unet = SeparationUNet(unet_width)
         self.logmel = LogMel(sample_rate, n_fft)
         self.extractor = FeatureExtractor(extractor_width, embedding)
         self.classifier = EventClassifier(embedding, n_events)
 
-    def masked(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, samples) → (masked magnitude (B, 1, F, T), complex mixture STFT (B, F, T))."""
+    def masked(self, waves: torch.Tensor, gains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, samples) → (masked magnitude (B, 1, F, T), complex mixture STFT (B, F, T)).
+
+        gains (B,): the U-Net reads the magnitude times each gain (`level_gain`),
+        and its mask multiplies the unscaled magnitude; None reads it as it is
+        (training).
+        """
         spec = self.spec.stft(waves)
         mag = spec.abs().unsqueeze(1)
-        return self.unet(mag) * mag, spec
+        seen = mag if gains is None else mag * gains.reshape(-1, 1, 1, 1)
+        return self.unet(seen) * mag, spec
 
     def suppress(self, wave: torch.Tensor) -> torch.Tensor:
-        """Speech-suppressed audio: mask × mixture STFT with the mixture's phase."""
-        masked, spec = self.masked(wave[None])
+        """Speech-suppressed audio (samples,): the level-invariant mask × mixture STFT, with the mixture's phase."""
+        masked, spec = self.masked(wave[None], level_gain(wave, self.sample_rate)[None])
         phase = spec / spec.abs().clamp_min(1e-8)
         return self.spec.istft(masked[:, 0] * phase, len(wave))[0]
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        """The event embedding (embedding,) of one wave (samples,) after speech suppression."""
-        masked, _ = self.masked(wave[None])
+        """The event embedding (embedding,) of one wave (samples,) after speech suppression (level-invariant mask)."""
+        masked, _ = self.masked(wave[None], level_gain(wave, self.sample_rate)[None])
         return self.extractor(self.logmel(masked))[0]

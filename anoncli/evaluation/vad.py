@@ -52,16 +52,21 @@ def load_vad():
     """silero-vad's bundled TorchScript model, loaded once per process by the package's own `load_silero_vad`.
 
     Importing `silero_vad` sets torch's intra-op threads to 1 for the whole
-    process; the caller's setting is put back. Raises ImportError when the
-    package is missing.
+    process; the caller's setting is put back. Its loader's deprecation
+    warnings (importlib.resources.path, torch.jit.load) are silenced. Raises
+    ImportError when the package is missing.
     """
+    import warnings
+
     import torch
 
     threads = torch.get_num_threads()
     try:
-        from silero_vad import load_silero_vad
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from silero_vad import load_silero_vad
 
-        return load_silero_vad(onnx=False)
+            return load_silero_vad(onnx=False)
     finally:
         torch.set_num_threads(threads)
 

@@ -2,7 +2,11 @@
 
 Stage (a) trains the separation U-Net with L1 between mask × mixture magnitude
 and the clean event magnitude (the `clean_event` column of the mixture
-corpus, see `anoncli.mixtures`), then freezes it. Stage (b) trains the
+corpus, see `anoncli.mixtures`), then freezes it. As at anonymization, the
+U-Net reads each mixture's magnitude scaled to the reference level
+(`rdalm_nets.level_gain`) and its mask multiplies the unscaled mixture, in
+both stages, so a model trained here is as level-invariant as the method
+applies it. Stage (b) trains the
 feature extractor + event classifier on the log-mel of the masked magnitude;
 a speech-presence discriminator sits behind a gradient-reversal layer whose
 weight is 0 for `warmup_epochs`, then ramps up over `ramp_epochs`. Every
@@ -38,7 +42,7 @@ import torch.nn.functional as F
 
 from anoncli.audio import read_audio, resample
 from anoncli.errors import AnoncliError
-from anoncli.models.rdalm_nets import RdalmPipeline, SpeechDiscriminator, grad_reverse, grl_weight
+from anoncli.models.rdalm_nets import RdalmPipeline, SpeechDiscriminator, grad_reverse, grl_weight, level_gain
 from anoncli.modelstore import find, load_model
 from anoncli.progress import progress_bar
 from anoncli.scoring.probe import cross_validated_probe
@@ -134,6 +138,12 @@ def speech_labels(utterances, column: str = "speech") -> np.ndarray:
     return np.asarray([v in ("1", "true", "yes") for v in values], dtype=np.float32)
 
 
+def level_gains(mixes: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(N,) gains that bring each mixture (N, samples) to the level the U-Net reads (`rdalm_nets.level_gain`):
+    training sees the mixtures as anonymization does."""
+    return torch.stack([level_gain(wave, sample_rate) for wave in mixes])
+
+
 def make_discriminator(config: RdalmConfig) -> SpeechDiscriminator:
     """The speech-presence adversary configured by `embedding`, `disc_standardize`, `adversary_hidden` and `adversary_dropout`."""
     return SpeechDiscriminator(config.embedding, config.disc_standardize, tuple(int(h) for h in config.adversary_hidden),
@@ -198,7 +208,7 @@ class RdalmTrainer(Trainer):
                      "features": torch.optim.Adam(list(self.pipe.extractor.parameters())
                                                   + list(self.pipe.classifier.parameters()), lr=c.lr),
                      "disc": torch.optim.Adam(self.disc.parameters(), lr=c.lr)}
-        self.magnitudes = None    # stage (a): (mixture, clean event) STFT magnitudes, read when first needed
+        self.magnitudes = None    # stage (a): (mixture, clean event) STFT magnitudes and the mixtures' level gains
         self.inputs = None        # stage (b): log-mels of the frozen mask's output
         self.weight, self.reset = 0.0, False
 
@@ -230,13 +240,16 @@ class RdalmTrainer(Trainer):
                 with torch.no_grad():   # (mixture, event) magnitudes, kept on the CPU
                     self.magnitudes = tuple(torch.cat([self.pipe.spec.stft(w[s:s + bs].to(self.device)).abs().cpu()
                                                        for s in range(0, len(w), bs)]).unsqueeze(1) for w in waves)
+                self.magnitudes += (level_gains(waves[0], c.sample_rate),)
             order = torch.randperm(len(self.train_utts), generator=self.rng)
             return [("mask", order[s:s + bs]) for s in range(0, len(order), bs)]
         if self.inputs is None:   # the frozen mask's log-mels, computed once
             mixes, _ = load_items(self.corpus_root, self.train_utts, c, need_event=False)
             self.pipe.unet.eval()
             with torch.no_grad():
-                self.inputs = torch.cat([self.pipe.logmel(self.pipe.masked(mixes[s:s + bs].to(self.device))[0]).cpu()
+                gains = level_gains(mixes, c.sample_rate)
+                self.inputs = torch.cat([self.pipe.logmel(self.pipe.masked(mixes[s:s + bs].to(self.device),
+                                                                           gains[s:s + bs].to(self.device))[0]).cpu()
                                          for s in range(0, len(mixes), bs)])
             self.magnitudes = None
         index = epoch - self.mask_epochs - 1      # stage (b)'s epoch, from 0
@@ -254,8 +267,9 @@ class RdalmTrainer(Trainer):
     def train_step(self, batch) -> dict[str, float]:
         stage, idx = batch
         if stage == "mask":
-            m, e = (part[idx].to(self.device) for part in self.magnitudes)
-            loss = F.l1_loss(self.pipe.unet(m) * m, e)
+            m, e, gain = (part[idx].to(self.device) for part in self.magnitudes)
+            # the U-Net reads the mixture at the reference level, as at anonymization; its mask scales the mixture
+            loss = F.l1_loss(self.pipe.unet(m * gain.reshape(-1, 1, 1, 1)) * m, e)
             self.optimize("unet", loss)
             return {"l1": loss.item()}
         x, ye, ys = self.inputs[idx].to(self.device), self.y_event[idx].to(self.device), self.y_speech[idx].to(self.device)

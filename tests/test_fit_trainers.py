@@ -260,3 +260,31 @@ def test_score_attackers_fit_and_the_scorer_reads_them(tmp_path):
     # --overwrite fits again from the cached feature vectors: the same attackers
     _train([*args, "--overwrite"])
     assert np.array_equal(load_attackers(out)[0][0].weight, gender.weight)
+
+
+# --------------------------------------------------------------------------- loop services the ports use
+
+
+def test_optimize_with_two_names_steps_both_from_one_backward_and_clips_each(tmp_path):
+    from anoncli.models.rdalm_nets import grad_reverse
+    from anoncli.training import TrainOptions
+    from anoncli.training.loop import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    extractor, adversary = torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)
+
+    class Pair(Trainer):
+        def optimizers(self):
+            return self.opts
+
+    trainer = Pair(TrainOptions(corpus=tmp_path, out=tmp_path / "run", device="cpu"), TrainConfig(grad_clip=0.01))
+    trainer.opts = {"features": torch.optim.SGD(extractor.parameters(), lr=1.0),
+                    "disc": torch.optim.SGD(adversary.parameters(), lr=1.0)}
+    before = [p.detach().clone() for p in (*extractor.parameters(), *adversary.parameters())]
+    loss = adversary(grad_reverse(extractor(torch.randn(8, 4)), 1.0)).pow(2).mean() * 100
+    trainer.optimize(("features", "disc"), loss)
+    after = list(extractor.parameters()) + list(adversary.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))       # both stepped
+    for module, start in ((extractor, before[:2]), (adversary, before[2:])):  # each clipped to 0.01 on its own
+        step = torch.cat([(b - a.detach()).flatten() for a, b in zip(module.parameters(), start)])
+        assert float(step.norm()) == pytest.approx(0.01, rel=1e-4)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from synth_audio import make_corpus, voiced
 from typer.testing import CliRunner
 
 from anoncli.cli.app import app
 from anoncli.errors import AnoncliError
 from anoncli.methods import MethodOptions, create_method
 from anoncli.modelstore import load_checkpoint
-from synth_audio import make_corpus, voiced
 
 
 class Killed(BaseException):

@@ -120,3 +120,26 @@ def test_without_a_speech_label_vad_is_left_out_with_a_note_unless_named(tmp_pat
     vad = named.summary["vad"]
     assert vad["label"] is None and vad["n"] == 6 and "n_with_speech" not in vad
     assert set(vad["original"]) == {"speech_fraction_mean"} and 0.0 < vad["original"]["speech_fraction_mean"] <= 1.0
+
+
+def test_beside_the_trained_attacker_on_the_shipped_speech_remover(tmp_path, monkeypatch):
+    from anoncli.evaluation.probes import table_rows
+    from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
+
+    monkeypatch.setenv("ANONCLI_MODELS", str(tmp_path / "store"))  # a fresh clone: the shipped model
+    speech = make_corpus(tmp_path / "speech", per_speaker=4, duration_s=1.0)
+    events = synthesize_events(tmp_path / "events", per_class=6, duration_s=1.0, classes=("tone", "clicks"), seed=2)
+    mixtures = make_mixtures(speech, events, tmp_path / "mix", duration_s=1.0, test_fraction=0.5, seed=3)
+    out = tmp_path / "anon"
+    run_anonymize(AnonymizeConfig(corpus=mixtures, out=out, method="rdalm", params={"emit": "both"}, score=False,
+                                  progress=False))
+    result = evaluate(EvaluateConfig(original=mixtures, anonymized=out, out=tmp_path / "report", n_boot=0,
+                                     probes=["features", "vad"], progress=False, print_table=False))
+    trained, vad = result.summary["features"]["attacker_audio"]["speech"], result.summary["vad"]
+    assert vad["n"] == trained["n"] > 0 and vad["left_out_train"] > 0   # the same held-out clips
+    assert 0.0 <= vad["anonymized"]["auc"] <= 1.0 and 0.0 <= vad["original"]["auc"] <= 1.0
+    assert set(result.summary["meta"]["attackers"]) >= {"vad"}
+    figures = [row[0] for row in table_rows(result.summary)]   # the printed table: VAD rows right after the features'
+    first_vad = figures.index(f"VAD speech AUC ({vad['model']})")
+    assert "features attacker on audio: speech" in figures[:first_vad]
+    assert all(f.startswith("features") for f in figures[:first_vad]) and figures[first_vad:][1].startswith("VAD")

@@ -66,7 +66,13 @@ _NOISE_FLOOR, _MAX_ITERATIONS, _MIN_RADIUS, _REAL_TOL, _STEP_TOL, _ANGLE_OFFSET,
 
 
 def kernel_settings() -> np.ndarray:
-    """The shared numerical constants (`anoncli.dsp.constants`) as the kernel's float64 settings array."""
+    """The shared numerical constants (`anoncli.dsp.constants`) as the kernel's float64 settings array.
+
+    Raises ValueError when LEVEL_REACH_FRAMES exceeds BLOCK_FRAMES (the kernel levels a block's frames
+    from its own and the next block's energies only).
+    """
+    if not 0 <= constants.LEVEL_REACH_FRAMES <= BLOCK_FRAMES:
+        raise ValueError(f"LEVEL_REACH_FRAMES must be in [0, {BLOCK_FRAMES}], not {constants.LEVEL_REACH_FRAMES}")
     return np.array([
         constants.LPC_NOISE_FLOOR, constants.MAX_ABERTH_ITERATIONS, constants.MIN_START_RADIUS,
         constants.REAL_ROOT_TOL, constants.ROOT_STEP_TOL, constants.START_ANGLE_OFFSET,

@@ -105,6 +105,8 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
     if frame.empty:
         raise NoHeldOutUtterances("every utterance is of a speaker the model saw in training or validation, "
                                   "and those are left out")
+    if "utt_id" in frame:  # folds follow row order: the manifest's order (batches finish in any order) must not
+        frame = frame.sort_values("utt_id", kind="stable")  # change the figures
     frame = frame.reset_index(drop=True)
     method = str(frame["method"].iloc[0]) if "method" in frame else ""
     has_features = _feature_column(frame) is not None

@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "psegan": "anoncli.methods.psegan:PSEGAN",
     "siamese": "anoncli.methods.siamese:Siamese",
     "rdalm": "anoncli.methods.rdalm:Rdalm",
+    "world_norm": "anoncli.methods.world_norm:WorldNorm",
 }
 
 DEFAULT_METHOD = "mcadams"

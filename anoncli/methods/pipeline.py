@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 PIPELINES: dict[str, str] = {
     "mel": "anoncli.methods.mel_pipeline:MelPipeline",
     "source_filter": "anoncli.methods.source_filter_pipeline:SourceFilterPipeline",
+    "world_norm": "anoncli.methods.world_norm:WorldNormPipeline",
 }
 # the pipeline of a checkpoint whose config names none (mel-domain models trained before the source-filter ones)
 DEFAULT_PIPELINE = "mel"

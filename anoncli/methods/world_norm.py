@@ -1,0 +1,125 @@
+"""`world_norm`: explicit pseudo-speaker normalisation on compact WORLD features (training-free front end).
+
+The method (`WorldNorm`, `--method world_norm`) and its pipeline
+(`WorldNormPipeline`, registered as `world_norm` in
+`anoncli.methods.pipeline.PIPELINES`). Per utterance: WORLD analysis into
+40 coded envelope coefficients, log-F0 with voicing, band aperiodicity and
+frame level at 5 ms (`anoncli.synthesis.world_features`); the utterance's
+envelope and log-F0 statistics replaced by those of a pseudo-speaker drawn
+from the utterance's seed (`anoncli.synthesis.world_norm.PseudoSpeakers`,
+target gender 50/50, independent of the source); the residual slot (the
+networks' place, `transform`); WORLD resynthesis of the same length.
+
+The model is the fitted pseudo-speaker distribution: `model.safetensors`
+(tensors `sampler.means` (G, 82), `sampler.chols` (G, 82, 82),
+`sampler.speakers` (G,)) and `card.json` (method `world_norm`, config with
+`synthesis: world_norm`, classes = the genders), written by `save_model`
+and loaded with `--checkpoint DIR/model.safetensors`. The residual slot is
+the identity: a generator that learns a bounded residual on the normalised
+features (zero-initialised last layer) goes there next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from anoncli.errors import AnoncliError
+from anoncli.methods.base import MethodOptions, MethodOutput
+from anoncli.methods.learned import LearnedMethod
+from anoncli.methods.pipeline import Pipeline, require_samples
+from anoncli.synthesis import world_features
+from anoncli.synthesis.world_norm import PseudoSpeakers, impose, utterance_stats
+
+SAMPLER = "sampler"
+
+
+class ResidualSlot(torch.nn.Module):
+    """The generator's place on the normalised features: (B, 40, T) coded envelope in, the same out (identity)."""
+
+    stride = 1
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+class WorldNorm(LearnedMethod):
+    """Pseudo-speaker normalisation of WORLD features; the model is the fitted pseudo-speaker distribution."""
+
+    name = "world_norm"
+
+    def build(self, state: dict) -> dict[str, torch.nn.Module]:
+        return {"residual": ResidualSlot()}
+
+    def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
+        return self.modules["residual"](norm)
+
+
+class WorldNormPipeline(Pipeline):
+    """Pipeline `world_norm`: WORLD features, pseudo-speaker statistics, the method's residual slot, WORLD.
+
+    AnoncliError for a --vocoder (WORLD is the only synthesis) or a model without a usable `sampler`.
+    """
+
+    name = "world_norm"
+
+    def __init__(self, method: Any, state: dict, options: MethodOptions):
+        super().__init__(method, state, options)
+        if options.vocoder not in (None, "world"):
+            raise AnoncliError(f"--vocoder {options.vocoder}: a world_norm model synthesises with WORLD only")
+        tensors = state.get("models", {}).get(SAMPLER)
+        source = getattr(method, "checkpoint_path", "the model")
+        if not tensors:
+            raise AnoncliError(f"{source}: no pseudo-speaker sampler in the model (tensors {SAMPLER}.*)")
+        try:
+            arrays = {k: v.double().numpy() if v.is_floating_point() else v.numpy() for k, v in tensors.items()}
+            self.sampler = PseudoSpeakers.from_arrays(arrays, method.classes)
+        except (KeyError, ValueError) as err:
+            raise AnoncliError(f"{source}: unusable pseudo-speaker sampler ({err})") from None
+        self.vocoder_name = "world"
+
+    def utterance_params(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The drawn target gender and the seed of the pseudo-speaker draw (recorded in the manifest)."""
+        gender, _ = self.sampler.draw(seed)
+        return {**params, "target": gender, "pseudo_seed": int(seed)}
+
+    @torch.no_grad()
+    def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[MethodOutput]:
+        return [MethodOutput(audio=self.process_one(w, p)) for w, p in zip(waves, params)]
+
+    @torch.no_grad()
+    def process_one(self, wave: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        """One utterance (T,) -> its normalised wave (T,) float32; AudioError when shorter than a frame."""
+        rate = self.method.sample_rate
+        wave = wave.to("cpu", torch.float32)
+        require_samples(wave, world_features.min_samples(rate), rate, "WORLD analysis")
+        features = world_features.analyse(wave.numpy(), rate)
+        _, target = self.sampler.draw(params["pseudo_seed"])
+        out = impose(features, utterance_stats(features), target)
+        coded = torch.from_numpy(out.mcep.T[None].astype(np.float32)).to(self.method.device)
+        changed = self.method.transform(coded, [params])[0].cpu().double().numpy().T
+        return torch.from_numpy(world_features.synthesize(out.with_(mcep=changed)))
+
+
+def save_model(sampler: PseudoSpeakers, folder: str | Path, card: dict | None = None,
+               sample_rate: int = 16000) -> Path:
+    """Write a world_norm model: `folder/model.safetensors` (the sampler's arrays) and `folder/card.json`
+    (`card`'s keys plus method and model). Returns the weights' path; OSError when the folder is not writable."""
+    from anoncli.atomic import atomic_write_json
+    from anoncli.models.safetensors_io import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "model.safetensors"
+    save_file({f"{SAMPLER}.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in sampler.arrays().items()},
+              weights)
+    config = {"synthesis": WorldNormPipeline.name, "sample_rate": int(sample_rate),
+              "frame_period_ms": world_features.FRAME_PERIOD_MS, "n_mcep": world_features.N_MCEP}
+    atomic_write_json(folder / "card.json", {**(card or {}), "method": WorldNorm.name,
+                                             "model": {"config": config, "classes": list(sampler.genders),
+                                                       "attribute": "gender"}})
+    return weights
+

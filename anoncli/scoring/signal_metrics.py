@@ -139,7 +139,8 @@ def stoi_lag(reference: np.ndarray, processed: np.ndarray, sample_rate: int = ST
     where the two log-energy envelopes correlate best (Pearson r) wins, the
     smallest shift on ties. Equal lengths (a delay padded inside the same
     length) search ±`SAME_LENGTH_MAX_LAG_S`, and a shift is taken only when
-    its r beats lag 0's by `SAME_LENGTH_MARGIN`. Energy envelopes, not
+    its r beats lag 0's by `SAME_LENGTH_MARGIN` (and `stoi` keeps it only when
+    STOI there beats STOI at lag 0). Energy envelopes, not
     waveforms, so a changed voice with the same timing aligns as well as a copy.
     """
     diff = len(processed) - len(reference)
@@ -191,11 +192,19 @@ def stoi(reference: np.ndarray, processed: np.ndarray, sample_rate: int) -> Alig
     ref = _to_rate(reference, sample_rate, STOI_RATE)
     proc = _to_rate(processed, sample_rate, STOI_RATE)
     lag = stoi_lag(ref, proc)
-    ref, proc = _shifted(ref, proc, lag)
-    try:
-        return AlignedScore(stoi_mod.stoi(ref, proc), None, lag / STOI_RATE)
-    except stoi_mod.TooShort:
-        return AlignedScore(float("nan"), TOO_SHORT, lag / STOI_RATE)
+    # equal lengths: a shift found on the envelopes must also beat lag 0 on STOI itself (a steady sound's
+    # envelope correlates about as well at any shift)
+    candidates = [lag, 0] if lag != 0 and len(ref) == len(proc) else [lag]
+    best: AlignedScore | None = None
+    for shift in candidates:
+        a, b = _shifted(ref, proc, shift)
+        try:
+            score = AlignedScore(stoi_mod.stoi(a, b), None, shift / STOI_RATE)
+        except stoi_mod.TooShort:
+            score = AlignedScore(float("nan"), TOO_SHORT, shift / STOI_RATE)
+        if best is None or (np.isfinite(score) and not float(best) >= float(score)):
+            best = score
+    return best
 
 
 def f0_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:

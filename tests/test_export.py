@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import inspect
 import json
 import re
 from pathlib import Path
@@ -164,8 +165,45 @@ def test_kaldi_ids_that_would_collide_get_the_promised_hash(tmp_path):
     assert sorted(by_file) == sorted(names)
     assert len(set(by_file.values())) == len(names)
     assert by_file["rf.wav"] == "rf" and by_file["a.wav"] == "a"  # safe and unique: unchanged
-    for name in ("-rf.wav", "d/x.wav", "d-x.wav"):
-        assert re.fullmatch(r"(rf|d-x)_[0-9a-f]{10}", by_file[name]), by_file
+    assert by_file["-rf.wav"] == "_rf"  # unlabelled: folders and `-` read `_`, so no leading `-`
+    for name in ("d/x.wav", "d-x.wav"):
+        assert re.fullmatch(r"d_x_[0-9a-f]{10}", by_file[name]), by_file
     again = read_kaldi(export_output(out, "kaldi", tmp_path / "k2").dest)
     assert again["wav.scp"].keys() == tables["wav.scp"].keys()  # the same ids on every export
 
+
+
+def test_unlabelled_files_next_to_a_labelled_speaker_export_to_kaldi(tmp_path):
+    import shutil
+
+    corpus = tmp_path / "in"
+    shutil.copytree(Path(__file__).parent.parent / "examples" / "corpus", corpus)
+    # Not in metadata.csv, so without a speaker; `Extra` and `_ngstr` sort before `awb_01`.
+    for name in ("Extra.wav", "Ångström ñ.wav"):
+        shutil.copy(corpus / "awb" / "awb_01.wav", corpus / "awb" / name)
+    out = tmp_path / "out"
+    run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="identity", progress=False, score=False))
+    summary = export_output(out, "kaldi", tmp_path / "k")
+    tables = read_kaldi(tmp_path / "k")  # checks both sort orders
+    assert summary.utterances == 14 and summary.speakers == len(tables["spk2utt"]) == 5
+    assert set(tables["spk2utt"]) >= {"awb", "rms", "slt", "awb_Extra"}
+    assert tables["utt2spk"]["awb_Extra"] == "awb_Extra"
+    assert all("-" not in spk for spk in tables["spk2utt"] if spk not in ("awb", "rms", "slt"))
+    # The audiofolder export counts labelled speakers, and a missing label is null, as its help says.
+    summary = export_output(out, "audiofolder", tmp_path / "af")
+    extra = next(r for r in metadata_records(tmp_path / "af") if r["file_name"].endswith("Extra.wav"))
+    assert summary.speakers == 3 and extra["speaker"] is None and extra["gender"] is None
+    from anoncli.cli.export import export
+
+    help_text = inspect.signature(export).parameters["to"].annotation.__metadata__[0].help
+    assert "every label a string, null where missing" in help_text
+
+
+def test_kaldi_speaker_order_clash_names_both_speakers(tmp_path):
+    from anoncli.export.kaldi import write_kaldi
+    from anoncli.export.source import ExportRow
+
+    rows = [ExportRow(utt, spk, tmp_path / f"{i}.wav", f"{i}.wav", {})
+            for i, (utt, spk) in enumerate([("a/x", "a"), ("b", "a-b")])]
+    with pytest.raises(InputError, match=r"speaker ids 'a' and 'a-b' .*'a-b-b'.*'a-x'"):
+        write_kaldi(rows, tmp_path)

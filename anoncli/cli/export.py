@@ -19,7 +19,7 @@ class ExportFormat(str, Enum):
 def export(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder of `anoncli anonymize` (with manifest/).", show_default=False)],
     dest: Annotated[Path, typer.Argument(metavar="DEST", help="Folder to create (must be empty or absent; outside OUT).", show_default=False)],
-    to: Annotated[ExportFormat, typer.Option("--to", help="kaldi: wav.scp/utt2spk/spk2utt/spk2gender/text; audiofolder: audio + metadata.jsonl (every label a string).")] = ExportFormat.kaldi,
+    to: Annotated[ExportFormat, typer.Option("--to", help="kaldi: wav.scp/utt2spk/spk2utt/spk2gender/text; audiofolder: audio + metadata.jsonl (every label a string, null where missing).")] = ExportFormat.kaldi,
     pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Export keyed pseudonyms instead of utterance and speaker ids.")] = False,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="With --pseudonymize: CSV of original id -> pseudonym, written to this file (never inside DEST), its key next to it as <this file>.key.")] = None,
     copy: Annotated[bool, typer.Option("--copy", help="Copy audio instead of hard-linking it (audiofolder, or kaldi with --pseudonymize).")] = False,

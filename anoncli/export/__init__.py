@@ -26,7 +26,12 @@ __all__ = ["FORMATS", "ExportSummary", "export_output", "read_kaldi"]
 
 @dataclass
 class ExportSummary:
-    """What an export wrote: destination, format, counts, label columns kept and dropped, mapping file and notes."""
+    """What an export wrote: destination, format, counts, label columns kept and dropped, mapping file and notes.
+
+    `speakers` counts the speakers written: for Kaldi the spk2utt lines (an
+    unlabelled utterance is its own speaker), for an audiofolder the distinct
+    labelled speakers.
+    """
 
     dest: Path
     fmt: str
@@ -131,15 +136,17 @@ def export_output(
             if any(PurePosixPath(r.output_path).suffix.lower() != ".wav" for r in rows):
                 notes.append("wav.scp lists non-WAV files: Kaldi binaries read only WAV (anonymize with --format wav)")
             rows = rows_out
-            notes += write_kaldi(rows, staging)
+            speakers, written_notes = write_kaldi(rows, staging)
+            notes += written_notes
         else:
             notes = write_audiofolder(rows, columns, staging, pseudonymize, link)
+            speakers = len({r.speaker for r in rows if r.speaker})
         _swap_into_place(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if skipped:
         notes.append(f"{skipped} manifest row(s) not exported (status not ok)")
     return ExportSummary(
-        dest=dest, fmt=fmt, utterances=len(rows), speakers=len({r.speaker for r in rows if r.speaker}),
+        dest=dest, fmt=fmt, utterances=len(rows), speakers=speakers,
         skipped=skipped, columns=columns, dropped_columns=dropped, mapping=mapping if pseudonymize else None, notes=notes,
     )

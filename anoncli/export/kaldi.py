@@ -36,25 +36,32 @@ def kaldi_id(name: str, hashed: bool = False) -> str:
 def kaldi_ids(rows: list[ExportRow]) -> list[tuple[str, str]]:
     """(utterance id, speaker id) per row, Kaldi-safe and with the speaker as utterance prefix.
 
-    An utterance without a speaker is its own speaker (Kaldi's convention).
-    Ids keep only ASCII letters, digits, `_`, `.` and `-` (see `kaldi_id`);
-    write_kaldi checks that `spk-utt` order matches speaker order (it can
-    only fail when one speaker id is another's prefix followed by `-`).
+    An utterance without a speaker is its own speaker (Kaldi's convention):
+    its id, with folders and `-` written `_` (`awb/Extra` -> `awb_Extra`),
+    serves as both. Without a `-` it can never read as another speaker's
+    `spk-...` utterance, so sorting by utterance still sorts by speaker
+    (every other character Kaldi ids keep sorts after `-`). Ids keep only
+    ASCII letters, digits, `_`, `.` and `-` (see `kaldi_id`); write_kaldi
+    checks the orders agree (they can only disagree when one labelled
+    speaker id is another's prefix followed by `-`, as `a` and `a-b`).
     """
     ids = []
     seen: dict[str, str] = {}
-    # Names that read the same once folders become `-` (`d/x`, `d-x`) all get their hash: unique, and stable.
-    utt_shared = _shared(kaldi_id(row.utt_id) for row in rows)
+    names = [row.utt_id.replace("/", "-") if row.speaker else re.sub(r"[/-]", "_", row.utt_id) for row in rows]
+    # Names that read the same once rewritten (`d/x`, `d-x`) all get their hash: unique, and stable.
+    utt_shared = _shared(safe_id(name) for name in names)
     spk_names = {row.speaker for row in rows if row.speaker}
     spk_shared = _shared(kaldi_id(s) for s in spk_names)
-    for row in rows:
-        utt = kaldi_id(row.utt_id, kaldi_id(row.utt_id) in utt_shared)
-        speaker = kaldi_id(row.speaker, kaldi_id(row.speaker) in spk_shared) if row.speaker else None
-        if speaker is None:
-            speaker = utt
-            kaldi_utt = speaker
-        else:
+    speakers = {kaldi_id(s, kaldi_id(s) in spk_shared) for s in spk_names}
+    for row, name in zip(rows, names):
+        utt = safe_id(name)
+        if utt in utt_shared or (not row.speaker and utt in speakers):
+            utt = safe_id(name, hash_of=row.utt_id)
+        if row.speaker:
+            speaker = kaldi_id(row.speaker, kaldi_id(row.speaker) in spk_shared)
             kaldi_utt = utt if utt.startswith(speaker + "-") else f"{speaker}-{utt}"
+        else:
+            speaker = kaldi_utt = utt
         if kaldi_utt in seen:
             raise InputError(f"utterances {seen[kaldi_utt]!r} and {row.utt_id!r} get the same Kaldi id {kaldi_utt!r}")
         seen[kaldi_utt] = row.utt_id
@@ -73,16 +80,18 @@ def _write(path: Path, lines: list[str]) -> None:
         handle.writelines(line + "\n" for line in lines)
 
 
-def write_kaldi(rows: list[ExportRow], folder: Path) -> list[str]:
-    """Write the data directory into `folder` (which exists and is empty); return notes."""
+def write_kaldi(rows: list[ExportRow], folder: Path) -> tuple[int, list[str]]:
+    """Write the data directory into `folder` (which exists and is empty); return the speakers written (spk2utt lines) and notes."""
     notes = []
     entries = sorted(zip(kaldi_ids(rows), rows), key=lambda e: e[0][0].encode())
     for (utt, _), row in entries:
         if re.search(r"\s", str(row.audio)):
             raise InputError(f"{row.audio}: Kaldi's wav.scp cannot hold a path with white space (move the output folder)")
-    order = [utt for (utt, _), _ in entries]
-    if order != [utt for (utt, _), _ in sorted(entries, key=lambda e: (e[0][1].encode(), e[0][0].encode()))]:
-        raise InputError("speaker ids such as 'a' and 'a-b' make Kaldi's utterance and speaker orders disagree; rename the speakers")
+    # Sorted by utterance, the speakers must not go down (Kaldi sorts both files the same way).
+    for ((utt1, spk1), _), ((utt2, spk2), _) in zip(entries, entries[1:]):
+        if spk2.encode() < spk1.encode():
+            raise InputError(f"speaker ids {spk2!r} and {spk1!r} make Kaldi's utterance and speaker orders disagree "
+                             f"({spk1!r}'s utterance {utt1!r} sorts before {spk2!r}'s {utt2!r}); rename one of them")
     _write(folder / "wav.scp", [f"{utt} {row.audio}" for (utt, _), row in entries])
     _write(folder / "utt2spk", [f"{utt} {spk}" for (utt, spk), _ in entries])
     by_speaker: dict[str, list[str]] = defaultdict(list)
@@ -108,7 +117,7 @@ def write_kaldi(rows: list[ExportRow], folder: Path) -> list[str]:
             _write(folder / name, [f"{u} {v}" for u, v in have])
         elif have:
             notes.append(f"{name} not written: {len(values) - len(have)} utterance(s) have no {column}")
-    return notes
+    return len(speakers), notes
 
 
 def read_kaldi(folder: Path) -> dict[str, dict[str, str]]:

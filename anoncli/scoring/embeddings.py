@@ -108,8 +108,11 @@ def _trim_long_silences(wave: np.ndarray) -> np.ndarray:
     total = np.cumsum(padded)
     total[VAD_AVERAGE_WIDTH:] = total[VAD_AVERAGE_WIDTH:] - total[:-VAD_AVERAGE_WIDTH]
     mask = np.round(total[VAD_AVERAGE_WIDTH - 1:] / VAD_AVERAGE_WIDTH).astype(bool)
-    # binary dilation with a centred structure of VAD_MAX_SILENCE + 1 ones (scipy.ndimage's, zero border)
-    mask = np.convolve(mask.astype(np.int32), np.ones(VAD_MAX_SILENCE + 1, np.int32), mode="same") > 0
+    # binary dilation with a centred structure of VAD_MAX_SILENCE + 1 ones (scipy.ndimage's, zero border);
+    # the centred slice of the full convolution, as mode="same" returns the longer input's length (a wave
+    # of fewer windows than the structure got a mask longer than itself)
+    dilated = np.convolve(mask.astype(np.int32), np.ones(VAD_MAX_SILENCE + 1, np.int32), mode="full")
+    mask = dilated[VAD_MAX_SILENCE // 2:VAD_MAX_SILENCE // 2 + len(mask)] > 0
     return wave[np.repeat(mask, VAD_WINDOW)]
 
 
@@ -139,6 +142,8 @@ class ResemblyzerBackend:
         change_db = NORM_TARGET_DBFS - 20 * np.log10(rms / 32767)
         if change_db > 0:  # resemblyzer normalises with increase_only=True
             wave = (wave * 10 ** (change_db / 20)).astype(np.float32)
+        if len(wave) < EMBED_RATE // 2:  # trimming could only shorten it below the floor below: embed it whole
+            return wave
         trimmed = _trim_long_silences(wave)
         # The VAD can drop everything from a synthetic or very quiet file; keep the raw wave then.
         return trimmed if len(trimmed) >= EMBED_RATE // 2 else wave
@@ -156,8 +161,10 @@ class ResemblyzerBackend:
     def embed(self, waves: list[np.ndarray]) -> np.ndarray:
         """Embeddings of 16 kHz float32 mono waves, shape (len(waves), 256), L2-normalised float32.
 
-        Returns shape (0, 256) for no waves. Raises AnoncliError (at construction)
-        when resemblyzer's bundled weights are missing.
+        Returns shape (0, 256) for no waves. A wave shorter than 0.5 s is embedded
+        whole, without VAD trimming (callers that want no embedding of a too short
+        wave check `signal_metrics.MIN_SECONDS` first). Raises AnoncliError (at
+        construction) when resemblyzer's bundled weights are missing.
         """
         import torch
 

@@ -76,12 +76,28 @@ def test_normalisation_imposes_the_drawn_target_whatever_the_source():
     sources = [wf.analyse(speech(1.0, seed=1, **HIGH), RATE), wf.analyse(speech(1.0, seed=2, **LOW), RATE)]
     before = [utterance_stats(f) for f in sources]
     assert abs(before[0].f0_mean - before[1].f0_mean) > 0.5           # the sources differ by an octave
+    target_cov = target.mcep_corr * np.outer(target.mcep_std, target.mcep_std)
     f0_means = []
     for features, stats in zip(sources, before):
-        out = impose(features, stats, target)
-        after = utterance_stats(out)
+        diagonal = impose(features, stats, target, full=False)
+        after = utterance_stats(diagonal)
         np.testing.assert_allclose(after.mcep_mean, target.mcep_mean, atol=1e-9)
         np.testing.assert_allclose(after.mcep_std, target.mcep_std, rtol=1e-9)
+        # full: whitened with the source's covariance, coloured with the target's; on frames of a known,
+        # well-conditioned covariance (the synthetic voices' frames hardly vary), different for each source
+        rng = np.random.default_rng(len(f0_means))
+        mixing = 0.3 * rng.standard_normal((wf.N_MCEP, wf.N_MCEP)) / np.sqrt(wf.N_MCEP) + np.eye(wf.N_MCEP)
+        frames = rng.standard_normal((4000, wf.N_MCEP)) @ mixing + rng.standard_normal(wf.N_MCEP)
+        many = features.with_(mcep=frames, level_db=np.zeros(len(frames)), log_f0=np.zeros(len(frames)),
+                              voiced=np.zeros(len(frames), bool))
+        out = impose(many, utterance_stats(many), target)
+        np.testing.assert_allclose(out.mcep.mean(axis=0), target.mcep_mean, atol=1e-9)
+        error = np.linalg.norm(np.cov(out.mcep, rowvar=False, bias=True) - target_cov) / np.linalg.norm(target_cov)
+        diagonal_error = np.linalg.norm(np.cov(impose(many, utterance_stats(many), target, full=False).mcep,
+                                               rowvar=False, bias=True) - target_cov) / np.linalg.norm(target_cov)
+        assert error < 0.05 and diagonal_error > 4 * error
+        out = impose(features, stats, target)
+        after = utterance_stats(out)
         assert after.f0_mean == pytest.approx(target.f0_mean) and after.f0_std == pytest.approx(target.f0_std)
         np.testing.assert_array_equal(out.voiced, features.voiced)
         f0_means.append(active_mean_f0(wf.synthesize(out)))              # heard: resynthesised, analysed again
@@ -183,3 +199,10 @@ def test_anonymize_loads_a_saved_sampler(tmp_path, monkeypatch):
     first = method.process([torch.from_numpy(speech(0.8, seed=4, **HIGH))], [params])[0].audio
     second = method.process([torch.from_numpy(speech(0.8, seed=4, **HIGH))], [params])[0].audio
     assert torch.equal(first, second)
+    # a model fitted for the per-dimension (diagonal) normalisation says so in its config
+    diagonal = save_model(sampler(), tmp_path / "diagonal", covariance="diagonal")
+    method = create_method("world_norm", MethodOptions(checkpoint=str(diagonal)))
+    assert method.pipeline.full is False and method.config()["model"]["covariance"] == "diagonal"
+    assert not torch.equal(method.process([torch.from_numpy(speech(0.8, seed=4, **HIGH))], [params])[0].audio, first)
+    with pytest.raises(ValueError):
+        save_model(sampler(), tmp_path / "bad", covariance="block")

@@ -5,14 +5,15 @@ The method (`WorldNorm`, `--method world_norm`) and its pipeline
 `anoncli.methods.pipeline.PIPELINES`). Per utterance: WORLD analysis into
 40 coded envelope coefficients, log-F0 with voicing, band aperiodicity and
 frame level at 5 ms (`anoncli.synthesis.world_features`); the utterance's
-envelope and log-F0 statistics replaced by those of a pseudo-speaker drawn
+envelope's mean and covariance (a model whose config says `covariance:
+diagonal`: mean and std) and its log-F0 mean and std replaced by those of a pseudo-speaker drawn
 from the utterance's seed (`anoncli.synthesis.world_norm.PseudoSpeakers`,
 target gender 50/50, independent of the source); the residual slot (the
 networks' place, `transform`); WORLD resynthesis of the same length.
 
 The model is the fitted pseudo-speaker distribution: `model.safetensors`
 (tensors `sampler.means` (G, 82), `sampler.chols` (G, 82, 82),
-`sampler.speakers` (G,)) and `card.json` (method `world_norm`, config with
+`sampler.speakers` (G,), `sampler.corrs` (G, 40, 40)) and `card.json` (method `world_norm`, config with
 `synthesis: world_norm`, classes = the genders), written by `save_model`
 and loaded with `--checkpoint DIR/model.safetensors`. The residual slot is
 the identity: a generator that learns a bounded residual on the normalised
@@ -35,6 +36,9 @@ from anoncli.synthesis import world_features
 from anoncli.synthesis.world_norm import PseudoSpeakers, impose, utterance_stats
 
 SAMPLER = "sampler"
+# config["covariance"]: "full" imposes the pseudo-speaker's mean and covariance of the coded envelope
+# (whitening and colouring), "diagonal" its per-dimension mean and std only
+COVARIANCES = ("full", "diagonal")
 
 
 class ResidualSlot(torch.nn.Module):
@@ -80,6 +84,10 @@ class WorldNormPipeline(Pipeline):
         except (KeyError, ValueError) as err:
             raise AnoncliError(f"{source}: unusable pseudo-speaker sampler ({err})") from None
         self.vocoder_name = "world"
+        covariance = method.model_config.get("covariance", "full")
+        if covariance not in COVARIANCES:
+            raise AnoncliError(f"{source}: covariance {covariance!r} in the model's config (known: {', '.join(COVARIANCES)})")
+        self.full = covariance == "full"
 
     def utterance_params(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         """The drawn target gender and the seed of the pseudo-speaker draw (recorded in the manifest)."""
@@ -98,16 +106,19 @@ class WorldNormPipeline(Pipeline):
         require_samples(wave, world_features.min_samples(rate), rate, "WORLD analysis")
         features = world_features.analyse(wave.numpy(), rate)
         _, target = self.sampler.draw(params["pseudo_seed"])
-        out = impose(features, utterance_stats(features), target)
+        out = impose(features, utterance_stats(features), target, full=self.full)
         coded = torch.from_numpy(out.mcep.T[None].astype(np.float32)).to(self.method.device)
         changed = self.method.transform(coded, [params])[0].cpu().double().numpy().T
         return torch.from_numpy(world_features.synthesize(out.with_(mcep=changed)))
 
 
 def save_model(sampler: PseudoSpeakers, folder: str | Path, card: dict | None = None,
-               sample_rate: int = 16000) -> Path:
+               sample_rate: int = 16000, covariance: str = "full") -> Path:
     """Write a world_norm model: `folder/model.safetensors` (the sampler's arrays) and `folder/card.json`
-    (`card`'s keys plus method and model). Returns the weights' path; OSError when the folder is not writable."""
+    (`card`'s keys plus method and model; `covariance` one of COVARIANCES). Returns the weights' path;
+    OSError when the folder is not writable, ValueError for an unknown `covariance`."""
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance {covariance!r}: choose {' or '.join(COVARIANCES)}")
     from anoncli.atomic import atomic_write_json
     from anoncli.models.safetensors_io import save_file
 
@@ -117,7 +128,8 @@ def save_model(sampler: PseudoSpeakers, folder: str | Path, card: dict | None = 
     save_file({f"{SAMPLER}.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in sampler.arrays().items()},
               weights)
     config = {"synthesis": WorldNormPipeline.name, "sample_rate": int(sample_rate),
-              "frame_period_ms": world_features.FRAME_PERIOD_MS, "n_mcep": world_features.N_MCEP}
+              "frame_period_ms": world_features.FRAME_PERIOD_MS, "n_mcep": world_features.N_MCEP,
+              "covariance": covariance}
     atomic_write_json(folder / "card.json", {**(card or {}), "method": WorldNorm.name,
                                              "model": {"config": config, "classes": list(sampler.genders),
                                                        "attribute": "gender"}})

@@ -4,21 +4,24 @@ The "filter" of PCMelGAN (Ericsson et al., 2020) made explicit: remove an
 utterance's statistics and impose target statistics that do not depend on
 the source.
 
-Statistics (`Stats`): the per-dimension mean and standard deviation of the
-coded envelope (`mcep`, 40 dims) over the active frames (level within
+Statistics (`Stats`): the per-dimension mean and standard deviation and the
+correlation matrix of the coded envelope (`mcep`, 40 dims) over the active frames (level within
 `ACTIVE_RANGE_DB` of the loudest), the mean and standard deviation of log-F0
 over voiced frames (absent with no voiced frame), and the mean active frame
 level (dB). As a vector (`Stats.vector`, `STAT_DIM` = 82 values): mcep mean
 (40), ln mcep std (40), log-F0 mean, ln log-F0 std. The level is kept out of
-the vector: it is the recording's, not the voice's.
+the vector: it is the recording's, not the voice's; so is the correlation
+matrix, which the distribution holds as each gender's mean.
 
-* Gender and identity (`impose`, `PseudoSpeakers`): each mcep dimension and
-  log-F0 are standardised with the utterance's statistics and recoloured with
-  those of a pseudo-speaker. The pseudo-speaker is drawn, per utterance seed,
+* Gender and identity (`impose`, `PseudoSpeakers`): the coded envelope is
+  whitened with the utterance's mean and covariance and coloured with a
+  pseudo-speaker's (or, `full=False`, each dimension standardised and
+  recoloured), and log-F0 standardised and recoloured likewise. The pseudo-speaker is drawn, per utterance seed,
   from a distribution fitted on training speakers' statistics vectors
   (`fit_pseudo_speakers`): the target gender 50/50, then a Gaussian of that
   gender's speakers (mean and Ledoit-Wolf shrunk covariance, Ledoit & Wolf
   2004, scikit-learn), its standard normal draw clipped to ±`CLIP_SIGMA`.
+  Its envelope correlation is its gender's mean speaker correlation.
   The draw is a point of a continuous distribution, never a copy of a real
   speaker, and it depends on the seed only, not on the source. Frame level,
   voicing and aperiodicity are kept.
@@ -50,6 +53,8 @@ CLIP_SIGMA = 2.0
 # a standard deviation is never below this (a constant dimension, one voiced frame)
 MIN_STD = 1e-3
 GENDERS = ("female", "male")
+# correlation matrices are shrunk this much towards the identity before they are inverted
+CORR_SHRINK = 0.02
 
 
 @dataclass
@@ -61,6 +66,8 @@ class Stats:
     f0_mean: float | None        # mean ln(F0 / Hz) over voiced frames
     f0_std: float | None         # its standard deviation
     level_db: float              # mean active frame level, dB
+    mcep_corr: np.ndarray | None = None   # (N_MCEP, N_MCEP) correlation of the coded envelope, or None
+
 
     @property
     def vector(self) -> np.ndarray:
@@ -81,6 +88,23 @@ def active_frames(features: CodedWorld, range_db: float = ACTIVE_RANGE_DB) -> np
     return features.level_db >= features.level_db.max() - range_db
 
 
+def correlation(frames: np.ndarray) -> np.ndarray | None:
+    """(N, D) frames -> their (D, D) correlation matrix shrunk by CORR_SHRINK towards the identity
+    (so that it can be inverted), or None with fewer than 2 frames."""
+    if frames.shape[0] < 2:
+        return None
+    corr = np.corrcoef(frames, rowvar=False)
+    corr = np.nan_to_num(corr, nan=0.0)          # a constant dimension correlates with nothing
+    np.fill_diagonal(corr, 1.0)
+    return (1.0 - CORR_SHRINK) * corr + CORR_SHRINK * np.eye(frames.shape[1])
+
+
+def _matrix_power(matrix: np.ndarray, power: float) -> np.ndarray:
+    """A symmetric positive definite matrix to a real power (eigendecomposition)."""
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.maximum(values, 1e-12) ** power) @ vectors.T
+
+
 def _moments(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
     stacked = np.concatenate(frames, axis=0) if frames else np.zeros((0,))
     if stacked.shape[0] == 0:
@@ -97,10 +121,12 @@ def pool_stats(utterances: Iterable[CodedWorld]) -> Stats:
     if not utterances:
         raise ValueError("no utterance to take statistics from")
     masks = [active_frames(u) for u in utterances]
-    mcep_mean, mcep_std = _moments([u.mcep[m] for u, m in zip(utterances, masks)])
+    frames = np.concatenate([u.mcep[m] for u, m in zip(utterances, masks)], axis=0)
+    mcep_mean, mcep_std = _moments([frames])
     f0 = _moments([u.log_f0[u.voiced] for u in utterances])
     level = float(np.mean(np.concatenate([u.level_db[m] for u, m in zip(utterances, masks)])))
-    return Stats(mcep_mean, mcep_std, None if f0 is None else float(f0[0]), None if f0 is None else float(f0[1]), level)
+    return Stats(mcep_mean, mcep_std, None if f0 is None else float(f0[0]), None if f0 is None else float(f0[1]), level,
+                 correlation(frames))
 
 
 def utterance_stats(features: CodedWorld) -> Stats:
@@ -108,13 +134,20 @@ def utterance_stats(features: CodedWorld) -> Stats:
     return pool_stats([features])
 
 
-def impose(features: CodedWorld, source: Stats, target: Stats, level: bool = False) -> CodedWorld:
-    """Features with `source`'s statistics replaced by `target`'s (per-dimension mean/std recolouring).
+def impose(features: CodedWorld, source: Stats, target: Stats, level: bool = False, full: bool = True) -> CodedWorld:
+    """Features with `source`'s statistics replaced by `target`'s.
 
-    The coded envelope always; log-F0 where both carry F0 (an unvoiced utterance keeps no F0);
-    the frame level only with `level=True` (shifted by target minus source mean level).
+    The coded envelope always: standardised per dimension, then with `full` (and both correlations known)
+    whitened with the source's correlation and coloured with the target's (R_t^1/2 R_s^-1/2, symmetric
+    square roots), then given the target's std and mean: the frames' mean and covariance become the
+    target's (the per-dimension recolouring alone with `full=False`). log-F0 where both carry F0 (an
+    unvoiced utterance keeps no F0); the frame level only with `level=True` (shifted by target minus
+    source mean level).
     """
-    mcep = (features.mcep - source.mcep_mean) / source.mcep_std * target.mcep_std + target.mcep_mean
+    z = (features.mcep - source.mcep_mean) / source.mcep_std
+    if full and source.mcep_corr is not None and target.mcep_corr is not None:
+        z = z @ (_matrix_power(source.mcep_corr, -0.5) @ _matrix_power(target.mcep_corr, 0.5))
+    mcep = z * target.mcep_std + target.mcep_mean
     log_f0 = features.log_f0
     if features.voiced.any() and None not in (source.f0_mean, source.f0_std, target.f0_mean, target.f0_std):
         moved = (features.log_f0 - source.f0_mean) / source.f0_std * target.f0_std + target.f0_mean
@@ -130,7 +163,7 @@ def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def flatten_to_speaker(features: CodedWorld, speaker: Stats, f0_keep: float = 0.5, level_keep: float = 0.5,
-                       smooth_ms: float = 200.0) -> CodedWorld:
+                       smooth_ms: float = 200.0, full: bool = True) -> CodedWorld:
     """Emotion normalisation: the utterance's statistics replaced by its `speaker`'s pooled ones, contours flattened.
 
     log-F0: standardised with the utterance's statistics, its deviation around the declination line (least
@@ -143,7 +176,7 @@ def flatten_to_speaker(features: CodedWorld, speaker: Stats, f0_keep: float = 0.
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], not {value}")
     own = utterance_stats(features)
-    out = impose(features, own, speaker)
+    out = impose(features, own, speaker, full=full)
     voiced = features.voiced
     if voiced.sum() >= 2 and speaker.f0_mean is not None and own.f0_std is not None:
         z = (features.log_f0 - own.f0_mean) / own.f0_std
@@ -163,12 +196,14 @@ def flatten_to_speaker(features: CodedWorld, speaker: Stats, f0_keep: float = 0.
 @dataclass
 class PseudoSpeakers:
     """Per gender (`genders`, index g): the mean (STAT_DIM,) and the lower Cholesky factor (STAT_DIM, STAT_DIM)
-    of a Gaussian over speakers' statistics vectors; `speakers[g]` is how many speakers fitted it."""
+    of a Gaussian over speakers' statistics vectors, and the mean of the speakers' coded-envelope
+    correlation matrices (N_MCEP, N_MCEP; None: the draws carry none); `speakers[g]` is how many speakers fitted it."""
 
     genders: tuple[str, ...]
     means: np.ndarray       # (G, STAT_DIM)
     chols: np.ndarray       # (G, STAT_DIM, STAT_DIM)
     speakers: np.ndarray    # (G,) int
+    corrs: np.ndarray | None = None   # (G, N_MCEP, N_MCEP)
 
     def draw(self, seed: int) -> tuple[str, Stats]:
         """The pseudo-speaker of `seed`: a gender uniformly, then its statistics (level 0: not drawn).
@@ -176,11 +211,14 @@ class PseudoSpeakers:
         rng = np.random.default_rng(int(seed) & ((1 << 63) - 1))
         g = int(rng.integers(len(self.genders)))
         z = np.clip(rng.standard_normal(self.means.shape[1]), -CLIP_SIGMA, CLIP_SIGMA)
-        return self.genders[g], Stats.from_vector(self.means[g] + self.chols[g] @ z)
+        stats = Stats.from_vector(self.means[g] + self.chols[g] @ z)
+        stats.mcep_corr = None if self.corrs is None else self.corrs[g]
+        return self.genders[g], stats
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The parameters as named arrays (saved as safetensors by the model that holds them)."""
-        return {"means": self.means, "chols": self.chols, "speakers": self.speakers}
+        arrays = {"means": self.means, "chols": self.chols, "speakers": self.speakers}
+        return arrays if self.corrs is None else {**arrays, "corrs": self.corrs}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], genders: Iterable[str]) -> PseudoSpeakers:
@@ -189,11 +227,14 @@ class PseudoSpeakers:
         means = np.asarray(arrays["means"], dtype=np.float64)
         chols = np.asarray(arrays["chols"], dtype=np.float64)
         speakers = np.asarray(arrays["speakers"]).astype(np.int64)
+        corrs = np.asarray(arrays["corrs"], dtype=np.float64) if "corrs" in arrays else None
         if means.shape != (len(genders), STAT_DIM) or chols.shape != (len(genders), STAT_DIM, STAT_DIM) \
-                or speakers.shape != (len(genders),):
-            raise ValueError(f"pseudo-speaker arrays of shapes {means.shape}, {chols.shape}, {speakers.shape} "
-                             f"do not describe {len(genders)} genders of {STAT_DIM} statistics")
-        return cls(genders, means, chols, speakers)
+                or speakers.shape != (len(genders),) \
+                or (corrs is not None and corrs.shape != (len(genders), N_MCEP, N_MCEP)):
+            raise ValueError(f"pseudo-speaker arrays of shapes {means.shape}, {chols.shape}, {speakers.shape}"
+                             f"{'' if corrs is None else ', ' + str(corrs.shape)} do not describe "
+                             f"{len(genders)} genders of {STAT_DIM} statistics")
+        return cls(genders, means, chols, speakers, corrs)
 
 
 def fit_pseudo_speakers(speaker_stats: dict[str, Stats], genders: dict[str, str],
@@ -206,10 +247,11 @@ def fit_pseudo_speakers(speaker_stats: dict[str, Stats], genders: dict[str, str]
     """
     from sklearn.covariance import LedoitWolf
 
-    means, chols, counts = [], [], []
+    means, chols, counts, corrs = [], [], [], []
     for gender in classes:
-        rows = [speaker_stats[s].vector for s in sorted(speaker_stats)
-                if genders.get(s) == gender and speaker_stats[s].f0_mean is not None]
+        usable = [speaker_stats[s] for s in sorted(speaker_stats)
+                  if genders.get(s) == gender and speaker_stats[s].f0_mean is not None]
+        rows = [stats.vector for stats in usable]
         if len(rows) < 2:
             raise ValueError(f"{len(rows)} {gender} speaker(s) with F0: at least 2 are needed to fit a distribution")
         data = np.stack(rows)
@@ -218,4 +260,7 @@ def fit_pseudo_speakers(speaker_stats: dict[str, Stats], genders: dict[str, str]
         means.append(data.mean(axis=0))
         chols.append(np.linalg.cholesky(covariance))
         counts.append(len(rows))
-    return PseudoSpeakers(tuple(classes), np.stack(means), np.stack(chols), np.asarray(counts, dtype=np.int64))
+        matrices = [stats.mcep_corr for stats in usable if stats.mcep_corr is not None]
+        corrs.append(np.mean(matrices, axis=0) if matrices else np.eye(N_MCEP))
+    return PseudoSpeakers(tuple(classes), np.stack(means), np.stack(chols), np.asarray(counts, dtype=np.int64),
+                          np.stack(corrs))

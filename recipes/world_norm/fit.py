@@ -5,7 +5,7 @@ speaker's utterances) of every speaker of CORPUS with a gender label, except
 the speakers of --exclude (a folder with a metadata.csv, or a comma list),
 then `fit_pseudo_speakers`. Deterministic (files in sorted order, no draws).
 
-Usage: python recipes/world_norm/fit.py CORPUS --out MODEL_DIR [--exclude HELD_DIR_OR_LIST]
+Usage: python recipes/world_norm/fit.py CORPUS --out MODEL_DIR [--exclude HELD_DIR_OR_LIST] [--covariance diagonal]
        anoncli anonymize HELD --method world_norm --checkpoint MODEL_DIR/model.safetensors --out ANON
 """
 
@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--exclude", default="", help="folder with a metadata.csv, or comma-separated speakers")
+    parser.add_argument("--covariance", default="full", choices=("full", "diagonal"),
+                        help="impose the coded envelope's mean and covariance (full) or mean and std (diagonal)")
     args = parser.parse_args()
     exclude = {r["speaker"] for r in rows(Path(args.exclude))} if args.exclude and Path(args.exclude).is_dir() else \
         {s for s in args.exclude.split(",") if s}
@@ -59,7 +61,7 @@ def main() -> None:
     card = {"trained_on": str(args.corpus), "excluded_speakers": sorted(exclude),
             "speakers": {g: int(n) for g, n in zip(sampler.genders, sampler.speakers)},
             "command": " ".join(sys.argv)}
-    print(save_model(sampler, args.out, card))
+    print(save_model(sampler, args.out, card, covariance=args.covariance))
 
 
 if __name__ == "__main__":

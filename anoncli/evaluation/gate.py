@@ -7,7 +7,11 @@ probe declares (`Probe.gate_aliases`), at present:
   asv.<figure>       -> asv.OA.<figure>             (ignorant attacker)
   asr.<figure>       -> asr.anonymized.<figure>     (e.g. asr.Aw, asr.WER)
   link.<figure>      -> linkability.<figure>        (e.g. link.cosine_mean, link.G_VD)
-A figure that was not measured (NaN) fails its condition.
+A figure that was not measured (NaN) fails its condition. Names are case-sensitive, and
+two figures can differ only by case: `asv.OA.EER` is the equal error rate in % (50 =
+chance), `asv.OA.eer` the normalised privacy score 100 − 2·|EER − 50| (100 = chance);
+likewise `GR`/`gr`. A threshold outside the range a figure's definition allows (`SCALES`)
+is refused before any work, and a failed condition says the figure's scale.
 """
 
 from __future__ import annotations
@@ -33,6 +37,73 @@ class Condition:
     resolved: str   # the summary figure it refers to
     op: str
     threshold: float
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a figure's numbers are (`unit`, shown after a measured value) and the range its definition allows.
+
+    `chance`: for a raw error or accuracy rate in % (EER, GR) the value at chance, above which an attacker is
+    worse than guessing (a gate asking for more is warned that the normalised score is probably meant).
+    """
+
+    unit: str
+    low: float = -math.inf
+    high: float = math.inf
+    chance: float | None = None
+
+
+_PERCENT = Scale("%", 0.0, 100.0)
+_PRIVACY = Scale("normalised 0-100, 100 = chance", 0.0, 100.0)
+_COUNT = Scale("count", 0.0)
+_UNIT = Scale("-1 to 1", -1.0, 1.0)
+# Leaf names of summary.json figures (docs/evaluation.md, "Metric definitions"); anoncli.scoring.metrics computes them.
+SCALES = {
+    "EER": Scale("EER in %, 50 = chance", 0.0, 100.0, chance=50.0),
+    "eer": Scale("normalised 0-100 = 100 - 2·|EER - 50|, 100 = chance", 0.0, 100.0),
+    "GR": Scale("accuracy in %, 50 = chance", 0.0, 100.0, chance=50.0),
+    "gr": Scale("normalised 0-100 = 100 - 2·|GR - 50|, 100 = chance", 0.0, 100.0),
+    "minDCF": Scale("normalised minDCF, 1 = no better than rejecting every trial", 0.0),
+    "acc": _PERCENT, "uar": _PERCENT, "chance": _PERCENT, "norm": _PRIVACY,
+    "auc": Scale("ROC AUC 0-1, 0.5 = chance", 0.0, 1.0),
+    "WER": Scale("%", 0.0), "Aw": Scale("100 - WER, %", high=100.0),
+    "stoi": Scale("STOI, at most 1", -1.0, 1.0), "f0_r": Scale("Pearson r, -1 to 1", -1.0, 1.0),
+    "cosine_mean": _UNIT, "cosine_median": _UNIT,
+    "lsd_db": Scale("dB", 0.0), "level_change_db": Scale("dB"), "G_VD": Scale("dB"),
+    "duration_ratio": Scale("output/original duration", 0.0),
+    "n": _COUNT, "n_target": _COUNT, "n_nontarget": _COUNT, "passthrough": _COUNT, "cosine_missing": _COUNT,
+    "cosine_from_manifest": _COUNT, "folds": _COUNT, "speakers": _COUNT,
+}
+
+
+def scale_of(figure: str) -> Scale | None:
+    """The `Scale` of a summary figure ("asv.OA.EER", "signal.stoi_median", ...), or None when unknown
+    (the `features` section, whose figures follow each method's own labels and units)."""
+    leaf = figure.rpartition(".")[2]
+    if figure.startswith("features."):
+        return None
+    if leaf.endswith("_missing"):
+        return _COUNT
+    return SCALES.get(leaf.removesuffix("_median"))
+
+
+def case_twin(figure: str, names) -> str | None:
+    """The figure of `names` whose name differs from `figure` only by case (asv.OA.eer for asv.OA.EER), or None."""
+    return next((n for n in names if n != figure and n.lower() == figure.lower()), None)
+
+
+def describe_scale(figure: str, names=()) -> str:
+    """" (EER in %, 50 = chance; asv.OA.eer is normalised 0-100 = ..., 100 = chance)": the scale of a figure and
+    of its case twin among `names`, for a gate message; "" when neither is known."""
+    parts = []
+    scale = scale_of(figure)
+    if scale is not None:
+        parts.append(scale.unit)
+    twin = case_twin(figure, names)
+    twin_scale = scale_of(twin) if twin else None
+    if twin_scale is not None:
+        parts.append(f"{twin} is {twin_scale.unit}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def flatten(summary: dict, prefix: str = "") -> dict[str, float]:
@@ -98,6 +169,12 @@ def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred:
         if resolved is None:
             unknown.append(name)
             continue
+        scale = scale_of(resolved)
+        if scale is not None and not scale.low <= number <= scale.high:
+            bounds = f"{scale.low:g} to {scale.high:g}" if math.isfinite(scale.low) and math.isfinite(scale.high) \
+                else (f"at least {scale.low:g}" if math.isfinite(scale.low) else f"at most {scale.high:g}")
+            raise AnoncliError(f"--gate {part.strip()!r}: {number:g} is outside the range of {resolved}, "
+                               f"{bounds}{describe_scale(resolved, flat)}")
         conditions.append(Condition(part.strip(), name, resolved, op, number))
     for name in unknown:
         reason = next((note for note in skipped if note.startswith(f"{name.partition('.')[0]}: ")), None)
@@ -106,6 +183,19 @@ def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred:
     if unknown:
         raise AnoncliError(f"--gate: unknown figure {', '.join(map(repr, unknown))}; valid names: {', '.join(figure_names(summary))}")
     return conditions
+
+
+def beyond_chance(conditions: list[Condition], names) -> list[str]:
+    """Warnings for conditions that ask a raw rate in % (EER, GR) for more than its chance value, which only an
+    attacker worse than guessing reaches: most likely the normalised figure (eer, gr) was meant."""
+    lines = []
+    for cond in conditions:
+        scale = scale_of(cond.resolved)
+        if scale is None or scale.chance is None or cond.op not in (">=", ">") or cond.threshold <= scale.chance:
+            continue
+        lines.append(f"--gate {cond.text!r}: {cond.resolved} above {scale.chance:g} means an attacker worse than "
+                     f"chance{describe_scale(cond.resolved, names)}")
+    return lines
 
 
 def check_gate(conditions: list[Condition], summary: dict) -> list[tuple[Condition, float]]:

@@ -202,8 +202,10 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         notes.extend(label_notes)
     expected = {p.name: p.expected() for p in probes}
     if config.gate:  # unknown figure names fail now, before minutes of work
-        gate_mod.parse_gate(config.gate, expected, deferred=tuple(f"{p.name}." for p in probes if p.deferred_figures),
-                            skipped=label_notes)
+        conditions = gate_mod.parse_gate(config.gate, expected, skipped=label_notes,
+                                         deferred=tuple(f"{p.name}." for p in probes if p.deferred_figures))
+        for line in gate_mod.beyond_chance(conditions, gate_mod.flatten(expected)):
+            warn(line)
     prepare_out(out, config.overwrite)
     timings: dict[str, float] = {}
     what = f"{len(pairing.pairs)} audio pair{'' if len(pairing.pairs) == 1 else 's'}" + \
@@ -334,7 +336,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         protocols = summary["meta"].get("attackers", {})
         for cond, value in failed:
             why = gate_mod.missing_reason(cond.resolved, summary)
-            shown = f"{value:.4g}" if np.isfinite(value) else "not measured" + (f" ({why})" if why else "")
+            shown = f"{value:.4g}{gate_mod.describe_scale(cond.resolved, gate_mod.flatten(summary))}" \
+                if np.isfinite(value) else "not measured" + (f" ({why})" if why else "")
             alias = f" ({cond.resolved})" if cond.resolved != cond.name else ""
             under = gate_mod.protocol_of(cond.resolved, protocols)
             print(f"anoncli: gate failed: {cond.text}{alias}: measured {shown}" + (f" [{under}]" if under else ""),

@@ -49,7 +49,7 @@ def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow
         if worst:
             info["worst"] = report_io.worst_utterances(path, worst, by)
         return info
-    if manifest_dir(path).is_dir():
+    if manifest_dir(path).is_dir() or any(path.glob("run*.json")):
         info = describe_output(path, check=check)
         if worst:
             info["worst"] = worst_outputs(path, worst, by)
@@ -113,9 +113,16 @@ def describe_manifest(path: Path) -> dict[str, Any]:
 
 
 def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
-    """An output folder's manifest summary plus its run records; `check` adds missing, duplicated and failed utterances across shards."""
-    table = read_manifest(out)
-    info: dict[str, Any] = {"kind": "output", "path": str(out), **_manifest_summary(table)}
+    """An output folder's manifest summary plus its run records; `check` adds missing, duplicated and failed utterances across shards.
+
+    A folder whose job stopped before its first batch was written (a manifest
+    folder or run record, no manifest rows) reports 0 rows, and with `check`
+    is incomplete: `expected` is then known only from a run record.
+    """
+    started_only = not manifest_files(out)
+    table = None if started_only else read_manifest(out)
+    info: dict[str, Any] = {"kind": "output", "path": str(out),
+                            **(_manifest_summary(table) if table is not None else {"rows": 0, "ok": 0, "failed": 0})}
     runs = sorted(out.glob("run*.json"))
     audio_s = wall_s = 0.0
     config: dict[str, Any] = {}
@@ -139,6 +146,9 @@ def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
         info["score_run_notes"] = sorted(set(score_notes))
     if check:
         info.update(check_output(out, config))
+        if started_only:
+            info["complete"] = False
+            info["no_batch_written"] = True
     return info
 
 

@@ -70,6 +70,7 @@ def anonymize(
         audio_format, fmt = fmt, None
     if fmt is not None:
         check_format(fmt, SUMMARY_FORMATS)
+    _check_applicable(method, checkpoint, vocoder, alpha)
     device = resolve_device(device)
     check_backend(backend, scheduler)
     config = AnonymizeConfig(
@@ -98,7 +99,8 @@ def anonymize(
     if dry_run:
         typer.echo(json.dumps(job_plan.as_dict(config), indent=None if fmt == "jsonl" else 2))
         raise typer.Exit(EXIT_OK)
-    summary = run_anonymize(config, job_plan, on_batch=_stream_rows if fmt == "jsonl" else None)
+    # -q prints no data on stdout, whatever --format asks for (the summary formats are held back by emit)
+    summary = run_anonymize(config, job_plan, on_batch=_stream_rows if fmt == "jsonl" and not quiet else None)
     # Counts, warnings, failures, and what OUT still holds as failed (the exit code follows OUT).
     for line in summary.report_lines(out)[1 if quiet else 0:]:  # -q: warnings and failures only
         typer.echo(line, err=True)
@@ -106,6 +108,30 @@ def anonymize(
         emit(_summary_record(summary, out), fmt, _print_summary, quiet)
     if summary.exit_code != EXIT_OK:
         raise typer.Exit(summary.exit_code)
+
+
+def _check_applicable(method: str, checkpoint: str | None, vocoder: str | None, alpha: float | None) -> None:
+    """Refuse an option the method would ignore, by what its class declares (uses_checkpoint, uses_vocoder,
+    param_names); an unknown method is left to the engine's own message."""
+    from anoncli.methods import method_class
+
+    if method not in method_names():
+        return
+    cls = method_class(method)
+
+    def users(flag: str) -> str:
+        names = [name for name in method_names() if getattr(method_class(name), flag)]
+        return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+    if checkpoint is not None and not cls.uses_checkpoint:
+        raise AnoncliError(f"--checkpoint: the {method} method uses no trained model; "
+                           f"did you mean --method {users('uses_checkpoint')}?")
+    if vocoder is not None and not cls.uses_vocoder:
+        raise AnoncliError(f"--vocoder: the {method} method uses no vocoder; "
+                           f"did you mean --method {users('uses_vocoder')}?")
+    if alpha is not None and "alpha" not in cls.param_names():
+        raise AnoncliError(f"--alpha: the {method} method has no alpha setting "
+                           f"(its --param keys: {', '.join(cls.param_names()) or 'none'})")
 
 
 def _method_params(pairs: list[str] | None, alpha: float | None) -> dict[str, str]:

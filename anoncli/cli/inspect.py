@@ -21,7 +21,7 @@ def inspect(
     allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
     worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report or output folders: list the N worst utterances by --by.")] = None,
     by: Annotated[str, typer.Option("--by", help="The score that ranks --worst: a per-utterance column (output folders: link_cosine, asv_score, gender_p_anon, stoi, f0_r, ...) or an alias (asv.link, asv, stoi, gender).")] = "asv.link",
-    check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing (from the corpus, or from the latest --files-from selection), duplicated or failed, or when an output keeps the original voice (link_cosine >= 0.999).")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing (from the corpus, or from the latest --files-from selection), duplicated or failed, or when an output keeps the original voice (link_cosine >= 0.999); the identity control's outputs keep it by design: they are reported as passthrough_control_outputs and do not fail the check.")] = False,
 ) -> None:
     """Summarise PATH: corpus (files, hours, speakers, labels), output folder or manifest (rows, failures, throughput), or report.
 
@@ -37,6 +37,9 @@ def inspect(
         of = f" of the {info['expected']} expected ({info['expected_from']})" if "expected" in info else ""
         why = (f"{info.get('missing', 0)} missing{of}, {info.get('duplicated', 0)} duplicated, "
                f"{info.get('failed_utterances', 0)} failed utterance(s)")
+        if info.get("no_batch_written"):
+            why = (f"0 done of {info.get('expected', 'an unknown number of')} utterance(s): its job stopped before "
+                   "the first batch was written (rerun the same anonymize command)")
         if info.get("unmerged_batches"):
             why += (f", {info['unmerged_batches']} batch file(s) not merged (a job was killed or is still running: "
                     "rerun it)")

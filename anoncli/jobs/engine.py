@@ -20,7 +20,7 @@ from anoncli.atomic import atomic_write_json, atomic_write_text, is_temp_path
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.reading import SourceStamp, input_changed
 from anoncli.corpus.utterance import Utterance
-from anoncli.corpus.walk import fs_name
+from anoncli.corpus.walk import AUDIO_EXTENSIONS, fs_name
 from anoncli.errors import EXIT_OK, EXIT_PARTIAL, AnoncliError, InputError, environment_failure
 from anoncli.jobs.batching import auto_plan, estimate_total_seconds, fixed_batches, make_batches
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key, write_mapping
@@ -244,11 +244,13 @@ def _check_settings(config: AnonymizeConfig, previous: dict | None) -> None:
 def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
     """Open the corpus (unless given), select the shard and split it into files to do and files OUT already holds.
 
-    Raises InputError (exit 2) for a corpus that cannot be opened.
+    Raises InputError (exit 2) for a corpus that cannot be opened or holds no audio file.
     """
     if corpus is None:  # an empty --files-from selection is an empty corpus, not "no selection"
         corpus = open_corpus(config.corpus, config.labels_file, layout=config.layout,
                              allow_commands=config.allow_commands, labels_sep=config.labels_sep)
+        if not corpus.utterances:
+            raise InputError(f"{config.corpus}: no audio files found (looked for: {_audio_extensions()})")
     shard_utts = select_shard(corpus.utterances, *config.shard)
     # each utterance's first row in OUT: its status and the stamp of the input it was made from
     written = first_rows(config.out, ["status", "output_path", "features_path", *STAMP_COLUMNS]) \
@@ -279,6 +281,12 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
             skipped += 1
             skipped_failed += state == STATUS_FAILED
     return Plan(corpus, shard_utts, todo, skipped, redo, skipped_failed, changed, lost)
+
+
+def _audio_extensions(first: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "sph")) -> str:
+    """The audio file extensions a corpus walk picks up: the common ones, then how many others."""
+    others = len(AUDIO_EXTENSIONS) - len(set(first) & AUDIO_EXTENSIONS)
+    return f"{', '.join(e for e in first if e in AUDIO_EXTENSIONS)} and {others} other extensions"
 
 
 def failed_in_folder(config: AnonymizeConfig, utterances: list[Utterance]) -> int:

@@ -88,6 +88,10 @@ class Method(ABC):
     options_class: ClassVar[type | None] = None
     # --param keys a method reads itself (besides options_class's fields); any other key is refused.
     extra_params: ClassVar[tuple[str, ...]] = ()
+    # Whether the method reads `MethodOptions.checkpoint` (a trained model) and `.vocoder`: the command
+    # line refuses --checkpoint or --vocoder for a method that would ignore them.
+    uses_checkpoint: ClassVar[bool] = False
+    uses_vocoder: ClassVar[bool] = False
     # True: `process` takes torch tensors on `self.device`; False: numpy float32 arrays (no torch needed).
     tensor_inputs: bool = True
     # The representation-level probes `evaluate` runs on this method's output (their names are

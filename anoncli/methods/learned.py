@@ -41,6 +41,8 @@ class LearnedMethod(Method):
     """
 
     sample_rate: int | None = 16000
+    uses_checkpoint = True
+    uses_vocoder = True  # the pipeline the checkpoint declares says which vocoders it accepts
 
     def __init__(self, options: MethodOptions, state: dict | None = None, source: str | None = None):
         super().__init__(options)

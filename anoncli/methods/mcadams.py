@@ -70,7 +70,7 @@ class McAdamsOptions:
     """McAdams' own settings: `--alpha X` (stored as the `alpha` param) and `--param KEY=VALUE`.
 
     alpha: one McAdams coefficient for every utterance, in [ALPHA_MIN,
-    ALPHA_MAX] (1 leaves the voice unchanged); None draws one per utterance
+    ALPHA_MAX] other than 1 (which leaves the voice unchanged); None draws one per utterance
     (or per speaker) from U(0.5, 0.9). backend: auto (compiled kernel on the
     CPU when numba is installed, else torch), compiled, or torch. highpass:
     remove DC and rumble before analysis; 0/false/no/off keeps them (the
@@ -91,7 +91,7 @@ def compiled_kernel_available() -> bool:
 class McAdams(Method):
     """McAdams-coefficient anonymisation, the VoicePrivacy Challenge 2020 baseline B2: 16 kHz float waves in, same length out.
 
-    Raises AnoncliError for --alpha outside [0.1, 1.5] or an unusable backend
+    Raises AnoncliError for --alpha outside [0.1, 1.5] or equal to 1, or an unusable backend
     (unknown, compiled off the CPU or without numba).
     """
 
@@ -116,6 +116,9 @@ class McAdams(Method):
                 f"--alpha {alpha} is out of range: the McAdams coefficient must be in "
                 f"[{ALPHA_MIN}, {ALPHA_MAX}] (1 leaves the voice unchanged; 0.5-0.9 is the usual range)"
             )
+        if alpha == 1:
+            raise AnoncliError(f"--alpha {alpha}: 1 leaves the voice unchanged, which is no anonymization "
+                               "(--method identity is the control that keeps it); 0.5-0.9 is the usual range")
         self.backend = self._choose_backend(self.settings.backend)
         # The compiled kernel works on numpy arrays: the worker then never imports torch.
         self.tensor_inputs = self.backend != "compiled"

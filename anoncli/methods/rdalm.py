@@ -31,6 +31,7 @@ class Rdalm(Method):
     """
 
     name = "rdalm"
+    uses_checkpoint = True
     output_kind = "audio"
     sample_rate: int | None = 16000
     # Default labels of the evaluation: the service's event classifier, a speech-presence attacker

@@ -35,6 +35,7 @@ class Siamese(Method):
     """
 
     name = "siamese"
+    uses_checkpoint = True
     output_kind = "features"
     # Default labels of the evaluation: the service's gender head, and a closed-set speaker-ID
     # attacker within each gender (`anoncli evaluate --utility/--private` choose others).

@@ -74,3 +74,22 @@ def test_evaluate_scores_a_corpus_with_a_100_ms_file(tmp_path):
     assert "link.cosine: too short" in scores.loc[short[0], "score_notes"]
     others = scores.drop(index=short)
     assert np.all(np.isfinite(others["link.cosine"]))
+
+
+def test_asv_trials_leave_out_a_too_short_pair(tmp_path):
+    """A 0.1 s file is embedded (no crash) but, like its link cosine, it takes part in no ASV trial."""
+    original = make_corpus(tmp_path / "orig", per_speaker=3, duration_s=0.8)
+    gender, f0, formants = SPEAKERS["spk_a"]
+    sf.write(original / "spk_a" / "spk_a_short.wav", voiced(0.1, 16000, f0, formants, seed=9), 16000,
+             subtype="PCM_16")
+    with open(original / "metadata.csv", "a", newline="") as handle:
+        csv.writer(handle).writerow(["spk_a/spk_a_short.wav", "spk_a", gender, "word"])
+    anonymized = tmp_path / "anon"
+    shutil.copytree(original, anonymized, ignore=shutil.ignore_patterns("metadata.csv"))
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(app, ["evaluate", str(original), str(anonymized), "--out", str(out),
+                                      "--probes", "asv", "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    trials = pd.read_parquet(out / "trials.parquet")
+    named = " ".join(str(v) for column in trials.columns if trials[column].dtype == object for v in trials[column])
+    assert "spk_a_short" not in named and len(trials) > 0

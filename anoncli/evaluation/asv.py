@@ -225,7 +225,9 @@ class AsvProbe(Probe):
             trial_list = read_kaldi_trials(Path(config.trials), ctx.utt_ids, ctx.speakers)
         else:
             try:
-                trial_list = split_enrolment(ctx.speakers, ctx.valid, config.seed)
+                # a silent or too short pair has an embedding that says nothing of its speaker (as link.cosine)
+                usable = ctx.valid & np.array(["link.cosine" not in notes for notes in data.notes], dtype=bool)
+                trial_list = split_enrolment(ctx.speakers, usable, config.seed)
             except InputError as err:  # the labels allowed it, but too many pairs could not be decoded
                 return ProbeResult(None, notes=[f"asv: not probed ({err})"])
         summary, trials, columns, per_speaker = run_asv(

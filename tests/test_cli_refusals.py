@@ -72,6 +72,8 @@ def test_quiet_silences_jsonl(corpus, tmp_path):
     quiet = anoncli("anonymize", corpus, "--out", tmp_path / "b", "--method", "identity", "--no-score",
                     "--format", "jsonl", "-q")
     assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout
+    dry = anoncli("anonymize", corpus, "--out", tmp_path / "c", "--dry-run", "-q")
+    assert dry.returncode == 0 and dry.stdout == "", dry.stdout
 
 
 def test_check_help_says_the_identity_control_does_not_fail_it():
@@ -79,3 +81,13 @@ def test_check_help_says_the_identity_control_does_not_fail_it():
 
     text = inspect.signature(inspect_command).parameters["check"].annotation.__metadata__[0].help
     assert "passthrough_control_outputs" in text and "do not fail the check" in text
+
+
+def test_the_engine_refuses_a_checkpoint_the_method_ignores(corpus, tmp_path):
+    from anoncli.errors import AnoncliError
+    from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
+
+    with pytest.raises(AnoncliError, match="--checkpoint: the identity method uses no trained model"):
+        run_anonymize(AnonymizeConfig(corpus=corpus, out=tmp_path / "out", method="identity", checkpoint="run/",
+                                      progress=False, score=False))
+    assert not (tmp_path / "out").exists()

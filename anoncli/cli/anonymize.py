@@ -50,7 +50,7 @@ def anonymize(
     sample_rate: Annotated[Optional[int], typer.Option("--sample-rate", min=1000, help="Output sample rate (default: the input's).")] = None,
     channel: Annotated[Optional[int], typer.Option("--channel", min=1, help="Read channel N (1 = first/left) of multichannel files instead of their mono mixdown; mono files are read as they are.")] = None,
     audio_format: Annotated[str, typer.Option("--audio-format", help="Audio file format written: wav or flac (16-bit PCM).")] = "wav",
-    fmt: Annotated[Optional[str], typer.Option("--format", help="Run summary on stdout: table, json, or jsonl (one JSON line per finished utterance, streamed while the job runs). Default: a one-line summary on stderr only.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Run summary on stdout: table, json, or jsonl (one JSON line per finished utterance, streamed while the job runs). Default: a one-line summary on stderr only. -q holds every format back.")] = None,
     quiet: QuietOption = False,
     pseudonymize: Annotated[bool, typer.Option("--pseudonymize", help="Random pseudonyms for file, utterance and speaker ids; needs --mapping.")] = False,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Where to write the id -> pseudonym mapping (outside --out).")] = None,
@@ -97,7 +97,8 @@ def anonymize(
                                 entries)
     job_plan = plan(config, selected)
     if dry_run:
-        typer.echo(json.dumps(job_plan.as_dict(config), indent=None if fmt == "jsonl" else 2))
+        if not quiet:  # -q: the exit code alone says whether the run could start
+            typer.echo(json.dumps(job_plan.as_dict(config), indent=None if fmt == "jsonl" else 2))
         raise typer.Exit(EXIT_OK)
     # -q prints no data on stdout, whatever --format asks for (the summary formats are held back by emit)
     summary = run_anonymize(config, job_plan, on_batch=_stream_rows if fmt == "jsonl" and not quiet else None)
@@ -111,27 +112,17 @@ def anonymize(
 
 
 def _check_applicable(method: str, checkpoint: str | None, vocoder: str | None, alpha: float | None) -> None:
-    """Refuse an option the method would ignore, by what its class declares (uses_checkpoint, uses_vocoder,
-    param_names); an unknown method is left to the engine's own message."""
+    """Refuse an option the method would ignore (see `check_method_options`), and --alpha, named as given,
+    for a method without that setting; an unknown method is left to the engine's own message."""
+    from anoncli.jobs.engine import check_method_options
     from anoncli.methods import method_class
 
     if method not in method_names():
         return
-    cls = method_class(method)
-
-    def users(flag: str) -> str:
-        names = [name for name in method_names() if getattr(method_class(name), flag)]
-        return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
-
-    if checkpoint is not None and not cls.uses_checkpoint:
-        raise AnoncliError(f"--checkpoint: the {method} method uses no trained model; "
-                           f"did you mean --method {users('uses_checkpoint')}?")
-    if vocoder is not None and not cls.uses_vocoder:
-        raise AnoncliError(f"--vocoder: the {method} method uses no vocoder; "
-                           f"did you mean --method {users('uses_vocoder')}?")
-    if alpha is not None and "alpha" not in cls.param_names():
-        raise AnoncliError(f"--alpha: the {method} method has no alpha setting "
-                           f"(its --param keys: {', '.join(cls.param_names()) or 'none'})")
+    check_method_options(method, checkpoint, vocoder)
+    known = method_class(method).param_names()
+    if alpha is not None and "alpha" not in known:
+        raise AnoncliError(f"--alpha: the {method} method has no alpha setting (its --param keys: {', '.join(known) or 'none'})")
 
 
 def _method_params(pairs: list[str] | None, alpha: float | None) -> dict[str, str]:

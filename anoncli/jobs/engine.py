@@ -30,7 +30,7 @@ from anoncli.manifest.layout import selection_path
 from anoncli.manifest.reader import STAMP_COLUMNS, first_rows, manifest_config, manifest_files, status_by_utt
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
 from anoncli.manifest.writer import PartMerger, records_table, remove_rows, write_batch_table
-from anoncli.methods import MethodOptions, create_method
+from anoncli.methods import MethodOptions, create_method, method_class, method_names
 
 RUN_JSON = "run.json"
 # Settings that change what a method writes; a rerun into the same folder must not mix them.
@@ -283,6 +283,22 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
     return Plan(corpus, shard_utts, todo, skipped, redo, skipped_failed, changed, lost)
 
 
+def check_method_options(method: str, checkpoint: str | None, vocoder: str | None) -> None:
+    """Refuse a checkpoint or vocoder that `method` would ignore, by what its class declares
+    (`Method.uses_checkpoint`, `Method.uses_vocoder`): AnoncliError (exit 2) naming the methods that use it."""
+    cls = method_class(method)
+
+    def users(flag: str) -> str:
+        names = [name for name in method_names() if getattr(method_class(name), flag)]
+        return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+    if checkpoint is not None and not cls.uses_checkpoint:
+        raise AnoncliError(f"--checkpoint: the {method} method uses no trained model; "
+                           f"did you mean --method {users('uses_checkpoint')}?")
+    if vocoder is not None and not cls.uses_vocoder:
+        raise AnoncliError(f"--vocoder: the {method} method uses no vocoder; did you mean --method {users('uses_vocoder')}?")
+
+
 def _audio_extensions(first: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "sph")) -> str:
     """The audio file extensions a corpus walk picks up: the common ones, then how many others."""
     others = len(AUDIO_EXTENSIONS) - len(set(first) & AUDIO_EXTENSIONS)
@@ -425,6 +441,7 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
         # the first corpus's folder is gone: a moved corpus shares its files with OUT, another one does not
         raise AnoncliError(f"--out {config.out}: holds the anonymization of a corpus that was at {moved_from}, "
                            f"and none of its files is in {config.corpus.resolve()}: use another --out")
+    check_method_options(config.method, config.checkpoint, config.vocoder)
     method = create_method(config.method, config.method_options())  # fail early on bad options/missing models
     method_config = method.config()
     config.out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from anoncli.cli.options import layout_help, parse_params, resolve_device
-from anoncli.cli.output import FormatOption, LabelsSepOption, QuietOption, check_format, emit, print_rows
+from anoncli.cli.output import FormatOption, LabelsSepOption, check_format, emit, print_rows
 from anoncli.training import TrainOptions, get_trainer, trainer_names
 
 
@@ -31,7 +31,8 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over even if RUN holds a finished or partial run.")] = False,
     register: Annotated[bool, typer.Option("--register", help="Make the trained model what `anonymize --method M` uses by default (copied to $ANONCLI_MODELS/M, replacing the one there). Without it, use the run with --checkpoint RUN.")] = False,
     fmt: FormatOption = "table",
-    quiet: QuietOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr and no data on stdout (the exit code and RUN tell the result).")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress on stderr: the split's size, bars on a terminal and a line per epoch (resume and stop notes always).")] = True,
 ) -> None:
     """Train a learned anonymization method or an attacker model; resumes a killed run.
 
@@ -43,6 +44,7 @@ def train(
         corpus=corpus, out=out, labels_file=labels, labels_sep=labels_sep, layout=layout, label=label, attribute=attribute,
         utility=utility, epochs=epochs, batch_size=batch_size, device=resolve_device(device), seed=seed,
         overwrite=overwrite, config=config, extra=parse_params(param), register=register, max_minutes=max_minutes,
+        progress=progress and not quiet,
     )
     summary = trainer(options)
     emit(summary, fmt, _print_summary, quiet)
@@ -55,9 +57,20 @@ def train(
                        f"or rerun with --register to make it the default for --method {method}", err=True)
 
 
+def _shown(value):
+    """A summary value for the table: floats to 4 significant digits (inside dicts and lists too); JSON keeps them whole."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    return value
+
+
 def _print_summary(summary: dict) -> None:
-    rows = [[key, json.dumps(value, default=str) if isinstance(value, (dict, list))
-             else "no" if key == "registered" and value is None else value]
+    rows = [[key, json.dumps(_shown(value), default=str) if isinstance(value, (dict, list))
+             else "no" if key == "registered" and value is None else _shown(value)]
             for key, value in summary.items()]
     print_rows("train", ["field", "value"], rows)
 

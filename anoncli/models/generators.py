@@ -9,7 +9,10 @@ drawn from a seed is here too, so a manifest's recorded seed reproduces it.
 Config keys: `channels` (list of encoder widths), `residual` (bool); PSEGAN
 adds `gated_width`, `gated_hidden` and `gated_stacks`.
 
-Example (80 log-mel bands, 48 frames; frames must be a multiple of 16):
+Any number of levels works whose stride 2**(levels - 1) divides the 80 mel
+bands (1 to 5 levels); the bottleneck's height follows (`bottleneck_height`).
+
+Example (80 log-mel bands, 48 frames; frames must be a multiple of the stride, 16 here):
     >>> import torch
     >>> config = {"channels": [8, 16, 32, 64, 128], "residual": True}
     >>> mel = torch.rand(1, 1, 80, 48) * 2 - 1
@@ -31,7 +34,16 @@ from anoncli.models.injections import GatedDilatedBottleneck, NoiseChannel, PCMe
 from anoncli.models.unet import UNet
 
 PCMELGAN_NOISE_DIM = 10
-BOTTLENECK_HEIGHT = 5  # mel bins left at the U-Net bottleneck (80 mels / stride 16)
+N_MELS = 80  # mel bands of the log-mels (and of the source-filter envelope) the U-Nets take
+
+
+def bottleneck_height(channels, n_mels: int = N_MELS) -> int:
+    """Mel rows left at the U-Net bottleneck: n_mels / 2**(levels - 1), one level per entry of `channels`
+    (5 levels: 80 / 16 = 5). Raises ValueError when n_mels does not divide by the stride."""
+    stride = 2 ** (len(channels) - 1)
+    if not channels or n_mels % stride:
+        raise ValueError(f"a U-Net of {len(channels)} levels needs a multiple of {stride} mel bands, not {n_mels}")
+    return n_mels // stride
 
 
 def gengan_generator(config: dict) -> UNet:
@@ -39,8 +51,10 @@ def gengan_generator(config: dict) -> UNet:
     return UNet(config["channels"], NoiseChannel(), residual=config["residual"])
 
 
-def gengan_noise_map(seed: int, frames: int, stride: int = 16, height: int = BOTTLENECK_HEIGHT) -> torch.Tensor:
-    """The per-utterance N(0, 1) bottleneck channel (1, 1, height, ceil(frames/stride)), drawn from `seed`."""
+def gengan_noise_map(seed: int, frames: int, stride: int = 16, height: int | None = None) -> torch.Tensor:
+    """The per-utterance N(0, 1) bottleneck channel (1, 1, height, ceil(frames/stride)), drawn from `seed`;
+    `stride` is the generator's (`UNet.stride`), `height` defaults to N_MELS / stride."""
+    height = N_MELS // stride if height is None else height
     generator = torch.Generator()
     generator.manual_seed(int(seed))
     return torch.randn(1, 1, height, -(-frames // stride), generator=generator)
@@ -48,13 +62,14 @@ def gengan_noise_map(seed: int, frames: int, stride: int = 16, height: int = BOT
 
 def pcmelgan_filter(config: dict) -> UNet:
     """PCMelGAN's filter F: a U-Net with a noise vector z (conditioning {"z": (B, PCMELGAN_NOISE_DIM)})."""
-    injection = PCMelGANInjection(config["channels"][-1], BOTTLENECK_HEIGHT, PCMELGAN_NOISE_DIM, 0)
+    injection = PCMelGANInjection(config["channels"][-1], bottleneck_height(config["channels"]), PCMELGAN_NOISE_DIM, 0)
     return UNet(config["channels"], injection, residual=config["residual"])
 
 
 def pcmelgan_generator(config: dict, num_classes: int) -> UNet:
     """PCMelGAN's generator G: z plus a target class (conditioning {"z", "label": (B,) class indices})."""
-    injection = PCMelGANInjection(config["channels"][-1], BOTTLENECK_HEIGHT, PCMELGAN_NOISE_DIM, num_classes)
+    injection = PCMelGANInjection(config["channels"][-1], bottleneck_height(config["channels"]), PCMELGAN_NOISE_DIM,
+                                  num_classes)
     return UNet(config["channels"], injection, residual=config["residual"])
 
 
@@ -68,6 +83,6 @@ def pcmelgan_z(seed: int) -> torch.Tensor:
 def psegan_generator(config: dict, num_classes: int) -> UNet:
     """PSEGAN: a U-Net with a gated, dilated residual bottleneck over time, conditioned on a target class."""
     channels = config["channels"]
-    bottleneck = GatedDilatedBottleneck(channels[-1], BOTTLENECK_HEIGHT, num_classes, width=config["gated_width"],
+    bottleneck = GatedDilatedBottleneck(channels[-1], bottleneck_height(channels), num_classes, width=config["gated_width"],
                                         hidden=config["gated_hidden"], stacks=config["gated_stacks"])
     return UNet(channels, bottleneck, residual=config["residual"])

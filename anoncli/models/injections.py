@@ -1,4 +1,4 @@
-"""What each paper injects at the U-Net bottleneck (B, C, n_mels/16, frames/16).
+"""What each paper injects at the U-Net bottleneck (B, C, n_mels/stride, frames/stride), stride = 2**(levels - 1).
 
 `cond` keys: "z" (B, noise_dim) PCMelGAN noise vector; "label" (B,) int target
 class; "noise" (B, 1, h, w) GenGAN noise map. Noise that varies over time is

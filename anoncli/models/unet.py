@@ -2,16 +2,17 @@
 
 Input and output are per-utterance normalised log-mels (B, 1, n_mels, frames)
 in [-1, 1]. Encoder: (weight-normed 3x3 conv -> BN -> ReLU) x 2 per level,
-channels [8, 16, 32, 64, 128], 4 max-pools; decoder: nearest x2 upsampling,
+channels [8, 16, 32, 64, 128] by default (any number of levels; one max-pool
+between levels); decoder: nearest x2 upsampling,
 concatenated skip, the same block; 1x1 conv -> tanh. Each paper injects its
 noise/label at the bottleneck through a `Bottleneck` module (see
-`anoncli.models.injections`). Frames must be a multiple of `stride` (16): the
+`anoncli.models.injections`). Frames must be a multiple of `stride` (2**(levels - 1), 16 by default): the
 callers pad and crop back (`anoncli.models.chunking`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

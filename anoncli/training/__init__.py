@@ -54,6 +54,7 @@ class TrainOptions:
     extra: dict[str, str] = field(default_factory=dict)
     register: bool = False            # --register: make the run's model what `--method M` uses by default
     max_minutes: float | None = None  # --max-minutes: stop after the epoch that passes this wall time (resumable)
+    progress: bool = True             # --no-progress / -q: no bars and no per-epoch lines on stderr
 
     def open_corpus(self):
         """The training corpus with its labels (`labels_file`, `labels_sep`) and `layout`.

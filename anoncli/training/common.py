@@ -90,7 +90,8 @@ def speaker_split(
     With `val_speakers` given they are used as they are. Otherwise about
     `val_fraction` of the speakers (at least one, never all) are drawn with
     `seed`; with `stratify_label` (a speaker-level label such as gender) the
-    draw takes speakers of the different values in turn so validation covers
+    draw takes speakers of the different values in turn, at least one of each
+    value that has two or more speakers, so validation and training cover
     them when there are enough speakers.
     """
     by_speaker: dict[str, list] = defaultdict(list)
@@ -118,18 +119,64 @@ def speaker_split(
             groups: dict[str, list[str]] = defaultdict(list)
             for spk in order:
                 groups[str(by_speaker[spk][0].labels.get(stratify_label))].append(spk)
+            # validation takes a speaker of every value that has two or more and leaves training a speaker
+            # of every value (the only speaker of a value stays there), so both sides see each value when
+            # the corpus allows it
+            shared = [key for key in sorted(groups) if len(groups[key]) >= 2]
+            count = max(1, min(len(speakers) - len(groups), max(count, len(shared))))
             interleaved = []
-            lists = [groups[key] for key in sorted(groups)]
+            lists = [groups[key] for key in shared]
             while any(lists):
                 for members in lists:
                     if members:
                         interleaved.append(members.pop(0))
-            order = interleaved
+            order = interleaved + [groups[key][0] for key in sorted(groups) if key not in shared]
         chosen = order[:count]
     chosen_set = set(chosen)
     train = [u for s in speakers if s not in chosen_set for u in by_speaker[s]]
     val = [u for s in speakers if s in chosen_set for u in by_speaker[s]]
     return train, val, sorted(chosen_set)
+
+
+def check_split_classes(train: Sequence, val: Sequence, label_of, column: str, what: str = "",
+                        need_val: bool = True) -> None:
+    """Refuse a split whose training speakers (and, with `need_val`, validation speakers) cover fewer than
+    2 classes of `column`, then say on stderr how many speakers and utterances train and validate.
+
+    train, val: utterances (with `.speaker`); label_of(utt) -> its class. A model trained on one class has
+    nothing to learn the attribute from (its discriminator loss is 0 from the start), and a validation
+    attacker scored on one class measures nothing. `what` names the run in the stderr line ("" says nothing).
+    Raises AnoncliError (exit 2), one line naming the speakers of each class and how to fix the split.
+    """
+    def classes_of(utts) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = defaultdict(set)
+        for utt in utts:
+            out[str(label_of(utt))].add(str(utt.speaker))
+        return out
+
+    train_classes, val_classes = classes_of(train), classes_of(val)
+    for part, classes, needed in (("training", train_classes, True), ("validation", val_classes, need_val)):
+        if needed and len(classes) < 2:
+            every = classes_of(list(train) + list(val))
+            corpus = "; ".join(f"{label}: {', '.join(sorted(spk))}" for label, spk in sorted(every.items()))
+            only = ", ".join(sorted(classes)) or "none"
+            sides = "training and validation" if need_val else "training"
+            speakers = sum(len(spk) for spk in every.values())
+            possible = len(every) >= 2 and (all(len(spk) >= 2 for spk in every.values()) if need_val
+                                            else speakers > len(every))
+            if possible:
+                fix = f"name validation speakers that leave {sides} a speaker of each class with --param val_speakers=SPK,..."
+            else:
+                fix = f"use a corpus with at least {2 if need_val else 1} speakers of each {column} class ({sides} need each)"
+            raise AnoncliError(f"the {part} speakers cover only one {column} class ({only}; speakers by class: "
+                               f"{corpus}): {fix}")
+    if what:
+        from anoncli.progress import write
+
+        def count(utts) -> str:
+            return f"{len({str(u.speaker) for u in utts})} speakers ({len(utts)} utterances)"
+
+        write(f"{what}: training on {count(train)}, validating on {count(val)}")
 
 
 # --------------------------------------------------------------------------- training audio
@@ -193,7 +240,7 @@ class RunFolder:
         `create` makes the folder and writes config.json now, else `create()` does it later (after
         the data is checked, so a bad corpus leaves no run folder behind).
 
-        Raises AnoncliError when `out` is a file or holds a run whose `resume_keys` settings differ.
+        Raises AnoncliError when `out` is a file or holds a checkpointed run whose `resume_keys` settings differ.
         """
         self.root = Path(out)
         self.config = config
@@ -205,7 +252,9 @@ class RunFolder:
                 target = self.root / name
                 if target.exists():
                     target.unlink()
-        elif saved.exists():
+        elif saved.exists() and (self.root / "checkpoints" / "last.pt").exists():
+            # a run pins its config once it has a checkpoint to resume; one that stopped before (a crash,
+            # bad settings) holds nothing to continue, so a corrected command starts it afresh
             previous = json.loads(saved.read_text())
             keys = resume_keys if resume_keys is not None else [k for k in config if k not in ("epochs",)]
             changed = [k for k in keys if json.dumps(previous.get(k), default=str) != json.dumps(config.get(k), default=str)]

@@ -35,10 +35,11 @@ from torch import nn
 
 from anoncli.errors import AnoncliError
 from anoncli.models.discriminator import AlexNetDiscriminator
+from anoncli.models.generators import N_MELS
 from anoncli.scoring.metrics import normalised_accuracy
 from anoncli.synthesis.mel import LogMel, normalize
 from anoncli.training import TrainOptions
-from anoncli.training.common import speaker_split
+from anoncli.training.common import check_split_classes, speaker_split
 from anoncli.training.loop import TrainConfig, Trainer, data_fingerprint
 
 # --------------------------------------------------------------------------- the shared GAN trainer
@@ -69,6 +70,21 @@ class GANConfig(TrainConfig):
 
     run_settings: ClassVar[tuple[str, ...]] = TrainConfig.run_settings + ("cache_dir",)
 
+    def check(self) -> None:
+        """TrainConfig's checks, and U-Net channels whose levels divide the 80 mel bands and the crops:
+        1 to 5 positive widths (stride 2**(levels - 1)), segment_frames a multiple of the stride."""
+        super().check()
+        shown = ",".join(str(w) for w in self.channels)
+        levels = len(self.channels)
+        most = max(n for n in range(1, 8) if N_MELS % 2 ** (n - 1) == 0)
+        if not 1 <= levels <= most or any(w < 1 for w in self.channels):
+            raise AnoncliError(f"--param channels={shown}: expected 1 to {most} positive encoder widths, one per "
+                               f"U-Net level (the {N_MELS} mel bands must divide by 2**(levels - 1)), e.g. channels=8,16,32")
+        stride = 2 ** (levels - 1)
+        if self.segment_frames < stride or self.segment_frames % stride:
+            raise AnoncliError(f"--param segment_frames={self.segment_frames}: expected a multiple of {stride} "
+                               f"(the stride of a {levels}-level U-Net)")
+
 
 class GANTrainer(Trainer):
     """An attribute GAN: the data split, classes, fingerprint, card and inference keys; subclasses add the domain."""
@@ -95,7 +111,8 @@ class GANTrainer(Trainer):
         """Open the corpus, keep the chosen speakers' utterances labelled with the attribute, and split them
         speaker-disjointly: sets `classes`, `train_utts`, `val_utts`, `val_speakers` and `data_fingerprint`.
 
-        Raises AnoncliError when the attribute column is missing, unlabelled or has a single value.
+        Raises AnoncliError when the attribute column is missing, unlabelled or has a single value, or when
+        the training or the validation speakers cover a single class (`check_split_classes`).
         """
         c, options = self.config, self.options
         corpus = options.open_corpus()
@@ -123,6 +140,8 @@ class GANTrainer(Trainer):
             labelled, c.val_speakers or None, c.val_fraction, c.seed,
             stratify_label=attribute if speaker_level else None,
         )
+        check_split_classes(self.train_utts, self.val_utts, lambda u: u.labels[attribute], attribute,
+                            what=self.train_name() if c.progress else "")
         self.classes = classes
         self.corpus_root = Path(options.corpus).resolve()
         self.data_fingerprint = data_fingerprint(labelled)

@@ -88,7 +88,8 @@ class GenGANTrainer(MelGANTrainer):
 
     def gan_step(self, x, labels):
         batch = x.shape[0]
-        noise = torch.randn(batch, 1, x.shape[2] // 16, x.shape[3] // 16, device=x.device)
+        stride = self.generator.stride
+        noise = torch.randn(batch, 1, x.shape[2] // stride, x.shape[3] // stride, device=x.device)
         fake = self.generator(x, {"noise": noise})
         # generator: keep the mel, make D's attribute posterior look like the synthetic label
         soft = synthetic_soft_target(batch, self.num_classes, self.rng, device=x.device)
@@ -107,7 +108,7 @@ class GenGANTrainer(MelGANTrainer):
 
     @torch.no_grad()
     def anonymize_val(self, item: MelItem, index: int) -> torch.Tensor:
-        noise = gengan_noise_map(self.config.seed * 7919 + index, item.norm.shape[-1]).to(self.device)
+        noise = gengan_noise_map(self.config.seed * 7919 + index, item.norm.shape[-1], self.generator.stride).to(self.device)
         return generate(self.generator, item.norm.unsqueeze(0).to(self.device), {"noise": noise}).squeeze(0)
 
 
@@ -125,7 +126,8 @@ class GenGANSourceFilterTrainer(SourceFilterTrainer):
         return {"generator": gengan_generator(self.model_config())}
 
     def envelope_change(self, x, targets):
-        noise = torch.randn(x.shape[0], 1, x.shape[2] // 16, x.shape[3] // 16, generator=self.rng).to(x.device)
+        stride = self.networks["generator"].stride
+        noise = torch.randn(x.shape[0], 1, x.shape[2] // stride, x.shape[3] // stride, generator=self.rng).to(x.device)
         return self.networks["generator"](x, {"noise": noise}), None
 
     def distortion(self, out, x):

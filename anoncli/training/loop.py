@@ -169,7 +169,7 @@ class TrainConfig:
 def resolve_config(trainer_class: type[Trainer], options: TrainOptions) -> TrainConfig:
     """The run's config: a preset or a JSON file (`--config`; a file may name a `base` preset,
     default the trainer's `default_preset`), then `--param` pairs, then `--epochs`, `--batch-size`,
-    `--max-minutes`, `--register` and `--seed`.
+    `--max-minutes`, `--register`, `--no-progress` and `--seed`.
 
     Every value goes through `anoncli.params` (typed by the config's fields). Raises
     AnoncliError (exit 2), one line naming the key or the file, for an unknown preset,
@@ -207,6 +207,8 @@ def resolve_config(trainer_class: type[Trainer], options: TrainOptions) -> Train
         overrides["max_minutes"] = options.max_minutes
     if options.register:               # a config file or --param register=yes may say so too
         overrides["register"] = True
+    if not options.progress:           # --no-progress wins over a config's progress=yes
+        overrides["progress"] = False
     config = dataclasses.replace(config, **overrides)
     config.check()
     return config
@@ -597,7 +599,8 @@ def fit(trainer: Trainer) -> dict:
         run.save(checkpoint_state(trainer, loop), best=best)      # never a checkpoint without its row
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                           if isinstance(v, float) and k not in ("elapsed_s",))
-        progress_line(f"{name} epoch {epoch}/{last_epoch}: {shown}")
+        if config.progress:     # --no-progress / -q: resume and stop notes only
+            progress_line(f"{name} epoch {epoch}/{last_epoch}: {shown}")
     if stopped == "patience":
         progress_line(f"{name}: stopped after epoch {trainer.epoch}: no better {metric} in {config.patience} validations")
     elif stopped == "max_minutes":

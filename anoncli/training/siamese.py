@@ -42,7 +42,7 @@ from anoncli.models.rdalm_nets import grl_weight
 from anoncli.models.siamese_net import SiameseNet, SpeakerAdversary, UtilityHead, add_feature_noise, contrastive_loss
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.training import TrainOptions
-from anoncli.training.common import atomic_torch_save, load_waves, speaker_split
+from anoncli.training.common import atomic_torch_save, check_split_classes, load_waves, speaker_split
 from anoncli.training.loop import FitResult, TrainConfig, Trainer, data_fingerprint
 
 
@@ -202,10 +202,11 @@ class SiameseTrainer(Trainer):
         self.data_fingerprint = data_fingerprint(utts)
         self.parts = split_utterances(utts, c, c.seed)
         self.train_utts = train_utts = self.parts["train"]
+        # held-out speakers: the validation split, else the test split the report scores
+        held_out = self.parts["val"] or self.parts["test"]
+        check_split_classes(train_utts, held_out, lambda u: u.labels[c.utility], c.utility,
+                            what=self.train_name() if c.progress else "", need_val=False)
         self.classes = sorted({u.labels[c.utility] for u in train_utts})
-        if len(self.classes) < 2:
-            raise AnoncliError(f"the training speakers cover only one {c.utility} class "
-                               f"({self.classes[0] if self.classes else '-'})")
         self.y_train = np.asarray([self.classes.index(u.labels[c.utility]) for u in train_utts])
         self.speakers = sorted({str(u.speaker) for u in train_utts})
         # every speaker the run looked at (training and model selection): evaluation leaves them out

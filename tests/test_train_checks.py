@@ -23,6 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gan_helpers import make_corpus, tiny_config, voice  # noqa: E402
 from synth_audio import make_corpus as make_synth_corpus  # noqa: E402
 
+SF_TINY = {"base": "sf-quick", "channels": [2, 4, 4, 4, 8], "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
+           "segment_frames": 32, "d_width": 0.03, "d_warmup_steps": 1, "val_every": 5, "val_utterances": 2,
+           "attacker_utterances": 8, "progress": False}
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -51,14 +55,18 @@ def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 
 
 def gan_args(method: str, corpus: Path, tmp_path: Path, **extra) -> list:
-    if method == "psegan":
-        extra = {"gated_width": 8, "gated_hidden": 4, **extra}
-    return ["--method", method, corpus, "--out", tmp_path / "run", "--format", "json",
-            "--config", tiny_config(tmp_path / "tiny.json", **extra)]
+    if method.endswith("-sf"):
+        config = tmp_path / "sf.json"
+        config.write_text(json.dumps({**SF_TINY, "cache_dir": str(tmp_path / "sf-cache"), **extra}))
+    else:
+        if method == "psegan":
+            extra = {"gated_width": 8, "gated_hidden": 4, **extra}
+        config = tiny_config(tmp_path / "tiny.json", **extra)
+    return ["--method", method, corpus, "--out", tmp_path / "run", "--format", "json", "--config", config]
 
 
 @pytest.mark.parametrize("method, channels", [
-    ("gengan", "4,8,16"), ("gengan", "4"), ("pcmelgan", "4,8,16"), ("psegan", "4,8")])
+    ("gengan", "4,8,16"), ("gengan", "4"), ("pcmelgan", "4,8,16"), ("psegan", "4,8"), ("gengan-sf", "4,8,16")])
 def test_unets_of_fewer_levels_train_and_anonymize(method, channels, corpus, tmp_path, monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, *gan_args(method, corpus, tmp_path),
                              "--param", f"channels={channels}", "--epochs", "1")
@@ -66,7 +74,7 @@ def test_unets_of_fewer_levels_train_and_anonymize(method, channels, corpus, tmp
     assert json.loads(out)["epochs"] == 1
     state = modelstore.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
     assert state["config"]["channels"] == [int(c) for c in channels.split(",")]
-    anonymizer = method_class(method).from_state(state, MethodOptions(seed=1))
+    anonymizer = method_class(method.removesuffix("-sf")).from_state(state, MethodOptions(seed=1))
     wave = torch.from_numpy(voice(150.0, 0.7, seed=3, bright=0.7))
     result = anonymizer.process([wave], [{"noise_seed": 3, "target": anonymizer.classes[0]}])[0].audio
     assert result.shape == wave.shape and torch.isfinite(result).all()
@@ -110,9 +118,7 @@ def test_one_gender_among_the_training_speakers_is_refused_with_a_fix(method, co
     if method == "siamese":
         args = ["--method", "siamese", corpus, "--out", tmp_path / "run", "--utility", "gender"]
     else:
-        args = gan_args(method.removesuffix("-sf"), corpus, tmp_path)
-        if method.endswith("-sf"):
-            args[1], args[-1] = method, "sf-quick"
+        args = gan_args(method, corpus, tmp_path)
     code, _, err = run_cli(monkeypatch, capsys, *args, "--param", "val_speakers=s2,s4")
     assert code == 2 and "\n" not in err.strip(), err
     assert "the training speakers cover only one gender class (male; speakers by class: female: s2, s4; " \

@@ -171,12 +171,17 @@ def check_split_classes(train: Sequence, val: Sequence, label_of, column: str, w
             raise AnoncliError(f"the {part} speakers cover only one {column} class ({only}; speakers by class: "
                                f"{corpus}): {fix}")
     if what:
-        from anoncli.progress import write
+        report_split(what, train, val)
 
-        def count(utts) -> str:
-            return f"{len({str(u.speaker) for u in utts})} speakers ({len(utts)} utterances)"
 
-        write(f"{what}: training on {count(train)}, validating on {count(val)}")
+def report_split(what: str, train: Sequence, val: Sequence) -> None:
+    """One stderr line: how many speakers and utterances `what` trains and validates on."""
+    from anoncli.progress import write
+
+    def count(utts) -> str:
+        return f"{len({str(u.speaker) for u in utts})} speakers ({len(utts)} utterances)"
+
+    write(f"{what}: training on {count(train)}, validating on {count(val)}")
 
 
 # --------------------------------------------------------------------------- training audio

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from anoncli.errors import AnoncliError
 from anoncli.synthesis.mel import LogMel
 from anoncli.synthesis.melgan import Generator, MultiScaleDiscriminator
-from anoncli.training.common import atomic_torch_save, load_waves, speaker_split
+from anoncli.training.common import atomic_torch_save, load_waves, report_split, speaker_split
 from anoncli.training.loop import FitResult, TrainConfig, Trainer, data_fingerprint
 
 HOP = 256
@@ -132,6 +132,8 @@ class MelGANVocoderTrainer(Trainer):
         self.corpus = corpus
         self.train_utts, self.val_utts, self.val_speakers = speaker_split(
             corpus.utterances, c.val_speakers or None, c.val_fraction, c.seed)
+        if c.progress:
+            report_split(self.train_name(), self.train_utts, self.val_utts)
         self.data_fingerprint = data_fingerprint(corpus.utterances)
         self.train_waves = load_waves(self.train_utts, c.sample_rate, "reading training audio")
         self.val_waves = load_waves(spread(self.val_utts, c.val_files), c.sample_rate, "reading validation audio")

@@ -134,6 +134,8 @@ def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
         audio_s += record.get("timings", {}).get("audio_s", 0.0)
         wall_s += record.get("timings", {}).get("wall_s", 0.0)
     config = config or manifest_config(out)  # no run.json (a killed first run): the part's stored configuration
+    for started in sorted(out.glob(".run*-started.json")):  # killed before any part: the record a first run starts with
+        config = config or json.loads(started.read_text()).get("config", {})
     if wall_s > 0 and audio_s > 0:  # a rerun that found nothing to do has no speed to report
         info["last_runs_realtime_factor"] = round(audio_s / wall_s, 1)
         info["last_runs_wall_s"] = round(wall_s, 2)

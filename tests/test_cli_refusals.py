@@ -37,9 +37,26 @@ def test_check_of_a_job_stopped_before_its_first_batch_says_incomplete(corpus, t
     info = json.loads(result.stdout)
     assert info["ok"] == 0 and info["expected"] == 3 and info["complete"] is False
     assert "0 done of 3" in result.stderr
+    assert not list(out.glob(".run*"))  # the record a first run starts with is gone once run.json is written
     (out / "run.json").unlink()  # nothing records the corpus: still incomplete, the count unknown
     result = anoncli("inspect", out, "--check")
     assert result.returncode == 3 and "0 done of an unknown number" in result.stderr, result.stderr
+
+
+def test_check_of_a_first_run_killed_before_its_first_batch_counts_what_is_expected(corpus, tmp_path, monkeypatch):
+    from anoncli.jobs import engine
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the job stops before any batch is written
+
+    monkeypatch.setattr(engine, "_execute", killed)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        engine.run_anonymize(engine.AnonymizeConfig(corpus=corpus, out=out, method="identity", progress=False,
+                                                    score=False))
+    assert not (out / "run.json").exists() and not list((out / "manifest").glob("*.parquet"))
+    result = anoncli("inspect", out, "--check")
+    assert result.returncode == 3 and "0 done of 3 utterance(s)" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

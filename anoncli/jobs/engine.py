@@ -390,9 +390,16 @@ def _versions() -> dict[str, str | None]:
             "platform": platform.platform()}
 
 
-def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSummary, started: float) -> None:
+def _run_record(config: AnonymizeConfig, started: bool = False) -> Path:
+    """OUT/run.json (run-K-of-N.json for a shard), written when the job ends; with `started`, the hidden
+    record of the configuration a first run writes when it starts (`.run-started.json`, removed at the end),
+    so that `inspect --check` knows the corpus of a job killed before its first batch was written."""
     index, count = config.shard
     name = RUN_JSON if count == 1 else f"run-{index:05d}-of-{count:05d}.json"
+    return config.out / (f".{Path(name).stem}-started.json" if started else name)
+
+
+def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSummary, started: float) -> None:
     record = {
         "config": _config_record(config, method_config),
         "versions": _versions(),
@@ -403,7 +410,8 @@ def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSu
                    "failed_in_folder": summary.failed_in_folder},
         "scores": summary.scores or {"enabled": False},
     }
-    atomic_write_json(config.out / name, record)
+    atomic_write_json(_run_record(config), record)
+    _run_record(config, started=True).unlink(missing_ok=True)
 
 
 def _config_record(config: AnonymizeConfig, method_config: dict) -> dict[str, Any]:
@@ -491,6 +499,8 @@ def _run_locked(config: AnonymizeConfig, job_plan: Plan, method, method_config: 
     if job_plan.lost:
         summary.warnings.append(f"{len(job_plan.lost)} output file(s) the manifest lists as done were missing "
                                 f"from {config.out} or damaged, redone: {_first_names(job_plan.lost)}")
+    if not _run_record(config).exists():  # a first run: its settings, before anything else is written
+        atomic_write_json(_run_record(config, started=True), {"config": _config_record(config, method_config)})
     t0 = time.perf_counter()
     from anoncli.jobs.progress import JobProgress
 

@@ -68,7 +68,6 @@ class Stats:
     level_db: float              # mean active frame level, dB
     mcep_corr: np.ndarray | None = None   # (N_MCEP, N_MCEP) correlation of the coded envelope, or None
 
-
     @property
     def vector(self) -> np.ndarray:
         """(STAT_DIM,) float64: mcep mean, ln mcep std, log-F0 mean, ln log-F0 std. ValueError without F0."""
@@ -93,7 +92,8 @@ def correlation(frames: np.ndarray) -> np.ndarray | None:
     (so that it can be inverted), or None with fewer than 2 frames."""
     if frames.shape[0] < 2:
         return None
-    corr = np.corrcoef(frames, rowvar=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.corrcoef(frames, rowvar=False)
     corr = np.nan_to_num(corr, nan=0.0)          # a constant dimension correlates with nothing
     np.fill_diagonal(corr, 1.0)
     return (1.0 - CORR_SHRINK) * corr + CORR_SHRINK * np.eye(frames.shape[1])
@@ -105,11 +105,11 @@ def _matrix_power(matrix: np.ndarray, power: float) -> np.ndarray:
     return (vectors * np.maximum(values, 1e-12) ** power) @ vectors.T
 
 
-def _moments(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-    stacked = np.concatenate(frames, axis=0) if frames else np.zeros((0,))
-    if stacked.shape[0] == 0:
+def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and std (at least MIN_STD) over the first axis, or None for no values."""
+    if values.shape[0] == 0:
         return None
-    return stacked.mean(axis=0), np.maximum(stacked.std(axis=0), MIN_STD)
+    return values.mean(axis=0), np.maximum(values.std(axis=0), MIN_STD)
 
 
 def pool_stats(utterances: Iterable[CodedWorld]) -> Stats:
@@ -122,8 +122,8 @@ def pool_stats(utterances: Iterable[CodedWorld]) -> Stats:
         raise ValueError("no utterance to take statistics from")
     masks = [active_frames(u) for u in utterances]
     frames = np.concatenate([u.mcep[m] for u, m in zip(utterances, masks)], axis=0)
-    mcep_mean, mcep_std = _moments([frames])
-    f0 = _moments([u.log_f0[u.voiced] for u in utterances])
+    mcep_mean, mcep_std = _moments(frames)
+    f0 = _moments(np.concatenate([u.log_f0[u.voiced] for u in utterances]))
     level = float(np.mean(np.concatenate([u.level_db[m] for u, m in zip(utterances, masks)])))
     return Stats(mcep_mean, mcep_std, None if f0 is None else float(f0[0]), None if f0 is None else float(f0[1]), level,
                  correlation(frames))

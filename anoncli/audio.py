@@ -27,7 +27,7 @@ from anoncli.atomic import atomic_write_bytes, temp_path_for
 from anoncli.errors import AudioError, environment_failure
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 # Shorter than one 20 ms analysis window at any rate we work at: such a file
 # carries no speech a method could transform.
@@ -206,7 +206,9 @@ def _decode(source, where: str, channel: int | None = None) -> Audio:
             _check_not_truncated(where, handle.extra_info)
             rate = handle.samplerate
             if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-                raise AudioError(f"{where}: unsupported sample rate {rate} Hz (expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
+                raise AudioError(
+                    f"{where}: unsupported sample rate {rate} Hz (expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
+                )
             data = _read_all(handle)
     except AudioError:
         raise
@@ -379,6 +381,8 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, 
         # The temporary sibling is our business; the user knows the final name.
         where = path if err.filename in (None, os.fspath(temp_path_for(path))) else err.filename
         if err.errno in _NAME_ERRNOS:
-            raise AudioError(f"{where}: cannot write this file name ({err.strerror or err}) on the output file system") from None
+            raise AudioError(
+                f"{where}: cannot write this file name ({err.strerror or err}) on the output file system"
+            ) from None
         raise environment_failure(err, where) from None
     return top

@@ -68,8 +68,9 @@ def describe_os_error(err: OSError, path: str | os.PathLike | None = None, actio
     return f"{os.fsdecode(where)}: {text}" if where is not None else text
 
 
-def environment_failure(err: OSError, path: str | os.PathLike | None = None,
-                        action: str | None = "cannot write") -> EnvironmentFailure:
+def environment_failure(
+    err: OSError, path: str | os.PathLike | None = None, action: str | None = "cannot write"
+) -> EnvironmentFailure:
     """The EnvironmentFailure to raise for an OSError met while writing (or reading) `path`."""
     return EnvironmentFailure(describe_os_error(err, path, action))
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import json
+import os
 from collections import Counter
 from itertools import repeat
 from pathlib import Path
@@ -22,14 +22,29 @@ from anoncli.manifest.schema import SCORE_VALUE_COLUMNS, STATUS_OK
 from anoncli.manifest.summary import badness, score_distributions
 
 # `inspect OUT --worst N --by NAME` on an output folder: report-style names of the manifest's score columns.
-OUTPUT_ALIASES = {"asv.link": "link_cosine", "link": "link_cosine", "linkability": "link_cosine",
-                  "link.cosine": "link_cosine", "asv": "asv_score", "signal.stoi": "stoi", "signal.f0_r": "f0_r",
-                  "gender": "gender_p_anon", "emotion": "emotion_p_anon"}
+OUTPUT_ALIASES = {
+    "asv.link": "link_cosine",
+    "link": "link_cosine",
+    "linkability": "link_cosine",
+    "link.cosine": "link_cosine",
+    "asv": "asv_score",
+    "signal.stoi": "stoi",
+    "signal.f0_r": "f0_r",
+    "gender": "gender_p_anon",
+    "emotion": "emotion_p_anon",
+}
 
 
-def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow_commands: bool = False,
-             worst: int | None = None, by: str = "asv.link", check: bool = False,
-             labels_sep: str | None = None) -> dict[str, Any]:
+def describe(
+    path: Path,
+    labels: Path | None = None,
+    layout: str = "auto",
+    allow_commands: bool = False,
+    worst: int | None = None,
+    by: str = "asv.link",
+    check: bool = False,
+    labels_sep: str | None = None,
+) -> dict[str, Any]:
     """What `anoncli inspect` reports on `path`: a manifest file, an evaluation report, an output folder or a corpus.
 
     Raises InputError (exit 2) for a missing path, a file that is not a .parquet
@@ -57,8 +72,9 @@ def describe(path: Path, labels: Path | None = None, layout: str = "auto", allow
     return describe_corpus(path, labels, layout, allow_commands, labels_sep)
 
 
-def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands: bool,
-                    labels_sep: str | None = None) -> dict[str, Any]:
+def describe_corpus(
+    root: Path, labels: Path | None, layout: str, allow_commands: bool, labels_sep: str | None = None
+) -> dict[str, Any]:
     """A corpus's layout, files, hours (from headers; piped commands not run), speakers, sample rates and label columns."""
     from anoncli.corpus import describe_corpus as corpus_summary
     from anoncli.corpus import open_corpus
@@ -78,11 +94,19 @@ def describe_corpus(root: Path, labels: Path | None, layout: str, allow_commands
         rates[rate] += 1
     summary = corpus_summary(corpus)
     return {
-        "kind": "corpus", "path": str(root), "layout": corpus.layout, "labels_source": corpus.labels_source,
-        "files": len(corpus), "hours": round(seconds / 3600, 4), "speakers": summary["speakers"],
-        "sample_rates": {str(k): v for k, v in sorted(rates.items())}, "unreadable_headers": unreadable,
-        "piped_commands_not_measured": piped, "ignored_non_audio_files": corpus.ignored_files,
-        "label_columns": summary["labels"], "notes": corpus.notes,
+        "kind": "corpus",
+        "path": str(root),
+        "layout": corpus.layout,
+        "labels_source": corpus.labels_source,
+        "files": len(corpus),
+        "hours": round(seconds / 3600, 4),
+        "speakers": summary["speakers"],
+        "sample_rates": {str(k): v for k, v in sorted(rates.items())},
+        "unreadable_headers": unreadable,
+        "piped_commands_not_measured": piped,
+        "ignored_non_audio_files": corpus.ignored_files,
+        "label_columns": summary["labels"],
+        "notes": corpus.notes,
     }
 
 
@@ -94,8 +118,11 @@ def _manifest_summary(table) -> dict[str, Any]:
     hours = sum(rows["duration_s"][i] or 0.0 for i in ok_rows) / 3600 if "duration_s" in rows else 0.0
     methods = sorted({m for m in rows.get("method", []) if m})
     summary = {
-        "rows": table.num_rows, "ok": status.get("ok", 0), "failed": status.get("failed", 0),
-        "method": methods[0] if len(methods) == 1 else methods, "hours": round(hours, 4),
+        "rows": table.num_rows,
+        "ok": status.get("ok", 0),
+        "failed": status.get("failed", 0),
+        "method": methods[0] if len(methods) == 1 else methods,
+        "hours": round(hours, 4),
         "failure_reasons": dict(reasons.most_common(10)),
     }
     scores = score_distributions(table)
@@ -121,8 +148,11 @@ def describe_output(out: Path, check: bool = False) -> dict[str, Any]:
     """
     started_only = not manifest_files(out)
     table = None if started_only else read_manifest(out)
-    info: dict[str, Any] = {"kind": "output", "path": str(out),
-                            **(_manifest_summary(table) if table is not None else {"rows": 0, "ok": 0, "failed": 0})}
+    info: dict[str, Any] = {
+        "kind": "output",
+        "path": str(out),
+        **(_manifest_summary(table) if table is not None else {"rows": 0, "ok": 0, "failed": 0}),
+    }
     runs = sorted(out.glob("run*.json"))
     audio_s = wall_s = 0.0
     config: dict[str, Any] = {}
@@ -181,15 +211,25 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
     if selection is not None:
         # a --files-from run is complete when the files it was asked for are
         missing = sorted(u for u in set(selection) if u not in counts)
-        expected = {"expected": len(set(selection)),
-                    "expected_from": f"selected by --files-from {config['files_from']} in the latest run"}
+        expected = {
+            "expected": len(set(selection)),
+            "expected_from": f"selected by --files-from {config['files_from']} in the latest run",
+        }
     elif config.get("corpus") and not config.get("pseudonymize"):
         from anoncli.corpus import open_corpus
 
-        corpus = open_corpus(Path(config["corpus"]), config.get("labels_file"), layout=config.get("layout", "auto"),
-                             allow_commands=bool(config.get("allow_commands")), labels_sep=config.get("labels_sep"))
+        corpus = open_corpus(
+            Path(config["corpus"]),
+            config.get("labels_file"),
+            layout=config.get("layout", "auto"),
+            allow_commands=bool(config.get("allow_commands")),
+            labels_sep=config.get("labels_sep"),
+        )
         missing = sorted(u.utt_id for u in corpus.utterances if u.utt_id not in counts)
-        expected = {"expected": len(corpus.utterances), "expected_from": f"the audio files of the corpus {config['corpus']}"}
+        expected = {
+            "expected": len(corpus.utterances),
+            "expected_from": f"the audio files of the corpus {config['corpus']}",
+        }
         ids = {u.utt_id for u in corpus.utterances}
         # rows of files the corpus no longer holds (an input removed since, or another corpus's run): counted
         # apart, and a failure among them is not one of this corpus
@@ -197,12 +237,22 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
         failed &= ids
     return {
         **expected,
-        "broken_outputs": len(broken), "broken_output_examples": broken[:10],
-        "missing": len(missing), "missing_examples": missing[:10], "duplicated": len(duplicated),
-        "duplicated_examples": duplicated[:10], "failed_utterances": len(failed), "unmerged_batches": unmerged,
-        "passthrough_outputs": len(kept_voice[False]), "passthrough_examples": kept_voice[False][:10],
+        "broken_outputs": len(broken),
+        "broken_output_examples": broken[:10],
+        "missing": len(missing),
+        "missing_examples": missing[:10],
+        "duplicated": len(duplicated),
+        "duplicated_examples": duplicated[:10],
+        "failed_utterances": len(failed),
+        "unmerged_batches": unmerged,
+        "passthrough_outputs": len(kept_voice[False]),
+        "passthrough_examples": kept_voice[False][:10],
         **({"passthrough_control_outputs": len(kept_voice[True])} if kept_voice[True] else {}),
-        "complete": not missing and not duplicated and not failed and not unmerged and not broken
+        "complete": not missing
+        and not duplicated
+        and not failed
+        and not unmerged
+        and not broken
         and not kept_voice[False],
     }
 
@@ -219,8 +269,9 @@ def _add_passthrough(path: Path, names: list[str], found: dict[bool, list[str]])
     rows = read_parquet(path, ["utt_id", "status", "link_cosine", *(["method"] if "method" in names else [])])
     hits = passthrough([c if c is not None else float("nan") for c in rows.column("link_cosine").to_pylist()])
     methods = rows.column("method").to_pylist() if "method" in names else [None] * rows.num_rows
-    for utt, state, method, hit in zip(rows.column("utt_id").to_pylist(), rows.column("status").to_pylist(), methods,
-                                       hits):
+    for utt, state, method, hit in zip(
+        rows.column("utt_id").to_pylist(), rows.column("status").to_pylist(), methods, hits
+    ):
         if hit and state == STATUS_OK:
             found[method in CONTROL_METHODS].append(utt)
 
@@ -257,10 +308,16 @@ def worst_outputs(out: Path, n: int = 10, by: str = "asv.link") -> list[dict]:
     if column not in present:
         choices = ", ".join(present) or "none: the run wrote no scores"
         raise InputError(f"--by {by!r}: no such score column in {out} (choose from: {choices})")
-    keep = [c for c in ("utt_id", "source_path", "speaker", "status", column, "link_cosine", "stoi")
-            if c in table.column_names]
-    rows = [r for r in table.select(list(dict.fromkeys(keep))).to_pylist()
-            if r.get("status") == STATUS_OK and r.get(column) is not None and not math.isnan(r[column])]
+    keep = [
+        c
+        for c in ("utt_id", "source_path", "speaker", "status", column, "link_cosine", "stoi")
+        if c in table.column_names
+    ]
+    rows = [
+        r
+        for r in table.select(list(dict.fromkeys(keep))).to_pylist()
+        if r.get("status") == STATUS_OK and r.get(column) is not None and not math.isnan(r[column])
+    ]
     rows.sort(key=lambda r: -badness(column, r[column]))
     picked = []
     for row in rows[: int(n)]:

@@ -59,7 +59,7 @@ def synth_event(kind: str, duration_s: float, sr: int, rng: np.random.Generator)
         for _ in range(rng.integers(2, 6)):
             start, length = rng.integers(0, n), int(sr * rng.uniform(0.05, 0.3))
             seg = rng.standard_normal(min(length, n - start))
-            x[start:start + len(seg)] += seg * np.hanning(len(seg))
+            x[start : start + len(seg)] += seg * np.hanning(len(seg))
         # crude high-pass tilt: first difference
         x = np.diff(x, prepend=0.0)
     elif kind == "chirp":
@@ -75,7 +75,7 @@ def synth_event(kind: str, duration_s: float, sr: int, rng: np.random.Generator)
             i = int(pos * sr)
             width = max(8, int(sr * 0.002))
             seg = rng.standard_normal(min(width, n - i)) * np.exp(-np.arange(min(width, n - i)) / (width / 4))
-            x[i:i + len(seg)] += seg
+            x[i : i + len(seg)] += seg
     elif kind == "siren":
         fc, depth, rate = rng.uniform(600, 1500), rng.uniform(150, 500), rng.uniform(0.5, 3)
         freq = fc + depth * np.sin(2 * np.pi * rate * t)
@@ -86,15 +86,23 @@ def synth_event(kind: str, duration_s: float, sr: int, rng: np.random.Generator)
     return (0.5 * x / (np.max(np.abs(x)) + 1e-9)).astype(np.float32)
 
 
-def synthesize_events(out_dir: str | Path, per_class: int = 20, sample_rate: int = 16000,
-                      duration_s: float = 2.0, classes=EVENT_CLASSES, seed: int = 0) -> Path:
+def synthesize_events(
+    out_dir: str | Path,
+    per_class: int = 20,
+    sample_rate: int = 16000,
+    duration_s: float = 2.0,
+    classes=EVENT_CLASSES,
+    seed: int = 0,
+) -> Path:
     """Write OUT_DIR/<class>/<class>_<i>.wav: a folder `make_mixtures` reads as events."""
     out_dir = Path(out_dir)
     for c_index, kind in enumerate(classes):
         for i in range(per_class):
             rng = np.random.default_rng([seed, c_index, i])
             length = duration_s * rng.uniform(0.6, 1.0)
-            write_audio(out_dir / kind / f"{kind}_{i:04d}.wav", synth_event(kind, length, sample_rate, rng), sample_rate)
+            write_audio(
+                out_dir / kind / f"{kind}_{i:04d}.wav", synth_event(kind, length, sample_rate, rng), sample_rate
+            )
     return out_dir
 
 
@@ -105,7 +113,7 @@ class EventFile:
 
     path: Path
     event: str
-    source: str = ""   # recording the clip was cut from (clips of one source stay on one side of a split)
+    source: str = ""  # recording the clip was cut from (clips of one source stay on one side of a split)
 
 
 def list_events(events_dir: str | Path, labels_file: str | Path | None = None) -> list[EventFile]:
@@ -116,7 +124,7 @@ def list_events(events_dir: str | Path, labels_file: str | Path | None = None) -
     if not events_dir.is_dir():
         raise InputError(f"{events_dir}: no such events folder")
     if labels_file is None and (events_dir / "metadata.csv").is_file():
-        labels_file = events_dir / "metadata.csv"   # audiofolder corpus of events (e.g. UrbanSound8K excerpts)
+        labels_file = events_dir / "metadata.csv"  # audiofolder corpus of events (e.g. UrbanSound8K excerpts)
     if labels_file is not None:
         labels_file = Path(labels_file)
         if not labels_file.is_file():
@@ -152,10 +160,10 @@ def _fit(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Crop (random offset) or zero-pad (random offset) to exactly n samples."""
     if len(x) >= n:
         start = int(rng.integers(0, len(x) - n + 1))
-        return x[start:start + n]
+        return x[start : start + n]
     out = np.zeros(n, dtype=np.float32)
     start = int(rng.integers(0, n - len(x) + 1))
-    out[start:start + len(x)] = x
+    out[start : start + len(x)] = x
     return out
 
 
@@ -179,12 +187,24 @@ def _draw_snr(snr_db, rng: np.random.Generator) -> float:
     return float(snr_db)
 
 
-def make_mixtures(speech_corpus: str | Path | list, events_dir: str | Path, out: str | Path, *,
-                  snr_db: float | tuple[float, float] | list[float] = 0.0, speech_fraction: float = 0.5,
-                  duration_s: float = 2.0, sample_rate: int = 16000, test_fraction: float = 0.25,
-                  events_labels: str | Path | None = None, speech_labels: str | Path | None = None,
-                  max_mixtures: int | None = None, seed: int = 0, overwrite: bool = False,
-                  per_event: int = 1, test_speakers: list[str] | None = None) -> Path:
+def make_mixtures(
+    speech_corpus: str | Path | list,
+    events_dir: str | Path,
+    out: str | Path,
+    *,
+    snr_db: float | tuple[float, float] | list[float] = 0.0,
+    speech_fraction: float = 0.5,
+    duration_s: float = 2.0,
+    sample_rate: int = 16000,
+    test_fraction: float = 0.25,
+    events_labels: str | Path | None = None,
+    speech_labels: str | Path | None = None,
+    max_mixtures: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    per_event: int = 1,
+    test_speakers: list[str] | None = None,
+) -> Path:
     """Mix each event recording with a speech utterance (or none), write wavs, stems and metadata.
 
     Args:
@@ -214,7 +234,7 @@ def make_mixtures(speech_corpus: str | Path | list, events_dir: str | Path, out:
         raise InputError(f"{meta_path}: mixtures already exist (pass --overwrite to make them again)")
     events = list_events(events_dir, events_labels)
     speech = []
-    for folder in (speech_corpus if isinstance(speech_corpus, (list, tuple)) else [speech_corpus]):
+    for folder in speech_corpus if isinstance(speech_corpus, (list, tuple)) else [speech_corpus]:
         speech += open_corpus(folder, labels_file=speech_labels).utterances
     if not speech:
         raise InputError(f"{speech_corpus}: no speech recordings found")
@@ -230,7 +250,7 @@ def make_mixtures(speech_corpus: str | Path | list, events_dir: str | Path, out:
         sources = sorted({ev.source or str(ev.path) for ev in events if ev.event == event_class})
         n_test_sources = min(len(sources) - 1, int(round(len(sources) * test_fraction)))
         if test_fraction > 0 and len(sources) >= 2:
-            test_sources |= set(rng.permutation(sources)[:max(1, n_test_sources)].tolist())
+            test_sources |= set(rng.permutation(sources)[: max(1, n_test_sources)].tolist())
     speakers = sorted({u.speaker for u in speech if u.speaker})
     if test_speakers is not None:
         test_set = set(test_speakers)
@@ -276,20 +296,22 @@ def make_mixtures(speech_corpus: str | Path | list, events_dir: str | Path, out:
         write_audio(corpus_dir / ev.event / f"{name}.wav", mixture, sample_rate)
         write_audio(out / "stems" / "event" / f"{name}.wav", event, sample_rate)
         write_audio(out / "stems" / "speech" / f"{name}.wav", voice, sample_rate)
-        rows.append({
-            "file_name": f"{ev.event}/{name}.wav",
-            "event": ev.event,
-            "speech": "yes" if has_speech else "no",
-            "speech_present": int(bool(has_speech)),   # the same as 1/0 (older corpora had only this)
-            "snr_db": round(snr, 3) if has_speech else "",
-            "speech_source": str(utt.path) if utt else "",
-            "speaker": (utt.speaker or "") if utt else "",
-            "event_source": str(ev.path),
-            "event_source_id": ev.source,
-            "clean_event": f"../stems/event/{name}.wav",
-            "clean_speech": f"../stems/speech/{name}.wav",
-            "split": split,
-        })
+        rows.append(
+            {
+                "file_name": f"{ev.event}/{name}.wav",
+                "event": ev.event,
+                "speech": "yes" if has_speech else "no",
+                "speech_present": int(bool(has_speech)),  # the same as 1/0 (older corpora had only this)
+                "snr_db": round(snr, 3) if has_speech else "",
+                "speech_source": str(utt.path) if utt else "",
+                "speaker": (utt.speaker or "") if utt else "",
+                "event_source": str(ev.path),
+                "event_source_id": ev.source,
+                "clean_event": f"../stems/event/{name}.wav",
+                "clean_speech": f"../stems/speech/{name}.wav",
+                "split": split,
+            }
+        )
     with atomic_path(meta_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

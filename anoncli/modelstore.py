@@ -64,10 +64,7 @@ def register(method: str, run_dir: str | os.PathLike) -> Path:
 
 def missing_message(method: str) -> str:
     """The one-line error for a method with no trained model, naming the commands that provide one."""
-    return (
-        f"no trained {method} model: run `anoncli train --method {method} CORPUS --out RUN` "
-        f"or pass --checkpoint RUN"
-    )
+    return f"no trained {method} model: run `anoncli train --method {method} CORPUS --out RUN` or pass --checkpoint RUN"
 
 
 def shipped_dir(method: str) -> Path:
@@ -98,10 +95,17 @@ def load_shipped(path: str | os.PathLike) -> dict:
     for key, value in tensors.items():
         module, _, name = key.partition(".")
         modules.setdefault(module, {})[name] = value
-    return {"format_version": FORMAT_VERSION, "method": card.get("method"), "config": model["config"],
-            "classes": model["classes"], "attribute": model.get("attribute", ""), "models": modules,
-            "trainer_config": card.get("config") if isinstance(card.get("config"), dict) else {},
-            "data_fingerprint": card.get("data_fingerprint"), "sha256": _sha256(path)}
+    return {
+        "format_version": FORMAT_VERSION,
+        "method": card.get("method"),
+        "config": model["config"],
+        "classes": model["classes"],
+        "attribute": model.get("attribute", ""),
+        "models": modules,
+        "trainer_config": card.get("config") if isinstance(card.get("config"), dict) else {},
+        "data_fingerprint": card.get("data_fingerprint"),
+        "sha256": _sha256(path),
+    }
 
 
 def file_sha256(path: str | os.PathLike) -> str | None:
@@ -134,8 +138,15 @@ def list_models() -> list[dict]:
                 card = json.loads(card_path.read_text()) if card_path.is_file() else {}
             except (OSError, ValueError):
                 card = {}
-            found.append({"method": method_folder.name, "source": "local", "path": str(model),
-                          "sha256": _sha256(model), "card": card})
+            found.append(
+                {
+                    "method": method_folder.name,
+                    "source": "local",
+                    "path": str(model),
+                    "sha256": _sha256(model),
+                    "card": card,
+                }
+            )
     shipped_root = shipped_dir("_").parent
     if shipped_root.is_dir():
         for method_folder in sorted(p for p in shipped_root.iterdir() if p.is_dir()):
@@ -145,8 +156,15 @@ def list_models() -> list[dict]:
                     card = json.loads((method_folder / SHIPPED_CARD).read_text())
                 except (OSError, ValueError):
                     card = {}
-                found.append({"method": method_folder.name, "source": "shipped", "path": str(weights),
-                              "sha256": _sha256(weights), "card": card})
+                found.append(
+                    {
+                        "method": method_folder.name,
+                        "source": "shipped",
+                        "path": str(weights),
+                        "sha256": _sha256(weights),
+                        "card": card,
+                    }
+                )
     return found
 
 
@@ -160,7 +178,9 @@ def find(method: str, checkpoint: str | os.PathLike | None = None) -> Path:
         if path.is_dir():
             found = checkpoint_in_run(path)
             if found is None:
-                raise AnoncliError(f"--checkpoint {path}: no checkpoints/best.pt, checkpoints/last.pt or model.pt in it")
+                raise AnoncliError(
+                    f"--checkpoint {path}: no checkpoints/best.pt, checkpoints/last.pt or model.pt in it"
+                )
             return found
         raise AnoncliError(f"--checkpoint {path}: no such file or folder")
     stored = method_dir(method) / MODEL_FILE
@@ -186,8 +206,10 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise AnoncliError(f"{path}: no such checkpoint") from None
     except Exception as err:  # pickle/zip errors of a damaged or foreign file
         # torch's own text suggests weights_only=False, which would run code from the file: never repeated here
-        raise AnoncliError(f"{path}: cannot load checkpoint: damaged, or not one anoncli wrote "
-                           f"({type(err).__name__}); retrain it, or remove it") from None
+        raise AnoncliError(
+            f"{path}: cannot load checkpoint: damaged, or not one anoncli wrote "
+            f"({type(err).__name__}); retrain it, or remove it"
+        ) from None
 
 
 def load_model(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -221,8 +243,10 @@ def upgrade_checkpoint(state: dict, path: str | os.PathLike = "checkpoint") -> d
     if version is None:
         return _convert_format_1(state)
     if int(version) > FORMAT_VERSION:
-        raise AnoncliError(f"{path}: checkpoint format {version} is newer than this anoncli reads "
-                           f"({FORMAT_VERSION}); upgrade anoncli to load it")
+        raise AnoncliError(
+            f"{path}: checkpoint format {version} is newer than this anoncli reads "
+            f"({FORMAT_VERSION}); upgrade anoncli to load it"
+        )
     return state
 
 
@@ -234,16 +258,19 @@ def _is_state_dict(value) -> bool:
 
 def _convert_format_1(state: dict) -> dict:
     out = dict(state)
-    if isinstance(state.get("train_models"), dict):      # the source-filter trainer: every module here
+    if isinstance(state.get("train_models"), dict):  # the source-filter trainer: every module here
         models = {**state["train_models"], **state.get("models", {})}
     elif isinstance(state.get("models"), dict):
         models = dict(state["models"])
-    else:                                                # one top-level key per network (MelGAN, Siamese, RDAL-M)
-        models = {key: value for key, value in state.items()
-                  if _is_state_dict(value) and not key.startswith("opt") and not key.endswith("_opt")}
+    else:  # one top-level key per network (MelGAN, Siamese, RDAL-M)
+        models = {
+            key: value
+            for key, value in state.items()
+            if _is_state_dict(value) and not key.startswith("opt") and not key.endswith("_opt")
+        }
     out["models"] = models
     if not out.get("method") and {"generator", "discriminator"} <= set(models) and "opt_g" in state:
-        out["method"] = "melgan"                          # the MelGAN trainer did not write its name
+        out["method"] = "melgan"  # the MelGAN trainer did not write its name
     try:
         trainer_config = json.loads(state["train_config_json"]) if "train_config_json" in state else None
     except ValueError:

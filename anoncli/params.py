@@ -52,7 +52,9 @@ def _describe(kind: Any) -> str:
     origin = typing.get_origin(kind) or (kind if kind in (list, tuple) else None)
     if origin in (list, tuple):
         args = [a for a in typing.get_args(kind) if a is not Ellipsis]
-        return f"a comma list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a comma list"
+        return (
+            f"a comma list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a comma list"
+        )
     return getattr(kind, "__name__", str(kind))
 
 
@@ -121,8 +123,9 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def from_params(cls: type, params: Mapping[str, Any], base: Any = None, strict: bool = False,
-                what: str = "--param") -> Any:
+def from_params(
+    cls: type, params: Mapping[str, Any], base: Any = None, strict: bool = False, what: str = "--param"
+) -> Any:
     """An instance of the dataclass `cls`: `base` (an instance, or the defaults) with `params` converted by type.
 
     With `strict`, a key `cls` does not declare raises AnoncliError naming it and

@@ -37,9 +37,17 @@ def _clock(seconds: float) -> str:
 class PlainProgress:
     """tqdm's interface, printing a plain line per `step_percent` of `total` (or per 30 s without one)."""
 
-    def __init__(self, iterable: Iterable | None = None, total: float | None = None, desc: str = "",
-                 unit: str = "it", disable: bool = False, file: TextIO | None = None,
-                 step_percent: float = STEP_PERCENT, **_: Any):
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        total: float | None = None,
+        desc: str = "",
+        unit: str = "it",
+        disable: bool = False,
+        file: TextIO | None = None,
+        step_percent: float = STEP_PERCENT,
+        **_: Any,
+    ):
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable = iterable
@@ -69,7 +77,7 @@ class PlainProgress:
     def __len__(self) -> int:
         return int(self.total or 0)
 
-    def __enter__(self) -> "PlainProgress":
+    def __enter__(self) -> PlainProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -136,9 +144,16 @@ class PlainProgress:
         print(message, file=file or sys.stderr, flush=True)
 
 
-def progress_bar(iterable: Iterable | None = None, *, total: float | None = None, desc: str = "",
-                 unit: str = "it", enabled: bool | None = True, log_step_percent: float = STEP_PERCENT,
-                 **tqdm_options: Any):
+def progress_bar(
+    iterable: Iterable | None = None,
+    *,
+    total: float | None = None,
+    desc: str = "",
+    unit: str = "it",
+    enabled: bool | None = True,
+    log_step_percent: float = STEP_PERCENT,
+    **tqdm_options: Any,
+):
     """A progress bar on stderr: tqdm on a terminal, `PlainProgress` lines otherwise.
 
     enabled: False shows nothing (`--no-progress`); True or None shows progress

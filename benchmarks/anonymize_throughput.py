@@ -80,8 +80,9 @@ def side_anoncli(corpus: Path, out: Path, jobs: int, device: str, method: str) -
     from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 
     started = time.perf_counter()
-    summary = run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method=method, jobs=jobs, device=device,
-                                            progress=False, overwrite=True))
+    summary = run_anonymize(
+        AnonymizeConfig(corpus=corpus, out=out, method=method, jobs=jobs, device=device, progress=False, overwrite=True)
+    )
     wall = time.perf_counter() - started
     if summary.failed:
         raise SystemExit(f"anoncli: {summary.failed} files failed: {summary.errors[:3]}")
@@ -118,15 +119,30 @@ def method_only(corpus: Path, rel_paths: list[str], device: str, backends: list[
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
-        print(f"method only, backend {method.backend} on {device}: {audio_s:.1f} s of audio ({frames} frames) in "
-              f"{wall:.2f} s wall, {cpu:.2f} s CPU -> {audio_s / wall:.0f}x real time, "
-              f"{cpu / frames * 1e6:.1f} us CPU per frame")
+        print(
+            f"method only, backend {method.backend} on {device}: {audio_s:.1f} s of audio ({frames} frames) in "
+            f"{wall:.2f} s wall, {cpu:.2f} s CPU -> {audio_s / wall:.0f}x real time, "
+            f"{cpu / frames * 1e6:.1f} us CPU per frame"
+        )
 
 
 def run_side(side: str, corpus: Path, out: Path, args) -> dict:
     """One side in a fresh interpreter; returns its JSON line."""
-    command = [sys.executable, __file__, str(corpus), "--side", side, "--out", str(out), "--jobs", str(args.jobs),
-               "--device", args.device, "--method", args.method]
+    command = [
+        sys.executable,
+        __file__,
+        str(corpus),
+        "--side",
+        side,
+        "--out",
+        str(out),
+        "--jobs",
+        str(args.jobs),
+        "--device",
+        args.device,
+        "--method",
+        args.method,
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -138,20 +154,26 @@ def run_side(side: str, corpus: Path, out: Path, args) -> dict:
 
 
 def report(rows: dict[str, dict]) -> str:
-    lines = [f"{'':10} {'files':>6} {'audio h':>8} {'wall s':>8} {'x RT':>7} {'process s':>9} {'CPU s':>7} "
-             f"{'audio s/CPU s':>13} {'RSS driver MB':>14} {'RSS worker MB':>14}"]
+    lines = [
+        f"{'':10} {'files':>6} {'audio h':>8} {'wall s':>8} {'x RT':>7} {'process s':>9} {'CPU s':>7} "
+        f"{'audio s/CPU s':>13} {'RSS driver MB':>14} {'RSS worker MB':>14}"
+    ]
     for name, r in rows.items():
-        lines.append(f"{name:10} {r['files']:>6} {r['audio_s'] / 3600:>8.3f} {r['wall_s']:>8.2f} "
-                     f"{r['audio_s'] / r['wall_s']:>7.0f} {r['process_wall_s']:>9.2f} {r['cpu_s']:>7.2f} "
-                     f"{r['audio_s'] / r['cpu_s']:>13.0f} {r['rss_driver_mb']:>14.0f} {r['rss_worker_mb']:>14.0f}")
+        lines.append(
+            f"{name:10} {r['files']:>6} {r['audio_s'] / 3600:>8.3f} {r['wall_s']:>8.2f} "
+            f"{r['audio_s'] / r['wall_s']:>7.0f} {r['process_wall_s']:>9.2f} {r['cpu_s']:>7.2f} "
+            f"{r['audio_s'] / r['cpu_s']:>13.0f} {r['rss_driver_mb']:>14.0f} {r['rss_worker_mb']:>14.0f}"
+        )
     if "reference" in rows and "anoncli" in rows:
         ours, theirs = rows["anoncli"], rows["reference"]
         wall_ratio = theirs["wall_s"] / ours["wall_s"]
         process_ratio = theirs["process_wall_s"] / ours["process_wall_s"]
         cpu_ratio = theirs["cpu_s"] / ours["cpu_s"]
-        lines.append(f"anoncli / reference throughput: {wall_ratio:.1f}x (wall clock of the run), "
-                     f"{process_ratio:.1f}x (wall clock of the whole process: interpreter start and imports too), "
-                     f"{cpu_ratio:.1f}x (CPU time of the process trees, imports included)")
+        lines.append(
+            f"anoncli / reference throughput: {wall_ratio:.1f}x (wall clock of the run), "
+            f"{process_ratio:.1f}x (wall clock of the whole process: interpreter start and imports too), "
+            f"{cpu_ratio:.1f}x (CPU time of the process trees, imports included)"
+        )
     return "\n".join(lines)
 
 
@@ -165,8 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--method", default="mcadams")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--method-only", default=None, metavar="BACKENDS",
-                        help="time McAdams.process alone for these backends (e.g. compiled,torch) and exit")
+    parser.add_argument(
+        "--method-only",
+        default=None,
+        metavar="BACKENDS",
+        help="time McAdams.process alone for these backends (e.g. compiled,torch) and exit",
+    )
     parser.add_argument("--side", choices=["anoncli", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -199,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         for side in sides:
             rows[side] = run_side(side, corpus, scratch / f"out-{side}", args)
             print(f"{side}: done in {rows[side]['wall_s']:.2f} s", file=sys.stderr)
-        print(f"corpus: {args.corpus} ({len(rel_paths)} files), jobs: {args.jobs}, device: {args.device}, "
-              f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
+        print(
+            f"corpus: {args.corpus} ({len(rel_paths)} files), jobs: {args.jobs}, device: {args.device}, "
+            f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}"
+        )
         print(report(rows))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))

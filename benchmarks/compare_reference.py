@@ -52,13 +52,33 @@ def measure(command: list[str], cwd: Path | None = None) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {process.returncode}: {stderr[-2000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
-            "load_before": load}
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "load_before": load,
+    }
 
 
 def anoncli_command(corpus: Path, out: Path, jobs: int, files_from: Path | None = None) -> list[str]:
-    command = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--method", "mcadams",
-               "--no-score", "--no-progress", "--jobs", str(jobs), "--device", "cpu", "--overwrite"]
+    command = [
+        sys.executable,
+        "-m",
+        "anoncli",
+        "anonymize",
+        str(corpus),
+        "--out",
+        str(out),
+        "--method",
+        "mcadams",
+        "--no-score",
+        "--no-progress",
+        "--jobs",
+        str(jobs),
+        "--device",
+        "cpu",
+        "--overwrite",
+    ]
     if files_from is not None:
         command += ["--files-from", str(files_from)]
     return command
@@ -73,12 +93,22 @@ def alternate(configs: dict[str, callable], repeats: int, scratch: Path) -> dict
             shutil.rmtree(out, ignore_errors=True)
             runs[name].append(measure(make(out)))
             shutil.rmtree(out, ignore_errors=True)
-            print(f"  {name} #{round_ + 1}: {runs[name][-1]['wall_s']:.2f} s wall, "
-                  f"{runs[name][-1]['cpu_s']:.2f} s CPU, {runs[name][-1]['peak_rss_mb']:.0f} MB, "
-                  f"load {runs[name][-1]['load_before']:.2f}", file=sys.stderr)
-    return {name: {"runs": items, **{key: statistics.median(r[key] for r in items)
-                                     for key in ("wall_s", "cpu_s", "peak_rss_mb", "load_before")}}
-            for name, items in runs.items()}
+            print(
+                f"  {name} #{round_ + 1}: {runs[name][-1]['wall_s']:.2f} s wall, "
+                f"{runs[name][-1]['cpu_s']:.2f} s CPU, {runs[name][-1]['peak_rss_mb']:.0f} MB, "
+                f"load {runs[name][-1]['load_before']:.2f}",
+                file=sys.stderr,
+            )
+    return {
+        name: {
+            "runs": items,
+            **{
+                key: statistics.median(r[key] for r in items)
+                for key in ("wall_s", "cpu_s", "peak_rss_mb", "load_before")
+            },
+        }
+        for name, items in runs.items()
+    }
 
 
 def warm_up(corpus: Path, scratch: Path) -> None:
@@ -96,14 +126,24 @@ def _audio(corpus: Path) -> list[str]:
 
 
 def ratio_table(title: str, results: dict[str, dict], baseline: str, other: str) -> list[str]:
-    lines = [f"### {title}", "", "| side | wall s (median) | runs | CPU s | peak RSS MB | load before |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| side | wall s (median) | runs | CPU s | peak RSS MB | load before |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, item in results.items():
         runs = ", ".join(f"{r['wall_s']:.2f}" for r in item["runs"])
-        lines.append(f"| {name} | {item['wall_s']:.2f} | {runs} | {item['cpu_s']:.2f} | {item['peak_rss_mb']:.0f} | "
-                     f"{item['load_before']:.2f} |")
-    lines += ["", f"**{other} is {results[baseline]['wall_s'] / results[other]['wall_s']:.2f}x faster than {baseline}** "
-              f"(wall, medians); CPU time ratio {results[baseline]['cpu_s'] / results[other]['cpu_s']:.2f}x.", ""]
+        lines.append(
+            f"| {name} | {item['wall_s']:.2f} | {runs} | {item['cpu_s']:.2f} | {item['peak_rss_mb']:.0f} | "
+            f"{item['load_before']:.2f} |"
+        )
+    lines += [
+        "",
+        f"**{other} is {results[baseline]['wall_s'] / results[other]['wall_s']:.2f}x faster than {baseline}** "
+        f"(wall, medians); CPU time ratio {results[baseline]['cpu_s'] / results[other]['cpu_s']:.2f}x.",
+        "",
+    ]
     return lines
 
 
@@ -123,9 +163,11 @@ def startup_profile(scratch: Path, corpus: Path) -> dict:
             top = match.group(4).split(".")[0]
             packages[top] = packages.get(top, 0) + int(match.group(1))
     ranked = sorted(packages.items(), key=lambda item: -item[1])
-    return {"total_ms": round(sum(packages.values()) / 1000, 1),
-            "top_ms": {name: round(us / 1000, 1) for name, us in ranked[:12]},
-            "torch_imported": "torch" in packages}
+    return {
+        "total_ms": round(sum(packages.values()) / 1000, 1),
+        "top_ms": {name: round(us / 1000, 1) for name, us in ranked[:12]},
+        "torch_imported": "torch" in packages,
+    }
 
 
 def machine() -> dict:
@@ -134,8 +176,13 @@ def machine() -> dict:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0],
-            "platform": platform.platform(), "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,18 +204,39 @@ def main(argv: list[str] | None = None) -> int:
         if "reference" not in skip:
             for name, corpus in corpora.items():
                 print(f"{name}: anoncli --jobs 2 vs reference (2 processes)", file=sys.stderr)
-                results = alternate({
-                    "reference": lambda out, c=corpus: [sys.executable, str(REFERENCE), str(c), str(out), "--jobs", "2"],
-                    "anoncli": lambda out, c=corpus: anoncli_command(c, out, 2),
-                }, args.repeats, scratch)
+                results = alternate(
+                    {
+                        "reference": lambda out, c=corpus: [
+                            sys.executable,
+                            str(REFERENCE),
+                            str(c),
+                            str(out),
+                            "--jobs",
+                            "2",
+                        ],
+                        "anoncli": lambda out, c=corpus: anoncli_command(c, out, 2),
+                    },
+                    args.repeats,
+                    scratch,
+                )
                 report["comparisons"][f"reference-{name}"] = results
-                lines += ratio_table(f"McAdams on {name}: anoncli (--jobs 2, --no-score) vs the reference loop "
-                                     "(2 processes)", results, "reference", "anoncli")
+                lines += ratio_table(
+                    f"McAdams on {name}: anoncli (--jobs 2, --no-score) vs the reference loop (2 processes)",
+                    results,
+                    "reference",
+                    "anoncli",
+                )
         if "jobs" not in skip and "fsdd" in corpora:
             print("fsdd: --jobs 1 vs --jobs 2", file=sys.stderr)
             corpus = corpora["fsdd"]
-            results = alternate({"jobs-1": lambda out: anoncli_command(corpus, out, 1),
-                                 "jobs-2": lambda out: anoncli_command(corpus, out, 2)}, args.repeats, scratch)
+            results = alternate(
+                {
+                    "jobs-1": lambda out: anoncli_command(corpus, out, 1),
+                    "jobs-2": lambda out: anoncli_command(corpus, out, 2),
+                },
+                args.repeats,
+                scratch,
+            )
             report["comparisons"]["jobs-fsdd"] = results
             lines += ratio_table("fsdd: --jobs 2 vs --jobs 1 (--no-score)", results, "jobs-1", "jobs-2")
         if "memory" not in skip and "fsdd" in corpora:
@@ -176,26 +244,45 @@ def main(argv: list[str] | None = None) -> int:
             corpus = corpora["fsdd"]
             first = scratch / "first300.list"
             first.write_text("\n".join(sorted(_audio(corpus))[:300]) + "\n")
-            results = alternate({"300 files": lambda out: anoncli_command(corpus, out, 2, first),
-                                 "all files": lambda out: anoncli_command(corpus, out, 2)}, args.repeats, scratch)
+            results = alternate(
+                {
+                    "300 files": lambda out: anoncli_command(corpus, out, 2, first),
+                    "all files": lambda out: anoncli_command(corpus, out, 2),
+                },
+                args.repeats,
+                scratch,
+            )
             report["comparisons"]["memory-fsdd"] = results
-            lines += ["### Peak memory, fsdd, --jobs 2 (largest process)", "",
-                      "| files | peak RSS MB (median) | runs | wall s |", "|---|---|---|---|"]
-            lines += [f"| {name} | {item['peak_rss_mb']:.0f} | "
-                      f"{', '.join(str(round(r['peak_rss_mb'])) for r in item['runs'])} | {item['wall_s']:.2f} |"
-                      for name, item in results.items()] + [""]
+            lines += [
+                "### Peak memory, fsdd, --jobs 2 (largest process)",
+                "",
+                "| files | peak RSS MB (median) | runs | wall s |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {name} | {item['peak_rss_mb']:.0f} | "
+                f"{', '.join(str(round(r['peak_rss_mb'])) for r in item['runs'])} | {item['wall_s']:.2f} |"
+                for name, item in results.items()
+            ] + [""]
         if "help" not in skip:
             runs = [measure([sys.executable, "-m", "anoncli", "--help"]) for _ in range(max(3, args.repeats))]
             report["comparisons"]["help"] = runs
             walls = ", ".join(format(r["wall_s"], ".3f") for r in runs)
-            lines += [f"### `anoncli --help`: {statistics.median(r['wall_s'] for r in runs):.3f} s wall (median of "
-                      f"{len(runs)}: {walls})", ""]
+            lines += [
+                f"### `anoncli --help`: {statistics.median(r['wall_s'] for r in runs):.3f} s wall (median of "
+                f"{len(runs)}: {walls})",
+                "",
+            ]
         if "startup" not in skip and corpora:
             profile = startup_profile(scratch, next(iter(corpora.values())))
             report["startup"] = profile
-            lines += [f"### Start-up: imports of a one-file CPU McAdams run: {profile['total_ms']:.0f} ms "
-                      f"(torch imported: {profile['torch_imported']})", "",
-                      "| package | import ms (its own modules) |", "|---|---|"]
+            lines += [
+                f"### Start-up: imports of a one-file CPU McAdams run: {profile['total_ms']:.0f} ms "
+                f"(torch imported: {profile['torch_imported']})",
+                "",
+                "| package | import ms (its own modules) |",
+                "|---|---|",
+            ]
             lines += [f"| {name} | {ms:.0f} |" for name, ms in profile["top_ms"].items()] + [""]
     report["load_after"] = os.getloadavg()[0]
     print(f"machine: {report['machine']}; load average after: {report['load_after']:.2f}\n")

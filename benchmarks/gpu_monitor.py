@@ -34,8 +34,13 @@ def _smi_reader():
         return None
 
     def read() -> float:
-        text = subprocess.run([smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=5, check=True).stdout
+        text = subprocess.run(
+            [smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
         return float(text.split()[0])
 
     try:
@@ -64,7 +69,7 @@ class GpuMonitor:
             except Exception:
                 return
 
-    def __enter__(self) -> "GpuMonitor":
+    def __enter__(self) -> GpuMonitor:
         if self.available:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()

@@ -104,13 +104,23 @@ def measure_model(name: str, corpus: Path, device: str, batch_seconds: list[floa
                 method.process([waves[i] for i in group], [params[i] for i in group])
             sync()
         wall = time.perf_counter() - started
-        rows.append({"batch_seconds": seconds, "batches": len(groups), "audio_s": round(audio_s, 2),
-                     "wall_s": round(wall, 4), "x_realtime": round(audio_s / wall, 1),
-                     "gpu_utilisation": gpu.summary(),
-                     "peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None})
-        print(f"  model {name} batch {seconds:g} s: {audio_s / wall:.0f}x real time "
-              f"({len(groups)} batches, {wall:.2f} s){'; ' + gpu.summary() if gpu.summary() else ''}"
-              f"{'; peak %.0f MB' % rows[-1]['peak_memory_mb'] if cuda else ''}", flush=True)
+        rows.append(
+            {
+                "batch_seconds": seconds,
+                "batches": len(groups),
+                "audio_s": round(audio_s, 2),
+                "wall_s": round(wall, 4),
+                "x_realtime": round(audio_s / wall, 1),
+                "gpu_utilisation": gpu.summary(),
+                "peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+            }
+        )
+        peak = f"; peak {rows[-1]['peak_memory_mb']:.0f} MB" if cuda else ""
+        print(
+            f"  model {name} batch {seconds:g} s: {audio_s / wall:.0f}x real time "
+            f"({len(groups)} batches, {wall:.2f} s){'; ' + gpu.summary() if gpu.summary() else ''}{peak}",
+            flush=True,
+        )
     best = max(rows, key=lambda row: row["x_realtime"])
     return {"rows": rows, "best_batch_seconds": best["batch_seconds"], "best_x_realtime": best["x_realtime"]}
 
@@ -119,8 +129,23 @@ def measure_job(name: str, corpus: Path, device: str, batch_seconds: float, jobs
     """`anoncli anonymize` over the whole corpus in a child process; × real time of the whole job."""
     with tempfile.TemporaryDirectory(prefix="gpu-throughput-") as tmp:
         out = Path(tmp) / "out"
-        command = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--method", name, "--out", str(out),
-                   "--device", device, "--no-score", "--no-progress", "--max-batch-seconds", str(batch_seconds)]
+        command = [
+            sys.executable,
+            "-m",
+            "anoncli",
+            "anonymize",
+            str(corpus),
+            "--method",
+            name,
+            "--out",
+            str(out),
+            "--device",
+            device,
+            "--no-score",
+            "--no-progress",
+            "--max-batch-seconds",
+            str(batch_seconds),
+        ]
         if jobs:
             command += ["--jobs", str(jobs)]
         started = time.perf_counter()
@@ -130,10 +155,18 @@ def measure_job(name: str, corpus: Path, device: str, batch_seconds: float, jobs
             return {"error": f"exit {result.returncode}: {result.stderr.strip().splitlines()[-1:]}"}
         record = json.loads((out / "run.json").read_text())
     audio_s = record["timings"]["audio_s"]
-    print(f"  job {name}: {audio_s / wall:.0f}x real time whole process ({wall:.1f} s for {audio_s:.0f} s of audio; "
-          f"{record['timings']['realtime_factor']:.0f}x inside the job)", flush=True)
-    return {"wall_s": round(wall, 2), "audio_s": round(audio_s, 1), "x_realtime": round(audio_s / wall, 1),
-            "job_x_realtime": round(record["timings"]["realtime_factor"], 1), "command": " ".join(command[1:])}
+    print(
+        f"  job {name}: {audio_s / wall:.0f}x real time whole process ({wall:.1f} s for {audio_s:.0f} s of audio; "
+        f"{record['timings']['realtime_factor']:.0f}x inside the job)",
+        flush=True,
+    )
+    return {
+        "wall_s": round(wall, 2),
+        "audio_s": round(audio_s, 1),
+        "x_realtime": round(audio_s / wall, 1),
+        "job_x_realtime": round(record["timings"]["realtime_factor"], 1),
+        "command": " ".join(command[1:]),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -163,13 +196,17 @@ def main(argv: list[str] | None = None) -> dict:
             entry["job"] = measure_job(name, args.corpus, device, entry["model"]["best_batch_seconds"], args.jobs)
         results["methods"][name] = entry
     results["load_after"] = os.getloadavg()[0]
-    print("\n| method | best batch (s of audio) | model × real time | peak memory MB | GPU utilisation | whole job × real time |")
+    print(
+        "\n| method | best batch (s of audio) | model × real time | peak memory MB | GPU utilisation | whole job × real time |"
+    )
     print("|---|---|---|---|---|---|")
     for name, entry in results["methods"].items():
         best = max(entry["model"]["rows"], key=lambda row: row["x_realtime"])
         job = entry.get("job", {})
-        print(f"| {name} | {best['batch_seconds']:g} | {best['x_realtime']:.0f} | {best['peak_memory_mb'] or '–'} | "
-              f"{best['gpu_utilisation'] or '–'} | {job.get('x_realtime', job.get('error', '–'))} |")
+        print(
+            f"| {name} | {best['batch_seconds']:g} | {best['x_realtime']:.0f} | {best['peak_memory_mb'] or '–'} | "
+            f"{best['gpu_utilisation'] or '–'} | {job.get('x_realtime', job.get('error', '–'))} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results

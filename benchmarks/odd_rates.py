@@ -60,13 +60,14 @@ z = run(y, %(working)d, rate)
 wall = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"rate": rate, "wall_s": wall, "extra_mb": (after - before) / 1024, "out_len": len(z)}))
-""" % {"working": WORKING_RATE}
+""" % {"working": WORKING_RATE}  # noqa: UP031 (a %-template keeps the child's own braces as they are)
 
 
 def measure_resample(rate: int, backend: str, timeout: float) -> dict:
     try:
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(rate), backend], capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(rate), backend], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"rate": rate, "wall_s": None, "extra_mb": None, "error": f"timed out after {timeout:.0f} s"}
     if done.returncode != 0:
@@ -85,8 +86,19 @@ def measure_whole(rate: int, work: Path, timeout: float) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     corpus.mkdir(parents=True)
     sf.write(corpus / "one.wav", np.random.default_rng(0).standard_normal(rate) * 0.1, rate, subtype="PCM_16")
-    command = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--jobs", "1",
-               "--no-progress", "--no-score"]
+    command = [
+        sys.executable,
+        "-m",
+        "anoncli",
+        "anonymize",
+        str(corpus),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--no-progress",
+        "--no-score",
+    ]
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = start + timeout
@@ -110,8 +122,12 @@ def measure_whole(rate: int, work: Path, timeout: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=int, nargs="+", default=list(DEFAULT_RATES))
-    parser.add_argument("--backend", choices=("soxr", "torchaudio"), default="soxr",
-                        help="resample-only runs: anoncli's path (soxr) or torchaudio's, for comparison")
+    parser.add_argument(
+        "--backend",
+        choices=("soxr", "torchaudio"),
+        default="soxr",
+        help="resample-only runs: anoncli's path (soxr) or torchaudio's, for comparison",
+    )
     parser.add_argument("--whole", action="store_true", help="also time whole `anoncli anonymize` processes")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a run counts as failed")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -124,16 +140,19 @@ def main() -> None:
         row = measure_resample(rate, args.backend, args.timeout)
         rows.append({"kind": "resample", "backend": args.backend, **row})
         ok = row.get("wall_s") is not None and row["wall_s"] < TARGET_S and row["extra_mb"] < TARGET_MB
-        shown = (f"{row['wall_s']:8.3f} {row['extra_mb']:9.1f}" if row.get("wall_s") is not None
-                 else f"{'-':>8} {'-':>9}")
+        shown = (
+            f"{row['wall_s']:8.3f} {row['extra_mb']:9.1f}" if row.get("wall_s") is not None else f"{'-':>8} {'-':>9}"
+        )
         print(f"{rate:>8} {shown}  {'yes' if ok else 'NO ' + row.get('error', '')}")
 
     if args.whole:
         with tempfile.TemporaryDirectory(prefix="anoncli-odd-rates-") as folder:
             work = Path(folder)
             base = measure_whole(WORKING_RATE, work, args.timeout)
-            print(f"\nwhole `anoncli anonymize` on one 1-second file (16 kHz: {base['wall_s']:.2f} s, "
-                  f"{base['peak_mb']:.0f} MB peak)")
+            print(
+                f"\nwhole `anoncli anonymize` on one 1-second file (16 kHz: {base['wall_s']:.2f} s, "
+                f"{base['peak_mb']:.0f} MB peak)"
+            )
             print(f"{'rate':>8} {'wall s':>8} {'peak MB':>8} {'extra s':>8} {'extra MB':>9}  within target")
             for rate in args.rates:
                 row = measure_whole(rate, work, args.timeout)
@@ -143,12 +162,15 @@ def main() -> None:
                     continue
                 extra_s, extra_mb = row["wall_s"] - base["wall_s"], row["peak_mb"] - base["peak_mb"]
                 ok = row["wall_s"] < TARGET_S + base["wall_s"] and extra_mb < TARGET_MB
-                print(f"{rate:>8} {row['wall_s']:8.2f} {row['peak_mb']:8.0f} {extra_s:8.2f} {extra_mb:9.1f}  "
-                      f"{'yes' if ok else 'NO'}")
+                print(
+                    f"{rate:>8} {row['wall_s']:8.2f} {row['peak_mb']:8.0f} {extra_s:8.2f} {extra_mb:9.1f}  "
+                    f"{'yes' if ok else 'NO'}"
+                )
                 rows.append({"kind": "whole", "extra_s": extra_s, "extra_mb": extra_mb, **row})
     if args.json:
-        args.json.write_text(json.dumps({"target": {"wall_s": TARGET_S, "extra_mb": TARGET_MB}, "rows": rows},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"target": {"wall_s": TARGET_S, "extra_mb": TARGET_MB}, "rows": rows}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

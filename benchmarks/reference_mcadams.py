@@ -95,9 +95,7 @@ def list_audio(corpus: Path, limit: int | None = None) -> list[str]:
 
 def run_reference(corpus: Path, out: Path, rel_paths: list[str], jobs: int = 2, seed: int = 0) -> dict:
     """Anonymize the files with a Pool of `jobs` processes; returns audio seconds and wall time."""
-    tasks = [
-        (str(corpus / rel), str(out / Path(rel).with_suffix(".wav")), alpha_for(rel, seed)) for rel in rel_paths
-    ]
+    tasks = [(str(corpus / rel), str(out / Path(rel).with_suffix(".wav")), alpha_for(rel, seed)) for rel in rel_paths]
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         durations = pool.map(_task, tasks, chunksize=max(1, len(tasks) // (8 * jobs)))
@@ -117,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} is inside the corpus {corpus}", file=sys.stderr)
         return 2
     stats = run_reference(corpus, out, list_audio(corpus, args.limit), args.jobs)
-    print(f"{stats['files']} files, {stats['audio_s']:.1f} s of audio in {stats['wall_s']:.2f} s "
-          f"({stats['audio_s'] / stats['wall_s']:.0f}x real time)")
+    print(
+        f"{stats['files']} files, {stats['audio_s']:.1f} s of audio in {stats['wall_s']:.2f} s "
+        f"({stats['audio_s'] / stats['wall_s']:.0f}x real time)"
+    )
     return 0
 
 

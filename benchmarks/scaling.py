@@ -38,16 +38,25 @@ HERE = Path(__file__).resolve().parent
 
 # --- child: one measured run ---------------------------------------------------------------------
 
+
 def child(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
     from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 
-    config = AnonymizeConfig(corpus=Path(spec["corpus"]), out=Path(spec["out"]), method=spec["method"],
-                             jobs=spec["jobs"], backend=spec["backend"], scheduler=spec.get("scheduler"),
-                             batch_size=spec["batch_size"], max_batch_seconds=spec.get("max_batch_seconds"),
-                             device=spec["device"], progress=False)
+    config = AnonymizeConfig(
+        corpus=Path(spec["corpus"]),
+        out=Path(spec["out"]),
+        method=spec["method"],
+        jobs=spec["jobs"],
+        backend=spec["backend"],
+        scheduler=spec.get("scheduler"),
+        batch_size=spec["batch_size"],
+        max_batch_seconds=spec.get("max_batch_seconds"),
+        device=spec["device"],
+        progress=False,
+    )
     sys.path.insert(0, str(HERE))
     from gpu_monitor import GpuMonitor
 
@@ -58,11 +67,17 @@ def child(spec: dict) -> dict:
     wall = time.perf_counter() - started
     cpu1 = os.times()
     cpu_s = sum(cpu1[i] - cpu0[i] for i in range(4))  # user+sys of this process and its waited-for children
-    return {"files": summary.ok + summary.failed, "failed": summary.failed, "audio_s": summary.audio_s,
-            "wall_s": wall, "cpu_s": cpu_s, "xrt": summary.audio_s / wall,
-            "driver_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-            "gpu": gpu.summary()}
+    return {
+        "files": summary.ok + summary.failed,
+        "failed": summary.failed,
+        "audio_s": summary.audio_s,
+        "wall_s": wall,
+        "cpu_s": cpu_s,
+        "xrt": summary.audio_s / wall,
+        "driver_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "gpu": gpu.summary(),
+    }
 
 
 def run_child(spec: dict) -> dict:
@@ -74,6 +89,7 @@ def run_child(spec: dict) -> dict:
 
 
 # --- parent ---------------------------------------------------------------------------------------
+
 
 def subset_corpus(source: Path, target: Path, every: int) -> Path:
     """Every `every`-th row of source/metadata.csv, files copied under target (links would point outside it)."""
@@ -105,8 +121,14 @@ class ExistingCluster:
         from distributed import LocalCluster
 
         with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                        dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+            self.cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+            )
         self.address = self.cluster.scheduler_address
         from distributed import Client
 
@@ -132,10 +154,18 @@ def main() -> None:
     parser.add_argument("--fsdd", type=Path, default=Path("../shared/corpora/fsdd"))
     parser.add_argument("--method", default="mcadams")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="Files per batch (default: anonymize's own choice, from the corpus's total duration).")
-    parser.add_argument("--max-batch-seconds", type=float, default=None,
-                        help="Duration-bucketed batches for every configuration (default: --batch-size files).")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Files per batch (default: anonymize's own choice, from the corpus's total duration).",
+    )
+    parser.add_argument(
+        "--max-batch-seconds",
+        type=float,
+        default=None,
+        help="Duration-bucketed batches for every configuration (default: --batch-size files).",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="Also write all measurements here.")
@@ -148,38 +178,67 @@ def main() -> None:
     n = args.workers
     work = Path(tempfile.mkdtemp(prefix="anoncli-scaling-"))
     fsdd300 = subset_corpus(args.fsdd, work / "fsdd300", every=10)
-    corpora = {"emodb-dev": args.emodb, "fsdd-3000": args.fsdd, "fsdd-300": fsdd300,
-               "fsdd-1000": subset_corpus(args.fsdd, work / "fsdd1000", every=3)}
+    corpora = {
+        "emodb-dev": args.emodb,
+        "fsdd-3000": args.fsdd,
+        "fsdd-300": fsdd300,
+        "fsdd-1000": subset_corpus(args.fsdd, work / "fsdd1000", every=3),
+    }
     cases = [  # (name, corpus, jobs, backend, uses the pre-started cluster)
-        ("local-1", "emodb-dev", 1, "local", False), (f"local-{n}", "emodb-dev", n, "local", False),
-        (f"dask-local-{n}", "emodb-dev", n, "dask", False), (f"dask-existing-{n}", "emodb-dev", n, "dask", True),
-        ("local-1", "fsdd-3000", 1, "local", False), (f"local-{n}", "fsdd-3000", n, "local", False),
-        (f"dask-local-{n}", "fsdd-3000", n, "dask", False), (f"dask-existing-{n}", "fsdd-3000", n, "dask", True),
-        (f"local-{n}", "fsdd-300", n, "local", False), (f"local-{n}", "fsdd-1000", n, "local", False),
+        ("local-1", "emodb-dev", 1, "local", False),
+        (f"local-{n}", "emodb-dev", n, "local", False),
+        (f"dask-local-{n}", "emodb-dev", n, "dask", False),
+        (f"dask-existing-{n}", "emodb-dev", n, "dask", True),
+        ("local-1", "fsdd-3000", 1, "local", False),
+        (f"local-{n}", "fsdd-3000", n, "local", False),
+        (f"dask-local-{n}", "fsdd-3000", n, "dask", False),
+        (f"dask-existing-{n}", "fsdd-3000", n, "dask", True),
+        (f"local-{n}", "fsdd-300", n, "local", False),
+        (f"local-{n}", "fsdd-1000", n, "local", False),
     ]
     print(f"machine: {os.cpu_count()} CPUs, load average before: {load_average()}", file=sys.stderr)
     existing = ExistingCluster(n)
     results: dict[tuple[str, str], list[dict]] = {}
     counter = 0
     try:
-        base = {"method": args.method, "batch_size": args.batch_size, "device": args.device,
-                "max_batch_seconds": args.max_batch_seconds}
+        base = {
+            "method": args.method,
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "max_batch_seconds": args.max_batch_seconds,
+        }
         # warm the existing cluster's workers (imports, method) once, unmeasured
-        run_child({**base, "corpus": str(fsdd300), "out": str(work / "warm"), "jobs": n, "backend": "dask",
-                   "scheduler": existing.address})
+        run_child(
+            {
+                **base,
+                "corpus": str(fsdd300),
+                "out": str(work / "warm"),
+                "jobs": n,
+                "backend": "dask",
+                "scheduler": existing.address,
+            }
+        )
         for repeat in range(args.repeats):
             for name, corpus, jobs, backend, on_existing in cases:
                 counter += 1
-                spec = {**base, "corpus": str(corpora[corpus]), "out": str(work / f"out-{counter}"), "jobs": jobs,
-                        "backend": backend, "scheduler": existing.address if on_existing else None}
+                spec = {
+                    **base,
+                    "corpus": str(corpora[corpus]),
+                    "out": str(work / f"out-{counter}"),
+                    "jobs": jobs,
+                    "backend": backend,
+                    "scheduler": existing.address if on_existing else None,
+                }
                 cluster_cpu = existing.worker_cpu_s() if on_existing else 0.0
                 result = run_child(spec)
                 if on_existing:
                     result["cpu_s"] += existing.worker_cpu_s() - cluster_cpu
                 results.setdefault((corpus, name), []).append(result)
-                print(f"[{repeat + 1}/{args.repeats}] {corpus:10s} {name:16s} {result['wall_s']:7.2f} s "
-                      f"{result['xrt']:6.0f}x RT  cpu {result['cpu_s']:6.1f} s  load {load_average()}",
-                      file=sys.stderr)
+                print(
+                    f"[{repeat + 1}/{args.repeats}] {corpus:10s} {name:16s} {result['wall_s']:7.2f} s "
+                    f"{result['xrt']:6.0f}x RT  cpu {result['cpu_s']:6.1f} s  load {load_average()}",
+                    file=sys.stderr,
+                )
     finally:
         existing.close()
         shutil.rmtree(work, ignore_errors=True)  # several GB of outputs after a full run
@@ -193,15 +252,19 @@ def report(results: dict, n: int) -> None:
     def wall(corpus, name):
         return median([r["wall_s"] for r in results[(corpus, name)]])
 
-    print("| corpus | configuration | files | audio min | wall s (median) | runs | x real time | "
-          "CPU s (median) | driver peak RSS MB | worker peak RSS MB |")
+    print(
+        "| corpus | configuration | files | audio min | wall s (median) | runs | x real time | "
+        "CPU s (median) | driver peak RSS MB | worker peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (corpus, name), runs in results.items():
         first = runs[0]
         walls = ", ".join(f"{r['wall_s']:.2f}" for r in runs)
-        print(f"| {corpus} | {name} | {first['files']} | {first['audio_s'] / 60:.1f} | {wall(corpus, name):.2f} | "
-              f"{walls} | {first['audio_s'] / wall(corpus, name):.0f} | {median([r['cpu_s'] for r in runs]):.1f} | "
-              f"{max(r['driver_rss_mb'] for r in runs):.0f} | {max(r['worker_rss_mb'] for r in runs):.0f} |")
+        print(
+            f"| {corpus} | {name} | {first['files']} | {first['audio_s'] / 60:.1f} | {wall(corpus, name):.2f} | "
+            f"{walls} | {first['audio_s'] / wall(corpus, name):.0f} | {median([r['cpu_s'] for r in runs]):.1f} | "
+            f"{max(r['driver_rss_mb'] for r in runs):.0f} | {max(r['worker_rss_mb'] for r in runs):.0f} |"
+        )
         gpu = [r["gpu"] for r in runs if r.get("gpu")]
         if gpu:
             print(f"|  | {gpu[-1]} |  |  |  |  |  |  |  |  |")
@@ -220,11 +283,14 @@ def report(results: dict, n: int) -> None:
     for label, at in (("wall", wall_at), ("CPU", cpu_at)):
         low = (at[f1] - at[f0]) / (f1 - f0) * 1000
         high = (at[f2] - at[f1]) / (f2 - f1) * 1000
-        print(f"corpus size {f0} -> {f1} -> {f2} files: {label} s {at[f0]:.1f} -> {at[f1]:.1f} -> {at[f2]:.1f}; "
-              f"extra {label} s per 1000 files: {low:.2f} ({f0}->{f1}), {high:.2f} ({f1}->{f2})")
+        print(
+            f"corpus size {f0} -> {f1} -> {f2} files: {label} s {at[f0]:.1f} -> {at[f1]:.1f} -> {at[f2]:.1f}; "
+            f"extra {label} s per 1000 files: {low:.2f} ({f0}->{f1}), {high:.2f} ({f1}->{f2})"
+        )
     for key in ("driver_rss_mb", "worker_rss_mb"):
         peaks = [max(r[key] for r in results[(c, f"local-{n}")]) for _f, c in sizes]
         print(f"{key.replace('_mb', '')} peak MB at {f0}/{f1}/{f2} files: " + " / ".join(f"{p:.0f}" for p in peaks))
+
 
 if __name__ == "__main__":
     main()

@@ -51,13 +51,36 @@ def children_cpu() -> float:
 
 def commands(corpus: Path, work: Path, jobs: int) -> dict[str, tuple[list[str], Path]]:
     """side -> (command line, its output folder)."""
+
     def anoncli(out: Path) -> list[str]:
-        return [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--method", "mcadams",
-                "--jobs", str(jobs), "--no-progress", "--overwrite"]
+        return [
+            sys.executable,
+            "-m",
+            "anoncli",
+            "anonymize",
+            str(corpus),
+            "--out",
+            str(out),
+            "--method",
+            "mcadams",
+            "--jobs",
+            str(jobs),
+            "--no-progress",
+            "--overwrite",
+        ]
 
     return {
-        "reference": ([sys.executable, str(HERE / "reference_mcadams.py"), str(corpus), str(work / "reference"),
-                       "--jobs", str(jobs)], work / "reference"),
+        "reference": (
+            [
+                sys.executable,
+                str(HERE / "reference_mcadams.py"),
+                str(corpus),
+                str(work / "reference"),
+                "--jobs",
+                str(jobs),
+            ],
+            work / "reference",
+        ),
         "scores, cold cache": (anoncli(work / "cold"), work / "cold"),
         "scores, warm cache": (anoncli(work / "warm"), work / "warm"),
         "no scores": ([*anoncli(work / "plain"), "--no-score"], work / "plain"),
@@ -115,20 +138,35 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(run_once(name, command, out, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    medians = {name: {key: round(statistics.median(r[key] for r in rs), 3) for key in ("wall_s", "cpu_s", "load_1min")}
-               for name, rs in runs.items()}
+    medians = {
+        name: {key: round(statistics.median(r[key] for r in rs), 3) for key in ("wall_s", "cpu_s", "load_1min")}
+        for name, rs in runs.items()
+    }
     reference = medians["reference"]["wall_s"]
-    print(f"corpus {corpus}, {args.jobs} jobs, {args.repeats} alternating rounds; before the rounds: "
-          f"load {quiet['load_1min']} after waiting {quiet['waited_s']} s ({'quiet' if quiet['quiet'] else 'NOT quiet'})")
+    print(
+        f"corpus {corpus}, {args.jobs} jobs, {args.repeats} alternating rounds; before the rounds: "
+        f"load {quiet['load_1min']} after waiting {quiet['waited_s']} s ({'quiet' if quiet['quiet'] else 'NOT quiet'})"
+    )
     print(f"{'side':22s} {'median wall s':>14s} {'median CPU s':>13s} {'x reference speed':>18s}  loads at start")
     for name, stats in medians.items():
         loads = ", ".join(str(r["load_1min"]) for r in runs[name])
         print(f"{name:22s} {stats['wall_s']:14.2f} {stats['cpu_s']:13.2f} {reference / stats['wall_s']:18.2f}  {loads}")
     if args.json:
-        args.json.write_text(json.dumps({"corpus": str(corpus), "jobs": args.jobs, "repeats": args.repeats,
-                                         "before_rounds": quiet, "runs": runs, "medians": medians,
-                                         "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "corpus": str(corpus),
+                    "jobs": args.jobs,
+                    "repeats": args.repeats,
+                    "before_rounds": quiet,
+                    "runs": runs,
+                    "medians": medians,
+                    "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -86,7 +86,7 @@ class StoiScorer:
     def add(self, ref: np.ndarray, out: np.ndarray) -> None:
         if len(ref) >= SHORT_FILE_S * self.rate:
             self._score(ref, out)
-            self._last_pool = []      # the last score is no longer a pool's
+            self._last_pool = []  # the last score is no longer a pool's
             return
         self.pooled_files += 1
         self._pool.append((ref, out))
@@ -122,13 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--option", action="append", default=[], help="backend option KEY=VALUE (e.g. n_iter=32)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--change", default=None, help="ask for a changed mel: warp=FACTOR")
-    parser.add_argument("--speakers", default=None,
-                        help="comma-separated speaker ids to keep (e.g. a trained MelGAN's validation speakers)")
+    parser.add_argument(
+        "--speakers",
+        default=None,
+        help="comma-separated speaker ids to keep (e.g. a trained MelGAN's validation speakers)",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    vocoder = create_vocoder(args.vocoder, args.sample_rate, checkpoint=args.checkpoint,
-                             **dict(parse_option(o) for o in args.option))
+    vocoder = create_vocoder(
+        args.vocoder, args.sample_rate, checkpoint=args.checkpoint, **dict(parse_option(o) for o in args.option)
+    )
     utterances = open_corpus(args.corpus).utterances
     if args.speakers:
         keep = {s.strip() for s in args.speakers.split(",")}
@@ -155,14 +159,25 @@ def main(argv: list[str] | None = None) -> int:
     scorer.flush(final=True)
     scores = scorer.scores
     summary = {
-        "corpus": str(args.corpus), "vocoder": args.vocoder, "options": vocoder.config(),
-        "files": len(utterances), "stoi_units": len(scores), "pooled_files": scorer.pooled_files,
-        "sample_rate": args.sample_rate, "stoi_mean": round(statistics.fmean(scores), 4),
-        "stoi_median": round(statistics.median(scores), 4), "stoi_min": round(min(scores), 4),
-        "mel_l1": round(statistics.fmean(mel_errors), 4), "change": args.change, "speakers": args.speakers,
-        "audio_s": round(audio_s, 1), "compute_s": round(compute_s, 1),
-        "x_real_time": round(audio_s / compute_s, 1), "cpu_s": round(cpu_s, 1),
-        "x_real_time_cpu": round(audio_s / cpu_s, 1), "threads": args.threads,
+        "corpus": str(args.corpus),
+        "vocoder": args.vocoder,
+        "options": vocoder.config(),
+        "files": len(utterances),
+        "stoi_units": len(scores),
+        "pooled_files": scorer.pooled_files,
+        "sample_rate": args.sample_rate,
+        "stoi_mean": round(statistics.fmean(scores), 4),
+        "stoi_median": round(statistics.median(scores), 4),
+        "stoi_min": round(min(scores), 4),
+        "mel_l1": round(statistics.fmean(mel_errors), 4),
+        "change": args.change,
+        "speakers": args.speakers,
+        "audio_s": round(audio_s, 1),
+        "compute_s": round(compute_s, 1),
+        "x_real_time": round(audio_s / compute_s, 1),
+        "cpu_s": round(cpu_s, 1),
+        "x_real_time_cpu": round(audio_s / cpu_s, 1),
+        "threads": args.threads,
         "load_avg_1min": round(os.getloadavg()[0], 1),
         "machine": f"{platform.machine()} {torch.get_num_threads()} torch thread(s)",
     }

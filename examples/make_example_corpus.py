@@ -21,8 +21,7 @@ def main() -> None:
         for index, text in enumerate(SENTENCES, start=1):
             rel = f"{voice}/{voice}_{index:02d}.wav"
             subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(root / rel)], check=True)
-            rows.append({"file_name": rel, "speaker": voice, "gender": gender,
-                         "transcript": text.lower().rstrip(".")})
+            rows.append({"file_name": rel, "speaker": voice, "gender": gender, "transcript": text.lower().rstrip(".")})
     with open(root / "metadata.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["file_name", "speaker", "gender", "transcript"])
         writer.writeheader()

@@ -23,11 +23,17 @@ def heldout_figures(summary: dict) -> dict:
     out: dict = {}
     for label in FIGURES:
         if label in summary:
-            out[label] = {attacker: {k: summary[label][attacker].get(k) for k in ("acc", "uar", "chance")}
-                          for attacker in ("original", "ignorant", "informed") if attacker in summary[label]}
+            out[label] = {
+                attacker: {k: summary[label][attacker].get(k) for k in ("acc", "uar", "chance")}
+                for attacker in ("original", "ignorant", "informed")
+                if attacker in summary[label]
+            }
     if "asv" in summary:
-        out["asv"] = {cond: {k: summary["asv"][cond].get(k) for k in ("EER", "eer")}
-                      for cond in ("OO", "OA", "AA") if cond in summary["asv"]}
+        out["asv"] = {
+            cond: {k: summary["asv"][cond].get(k) for k in ("EER", "eer")}
+            for cond in ("OO", "OA", "AA")
+            if cond in summary["asv"]
+        }
     signal = summary.get("signal", {})
     if signal:
         out["signal"] = {k: signal.get(k) for k in ("stoi", "f0_r") if k in signal}
@@ -43,9 +49,12 @@ def main() -> None:
     args = parser.parse_args()
     card = json.loads((args.run / "shipped" / "card.json").read_text())
     summary = json.loads((args.report / "summary.json").read_text())
-    card["heldout"] = {"figures": heldout_figures(summary), "anonymize": args.anonymize_command,
-                       "evaluate": args.report_command,
-                       "speakers": card["data"].get("excluded_speakers", [])}
+    card["heldout"] = {
+        "figures": heldout_figures(summary),
+        "anonymize": args.anonymize_command,
+        "evaluate": args.report_command,
+        "speakers": card["data"].get("excluded_speakers", []),
+    }
     target = Path(__file__).resolve().parents[1] / "anoncli" / "pretrained" / card["method"]
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.run / "shipped" / "model.safetensors", target / "model.safetensors")

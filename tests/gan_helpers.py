@@ -16,7 +16,7 @@ def voice(f0: float, seconds: float, seed: int, bright: float) -> np.ndarray:
     """A pulse-train-like harmonic 'voice' with a formant-ish tilt, plus a little noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * RATE)) / RATE
-    wave = sum((bright ** k) * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) for k in range(1, 12))
+    wave = sum((bright**k) * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) for k in range(1, 12))
     wave = wave * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)
     wave = wave + 0.01 * rng.standard_normal(t.shape)
     return (0.3 * wave / np.max(np.abs(wave))).astype(np.float32)
@@ -31,8 +31,12 @@ def make_corpus(root: Path, per_speaker: int = 4) -> Path:
         for k in range(per_speaker):
             emotion = "angry" if k % 2 else "calm"
             seconds = 0.55 + 0.13 * k + 0.05 * si
-            wave = voice(f0 * (1.15 if emotion == "angry" else 1.0), seconds, seed=si * 100 + k,
-                         bright=0.8 if emotion == "angry" else 0.6)
+            wave = voice(
+                f0 * (1.15 if emotion == "angry" else 1.0),
+                seconds,
+                seed=si * 100 + k,
+                bright=0.8 if emotion == "angry" else 0.6,
+            )
             rel = f"{speaker}/{speaker}_{k}.wav"
             (root / speaker).mkdir(exist_ok=True)
             sf.write(root / rel, wave, RATE, subtype="PCM_16")

@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import lfilter
 import soundfile as sf
+from scipy.signal import lfilter
 
 SPEAKERS = {
     # speaker: (gender, f0 Hz, formants Hz)
@@ -17,8 +17,14 @@ SPEAKERS = {
 }
 
 
-def voiced(duration_s: float, rate: int = 16000, f0: float = 120.0, formants=(700, 1200, 2600), seed: int = 0,
-           depth: float = 0.08):
+def voiced(
+    duration_s: float,
+    rate: int = 16000,
+    f0: float = 120.0,
+    formants=(700, 1200, 2600),
+    seed: int = 0,
+    depth: float = 0.08,
+):
     """A pulse train with slowly varying pitch through three resonators: crude but speech-like for LPC.
 
     The pitch is f0·(1 + depth·sin(2π·1.5 Hz·t)); a negative depth mirrors the contour.
@@ -39,8 +45,9 @@ def voiced(duration_s: float, rate: int = 16000, f0: float = 120.0, formants=(70
     return (0.5 * out * envelope).astype(np.float32)
 
 
-def make_corpus(root: Path, per_speaker: int = 3, duration_s: float = 0.6, rate: int = 16000,
-                metadata: bool = True) -> Path:
+def make_corpus(
+    root: Path, per_speaker: int = 3, duration_s: float = 0.6, rate: int = 16000, metadata: bool = True
+) -> Path:
     """A small labelled corpus: root/<speaker>/<speaker>_<i>.wav plus metadata.csv."""
     root.mkdir(parents=True, exist_ok=True)
     rows = []

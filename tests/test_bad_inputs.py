@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from synth_audio import voiced
 
 from anoncli.audio import peak_safe, read_audio, write_audio
 from anoncli.errors import AudioError
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.manifest.reader import read_manifest
-from synth_audio import voiced
 
 METHOD = "mcadams"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from synth_audio import make_corpus
 
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import AnoncliError
@@ -18,7 +19,6 @@ from anoncli.jobs.worker import preload_method
 from anoncli.manifest.reader import read_manifest
 from anoncli.parallel import make_executor
 from anoncli.parallel.prefetch import PipelinedExecutor, Prefetcher
-from synth_audio import make_corpus
 
 
 def _utt(i: int, path: Path | None = None) -> Utterance:
@@ -80,7 +80,7 @@ def test_make_batches_defaults_to_fixed_counts_and_rejects_bad_caps():
 def test_engine_with_a_seconds_cap_matches_the_fixed_count_run(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", per_speaker=4, duration_s=0.3)
     sf.write(corpus / "spk_a" / "long.wav", np.zeros(16000 * 2, dtype=np.float32) + 0.05, 16000)
-    base = dict(corpus=corpus, method="identity", progress=False)
+    base = {"corpus": corpus, "method": "identity", "progress": False}
     fixed = run_anonymize(AnonymizeConfig(out=tmp_path / "fixed", **base))
     capped = run_anonymize(AnonymizeConfig(out=tmp_path / "capped", max_batch_seconds=1.0, jobs=2, **base))
     assert fixed.ok == capped.ok == 13 and capped.failed == 0
@@ -113,8 +113,9 @@ def test_pipelined_executor_overlaps_loading_with_serialised_compute():
 def test_pipelined_executor_runs_real_batches_like_the_inline_path(tmp_path, monkeypatch):
     """process_batch on pipeline threads (one shared method, preloaded) writes what the inline run writes."""
     corpus = make_corpus(tmp_path / "corpus", per_speaker=4, duration_s=0.3)
-    inline = run_anonymize(AnonymizeConfig(corpus=corpus, out=tmp_path / "inline", method="identity", progress=False,
-                                           batch_size=3))
+    inline = run_anonymize(
+        AnonymizeConfig(corpus=corpus, out=tmp_path / "inline", method="identity", progress=False, batch_size=3)
+    )
     assert inline.ok == 12
     used = []
 
@@ -124,8 +125,9 @@ def test_pipelined_executor_runs_real_batches_like_the_inline_path(tmp_path, mon
 
     # what a single CUDA job gets; the engine looks the factory up when it runs
     monkeypatch.setattr("anoncli.parallel.make_executor", pipelined_factory)
-    piped = run_anonymize(AnonymizeConfig(corpus=corpus, out=tmp_path / "piped", method="identity",
-                                          progress=False, batch_size=3, jobs=2))
+    piped = run_anonymize(
+        AnonymizeConfig(corpus=corpus, out=tmp_path / "piped", method="identity", progress=False, batch_size=3, jobs=2)
+    )
     assert used and piped.ok == 12
     for rel in ("spk_a/spk_a_0.wav", "spk_c/spk_c_3.wav"):
         assert (tmp_path / "inline" / rel).read_bytes() == (tmp_path / "piped" / rel).read_bytes()

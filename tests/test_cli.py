@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from synth_audio import make_corpus
 
 
@@ -73,18 +72,20 @@ def test_dry_run_writes_nothing(corpus, tmp_path):
 
 
 def test_input_errors_exit_2_with_one_line(corpus, tmp_path):
-    for args in (["anonymize", tmp_path / "missing", "--out", tmp_path / "o"],
-                 ["anonymize", corpus, "--out", corpus / "inside"],
-                 ["anonymize", corpus, "--out", tmp_path / "o", "--method", "nonsense"],
-                 ["anonymize", corpus, "--out", tmp_path / "o", "--shard", "3/2"],
-                 ["anonymize", corpus, "--out", tmp_path / "o", "--param", "lpc_order=0"],  # misspelt or unknown
-                 ["anonymize", corpus, "--out", tmp_path / "o", "--param", "alpha=abc"],
-                 ["inspect", tmp_path / "missing"],
-                 # usage errors the command line itself finds: also one line, not a usage block
-                 ["anonymize", corpus],
-                 ["anonymize", corpus, "--out", tmp_path / "o", "--jobs", "0"],
-                 ["export", tmp_path / "o", tmp_path / "dest", "--to", "csv"],
-                 ["no-such-command"]):
+    for args in (
+        ["anonymize", tmp_path / "missing", "--out", tmp_path / "o"],
+        ["anonymize", corpus, "--out", corpus / "inside"],
+        ["anonymize", corpus, "--out", tmp_path / "o", "--method", "nonsense"],
+        ["anonymize", corpus, "--out", tmp_path / "o", "--shard", "3/2"],
+        ["anonymize", corpus, "--out", tmp_path / "o", "--param", "lpc_order=0"],  # misspelt or unknown
+        ["anonymize", corpus, "--out", tmp_path / "o", "--param", "alpha=abc"],
+        ["inspect", tmp_path / "missing"],
+        # usage errors the command line itself finds: also one line, not a usage block
+        ["anonymize", corpus],
+        ["anonymize", corpus, "--out", tmp_path / "o", "--jobs", "0"],
+        ["export", tmp_path / "o", tmp_path / "dest", "--to", "csv"],
+        ["no-such-command"],
+    ):
         result = anoncli(*args)
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
@@ -122,15 +123,21 @@ def test_check_reports_batches_a_killed_job_left_unmerged(corpus, tmp_path):
 def test_installed_entry_point_and_debug_traceback(tmp_path):
     """One real process: the module entry point works and ANONCLI_DEBUG=1 turns tracebacks on."""
     env = {**os.environ, "ANONCLI_DEBUG": "1"}
-    result = subprocess.run([sys.executable, "-m", "anoncli", "inspect", str(tmp_path / "missing")],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "anoncli", "inspect", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
 def test_param_help_names_every_method_setting():
+    import inspect
+
     from anoncli.cli.anonymize import anonymize
     from anoncli.methods import method_class, method_names
-    import inspect
 
     help_text = inspect.signature(anonymize).parameters["param"].annotation.__metadata__[0].help
     for name in method_names():

@@ -52,21 +52,28 @@ def test_check_of_a_first_run_killed_before_its_first_batch_counts_what_is_expec
     monkeypatch.setattr(engine, "_execute", killed)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        engine.run_anonymize(engine.AnonymizeConfig(corpus=corpus, out=out, method="identity", progress=False,
-                                                    score=False))
+        engine.run_anonymize(
+            engine.AnonymizeConfig(corpus=corpus, out=out, method="identity", progress=False, score=False)
+        )
     assert not (out / "run.json").exists() and not list((out / "manifest").glob("*.parquet"))
     result = anoncli("inspect", out, "--check")
     assert result.returncode == 3 and "0 done of 3 utterance(s)" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--checkpoint", "run/"], "--checkpoint: the mcadams method uses no trained model; did you mean --method gengan"),
-    (["--vocoder", "griffinlim"], "--vocoder: the mcadams method uses no vocoder; did you mean --method gengan"),
-    (["--method", "identity", "--checkpoint", "x.pt"], "--checkpoint: the identity method uses no trained model"),
-    (["--method", "gengan", "--alpha", "0.7"], "--alpha: the gengan method has no alpha setting"),
-    (["--alpha", "1.0"], "--alpha 1.0: 1 leaves the voice unchanged"),
-    (["--param", "alpha=1"], "1 leaves the voice unchanged"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--checkpoint", "run/"],
+            "--checkpoint: the mcadams method uses no trained model; did you mean --method gengan",
+        ),
+        (["--vocoder", "griffinlim"], "--vocoder: the mcadams method uses no vocoder; did you mean --method gengan"),
+        (["--method", "identity", "--checkpoint", "x.pt"], "--checkpoint: the identity method uses no trained model"),
+        (["--method", "gengan", "--alpha", "0.7"], "--alpha: the gengan method has no alpha setting"),
+        (["--alpha", "1.0"], "--alpha 1.0: 1 leaves the voice unchanged"),
+        (["--param", "alpha=1"], "1 leaves the voice unchanged"),
+    ],
+)
 def test_options_the_method_would_ignore_are_refused(corpus, tmp_path, args, message):
     result = anoncli("anonymize", corpus, "--out", tmp_path / "out", "--no-score", *args)
     assert result.returncode == 2, result.stderr
@@ -83,11 +90,13 @@ def test_applicability_follows_the_method_class_declarations():
 
 
 def test_quiet_silences_jsonl(corpus, tmp_path):
-    loud = anoncli("anonymize", corpus, "--out", tmp_path / "a", "--method", "identity", "--no-score",
-                   "--format", "jsonl")
+    loud = anoncli(
+        "anonymize", corpus, "--out", tmp_path / "a", "--method", "identity", "--no-score", "--format", "jsonl"
+    )
     assert loud.returncode == 0 and len(loud.stdout.splitlines()) == 3
-    quiet = anoncli("anonymize", corpus, "--out", tmp_path / "b", "--method", "identity", "--no-score",
-                    "--format", "jsonl", "-q")
+    quiet = anoncli(
+        "anonymize", corpus, "--out", tmp_path / "b", "--method", "identity", "--no-score", "--format", "jsonl", "-q"
+    )
     assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout
     dry = anoncli("anonymize", corpus, "--out", tmp_path / "c", "--dry-run", "-q")
     assert dry.returncode == 0 and dry.stdout == "", dry.stdout
@@ -105,6 +114,9 @@ def test_the_engine_refuses_a_checkpoint_the_method_ignores(corpus, tmp_path):
     from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 
     with pytest.raises(AnoncliError, match="--checkpoint: the identity method uses no trained model"):
-        run_anonymize(AnonymizeConfig(corpus=corpus, out=tmp_path / "out", method="identity", checkpoint="run/",
-                                      progress=False, score=False))
+        run_anonymize(
+            AnonymizeConfig(
+                corpus=corpus, out=tmp_path / "out", method="identity", checkpoint="run/", progress=False, score=False
+            )
+        )
     assert not (tmp_path / "out").exists()

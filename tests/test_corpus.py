@@ -1,11 +1,10 @@
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from synth_audio import make_corpus
 
 from anoncli.corpus import open_corpus
 from anoncli.errors import InputError
-from synth_audio import make_corpus
 
 
 def test_walk_finds_audio_recursively_and_counts_the_rest(tmp_path):
@@ -42,9 +41,12 @@ def test_labels_file_in_parquet(tmp_path):
     assert utt.labels == {"speaker": "alice", "emotion": "anger"}
 
 
-@pytest.mark.parametrize("bad_path, message", [
-    ("../outside.wav", "outside the corpus"),
-])
+@pytest.mark.parametrize(
+    "bad_path, message",
+    [
+        ("../outside.wav", "outside the corpus"),
+    ],
+)
 def test_bad_label_rows_name_the_line(tmp_path, bad_path, message):
     root = make_corpus(tmp_path / "c", metadata=False)
     (tmp_path / "outside.wav").write_bytes((root / "spk_a" / "spk_a_0.wav").read_bytes())
@@ -109,8 +111,11 @@ def test_missing_value_markers_are_missing_labels_not_classes(tmp_path):
     assert "NA" in described["transcript"]["counts"]
     specs, _ = candidate_columns([u.labels for u in corpus], [u.speaker for u in corpus], corpus.label_columns)
     classes = {s.column: s.classes for s in specs}
-    assert all(c is not None and c.strip().lower() not in {m.strip().lower() for m in MISSING_MARKERS}
-               for values in classes.values() for c in values), classes
+    assert all(
+        c is not None and c.strip().lower() not in {m.strip().lower() for m in MISSING_MARKERS}
+        for values in classes.values()
+        for c in values
+    ), classes
     assert "zip" not in classes and set(classes["speaker"]) == {"spk_a", "spk_b", "spk_c"}
 
 

@@ -17,18 +17,18 @@ import threading
 import time
 from pathlib import Path
 
+import distributed  # a dependency of anoncli (dask[distributed]); a missing install must fail, not skip
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-import distributed  # a dependency of anoncli (dask[distributed]); a missing install must fail, not skip
+from synth_audio import make_corpus
 
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.manifest.layout import pending_dir
 from anoncli.manifest.reader import read_manifest
 from anoncli.manifest.schema import manifest_schema
 from anoncli.manifest.writer import finalize_part, write_batch
-from synth_audio import make_corpus
 
 TESTS_DIR = Path(__file__).resolve().parent
 DASK_CLI = str(Path(sys.executable).with_name("dask"))
@@ -42,31 +42,55 @@ class Cluster:
     def __init__(self, root: Path):
         self.root = root
         self.scheduler_file = root / "scheduler.json"
-        self.env = {**os.environ, "OMP_NUM_THREADS": "1",
-                    # the workers import this module for the instrumentation below
-                    "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
+        self.env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            # the workers import this module for the instrumentation below
+            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+        }
         self.procs: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
 
     def _spawn(self, *args: str) -> subprocess.Popen:
         log = open(self.root / f"proc-{len(self.procs)}.log", "wb")
-        proc = subprocess.Popen([DASK_CLI, *args], stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                cwd=self.root, start_new_session=True)
+        proc = subprocess.Popen(
+            [DASK_CLI, *args], stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root, start_new_session=True
+        )
         log.close()
         self.procs.append(proc)
         return proc
 
     def start(self, workers: int = 2) -> str:
-        self._spawn("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                    "--scheduler-file", str(self.scheduler_file))
+        self._spawn(
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(self.scheduler_file),
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert self.scheduler_file.exists(), self.logs()
         for _ in range(workers):
-            self.workers.append(self._spawn("worker", "--scheduler-file", str(self.scheduler_file),
-                                            "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
-                                            "--no-dashboard", "--death-timeout", "60"))
+            self.workers.append(
+                self._spawn(
+                    "worker",
+                    "--scheduler-file",
+                    str(self.scheduler_file),
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--death-timeout",
+                    "60",
+                )
+            )
         return self.address
 
     @property
@@ -139,9 +163,19 @@ def _counts() -> dict:
 
 # --- helpers ----------------------------------------------------------------------------------------
 
+
 def _config(corpus: Path, out: Path, scheduler: str) -> AnonymizeConfig:
-    return AnonymizeConfig(corpus=corpus, out=out, method="identity", backend="dask", scheduler=scheduler,
-                           jobs=2, batch_size=2, output_sample_rate=8000, progress=False)
+    return AnonymizeConfig(
+        corpus=corpus,
+        out=out,
+        method="identity",
+        backend="dask",
+        scheduler=scheduler,
+        jobs=2,
+        batch_size=2,
+        output_sample_rate=8000,
+        progress=False,
+    )
 
 
 def _run_in_thread(config: AnonymizeConfig) -> dict:
@@ -176,6 +210,7 @@ def _check_complete(out: Path, corpus_files: int) -> list[str]:
 
 
 # --- tests --------------------------------------------------------------------------------------------
+
 
 def test_a_run_through_two_workers_builds_the_method_once_per_worker(cluster, tmp_path):
     corpus = make_corpus(tmp_path / "corpus", per_speaker=6, duration_s=0.3)
@@ -270,8 +305,16 @@ def test_bad_scheduler_address_is_a_one_line_error(monkeypatch):
 def test_backend_dask_without_address_starts_a_local_cluster(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", per_speaker=3, duration_s=0.3)
     out = tmp_path / "out"
-    config = AnonymizeConfig(corpus=corpus, out=out, method="identity", backend="dask", jobs=2, batch_size=2,
-                             output_sample_rate=8000, progress=False)
+    config = AnonymizeConfig(
+        corpus=corpus,
+        out=out,
+        method="identity",
+        backend="dask",
+        jobs=2,
+        batch_size=2,
+        output_sample_rate=8000,
+        progress=False,
+    )
     summary = _run_in_thread(config)["summary"]
     assert summary.ok == 9
     _check_complete(out, 9)

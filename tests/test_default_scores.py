@@ -7,16 +7,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from synth_audio import voiced
 from typer.testing import CliRunner
 
 from anoncli.cli.app import app
 from anoncli.manifest.reader import read_manifest
 from anoncli.manifest.schema import SCORE_VALUE_COLUMNS
-from synth_audio import voiced
 
 RATE = 16000
-SCORED = ["link_cosine", "asv_score", "gender_p_orig", "gender_p_anon", "emotion_p_orig", "emotion_p_anon",
-          "stoi", "f0_r", "duration_ratio", "level_change_db"]
+SCORED = [
+    "link_cosine",
+    "asv_score",
+    "gender_p_orig",
+    "gender_p_anon",
+    "emotion_p_orig",
+    "emotion_p_anon",
+    "stoi",
+    "f0_r",
+    "duration_ratio",
+    "level_change_db",
+]
 # speaker -> (gender, emotion per utterance, f0, formants)
 VOICES = {"f1": ("female", 215.0, (850, 1650, 2900)), "m1": ("male", 110.0, (650, 1100, 2450))}
 EMOTIONS = ["anger", "neutral", "sadness"]  # EmoDB's names: the emodb emotion attacker knows them
@@ -129,7 +139,9 @@ def test_attacker_probabilities_are_probabilities():
 
     attackers, card = load_attackers()
     assert {a.name for a in attackers} == {"gender", "emotion-ravdess", "emotion-emodb"}
-    assert all(e["held_out_speakers"]["accuracy"] > e["held_out_speakers"]["chance_majority"] for e in card["attackers"])
+    assert all(
+        e["held_out_speakers"]["accuracy"] > e["held_out_speakers"]["chance_majority"] for e in card["attackers"]
+    )
     x = np.random.default_rng(0).normal(size=(20, N_FEATURES)).astype(np.float32)
     for attacker in attackers:
         p = attacker.probabilities(x)
@@ -213,8 +225,22 @@ def test_evaluate_reuses_the_manifest_scores(corpus, tmp_path, monkeypatch):
 
     monkeypatch.setattr(signal_metrics, "stoi", no_stoi)
     report = tmp_path / "report"
-    result = CliRunner().invoke(app, ["evaluate", str(corpus), str(out), "--out", str(report),
-                                      "--probes", "signal,linkability", "--bootstrap", "0", "--jobs", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(corpus),
+            str(out),
+            "--out",
+            str(report),
+            "--probes",
+            "signal,linkability",
+            "--bootstrap",
+            "0",
+            "--jobs",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((report / "summary.json").read_text())
     assert summary["meta"]["reused_manifest_scores"] == 6
@@ -274,4 +300,7 @@ def test_a_scoring_failure_keeps_the_outputs_and_says_why(corpus, tmp_path, monk
     anonymize(corpus, "--out", out, "--method", "identity")
     for row in rows_by_id(out).values():
         assert row["status"] == "ok" and row["output_path"]
-        assert row["stoi"] is None and "scores: not computed (RuntimeError: encoder weights unreadable)" in row["score_notes"]
+        assert (
+            row["stoi"] is None
+            and "scores: not computed (RuntimeError: encoder weights unreadable)" in row["score_notes"]
+        )

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from synth_audio import make_corpus
 
 from anoncli.errors import AnoncliError, InputError
 from anoncli.jobs.engine import AnonymizeConfig, plan, run_anonymize
 from anoncli.jobs.sharding import parse_shard, select_shard
 from anoncli.manifest.reader import read_manifest
-from synth_audio import make_corpus
 
 
 def config(corpus, out, **kw):
@@ -301,7 +301,7 @@ def test_level_change_db_is_measured_on_the_file_as_written(tmp_path):
     for name, expected in (("loud", 20 * np.log10(0.999 / 4.0)), ("quiet", 0.0)):
         original = sf.read(folder / f"{name}.wav")[0]
         written = sf.read(tmp_path / "out" / f"{name}.wav")[0]
-        measured = 20 * np.log10(np.sqrt(np.mean(written ** 2)) / np.sqrt(np.mean(original ** 2)))
+        measured = 20 * np.log10(np.sqrt(np.mean(written**2)) / np.sqrt(np.mean(original**2)))
         assert abs(measured - expected) < 0.05
         assert abs(rows[name]["level_change_db"] - measured) < 0.05, rows[name]
 
@@ -329,8 +329,9 @@ def test_a_pseudonymized_folder_refuses_another_key(corpus, tmp_path):
     run_anonymize(config(corpus, out, pseudonymize=True, mapping=tmp_path / "a" / "map.csv"))
     for overwrite in (False, True):  # another key renames every file: the old ones would stay beside them
         with pytest.raises(AnoncliError, match="pseudonymized with another key"):
-            run_anonymize(config(corpus, out, pseudonymize=True, mapping=tmp_path / "b" / "map.csv",
-                                 overwrite=overwrite))
+            run_anonymize(
+                config(corpus, out, pseudonymize=True, mapping=tmp_path / "b" / "map.csv", overwrite=overwrite)
+            )
     assert run_anonymize(config(corpus, out, pseudonymize=True, mapping=tmp_path / "a" / "map.csv")).skipped == 12
     assert len(list(out.rglob("*.wav"))) == 12
 

@@ -16,8 +16,13 @@ from anoncli.errors import EXIT_UNHEALTHY
 
 def test_env_json_reports_every_backend_healthy_on_this_install(tmp_path):
     environ = {**os.environ, "ANONCLI_MODELS": str(tmp_path / "models")}
-    proc = subprocess.run([sys.executable, "-m", "anoncli", "env", "--format", "json"], capture_output=True,
-                          text=True, env=environ, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "anoncli", "env", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     names = {check["name"] for check in report["checks"]}
@@ -25,8 +30,19 @@ def test_env_json_reports_every_backend_healthy_on_this_install(tmp_path):
     broken = [c for c in report["checks"] if not c["ok"]]
     assert broken == [], broken
     assert report["healthy"] is True
-    for package in ("torch", "torchaudio", "numpy", "numba", "soundfile", "pyarrow", "speechbrain", "resemblyzer",
-                    "pocketsphinx", "pyworld", "dask"):
+    for package in (
+        "torch",
+        "torchaudio",
+        "numpy",
+        "numba",
+        "soundfile",
+        "pyarrow",
+        "speechbrain",
+        "resemblyzer",
+        "pocketsphinx",
+        "pyworld",
+        "dask",
+    ):
         assert report["packages"][package], package
     assert set(report["device"]) >= {"cuda_available", "gpus"}
     assert report["model_store"] == str(tmp_path / "models")
@@ -36,8 +52,9 @@ def test_broken_backend_exits_non_zero_with_one_line_each(monkeypatch):
     def broken() -> str:
         raise OSError("Could not load this library: libtorchaudio.so\nsecond line")
 
-    monkeypatch.setattr(env_command, "CHECKS", {"torchaudio": (broken, "resampling"),
-                                                "pyarrow": env_command.CHECKS["pyarrow"]})
+    monkeypatch.setattr(
+        env_command, "CHECKS", {"torchaudio": (broken, "resampling"), "pyarrow": env_command.CHECKS["pyarrow"]}
+    )
     result = CliRunner().invoke(app, ["env", "--format", "json"])
     assert result.exit_code == EXIT_UNHEALTHY
     report = json.loads(result.stdout)
@@ -48,11 +65,17 @@ def test_broken_backend_exits_non_zero_with_one_line_each(monkeypatch):
 
 
 def test_help_imports_no_torch():
-    code = ("import sys\nfrom anoncli.cli.app import main\nsys.argv = ['anoncli', '--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    code = (
+        "import sys\nfrom anoncli.cli.app import main\nsys.argv = ['anoncli', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    )
     for argv in (["--help"], ["anonymize", "--help"], ["evaluate", "--help"], ["train", "--help"], ["env", "--help"]):
-        proc = subprocess.run([sys.executable, "-c", code.replace("['anoncli', '--help']", repr(["anoncli", *argv]))],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code.replace("['anoncli', '--help']", repr(["anoncli", *argv]))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.stdout.strip().splitlines()[-1] == "False", (argv, proc.stdout[-300:], proc.stderr[-300:])
 
 

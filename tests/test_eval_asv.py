@@ -55,7 +55,7 @@ def test_kaldi_trials_file(tmp_path):
     path.write_text("\n".join(lines))
     trials = asv.read_kaldi_trials(path, ids, speakers)
     assert trials.models["s0"].tolist() == [0, 2, 3]  # s0's utterances that are never a trial
-    assert trials.models["wav/u8"].tolist() == [8]     # an utterance id as model
+    assert trials.models["wav/u8"].tolist() == [8]  # an utterance id as model
     assert trials.trials[1] == ("s0", 1, True)
     summary, *_ = asv.run_asv(trials, emb, emb, speakers, ids, conditions=("OO",), n_boot=0)
     assert summary["OO"]["n_target"] == 3 and summary["OO"]["n_nontarget"] == 2

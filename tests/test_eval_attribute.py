@@ -7,8 +7,8 @@ from synth_audio import voiced
 
 from anoncli.corpus import Utterance
 from anoncli.evaluation.attribute import ProbeSpec, candidate_columns, run_attribute
-from anoncli.scoring.embeddings import ResemblyzerBackend
 from anoncli.evaluation.extraction import extract
+from anoncli.scoring.embeddings import ResemblyzerBackend
 
 RATE = 16000
 N_SPEAKERS = 12
@@ -34,8 +34,14 @@ def synthetic(tmp_path_factory):
             (root / "orig" / f"spk{s}").mkdir(parents=True, exist_ok=True)
             (root / "anon" / f"spk{s}").mkdir(parents=True, exist_ok=True)
             seed = s * 100 + i
-            sf.write(root / "orig" / rel, voiced(0.8, RATE, base_f0 * rng.uniform(0.95, 1.05), formants, seed=seed), RATE)
-            sf.write(root / "anon" / rel, voiced(0.8, RATE, 160.0 * rng.uniform(0.95, 1.05), (650, 1400, 2600), seed=seed), RATE)
+            sf.write(
+                root / "orig" / rel, voiced(0.8, RATE, base_f0 * rng.uniform(0.95, 1.05), formants, seed=seed), RATE
+            )
+            sf.write(
+                root / "anon" / rel,
+                voiced(0.8, RATE, 160.0 * rng.uniform(0.95, 1.05), (650, 1400, 2600), seed=seed),
+                RATE,
+            )
             utt = Utterance(f"spk{s}/u{i}", root / "orig" / rel, rel, {"speaker": f"spk{s}", "gender": gender})
             pairs.append((utt, root / "anon" / rel))
             genders.append(gender)
@@ -48,8 +54,9 @@ def synthetic(tmp_path_factory):
 def test_finds_planted_pitch_attribute_and_loses_it_after_anonymization(synthetic):
     data, genders, speakers = synthetic
     spec = ProbeSpec("gender", ["high", "low"])
-    summary, per_utt, confusions = run_attribute(spec, genders, speakers, data.original.features,
-                                                 data.anonymized.features, data.ok, seed=0, n_boot=20)
+    summary, per_utt, confusions = run_attribute(
+        spec, genders, speakers, data.original.features, data.anonymized.features, data.ok, seed=0, n_boot=20
+    )
     assert summary["split"] == "speaker-disjoint folds"
     assert summary["original"]["acc"] >= 90.0
     assert summary["original"]["auc"] >= 0.9
@@ -66,8 +73,17 @@ def test_random_labels_stay_at_chance(synthetic):
     rng = np.random.default_rng(1)
     labels = list(rng.choice(["a", "b"], size=len(speakers)))
     spec = ProbeSpec("coin", ["a", "b"])
-    summary, _, _ = run_attribute(spec, labels, speakers, data.original.features, data.original.features,
-                                  data.ok, seed=0, n_boot=0, attackers=("original",))
+    summary, _, _ = run_attribute(
+        spec,
+        labels,
+        speakers,
+        data.original.features,
+        data.original.features,
+        data.ok,
+        seed=0,
+        n_boot=0,
+        attackers=("original",),
+    )
     assert summary["original"]["acc"] <= 70.0
     assert summary["original"]["norm"] >= 40.0
 
@@ -75,16 +91,33 @@ def test_random_labels_stay_at_chance(synthetic):
 def test_speaker_id_uses_folds_within_speakers(synthetic):
     data, _, speakers = synthetic
     spec = ProbeSpec("speaker", sorted(set(speakers)))
-    summary, per_utt, _ = run_attribute(spec, speakers, speakers, data.original.features, data.original.features,
-                                        data.ok, seed=0, n_boot=0, attackers=("original",))
+    summary, per_utt, _ = run_attribute(
+        spec,
+        speakers,
+        speakers,
+        data.original.features,
+        data.original.features,
+        data.ok,
+        seed=0,
+        n_boot=0,
+        attackers=("original",),
+    )
     assert summary["split"] == "within-speaker folds"
     assert summary["original"]["acc"] >= 80.0  # distinct formants and pitch per speaker
     assert summary["original"]["chance"] == pytest.approx(100.0 / N_SPEAKERS)
 
 
 def test_candidate_columns_rules():
-    rows = [{"speaker": f"s{i % 4}", "gender": "f" if i % 4 < 2 else "m", "age": str(30 + i % 4),
-             "language": "en", "transcript": f"t{i}"} for i in range(16)]
+    rows = [
+        {
+            "speaker": f"s{i % 4}",
+            "gender": "f" if i % 4 < 2 else "m",
+            "age": str(30 + i % 4),
+            "language": "en",
+            "transcript": f"t{i}",
+        }
+        for i in range(16)
+    ]
     speakers = [r["speaker"] for r in rows]
     specs, notes = candidate_columns(rows, speakers, ["speaker", "gender", "age", "language", "transcript"])
     assert [s.column for s in specs] == ["speaker", "gender"]
@@ -94,8 +127,10 @@ def test_candidate_columns_rules():
 def test_measurement_columns_are_not_class_labels():
     # a metadata duration column has few distinct values on a small corpus, each spoken by several
     # speakers; it must not be attacked as a 3-class label, while integer codes stay categorical
-    rows = [{"speaker": f"s{i % 4}", "label_duration_s": ("3.07", "3.27", "4.2")[i % 3],
-             "statement": ("01", "02")[i % 2]} for i in range(24)]
+    rows = [
+        {"speaker": f"s{i % 4}", "label_duration_s": ("3.07", "3.27", "4.2")[i % 3], "statement": ("01", "02")[i % 2]}
+        for i in range(24)
+    ]
     speakers = [r["speaker"] for r in rows]
     specs, notes = candidate_columns(rows, speakers, ["label_duration_s", "statement"])
     assert [s.column for s in specs] == ["statement"]
@@ -103,7 +138,7 @@ def test_measurement_columns_are_not_class_labels():
 
 
 def test_head_saves_and_loads_with_weights_only(tmp_path):
-    from anoncli.evaluation.attribute import LogisticHead, load_attacker, save_attacker, MODEL_KIND
+    from anoncli.evaluation.attribute import MODEL_KIND, LogisticHead, load_attacker, save_attacker
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 5))
@@ -132,13 +167,15 @@ def test_attacker_data_of_other_speakers_is_learned_from():
     spec = ProbeSpec("gender", ["a", "b"])
     valid = np.ones(n_tested, dtype=bool)
     alone, _, _ = run_attribute(spec, labels, speakers, x, x, valid, n_boot=0)
-    helped, columns, _ = run_attribute(spec, labels, speakers, x, x, valid, n_boot=0,
-                                       extra=(extra_labels, extra_x, extra_x))
+    helped, columns, _ = run_attribute(
+        spec, labels, speakers, x, x, valid, n_boot=0, extra=(extra_labels, extra_x, extra_x)
+    )
     assert alone["original"]["acc"] >= 75.0
     assert helped["original"]["acc"] <= 10.0 and helped["informed"]["acc"] <= 10.0
     assert helped["n"] == alone["n"] == n_tested and helped["extra_training"] == n_extra
     assert len(columns["gender.ignorant.pred"]) == n_tested
     speaker_spec = ProbeSpec("speaker", sorted(set(speakers)))  # closed-set speaker ID never uses other speakers
-    same, _, _ = run_attribute(speaker_spec, speakers, speakers, x, x, valid, n_boot=0,
-                               extra=(extra_labels, extra_x, extra_x))
+    same, _, _ = run_attribute(
+        speaker_spec, speakers, speakers, x, x, valid, n_boot=0, extra=(extra_labels, extra_x, extra_x)
+    )
     assert "extra_training" not in same

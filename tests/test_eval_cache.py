@@ -2,8 +2,8 @@
 
 import json
 
-from eval_helpers import corpus_and_copy
 import pytest
+from eval_helpers import corpus_and_copy
 from typer.testing import CliRunner
 
 from anoncli.cli.app import app
@@ -27,8 +27,21 @@ def test_unwritable_cache_is_a_warning(corpora, tmp_path, monkeypatch, where):
         monkeypatch.setenv("ANONCLI_CACHE", str(tmp_path / "plain" / "cache"))
         cache = str(tmp_path / "plain" / "cache" / "evaluation") + "/"
     out = tmp_path / "rep"
-    result = CliRunner().invoke(app, ["evaluate", str(original), str(anonymized), "--out", str(out),
-                                      "--probes", "signal", "--bootstrap", "0", "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(original),
+            str(anonymized),
+            "--out",
+            str(out),
+            "--probes",
+            "signal",
+            "--bootstrap",
+            "0",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, (result.output, result.exception)
     assert f"anoncli: warning: cache {cache}original-" in result.stderr
     assert "cannot write" in result.stderr and "not cached" in result.stderr

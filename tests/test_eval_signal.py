@@ -46,8 +46,15 @@ def test_f0_alignment_finds_a_delay(voice):
 def speech_like(seed: int = 3) -> np.ndarray:
     """Three voiced stretches with pauses between them: an energy envelope with landmarks."""
     gap = np.zeros(RATE // 4, dtype=np.float32)
-    return np.concatenate([voiced(0.6, RATE, 120, seed=seed), gap, voiced(0.8, RATE, 140, seed=seed + 1), gap,
-                           voiced(0.5, RATE, 100, seed=seed + 2)])
+    return np.concatenate(
+        [
+            voiced(0.6, RATE, 120, seed=seed),
+            gap,
+            voiced(0.8, RATE, 140, seed=seed + 1),
+            gap,
+            voiced(0.5, RATE, 100, seed=seed + 2),
+        ]
+    )
 
 
 @pytest.mark.parametrize("delay_s", [0.5, 0.05, -0.25])
@@ -105,8 +112,21 @@ def test_evaluate_scores_a_delayed_output_at_its_lag(tmp_path, monkeypatch):
         speech = speech_like(seed=10 * i)
         sf.write(original / f"u{i}.wav", speech, RATE)
         sf.write(anonymized / f"u{i}.wav", np.concatenate([np.zeros(RATE // 2, np.float32), speech]), RATE)
-    result = CliRunner().invoke(app, ["evaluate", str(original), str(anonymized), "--out", str(tmp_path / "rep"),
-                                      "--probes", "signal", "--bootstrap", "0", "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(original),
+            str(anonymized),
+            "--out",
+            str(tmp_path / "rep"),
+            "--probes",
+            "signal",
+            "--bootstrap",
+            "0",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert summary["signal"]["stoi"] > 0.99 and "stoi_lag_ms" not in summary["signal"]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from anoncli.cli.app import app
 from anoncli.errors import EXIT_GATE, EXIT_USAGE
 
-VOICES = {**{name: spec for name, spec in SPEAKERS.items()}, "spk_d": ("female", 190.0, (800, 1500, 2800))}
+VOICES = {**SPEAKERS, "spk_d": ("female", 190.0, (800, 1500, 2800))}
 
 
 @pytest.fixture(autouse=True)
@@ -52,26 +52,45 @@ def test_default_probes_skip_what_cannot_run(singletons):
     assert result.exit_code == 0, result.output
     assert not runtime_warnings, [str(w.message) for w in runtime_warnings]
     summary = json.loads((root / "rep" / "summary.json").read_text())
-    assert "asv" not in summary["meta"]["probes"] and {"signal", "linkability", "gender"} <= set(summary["meta"]["probes"])
-    assert any(note.startswith("asv: not probed (needs at least 2 speakers with 2 or more utterances")
-               for note in summary["notes"])
+    assert "asv" not in summary["meta"]["probes"] and {"signal", "linkability", "gender"} <= set(
+        summary["meta"]["probes"]
+    )
+    assert any(
+        note.startswith("asv: not probed (needs at least 2 speakers with 2 or more utterances")
+        for note in summary["notes"]
+    )
     assert "asv: not probed" in result.stderr
     # G_VD cannot be computed without two utterances of one speaker: NaN, and the note says why
     assert summary["linkability"]["G_VD"] is None
     assert "each of the 4 speakers has one" in summary["linkability"]["G_VD_note"]
     assert any(note.startswith("linkability: G_VD not computed") for note in summary["notes"])
     assert (root / "rep" / "report.html").is_file()
-    gated, _ = run(original, anonymized, "--out", root / "gated", "--probes", "linkability", "--quiet",
-                   "--gate", "link.G_VD>=-3")
+    gated, _ = run(
+        original, anonymized, "--out", root / "gated", "--probes", "linkability", "--quiet", "--gate", "link.G_VD>=-3"
+    )
     assert gated.exit_code == EXIT_GATE
     assert "link.G_VD>=-3 (linkability.G_VD): measured not measured (needs a speaker with 2 or more" in gated.stderr
 
 
 def test_a_named_probe_that_cannot_run_is_refused_before_extraction(singletons):
     original, anonymized, root = singletons
-    proc = subprocess.run([sys.executable, "-m", "anoncli", "evaluate", str(original), str(anonymized),
-                           "--out", str(root / "named"), "--probes", "asv,signal"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anoncli",
+            "evaluate",
+            str(original),
+            str(anonymized),
+            "--out",
+            str(root / "named"),
+            "--probes",
+            "asv,signal",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == EXIT_USAGE
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--probes: asv" in lines[0] and "2 or more utterances each" in lines[0], proc.stderr

@@ -2,11 +2,11 @@
 
 import json
 
-from eval_helpers import corpus_and_copy
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from eval_helpers import corpus_and_copy
 from synth_audio import make_corpus
 from typer.testing import CliRunner
 
@@ -46,8 +46,19 @@ def broken(tmp_path_factory):
 
 def test_unreadable_outputs_are_counted_named_and_fail_the_gate(broken):
     original, anonymized, root = broken
-    result = run(original, anonymized, "--out", root / "rep", "--probes", "signal", "--bootstrap", "0", "--quiet",
-                 "--gate", "signal.stoi>=0.9")
+    result = run(
+        original,
+        anonymized,
+        "--out",
+        root / "rep",
+        "--probes",
+        "signal",
+        "--bootstrap",
+        "0",
+        "--quiet",
+        "--gate",
+        "signal.stoi>=0.9",
+    )
     assert result.exit_code == EXIT_GATE, result.output
     assert "3 of 6 pairs have a file that cannot be read (--allow-missing 0)" in result.stderr
     for name in BROKEN:
@@ -55,8 +66,9 @@ def test_unreadable_outputs_are_counted_named_and_fail_the_gate(broken):
     summary = json.loads((root / "rep" / "summary.json").read_text())
     meta = summary["meta"]
     assert meta["unreadable_anonymized"] == 3 and meta["unreadable_original"] == 0
-    assert sorted(why.split(":")[0] for why in meta["unreadable_anonymized_files"]) == \
-        sorted(str(anonymized / name) for name in BROKEN)
+    assert sorted(why.split(":")[0] for why in meta["unreadable_anonymized_files"]) == sorted(
+        str(anonymized / name) for name in BROKEN
+    )
     assert "NaN" in " ".join(meta["unreadable_anonymized_files"])
     assert summary["signal"]["stoi_missing"] == 3 and summary["signal"]["f0_r_missing"] == 3
     scores = pd.read_parquet(root / "rep" / "scores.parquet").set_index("utt_id")
@@ -68,12 +80,38 @@ def test_unreadable_outputs_are_counted_named_and_fail_the_gate(broken):
 
 def test_allow_missing_and_gating_the_missing_counts(broken):
     original, anonymized, root = broken
-    allowed = run(original, anonymized, "--out", root / "allowed", "--probes", "signal", "--bootstrap", "0",
-                  "--quiet", "--gate", "signal.stoi>=0.9", "--allow-missing", "3")
+    allowed = run(
+        original,
+        anonymized,
+        "--out",
+        root / "allowed",
+        "--probes",
+        "signal",
+        "--bootstrap",
+        "0",
+        "--quiet",
+        "--gate",
+        "signal.stoi>=0.9",
+        "--allow-missing",
+        "3",
+    )
     assert allowed.exit_code == 0, allowed.output
     assert "3 of 6 anonymized files cannot be read" in allowed.stderr  # still named
-    counted = run(original, anonymized, "--out", root / "counted", "--probes", "signal", "--bootstrap", "0",
-                  "--quiet", "--gate", "signal.stoi_missing<=0", "--allow-missing", "3")
+    counted = run(
+        original,
+        anonymized,
+        "--out",
+        root / "counted",
+        "--probes",
+        "signal",
+        "--bootstrap",
+        "0",
+        "--quiet",
+        "--gate",
+        "signal.stoi_missing<=0",
+        "--allow-missing",
+        "3",
+    )
     assert counted.exit_code == EXIT_GATE
     assert "signal.stoi_missing<=0: measured 3" in counted.stderr
 
@@ -81,12 +119,24 @@ def test_allow_missing_and_gating_the_missing_counts(broken):
 def test_an_anoncli_output_overwritten_with_garbage_fails_the_gate(tmp_path):
     original = make_corpus(tmp_path / "orig", per_speaker=2, duration_s=0.8)
     out = tmp_path / "anon"
-    made = CliRunner().invoke(app, ["anonymize", str(original), "--out", str(out), "--method", "identity",
-                                    "--no-progress"])
+    made = CliRunner().invoke(
+        app, ["anonymize", str(original), "--out", str(out), "--method", "identity", "--no-progress"]
+    )
     assert made.exit_code == 0, made.output
     (out / "spk_b" / "spk_b_1.wav").write_bytes(np.random.default_rng(1).bytes(3000))
-    result = run(original, out, "--out", tmp_path / "rep", "--probes", "signal", "--bootstrap", "0", "--quiet",
-                 "--gate", "signal.stoi>=0.9")
+    result = run(
+        original,
+        out,
+        "--out",
+        tmp_path / "rep",
+        "--probes",
+        "signal",
+        "--bootstrap",
+        "0",
+        "--quiet",
+        "--gate",
+        "signal.stoi>=0.9",
+    )
     assert result.exit_code == EXIT_GATE, result.output
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert summary["meta"]["pairing"] == "manifest"

@@ -51,7 +51,7 @@ def test_detect_anonymize_export_round_trip(name, tmp_path):
         by_speaker.setdefault(speaker, []).append(utt)
     assert len(set(tables["utt2spk"].values())) == len(by_speaker)
     assert {s for s in by_speaker if corpus.utterances[0].speaker} <= set(tables["utt2spk"].values())
-    for key, path in tables["wav.scp"].items():
+    for path in tables["wav.scp"].values():
         assert Path(path).is_absolute() and sf.info(path).frames == 800
     if all(u.labels.get("gender") for u in corpus):
         genders = {GENDER_CODES[u.labels["gender"]] for u in corpus}
@@ -103,7 +103,9 @@ def test_pseudonymized_exports_hide_every_original_id(tmp_path):
     assert set(frame["speaker"]) == kaldi_speakers == {r["pseudo_speaker"] for r in rows}
     assert set(frame["emotion"]) == {"anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"}
     wav_scp = read_kaldi(tmp_path / "export_kaldi")["wav.scp"]
-    assert all(Path(p).is_relative_to(tmp_path / "export_kaldi" / "wav") and Path(p).is_file() for p in wav_scp.values())
+    assert all(
+        Path(p).is_relative_to(tmp_path / "export_kaldi" / "wav") and Path(p).is_file() for p in wav_scp.values()
+    )
 
 
 def test_unsafe_requests_are_refused(tmp_path):
@@ -143,8 +145,19 @@ def test_cli_export(tmp_path):
     assert result.exit_code == 0, result.output
     assert '"utterances": 3' in result.stdout
     assert read_kaldi(tmp_path / "k")["utt2spk"] == {"spk1-utt1": "spk1", "spk1-utt2": "spk1", "spk2-utt1": "spk2"}
-    result = runner.invoke(app, ["export", str(out), "--to", "audiofolder", str(tmp_path / "a"),
-                                 "--pseudonymize", "--mapping", str(tmp_path / "m.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(out),
+            "--to",
+            "audiofolder",
+            str(tmp_path / "a"),
+            "--pseudonymize",
+            "--mapping",
+            str(tmp_path / "m.csv"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.csv").is_file() and (tmp_path / "m.csv.key").is_file()
 
@@ -170,7 +183,6 @@ def test_kaldi_ids_that_would_collide_get_the_promised_hash(tmp_path):
         assert re.fullmatch(r"d_x_[0-9a-f]{10}", by_file[name]), by_file
     again = read_kaldi(export_output(out, "kaldi", tmp_path / "k2").dest)
     assert again["wav.scp"].keys() == tables["wav.scp"].keys()  # the same ids on every export
-
 
 
 def test_unlabelled_files_next_to_a_labelled_speaker_export_to_kaldi(tmp_path):
@@ -203,7 +215,9 @@ def test_kaldi_speaker_order_clash_names_both_speakers(tmp_path):
     from anoncli.export.kaldi import write_kaldi
     from anoncli.export.source import ExportRow
 
-    rows = [ExportRow(utt, spk, tmp_path / f"{i}.wav", f"{i}.wav", {})
-            for i, (utt, spk) in enumerate([("a/x", "a"), ("b", "a-b")])]
+    rows = [
+        ExportRow(utt, spk, tmp_path / f"{i}.wav", f"{i}.wav", {})
+        for i, (utt, spk) in enumerate([("a/x", "a"), ("b", "a-b")])
+    ]
     with pytest.raises(InputError, match=r"speaker ids 'a' and 'a-b' .*'a-b-b'.*'a-x'"):
         write_kaldi(rows, tmp_path)

@@ -55,8 +55,11 @@ def _resumes_to_the_same_weights(monkeypatch, tmp_path, args: list, kill_after: 
     _train([*args, "--out", tmp_path / "whole"])
     _kill_after(monkeypatch, kill_after)
     with pytest.raises(Killed):
-        CliRunner().invoke(app, ["train", *map(str, args), "--out", str(tmp_path / "cut"), "--device", "cpu",
-                                 "--quiet"], catch_exceptions=False)
+        CliRunner().invoke(
+            app,
+            ["train", *map(str, args), "--out", str(tmp_path / "cut"), "--device", "cpu", "--quiet"],
+            catch_exceptions=False,
+        )
     monkeypatch.undo()
     assert (tmp_path / "cut" / "checkpoints" / "last.pt").is_file(), "the killed run left no checkpoint behind"
     cut = _weights(tmp_path / "cut")
@@ -71,9 +74,24 @@ def _resumes_to_the_same_weights(monkeypatch, tmp_path, args: list, kill_after: 
 # --------------------------------------------------------------------------- Siamese
 
 
-SIAMESE = ["--param", "pairs_per_epoch=8", "--param", "batch_size=4", "--param", "head_epochs=2",
-           "--param", "width=0.125", "--param", "groups=2", "--param", "crop_s=0.5", "--param", "val_speakers=spk_c",
-           "--utility", "gender"]
+SIAMESE = [
+    "--param",
+    "pairs_per_epoch=8",
+    "--param",
+    "batch_size=4",
+    "--param",
+    "head_epochs=2",
+    "--param",
+    "width=0.125",
+    "--param",
+    "groups=2",
+    "--param",
+    "crop_s=0.5",
+    "--param",
+    "val_speakers=spk_c",
+    "--utility",
+    "gender",
+]
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +109,17 @@ def test_siamese_one_epoch_through_the_cli(speech, tmp_path):
     assert card["held_out_speakers"] == ["spk_c"] and 0 <= card["held_out"]["utility_accuracy"] <= 1
     # A checkpoint of the older shape (one top-level key per network, no format_version) loads through
     # modelstore's converter and gives the same features; one without the extractor is a one-line error.
-    old = {"method": "siamese", "net": state["models"]["net"], "head": state["models"]["head"],
-           "opt": state["optimizers"]["features"], "config": {**state["trainer_config"], "utility": "gender"},
-           "classes": state["classes"], "train_speakers": state["train_speakers"], "epoch": 1, "head_epoch": 2}
+    old = {
+        "method": "siamese",
+        "net": state["models"]["net"],
+        "head": state["models"]["head"],
+        "opt": state["optimizers"]["features"],
+        "config": {**state["trainer_config"], "utility": "gender"},
+        "classes": state["classes"],
+        "train_speakers": state["train_speakers"],
+        "epoch": 1,
+        "head_epoch": 2,
+    }
     torch.save(old, tmp_path / "old.pt")
     wave = [torch.from_numpy(voiced(0.7, f0=150.0))]
     new_features = create_method("siamese", MethodOptions(checkpoint=str(tmp_path / "run"))).process(wave, [{}])
@@ -109,8 +135,9 @@ def test_siamese_one_epoch_through_the_cli(speech, tmp_path):
 @pytest.mark.parametrize("kill_after", [3, 6], ids=["in-the-extractor-stage", "in-the-head-stage"])
 def test_siamese_killed_and_resumed_ends_with_the_same_weights(speech, tmp_path, monkeypatch, kill_after):
     # 2 extractor epochs of 2 steps, then 2 head epochs of 2 steps (8 utterances of spk_a and spk_b)
-    _resumes_to_the_same_weights(monkeypatch, tmp_path, [speech, "--method", "siamese", "--epochs", "2",
-                                                         "--seed", "3", *SIAMESE], kill_after)
+    _resumes_to_the_same_weights(
+        monkeypatch, tmp_path, [speech, "--method", "siamese", "--epochs", "2", "--seed", "3", *SIAMESE], kill_after
+    )
 
 
 # --------------------------------------------------------------------------- RDAL-M
@@ -126,9 +153,26 @@ def mixtures(tmp_path_factory) -> Path:
     return make_mixtures(speech, events, root / "mix", duration_s=0.5, test_fraction=0.5, seed=4)
 
 
-RDALM = ["--param", "unet_epochs=2", "--param", "warmup_epochs=1", "--param", "ramp_epochs=1",
-         "--param", "refresh_every=2", "--param", "refresh_epochs=1", "--param", "unet_width=0.0625",
-         "--param", "extractor_width=0.0625", "--param", "batch_size=4", "--param", "clip_s=0.5"]
+RDALM = [
+    "--param",
+    "unet_epochs=2",
+    "--param",
+    "warmup_epochs=1",
+    "--param",
+    "ramp_epochs=1",
+    "--param",
+    "refresh_every=2",
+    "--param",
+    "refresh_epochs=1",
+    "--param",
+    "unet_width=0.0625",
+    "--param",
+    "extractor_width=0.0625",
+    "--param",
+    "batch_size=4",
+    "--param",
+    "clip_s=0.5",
+]
 
 
 def test_rdalm_one_epoch_through_the_cli(mixtures, tmp_path):
@@ -145,8 +189,9 @@ def test_rdalm_killed_after_an_adversary_reset_resumes_to_the_same_weights(mixtu
 
 
 def test_rdalm_killed_in_the_mask_stage_resumes_to_the_same_weights(mixtures, tmp_path, monkeypatch):
-    _resumes_to_the_same_weights(monkeypatch, tmp_path, [mixtures, "--method", "rdalm", "--epochs", "2",
-                                                         "--seed", "5", *RDALM], kill_after=3)
+    _resumes_to_the_same_weights(
+        monkeypatch, tmp_path, [mixtures, "--method", "rdalm", "--epochs", "2", "--seed", "5", *RDALM], kill_after=3
+    )
 
 
 def _adam_steps(monkeypatch, args: list, tmp_path: Path) -> int:
@@ -169,8 +214,9 @@ def _adam_steps(monkeypatch, args: list, tmp_path: Path) -> int:
 
 def _asv_config(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.json"
-    path.write_text(json.dumps({"batch_size": 4, "crop_s": 0.5, "channels": [16, 16, 16, 16, 48],
-                                "lin_neurons": 16, "n_mels": 24}))
+    path.write_text(
+        json.dumps({"batch_size": 4, "crop_s": 0.5, "channels": [16, 16, 16, 16, 48], "lin_neurons": 16, "n_mels": 24})
+    )
     return path
 
 
@@ -178,8 +224,21 @@ def test_asv_one_epoch_through_the_cli_and_evaluate_reads_it(speech, tmp_path):
     from anoncli.scoring.embeddings import load_backend
 
     # 12 utterances in batches of 5: the last batch holds 2
-    _train([speech, "--method", "asv", "--out", tmp_path / "run", "--epochs", "1", "--config", _asv_config(tmp_path),
-            "--batch-size", "5"])
+    _train(
+        [
+            speech,
+            "--method",
+            "asv",
+            "--out",
+            tmp_path / "run",
+            "--epochs",
+            "1",
+            "--config",
+            _asv_config(tmp_path),
+            "--batch-size",
+            "5",
+        ]
+    )
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["method"] == "asv" and {"encoder", "classifier"} <= set(state["models"])
     backend = load_backend(tmp_path / "run")
@@ -190,8 +249,25 @@ def test_asv_one_epoch_through_the_cli_and_evaluate_reads_it(speech, tmp_path):
 
 def test_asv_a_lone_last_item_does_not_stop_the_epoch(speech, tmp_path):
     # 12 utterances in batches of 11: batch norm cannot train on the lone 12th, which waits for the next epoch
-    _train([speech, "--method", "asv", "--out", tmp_path / "run", "--epochs", "1", "--config", _asv_config(tmp_path),
-            "--batch-size", "11", "--param", "channels=8,8,8,8,24", "--param", "amp=off"])
+    _train(
+        [
+            speech,
+            "--method",
+            "asv",
+            "--out",
+            tmp_path / "run",
+            "--epochs",
+            "1",
+            "--config",
+            _asv_config(tmp_path),
+            "--batch-size",
+            "11",
+            "--param",
+            "channels=8,8,8,8,24",
+            "--param",
+            "amp=off",
+        ]
+    )
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["step"] == 1 and state["config"]["channels"] == [8, 8, 8, 8, 24]
     assert state["trainer_config"]["amp"] is False
@@ -199,15 +275,20 @@ def test_asv_a_lone_last_item_does_not_stop_the_epoch(speech, tmp_path):
 
 def test_asv_killed_and_resumed_ends_with_the_same_weights(speech, tmp_path, monkeypatch):
     # 3 epochs of 3 steps (12 utterances, batches of 4); the kill falls in the second epoch
-    _resumes_to_the_same_weights(monkeypatch, tmp_path, [speech, "--method", "asv", "--epochs", "3", "--seed", "2",
-                                                         "--config", _asv_config(tmp_path)], kill_after=4)
+    _resumes_to_the_same_weights(
+        monkeypatch,
+        tmp_path,
+        [speech, "--method", "asv", "--epochs", "3", "--seed", "2", "--config", _asv_config(tmp_path)],
+        kill_after=4,
+    )
 
 
 # --------------------------------------------------------------------------- score-attackers
 
 
-def _labelled_corpus(root: Path, speakers: dict[str, tuple[str, float]], extra: dict[str, list[str]] | None = None,
-                     per_speaker: int = 3) -> None:
+def _labelled_corpus(
+    root: Path, speakers: dict[str, tuple[str, float]], extra: dict[str, list[str]] | None = None, per_speaker: int = 3
+) -> None:
     """root/<speaker>_<i>.wav and metadata.csv with speaker, gender (and the `extra` columns, one value per file)."""
     root.mkdir(parents=True)
     rows = []
@@ -217,7 +298,9 @@ def _labelled_corpus(root: Path, speakers: dict[str, tuple[str, float]], extra: 
             formants = (850, 1600, 2900) if gender == "female" else (650, 1100, 2450)
             sf.write(root / name, voiced(1.2, 16000, f0 * (1 + 0.04 * i), formants, seed=10 * k + i), 16000)
             row = {"file_name": name, "speaker": speaker, "gender": gender}
-            row.update({column: values[(k * per_speaker + i) % len(values)] for column, values in (extra or {}).items()})
+            row.update(
+                {column: values[(k * per_speaker + i) % len(values)] for column, values in (extra or {}).items()}
+            )
             rows.append(row)
     with open(root / "metadata.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -233,16 +316,32 @@ def test_score_attackers_fit_and_the_scorer_reads_them(tmp_path):
     _labelled_corpus(tmp_path / "corpora" / "librispeech-dev", speakers)
     _labelled_corpus(tmp_path / "corpora" / "ravdess-dev", speakers, {"emotion": ["neutral", "angry"]}, per_speaker=2)
     out = tmp_path / "attackers"
-    args = [tmp_path / "corpora", "--method", "score-attackers", "--out", out, "--seed", "1",
-            "--param", "corpora=librispeech-dev,ravdess-dev", "--param", "c_grid=0.1,1", "--param", "outer_folds=2",
-            "--param", "inner_folds=2"]
+    args = [
+        tmp_path / "corpora",
+        "--method",
+        "score-attackers",
+        "--out",
+        out,
+        "--seed",
+        "1",
+        "--param",
+        "corpora=librispeech-dev,ravdess-dev",
+        "--param",
+        "c_grid=0.1,1",
+        "--param",
+        "outer_folds=2",
+        "--param",
+        "inner_folds=2",
+    ]
     _train(args)
     attackers, card = load_attackers(out)
-    assert [a.name for a in attackers] == ["gender", "emotion-ravdess"]   # no emodb-dev: no emotion-emodb
+    assert [a.name for a in attackers] == ["gender", "emotion-ravdess"]  # no emodb-dev: no emotion-emodb
     gender = attackers[0]
     assert gender.classes == ["female", "male"] and card["seed"] == 1 and card["attackers"][0]["C"] in (0.1, 1.0)
-    assert card["attackers"][0]["training_data"] == {"librispeech-dev": {"utterances": 18, "speakers": 6},
-                                                     "ravdess-dev": {"utterances": 12, "speakers": 6}}
+    assert card["attackers"][0]["training_data"] == {
+        "librispeech-dev": {"utterances": 18, "speakers": 6},
+        "ravdess-dev": {"utterances": 12, "speakers": 6},
+    }
     assert card["attackers"][0]["held_out_speakers"]["folds"].startswith("2 outer")
     features = np.load(out / "cache" / "features-librispeech-dev.npz")["features"]
     p = gender.probabilities(features)
@@ -250,8 +349,9 @@ def test_score_attackers_fit_and_the_scorer_reads_them(tmp_path):
     # the run folder is the loop's: the fitted attackers are in its checkpoint, their figures in its log
     state = load_checkpoint(out / "checkpoints" / "last.pt")
     assert state["method"] == "score-attackers" and state["trainer_config"]["c_grid"] == [0.1, 1.0]
-    assert torch.equal(state["extra"]["attackers"]["gender"]["tensors"]["weight"], torch.from_numpy(
-        gender.weight.astype(np.float32)))
+    assert torch.equal(
+        state["extra"]["attackers"]["gender"]["tensors"]["weight"], torch.from_numpy(gender.weight.astype(np.float32))
+    )
     assert "val_gender_accuracy" in json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     # the same command again: nothing to fit, the outputs are written again from the checkpoint
     (out / "gender.safetensors").unlink()
@@ -278,13 +378,15 @@ def test_optimize_with_two_names_steps_both_from_one_backward_and_clips_each(tmp
             return self.opts
 
     trainer = Pair(TrainOptions(corpus=tmp_path, out=tmp_path / "run", device="cpu"), TrainConfig(grad_clip=0.01))
-    trainer.opts = {"features": torch.optim.SGD(extractor.parameters(), lr=1.0),
-                    "disc": torch.optim.SGD(adversary.parameters(), lr=1.0)}
+    trainer.opts = {
+        "features": torch.optim.SGD(extractor.parameters(), lr=1.0),
+        "disc": torch.optim.SGD(adversary.parameters(), lr=1.0),
+    }
     before = [p.detach().clone() for p in (*extractor.parameters(), *adversary.parameters())]
     loss = adversary(grad_reverse(extractor(torch.randn(8, 4)), 1.0)).pow(2).mean() * 100
     trainer.optimize(("features", "disc"), loss)
     after = list(extractor.parameters()) + list(adversary.parameters())
-    assert all(not torch.equal(a, b) for a, b in zip(before, after))       # both stepped
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))  # both stepped
     for module, start in ((extractor, before[:2]), (adversary, before[2:])):  # each clipped to 0.01 on its own
         step = torch.cat([(b - a.detach()).flatten() for a, b in zip(module.parameters(), start)])
         assert float(step.norm()) == pytest.approx(0.01, rel=1e-4)

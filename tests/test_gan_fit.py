@@ -23,11 +23,32 @@ from anoncli.training.melgan import MelGANVocoderTrainer
 sys.path.insert(0, str(Path(__file__).parent))
 from gan_helpers import make_corpus, tiny_config, voice  # noqa: E402
 
-MELGAN_TINY = ["segment=1024", "batch_size=2", "steps_per_epoch=2", "ngf=4", "n_residual_layers=1", "ndf=4",
-               "d_layers=2", "d_max_channels=16", "val_files=1", "val_fraction=0.34"]
-SF_TINY = {"base": "sf-quick", "channels": [2, 4, 4, 4, 8], "epochs": 2, "steps_per_epoch": 2, "batch_size": 4,
-           "segment_frames": 32, "d_width": 0.03, "d_warmup_steps": 1, "val_every": 5, "val_utterances": 2,
-           "attacker_utterances": 8, "progress": False}
+MELGAN_TINY = [
+    "segment=1024",
+    "batch_size=2",
+    "steps_per_epoch=2",
+    "ngf=4",
+    "n_residual_layers=1",
+    "ndf=4",
+    "d_layers=2",
+    "d_max_channels=16",
+    "val_files=1",
+    "val_fraction=0.34",
+]
+SF_TINY = {
+    "base": "sf-quick",
+    "channels": [2, 4, 4, 4, 8],
+    "epochs": 2,
+    "steps_per_epoch": 2,
+    "batch_size": 4,
+    "segment_frames": 32,
+    "d_width": 0.03,
+    "d_warmup_steps": 1,
+    "val_every": 5,
+    "val_utterances": 2,
+    "attacker_utterances": 8,
+    "progress": False,
+}
 
 
 class Killed(BaseException):
@@ -76,7 +97,7 @@ def test_one_short_epoch_through_the_cli(method, corpus, tmp_path):
     assert sum(r["kind"] == "step" for r in rows) == summary["steps"]
     card = json.loads((run / "model.json").read_text())
     assert card["method"] == model_method and card["data_fingerprint"] == state["data_fingerprint"]
-    if method.endswith("-sf"):     # the shipped form and the checkpoint both anonymize, with the same bits
+    if method.endswith("-sf"):  # the shipped form and the checkpoint both anonymize, with the same bits
         shipped = modelstore.load_model(run / "shipped" / "model.safetensors")
         assert set(shipped["models"]) == set(state["inference_modules"]) == {"filter", "generator", "prosody"}
         wave = torch.from_numpy(voice(140.0, 1.0, seed=7, bright=0.7))
@@ -89,24 +110,52 @@ def test_one_short_epoch_through_the_cli(method, corpus, tmp_path):
 
 def test_typed_params_reach_the_trained_model(corpus, tmp_path):
     run = tmp_path / "run"
-    train(*args_for("gengan", corpus, tmp_path), "--out", run, "--epochs", "1",
-          "--param", "channels=2,4,4,4,8", "--param", "amp=off", "--param", "lr_g=2e-3")
+    train(
+        *args_for("gengan", corpus, tmp_path),
+        "--out",
+        run,
+        "--epochs",
+        "1",
+        "--param",
+        "channels=2,4,4,4,8",
+        "--param",
+        "amp=off",
+        "--param",
+        "lr_g=2e-3",
+    )
     state = modelstore.load_model(run / "checkpoints" / "best.pt")
-    assert state["config"]["channels"] == [2, 4, 4, 4, 8]                     # ints, not strings
+    assert state["config"]["channels"] == [2, 4, 4, 4, 8]  # ints, not strings
     assert state["trainer_config"]["amp"] is False and state["trainer_config"]["lr_g"] == 2e-3
     config = resolve_config(GenGANTrainer, TrainOptions(corpus=corpus, out=run, extra={"channels": "4,8,16"}))
     assert config.channels == [4, 8, 16] and config.attribute is None
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--param", "chanels=4,8"], "--param chanels: unknown setting (known: "),
-    (["--param", "channels=4,x"], "--param channels=4,x: expected a comma list of integers"),
-    (["--param", "amp=maybe"], "--param amp=maybe: expected one of"),
-    (["--config", "sf-quick"], "for the other domain's presets use --method gengan-sf"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--param", "chanels=4,8"], "--param chanels: unknown setting (known: "),
+        (["--param", "channels=4,x"], "--param channels=4,x: expected a comma list of integers"),
+        (["--param", "amp=maybe"], "--param amp=maybe: expected one of"),
+        (["--config", "sf-quick"], "for the other domain's presets use --method gengan-sf"),
+    ],
+)
 def test_a_wrong_key_or_type_is_a_one_line_error(args, message, corpus, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["anoncli", "train", "--method", "gengan", str(corpus), "--out",
-                                      str(tmp_path / "run"), "--device", "cpu", *args])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "anoncli",
+            "train",
+            "--method",
+            "gengan",
+            str(corpus),
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+            *args,
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
@@ -120,8 +169,10 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return {f"{m}.{k}": v for m, sd in state["models"].items() for k, v in sd.items()}
 
 
-@pytest.mark.parametrize("method, trainer_class", [
-    ("gengan", GenGANTrainer), ("gengan-sf", GenGANSourceFilterTrainer), ("melgan", MelGANVocoderTrainer)])
+@pytest.mark.parametrize(
+    "method, trainer_class",
+    [("gengan", GenGANTrainer), ("gengan-sf", GenGANSourceFilterTrainer), ("melgan", MelGANVocoderTrainer)],
+)
 def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(method, trainer_class, corpus, tmp_path, monkeypatch):
     args = args_for(method, corpus, tmp_path) + ["--epochs", "2"]
     whole = train(*args, "--out", tmp_path / "whole")
@@ -133,14 +184,17 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(method, trainer
     def dies_in_epoch_2(self, batch):
         if self.epoch == 2:
             seen["steps"] += 1
-            if seen["steps"] == 2:            # one step of epoch 2 taken and not checkpointed
+            if seen["steps"] == 2:  # one step of epoch 2 taken and not checkpointed
                 raise Killed
         return original(self, batch)
 
     monkeypatch.setattr(trainer_class, "train_step", dies_in_epoch_2)
     with pytest.raises(Killed):
-        CliRunner().invoke(app, ["train", *map(str, args), "--out", str(tmp_path / "cut"), "--device", "cpu",
-                                 "--quiet"], catch_exceptions=False)
+        CliRunner().invoke(
+            app,
+            ["train", *map(str, args), "--out", str(tmp_path / "cut"), "--device", "cpu", "--quiet"],
+            catch_exceptions=False,
+        )
     assert torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
     monkeypatch.setattr(trainer_class, "train_step", original)
     resumed = train(*args, "--out", tmp_path / "cut")

@@ -12,18 +12,22 @@ from anoncli.models.unet import UNet
 from anoncli.training.gengan import soft_cross_entropy, synthetic_soft_target
 from anoncli.training.pcmelgan import other_class
 
-CHANNELS = [8, 16, 32, 64, 128]      # the papers' U-Net
-SMALL = [4, 4, 8, 8, 16]             # same topology, cheaper for the slower tests
+CHANNELS = [8, 16, 32, 64, 128]  # the papers' U-Net
+SMALL = [4, 4, 8, 8, 16]  # same topology, cheaper for the slower tests
 
 
 def generators(channels=CHANNELS):
     top = channels[-1]
     return {
         "gengan": (UNet(channels, NoiseChannel()), lambda f: {"noise": torch.randn(1, 1, 5, -(-f // 16))}),
-        "pcmelgan": (UNet(channels, PCMelGANInjection(top, 5, 10, 2)),
-                     lambda f: {"z": torch.randn(1, 10), "label": torch.tensor([1])}),
-        "psegan": (UNet(channels, GatedDilatedBottleneck(top, 5, 7, width=16, hidden=8)),
-                   lambda f: {"label": torch.tensor([3])}),
+        "pcmelgan": (
+            UNet(channels, PCMelGANInjection(top, 5, 10, 2)),
+            lambda f: {"z": torch.randn(1, 10), "label": torch.tensor([1])},
+        ),
+        "psegan": (
+            UNet(channels, GatedDilatedBottleneck(top, 5, 7, width=16, hidden=8)),
+            lambda f: {"label": torch.tensor([3])},
+        ),
     }
 
 
@@ -103,14 +107,14 @@ def test_pcmelgan_other_class_never_equals_the_true_class():
 
 
 def test_speaker_matcher_is_frozen_differentiable_and_unit_norm():
-    from anoncli.synthesis.mel import LogMel
     from anoncli.models.speaker import MelSpeakerEncoder, speaker_consistency_loss
+    from anoncli.synthesis.mel import LogMel
 
     mel = LogMel()
     matcher = MelSpeakerEncoder(mel.filterbank, mel.sample_rate, mel.n_fft, mel.hop_length)
     assert not any(p.requires_grad for p in matcher.parameters())
     matcher.train()
-    assert not matcher.training            # stays in eval mode inside a training parent
+    assert not matcher.training  # stays in eval mode inside a training parent
     t = torch.arange(16000) / 16000.0
     low = mel(torch.sin(2 * torch.pi * 120 * t).unsqueeze(0) * 0.3)
     high = mel(torch.sin(2 * torch.pi * 240 * t).unsqueeze(0) * 0.3 + 0.05 * torch.randn(1, 16000))

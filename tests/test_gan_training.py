@@ -68,7 +68,7 @@ def test_train_one_epoch_resume_and_anonymize(method, corpus, store, tmp_path):
     utts = open_corpus(corpus).utterances[:3]
     waves = [torch.from_numpy(read_utterance_audio(u).samples) for u in utts]
     params = [anonymizer.utterance_params(u) for u in utts]
-    json.dumps(params)   # recorded in the manifest: must be JSON
+    json.dumps(params)  # recorded in the manifest: must be JSON
     if method != "gengan":
         assert all(p["target"] in card["labels"]["classes"] for p in params)
     outputs = [o.audio for o in anonymizer.process(waves, params)]
@@ -81,7 +81,9 @@ def test_train_one_epoch_resume_and_anonymize(method, corpus, store, tmp_path):
 
 def test_changed_config_refuses_to_resume(corpus, store, tmp_path):
     run = tmp_path / "run"
-    get_trainer("gengan")(TrainOptions(corpus=corpus, out=run, config=str(tiny_config(tmp_path / "a.json")), device="cpu"))
+    get_trainer("gengan")(
+        TrainOptions(corpus=corpus, out=run, config=str(tiny_config(tmp_path / "a.json")), device="cpu")
+    )
     other = tiny_config(tmp_path / "b.json", segment_frames=48)
     with pytest.raises(AnoncliError, match="different config"):
         get_trainer("gengan")(TrainOptions(corpus=corpus, out=run, config=str(other), device="cpu"))
@@ -89,8 +91,15 @@ def test_changed_config_refuses_to_resume(corpus, store, tmp_path):
 
 def test_missing_attribute_is_a_one_line_error(corpus, store, tmp_path):
     with pytest.raises(AnoncliError, match="no 'accent' label column"):
-        get_trainer("gengan")(TrainOptions(corpus=corpus, out=tmp_path / "r", attribute="accent",
-                                           config=str(tiny_config(tmp_path / "a.json")), device="cpu"))
+        get_trainer("gengan")(
+            TrainOptions(
+                corpus=corpus,
+                out=tmp_path / "r",
+                attribute="accent",
+                config=str(tiny_config(tmp_path / "a.json")),
+                device="cpu",
+            )
+        )
 
 
 def test_killed_training_resumes_from_last_epoch(corpus, store, tmp_path):
@@ -98,8 +107,23 @@ def test_killed_training_resumes_from_last_epoch(corpus, store, tmp_path):
     config = tiny_config(tmp_path / "tiny.json")
     run = tmp_path / "run"
     env = dict(os.environ, ANONCLI_TORCH_THREADS="1")
-    command = [sys.executable, "-m", "anoncli", "train", "--method", "gengan", str(corpus), "--out", str(run),
-               "--config", str(config), "--device", "cpu", "--epochs", "500"]
+    command = [
+        sys.executable,
+        "-m",
+        "anoncli",
+        "train",
+        "--method",
+        "gengan",
+        str(corpus),
+        "--out",
+        str(run),
+        "--config",
+        str(config),
+        "--device",
+        "cpu",
+        "--epochs",
+        "500",
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run / "checkpoints" / "last.pt"
     try:
@@ -125,13 +149,14 @@ def test_long_input_in_chunks_matches_one_pass(corpus, store, tmp_path, monkeypa
     import anoncli.methods.learned as learned
 
     run = tmp_path / "run"
-    summary = get_trainer("gengan")(TrainOptions(corpus=corpus, out=run, config=str(tiny_config(tmp_path / "t.json")),
-                                                 device="cpu"))
+    summary = get_trainer("gengan")(
+        TrainOptions(corpus=corpus, out=run, config=str(tiny_config(tmp_path / "t.json")), device="cpu")
+    )
     # without --register a run replaces nothing: `--method gengan` keeps what it used (here: no local model)
     assert summary["registered"] is None and not (store / "gengan").exists()
     method = create_method("gengan", MethodOptions(checkpoint=str(run)))
     utt = open_corpus(corpus).utterances[0]
-    wave = torch.from_numpy(read_utterance_audio(utt).samples).repeat(3)     # about 2 s, ~120 frames
+    wave = torch.from_numpy(read_utterance_audio(utt).samples).repeat(3)  # about 2 s, ~120 frames
     params = [method.utterance_params(utt)]
     whole = method.process([wave], params)[0].audio
     monkeypatch.setattr(learned, "CHUNK_FRAMES", 48)

@@ -13,8 +13,24 @@ def test_gpu_throughput_script_measures_each_batch_size_and_the_whole_job(tmp_pa
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     corpus = make_corpus(tmp_path / "c", per_speaker=2, duration_s=1.0)
-    results = module.main(["--corpus", str(corpus), "--methods", "mcadams", "--batch-seconds", "1.5,100",
-                           "--limit-seconds", "5", "--device", "cpu", "--jobs", "1", "--json", str(tmp_path / "r.json")])
+    results = module.main(
+        [
+            "--corpus",
+            str(corpus),
+            "--methods",
+            "mcadams",
+            "--batch-seconds",
+            "1.5,100",
+            "--limit-seconds",
+            "5",
+            "--device",
+            "cpu",
+            "--jobs",
+            "1",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     model = results["methods"]["mcadams"]["model"]
     assert [row["batch_seconds"] for row in model["rows"]] == [1.5, 100.0]
     assert [row["batches"] for row in model["rows"]] == [3, 1]  # 5 one-second files: 2 + 2 + 1, then all in one

@@ -24,8 +24,24 @@ def _corpus(root: Path) -> Path:
 
 
 def _start(corpus: Path, out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--method", "identity",
-           "--batch-size", "2", "--jobs", "1", "--sample-rate", "16000", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "anoncli",
+        "anonymize",
+        str(corpus),
+        "--out",
+        str(out),
+        "--method",
+        "identity",
+        "--batch-size",
+        "2",
+        "--jobs",
+        "1",
+        "--sample-rate",
+        "16000",
+        "--no-progress",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -14,7 +14,15 @@ from anoncli.corpus import describe_corpus, open_corpus
 from anoncli.corpus.layouts import LAYOUTS
 from anoncli.corpus.reading import read_utterance_audio
 from anoncli.errors import InputError
-from anoncli.testing.fake_corpora import FAKE_CORPORA, make_emodb, make_fsdd, make_kaldi, make_librispeech, make_timit, write_tone
+from anoncli.testing.fake_corpora import (
+    FAKE_CORPORA,
+    make_emodb,
+    make_fsdd,
+    make_kaldi,
+    make_librispeech,
+    make_timit,
+    write_tone,
+)
 
 
 def test_every_layout_has_a_fake_corpus():
@@ -120,13 +128,19 @@ def test_audiofolder_jsonl_and_value_normalisation(tmp_path):
     fake = FAKE_CORPORA["audiofolder"](tmp_path)
     rows = (fake.root / "metadata.csv").read_text().splitlines()
     (fake.root / "metadata.csv").unlink()
-    import csv, json  # noqa: E401
+    import csv  # noqa: E401
+    import json
+
     records = list(csv.DictReader(rows))
     records[0]["emotion"] = "ANG"
     (fake.root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     corpus = open_corpus(fake.root)
     assert corpus.layout == "audiofolder"
-    assert next(u for u in corpus if u.utt_id == "clips/a").labels == {"speaker": "alice", "gender": "female", "emotion": "anger"}
+    assert next(u for u in corpus if u.utt_id == "clips/a").labels == {
+        "speaker": "alice",
+        "gender": "female",
+        "emotion": "anger",
+    }
 
 
 def test_kaldi_piped_command_is_refused_unless_allowed(tmp_path):
@@ -173,7 +187,15 @@ def test_real_corpus_copies_without_metadata_need_no_labels_file(tmp_path):
     (fake.root / "metadata.csv").unlink()
     corpus = open_corpus(fake.root)
     assert corpus.layout == "emodb" and corpus.labels_source is None
-    assert {u.labels["emotion"] for u in corpus} == {"anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"}
+    assert {u.labels["emotion"] for u in corpus} == {
+        "anger",
+        "boredom",
+        "disgust",
+        "fear",
+        "happiness",
+        "sadness",
+        "neutral",
+    }
 
 
 def test_walk_keeps_only_shallow_side_files(tmp_path):
@@ -203,15 +225,24 @@ def test_failing_command_is_an_audio_error(tmp_path):
 def test_vctk_080_layout_with_numeric_ids(tmp_path):
     root = tmp_path / "VCTK-Corpus"
     root.mkdir()
-    (root / "speaker-info.txt").write_text("ID  AGE  GENDER  ACCENTS  REGION\n225  23  F    English    Southern  England\n")
+    (root / "speaker-info.txt").write_text(
+        "ID  AGE  GENDER  ACCENTS  REGION\n225  23  F    English    Southern  England\n"
+    )
     write_tone(root / "wav48" / "p225" / "p225_001.wav", 1)
     (root / "txt" / "p225").mkdir(parents=True)
     (root / "txt" / "p225" / "p225_001.txt").write_text("Please call Stella.\n")
     corpus = open_corpus(root)
     assert corpus.layout == "vctk"
     assert corpus.utterances[0].utt_id == "p225_001"
-    assert corpus.utterances[0].labels == {"speaker": "p225", "gender": "female", "age": "23", "accent": "English",
-                                           "region": "Southern England", "transcript": "Please call Stella.", "mic": None}
+    assert corpus.utterances[0].labels == {
+        "speaker": "p225",
+        "gender": "female",
+        "age": "23",
+        "accent": "English",
+        "region": "Southern England",
+        "transcript": "Please call Stella.",
+        "mic": None,
+    }
 
 
 def test_missing_side_tables_leave_labels_empty_with_a_note(tmp_path):
@@ -249,7 +280,8 @@ def test_mp3_copies_of_wav_utterances_are_skipped(tmp_path):
 def test_label_table_column_aliases_are_normalised(tmp_path):
     fake = FAKE_CORPORA["plain"](tmp_path)
     (fake.root / "metadata.csv").write_text(
-        "file_name,Speaker_ID,Sex,sentence,text\ninterview_1.wav,s1,F,hello there,raw\n")
+        "file_name,Speaker_ID,Sex,sentence,text\ninterview_1.wav,s1,F,hello there,raw\n"
+    )
     corpus = open_corpus(fake.root)
     assert corpus.label_columns == ["speaker", "gender", "transcript", "text"]
     utt = next(u for u in corpus if u.utt_id == "interview_1")
@@ -265,9 +297,11 @@ def test_audiofolder_with_one_table_per_split(tmp_path):
     corpus = open_corpus(root)
     assert corpus.layout == "audiofolder"
     assert {u.utt_id: (u.speaker, u.labels["split"]) for u in corpus} == {
-        "train/clips/x": ("a", "train"), "test/clips/x": ("b", "test"), "extra": (None, None)}
+        "train/clips/x": ("a", "train"),
+        "test/clips/x": ("b", "test"),
+        "extra": (None, None),
+    }
     assert any("1 audio file(s) are not listed" in note for note in corpus.notes)
-
 
 
 def test_unreadable_vctk_speaker_info_is_an_input_error_naming_it(tmp_path):

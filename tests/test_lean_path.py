@@ -42,7 +42,7 @@ def test_cpu_mcadams_run_imports_no_torch(tmp_path, jobs):
     script = textwrap.dedent(f"""
         import json, sys
         from anoncli.cli.app import main
-        sys.argv = ["anoncli", "anonymize", {str(corpus)!r}, "--out", {str(tmp_path / 'out')!r}, "--no-score",
+        sys.argv = ["anoncli", "anonymize", {str(corpus)!r}, "--out", {str(tmp_path / "out")!r}, "--no-score",
                     "--no-progress", "--jobs", {jobs!r}, "--device", "auto"]
         try:
             main()
@@ -113,10 +113,23 @@ def test_cli_alpha_is_the_mcadams_option(tmp_path):
 
 
 def test_manifest_row_round_trip():
-    row = ManifestRow("u1", source_path="/c/u1.wav", output_path="u1.wav", speaker="s1",
-                      labels={"gender": "f", "emotion": None}, duration_s=1.5, sample_rate=22050,
-                      output_sample_rate=22050, method="mcadams", params="{}", seed=7, status=STATUS_OK,
-                      elapsed_s=0.01, anoncli_version="x", scores={"stoi": 0.9, "score_notes": "f0_r: silent"})
+    row = ManifestRow(
+        "u1",
+        source_path="/c/u1.wav",
+        output_path="u1.wav",
+        speaker="s1",
+        labels={"gender": "f", "emotion": None},
+        duration_s=1.5,
+        sample_rate=22050,
+        output_sample_rate=22050,
+        method="mcadams",
+        params="{}",
+        seed=7,
+        status=STATUS_OK,
+        elapsed_s=0.01,
+        anoncli_version="x",
+        scores={"stoi": 0.9, "score_notes": "f0_r: silent"},
+    )
     record = row.to_record()
     assert list(record)[:7] == ["utt_id", "source_path", "output_path", "features_path", "speaker", "gender", "emotion"]
     assert ManifestRow.from_record(record) == row
@@ -124,7 +137,7 @@ def test_manifest_row_round_trip():
     table = pa.Table.from_pylist([record], schema=schema)
     back = ManifestRow.from_record(table.to_pylist()[0])
     assert back.labels == row.labels and back.utt_id == "u1" and back.seed == 7 and back.sample_rate == 22050
-    assert back.scores == {**{name: None for name in SCORE_COLUMNS}, "stoi": 0.9, "score_notes": "f0_r: silent"}
+    assert back.scores == {**dict.fromkeys(SCORE_COLUMNS), "stoi": 0.9, "score_notes": "f0_r: silent"}
     # one definition: every run column of the schema is a row field or a score column, in order
     assert [f.name for f in schema if f.name not in ("gender", "emotion")] == ManifestRow.run_columns()
     row.update({"link_cosine": 0.5, "note": "n", "extra_label": "e"})
@@ -185,10 +198,23 @@ def test_records_table_keeps_values_and_types():
     from anoncli.manifest.writer import records_table
 
     schema = manifest_schema(["gender"], {"method": "x"})
-    rows = [ManifestRow(utt_id=f"u{i}\n\"é", status=STATUS_OK, duration_s=1 / (i + 3), sample_rate=16000, seed=2**40 + i,
-                        elapsed_s=np.float64(0.1) * i, labels={"gender": "f"},
-                        scores={"stoi": float("nan") if i == 0 else 1 / (i + 7), "f0_r": np.float32(0.5) if i else None,
-                                "link_cosine": float("-inf") if i == 1 else None}).to_record() for i in range(5)]
+    rows = [
+        ManifestRow(
+            utt_id=f'u{i}\n"é',
+            status=STATUS_OK,
+            duration_s=1 / (i + 3),
+            sample_rate=16000,
+            seed=2**40 + i,
+            elapsed_s=np.float64(0.1) * i,
+            labels={"gender": "f"},
+            scores={
+                "stoi": float("nan") if i == 0 else 1 / (i + 7),
+                "f0_r": np.float32(0.5) if i else None,
+                "link_cosine": float("-inf") if i == 1 else None,
+            },
+        ).to_record()
+        for i in range(5)
+    ]
     rows[2]["not_a_column"] = 1
     table = records_table(rows, schema)
     assert table.schema.equals(schema.remove_metadata())

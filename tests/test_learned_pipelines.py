@@ -49,7 +49,7 @@ def whispered(seconds: float = 1.2, formants=(700, 1220, 2600), seed: int = 0) -
 
 def loud_cut(seconds: float = 0.12) -> np.ndarray:
     """A short cut from the middle of a loud voiced utterance."""
-    return voiced_signal(150.0, 2.0)[RATE // 2: RATE // 2 + int(seconds * RATE)] * 3.0
+    return voiced_signal(150.0, 2.0)[RATE // 2 : RATE // 2 + int(seconds * RATE)] * 3.0
 
 
 def envelope_shape_db(wave: np.ndarray) -> np.ndarray:
@@ -78,9 +78,9 @@ def test_whispered_speech_is_transformed_by_each_shipped_model(name):
         out = anonymise(method, wave, target)
         assert out.shape == wave.shape and np.isfinite(out).all() and np.abs(out).max() > 0.01
         assert abs(np.corrcoef(wave, out)[0, 1]) < 0.5
-        if name == "psegan":   # the emotion model keeps the speaker's envelope, and moves the energy contour
+        if name == "psegan":  # the emotion model keeps the speaker's envelope, and moves the energy contour
             assert _energy_range_db(out) >= 1.15 * _energy_range_db(resynthesised), target
-        else:                  # the gender models move the envelope towards the target
+        else:  # the gender models move the envelope towards the target
             assert shape_distance_db(out, resynthesised) >= 3.0, target
 
 
@@ -125,8 +125,14 @@ def mel_state(**extra) -> dict:
     torch.manual_seed(0)
     config = {"sample_rate": RATE, "channels": [2, 4, 4, 8, 8], "residual": True}
     generator = gengan_generator(config)
-    return {"method": "gengan", "config": config, "classes": ["female", "male"], "attribute": "gender",
-            "models": {"generator": generator.state_dict()}, **extra}
+    return {
+        "method": "gengan",
+        "config": config,
+        "classes": ["female", "male"],
+        "attribute": "gender",
+        "models": {"generator": generator.state_dict()},
+        **extra,
+    }
 
 
 def test_the_model_declares_its_pipeline():
@@ -144,7 +150,7 @@ def test_the_model_declares_its_pipeline():
     unknown["config"]["synthesis"] = "formant_vocoder"
     with pytest.raises(AnoncliError, match="'formant_vocoder'"):
         method_class("gengan").from_state(unknown, MethodOptions())
-    top_level = mel_state(synthesis="source_filter")     # declared beside config, as a model card does
+    top_level = mel_state(synthesis="source_filter")  # declared beside config, as a model card does
     with pytest.raises(AnoncliError, match="without prosody_bounds, prosody_hidden, models.prosody"):
         method_class("gengan").from_state(top_level, MethodOptions())
     top_level["config"]["synthesis"] = "mel"

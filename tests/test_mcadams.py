@@ -86,7 +86,9 @@ def method(backend="auto", alpha=None, **options):
 
 
 def run(m, *waves, alpha=0.75):
-    outs = m.process([torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves], [{"alpha": alpha}] * len(waves))
+    outs = m.process(
+        [torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves], [{"alpha": alpha}] * len(waves)
+    )
     return [o.audio.numpy() for o in outs]
 
 
@@ -128,7 +130,9 @@ def test_levels_follow_the_input_across_blocks_of_frames(backend):
     (y,) = run(method(backend), x, alpha=0.6)
     assert snr_db(reference_mcadams(x, 0.6), y) > 60
     middle = slice(int(1.9 * RATE), int(2.5 * RATE))
-    assert abs(10 * np.log10(np.sum(y[middle].astype(np.float64) ** 2) / np.sum(x[middle].astype(np.float64) ** 2))) < 1.5
+    assert (
+        abs(10 * np.log10(np.sum(y[middle].astype(np.float64) ** 2) / np.sum(x[middle].astype(np.float64) ** 2))) < 1.5
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -142,7 +146,10 @@ def test_alpha_one_gives_input_back(backend):
 def test_batch_equals_one_at_a_time(backend):
     m = method(backend)
     waves = [voiced(0.25, seed=1), voiced(0.61, f0=(210, 160), seed=2), voiced(0.03, seed=4)]
-    batched = [o.audio for o in m.process([torch.from_numpy(w) for w in waves], [{"alpha": 0.6}, {"alpha": 0.7}, {"alpha": 0.8}])]
+    batched = [
+        o.audio
+        for o in m.process([torch.from_numpy(w) for w in waves], [{"alpha": 0.6}, {"alpha": 0.7}, {"alpha": 0.8}])
+    ]
     for wave, alpha, together in zip(waves, (0.6, 0.7, 0.8), batched):
         (alone,) = [o.audio for o in m.process([torch.from_numpy(wave)], [{"alpha": alpha}])]
         assert together.shape == alone.shape == (len(wave),)
@@ -272,9 +279,15 @@ def test_output_level_follows_the_input_after_a_long_quiet_lead_in(backend):
     rng = np.random.default_rng(0)
     noise = 10 ** (-70 / 20)
     pause = np.zeros(int(0.3 * RATE))
-    speech = np.concatenate([pulse_voice(1.2, RATE, 120.0, seed=1), pause,
-                             pulse_voice(1.2, RATE, 190.0, (850, 1600, 2900), seed=2), pause,
-                             pulse_voice(1.2, RATE, 140.0, (500, 1500, 2500), seed=3)])
+    speech = np.concatenate(
+        [
+            pulse_voice(1.2, RATE, 120.0, seed=1),
+            pause,
+            pulse_voice(1.2, RATE, 190.0, (850, 1600, 2900), seed=2),
+            pause,
+            pulse_voice(1.2, RATE, 140.0, (500, 1500, 2500), seed=3),
+        ]
+    )
     speech = speech / np.sqrt(np.mean(speech.astype(np.float64) ** 2)) * 10 ** (-50 / 20)
     speech = speech + rng.normal(0.0, noise, speech.size)
     lead = rng.normal(0.0, noise, 25 * RATE)

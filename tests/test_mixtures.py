@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from synth_audio import make_corpus
 
 from anoncli.errors import InputError
 from anoncli.mixtures import EVENT_CLASSES, list_events, make_mixtures, mix_at_snr, synth_event, synthesize_events
 from anoncli.tools.make_mixtures import main as make_mixtures_main
-from synth_audio import make_corpus
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,9 @@ def test_mix_at_snr_sets_the_energy_ratio():
 
 
 def test_mixtures_have_the_requested_snr_labels_and_stems(speech, events, tmp_path):
-    corpus = make_mixtures(speech, events, tmp_path / "mix", snr_db=5.0, speech_fraction=0.5,
-                           duration_s=1.0, test_fraction=0.3, seed=2)
+    corpus = make_mixtures(
+        speech, events, tmp_path / "mix", snr_db=5.0, speech_fraction=0.5, duration_s=1.0, test_fraction=0.3, seed=2
+    )
     rows = _rows(corpus)
     assert len(rows) == 4 * len(EVENT_CLASSES)
     with_speech = [r for r in rows if r["speech_present"] == "1"]
@@ -63,7 +64,7 @@ def test_mixtures_have_the_requested_snr_labels_and_stems(speech, events, tmp_pa
         voice, _ = sf.read(corpus / row["clean_speech"], dtype="float64")
         assert rate == 16000 and len(mixture) == len(event) == len(voice) == 16000
         assert row["file_name"].startswith(row["event"] + "/")
-        np.testing.assert_allclose(mixture, event + voice, atol=2e-4)   # 16-bit rounding of three files
+        np.testing.assert_allclose(mixture, event + voice, atol=2e-4)  # 16-bit rounding of three files
         if row["speech_present"] == "1":
             measured = 10 * np.log10(np.sum(event**2) / np.sum(voice**2))
             assert abs(measured - 5.0) < 0.05, measured
@@ -96,8 +97,21 @@ def test_events_from_a_labels_file_and_bad_folders(tmp_path, events):
 
 
 def test_command_line_tool_synthesizes_and_mixes(speech, tmp_path, capsys):
-    code = make_mixtures_main([str(speech), str(tmp_path / "ev"), "--out", str(tmp_path / "out"), "--snr=-3:3",
-                               "--synthesize-events", "2", "--duration", "0.5", "--seed", "1"])
+    code = make_mixtures_main(
+        [
+            str(speech),
+            str(tmp_path / "ev"),
+            "--out",
+            str(tmp_path / "out"),
+            "--snr=-3:3",
+            "--synthesize-events",
+            "2",
+            "--duration",
+            "0.5",
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     corpus = json.loads(capsys.readouterr().out)["corpus"]
     rows = _rows(tmp_path / "out" / "mixtures")

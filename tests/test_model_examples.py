@@ -7,8 +7,13 @@ import importlib
 
 import pytest
 
-MODULES = ["anoncli.models.unet", "anoncli.models.generators", "anoncli.models.injections",
-           "anoncli.models.discriminator", "anoncli.models.chunking"]
+MODULES = [
+    "anoncli.models.unet",
+    "anoncli.models.generators",
+    "anoncli.models.injections",
+    "anoncli.models.discriminator",
+    "anoncli.models.chunking",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

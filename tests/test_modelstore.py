@@ -48,7 +48,7 @@ def test_register_then_find(store, tmp_path):
     stored = modelstore.register("gengan", run)
     assert stored == store / "gengan" / "model.pt"
     assert modelstore.find("gengan") == stored
-    assert torch.load(stored, weights_only=True)["epoch"] == 3     # the best, not the last
+    assert torch.load(stored, weights_only=True)["epoch"] == 3  # the best, not the last
     card = json.loads((store / "gengan" / "model.json").read_text())
     assert card["best_epoch"] == 3 and card["registered_from"] == str(run.resolve())
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from synth_audio import make_corpus
 from typer.testing import CliRunner
 
 from anoncli.cli.app import app
-from synth_audio import make_corpus
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,19 @@ def run(*args, input: str | None = None):
 
 
 def test_anonymize_json_summary_and_jsonl_stream(corpus, tmp_path):
-    result = run("anonymize", corpus, "--out", tmp_path / "a", "--method", "identity", "--jobs", "1",
-                 "--format", "jsonl", "--no-progress")
+    result = run(
+        "anonymize",
+        corpus,
+        "--out",
+        tmp_path / "a",
+        "--method",
+        "identity",
+        "--jobs",
+        "1",
+        "--format",
+        "jsonl",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 6 and {line["status"] for line in lines} == {"ok"}
@@ -42,8 +53,20 @@ def test_anonymize_json_summary_and_jsonl_stream(corpus, tmp_path):
 def test_files_from_selects_only_listed_files(corpus, tmp_path):
     listed = sorted(p for p in corpus.rglob("*.wav"))[:2]
     listing = "\n".join(str(p) for p in listed) + "\n"
-    result = run("anonymize", corpus, "--out", tmp_path / "b", "--method", "identity", "--files-from", "-",
-                 "--format", "jsonl", "--no-progress", input=listing)
+    result = run(
+        "anonymize",
+        corpus,
+        "--out",
+        tmp_path / "b",
+        "--method",
+        "identity",
+        "--files-from",
+        "-",
+        "--format",
+        "jsonl",
+        "--no-progress",
+        input=listing,
+    )
     assert result.exit_code == 0, result.output
     done = {json.loads(line)["source_path"] for line in result.stdout.splitlines()}
     assert done == {p.relative_to(corpus).as_posix() for p in listed}
@@ -56,8 +79,18 @@ def test_files_from_selects_only_listed_files(corpus, tmp_path):
 def test_inspect_check_of_a_files_from_run_expects_the_selected_files(corpus, tmp_path):
     listed = sorted(p for p in corpus.rglob("*.wav"))[:3]
     out = tmp_path / "sel"
-    done = run("anonymize", corpus, "--out", out, "--method", "identity", "--files-from", "-", "--no-progress",
-               input="\n".join(str(p) for p in listed) + "\n")
+    done = run(
+        "anonymize",
+        corpus,
+        "--out",
+        out,
+        "--method",
+        "identity",
+        "--files-from",
+        "-",
+        "--no-progress",
+        input="\n".join(str(p) for p in listed) + "\n",
+    )
     assert done.exit_code == 0, done.output
     check = run("inspect", out, "--check", "--format", "json")
     assert check.exit_code == 0, check.output  # the 3 other files of the corpus were never asked for
@@ -76,8 +109,24 @@ def test_inspect_check_of_a_files_from_run_expects_the_selected_files(corpus, tm
 def test_jsonl_reader_going_away_stops_the_job_resumably_with_exit_141(corpus, tmp_path):
     # `anoncli anonymize ... --format jsonl | head -1`: stop like a Unix filter, not "error: OUT: Broken pipe"
     out = tmp_path / "pipe"
-    command = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--method", "identity",
-               "--jobs", "1", "--batch-size", "1", "--format", "jsonl", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "anoncli",
+        "anonymize",
+        str(corpus),
+        "--out",
+        str(out),
+        "--method",
+        "identity",
+        "--jobs",
+        "1",
+        "--batch-size",
+        "1",
+        "--format",
+        "jsonl",
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = process.stdout.readline()
     process.stdout.close()
@@ -110,8 +159,18 @@ def test_evaluating_a_pseudonymized_run_says_why_it_cannot_be_paired(corpus, tmp
     from anoncli.errors import InputError
 
     out = tmp_path / "ps"
-    made = run("anonymize", corpus, "--out", out, "--method", "identity", "--pseudonymize",
-               "--mapping", tmp_path / "private" / "map.csv", "--no-progress")
+    made = run(
+        "anonymize",
+        corpus,
+        "--out",
+        out,
+        "--method",
+        "identity",
+        "--pseudonymize",
+        "--mapping",
+        tmp_path / "private" / "map.csv",
+        "--no-progress",
+    )
     assert made.exit_code == 0, made.output
     result = run("evaluate", corpus, out, "--out", tmp_path / "report", "--probes", "signal")
     assert isinstance(result.exception, InputError) and "pseudonymized run" in str(result.exception)
@@ -120,11 +179,24 @@ def test_evaluating_a_pseudonymized_run_says_why_it_cannot_be_paired(corpus, tmp
 
 def test_an_empty_files_from_list_does_nothing(corpus, tmp_path):
     # `find corpus -newer stamp | anoncli anonymize corpus --files-from -` when nothing changed
-    dry = run("anonymize", corpus, "--out", tmp_path / "e", "--method", "identity", "--files-from", "-", "--dry-run",
-              input="")
+    dry = run(
+        "anonymize", corpus, "--out", tmp_path / "e", "--method", "identity", "--files-from", "-", "--dry-run", input=""
+    )
     assert dry.exit_code == 0 and json.loads(dry.stdout)["to_process"] == 0
-    done = run("anonymize", corpus, "--out", tmp_path / "e", "--method", "identity", "--files-from", "-",
-               "--no-progress", "--format", "json", input="\n\n")
+    done = run(
+        "anonymize",
+        corpus,
+        "--out",
+        tmp_path / "e",
+        "--method",
+        "identity",
+        "--files-from",
+        "-",
+        "--no-progress",
+        "--format",
+        "json",
+        input="\n\n",
+    )
     assert done.exit_code == 0 and json.loads(done.stdout)["processed"] == 0
     assert not list((tmp_path / "e").rglob("*.wav"))
 
@@ -147,17 +219,27 @@ def test_a_failed_file_removed_from_the_corpus_no_longer_makes_the_folder_incomp
 def test_files_from_naming_a_file_outside_the_corpus_is_one_line_exit_2(corpus, tmp_path):
     stray = tmp_path / "elsewhere.wav"
     stray.write_bytes(b"")
-    result = subprocess.run([sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(tmp_path / "d"),
-                             "--files-from", "-"], input=f"\n{stray}\n", capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(tmp_path / "d"), "--files-from", "-"],
+        input=f"\n{stray}\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "line 2" in lines[0] and str(stray) in lines[0]
 
 
 def test_files_from_relative_entry_not_found_says_where_it_was_looked_for(corpus, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(tmp_path / "e"),
-                             "--files-from", "-"], input="../elsewhere/x.wav\n", capture_output=True, text=True,
-                            timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(tmp_path / "e"), "--files-from", "-"],
+        input="../elsewhere/x.wav\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "line 1" in lines[0] and f"current folder {tmp_path}" in lines[0]
@@ -177,8 +259,9 @@ def test_inspect_and_export_take_format_json_and_quiet(corpus, tmp_path):
 
 
 def test_old_audio_format_spelling_still_works_with_a_warning(corpus, tmp_path):
-    result = run("anonymize", corpus, "--out", tmp_path / "f", "--method", "identity", "--format", "flac",
-                 "--no-progress")
+    result = run(
+        "anonymize", corpus, "--out", tmp_path / "f", "--method", "identity", "--format", "flac", "--no-progress"
+    )
     assert result.exit_code == 0, result.output
     assert "--audio-format flac" in result.stderr
     assert len(list((tmp_path / "f").rglob("*.flac"))) == 6
@@ -189,8 +272,22 @@ def test_evaluate_files_from_and_format_json(corpus, tmp_path):
     assert run("anonymize", corpus, "--out", out, "--method", "identity", "--no-progress").exit_code == 0
     listing = tmp_path / "some.txt"
     listing.write_text("\n".join(str(p) for p in sorted(corpus.rglob("*.wav"))[:4]) + "\n")
-    result = run("evaluate", corpus, out, "--out", tmp_path / "report", "--probes", "signal", "--bootstrap", "0",
-                 "--files-from", listing, "--format", "json", "--no-progress")
+    result = run(
+        "evaluate",
+        corpus,
+        out,
+        "--out",
+        tmp_path / "report",
+        "--probes",
+        "signal",
+        "--bootstrap",
+        "0",
+        "--files-from",
+        listing,
+        "--format",
+        "json",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary == json.loads((tmp_path / "report" / "summary.json").read_text())

@@ -42,8 +42,20 @@ def test_passthrough_threshold():
 
 def test_evaluate_flags_an_output_copied_from_its_original(runs):
     root, corpus = runs
-    result = cli("evaluate", corpus, root / "anon", "--out", root / "rep", "--probes", "linkability",
-                 "--bootstrap", "0", "--quiet", "--gate", "link.passthrough<=0")
+    result = cli(
+        "evaluate",
+        corpus,
+        root / "anon",
+        "--out",
+        root / "rep",
+        "--probes",
+        "linkability",
+        "--bootstrap",
+        "0",
+        "--quiet",
+        "--gate",
+        "link.passthrough<=0",
+    )
     assert result.exit_code == EXIT_GATE, result.output
     assert "1 of 6 outputs keep the original voice" in result.stderr and COPIED in result.stderr
     summary = json.loads((root / "rep" / "summary.json").read_text())
@@ -59,8 +71,16 @@ def test_any_gate_fails_on_an_output_that_keeps_the_voice_unless_it_names_a_boun
     result = cli("evaluate", corpus, root / "anon", "--out", root / "rep2", *common, "--gate", "signal.stoi>=0")
     assert result.exit_code == EXIT_GATE, result.output
     assert "keep the original voice" in result.stderr and "link.passthrough<=1" in result.stderr
-    allowed = cli("evaluate", corpus, root / "anon", "--out", root / "rep3", *common,
-                  "--gate", "signal.stoi>=0,link.passthrough<=1")
+    allowed = cli(
+        "evaluate",
+        corpus,
+        root / "anon",
+        "--out",
+        root / "rep3",
+        *common,
+        "--gate",
+        "signal.stoi>=0,link.passthrough<=1",
+    )
     assert allowed.exit_code == 0, allowed.stderr
 
 
@@ -72,7 +92,7 @@ def test_inspect_check_counts_outputs_that_keep_the_voice(runs):
     assert info["passthrough_outputs"] == 6 and not info["complete"] and info["missing"] == 0
     assert "6 output(s) keep the original voice" in kept.stderr
     changed = json.loads(cli("inspect", root / "anon", "--check", "--format", "json").stdout)
-    assert changed["passthrough_outputs"] == 0   # McAdams' draws of alpha change every voice
+    assert changed["passthrough_outputs"] == 0  # McAdams' draws of alpha change every voice
 
 
 def test_the_identity_control_is_counted_but_not_a_problem(runs):

@@ -16,7 +16,7 @@ def syllables(depth: float = 0.08, f0: float = 140.0, seed: int = 3) -> np.ndarr
     wave = voiced(2.0, RATE, f0=f0, seed=seed, depth=depth)
     gate = np.ones(len(wave), dtype=np.float32)
     for start in (0.4, 0.9, 1.4):
-        gate[int(start * RATE):int((start + 0.1) * RATE)] = 0.0
+        gate[int(start * RATE) : int((start + 0.1) * RATE)] = 0.0
     return wave * gate
 
 
@@ -33,7 +33,7 @@ def test_track_follows_the_synthetic_contour(voice):
     voiced_frames = track > 0
     assert voiced_frames.mean() > 0.6
     assert np.median(np.abs(track[voiced_frames] / truth[voiced_frames] - 1)) < 0.02
-    assert not voiced_frames[int(0.43 / 0.01):int(0.47 / 0.01)].any()  # the pauses are unvoiced
+    assert not voiced_frames[int(0.43 / 0.01) : int(0.47 / 0.01)].any()  # the pauses are unvoiced
 
 
 def test_identity_and_gain_change_keep_r(voice):
@@ -65,7 +65,7 @@ def test_octave_jumps_of_the_tracker_are_reconciled():
     reference = 150.0 * (1.0 + 0.1 * np.sin(2 * np.pi * frames / 120))
     reference[90:100] = 0.0
     jumped = reference.copy()
-    jumped[20:55] *= 2.0    # the tracker doubled a stretch on the processed side
+    jumped[20:55] *= 2.0  # the tracker doubled a stretch on the processed side
     jumped[130:150] /= 2.0  # and halved another
     naive = np.corrcoef(reference[reference > 0], jumped[jumped > 0])[0, 1]
     assert naive < 0.5

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from synth_audio import make_corpus
 from typer.testing import CliRunner
 
 from anoncli.cli.app import app
@@ -13,7 +14,6 @@ from anoncli.errors import AnoncliError
 from anoncli.evaluation import probes as probe_registry
 from anoncli.evaluation.feature_probes import default_probes
 from anoncli.evaluation.probes import Probe, ProbeResult, fmt
-from synth_audio import make_corpus
 
 
 class LoudnessProbe(Probe):
@@ -29,8 +29,9 @@ class LoudnessProbe(Probe):
 
     def run(self, ctx) -> ProbeResult:
         ratio = ctx.data.anonymized.durations / ctx.data.original.durations
-        return ProbeResult({"ratio_mean": float(np.nanmean(ratio))}, {"loudness.ratio": ratio},
-                           notes=["loudness: a test probe"])
+        return ProbeResult(
+            {"ratio_mean": float(np.nanmean(ratio))}, {"loudness.ratio": ratio}, notes=["loudness: a test probe"]
+        )
 
     @classmethod
     def table_rows(cls, key, entry):
@@ -50,8 +51,20 @@ def private_cache(tmp_path, monkeypatch):
 def test_a_registered_probe_runs_and_reaches_summary_table_gate_and_scores(registered, tmp_path):
     corpus = make_corpus(tmp_path / "corpus", per_speaker=2, duration_s=0.5)
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["evaluate", str(corpus), str(corpus), "--out", str(out), "--probes", "loudness",
-                                      "--gate", "loud.ratio_mean>=0.99"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(corpus),
+            str(corpus),
+            "--out",
+            str(out),
+            "--probes",
+            "loudness",
+            "--gate",
+            "loud.ratio_mean>=0.99",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["meta"]["probes"] == ["loudness"]
@@ -64,8 +77,20 @@ def test_a_registered_probe_runs_and_reaches_summary_table_gate_and_scores(regis
 
 def test_an_unknown_figure_of_a_registered_probe_is_refused_before_the_run(registered, tmp_path):
     corpus = make_corpus(tmp_path / "corpus", per_speaker=2, duration_s=0.5)
-    result = CliRunner().invoke(app, ["evaluate", str(corpus), str(corpus), "--out", str(tmp_path / "r"),
-                                      "--probes", "loudness", "--gate", "loud.nothing>=1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(corpus),
+            str(corpus),
+            "--out",
+            str(tmp_path / "r"),
+            "--probes",
+            "loudness",
+            "--gate",
+            "loud.nothing>=1",
+        ],
+    )
     # (the CLI's main() turns this error into exit code 2 and one line on stderr)
     assert isinstance(result.exception, AnoncliError) and "loudness.ratio_mean" in str(result.exception)
     assert not (tmp_path / "r").exists()

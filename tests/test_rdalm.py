@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import torch
+from synth_audio import make_corpus, voiced
 
 from anoncli.errors import AnoncliError
 from anoncli.evaluation.feature_probes import evaluate_features
@@ -17,7 +18,6 @@ from anoncli.mixtures import make_mixtures, synthesize_events
 from anoncli.models.rdalm_nets import FeatureExtractor, SeparationUNet, SpeechDiscriminator, grad_reverse, grl_weight
 from anoncli.scoring.signal_metrics import sdr_db
 from anoncli.training import TrainOptions, get_trainer
-from synth_audio import make_corpus, voiced
 
 
 def test_gradient_reversal_flips_and_scales_the_gradient():
@@ -63,9 +63,17 @@ def mixtures(tmp_path_factory):
 
 
 def _options(corpus, out, **extra):
-    params = {"unet_epochs": "1", "warmup_epochs": "1", "ramp_epochs": "1", "refresh_every": "2",
-              "refresh_epochs": "1", "unet_width": "0.0625", "extractor_width": "0.0625", "batch_size": "4",
-              "clip_s": "0.5"}
+    params = {
+        "unet_epochs": "1",
+        "warmup_epochs": "1",
+        "ramp_epochs": "1",
+        "refresh_every": "2",
+        "refresh_epochs": "1",
+        "unet_width": "0.0625",
+        "extractor_width": "0.0625",
+        "batch_size": "4",
+        "clip_s": "0.5",
+    }
     params.update(extra)
     return TrainOptions(corpus=corpus, out=out, epochs=2, device="cpu", extra=params)
 
@@ -76,7 +84,10 @@ def test_training_schedule_checkpoints_and_resume(mixtures, tmp_path):
     log = pq.read_table(tmp_path / "run" / "log.parquet").to_pylist()
     # one U-Net epoch (its L1), then two feature epochs (event and speech losses), in one run of the loop
     assert [(r.get("l1") is not None, r.get("event_loss") is not None) for r in log] == [
-        (True, False), (False, True), (False, True)]
+        (True, False),
+        (False, True),
+        (False, True),
+    ]
     assert [r["grl_weight"] for r in log[1:]] == [0.0, pytest.approx(1.0, abs=1e-3)]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["method"] == "rdalm" and state["trainer_config"]["unet_epochs"] == 1 and state["epoch"] == 3
@@ -84,10 +95,10 @@ def test_training_schedule_checkpoints_and_resume(mixtures, tmp_path):
     options.epochs = 3
     get_trainer("rdalm")(options)
     log = pq.read_table(tmp_path / "run" / "log.parquet").to_pylist()
-    assert [r["epoch"] for r in log] == [1, 2, 3, 4]           # resumed: nothing redone
-    assert log[-1]["adversary_reset"] == 1.0                    # epoch index 2 = refresh_every
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]  # resumed: nothing redone
+    assert log[-1]["adversary_reset"] == 1.0  # epoch index 2 = refresh_every
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    assert all(torch.equal(unet_before[k], state["models"]["pipeline"][k]) for k in unet_before)   # mask frozen
+    assert all(torch.equal(unet_before[k], state["models"]["pipeline"][k]) for k in unet_before)  # mask frozen
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["classes"] == ["clicks", "tone"] and card["n_test"] > 0
 
@@ -111,7 +122,10 @@ def test_default_probes_follow_what_the_run_wrote():
     audio_only = pd.DataFrame({"output_path": ["a.wav", "b.wav"]})
     assert default_probes("rdalm", True, features_only) == ["utility:event", "attacker:speech_present"]
     assert default_probes("rdalm", False, audio_only) == [
-        "attacker-audio:speech_present", "attacker-unmasked:speech_present", "sdr"]
+        "attacker-audio:speech_present",
+        "attacker-unmasked:speech_present",
+        "sdr",
+    ]
     assert default_probes("siamese", True, features_only) == ["utility:gender", "attacker:speaker|gender"]
 
 
@@ -129,8 +143,11 @@ def test_emit_modes_and_evaluation_of_audio_and_features(mixtures, tmp_path):
     assert {part for part in ("audio", "features") if getattr(both, part) is not None} == {"audio", "features"}
 
     out = tmp_path / "anon"
-    run_anonymize(AnonymizeConfig(corpus=mixtures, out=out, method="rdalm", checkpoint=str(run),
-                                  params={"emit": "both"}, progress=False))
+    run_anonymize(
+        AnonymizeConfig(
+            corpus=mixtures, out=out, method="rdalm", checkpoint=str(run), params={"emit": "both"}, progress=False
+        )
+    )
     table = read_manifest(out)
     rows = [r for r in table.to_pylist() if r["status"] == "ok"]
     assert len(rows) == table.num_rows and all(r["features_path"] and r["output_path"].endswith(".wav") for r in rows)
@@ -138,11 +155,21 @@ def test_emit_modes_and_evaluation_of_audio_and_features(mixtures, tmp_path):
     assert rate == 16000 and len(masked) == 8000
     per_utt, summary = evaluate_features(mixtures, out, table, seed=0)
     n_test = sum(r["split"] == "test" for r in rows)
-    assert set(summary) == {"utility:event", "attacker:speech_present", "attacker-audio:speech_present",
-                            "attacker-unmasked:speech_present", "sdr"}
+    assert set(summary) == {
+        "utility:event",
+        "attacker:speech_present",
+        "attacker-audio:speech_present",
+        "attacker-unmasked:speech_present",
+        "sdr",
+    }
     assert summary["sdr"]["n"] == n_test and np.isfinite(summary["sdr"]["sdr_db_mean"])
     assert {r["utt_id"] for r in per_utt} <= {r["utt_id"] for r in rows if r["split"] == "test"}
-    for probe in ("utility:event", "attacker:speech_present", "attacker-audio:speech_present", "attacker-unmasked:speech_present"):
+    for probe in (
+        "utility:event",
+        "attacker:speech_present",
+        "attacker-audio:speech_present",
+        "attacker-unmasked:speech_present",
+    ):
         assert 0 <= summary[probe]["accuracy"] <= 1 and summary[probe]["n"] == n_test, probe
     assert summary["attacker:speech_present"]["auc"] is not None
     # the manifest's row order (batches finish in any order) does not move any figure
@@ -162,8 +189,13 @@ def shipped_rdalm(tmp_path, monkeypatch):
 def _speech_and_siren(rate=16000):
     """2 s: two voiced 'words' over a siren-like sweep, scaled to RMS 1."""
     t = np.arange(2 * rate) / rate
-    speech = np.concatenate([voiced(0.8, rate, 130.0, seed=1), np.zeros(int(0.2 * rate), np.float32),
-                             voiced(1.0, rate, 200.0, (850, 1600, 2900), seed=2)])
+    speech = np.concatenate(
+        [
+            voiced(0.8, rate, 130.0, seed=1),
+            np.zeros(int(0.2 * rate), np.float32),
+            voiced(1.0, rate, 200.0, (850, 1600, 2900), seed=2),
+        ]
+    )
     mix = speech + 0.3 * np.sin(2 * np.pi * (900 + 300 * np.sin(np.pi * t)) * t)
     return mix / np.sqrt(np.mean(mix**2))
 
@@ -196,9 +228,12 @@ def test_silent_and_near_silent_inputs_stay_finite_and_no_louder(shipped_rdalm):
     silence = np.zeros(16000, np.float32)
     one_click = silence.copy()
     one_click[8000] = 1e-7
-    cases = {"silence": silence, "one click": one_click,
-             "-120 dBFS": rng.normal(0, 1e-6, 16000).astype(np.float32),
-             "-90 dBFS": rng.normal(0, 10 ** (-90 / 20), 16000).astype(np.float32)}
+    cases = {
+        "silence": silence,
+        "one click": one_click,
+        "-120 dBFS": rng.normal(0, 1e-6, 16000).astype(np.float32),
+        "-90 dBFS": rng.normal(0, 10 ** (-90 / 20), 16000).astype(np.float32),
+    }
     both = create_method("rdalm", MethodOptions(extra={"emit": "both"}))
     for name, wave in cases.items():
         out = both.process([torch.from_numpy(wave)], [{}])[0]
@@ -208,4 +243,6 @@ def test_silent_and_near_silent_inputs_stay_finite_and_no_louder(shipped_rdalm):
     assert not both.process([torch.from_numpy(silence)], [{}])[0].audio.any()
     assert float(level_gain(torch.zeros(100), 16000)) == 1.0 and float(level_gain(torch.zeros(0), 16000)) == 1.0
     assert float(level_gain(torch.full((16000,), float("nan")), 16000)) == 1.0
-    assert float(level_gain(torch.from_numpy(cases["-120 dBFS"]), 16000)) == pytest.approx(10 ** (MAX_LEVEL_GAIN_DB / 20))
+    assert float(level_gain(torch.from_numpy(cases["-120 dBFS"]), 16000)) == pytest.approx(
+        10 ** (MAX_LEVEL_GAIN_DB / 20)
+    )

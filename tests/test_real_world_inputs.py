@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from synth_audio import voiced
 
 from anoncli.audio import read_audio, resample
 from anoncli.corpus import open_corpus
@@ -29,7 +30,6 @@ from anoncli.errors import AudioError, InputError
 from anoncli.export import export_output, read_kaldi
 from anoncli.manifest.reader import read_manifest
 from anoncli.testing.fake_corpora import make_kaldi
-from synth_audio import voiced
 
 RATE = 16000
 
@@ -78,6 +78,7 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 # --- 1. every codec soundfile decodes ------------------------------------------------------------
 
+
 def _codec_cases() -> list[tuple[str, str]]:
     cases = []
     for fmt in sorted(sf.available_formats()):
@@ -119,6 +120,7 @@ def test_gsm610_wav_is_anonymized(tmp_path, monkeypatch, capsys):
 
 # --- 2. malformed label files ---------------------------------------------------------------------
 
+
 def _labelled_corpus(root: Path) -> Path:
     (root / "clips").mkdir(parents=True)
     sf.write(root / "clips" / "a.wav", voiced(0.3), RATE, subtype="PCM_16")
@@ -129,8 +131,10 @@ def _labelled_corpus(root: Path) -> Path:
 def test_semicolon_table_with_a_comma_in_the_transcript_is_read(tmp_path, monkeypatch, capsys):
     root = _labelled_corpus(tmp_path / "corpus")
     (root / "metadata.csv").write_text(
-        "file_name;speaker;gender;transcript\nclips/a.wav;s1;F;hello, there\nclips/b.wav;s2;M;good; no\n"
-        .replace("good; no", '"good; no"'))
+        "file_name;speaker;gender;transcript\nclips/a.wav;s1;F;hello, there\nclips/b.wav;s2;M;good; no\n".replace(
+            "good; no", '"good; no"'
+        )
+    )
     corpus = open_corpus(root)
     labels = {u.rel_path: u.labels for u in corpus}
     assert labels["clips/a.wav"] == {"speaker": "s1", "gender": "female", "transcript": "hello, there"}
@@ -147,7 +151,10 @@ def test_labels_sep_reads_any_separator(tmp_path, monkeypatch, capsys, sep, give
     labels.write_text(f"file_name{sep}speaker\nclips/a.wav{sep}s1\nclips/b.wav{sep}s2\n")
     code, _, err = anonymize(monkeypatch, capsys, root, tmp_path / "out", "--labels", labels, "--labels-sep", given)
     assert code == 0, err
-    assert {k: r["speaker"] for k, r in rows_by_source(tmp_path / "out").items()} == {"clips/a.wav": "s1", "clips/b.wav": "s2"}
+    assert {k: r["speaker"] for k, r in rows_by_source(tmp_path / "out").items()} == {
+        "clips/a.wav": "s1",
+        "clips/b.wav": "s2",
+    }
     assert cli(monkeypatch, capsys, "inspect", tmp_path / "out", "--check")[0] == 0  # reopens the corpus the same way
 
 
@@ -170,12 +177,16 @@ MALFORMED_LABELS = [
     ("metadata.csv", b"\xff\xfef\x00", ["file_name", "column"]),
     ("metadata.csv", b"name,speaker\nclips/a.wav,s1\n", ["file_name", "column"]),
     ("metadata.csv", b"", ["empty"]),
-    ("metadata.csv", b"file_name,speaker\n\"clips/a.wav,s1\n", ["line 2"]),
+    ("metadata.csv", b'file_name,speaker\n"clips/a.wav,s1\n', ["line 2"]),
     ("metadata.csv", b"file_name,speaker\n/etc/passwd,s1\n", ["line 2", "outside the corpus"]),
     ("metadata.csv", b"file_name,speaker\n../../x.wav,s1\n", ["line 2", "outside the corpus"]),
     ("metadata.csv", b"file_name,speaker\nclips/gone.wav,s1\n", ["line 2", "names a file", "gone.wav"]),
     ("metadata.csv", b"file_name,speaker\n,s1\n", ["line 2", "empty file_name"]),
-    ("metadata.jsonl", b'{"file_name": "clips/a.wav", "speaker": "s1", "speaker": "s2"}\n', ["line 1", "'speaker' appears twice"]),
+    (
+        "metadata.jsonl",
+        b'{"file_name": "clips/a.wav", "speaker": "s1", "speaker": "s2"}\n',
+        ["line 1", "'speaker' appears twice"],
+    ),
     ("metadata.jsonl", b'{"file_name": "clips/a.wav"}\n[1, 2]\n', ["line 2", "not a JSON object"]),
     ("metadata.jsonl", b'{"file_name": "clips/a.wav"\n', ["line 1", "not a JSON object"]),
     ("metadata.jsonl", b'{"file_name": "clips/a.wav"}\n{"file_name": "clips/a.wav"}\n', ["line 2", "listed twice"]),
@@ -234,7 +245,8 @@ def test_manifest_column_names_in_a_labels_table_are_kept_apart(tmp_path, monkey
     root = _labelled_corpus(tmp_path / "corpus")
     (root / "metadata.csv").write_text(
         "file_name,speaker,stoi,output_sample_rate,method,duration_s,note\n"
-        "clips/a.wav,s1,high,x,lab,long,n1\nclips/b.wav,s2,low,y,lab,short,n2\n")
+        "clips/a.wav,s1,high,x,lab,long,n1\nclips/b.wav,s2,low,y,lab,short,n2\n"
+    )
     code, _, err = anonymize(monkeypatch, capsys, root, tmp_path / "out")
     assert code == 0, err
     row = rows_by_source(tmp_path / "out")["clips/a.wav"]
@@ -243,6 +255,7 @@ def test_manifest_column_names_in_a_labels_table_are_kept_apart(tmp_path, monkey
 
 
 # --- 3. environment errors on output --------------------------------------------------------------
+
 
 def _plain_corpus(root: Path, n: int = 6) -> Path:
     root.mkdir(parents=True)
@@ -266,12 +279,15 @@ def _failing_writes(monkeypatch, error: int, after: int = 0):
     return calls
 
 
-@pytest.mark.parametrize("error, cause", [
-    (errno.ENOSPC, "No space left on device"),
-    (errno.EACCES, "Permission denied"),
-    (errno.EROFS, "Read-only file system"),
-    (getattr(errno, "EDQUOT", errno.ENOSPC), os.strerror(getattr(errno, "EDQUOT", errno.ENOSPC))),
-])
+@pytest.mark.parametrize(
+    "error, cause",
+    [
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EACCES, "Permission denied"),
+        (errno.EROFS, "Read-only file system"),
+        (getattr(errno, "EDQUOT", errno.ENOSPC), os.strerror(getattr(errno, "EDQUOT", errno.ENOSPC))),
+    ],
+)
 def test_os_errors_on_output_exit_2_naming_the_path_and_cause(tmp_path, monkeypatch, capsys, error, cause):
     root = _plain_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
@@ -291,8 +307,9 @@ def test_missing_parent_and_a_file_in_the_way_exit_2(tmp_path, monkeypatch, caps
     code, _, err = anonymize(monkeypatch, capsys, root, blocker / "out")
     assert code == 2, err
     assert str(blocker) in one_error_line(err)
-    code, _, err = anonymize(monkeypatch, capsys, root, tmp_path / "out2", "--pseudonymize",
-                             "--mapping", blocker / "map.csv")
+    code, _, err = anonymize(
+        monkeypatch, capsys, root, tmp_path / "out2", "--pseudonymize", "--mapping", blocker / "map.csv"
+    )
     assert code == 2, err
     assert str(blocker) in one_error_line(err)
 
@@ -349,8 +366,11 @@ def test_a_damaged_or_foreign_manifest_file_is_named_not_a_crash(tmp_path, monke
     assert anonymize(monkeypatch, capsys, root, out)[0] == 0
     part = next((out / "manifest").glob("part-*.parquet"))
     part.write_bytes(part.read_bytes()[:40])  # cut short, as a crashed file system might leave it
-    for command in (["anonymize", root, "--out", out, "--jobs", "1", "--no-progress"], ["inspect", out, "--check"],
-                    ["inspect", part]):
+    for command in (
+        ["anonymize", root, "--out", out, "--jobs", "1", "--no-progress"],
+        ["inspect", out, "--check"],
+        ["inspect", part],
+    ):
         code, _, err = cli(monkeypatch, capsys, *command)
         assert code == 2, err
         assert str(part) in one_error_line(err)
@@ -360,6 +380,7 @@ def test_a_damaged_or_foreign_manifest_file_is_named_not_a_crash(tmp_path, monke
 
 
 # --- 4. the summary and exit code describe the output folder ------------------------------------
+
 
 def test_a_rerun_reports_failures_left_in_the_folder(tmp_path, monkeypatch, capsys):
     root = _plain_corpus(tmp_path / "corpus", 4)
@@ -398,6 +419,7 @@ def test_files_stopped_by_a_full_disk_are_redone_on_resume(tmp_path, monkeypatch
 
 # --- 5. no added artefacts: DC offset and rumble ------------------------------------------------
 
+
 def _speech_with_pauses(f0: float = 150.0) -> np.ndarray:
     parts = []
     for i in range(6):
@@ -426,8 +448,10 @@ def test_dc_offset_adds_no_buzz_at_the_frame_rate(tmp_path, monkeypatch, capsys)
     code, _, err = anonymize(monkeypatch, capsys, corpus, tmp_path / "out", "--alpha", "0.8")
     assert code == 0, err
     rows = rows_by_source(tmp_path / "out")
-    outputs = {name: sf.read(tmp_path / "out" / rows[f"{name}.wav"]["output_path"])[0] for name in
-               ("clean", "offset", "rumble", "dc_only")}
+    outputs = {
+        name: sf.read(tmp_path / "out" / rows[f"{name}.wav"]["output_path"])[0]
+        for name in ("clean", "offset", "rumble", "dc_only")
+    }
     for frame_harmonic in (100.0, 200.0):  # 10 ms frames; the input (F0 138-162 Hz) has no peak there
         assert _peak_db(speech, frame_harmonic) < 6
         for name in ("clean", "offset", "rumble"):
@@ -440,6 +464,7 @@ def test_dc_offset_adds_no_buzz_at_the_frame_rate(tmp_path, monkeypatch, capsys)
 
 
 # --- 6. a mixdown that cancels the channels -----------------------------------------------------
+
 
 def test_phase_inverted_stereo_is_flagged_and_channel_picks_one(tmp_path, monkeypatch, capsys):
     corpus = tmp_path / "corpus"
@@ -460,7 +485,7 @@ def test_phase_inverted_stereo_is_flagged_and_channel_picks_one(tmp_path, monkey
     rows = rows_by_source(tmp_path / "out_left")
     assert all(r["status"] == "ok" and r["note"] is None for r in rows.values())
     kept = sf.read(tmp_path / "out_left" / rows["inverted.wav"]["output_path"])[0]
-    assert np.sqrt(np.mean(kept ** 2)) == pytest.approx(np.sqrt(np.mean(left.astype(np.float64) ** 2)), rel=0.1)
+    assert np.sqrt(np.mean(kept**2)) == pytest.approx(np.sqrt(np.mean(left.astype(np.float64) ** 2)), rel=0.1)
 
     code, _, err = anonymize(monkeypatch, capsys, corpus, tmp_path / "out_third", "--channel", "3")
     assert code == 3, err
@@ -469,6 +494,7 @@ def test_phase_inverted_stereo_is_flagged_and_channel_picks_one(tmp_path, monkey
 
 
 # --- 7. a folder named partly like a known corpus ------------------------------------------------
+
 
 def test_partly_emodb_named_folder_falls_back_to_plain_with_a_warning(tmp_path, monkeypatch, capsys):
     corpus = tmp_path / "corpus"
@@ -497,8 +523,10 @@ def test_a_file_name_that_is_not_utf8_is_recorded_with_escapes_and_reruns_work(t
     assert "1 file name(s) are not UTF-8" in err and "caf\\xe9.wav" in err
     rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
     assert {u: (r["status"], r["source_path"], r["output_path"]) for u, r in rows.items()} == {
-        "a": ("ok", "a.wav", "a.wav"), "b": ("ok", "b.wav", "b.wav"),
-        "caf\\xe9": ("ok", "caf\\xe9.wav", "caf\\xe9.wav")}
+        "a": ("ok", "a.wav", "a.wav"),
+        "b": ("ok", "b.wav", "b.wav"),
+        "caf\\xe9": ("ok", "caf\\xe9.wav", "caf\\xe9.wav"),
+    }
     assert sf.info(out / "caf\\xe9.wav").frames == sf.info(os.fsencode(corpus / latin1)).frames
     stamp = {p.name: p.stat().st_mtime_ns for p in out.glob("*.wav")}
     code, _, err = anonymize(monkeypatch, capsys, corpus, out, "--no-score")  # a rerun finds it done
@@ -517,11 +545,25 @@ def test_non_ascii_names_under_the_c_locale(tmp_path):
     names = ["café", "日本"]
     for i, name in enumerate(names):
         sf.write(corpus / f"{name}.wav", voiced(0.3, seed=i), RATE, subtype="PCM_16")
-    (corpus / "metadata.csv").write_text("file_name,speaker\n" + "".join(f"{n}.wav,s{i}\n" for i, n in enumerate(names)),
-                                         encoding="utf-8")
+    (corpus / "metadata.csv").write_text(
+        "file_name,speaker\n" + "".join(f"{n}.wav,s{i}\n" for i, n in enumerate(names)), encoding="utf-8"
+    )
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--method", "identity",
-               "--no-score", "--no-progress", "--jobs", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "anoncli",
+        "anonymize",
+        str(corpus),
+        "--out",
+        str(out),
+        "--method",
+        "identity",
+        "--no-score",
+        "--no-progress",
+        "--jobs",
+        "1",
+    ]
     # PYTHONUTF8=0 as well: an ASCII file system encoding, where these names reach Python as surrogate escapes.
     for extra in ({}, {"PYTHONUTF8": "0"}):
         env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", **extra}
@@ -530,15 +572,22 @@ def test_non_ascii_names_under_the_c_locale(tmp_path):
         assert done.returncode == 0, done.stderr
         rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
         assert {u: (r["status"], r["source_path"], r["output_path"], r["speaker"]) for u, r in rows.items()} == {
-            n: ("ok", f"{n}.wav", f"{n}.wav", f"s{i}") for i, n in enumerate(names)}
+            n: ("ok", f"{n}.wav", f"{n}.wav", f"s{i}") for i, n in enumerate(names)
+        }
         assert sorted(os.listdir(out)) == sorted(["manifest", "run.json", *(f"{n}.wav" for n in names)])
         # inspect --check reads the outputs back and prints their names on an ASCII terminal without a crash
-        check = subprocess.run([sys.executable, "-m", "anoncli", "inspect", str(out), "--check"], env=env,
-                               capture_output=True, text=True, errors="replace")
+        check = subprocess.run(
+            [sys.executable, "-m", "anoncli", "inspect", str(out), "--check"],
+            env=env,
+            capture_output=True,
+            text=True,
+            errors="replace",
+        )
         assert check.returncode == 0, check.stderr
 
 
 # --- 8. Kaldi round trips -----------------------------------------------------------------------
+
 
 def test_kaldi_manifest_records_real_source_paths(tmp_path, monkeypatch, capsys):
     fake = make_kaldi(tmp_path / "in")
@@ -564,8 +613,9 @@ def test_kaldi_export_gives_unique_stable_ids_to_unicode_names(tmp_path, monkeyp
     assert anonymize(monkeypatch, capsys, corpus, out, "--method", "identity")[0] == 0
     first = read_kaldi(export_output(out, "kaldi", tmp_path / "k1").dest)
     second = read_kaldi(export_output(out, "kaldi", tmp_path / "k2").dest)
-    assert first == {k: {u: v.replace(str(tmp_path / "k2"), str(tmp_path / "k1")) for u, v in t.items()}
-                     for k, t in second.items()}
+    assert first == {
+        k: {u: v.replace(str(tmp_path / "k2"), str(tmp_path / "k1")) for u, v in t.items()} for k, t in second.items()
+    }
     ids = list(first["utt2spk"])
     assert len(set(ids)) == len(names) == len(ids)
     assert all(id_ and id_.isascii() and not id_.startswith(("-", ".")) and " " not in id_ for id_ in ids)
@@ -583,6 +633,7 @@ def test_kaldi_export_gives_unique_stable_ids_to_unicode_names(tmp_path, monkeyp
 
 
 # --- 9. links -----------------------------------------------------------------------------------
+
 
 def test_dangling_symlink_and_link_loop_are_named(tmp_path, monkeypatch, capsys):
     corpus = _plain_corpus(tmp_path / "corpus", 2)
@@ -620,6 +671,7 @@ def test_an_unreadable_folder_is_named_not_silently_skipped(tmp_path, monkeypatc
 
 # --- 10. Hugging Face datasets round trip ---------------------------------------------------------
 
+
 def offline_datasets(monkeypatch):
     """The `datasets` module, told to stay offline (no Hub look-ups); skips the test when it is not installed."""
     datasets = pytest.importorskip("datasets")
@@ -653,7 +705,8 @@ def test_audiofolder_export_loads_in_datasets_offline(tmp_path, monkeypatch, cap
     by_id = {r["utt_id"]: r for r in table}
     assert {u: (r["speaker"], r["gender"], r["transcript"]) for u, r in by_id.items()} == {
         f"{folder}/u{i}": (f"spk{i % 2}", "female" if i % 2 else "male", f"word {i}")
-        for i, folder in enumerate(folders * 2)}
+        for i, folder in enumerate(folders * 2)
+    }
     sample = by_id[f"{folders[0]}/u0"]["audio"]
     assert sample["sampling_rate"] == RATE and len(sample["array"]) == int(0.3 * RATE)
 
@@ -671,25 +724,36 @@ def test_audiofolder_labels_and_lengths_survive_datasets_load_dataset(tmp_path, 
     lengths = [1601, 2400, 1999, 3203]
     lines = ["file_name,speaker,zip,transcript,gender,age"]
     for i, ((speaker, zipcode, transcript, gender, age), n) in enumerate(zip(labels, lengths)):
-        sf.write(corpus / f"u{i}.wav", (0.2 * np.sin(np.arange(n) * 0.05 * (i + 1))).astype("float32"), 16000,
-                 subtype="PCM_16")
+        sf.write(
+            corpus / f"u{i}.wav",
+            (0.2 * np.sin(np.arange(n) * 0.05 * (i + 1))).astype("float32"),
+            16000,
+            subtype="PCM_16",
+        )
         lines.append(f'u{i}.wav,{speaker},{zipcode},"{transcript}",{gender},{age}')
     (corpus / "metadata.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     assert anonymize(monkeypatch, capsys, corpus, out, "--no-score")[0] == 0
     export_output(out, "audiofolder", tmp_path / "hf")
-    loaded = datasets.load_dataset("audiofolder", data_dir=str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"),
-                                   split="train")
+    loaded = datasets.load_dataset(
+        "audiofolder", data_dir=str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"), split="train"
+    )
     by_id = {row["utt_id"]: row for row in loaded}
     assert sorted(by_id) == [f"u{i}" for i in range(len(labels))]
     for i, ((speaker, zipcode, transcript, gender, age), n) in enumerate(zip(labels, lengths)):
         row = by_id[f"u{i}"]
-        assert (row["speaker"], row["zip"], row["transcript"], row["gender"], row["age"]) == \
-            (speaker, zipcode, transcript, gender or None, age)
+        assert (row["speaker"], row["zip"], row["transcript"], row["gender"], row["age"]) == (
+            speaker,
+            zipcode,
+            transcript,
+            gender or None,
+            age,
+        )
         assert len(row["audio"]["array"]) == n and row["audio"]["sampling_rate"] == 16000
 
 
 # --- levels of outputs scaled to fit 16 bits ------------------------------------------------------
+
 
 def test_evaluate_measures_the_level_change_of_the_files_not_the_manifest(tmp_path, monkeypatch, capsys):
     import pyarrow.compute as pc
@@ -705,7 +769,7 @@ def test_evaluate_measures_the_level_change_of_the_files_not_the_manifest(tmp_pa
     out = tmp_path / "out"
     assert anonymize(monkeypatch, capsys, corpus, out, "--method", "identity")[0] == 0
     written = sf.read(out / "loud.wav")[0]
-    truth = 20 * np.log10(np.sqrt(np.mean(written ** 2)) / np.sqrt(np.mean(loud.astype(np.float64) ** 2)))
+    truth = 20 * np.log10(np.sqrt(np.mean(written**2)) / np.sqrt(np.mean(loud.astype(np.float64) ** 2)))
     assert truth < -10
     rows = {r["utt_id"]: r for r in read_manifest(out).to_pylist()}
     assert abs(rows["loud"]["level_change_db"] - truth) < 0.1  # the manifest measures the file as written
@@ -713,8 +777,9 @@ def test_evaluate_measures_the_level_change_of_the_files_not_the_manifest(tmp_pa
     table = pq.read_table(part)
     column = table.schema.get_field_index("level_change_db")
     pq.write_table(table.set_column(column, "level_change_db", pc.multiply(table.column(column), 0.0)), part)
-    code, _, err = cli(monkeypatch, capsys, "evaluate", corpus, out, "--out", tmp_path / "report", "--probes", "signal",
-                       "--no-cache")
+    code, _, err = cli(
+        monkeypatch, capsys, "evaluate", corpus, out, "--out", tmp_path / "report", "--probes", "signal", "--no-cache"
+    )
     assert code == 0, err
     scores = {r["utt_id"]: r for r in pq.read_table(tmp_path / "report" / "scores.parquet").to_pylist()}
     assert abs(scores["loud"]["signal.level_change_db"] - truth) < 0.1
@@ -722,6 +787,7 @@ def test_evaluate_measures_the_level_change_of_the_files_not_the_manifest(tmp_pa
 
 
 # --- a FLAC written to a pipe ---------------------------------------------------------------------
+
 
 def _piped_flac(path: Path, wave: np.ndarray, rate: int) -> None:
     """A FLAC as an encoder writing to a pipe leaves it: STREAMINFO total_samples 0 and no MD5 (it cannot seek back)."""
@@ -742,7 +808,7 @@ def test_a_flac_written_to_a_pipe_is_decoded_and_measured(tmp_path, monkeypatch,
     waves = [voiced(0.7, seed=i) for i in range(3)]
     for i, wave in enumerate(waves):
         _piped_flac(corpus / f"p{i}.flac", wave, RATE)
-    assert sf.info(corpus / "p0.flac").frames > 10 ** 15  # what libsndfile makes of the missing length
+    assert sf.info(corpus / "p0.flac").frames > 10**15  # what libsndfile makes of the missing length
     expected = sf.read(io.BytesIO(_flac_bytes(waves[0])), dtype="float32")[0]
     assert np.array_equal(read_audio(corpus / "p0.flac").samples, expected)
     code, out, err = cli(monkeypatch, capsys, "inspect", corpus, "--format", "json")
@@ -765,6 +831,7 @@ def _flac_bytes(wave: np.ndarray) -> bytes:
 
 # --- resampling at odd rates ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rate", [44101, 22254, 4000, 192000])
 @pytest.mark.parametrize("to", [16000, 44100])
 def test_odd_rates_resample_to_the_right_length_and_keep_the_frequency(rate, to):
@@ -785,11 +852,15 @@ def test_odd_rates_resample_to_the_right_length_and_keep_the_frequency(rate, to)
 
 
 def test_resampling_is_bitwise_reproducible_across_processes():
-    code = ("import numpy as np, hashlib; from anoncli.audio import resample; "
-            "x = np.random.default_rng(5).standard_normal(44101).astype(np.float32); "
-            "print(hashlib.sha256(resample(x, 44101, 16000).tobytes()).hexdigest())")
-    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-               for _ in range(2)}
+    code = (
+        "import numpy as np, hashlib; from anoncli.audio import resample; "
+        "x = np.random.default_rng(5).standard_normal(44101).astype(np.float32); "
+        "print(hashlib.sha256(resample(x, 44101, 16000).tobytes()).hexdigest())"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    }
     x = np.random.default_rng(5).standard_normal(44101).astype(np.float32)
     assert digests == {hashlib.sha256(resample(x, 44101, 16000).tobytes()).hexdigest() + "\n"}
 
@@ -802,6 +873,7 @@ def test_sample_rates_outside_speech_are_refused(tmp_path):
 
 # --- property: random bytes, headers and label files never end in an internal error ---------------
 
+
 def _random_wav_header(rng: random.Random) -> bytes:
     channels = rng.choice([0, 1, 2, 3, 8, 255, 65535])
     rate = rng.choice([0, 1, 100, 4000, 8000, 16000, 44101, 192000, 10**6, 2**31 - 1, 2**32 - 1])
@@ -809,27 +881,51 @@ def _random_wav_header(rng: random.Random) -> bytes:
     fmt_tag = rng.choice([1, 3, 6, 7, 0x11, 0x31, 0xFFFE, 0, 0x1234])
     payload = rng.randbytes(rng.choice([0, 1, 7, 64, 3000, 40000]))
     declared = rng.choice([len(payload), 0, 0xFFFFFFFF, len(payload) * 3, rng.getrandbits(32)])
-    fmt_chunk = struct.pack("<HHIIHH", fmt_tag, channels, rate, (rate * channels * bits // 8) & 0xFFFFFFFF,
-                            (channels * bits // 8) & 0xFFFF, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk + b"data" + struct.pack("<I", declared) + payload
+    fmt_chunk = struct.pack(
+        "<HHIIHH",
+        fmt_tag,
+        channels,
+        rate,
+        (rate * channels * bits // 8) & 0xFFFFFFFF,
+        (channels * bits // 8) & 0xFFFF,
+        bits,
+    )
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt_chunk))
+        + fmt_chunk
+        + b"data"
+        + struct.pack("<I", declared)
+        + payload
+    )
     return b"RIFF" + struct.pack("<I", rng.choice([len(body), 0, 0xFFFFFFFF])) + body
 
 
 def _random_audio_file(rng: random.Random) -> tuple[str, bytes]:
     kind = rng.choice(["bytes", "wav", "wav", "magic", "valid"])
     if kind == "bytes":
-        return rng.choice([".wav", ".flac", ".mp3", ".ogg", ".sph", ".aiff"]), rng.randbytes(rng.choice([0, 1, 44, 5000]))
+        return rng.choice([".wav", ".flac", ".mp3", ".ogg", ".sph", ".aiff"]), rng.randbytes(
+            rng.choice([0, 1, 44, 5000])
+        )
     if kind == "wav":
         return ".wav", _random_wav_header(rng)
     if kind == "magic":
         magic = rng.choice([b"fLaC", b"OggS", b"FORM\x00\x00\x10\x00AIFF", b"NIST_1A\n   1024\n", b"ID3\x04", b".snd"])
-        return rng.choice([".flac", ".ogg", ".aiff", ".sph", ".mp3", ".au"]), magic + rng.randbytes(rng.choice([10, 2000]))
+        return rng.choice([".flac", ".ogg", ".aiff", ".sph", ".mp3", ".au"]), magic + rng.randbytes(
+            rng.choice([10, 2000])
+        )
     import io
 
     buffer = io.BytesIO()
     rate = rng.choice([4000, 8000, 11025, 22254, 44100])
-    sf.write(buffer, np.random.default_rng(rng.getrandbits(32)).standard_normal(rate // 4) * 0.1, rate,
-             format="WAV", subtype=rng.choice(["PCM_16", "FLOAT", "ULAW", "GSM610", "IMA_ADPCM"]))
+    sf.write(
+        buffer,
+        np.random.default_rng(rng.getrandbits(32)).standard_normal(rate // 4) * 0.1,
+        rate,
+        format="WAV",
+        subtype=rng.choice(["PCM_16", "FLOAT", "ULAW", "GSM610", "IMA_ADPCM"]),
+    )
     data = buffer.getvalue()
     if rng.random() < 0.5:  # corrupt a few bytes after the header
         data = bytearray(data)
@@ -842,8 +938,24 @@ def _random_audio_file(rng: random.Random) -> tuple[str, bytes]:
 # Property runs in the suite (ANONCLI_PROPERTY_SEEDS=500 for a longer search).
 SEEDS = int(os.environ.get("ANONCLI_PROPERTY_SEEDS", "20"))
 _LABEL_CELLS = ["s1", "", "F", "m", "hello, there", 'say "hi"', "a;b", "x\ty", "日本", "ANG", "\u00e9", "null", "0"]
-_LABEL_COLUMNS = ["file_name", "path", "speaker", "gender", "transcript", "emotion", "status", "utt_id", "stoi",
-                  "duration_s", "output_sample_rate", "", "Speaker", "sex", "note", "split"]
+_LABEL_COLUMNS = [
+    "file_name",
+    "path",
+    "speaker",
+    "gender",
+    "transcript",
+    "emotion",
+    "status",
+    "utt_id",
+    "stoi",
+    "duration_s",
+    "output_sample_rate",
+    "",
+    "Speaker",
+    "sex",
+    "note",
+    "split",
+]
 
 
 def _random_labels(rng: random.Random, audio_names: list[str]) -> tuple[str, bytes]:
@@ -856,11 +968,13 @@ def _random_labels(rng: random.Random, audio_names: list[str]) -> tuple[str, byt
     names = audio_names + ["missing.wav", "../up.wav", "/abs.wav", "a\x00b.wav", "x" * 300 + ".wav", ""]
     records = []
     for _ in range(rng.randint(0, len(audio_names) + 2)):
-        records.append({c: (rng.choice(names) if c in ("file_name", "path") else rng.choice(_LABEL_CELLS)) for c in columns})
+        records.append(
+            {c: (rng.choice(names) if c in ("file_name", "path") else rng.choice(_LABEL_CELLS)) for c in columns}
+        )
     if kind == "jsonl":
         text = "".join(json.dumps(r, ensure_ascii=rng.random() < 0.5) + "\n" for r in records)
         if rng.random() < 0.3:
-            text += rng.choice(["[1]\n", "{\"file_name\": 1}\n", "{bad json\n", "{\"a\": {\"b\": [1, 2]}}\n"])
+            text += rng.choice(["[1]\n", '{"file_name": 1}\n', "{bad json\n", '{"a": {"b": [1, 2]}}\n'])
         return "metadata.jsonl", text.encode()
     sep = rng.choice([",", ";", "\t", "|"])
     lines = [sep.join(columns)]
@@ -919,6 +1033,8 @@ def test_labels_sep_is_taken_by_inspect_as_by_anonymize(tmp_path, monkeypatch, c
     root = _labelled_corpus(tmp_path / "corpus")
     labels = tmp_path / "labels.txt"
     labels.write_text("file_name:speaker\nclips/a.wav:s1\nclips/b.wav:s2\n")  # ':' is not among the sniffed separators
-    code, out, err = cli(monkeypatch, capsys, "inspect", root, "--labels", labels, "--labels-sep", ":", "--format", "json")
+    code, out, err = cli(
+        monkeypatch, capsys, "inspect", root, "--labels", labels, "--labels-sep", ":", "--format", "json"
+    )
     assert code == 0, err
     assert "speaker" in json.loads(out)["label_columns"]

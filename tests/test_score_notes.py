@@ -51,8 +51,9 @@ def test_scores_travel_as_floats():
     score = signal_metrics.missing("unvoiced output")
     again = pickle.loads(pickle.dumps(score))
     assert math.isnan(again) and again.note == "unvoiced output"
-    table = pa.Table.from_pylist([{"f0_r": score}, {"f0_r": signal_metrics.Score(0.5)}],
-                                 schema=pa.schema([pa.field("f0_r", pa.float64())]))
+    table = pa.Table.from_pylist(
+        [{"f0_r": score}, {"f0_r": signal_metrics.Score(0.5)}], schema=pa.schema([pa.field("f0_r", pa.float64())])
+    )
     assert math.isnan(table["f0_r"][0].as_py()) and table["f0_r"][1].as_py() == 0.5
     notes = signal_metrics.score_notes({"stoi": signal_metrics.missing("too short"), "f0_r": score, "x": 1.0})
     assert notes == "stoi: too short; f0_r: unvoiced output"
@@ -68,7 +69,9 @@ def test_quick_scorer_notes_a_silent_pair_instead_of_scoring_it(voice):
     assert "link_cosine: silent original" in row[NOTES_COLUMN] and "stoi: silent original" in row[NOTES_COLUMN]
     real = scorer.score(voice, RATE, 0.5 * voice, RATE)
     assert real[NOTES_COLUMN] is None
-    assert real["link_cosine"] > 0.9 and real["f0_r"] > 0.95 and real["level_change_db"] == pytest.approx(-6.02, abs=0.01)
+    assert (
+        real["link_cosine"] > 0.9 and real["f0_r"] > 0.95 and real["level_change_db"] == pytest.approx(-6.02, abs=0.01)
+    )
 
 
 def test_evaluate_skips_and_counts_missing_scores(tmp_path, monkeypatch):
@@ -94,13 +97,27 @@ def test_evaluate_skips_and_counts_missing_scores(tmp_path, monkeypatch):
             rows.append(f"{rel},{speaker}")
     (original / "metadata.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["evaluate", str(original), str(anonymized), "--out", str(out),
-                                      "--probes", "signal,linkability", "--bootstrap", "0"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(original),
+            str(anonymized),
+            "--out",
+            str(out),
+            "--probes",
+            "signal,linkability",
+            "--bootstrap",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = pd.read_parquet(out / "scores.parquet").set_index("source_path")
     silent = scores.loc["a/a_0.wav"]
     assert np.isnan(silent["link.cosine"]) and np.isnan(silent["signal.stoi"]) and np.isnan(silent["signal.f0_r"])
-    assert "link.cosine: silent output" in silent["score_notes"] and "signal.stoi: silent output" in silent["score_notes"]
+    assert (
+        "link.cosine: silent output" in silent["score_notes"] and "signal.stoi: silent output" in silent["score_notes"]
+    )
     assert scores.drop(index="a/a_0.wav")["score_notes"].isna().all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["signal"]["stoi"] == pytest.approx(1.0, abs=1e-3)  # the mean of the three scored pairs

@@ -16,7 +16,9 @@ def test_normalisation_is_one_formula_for_percentages_and_fractions():
     assert normalised_accuracy(0.0, 0.8, full=1.0) == 0.0  # clipped, not negative
 
 
-@pytest.mark.parametrize("accuracy, chance", [(float("nan"), 50.0), (60.0, float("nan")), (100.0, 100.0), (40.0, 120.0)])
+@pytest.mark.parametrize(
+    "accuracy, chance", [(float("nan"), 50.0), (60.0, float("nan")), (100.0, 100.0), (40.0, 120.0)]
+)
 def test_normalisation_is_nan_where_it_is_undefined(accuracy, chance):
     # an unmeasured attacker (nan) or a single class (chance 100 %) has no privacy score, neither 0 nor 100
     assert math.isnan(normalised_accuracy(accuracy, chance))

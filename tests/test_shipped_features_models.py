@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synth_audio import make_corpus
 
 from anoncli import modelstore
 from anoncli.evaluation.feature_probes import evaluate_features, label_probes, resolve_labels, stable_summary
@@ -19,7 +20,6 @@ from anoncli.evaluation.gate import flatten
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
 from anoncli.manifest.reader import read_manifest
 from anoncli.methods import MethodOptions, create_method
-from synth_audio import make_corpus
 
 PRETRAINED = Path(modelstore.__file__).resolve().parent / "pretrained"
 METHODS = ("siamese", "rdalm")
@@ -68,7 +68,9 @@ def test_shipped_rdalm_loads_and_masks(no_local_store):
     audio = create_method("rdalm", MethodOptions())
     masked = torch.as_tensor(_part(audio.process([wave], [{}])[0], "audio"))
     assert masked.shape == wave.shape and float(masked.pow(2).sum()) <= float(wave.pow(2).sum()) * 1.01
-    feats = np.asarray(_part(create_method("rdalm", MethodOptions(extra={"emit": "features"})).process([wave], [{}])[0], "features"))
+    feats = np.asarray(
+        _part(create_method("rdalm", MethodOptions(extra={"emit": "features"})).process([wave], [{}])[0], "features")
+    )
     assert feats.ndim == 1 and np.isfinite(feats).all()
 
 
@@ -76,14 +78,23 @@ def _feature_rows(tmp_path: Path) -> list[dict]:
     rng = np.random.default_rng(1)
     rows = []
     (tmp_path / "features").mkdir(exist_ok=True)
-    for k, (speaker, gender) in enumerate({"f1": "female", "f2": "female", "m1": "male", "m2": "male"}.items()):
+    for speaker, gender in {"f1": "female", "f2": "female", "m1": "male", "m2": "male"}.items():
         for i in range(12):
             vec = rng.standard_normal(6).astype(np.float32)
             vec[0] += 4.0 if gender == "female" else -4.0
             rel = f"features/{speaker}_{i}.npy"
             np.save(tmp_path / rel, vec)
-            rows.append({"utt_id": f"{speaker}_{i}", "output_path": rel, "status": "ok", "method": "siamese",
-                         "speaker": speaker, "gender": gender, "emotion": ["calm", "angry"][i % 2]})
+            rows.append(
+                {
+                    "utt_id": f"{speaker}_{i}",
+                    "output_path": rel,
+                    "status": "ok",
+                    "method": "siamese",
+                    "speaker": speaker,
+                    "gender": gender,
+                    "emotion": ["calm", "angry"][i % 2],
+                }
+            )
     return rows
 
 
@@ -93,11 +104,17 @@ def test_stable_keys_of_a_features_output(tmp_path):
     assert labels == {"utility": "gender", "private": "speaker", "within": "gender"}
     _, raw = evaluate_features(None, tmp_path, pd.DataFrame(rows), seed=0, labels=labels)
     flat = flatten({"features": stable_summary(raw, labels)})
-    for key in ("utility.gender.accuracy", "utility.gender.chance", "attacker.speaker.accuracy",
-                "attacker.speaker.chance", "attacker.speaker.auc", "attacker.speaker.normalised"):
+    for key in (
+        "utility.gender.accuracy",
+        "utility.gender.chance",
+        "attacker.speaker.accuracy",
+        "attacker.speaker.chance",
+        "attacker.speaker.auc",
+        "attacker.speaker.normalised",
+    ):
         assert f"features.{key}" in flat, key
     assert flat["features.utility.gender.accuracy"] > 0.95
-    assert 0.0 <= flat["features.attacker.speaker.auc"] <= 1.0   # 2 speakers per gender, no speaker cue
+    assert 0.0 <= flat["features.attacker.speaker.auc"] <= 1.0  # 2 speakers per gender, no speaker cue
     # --private / --utility choose other columns: an attacker over all items, no within-group split
     other = resolve_labels("siamese", utility="speaker", private="emotion")
     assert other == {"utility": "speaker", "private": "emotion", "within": None}
@@ -108,14 +125,27 @@ def test_stable_keys_of_a_features_output(tmp_path):
 def test_rdalm_labels_and_the_older_speech_present_column():
     labels = resolve_labels("rdalm")
     assert labels["utility"] == "event" and labels["private"] == "speech" and not labels["within"]
-    frame = pd.DataFrame({"output_path": ["a.wav", "b.wav"], "features_path": ["a.npy", "b.npy"],
-                          "event": ["x", "y"], "speech_present": [1, 0]})
+    frame = pd.DataFrame(
+        {
+            "output_path": ["a.wav", "b.wav"],
+            "features_path": ["a.npy", "b.npy"],
+            "event": ["x", "y"],
+            "speech_present": [1, 0],
+        }
+    )
     probes = label_probes(labels, True, frame, ("attacker-audio:speech", "sdr"))
-    assert probes == ["utility:event", "attacker:speech_present", "attacker-audio:speech_present",
-                      "attacker-unmasked:speech_present", "sdr"]
-    raw = {"attacker:speech_present": {"accuracy": 0.6, "chance": 0.5, "auc": 0.55, "n": 10},
-           "attacker-audio:speech_present": {"accuracy": 0.7, "chance": 0.5, "auc": 0.75, "n": 10},
-           "sdr": {"sdr_db_mean": 8.0, "n": 10}}
+    assert probes == [
+        "utility:event",
+        "attacker:speech_present",
+        "attacker-audio:speech_present",
+        "attacker-unmasked:speech_present",
+        "sdr",
+    ]
+    raw = {
+        "attacker:speech_present": {"accuracy": 0.6, "chance": 0.5, "auc": 0.55, "n": 10},
+        "attacker-audio:speech_present": {"accuracy": 0.7, "chance": 0.5, "auc": 0.75, "n": 10},
+        "sdr": {"sdr_db_mean": 8.0, "n": 10},
+    }
     flat = flatten(stable_summary(raw, labels))
     assert flat["attacker.speech.auc"] == 0.55 and flat["attacker_audio.speech.auc"] == 0.75
     assert flat["sdr.sdr_db_mean"] == 8.0
@@ -128,9 +158,17 @@ def test_evaluate_reports_the_documented_keys_for_shipped_siamese_features(tmp_p
     out = tmp_path / "anon"
     run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="siamese", progress=False))
     assert all(r["status"] == "ok" for r in read_manifest(out).to_pylist())
-    result = evaluate(EvaluateConfig(original=corpus, anonymized=out, out=tmp_path / "report", n_boot=0,
-                                     progress=False, print_table=False,
-                                     gate="features.attacker.speaker.auc<=1,features.utility.gender.accuracy>=0"))
+    result = evaluate(
+        EvaluateConfig(
+            original=corpus,
+            anonymized=out,
+            out=tmp_path / "report",
+            n_boot=0,
+            progress=False,
+            print_table=False,
+            gate="features.attacker.speaker.auc<=1,features.utility.gender.accuracy>=0",
+        )
+    )
     features = result.summary["features"]
     assert result.exit_code == 0
     assert features["labels"] == {"utility": "gender", "private": "speaker", "within": "gender"}
@@ -146,8 +184,9 @@ def test_evaluate_of_feature_outputs_runs_the_feature_probes_only_and_adds_no_fa
     corpus = make_corpus(tmp_path / "corpus", per_speaker=4, duration_s=0.8)
     out = tmp_path / "anon"
     run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="siamese", score=False, progress=False))
-    result = CliRunner().invoke(app, ["evaluate", str(corpus), str(out), "--out", str(tmp_path / "report"),
-                                      "--bootstrap", "0", "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["evaluate", str(corpus), str(out), "--out", str(tmp_path / "report"), "--bootstrap", "0", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["meta"]["probes"] == ["features"] and summary["meta"]["methods"] == ["siamese"]

@@ -21,8 +21,13 @@ RATE = 16000
 PRETRAINED = Path(modelstore.__file__).resolve().parent / "pretrained"
 # the representation-level models (siamese, rdalm) are tested in test_shipped_features_models.py
 FEATURE_METHODS = ("siamese", "rdalm")
-SHIPPED = sorted(p.name for p in PRETRAINED.iterdir()
-                 if (p / "model.safetensors").is_file() and p.name not in FEATURE_METHODS) if PRETRAINED.is_dir() else []
+SHIPPED = (
+    sorted(
+        p.name for p in PRETRAINED.iterdir() if (p / "model.safetensors").is_file() and p.name not in FEATURE_METHODS
+    )
+    if PRETRAINED.is_dir()
+    else []
+)
 GENDER = [m for m in ("gengan", "pcmelgan") if m in SHIPPED]
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -36,8 +41,8 @@ def voiced_signal(f0: float = 150.0, seconds: float = 2.5, seed: int = 0) -> np.
     wave = np.zeros_like(t)
     for k in range(1, int(7000 / f0)):
         freq = k * f0
-        gain = sum(np.exp(-((freq - fc) / bw) ** 2) for fc, bw in ((600, 150), (1500, 250), (2600, 300))) + 0.02
-        wave += gain / k ** 0.5 * np.sin(k * phase)
+        gain = sum(np.exp(-(((freq - fc) / bw) ** 2)) for fc, bw in ((600, 150), (1500, 250), (2600, 300))) + 0.02
+        wave += gain / k**0.5 * np.sin(k * phase)
     loudness = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t) ** 2
     wave = wave * loudness + 0.002 * rng.standard_normal(len(t))
     return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
@@ -119,7 +124,7 @@ def _log_f0_range(wave: np.ndarray) -> float:
 
 def _energy_range_db(wave: np.ndarray) -> float:
     frames = wave[: len(wave) // 160 * 160].reshape(-1, 160).astype(np.float64)
-    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
     level = level[level > level.max() - 40]
     return float(np.percentile(level, 90) - np.percentile(level, 10))
 

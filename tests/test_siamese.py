@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from synth_audio import make_corpus
 
 from anoncli.errors import AnoncliError
 from anoncli.evaluation.feature_probes import evaluate_features
@@ -17,18 +18,19 @@ from anoncli.scoring.metrics import binary_auc as roc_auc
 from anoncli.scoring.probe import cross_validated_probe, make_folds
 from anoncli.training import TrainOptions, get_trainer
 from anoncli.training.siamese import draw_pairs
-from synth_audio import make_corpus
 
 
 def test_contrastive_loss_on_hand_made_pairs():
     a = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
-    b = torch.tensor([[0.0, 0.0], [0.6, 0.8], [0.3, 0.4], [3.0, 4.0]])   # distances 0, 1, 0.5, 5
+    b = torch.tensor([[0.0, 0.0], [0.6, 0.8], [0.3, 0.4], [3.0, 4.0]])  # distances 0, 1, 0.5, 5
     same = torch.tensor([0, 0, 0, 0])
     different = torch.tensor([1, 1, 1, 1])
     # same class: d²; different class: max(0, 1 − d)²
     assert torch.allclose(contrastive_loss(a, b, same), torch.tensor((0 + 1 + 0.25 + 25) / 4), atol=1e-5)
     assert torch.allclose(contrastive_loss(a, b, different), torch.tensor((1 + 0 + 0.25 + 0) / 4), atol=1e-5)
-    assert torch.allclose(contrastive_loss(a, b, different, margin=2.0), torch.tensor((4 + 1 + 2.25 + 0) / 4), atol=1e-5)
+    assert torch.allclose(
+        contrastive_loss(a, b, different, margin=2.0), torch.tensor((4 + 1 + 2.25 + 0) / 4), atol=1e-5
+    )
 
 
 def test_pairs_are_half_same_half_different():
@@ -52,7 +54,7 @@ def test_roc_auc_and_folds():
     assert roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
     assert roc_auc([1, 1], [0.2, 0.3]) is None
     folds = make_folds(["m", "m", "f", "f", "m", "f"], ["a", "a", "b", "c", "d", "c"], 5, 0)
-    for fold in folds:   # whole speakers per fold
+    for fold in folds:  # whole speakers per fold
         assert len({("a", "a", "b", "c", "d", "c")[i] for i in fold}) >= 1
     assert sorted(np.concatenate(folds).tolist()) == list(range(6))
     spk_of = np.array(["a", "a", "b", "c", "d", "c"])
@@ -64,7 +66,7 @@ def test_attacker_finds_a_planted_speaker_cue_and_not_a_missing_one():
     speakers = np.repeat(["s1", "s2", "s3", "s4"], 30)
     noise = rng.standard_normal((120, 8)).astype(np.float32)
     cue = noise.copy()
-    cue[:, 3] += np.repeat([0.0, 6.0, 12.0, 18.0], 30)   # a speaker-specific offset in one dimension
+    cue[:, 3] += np.repeat([0.0, 6.0, 12.0, 18.0], 30)  # a speaker-specific offset in one dimension
     found = cross_validated_probe(cue, speakers, seed=0, steps=200)
     blind = cross_validated_probe(noise, speakers, seed=0, steps=200)
     assert found["accuracy"] > 0.85 and found["chance"] == 0.25
@@ -77,9 +79,22 @@ def test_attacker_finds_a_planted_speaker_cue_and_not_a_missing_one():
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("siamese")
     corpus = make_corpus(root / "corpus", per_speaker=4, duration_s=0.6)
-    options = TrainOptions(corpus=corpus, out=root / "run", utility="gender", epochs=1, device="cpu",
-                           extra={"pairs_per_epoch": "8", "batch_size": "4", "head_epochs": "2", "width": "0.125",
-                                  "groups": "2", "crop_s": "0.5", "val_speakers": "spk_c"})
+    options = TrainOptions(
+        corpus=corpus,
+        out=root / "run",
+        utility="gender",
+        epochs=1,
+        device="cpu",
+        extra={
+            "pairs_per_epoch": "8",
+            "batch_size": "4",
+            "head_epochs": "2",
+            "width": "0.125",
+            "groups": "2",
+            "crop_s": "0.5",
+            "val_speakers": "spk_c",
+        },
+    )
     return corpus, options
 
 
@@ -95,8 +110,11 @@ def test_training_writes_a_run_and_resumes(trained):
     assert state["method"] == "siamese" and state["epoch"] == 3 and state["trainer_config"]["head_epochs"] == 2
     assert state["classes"] == ["female", "male"] and state["train_speakers"] == ["spk_a", "spk_b"]
     log = pq.read_table(run / "log.parquet").to_pylist()
-    assert [("loss" in r and r["loss"] is not None, "head_loss" in r and r["head_loss"] is not None)
-            for r in log] == [(True, False), (False, True), (False, True)]
+    assert [("loss" in r and r["loss"] is not None, "head_loss" in r and r["head_loss"] is not None) for r in log] == [
+        (True, False),
+        (False, True),
+        (False, True),
+    ]
     # The same command again: the run is complete and nothing is redone.
     get_trainer("siamese")(options)
     assert len(pq.read_table(run / "log.parquet").to_pylist()) == 3
@@ -125,7 +143,9 @@ def test_anonymize_writes_features_and_evaluation_reads_them(trained, tmp_path):
     vectors = [o.features for o in method.process([torch.randn(8000), torch.randn(12000)], [{}, {}])]
     assert [v.shape for v in vectors] == [(method.net.feature_dim,)] * 2
     out = tmp_path / "anon"
-    run_anonymize(AnonymizeConfig(corpus=corpus, out=out, method="siamese", checkpoint=str(options.out), progress=False))
+    run_anonymize(
+        AnonymizeConfig(corpus=corpus, out=out, method="siamese", checkpoint=str(options.out), progress=False)
+    )
     table = read_manifest(out)
     rows = table.to_pylist()
     assert all(r["status"] == "ok" for r in rows) and len(rows) == 12
@@ -145,13 +165,21 @@ def test_evaluate_features_scores_utility_and_attacker_per_gender(tmp_path):
     for k, (speaker, gender) in enumerate(speakers.items()):
         for i in range(12):
             vec = rng.standard_normal(6).astype(np.float32)
-            vec[0] += 4.0 if gender == "female" else -4.0      # gender cue: the utility survives
-            vec[1] += 4.0 * (k % 2)                            # speaker cue within each gender
+            vec[0] += 4.0 if gender == "female" else -4.0  # gender cue: the utility survives
+            vec[1] += 4.0 * (k % 2)  # speaker cue within each gender
             rel = f"features/{speaker}_{i}.npy"
             (tmp_path / "features").mkdir(exist_ok=True)
             np.save(tmp_path / rel, vec)
-            rows.append({"utt_id": f"{speaker}_{i}", "output_path": rel, "status": "ok", "method": "siamese",
-                         "speaker": speaker, "gender": gender})
+            rows.append(
+                {
+                    "utt_id": f"{speaker}_{i}",
+                    "output_path": rel,
+                    "status": "ok",
+                    "method": "siamese",
+                    "speaker": speaker,
+                    "gender": gender,
+                }
+            )
     (tmp_path / "run.json").write_text(json.dumps({"config": {"method_config": {"train_speakers": []}}}))
     per_utt, summary = evaluate_features(None, tmp_path, pd.DataFrame(rows), seed=0)
     assert summary["utility:gender"]["accuracy"] > 0.95

@@ -20,9 +20,28 @@ def corpus(tmp_path_factory):
 
 def start(corpus: Path, out: Path) -> subprocess.Popen:
     """A 2-worker job of 180 one-file batches, started and seen writing its first row."""
-    process = subprocess.Popen([sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out),
-                                "--jobs", "2", "--batch-size", "1", "--no-score", "--no-progress", "--format", "jsonl"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "anoncli",
+            "anonymize",
+            str(corpus),
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+            "--batch-size",
+            "1",
+            "--no-score",
+            "--no-progress",
+            "--format",
+            "jsonl",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout.readline().startswith("{"), process.stderr.read()
     return process
 
@@ -53,8 +72,24 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143_and_the_job_resumes(corpus, tmp
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 143, stderr
     assert "terminated (SIGTERM); rerun the same command to resume" in stderr and "Traceback" not in stderr
-    rerun = subprocess.run([sys.executable, "-m", "anoncli", "anonymize", str(corpus), "--out", str(out), "--no-score",
-                            "--no-progress", "--format", "json"], capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anoncli",
+            "anonymize",
+            str(corpus),
+            "--out",
+            str(out),
+            "--no-score",
+            "--no-progress",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert '"skipped": 0' not in rerun.stdout and '"exit_code": 0' in rerun.stdout
 

@@ -20,9 +20,22 @@ from anoncli.training import TrainOptions, get_trainer
 sys.path.insert(0, str(Path(__file__).parent))
 from gan_helpers import make_corpus, voice  # noqa: E402
 
-TINY = {"base": "sf-quick", "channels": [2, 4, 4, 4, 8], "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
-        "segment_frames": 32, "d_width": 0.03, "d_warmup_steps": 1, "val_every": 1, "val_utterances": 4,
-        "attacker_utterances": 8, "progress": False, "gated_width": 8, "gated_hidden": 4}
+TINY = {
+    "base": "sf-quick",
+    "channels": [2, 4, 4, 4, 8],
+    "epochs": 1,
+    "steps_per_epoch": 2,
+    "batch_size": 4,
+    "segment_frames": 32,
+    "d_width": 0.03,
+    "d_warmup_steps": 1,
+    "val_every": 1,
+    "val_utterances": 4,
+    "attacker_utterances": 8,
+    "progress": False,
+    "gated_width": 8,
+    "gated_hidden": 4,
+}
 
 
 @pytest.mark.parametrize("method, attribute", [("gengan", "gender"), ("psegan", "emotion")])
@@ -33,12 +46,12 @@ def test_source_filter_training_exports_a_shippable_model(method, attribute, tmp
     config.write_text(json.dumps({**TINY, "cache_dir": str(tmp_path / "cache")}))
     run = tmp_path / "run"
     options = TrainOptions(corpus=corpus, out=run, config=str(config), device="cpu", seed=1, register=True)
-    summary = get_trainer(f"{method}-sf")(options)     # the source-filter variant of `method`
+    summary = get_trainer(f"{method}-sf")(options)  # the source-filter variant of `method`
     assert Path(summary["registered"]).is_file()
     card = json.loads((run / "shipped" / "card.json").read_text())
     assert card["labels"]["attribute"] == attribute and card["model"]["config"]["synthesis"] == "source_filter"
     assert {"val_acc", "val_speaker_cos", "val_stoi"} <= set(card["validation"])
-    options.epochs = 2                                   # resume continues after epoch 1
+    options.epochs = 2  # resume continues after epoch 1
     get_trainer(f"{method}-sf")(options)
     assert [r["epoch"] for r in pq.read_table(run / "log.parquet").to_pylist()] == [1, 2]
 
@@ -58,7 +71,7 @@ def test_identity_prosody_and_warp_leave_the_voice_alone():
     new_log_f0, gain = apply_prosody(log_f0, voiced, energy, torch.zeros(4))
     assert torch.allclose(new_log_f0, log_f0) and torch.allclose(gain, torch.zeros_like(gain))
     stats = utterance_stats(log_f0, voiced, energy)
-    assert abs(float(stats[3]) - np.log(150.0)) < 0.05            # median log-F0 of a 150 Hz voice
+    assert abs(float(stats[3]) - np.log(150.0)) < 0.05  # median log-F0 of a 150 Hz voice
     env = source_filter.envelope_logmel(features.envelope, 16000)[None]
     centres = torch.linspace(1, 400, env.shape[1])
     assert torch.allclose(warp_logmel(env, torch.zeros(1), centres), env, atol=1e-5)

@@ -25,7 +25,11 @@ def make_corpus(root: Path, seconds: list[float], rate: int = 16000) -> Path:
     rows = ["file_name,speaker"]
     for i, length in enumerate(seconds):
         t = np.arange(int(length * rate)) / rate
-        wave = sum(np.sin(2 * np.pi * k * 140 * t) / k for k in range(1, 12)) * 0.1 * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+        wave = (
+            sum(np.sin(2 * np.pi * k * 140 * t) / k for k in range(1, 12))
+            * 0.1
+            * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+        )
         sf.write(root / f"u{i}.wav", wave.astype(np.float32), rate)
         rows.append(f"u{i}.wav,s{i % 2}")
     (root / "metadata.csv").write_text("\n".join(rows) + "\n")

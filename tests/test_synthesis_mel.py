@@ -60,7 +60,7 @@ def test_normalize_round_trip_and_range():
     norm, mu, sigma = normalize(logmel)
     assert mu.shape == (3, 1, 1) and sigma.shape == (3, 1, 1)
     assert norm.min() >= -1.0 and norm.max() <= 1.0
-    unclamped = (norm.abs() < 1.0)
+    unclamped = norm.abs() < 1.0
     restored = denormalize(norm, mu, sigma)
     assert torch.allclose(restored[unclamped], logmel[unclamped], atol=1e-5)
     # Per utterance: each row has its own mean.

@@ -55,7 +55,7 @@ def test_state_dict_round_trip_with_weights_only(tmp_path, public_layout_state):
     torch.save(public_layout_state, path)
     loaded = torch.load(path, weights_only=True)
     generator, rate = load_melgan(path)
-    assert rate == 22050                      # a bare state dict is taken as a public checkpoint
+    assert rate == 22050  # a bare state dict is taken as a public checkpoint
     for key, value in generator.state_dict().items():
         assert torch.equal(value, loaded[key])
     assert not generator.training
@@ -83,7 +83,7 @@ def test_melgan_vocoder_at_its_own_rate_and_across_rates(tmp_path):
     torch.manual_seed(0)
     generator = Generator(ngf=4, n_residual_layers=1)
     torch.save({"generator": generator.state_dict(), "config": {"sample_rate": 16000}}, tmp_path / "same.pt")
-    torch.save(generator.state_dict(), tmp_path / "public.pt")          # taken as 22.05 kHz
+    torch.save(generator.state_dict(), tmp_path / "public.pt")  # taken as 22.05 kHz
     wave = torch.randn(5000) * 0.1
     for name in ("same.pt", "public.pt"):
         vocoder = create_vocoder("melgan", 16000, checkpoint=str(tmp_path / name))

@@ -3,17 +3,26 @@
 import json
 
 import numpy as np
-import pytest
 import pyarrow.parquet as pq
+import pytest
 import soundfile as sf
 import torch
 
 from anoncli.synthesis.melgan import load_melgan
 from anoncli.training import TrainOptions, get_trainer
 
-
-TINY = {"segment": "1024", "batch_size": "2", "steps_per_epoch": "2", "ngf": "4", "n_residual_layers": "1",
-        "ndf": "4", "d_layers": "2", "d_max_channels": "16", "val_files": "1", "val_fraction": "0.34"}
+TINY = {
+    "segment": "1024",
+    "batch_size": "2",
+    "steps_per_epoch": "2",
+    "ngf": "4",
+    "n_residual_layers": "1",
+    "ndf": "4",
+    "d_layers": "2",
+    "d_max_channels": "16",
+    "val_files": "1",
+    "val_fraction": "0.34",
+}
 
 
 def make_corpus(root):

@@ -12,7 +12,6 @@ from anoncli.errors import AnoncliError
 from anoncli.synthesis import DEFAULT_VOCODER, create_vocoder, vocoder_names
 from anoncli.synthesis.mel import LogMel
 
-
 RATE = 16000
 
 
@@ -65,7 +64,7 @@ def test_phase_band_change_moves_energy_only_there():
     vocoder = create_vocoder("phase", RATE)
     logmel = vocoder.mel(wave[None])[0]
     changed = logmel.clone()
-    changed[40:] -= 2.0            # -40 dB above ~1.8 kHz
+    changed[40:] -= 2.0  # -40 dB above ~1.8 kHz
     out = vocoder.synthesize(changed, wave)
     before = vocoder.mel(wave[None])[0]
     after = vocoder.mel(out[None])[0]

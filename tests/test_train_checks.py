@@ -23,9 +23,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gan_helpers import make_corpus, tiny_config, voice  # noqa: E402
 from synth_audio import make_corpus as make_synth_corpus  # noqa: E402
 
-SF_TINY = {"base": "sf-quick", "channels": [2, 4, 4, 4, 8], "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
-           "segment_frames": 32, "d_width": 0.03, "d_warmup_steps": 1, "val_every": 5, "val_utterances": 2,
-           "attacker_utterances": 8, "progress": False}
+SF_TINY = {
+    "base": "sf-quick",
+    "channels": [2, 4, 4, 4, 8],
+    "epochs": 1,
+    "steps_per_epoch": 2,
+    "batch_size": 4,
+    "segment_frames": 32,
+    "d_width": 0.03,
+    "d_warmup_steps": 1,
+    "val_every": 5,
+    "val_utterances": 2,
+    "attacker_utterances": 8,
+    "progress": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +76,14 @@ def gan_args(method: str, corpus: Path, tmp_path: Path, **extra) -> list:
     return ["--method", method, corpus, "--out", tmp_path / "run", "--format", "json", "--config", config]
 
 
-@pytest.mark.parametrize("method, channels", [
-    ("gengan", "4,8,16"), ("gengan", "4"), ("pcmelgan", "4,8,16"), ("psegan", "4,8"), ("gengan-sf", "4,8,16")])
+@pytest.mark.parametrize(
+    "method, channels",
+    [("gengan", "4,8,16"), ("gengan", "4"), ("pcmelgan", "4,8,16"), ("psegan", "4,8"), ("gengan-sf", "4,8,16")],
+)
 def test_unets_of_fewer_levels_train_and_anonymize(method, channels, corpus, tmp_path, monkeypatch, capsys):
-    code, out, err = run_cli(monkeypatch, capsys, *gan_args(method, corpus, tmp_path),
-                             "--param", f"channels={channels}", "--epochs", "1")
+    code, out, err = run_cli(
+        monkeypatch, capsys, *gan_args(method, corpus, tmp_path), "--param", f"channels={channels}", "--epochs", "1"
+    )
     assert code == 0, err
     assert json.loads(out)["epochs"] == 1
     state = modelstore.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
@@ -80,20 +94,23 @@ def test_unets_of_fewer_levels_train_and_anonymize(method, channels, corpus, tmp
     assert result.shape == wave.shape and torch.isfinite(result).all()
 
 
-@pytest.mark.parametrize("param, message", [
-    ("channels=2,2,2,2,2,2", "--param channels=2,2,2,2,2,2: expected 1 to 5 positive encoder widths"),
-    ("channels=4,0", "--param channels=4,0: expected 1 to 5 positive encoder widths"),
-    ("segment_frames=36", "--param segment_frames=36: expected a multiple of 16"),
-])
-def test_unusable_unet_settings_are_a_one_line_error_before_any_work(param, message, corpus, tmp_path, monkeypatch,
-                                                                     capsys):
+@pytest.mark.parametrize(
+    "param, message",
+    [
+        ("channels=2,2,2,2,2,2", "--param channels=2,2,2,2,2,2: expected 1 to 5 positive encoder widths"),
+        ("channels=4,0", "--param channels=4,0: expected 1 to 5 positive encoder widths"),
+        ("segment_frames=36", "--param segment_frames=36: expected a multiple of 16"),
+    ],
+)
+def test_unusable_unet_settings_are_a_one_line_error_before_any_work(
+    param, message, corpus, tmp_path, monkeypatch, capsys
+):
     code, _, err = run_cli(monkeypatch, capsys, *gan_args("gengan", corpus, tmp_path), "--param", param)
     assert code == 2 and message in err and "\n" not in err.strip()
     assert not (tmp_path / "run").exists()
 
 
-def test_a_run_that_stopped_before_its_first_checkpoint_does_not_pin_its_config(corpus, tmp_path, monkeypatch,
-                                                                                  capsys):
+def test_a_run_that_stopped_before_its_first_checkpoint_does_not_pin_its_config(corpus, tmp_path, monkeypatch, capsys):
     original = GenGANTrainer.train_step
 
     def crashes(self, batch):
@@ -121,8 +138,10 @@ def test_one_gender_among_the_training_speakers_is_refused_with_a_fix(method, co
         args = gan_args(method, corpus, tmp_path)
     code, _, err = run_cli(monkeypatch, capsys, *args, "--param", "val_speakers=s2,s4")
     assert code == 2 and "\n" not in err.strip(), err
-    assert "the training speakers cover only one gender class (male; speakers by class: female: s2, s4; " \
-           "male: s1, s3)" in err
+    assert (
+        "the training speakers cover only one gender class (male; speakers by class: female: s2, s4; "
+        "male: s1, s3)" in err
+    )
     assert "--param val_speakers=" in err
     assert not (tmp_path / "run").exists()
 
@@ -140,18 +159,31 @@ def test_the_drawn_split_gives_both_sides_every_gender_the_corpus_allows(corpus,
     from anoncli.corpus import open_corpus
 
     for seed in range(4):
-        train, val, _ = speaker_split(open_corpus(corpus).utterances, val_fraction=0.2, seed=seed,
-                                      stratify_label="gender")
+        train, val, _ = speaker_split(
+            open_corpus(corpus).utterances, val_fraction=0.2, seed=seed, stratify_label="gender"
+        )
         assert {u.labels["gender"] for u in train} == {u.labels["gender"] for u in val} == {"female", "male"}
         # the only female speaker stays in training
-        train, val, chosen = speaker_split(open_corpus(one_female).utterances, val_fraction=0.5, seed=seed,
-                                           stratify_label="gender")
+        train, val, chosen = speaker_split(
+            open_corpus(one_female).utterances, val_fraction=0.5, seed=seed, stratify_label="gender"
+        )
         assert "spk_a" not in chosen and len(chosen) == 1
 
 
 def test_split_size_on_stderr_and_no_progress(corpus, tmp_path, monkeypatch, capsys):
-    args = ["--method", "gengan", corpus, "--out", tmp_path / "run", "--format", "json",
-            "--config", tiny_config(tmp_path / "tiny.json", progress=True), "--epochs", "1"]
+    args = [
+        "--method",
+        "gengan",
+        corpus,
+        "--out",
+        tmp_path / "run",
+        "--format",
+        "json",
+        "--config",
+        tiny_config(tmp_path / "tiny.json", progress=True),
+        "--epochs",
+        "1",
+    ]
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     assert "gengan: training on 2 speakers (6 utterances), validating on 2 speakers (6 utterances)" in err

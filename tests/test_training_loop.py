@@ -30,16 +30,21 @@ class ToyTrainer(Trainer):
 
     method = "toy"
     config_class = ToyConfig
-    presets = {"quick": ToyConfig(epochs=4, steps_per_epoch=3, grad_clip=1.0, progress=False),
-               "full": ToyConfig(epochs=50, width=32)}
+    presets = {
+        "quick": ToyConfig(epochs=4, steps_per_epoch=3, grad_clip=1.0, progress=False),
+        "full": ToyConfig(epochs=50, width=32),
+    }
     selection = ("val_loss", "min")
 
     def setup(self):
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, self.config.width), torch.nn.Dropout(0.2),
-                                       torch.nn.Linear(self.config.width, 1))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, self.config.width), torch.nn.Dropout(0.2), torch.nn.Linear(self.config.width, 1)
+        )
         self.critic = torch.nn.Linear(1, 1)
-        self.opts = {"net": torch.optim.Adam(self.net.parameters(), lr=self.config.lr),
-                     "critic": torch.optim.SGD(self.critic.parameters(), lr=self.config.lr, momentum=0.9)}
+        self.opts = {
+            "net": torch.optim.Adam(self.net.parameters(), lr=self.config.lr),
+            "critic": torch.optim.SGD(self.critic.parameters(), lr=self.config.lr, momentum=0.9),
+        }
 
     def modules(self):
         return {"net": self.net, "critic": self.critic}
@@ -48,7 +53,7 @@ class ToyTrainer(Trainer):
         return self.opts
 
     def batches(self, epoch):
-        while True:   # endless: steps_per_epoch ends the epoch
+        while True:  # endless: steps_per_epoch ends the epoch
             x = torch.randn(8, 4, generator=self.rng) + random.random() + float(np.random.rand())
             yield x
 
@@ -61,7 +66,7 @@ class ToyTrainer(Trainer):
         return {"loss": loss.item(), "critic": critic_loss.item()}
 
     def validate(self):
-        random.random(), np.random.rand(), torch.rand(3)       # must not disturb training's random draws
+        random.random(), np.random.rand(), torch.rand(3)  # must not disturb training's random draws
         x = torch.ones(16, 4)
         return {"val_loss": float((self.net(x) - self.config.target).pow(2).mean())}
 
@@ -81,15 +86,18 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 def test_resumed_run_has_the_bits_of_an_uninterrupted_one(tmp_path):
     whole = ToyTrainer.train(options(tmp_path / "whole", epochs=4))
     assert whole["epochs"] == 4 and whole["steps"] == 12
-    ToyTrainer.train(options(tmp_path / "split", epochs=2))            # "killed" after epoch 2
+    ToyTrainer.train(options(tmp_path / "split", epochs=2))  # "killed" after epoch 2
     resumed = ToyTrainer.train(options(tmp_path / "split", epochs=4))
     assert resumed["steps"] == 12
-    a, b = weights(tmp_path / "whole" / "checkpoints" / "last.pt"), weights(tmp_path / "split" / "checkpoints" / "last.pt")
+    a, b = (
+        weights(tmp_path / "whole" / "checkpoints" / "last.pt"),
+        weights(tmp_path / "split" / "checkpoints" / "last.pt"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     other = ToyTrainer.train(options(tmp_path / "seed", epochs=4, seed=8))
     assert other["steps"] == 12
     c = weights(tmp_path / "seed" / "checkpoints" / "last.pt")
-    assert not all(torch.equal(a[k], c[k]) for k in a)                 # the seed matters
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the seed matters
 
     rows = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2, 3, 4]
@@ -104,12 +112,21 @@ def test_checkpoint_format_and_the_one_loader(tmp_path):
     assert state["classes"] == ["a", "b"] and set(state["models"]) == {"net", "critic"}
     assert "data_fingerprint" in state
     # a format-1 checkpoint (one key per network, no format_version) is converted on load
-    torch.save({"generator": {"w": torch.ones(2)}, "discriminator": {"w": torch.zeros(2)}, "opt_g": {},
-                "opt_d": {}, "epoch": 3, "config": {"sample_rate": 16000}}, tmp_path / "old.pt")
+    torch.save(
+        {
+            "generator": {"w": torch.ones(2)},
+            "discriminator": {"w": torch.zeros(2)},
+            "opt_g": {},
+            "opt_d": {},
+            "epoch": 3,
+            "config": {"sample_rate": 16000},
+        },
+        tmp_path / "old.pt",
+    )
     old = modelstore.load_model(tmp_path / "old.pt")
     assert old["method"] == "melgan" and set(old["models"]) == {"generator", "discriminator"}
     assert old["format_version"] == modelstore.FORMAT_VERSION and old["data_fingerprint"] is None
-    assert torch.equal(old["generator"]["w"], torch.ones(2))         # the keys inference read are kept
+    assert torch.equal(old["generator"]["w"], torch.ones(2))  # the keys inference read are kept
     torch.save({"format_version": modelstore.FORMAT_VERSION + 1}, tmp_path / "new.pt")
     with pytest.raises(AnoncliError, match="newer than this anoncli reads"):
         modelstore.load_model(tmp_path / "new.pt")
@@ -124,9 +141,8 @@ def test_an_old_checkpoint_is_not_resumed(tmp_path):
 
 
 def test_patience_and_time_budget_stop_early_and_resume(tmp_path):
-    stopped = ToyTrainer.train(options(tmp_path / "p", epochs=30, extra={"patience": "2", "lr": "0",
-                                                                          "val_every": "1"}))
-    assert stopped.get("stopped") == "patience" and stopped["epochs"] == 3      # epoch 1 best, 2 and 3 not
+    stopped = ToyTrainer.train(options(tmp_path / "p", epochs=30, extra={"patience": "2", "lr": "0", "val_every": "1"}))
+    assert stopped.get("stopped") == "patience" and stopped["epochs"] == 3  # epoch 1 best, 2 and 3 not
     budget = ToyTrainer.train(options(tmp_path / "t", epochs=3, max_minutes=1e-6))
     assert budget["stopped"] == "max_minutes" and budget["epochs"] == 1
     again = ToyTrainer.train(options(tmp_path / "t", epochs=3, max_minutes=0))
@@ -134,16 +150,19 @@ def test_patience_and_time_budget_stop_early_and_resume(tmp_path):
 
 
 def test_typed_config_from_presets_files_and_params(tmp_path):
-    config = resolve_config(ToyTrainer, options(tmp_path / "r", extra={"channels": "4,8,16", "amp": "off",
-                                                                        "lr": "1e-4"}))
+    config = resolve_config(
+        ToyTrainer, options(tmp_path / "r", extra={"channels": "4,8,16", "amp": "off", "lr": "1e-4"})
+    )
     assert config.channels == [4, 8, 16] and config.amp is False and config.lr == 1e-4 and config.seed == 7
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"base": "full", "width": 3, "_note": "ignored"}))
     config = resolve_config(ToyTrainer, options(tmp_path / "r", config=str(path), epochs=2))
     assert (config.width, config.epochs) == (3, 2)
-    for extra, message in [({"chanels": "4"}, "--param chanels: unknown setting"),
-                           ({"width": "wide"}, "--param width=wide: expected an integer"),
-                           ({"amp": "maybe"}, "--param amp=maybe: expected one of")]:
+    for extra, message in [
+        ({"chanels": "4"}, "--param chanels: unknown setting"),
+        ({"width": "wide"}, "--param width=wide: expected an integer"),
+        ({"amp": "maybe"}, "--param amp=maybe: expected one of"),
+    ]:
         with pytest.raises(AnoncliError, match=message) as info:
             resolve_config(ToyTrainer, options(tmp_path / "r", extra=extra))
         assert "\n" not in str(info.value)

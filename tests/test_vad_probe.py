@@ -35,13 +35,23 @@ def _tone(seconds: float, hz: float) -> np.ndarray:
 def test_silero_calls_speech_like_signals_speech_and_noise_tones_and_silence_not():
     probs = speech_probabilities(np.zeros(RATE, dtype=np.float32))
     assert probs.shape == (-(-RATE // FRAME),) and np.all((probs >= 0) & (probs <= 1))
-    synthetic = [speech_fraction(voiced(0.5, RATE, f0, formants, seed=i))
-                 for i, (_, f0, formants) in enumerate(SPEAKERS.values())]
-    others = [speech_fraction(w) for w in (_noise(0.5, 0), _noise(1.0, 1), _tone(0.5, 440), _tone(1.0, 1000),
-                                            np.zeros(RATE // 2, dtype=np.float32))]
+    synthetic = [
+        speech_fraction(voiced(0.5, RATE, f0, formants, seed=i))
+        for i, (_, f0, formants) in enumerate(SPEAKERS.values())
+    ]
+    others = [
+        speech_fraction(w)
+        for w in (
+            _noise(0.5, 0),
+            _noise(1.0, 1),
+            _tone(0.5, 440),
+            _tone(1.0, 1000),
+            np.zeros(RATE // 2, dtype=np.float32),
+        )
+    ]
     assert min(synthetic) > max(others), (synthetic, others)
     assert max(others) < 0.05
-    real, rate = sf.read(EXAMPLE_SPEECH, dtype="float32")   # a flite voice of the example corpus (16 kHz)
+    real, rate = sf.read(EXAMPLE_SPEECH, dtype="float32")  # a flite voice of the example corpus (16 kHz)
     assert rate == RATE and speech_fraction(real) > 0.5
 
 
@@ -69,8 +79,18 @@ def _presence_corpus(root: Path, speech: bool) -> Path:
 def test_vad_section_scores_and_table_on_a_corpus_with_a_speech_label(tmp_path):
     original = _presence_corpus(tmp_path / "original", speech=True)
     removed = _presence_corpus(tmp_path / "removed", speech=False)
-    result = evaluate(EvaluateConfig(original=original, anonymized=removed, out=tmp_path / "report", n_boot=0,
-                                     probes=["vad"], progress=False, print_table=False, gate="vad.auc<=0.6"))
+    result = evaluate(
+        EvaluateConfig(
+            original=original,
+            anonymized=removed,
+            out=tmp_path / "report",
+            n_boot=0,
+            probes=["vad"],
+            progress=False,
+            print_table=False,
+            gate="vad.auc<=0.6",
+        )
+    )
     assert result.exit_code == 0
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     vad = summary["vad"]
@@ -97,8 +117,11 @@ def test_on_mixtures_the_default_run_includes_vad_and_leaves_out_the_training_sp
     mixtures = make_mixtures(speech, events, tmp_path / "mix", duration_s=0.5, test_fraction=0.5, seed=4)
     meta = pd.read_csv(mixtures / "metadata.csv")
     test = meta[meta["split"] == "test"]
-    result = evaluate(EvaluateConfig(original=mixtures, anonymized=mixtures, out=tmp_path / "report", n_boot=0,
-                                     progress=False, print_table=False))
+    result = evaluate(
+        EvaluateConfig(
+            original=mixtures, anonymized=mixtures, out=tmp_path / "report", n_boot=0, progress=False, print_table=False
+        )
+    )
     vad = result.summary["vad"]
     assert "vad" in result.summary["meta"]["probes"]
     assert vad["n"] == len(test) and vad["left_out_train"] == len(meta) - len(test)
@@ -111,12 +134,24 @@ def test_on_mixtures_the_default_run_includes_vad_and_leaves_out_the_training_sp
 
 def test_without_a_speech_label_vad_is_left_out_with_a_note_unless_named(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", per_speaker=2, duration_s=0.5)
-    default = evaluate(EvaluateConfig(original=corpus, anonymized=corpus, out=tmp_path / "default", n_boot=0,
-                                      progress=False, print_table=False))
+    default = evaluate(
+        EvaluateConfig(
+            original=corpus, anonymized=corpus, out=tmp_path / "default", n_boot=0, progress=False, print_table=False
+        )
+    )
     assert "vad" not in default.summary and "vad" not in default.summary["meta"]["probes"]
     assert any(note.startswith("vad: not probed (no speech-presence label") for note in default.summary["notes"])
-    named = evaluate(EvaluateConfig(original=corpus, anonymized=corpus, out=tmp_path / "named", n_boot=0,
-                                    probes=["vad"], progress=False, print_table=False))
+    named = evaluate(
+        EvaluateConfig(
+            original=corpus,
+            anonymized=corpus,
+            out=tmp_path / "named",
+            n_boot=0,
+            probes=["vad"],
+            progress=False,
+            print_table=False,
+        )
+    )
     vad = named.summary["vad"]
     assert vad["label"] is None and vad["n"] == 6 and "n_with_speech" not in vad
     assert set(vad["original"]) == {"speech_fraction_mean"} and 0.0 < vad["original"]["speech_fraction_mean"] <= 1.0
@@ -131,15 +166,25 @@ def test_beside_the_trained_attacker_on_the_shipped_speech_remover(tmp_path, mon
     events = synthesize_events(tmp_path / "events", per_class=6, duration_s=1.0, classes=("tone", "clicks"), seed=2)
     mixtures = make_mixtures(speech, events, tmp_path / "mix", duration_s=1.0, test_fraction=0.5, seed=3)
     out = tmp_path / "anon"
-    run_anonymize(AnonymizeConfig(corpus=mixtures, out=out, method="rdalm", params={"emit": "both"}, score=False,
-                                  progress=False))
-    result = evaluate(EvaluateConfig(original=mixtures, anonymized=out, out=tmp_path / "report", n_boot=0,
-                                     probes=["features", "vad"], progress=False, print_table=False))
+    run_anonymize(
+        AnonymizeConfig(corpus=mixtures, out=out, method="rdalm", params={"emit": "both"}, score=False, progress=False)
+    )
+    result = evaluate(
+        EvaluateConfig(
+            original=mixtures,
+            anonymized=out,
+            out=tmp_path / "report",
+            n_boot=0,
+            probes=["features", "vad"],
+            progress=False,
+            print_table=False,
+        )
+    )
     trained, vad = result.summary["features"]["attacker_audio"]["speech"], result.summary["vad"]
-    assert vad["n"] == trained["n"] > 0 and vad["left_out_train"] > 0   # the same held-out clips
+    assert vad["n"] == trained["n"] > 0 and vad["left_out_train"] > 0  # the same held-out clips
     assert 0.0 <= vad["anonymized"]["auc"] <= 1.0 and 0.0 <= vad["original"]["auc"] <= 1.0
     assert set(result.summary["meta"]["attackers"]) >= {"vad"}
-    figures = [row[0] for row in table_rows(result.summary)]   # the printed table: VAD rows right after the features'
+    figures = [row[0] for row in table_rows(result.summary)]  # the printed table: VAD rows right after the features'
     first_vad = figures.index(f"VAD speech AUC ({vad['model']})")
     assert "features attacker on audio: speech" in figures[:first_vad]
     assert all(f.startswith("features") for f in figures[:first_vad]) and figures[first_vad:][1].startswith("VAD")

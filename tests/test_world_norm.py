@@ -19,13 +19,21 @@ from anoncli.manifest.reader import read_manifest
 from anoncli.methods import MethodOptions, create_method
 from anoncli.methods.world_norm import save_model
 from anoncli.synthesis import world_features as wf
-from anoncli.synthesis.world_norm import (STAT_DIM, PseudoSpeakers, Stats, fit_pseudo_speakers, flatten_to_speaker,
-                                          impose, pool_stats, utterance_stats)
+from anoncli.synthesis.world_norm import (
+    STAT_DIM,
+    PseudoSpeakers,
+    Stats,
+    fit_pseudo_speakers,
+    flatten_to_speaker,
+    impose,
+    pool_stats,
+    utterance_stats,
+)
 
 RATE = 16000
 # two synthetic voices far apart: a high voice with high formants, a low one with low formants
-HIGH = dict(f0=220.0, formants=(850, 1700, 3000))
-LOW = dict(f0=105.0, formants=(600, 1050, 2400))
+HIGH = {"f0": 220.0, "formants": (850, 1700, 3000)}
+LOW = {"f0": 105.0, "formants": (600, 1050, 2400)}
 
 
 def speech(seconds=1.0, seed=0, **voice) -> np.ndarray:
@@ -42,8 +50,10 @@ def sampler(seed: int = 0) -> PseudoSpeakers:
     stats, genders = {}, {}
     for i in range(3):
         for gender, base in (("female", HIGH), ("male", LOW)):
-            voice = dict(f0=base["f0"] * (1 + 0.06 * i), formants=tuple(f * (1 + 0.04 * i) for f in base["formants"]))
-            stats[f"{gender}{i}"] = pool_stats([wf.analyse(speech(0.5, seed=seed + i, **voice), RATE, aperiodicity=False)])
+            voice = {"f0": base["f0"] * (1 + 0.06 * i), "formants": tuple(f * (1 + 0.04 * i) for f in base["formants"])}
+            stats[f"{gender}{i}"] = pool_stats(
+                [wf.analyse(speech(0.5, seed=seed + i, **voice), RATE, aperiodicity=False)]
+            )
             genders[f"{gender}{i}"] = gender
     return fit_pseudo_speakers(stats, genders)
 
@@ -75,7 +85,7 @@ def test_normalisation_imposes_the_drawn_target_whatever_the_source():
     gender, target = pseudo.draw(seed=7)
     sources = [wf.analyse(speech(1.0, seed=1, **HIGH), RATE), wf.analyse(speech(1.0, seed=2, **LOW), RATE)]
     before = [utterance_stats(f) for f in sources]
-    assert abs(before[0].f0_mean - before[1].f0_mean) > 0.5           # the sources differ by an octave
+    assert abs(before[0].f0_mean - before[1].f0_mean) > 0.5  # the sources differ by an octave
     target_cov = target.mcep_corr * np.outer(target.mcep_std, target.mcep_std)
     f0_means = []
     for features, stats in zip(sources, before):
@@ -88,19 +98,24 @@ def test_normalisation_imposes_the_drawn_target_whatever_the_source():
         rng = np.random.default_rng(len(f0_means))
         mixing = 0.3 * rng.standard_normal((wf.N_MCEP, wf.N_MCEP)) / np.sqrt(wf.N_MCEP) + np.eye(wf.N_MCEP)
         frames = rng.standard_normal((4000, wf.N_MCEP)) @ mixing + rng.standard_normal(wf.N_MCEP)
-        many = features.with_(mcep=frames, level_db=np.zeros(len(frames)), log_f0=np.zeros(len(frames)),
-                              voiced=np.zeros(len(frames), bool))
+        many = features.with_(
+            mcep=frames,
+            level_db=np.zeros(len(frames)),
+            log_f0=np.zeros(len(frames)),
+            voiced=np.zeros(len(frames), bool),
+        )
         out = impose(many, utterance_stats(many), target)
         np.testing.assert_allclose(out.mcep.mean(axis=0), target.mcep_mean, atol=1e-9)
         error = np.linalg.norm(np.cov(out.mcep, rowvar=False, bias=True) - target_cov) / np.linalg.norm(target_cov)
-        diagonal_error = np.linalg.norm(np.cov(impose(many, utterance_stats(many), target, full=False).mcep,
-                                               rowvar=False, bias=True) - target_cov) / np.linalg.norm(target_cov)
+        diagonal_error = np.linalg.norm(
+            np.cov(impose(many, utterance_stats(many), target, full=False).mcep, rowvar=False, bias=True) - target_cov
+        ) / np.linalg.norm(target_cov)
         assert error < 0.05 and diagonal_error > 4 * error
         out = impose(features, stats, target)
         after = utterance_stats(out)
         assert after.f0_mean == pytest.approx(target.f0_mean) and after.f0_std == pytest.approx(target.f0_std)
         np.testing.assert_array_equal(out.voiced, features.voiced)
-        f0_means.append(active_mean_f0(wf.synthesize(out)))              # heard: resynthesised, analysed again
+        f0_means.append(active_mean_f0(wf.synthesize(out)))  # heard: resynthesised, analysed again
     target_hz = float(np.exp(target.f0_mean))
     assert f0_means == pytest.approx([target_hz, target_hz], rel=0.05)
 
@@ -111,7 +126,7 @@ def test_draw_is_reproducible_per_seed_and_both_genders_come_out():
     g2, s2 = pseudo.draw(3)
     assert g1 == g2 and np.array_equal(s1.vector, s2.vector)
     draws = [pseudo.draw(seed) for seed in range(40)]
-    assert len({round(s.f0_mean, 9) for _, s in draws}) == 40           # every seed its own pseudo-speaker
+    assert len({round(s.f0_mean, 9) for _, s in draws}) == 40  # every seed its own pseudo-speaker
     genders = [g for g, _ in draws]
     assert 10 <= genders.count("female") <= 30
     # female draws are higher on average, as the fitted speakers were
@@ -126,7 +141,7 @@ def test_draw_is_reproducible_per_seed_and_both_genders_come_out():
 
 
 def test_unvoiced_input_keeps_no_f0_and_resynthesises():
-    wave = whispered(1.0, seed=1)         # no frame DIO calls voiced
+    wave = whispered(1.0, seed=1)  # no frame DIO calls voiced
     features = wf.analyse(wave, RATE)
     assert not features.voiced.any()
     stats = utterance_stats(features)
@@ -170,7 +185,7 @@ def test_stats_vector_round_trip():
     np.testing.assert_allclose(back.mcep_std, stats.mcep_std)
     assert back.f0_mean == 5.0 and back.f0_std == pytest.approx(0.2)
     with pytest.raises(ValueError):
-        Stats(stats.mcep_mean, stats.mcep_std, None, None, 0.0).vector
+        _ = Stats(stats.mcep_mean, stats.mcep_std, None, None, 0.0).vector
 
 
 def test_anonymize_loads_a_saved_sampler(tmp_path, monkeypatch):
@@ -181,8 +196,23 @@ def test_anonymize_loads_a_saved_sampler(tmp_path, monkeypatch):
     sf.write(corpus / "a.wav", speech(0.8, seed=4, **HIGH), RATE, subtype="PCM_16")
     sf.write(corpus / "b.wav", whispered(0.6, seed=1), RATE, subtype="PCM_16")
     out = tmp_path / "anon"
-    result = CliRunner().invoke(app, ["anonymize", str(corpus), "--method", "world_norm", "--checkpoint", str(model),
-                                      "--out", str(out), "--jobs", "1", "--no-progress", "--no-score"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "anonymize",
+            str(corpus),
+            "--method",
+            "world_norm",
+            "--checkpoint",
+            str(model),
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+            "--no-progress",
+            "--no-score",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = read_manifest(out).to_pylist()
     assert sorted(r["status"] for r in rows) == ["ok", "ok"]

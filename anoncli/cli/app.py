@@ -43,7 +43,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """anoncli: anonymize speech corpora (McAdams by default, no training needed)."""
 
@@ -112,7 +114,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except NoArgsIsHelpError as err:  # bare `anoncli` or a command group: the help, as before
         err.show()
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(EXIT_USAGE) from None
     except ClickException as err:  # a usage error (missing option, bad value, unknown command): one line
         context = getattr(err, "ctx", None)
         where = context.command_path if context is not None else "anoncli"

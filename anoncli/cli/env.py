@@ -23,8 +23,25 @@ import typer
 from anoncli.cli.output import FormatOption, QuietOption, check_format, emit, print_rows
 from anoncli.errors import EXIT_UNHEALTHY
 
-PACKAGES = ("torch", "torchaudio", "numpy", "numba", "soundfile", "soxr", "pyarrow", "speechbrain", "resemblyzer",
-            "pocketsphinx", "pyworld", "pystoi", "safetensors", "silero-vad", "dask", "distributed", "typer")
+PACKAGES = (
+    "torch",
+    "torchaudio",
+    "numpy",
+    "numba",
+    "soundfile",
+    "soxr",
+    "pyarrow",
+    "speechbrain",
+    "resemblyzer",
+    "pocketsphinx",
+    "pyworld",
+    "pystoi",
+    "safetensors",
+    "silero-vad",
+    "dask",
+    "distributed",
+    "typer",
+)
 
 
 def _version(package: str) -> str | None:
@@ -46,6 +63,7 @@ def _cpu_name() -> str:
 
 
 # ---- health checks: each returns a short detail string, or raises ------------------------------
+
 
 def _check_torchaudio() -> str:
     import torch
@@ -97,9 +115,13 @@ def _check_mcadams_kernel() -> str:
     if not isinstance(out, np.ndarray) or out.shape != wave.shape or not np.isfinite(out).all():
         raise RuntimeError("the compiled kernel returned a bad signal")
     state = cache_state()
-    how = ("compiled on first use and cached" if state["compiled_here"] else
-           "compiled on first use (in a child process), cached and loaded" if state["compiled_in_child"] else
-           "loaded from cache")
+    how = (
+        "compiled on first use and cached"
+        if state["compiled_here"]
+        else "compiled on first use (in a child process), cached and loaded"
+        if state["compiled_in_child"]
+        else "loaded from cache"
+    )
     return f"compiled kernel {how} in {state['cache_dir']}; ran on numpy input"
 
 
@@ -200,20 +222,28 @@ def run_checks(names: list[str] | None = None) -> list[dict[str, Any]]:
         except Exception as err:  # a broken backend is reported, whatever it raised
             first = str(err).splitlines()[0] if str(err) else ""
             detail, ok = f"{type(err).__name__}: {first}", False
-        results.append({"name": name, "ok": ok, "seconds": round(time.perf_counter() - start, 3),
-                        "needed_for": needed_for, "detail": detail})
+        results.append(
+            {
+                "name": name,
+                "ok": ok,
+                "seconds": round(time.perf_counter() - start, 3),
+                "needed_for": needed_for,
+                "detail": detail,
+            }
+        )
     return results
 
 
 def _device_info() -> dict[str, Any]:
     import torch
 
-    info: dict[str, Any] = {"cuda_available": torch.cuda.is_available(), "cuda_version": torch.version.cuda,
-                            "gpus": []}
+    info: dict[str, Any] = {"cuda_available": torch.cuda.is_available(), "cuda_version": torch.version.cuda, "gpus": []}
     if info["cuda_available"]:
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            info["gpus"].append({"index": index, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1)})
+            info["gpus"].append(
+                {"index": index, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1)}
+            )
     return info
 
 
@@ -276,36 +306,59 @@ def _local_model_checks(models: list[dict]) -> list[dict[str, Any]]:
             ok, detail = True, f"loads ({model['sha256'][:12]})"
         except AnoncliError as err:
             ok, detail = False, str(err)
-        checks.append({"name": f"model:{model['method']}", "ok": ok, "seconds": round(time.perf_counter() - started, 3),
-                       "needed_for": f"--method {model['method']} (the local model comes before the shipped one)",
-                       "detail": detail})
+        checks.append(
+            {
+                "name": f"model:{model['method']}",
+                "ok": ok,
+                "seconds": round(time.perf_counter() - started, 3),
+                "needed_for": f"--method {model['method']} (the local model comes before the shipped one)",
+                "detail": detail,
+            }
+        )
     return checks
 
 
 def _table(report: dict[str, Any]) -> None:
     device = report["device"]
     gpus = ", ".join(f"{g['name']} ({g['memory_gib']} GiB)" for g in device["gpus"]) or "none"
-    rows = [["anoncli", report["anoncli"]], ["python", f"{report['python']} ({report['executable']})"],
-            ["os", report["os"]], ["cpu", f"{report['cpu']} x {report['cpu_cores']}"],
-            ["cuda", f"{device['cuda_available']} (build {device['cuda_version']}); GPUs: {gpus}"]]
+    rows = [
+        ["anoncli", report["anoncli"]],
+        ["python", f"{report['python']} ({report['executable']})"],
+        ["os", report["os"]],
+        ["cpu", f"{report['cpu']} x {report['cpu_cores']}"],
+        ["cuda", f"{device['cuda_available']} (build {device['cuda_version']}); GPUs: {gpus}"],
+    ]
     rows += [[name, version or "not installed"] for name, version in report["packages"].items()]
     rows.append(["model store", report["model_store"]])
     print_rows("environment", ["item", "value"], rows)
     models = report["models"]
-    print_rows("models", ["method", "source", "sha256", "path"],
-               [[m["method"], m["source"], m["sha256"][:12], m["path"]] for m in models] or [["(none)", "", "", ""]])
-    print_rows("data licences of the shipped models (their weights carry these terms; see NOTICE)",
-               ["model", "training data: licence"], [[name, text] for name, text in report["data_licences"].items()])
+    print_rows(
+        "models",
+        ["method", "source", "sha256", "path"],
+        [[m["method"], m["source"], m["sha256"][:12], m["path"]] for m in models] or [["(none)", "", "", ""]],
+    )
+    print_rows(
+        "data licences of the shipped models (their weights carry these terms; see NOTICE)",
+        ["model", "training data: licence"],
+        [[name, text] for name, text in report["data_licences"].items()],
+    )
     if "checks" in report:
-        print_rows("health checks", ["backend", "ok", "seconds", "needed for", "detail"],
-                   [[c["name"], "ok" if c["ok"] else "BROKEN", c["seconds"], c["needed_for"], c["detail"]]
-                    for c in report["checks"]])
+        print_rows(
+            "health checks",
+            ["backend", "ok", "seconds", "needed for", "detail"],
+            [
+                [c["name"], "ok" if c["ok"] else "BROKEN", c["seconds"], c["needed_for"], c["detail"]]
+                for c in report["checks"]
+            ],
+        )
 
 
 def env(
     fmt: FormatOption = "table",
     quiet: QuietOption = False,
-    no_checks: bool = typer.Option(False, "--no-checks", help="Only report versions, device and models; run no health check."),
+    no_checks: bool = typer.Option(
+        False, "--no-checks", help="Only report versions, device and models; run no health check."
+    ),
 ) -> None:
     """Show versions, the device, the model store, and check that every backend works.
 
@@ -318,7 +371,9 @@ def env(
     emit(report, fmt, _table, quiet)
     broken = [c for c in report.get("checks", []) if not c["ok"]]
     for check in broken:
-        typer.echo(f"anoncli: error: backend {check['name']} is broken ({check['needed_for']}): {check['detail']}", err=True)
+        typer.echo(
+            f"anoncli: error: backend {check['name']} is broken ({check['needed_for']}): {check['detail']}", err=True
+        )
     if broken:
         raise typer.Exit(EXIT_UNHEALTHY)
 

@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -12,16 +12,40 @@ from anoncli.errors import InputError
 
 
 def inspect(
-    path: Annotated[Path, typer.Argument(metavar="PATH", help="A corpus folder, an anoncli output folder, a manifest .parquet, or a report folder.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="Output on stdout: table (for people) or json (for programs).")] = "table",
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="PATH", help="A corpus folder, an anoncli output folder, a manifest .parquet, or a report folder."
+        ),
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Output on stdout: table (for people) or json (for programs).")
+    ] = "table",
     quiet: QuietOption = False,
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file for a corpus folder.")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="Labels file for a corpus folder.")] = None,
     labels_sep: LabelsSepOption = None,
     layout: Annotated[str, typer.Option("--layout", help=layout_help())] = "auto",
-    allow_commands: Annotated[bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")] = False,
-    worst: Annotated[Optional[int], typer.Option("--worst", min=1, help="Report or output folders: list the N worst utterances by --by.")] = None,
-    by: Annotated[str, typer.Option("--by", help="The score that ranks --worst: a per-utterance column (output folders: link_cosine, asv_score, gender_p_anon, stoi, f0_r, ...) or an alias (asv.link, asv, stoi, gender).")] = "asv.link",
-    check: Annotated[bool, typer.Option("--check", help="Output folders: exit 3 when utterances are missing (from the corpus, or from the latest --files-from selection), duplicated or failed, or when an output keeps the original voice (link_cosine >= 0.999); the identity control's outputs keep it by design: they are reported as passthrough_control_outputs and do not fail the check.")] = False,
+    allow_commands: Annotated[
+        bool, typer.Option("--allow-commands", help="Allow Kaldi wav.scp entries that run shell commands.")
+    ] = False,
+    worst: Annotated[
+        int | None,
+        typer.Option("--worst", min=1, help="Report or output folders: list the N worst utterances by --by."),
+    ] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="The score that ranks --worst: a per-utterance column (output folders: link_cosine, asv_score, gender_p_anon, stoi, f0_r, ...) or an alias (asv.link, asv, stoi, gender).",
+        ),
+    ] = "asv.link",
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Output folders: exit 3 when utterances are missing (from the corpus, or from the latest --files-from selection), duplicated or failed, or when an output keeps the original voice (link_cosine >= 0.999); the identity control's outputs keep it by design: they are reported as passthrough_control_outputs and do not fail the check.",
+        ),
+    ] = False,
 ) -> None:
     """Summarise PATH: corpus (files, hours, speakers, labels), output folder or manifest (rows, failures, throughput), or report.
 
@@ -30,27 +54,45 @@ def inspect(
     from anoncli.inspection import describe
 
     check_format(fmt)
-    info = describe(path, labels=labels, layout=layout, allow_commands=allow_commands, worst=worst, by=by,
-                    check=check, labels_sep=labels_sep)
+    info = describe(
+        path,
+        labels=labels,
+        layout=layout,
+        allow_commands=allow_commands,
+        worst=worst,
+        by=by,
+        check=check,
+        labels_sep=labels_sep,
+    )
     emit(info, fmt, _print_report if info.get("kind") == "report" else _print_table, quiet)
     if check and info.get("complete") is False:
         of = f" of the {info['expected']} expected ({info['expected_from']})" if "expected" in info else ""
-        why = (f"{info.get('missing', 0)} missing{of}, {info.get('duplicated', 0)} duplicated, "
-               f"{info.get('failed_utterances', 0)} failed utterance(s)")
+        why = (
+            f"{info.get('missing', 0)} missing{of}, {info.get('duplicated', 0)} duplicated, "
+            f"{info.get('failed_utterances', 0)} failed utterance(s)"
+        )
         if info.get("no_batch_written"):
-            why = (f"0 done of {info.get('expected', 'an unknown number of')} utterance(s): its job stopped before "
-                   "the first batch was written (rerun the same anonymize command)")
+            why = (
+                f"0 done of {info.get('expected', 'an unknown number of')} utterance(s): its job stopped before "
+                "the first batch was written (rerun the same anonymize command)"
+            )
         if info.get("unmerged_batches"):
-            why += (f", {info['unmerged_batches']} batch file(s) not merged (a job was killed or is still running: "
-                    "rerun it)")
+            why += (
+                f", {info['unmerged_batches']} batch file(s) not merged (a job was killed or is still running: "
+                "rerun it)"
+            )
         if info.get("rows_not_in_corpus"):
             why += f"; {info['rows_not_in_corpus']} row(s) are of files not in the corpus"
         if info.get("passthrough_outputs"):
-            why += (f", {info['passthrough_outputs']} output(s) keep the original voice (link_cosine >= 0.999: not "
-                    f"anonymized), e.g. {', '.join(info['passthrough_examples'][:3])}")
+            why += (
+                f", {info['passthrough_outputs']} output(s) keep the original voice (link_cosine >= 0.999: not "
+                f"anonymized), e.g. {', '.join(info['passthrough_examples'][:3])}"
+            )
         if info.get("broken_outputs"):
-            why += (f", {info['broken_outputs']} output file(s) listed as done but missing or unreadable (rerun the "
-                    "same anonymize command to redo them)")
+            why += (
+                f", {info['broken_outputs']} output file(s) listed as done but missing or unreadable (rerun the "
+                "same anonymize command to redo them)"
+            )
         typer.echo(f"anoncli inspect: {path} is not complete: {why}", err=True)
         raise typer.Exit(3)
 
@@ -87,8 +129,13 @@ def _scores_table(scores: dict[str, dict]):
     for stat in stats:
         table.add_column(stat, justify="right")
     for name, entry in scores.items():
-        table.add_row(name, *("" if entry.get(s) is None else f"{entry[s]:.3f}" if isinstance(entry[s], float)
-                              else str(entry[s]) for s in stats))
+        table.add_row(
+            name,
+            *(
+                "" if entry.get(s) is None else f"{entry[s]:.3f}" if isinstance(entry[s], float) else str(entry[s])
+                for s in stats
+            ),
+        )
     return table
 
 

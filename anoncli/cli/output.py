@@ -10,15 +10,28 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 FORMATS = ("table", "json")
 
-FormatOption = Annotated[str, typer.Option("--format", help="Output on stdout: table (for people) or json (for programs).")]
-LabelsSepOption = Annotated[Optional[str], typer.Option("--labels-sep", help="Separator of a CSV labels table: one character, or 'tab' (default: sniffed from the header among , ; tab |).")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no data on stdout; only the exit code (and errors on stderr) tell the result.")]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="Output on stdout: table (for people) or json (for programs).")
+]
+LabelsSepOption = Annotated[
+    str | None,
+    typer.Option(
+        "--labels-sep",
+        help="Separator of a CSV labels table: one character, or 'tab' (default: sniffed from the header among , ; tab |).",
+    ),
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Print no data on stdout; only the exit code (and errors on stderr) tell the result."
+    ),
+]
 
 
 class StdoutClosed(Exception):

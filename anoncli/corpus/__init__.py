@@ -25,16 +25,46 @@ MIXED_SHARE = 0.1
 # Columns the manifest owns (every one of anoncli.manifest.schema's fixed fields); a label
 # column of the same name is renamed label_<name>.
 RESERVED = {
-    "utt_id", "source_path", "output_path", "features_path", "duration_s", "sample_rate", "output_sample_rate",
-    "method", "params", "seed", "status", "error", "elapsed_s", "anoncli_version", "note",
-    "source_size", "source_mtime_ns", "source_sha256",
-    "link_cosine", "asv_score", "gender_p_orig", "gender_p_anon", "emotion_p_orig", "emotion_p_anon",
-    "stoi", "f0_r", "duration_ratio", "level_change_db", "score_notes",
+    "utt_id",
+    "source_path",
+    "output_path",
+    "features_path",
+    "duration_s",
+    "sample_rate",
+    "output_sample_rate",
+    "method",
+    "params",
+    "seed",
+    "status",
+    "error",
+    "elapsed_s",
+    "anoncli_version",
+    "note",
+    "source_size",
+    "source_mtime_ns",
+    "source_sha256",
+    "link_cosine",
+    "asv_score",
+    "gender_p_orig",
+    "gender_p_anon",
+    "emotion_p_orig",
+    "emotion_p_anon",
+    "stoi",
+    "f0_r",
+    "duration_ratio",
+    "level_change_db",
+    "score_notes",
 }
 
 __all__ = [
-    "Corpus", "Utterance", "open_corpus", "describe_corpus", "LAYOUTS",
-    "utt_id_from_rel_path", "iter_audio_files", "WalkStats",
+    "Corpus",
+    "Utterance",
+    "open_corpus",
+    "describe_corpus",
+    "LAYOUTS",
+    "utt_id_from_rel_path",
+    "iter_audio_files",
+    "WalkStats",
 ]
 
 
@@ -80,8 +110,10 @@ def _text_names(utterances: list[Utterance], root: Path, notes: list[str]) -> li
         if "\\x" in texts[1] and "\\x" not in utt.rel_path:
             escaped.append(texts[1])
     if escaped:
-        message = (f"{root}: {len(escaped)} file name(s) are not UTF-8; they are recorded, and their outputs named, "
-                   f"with \\xNN for each byte that is not (first: {escaped[0]})")
+        message = (
+            f"{root}: {len(escaped)} file name(s) are not UTF-8; they are recorded, and their outputs named, "
+            f"with \\xNN for each byte that is not (first: {escaped[0]})"
+        )
         warn(message)
         notes.append(message)
     return fixed
@@ -167,11 +199,15 @@ def open_corpus(
 
     chosen, scan, notes = _choose_layout(root, layout, labels_path)
     if chosen.name == "kaldi" and labels_path is not None:
-        raise InputError(f"{labels_path}: --labels cannot be combined with a Kaldi data folder (use its utt2spk, spk2gender, text, utt2emo)")
+        raise InputError(
+            f"{labels_path}: --labels cannot be combined with a Kaldi data folder (use its utt2spk, spk2gender, text, utt2emo)"
+        )
     if scan.stats.unreadable:
         folder, reason = scan.stats.unreadable[0]
-        message = (f"{root}: {len(scan.stats.unreadable)} folder(s) cannot be read, their files are left out "
-                   f"(first: {folder}: {reason})")
+        message = (
+            f"{root}: {len(scan.stats.unreadable)} folder(s) cannot be read, their files are left out "
+            f"(first: {folder}: {reason})"
+        )
         warn(message)
         notes.append(message)
     result = chosen.load(scan, allow_commands=allow_commands, labels_file=labels_path, labels_sep=labels_sep)
@@ -203,7 +239,9 @@ def open_corpus(
     seen: dict[str, str] = {}
     for utt in utterances:
         if utt.utt_id in seen:
-            raise InputError(f"{root}: {seen[utt.utt_id]!r} and {utt.rel_path!r} give the same utterance id {utt.utt_id!r}")
+            raise InputError(
+                f"{root}: {seen[utt.utt_id]!r} and {utt.rel_path!r} give the same utterance id {utt.utt_id!r}"
+            )
         seen[utt.utt_id] = utt.rel_path
     utterances.sort(key=lambda u: u.utt_id)
     return Corpus(

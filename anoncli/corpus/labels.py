@@ -16,8 +16,8 @@ import json
 import os
 import posixpath
 import re
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from anoncli.corpus.walk import fs_name
 from anoncli.errors import InputError
@@ -26,8 +26,14 @@ KEY_COLUMNS = ("file_name", "path")
 METADATA_NAMES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 
 GENDER_VALUES = {
-    "m": "male", "male": "male", "man": "male", "masculine": "male",
-    "f": "female", "female": "female", "woman": "female", "feminine": "female",
+    "m": "male",
+    "male": "male",
+    "man": "male",
+    "masculine": "male",
+    "f": "female",
+    "female": "female",
+    "woman": "female",
+    "feminine": "female",
 }
 
 
@@ -53,8 +59,14 @@ def label_value(column: str, value) -> str | None:
 
 # Other names for the normalised label columns (Common Voice, HF datasets, lab spreadsheets).
 COLUMN_ALIASES = {
-    "speaker_id": "speaker", "spk": "speaker", "spk_id": "speaker", "client_id": "speaker",
-    "sex": "gender", "text": "transcript", "sentence": "transcript", "transcription": "transcript",
+    "speaker_id": "speaker",
+    "spk": "speaker",
+    "spk_id": "speaker",
+    "client_id": "speaker",
+    "sex": "gender",
+    "text": "transcript",
+    "sentence": "transcript",
+    "transcription": "transcript",
     "emo": "emotion",
 }
 
@@ -81,9 +93,21 @@ def normalise_columns(columns: list[str]) -> dict[str, str]:
 
 # Short codes used by Kaldi utt2emo files (VoicePrivacy 2024, IEMOCAP) and other tables.
 EMOTION_VALUES = {
-    "ang": "anger", "angry": "anger", "hap": "happiness", "happy": "happiness", "joy": "happiness",
-    "sad": "sadness", "neu": "neutral", "fea": "fear", "fearful": "fear", "dis": "disgust",
-    "disgusted": "disgust", "sur": "surprise", "surprised": "surprise", "cal": "calm", "bor": "boredom",
+    "ang": "anger",
+    "angry": "anger",
+    "hap": "happiness",
+    "happy": "happiness",
+    "joy": "happiness",
+    "sad": "sadness",
+    "neu": "neutral",
+    "fea": "fear",
+    "fearful": "fear",
+    "dis": "disgust",
+    "disgusted": "disgust",
+    "sur": "surprise",
+    "surprised": "surprise",
+    "cal": "calm",
+    "bor": "boredom",
     "bored": "boredom",
 }
 
@@ -118,27 +142,36 @@ def parse_separator(sep: str | None) -> str | None:
     if sep is None or sep == "":
         return None
     sep = _SEP_NAMES.get(sep.lower(), sep)
-    if len(sep) != 1 or sep in "\"\r\n":
+    if len(sep) != 1 or sep in '"\r\n':
         raise InputError(f"--labels-sep {sep!r}: expected one character such as ',', ';', '|' or 'tab'")
     return sep
 
 
 def _decode_text(path: Path, data: bytes) -> str:
     """UTF-8 (with or without BOM), or UTF-16/32 with a BOM; else an error naming the line."""
-    for bom, encoding in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
-                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+    for bom, encoding in (
+        (b"\xef\xbb\xbf", "utf-8-sig"),
+        (b"\xff\xfe\x00\x00", "utf-32"),
+        (b"\x00\x00\xfe\xff", "utf-32"),
+        (b"\xff\xfe", "utf-16"),
+        (b"\xfe\xff", "utf-16"),
+    ):
         if data.startswith(bom):
             try:
                 return data.decode(encoding)
             except UnicodeDecodeError as err:
-                raise InputError(f"{path}: not valid {encoding.upper()} text despite its byte order mark ({err.reason})") from None
+                raise InputError(
+                    f"{path}: not valid {encoding.upper()} text despite its byte order mark ({err.reason})"
+                ) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise InputError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[err.start]:02x} at column {column}); "
-                         "save the file as UTF-8") from None
+        raise InputError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{data[err.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        ) from None
     nul = text.find("\x00")
     if nul >= 0:
         raise InputError(f"{path}: line {text.count(chr(10), 0, nul) + 1}: holds a NUL byte (not a text file?)")
@@ -201,7 +234,7 @@ def _rows_from_csv(path: Path, sep: str | None = None) -> Iterator[tuple[str, di
                     found = ", ".join(repr(c) for c in header[:10])
                     raise InputError(f"{path}: labels need a 'file_name' or 'path' column (found: {found}){hint}")
                 continue
-            if len(fields) > len(header) and not any(f.strip() for f in fields[len(header):]):
+            if len(fields) > len(header) and not any(f.strip() for f in fields[len(header) :]):
                 fields = fields[: len(header)]  # trailing separators only
             if len(fields) != len(header):
                 raise InputError(
@@ -234,7 +267,9 @@ def _rows_from_jsonl(path: Path, sep: str | None = None) -> Iterator[tuple[str, 
             records = json.loads(text, object_pairs_hook=_no_duplicate_keys(path, 1))
         except (json.JSONDecodeError, RecursionError) as err:
             where = f"line {err.lineno}: " if isinstance(err, json.JSONDecodeError) else ""
-            raise InputError(f"{path}: {where}not a JSON array of objects ({getattr(err, 'msg', 'nested too deeply')})") from None
+            raise InputError(
+                f"{path}: {where}not a JSON array of objects ({getattr(err, 'msg', 'nested too deeply')})"
+            ) from None
         for index, row in enumerate(records, start=1):
             if not isinstance(row, dict):
                 raise InputError(f"{path}: row {index}: not a JSON object")
@@ -319,7 +354,7 @@ def _corpus_key(path: Path, where: str, raw: str, root: Path) -> str | None:
         base = posixpath.normpath(Path(os.path.abspath(root)).as_posix())
         absolute = posixpath.normpath(text)
         if absolute.startswith(base.rstrip("/") + "/"):
-            text = absolute[len(base.rstrip("/")) + 1:]
+            text = absolute[len(base.rstrip("/")) + 1 :]
     rel = PurePosixPath(text)
     normal = posixpath.normpath(text)
     if rel.is_absolute() or normal == ".." or normal.startswith("../") or re.match(r"^[A-Za-z]:", text):
@@ -332,12 +367,16 @@ def _corpus_key(path: Path, where: str, raw: str, root: Path) -> str | None:
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: {where}: {raw!r} is not a usable file name ({err})") from None
     if broken:
-        raise InputError(f"{path}: {where}: {raw!r} is a broken symbolic link "
-                         f"(points to {os.readlink(target)!r}, which does not exist)")
+        raise InputError(
+            f"{path}: {where}: {raw!r} is a broken symbolic link "
+            f"(points to {os.readlink(target)!r}, which does not exist)"
+        )
     return None  # not in this corpus (e.g. a subset of a corpus with the whole corpus's table): counted by the caller
 
 
-def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[str, dict[str, str | None]], list[str], int]:
+def load_labels(
+    path: Path, root: Path, sep: str | None = None
+) -> tuple[dict[str, dict[str, str | None]], list[str], int]:
     """Map corpus-relative posix paths to label dicts; return them, the label column names and how many
     rows name a file that is not in the corpus (left out: a subset of a corpus may keep the whole table).
 
@@ -382,7 +421,9 @@ def load_labels(path: Path, root: Path, sep: str | None = None) -> tuple[dict[st
             values["emotion"] = normalise_emotion(values["emotion"])
         labels[rel_key] = values
     if not labels:
-        raise InputError(f"{path}: none of its {len(rows)} rows names a file in {root}; the first does not exist: {first_absent}")
+        raise InputError(
+            f"{path}: none of its {len(rows)} rows names a file in {root}; the first does not exist: {first_absent}"
+        )
     return labels, [names[c] for c in columns], absent
 
 

@@ -34,11 +34,14 @@ def read_file_list(source: str | os.PathLike) -> list[tuple[int, str]]:
         raise InputError(f"--files-from {name}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise InputError(f"--files-from {name}: cannot read ({err.strerror or err})") from None
-    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        (number, line.strip())
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
-def select_files(corpus: "Corpus", entries: list[tuple[int, str]], source: str = "--files-from") -> "Corpus":
+def select_files(corpus: Corpus, entries: list[tuple[int, str]], source: str = "--files-from") -> Corpus:
     """The corpus restricted to the listed files, in the corpus's order.
 
     An entry is a path relative to the current folder or absolute (what `find`
@@ -54,13 +57,19 @@ def select_files(corpus: "Corpus", entries: list[tuple[int, str]], source: str =
     for line_no, entry in entries:
         index = _lookup(entry, root, by_path)
         if index is None:
-            where = "" if Path(entry).expanduser().is_absolute() else \
-                f" (a relative path is looked for under the current folder {Path.cwd()} and under the corpus root)"
+            where = (
+                ""
+                if Path(entry).expanduser().is_absolute()
+                else f" (a relative path is looked for under the current folder {Path.cwd()} and under the corpus root)"
+            )
             raise InputError(f"{source} line {line_no}: {entry}: not an audio file of the corpus {corpus.root}{where}")
         chosen.add(index)
     kept = [utt for index, utt in enumerate(corpus.utterances) if index in chosen]
-    return replace(corpus, utterances=kept,
-                   notes=[*corpus.notes, f"{len(kept)} of {len(corpus.utterances)} files selected by {source}"])
+    return replace(
+        corpus,
+        utterances=kept,
+        notes=[*corpus.notes, f"{len(kept)} of {len(corpus.utterances)} files selected by {source}"],
+    )
 
 
 def _keys(path: Path, root: Path, rel_path: str, source_path: str) -> set[str]:

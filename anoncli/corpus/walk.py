@@ -7,9 +7,9 @@ is walked in a few seconds, whatever the files contain.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import soundfile as sf
 

@@ -150,10 +150,12 @@ CHUNK_FRAMES = 8192
 def transform_frames(frames: torch.Tensor, alpha: torch.Tensor, order: int) -> torch.Tensor:
     """Windowed frames (F, W) -> McAdams-transformed frames (F, W), before the synthesis window."""
     if frames.shape[0] > CHUNK_FRAMES:
-        return torch.cat([
-            _transform_chunk(part, part_alpha, order)
-            for part, part_alpha in zip(frames.split(CHUNK_FRAMES), alpha.split(CHUNK_FRAMES))
-        ])
+        return torch.cat(
+            [
+                _transform_chunk(part, part_alpha, order)
+                for part, part_alpha in zip(frames.split(CHUNK_FRAMES), alpha.split(CHUNK_FRAMES))
+            ]
+        )
     return _transform_chunk(frames, alpha, order)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 SILENCE_DBFS = -60.0  # a signal whose loudest frame has an RMS below this (full scale = 0 dB) is silence
-SILENCE_FRAME = 512   # samples per frame of that test (32 ms at 16 kHz)
+SILENCE_FRAME = 512  # samples per frame of that test (32 ms at 16 kHz)
 
 
 def rms_dbfs(samples: np.ndarray) -> float:
@@ -20,7 +20,7 @@ def rms_dbfs(samples: np.ndarray) -> float:
 def _frame_powers(x: np.ndarray, hop: int) -> np.ndarray:
     """Mean power of each whole, non-overlapping `hop`-sample frame of (n,) float64 `x`: (n // hop,)."""
     frames = x.size // hop
-    return np.mean(x[:frames * hop].reshape(frames, hop) ** 2, axis=1)
+    return np.mean(x[: frames * hop].reshape(frames, hop) ** 2, axis=1)
 
 
 def loudest_frame_dbfs(samples: np.ndarray, frame: int = SILENCE_FRAME) -> float:
@@ -33,7 +33,7 @@ def loudest_frame_dbfs(samples: np.ndarray, frame: int = SILENCE_FRAME) -> float
     if x.size == 0:
         return float("-inf")
     powers = _frame_powers(x, frame)
-    tail = x[powers.size * frame:]
+    tail = x[powers.size * frame :]
     power = max(float(powers.max()) if powers.size else 0.0, float(np.mean(tail * tail)) if tail.size else 0.0)
     return 10.0 * np.log10(power) if power > 0 else float("-inf")
 
@@ -47,8 +47,9 @@ def is_silent(samples: np.ndarray) -> bool:
     return loudest_frame_dbfs(samples) < SILENCE_DBFS
 
 
-def active_span(samples: np.ndarray, sample_rate: int, floor_db: float = -40.0,
-                margin_s: float = 0.3, frame_s: float = 0.01) -> tuple[int, int]:
+def active_span(
+    samples: np.ndarray, sample_rate: int, floor_db: float = -40.0, margin_s: float = 0.3, frame_s: float = 0.01
+) -> tuple[int, int]:
     """Sample range [start, stop) from the first to the last frame within `floor_db` of the loudest frame.
 
     samples: (n,) float or int; frames of `frame_s` seconds, power in dB; the span is widened by

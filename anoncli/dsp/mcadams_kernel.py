@@ -49,7 +49,8 @@ def _writable_cache() -> None:
     if os.access(pycache if os.path.isdir(pycache) else here, os.W_OK):
         return
     root = os.environ.get("ANONCLI_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "anoncli")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "anoncli"
+    )
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(root, "numba")
 
 
@@ -73,11 +74,18 @@ def kernel_settings() -> np.ndarray:
     """
     if not 0 <= constants.LEVEL_REACH_FRAMES <= BLOCK_FRAMES:
         raise ValueError(f"LEVEL_REACH_FRAMES must be in [0, {BLOCK_FRAMES}], not {constants.LEVEL_REACH_FRAMES}")
-    return np.array([
-        constants.LPC_NOISE_FLOOR, constants.MAX_ABERTH_ITERATIONS, constants.MIN_START_RADIUS,
-        constants.REAL_ROOT_TOL, constants.ROOT_STEP_TOL, constants.START_ANGLE_OFFSET,
-        constants.LEVEL_REACH_FRAMES,
-    ], dtype=np.float64)
+    return np.array(
+        [
+            constants.LPC_NOISE_FLOOR,
+            constants.MAX_ABERTH_ITERATIONS,
+            constants.MIN_START_RADIUS,
+            constants.REAL_ROOT_TOL,
+            constants.ROOT_STEP_TOL,
+            constants.START_ANGLE_OFFSET,
+            constants.LEVEL_REACH_FRAMES,
+        ],
+        dtype=np.float64,
+    )
 
 
 # Frames per block: big enough for long SIMD loops, small enough for L2 cache.
@@ -373,9 +381,18 @@ def mcadams_overlap_add(padded, n_frames, shift, window, order, alpha, out, sett
     wi = np.empty((p + 1, nb))
     converged = np.empty(nb, dtype=np.bool_)
     work = (
-        np.empty((p, nb)), np.empty((p, nb)), np.empty((p, nb)), np.empty((p, nb)),
-        np.empty((p, nb)), np.empty((p, nb)), np.empty((p, nb)), np.empty((p, nb)),
-        np.empty((p + 1, nb)), np.empty(nb), np.empty(nb, dtype=np.int64), np.zeros(1, dtype=np.int64),
+        np.empty((p, nb)),
+        np.empty((p, nb)),
+        np.empty((p, nb)),
+        np.empty((p, nb)),
+        np.empty((p, nb)),
+        np.empty((p, nb)),
+        np.empty((p, nb)),
+        np.empty((p, nb)),
+        np.empty((p + 1, nb)),
+        np.empty(nb),
+        np.empty(nb, dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
     )
     fallbacks = 0
     block = 0
@@ -444,12 +461,20 @@ def ensure_cached(timeout_s: float = 600.0) -> bool:
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    code = ("import numpy as np; from anoncli.dsp.mcadams_kernel import kernel_settings, mcadams_overlap_add, "
-            "remove_rumble_kernel; mcadams_overlap_add(np.zeros(3), 2, 1, np.ones(2), 20, 0.8, np.zeros(3), "
-            "kernel_settings()); remove_rumble_kernel(np.zeros(3), 3)")
+    code = (
+        "import numpy as np; from anoncli.dsp.mcadams_kernel import kernel_settings, mcadams_overlap_add, "
+        "remove_rumble_kernel; mcadams_overlap_add(np.zeros(3), 2, 1, np.ones(2), 20, 0.8, np.zeros(3), "
+        "kernel_settings()); remove_rumble_kernel(np.zeros(3), 3)"
+    )
     try:
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=timeout_s,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            check=True,
+            timeout=timeout_s,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     global _compiled_in_child
@@ -469,8 +494,12 @@ def cache_state() -> dict:
     """
     stats = mcadams_overlap_add.stats
     hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
-    return {"cache_dir": stats.cache_path, "loaded_from_cache": (hits > 0) if hits or misses else None,
-            "compiled_here": misses > 0, "compiled_in_child": _compiled_in_child}
+    return {
+        "cache_dir": stats.cache_path,
+        "loaded_from_cache": (hits > 0) if hits or misses else None,
+        "compiled_here": misses > 0,
+        "compiled_in_child": _compiled_in_child,
+    }
 
 
 # Lanes of the vector sum `ordered_sum` reproduces (torch's 256-bit Vectorized<double>), and its cascade.

@@ -49,12 +49,12 @@ from anoncli.dsp.levels import is_silent
 FRAME_MS = 10.0
 FLOOR_HZ = 75.0
 CEIL_HZ = 500.0
-MIN_RUN_FRAMES = 3            # voiced runs shorter than this (< 30 ms) are spurious
-OCTAVE_TOLERANCE = 0.5        # octaves from the pair's median shift before a frame counts as an octave error
-MIN_CO_VOICED_FRAMES = 10     # 100 ms of pitch in both tracks, or no r
-MAX_EXTRA_LAG_FRAMES = 10     # lag search beyond the length difference (±100 ms)
-MIN_SAMPLES = 1024            # DIO needs a few pitch periods: 64 ms at 16 kHz
-DIO_RATE_HZ = 4000            # DIO runs on a copy resampled to this rate (F0 <= 500 Hz); StoneMask on the input
+MIN_RUN_FRAMES = 3  # voiced runs shorter than this (< 30 ms) are spurious
+OCTAVE_TOLERANCE = 0.5  # octaves from the pair's median shift before a frame counts as an octave error
+MIN_CO_VOICED_FRAMES = 10  # 100 ms of pitch in both tracks, or no r
+MAX_EXTRA_LAG_FRAMES = 10  # lag search beyond the length difference (±100 ms)
+MIN_SAMPLES = 1024  # DIO needs a few pitch periods: 64 ms at 16 kHz
+DIO_RATE_HZ = 4000  # DIO runs on a copy resampled to this rate (F0 <= 500 Hz); StoneMask on the input
 
 TOO_SHORT = "too short"
 SILENT = "silent"
@@ -183,8 +183,14 @@ def f0_correlation_from_tracks(f0_ref: np.ndarray, f0_proc: np.ndarray) -> F0Cor
         if voiced < MIN_CO_VOICED_FRAMES:
             return F0Correlation(float("nan"), co_voiced=voiced, note=f"{UNVOICED} {side}")
     diff = len(f0_proc) - len(f0_ref)
-    lags = [0] if diff == 0 else sorted(
-        range(min(0, diff) - MAX_EXTRA_LAG_FRAMES, max(0, diff) + MAX_EXTRA_LAG_FRAMES + 1), key=lambda lag: (abs(lag), lag))
+    lags = (
+        [0]
+        if diff == 0
+        else sorted(
+            range(min(0, diff) - MAX_EXTRA_LAG_FRAMES, max(0, diff) + MAX_EXTRA_LAG_FRAMES + 1),
+            key=lambda lag: (abs(lag), lag),
+        )
+    )
     overlaps = {lag: _co_voiced(f0_ref, f0_proc, lag) for lag in lags}
     most = max(len(a) for a, _ in overlaps.values())
     if most < MIN_CO_VOICED_FRAMES:

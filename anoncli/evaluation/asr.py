@@ -37,8 +37,8 @@ _PUNCT = re.compile(r"[^\w\s']+", flags=re.UNICODE)
 # at 0.57 / 0.74 CPU s and WER 38.6 / 87.8 % (silence at the edges gave insertions), with the
 # cepstral mean reset before every file so that the order of decoding never changes a hypothesis.
 DECODER_SETTINGS = {"maxhmmpf": 3000}
-TRIM_FLOOR_DB = -40.0   # frames more than 40 dB below the loudest one count as silence at the edges
-TRIM_MARGIN_S = 0.3     # seconds kept on each side of the active span
+TRIM_FLOOR_DB = -40.0  # frames more than 40 dB below the loudest one count as silence at the edges
+TRIM_MARGIN_S = 0.3  # seconds kept on each side of the active span
 
 
 def normalise_text(text: str | None) -> str:
@@ -58,7 +58,7 @@ def parse_vocabulary(spec: str | None) -> list[str] | None:
             spec = path.read_text(encoding="utf-8")
         except OSError as err:
             raise InputError(f"--vocabulary {path}: cannot read ({err.strerror or err})") from None
-    words = sorted({w for w in normalise_text(spec.replace(",", " ")).split()})
+    words = sorted(set(normalise_text(spec.replace(",", " ")).split()))
     if not words:
         raise AnoncliError("--vocabulary: no words given")
     return words
@@ -112,7 +112,9 @@ class SpeechBrainRecogniser:
     def __init__(self, folder: Path, language: str):
         folder = Path(folder)
         if not (folder / "hyperparams.yaml").is_file():
-            raise AnoncliError(f"--asr-model {folder}: not a local speechbrain model folder (no hyperparams.yaml); nothing is downloaded")
+            raise AnoncliError(
+                f"--asr-model {folder}: not a local speechbrain model folder (no hyperparams.yaml); nothing is downloaded"
+            )
         os.environ["HF_HUB_OFFLINE"] = "1"
         from speechbrain.inference.ASR import EncoderDecoderASR
 
@@ -142,8 +144,11 @@ def _recogniser(spec: tuple):
     if spec not in _RECOGNISERS:
         _RECOGNISERS.clear()
         asr_model, words, single, language = spec
-        _RECOGNISERS[spec] = (SpeechBrainRecogniser(Path(asr_model), language) if asr_model
-                              else PocketSphinxRecogniser(list(words) if words else None, single))
+        _RECOGNISERS[spec] = (
+            SpeechBrainRecogniser(Path(asr_model), language)
+            if asr_model
+            else PocketSphinxRecogniser(list(words) if words else None, single)
+        )
     return _RECOGNISERS[spec]
 
 
@@ -189,9 +194,18 @@ class HypothesisCache(KeyedFileCache):
         handle.write(json.dumps(self.entries).encode("utf-8"))
 
 
-def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], valid: np.ndarray,
-            asr_model: str | None = None, vocabulary: str | None = None, asr_language: str = "en",
-            progress: bool = True, executor=None, use_cache: bool = True):
+def run_asr(
+    pairs,
+    transcripts: list[str | None],
+    languages: list[str | None],
+    valid: np.ndarray,
+    asr_model: str | None = None,
+    vocabulary: str | None = None,
+    asr_language: str = "en",
+    progress: bool = True,
+    executor=None,
+    use_cache: bool = True,
+):
     """Word error rates of both sides. Returns (summary, per-utterance columns, notes).
 
     pairs: (utterance, anonymized path) per pair; transcripts and languages per pair; valid: (N,) bool.
@@ -216,8 +230,10 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
     skipped = with_text & ~spoken
     if skipped.any():
         langs = sorted({(languages[i] or "?") for i in np.flatnonzero(skipped)})
-        notes.append(f"asr: {int(skipped.sum())} utterances in language {', '.join(langs)} skipped: "
-                     f"{backend_name} recognises {', '.join(sorted(backend_languages))} only")
+        notes.append(
+            f"asr: {int(skipped.sum())} utterances in language {', '.join(langs)} skipped: "
+            f"{backend_name} recognises {', '.join(sorted(backend_languages))} only"
+        )
     todo = np.flatnonzero(with_text & spoken)
     if todo.size == 0:
         return None, {}, notes
@@ -240,7 +256,7 @@ def run_asr(pairs, transcripts: list[str | None], languages: list[str | None], v
         else:
             jobs.append((i, "original", str(utt.path), key))
         jobs.append((i, "anonymized", str(anon_path), None))
-    chunks = [jobs[k:k + CHUNK] for k in range(0, len(jobs), CHUNK)]
+    chunks = [jobs[k : k + CHUNK] for k in range(0, len(jobs), CHUNK)]
     bar = progress_bar(total=len(jobs), desc="asr", unit="files", enabled=progress, leave=False)
 
     def take(chunk, hypotheses) -> None:
@@ -299,10 +315,18 @@ class AsrProbe(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         config = ctx.config
         text_column = next(c for c in TRANSCRIPT_COLUMNS if c in ctx.corpus.label_columns)
-        summary, columns, notes = run_asr(ctx.pairing.pairs, ctx.labels(text_column), ctx.labels("language"),
-                                          ctx.valid, config.asr_model, config.vocabulary, config.asr_language,
-                                          progress=config.progress, executor=ctx.executor,
-                                          use_cache=config.use_cache)
+        summary, columns, notes = run_asr(
+            ctx.pairing.pairs,
+            ctx.labels(text_column),
+            ctx.labels("language"),
+            ctx.valid,
+            config.asr_model,
+            config.vocabulary,
+            config.asr_language,
+            progress=config.progress,
+            executor=ctx.executor,
+            use_cache=config.use_cache,
+        )
         if not summary:
             return ProbeResult(notes=notes)
         return ProbeResult(summary, columns, notes)
@@ -314,7 +338,11 @@ class AsrProbe(Probe):
     @classmethod
     def table_rows(cls, key: str, entry: dict) -> list[Row]:
         return [
-            (f"ASR WER % ({entry.get('backend', '')})", fmt(entry["original"]["WER"], 1),
-             fmt(entry["anonymized"]["WER"], 1), ""),
+            (
+                f"ASR WER % ({entry.get('backend', '')})",
+                fmt(entry["original"]["WER"], 1),
+                fmt(entry["anonymized"]["WER"], 1),
+                "",
+            ),
             ("ASR Aw = 100 − WER", fmt(entry["original"]["Aw"], 1), fmt(entry["anonymized"]["Aw"], 1), ""),
         ]

@@ -24,7 +24,7 @@ from anoncli.seeding import derive_seed
 CONDITIONS = ("OO", "OA", "AA")
 ENROL_FRACTION = 0.25
 MAX_ENROL = 10
-MAX_NONTARGET_MODELS = 50   # per trial utterance, so huge corpora stay O(N)
+MAX_NONTARGET_MODELS = 50  # per trial utterance, so huge corpora stay O(N)
 NEEDS_SPEAKERS = "needs at least 2 speakers with 2 or more utterances each, one to enrol and one to test"
 
 
@@ -32,8 +32,8 @@ NEEDS_SPEAKERS = "needs at least 2 speakers with 2 or more utterances each, one 
 class TrialList:
     """ASV trials: enrolment models (utterance indices per model), each model's speaker, and (model, utterance, is target) trials."""
 
-    models: dict[str, np.ndarray]       # model id -> indices of its enrolment utterances
-    model_speaker: dict[str, str]       # model id -> speaker
+    models: dict[str, np.ndarray]  # model id -> indices of its enrolment utterances
+    model_speaker: dict[str, str]  # model id -> speaker
     trials: list[tuple[str, int, bool]]  # (model id, trial utterance index, is target)
 
 
@@ -58,8 +58,10 @@ def split_enrolment(speakers: list[str | None], valid: np.ndarray, seed: int) ->
         models[spk] = np.sort(order[:n_enrol])
         tests[spk] = np.sort(order[n_enrol:])
     if len(models) < 2:
-        raise InputError(f"asv probe {NEEDS_SPEAKERS}; {len(models)} of the {len(by_speaker)} speakers of the "
-                         "decoded pairs have that many")
+        raise InputError(
+            f"asv probe {NEEDS_SPEAKERS}; {len(models)} of the {len(by_speaker)} speakers of the "
+            "decoded pairs have that many"
+        )
     names = sorted(models)
     trials = []
     for spk in names:
@@ -67,7 +69,11 @@ def split_enrolment(speakers: list[str | None], valid: np.ndarray, seed: int) ->
         rng = np.random.default_rng(derive_seed(seed, f"asv-nontarget:{spk}"))
         for index in tests[spk]:
             trials.append((spk, int(index), True))
-            picked = others if len(others) <= MAX_NONTARGET_MODELS else list(rng.choice(others, MAX_NONTARGET_MODELS, replace=False))
+            picked = (
+                others
+                if len(others) <= MAX_NONTARGET_MODELS
+                else list(rng.choice(others, MAX_NONTARGET_MODELS, replace=False))
+            )
             trials.extend((m, int(index), False) for m in picked)
     return TrialList(models, {m: m for m in models}, trials)
 
@@ -105,7 +111,9 @@ def read_kaldi_trials(path: Path, utt_ids: list[str], speakers: list[str | None]
         else:
             enrol = [i for i, s in enumerate(speakers) if s == model and i not in tested]
             if not enrol:
-                raise InputError(f"{path}: model {model!r} is neither an utterance nor a speaker with non-trial utterances")
+                raise InputError(
+                    f"{path}: model {model!r} is neither an utterance nor a speaker with non-trial utterances"
+                )
             models[model] = np.array(enrol)
             model_speaker[model] = model
     return TrialList(models, model_speaker, rows)
@@ -133,8 +141,16 @@ def score_trials(trial_list: TrialList, enrol_embeddings: np.ndarray, test_embed
     return np.einsum("ij,ij->i", matrix[rows], test_embeddings[cols]).astype(np.float64)
 
 
-def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray, speakers: list[str | None],
-            utt_ids: list[str], conditions=CONDITIONS, n_boot: int = 200, seed: int = 0):
+def run_asv(
+    trial_list: TrialList,
+    original: np.ndarray,
+    anonymized: np.ndarray,
+    speakers: list[str | None],
+    utt_ids: list[str],
+    conditions=CONDITIONS,
+    n_boot: int = 200,
+    seed: int = 0,
+):
     """Return (summary, trial columns for trials.parquet, per-utterance columns, per-speaker EERs)."""
     sides = {"O": original, "A": anonymized}
     is_target = np.array([t for _, _, t in trial_list.trials])
@@ -156,8 +172,13 @@ def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray,
 
         low, high = metrics.bootstrap_ci(boot, test_speaker, n_boot=n_boot, seed=seed)
         summary[cond] = {
-            "EER": eer, "eer": metrics.normalised_eer(eer), "minDCF": dcf, "threshold": threshold,
-            "EER_ci": [low, high], "n_target": int(is_target.sum()), "n_nontarget": int((~is_target).sum()),
+            "EER": eer,
+            "eer": metrics.normalised_eer(eer),
+            "minDCF": dcf,
+            "threshold": threshold,
+            "EER_ci": [low, high],
+            "n_target": int(is_target.sum()),
+            "n_nontarget": int((~is_target).sum()),
         }
         columns["condition"].append(np.full(len(scores), cond, dtype=object))
         columns["model"].append(model_array)
@@ -178,19 +199,28 @@ def run_asv(trial_list: TrialList, original: np.ndarray, anonymized: np.ndarray,
     return summary, trials, per_utt, per_speaker
 
 
-ROLES = {"OO": "enrolled on original audio, tested on original audio (the verifier itself)",
-         "OA": "ignorant: enrolled on original audio, tested on anonymized audio",
-         "AA": "lazy-informed: enrolled on anonymized audio, tested on anonymized audio"}
+ROLES = {
+    "OO": "enrolled on original audio, tested on original audio (the verifier itself)",
+    "OA": "ignorant: enrolled on original audio, tested on anonymized audio",
+    "AA": "lazy-informed: enrolled on anonymized audio, tested on anonymized audio",
+}
 
 
 def asv_protocol(backend: str, trials: str) -> dict:
     """How the ASV attacker was built: a pretrained encoder (nothing trained on this data), its trials, its audio."""
-    family = f"{backend} speaker encoder (pretrained; nothing trained on this data), cosine to the L2-normalised " \
-             "mean enrolment embedding"
-    return {"family": family, "trained_on": None, "training": f"not trained here; trials: {trials}", "trials": trials,
-            "attackers": dict(ROLES),
-            "text": f"asv: {family}; trials: {trials}; OA {ROLES['OA'].split(': ', 1)[1]}; "
-                    f"AA {ROLES['AA'].split(': ', 1)[1]}"}
+    family = (
+        f"{backend} speaker encoder (pretrained; nothing trained on this data), cosine to the L2-normalised "
+        "mean enrolment embedding"
+    )
+    return {
+        "family": family,
+        "trained_on": None,
+        "training": f"not trained here; trials: {trials}",
+        "trials": trials,
+        "attackers": dict(ROLES),
+        "text": f"asv: {family}; trials: {trials}; OA {ROLES['OA'].split(': ', 1)[1]}; "
+        f"AA {ROLES['AA'].split(': ', 1)[1]}",
+    }
 
 
 class AsvProbe(Probe):
@@ -211,8 +241,10 @@ class AsvProbe(Probe):
         if not ctx.config.trials:  # the seeded split enrols and tests each speaker on different utterances
             counts = Counter(speakers)
             if sum(n >= 2 for n in counts.values()) < 2:
-                return [], [f"asv: not probed ({NEEDS_SPEAKERS}; {sum(n >= 2 for n in counts.values())} of the "
-                            f"{len(counts)} speakers have that many)"]
+                return [], [
+                    f"asv: not probed ({NEEDS_SPEAKERS}; {sum(n >= 2 for n in counts.values())} of the "
+                    f"{len(counts)} speakers have that many)"
+                ]
         return [cls()], []
 
     def expected(self) -> dict:
@@ -231,16 +263,29 @@ class AsvProbe(Probe):
             except InputError as err:  # the labels allowed it, but too many pairs could not be decoded
                 return ProbeResult(None, notes=[f"asv: not probed ({err})"])
         summary, trials, columns, per_speaker = run_asv(
-            trial_list, data.original.embeddings, data.anonymized.embeddings, ctx.speakers, ctx.utt_ids,
-            n_boot=config.n_boot, seed=config.seed)
+            trial_list,
+            data.original.embeddings,
+            data.anonymized.embeddings,
+            ctx.speakers,
+            ctx.utt_ids,
+            n_boot=config.n_boot,
+            seed=config.seed,
+        )
         summary["backend"] = ctx.backend_name
-        summary["trials"] = "kaldi file " + str(config.trials) if config.trials else (
-            f"seeded split: {ENROL_FRACTION:.0%} of each speaker's utterances (1..{MAX_ENROL}) enrol")
+        summary["trials"] = (
+            "kaldi file " + str(config.trials)
+            if config.trials
+            else (f"seeded split: {ENROL_FRACTION:.0%} of each speaker's utterances (1..{MAX_ENROL}) enrol")
+        )
         is_target, conds, scores = trials["target"], trials["condition"], trials["score"]
         trial_scores = {c: (scores[(conds == c) & is_target], scores[(conds == c) & ~is_target]) for c in CONDITIONS}
-        return ProbeResult(summary, columns, trials=trials,
-                           plots={"trial_scores": trial_scores, "per_speaker": per_speaker},
-                           protocol=asv_protocol(ctx.backend_name, summary["trials"]))
+        return ProbeResult(
+            summary,
+            columns,
+            trials=trials,
+            plots={"trial_scores": trial_scores, "per_speaker": per_speaker},
+            protocol=asv_protocol(ctx.backend_name, summary["trials"]),
+        )
 
     @classmethod
     def table_rows(cls, key: str, entry: dict) -> list[Row]:
@@ -249,8 +294,10 @@ class AsvProbe(Probe):
             return entry.get(condition, {}).get(figure)
 
         return [
-            (f"ASV EER % ({entry.get('backend', '')})",
-             *(fmt(get(c, "EER")) + fmt_ci(entry.get(c, {}), "EER") for c in CONDITIONS)),
+            (
+                f"ASV EER % ({entry.get('backend', '')})",
+                *(fmt(get(c, "EER")) + fmt_ci(entry.get(c, {}), "EER") for c in CONDITIONS),
+            ),
             ("ASV eer (normalised, 100 = private)", *(fmt(get(c, "eer")) for c in CONDITIONS)),
             ("ASV minDCF", *(fmt(get(c, "minDCF"), 3) for c in CONDITIONS)),
         ]

@@ -20,17 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+from anoncli.atomic import atomic_path, atomic_write_json
 from anoncli.errors import AnoncliError, InputError
 from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt, fmt_ci
 from anoncli.scoring import metrics
 from anoncli.scoring.probe import make_folds
 from anoncli.seeding import derive_seed
-from anoncli.atomic import atomic_path, atomic_write_json
 
 ATTACKERS = ("original", "ignorant", "informed")
 MAX_CLASSES = 50
 MAX_FOLDS = 5
-L2_C = 0.1                       # inverse regularisation strength (sklearn's C), chosen on emodb-dev
+L2_C = 0.1  # inverse regularisation strength (sklearn's C), chosen on emodb-dev
 TEXT_COLUMNS = {"transcript", "text", "sentence", "words", "label_utt_id", "utt_id", "file_name", "path"}
 BINARY_NAMES = {"gender", "sex"}  # binary attributes reported as GR / gr as in GenGAN
 
@@ -44,7 +44,9 @@ class ProbeSpec:
     note: str = ""
 
 
-def candidate_columns(label_rows: list[dict], speakers: list[str | None], columns: list[str]) -> tuple[list[ProbeSpec], list[str]]:
+def candidate_columns(
+    label_rows: list[dict], speakers: list[str | None], columns: list[str]
+) -> tuple[list[ProbeSpec], list[str]]:
     """Label columns that can be probed, and a note for each one that cannot.
 
     A column qualifies with 2..MAX_CLASSES classes; for columns other than
@@ -74,7 +76,9 @@ def candidate_columns(label_rows: list[dict], speakers: list[str | None], column
                     speakers_of.setdefault(v, set()).add(s)
             kept = [v for v in present if len(speakers_of.get(v, ())) >= 2]
         if len(present) > MAX_CLASSES and column == "speaker":
-            notes.append(f"speaker: {len(present)} speakers; closed-set speaker ID is probed up to {MAX_CLASSES} (see the asv probe)")
+            notes.append(
+                f"speaker: {len(present)} speakers; closed-set speaker ID is probed up to {MAX_CLASSES} (see the asv probe)"
+            )
         elif len(present) > MAX_CLASSES:
             notes.append(f"{column}: {len(present)} distinct values, not a categorical label (max {MAX_CLASSES})")
         elif len(kept) < 2:
@@ -104,6 +108,7 @@ def _measurement_range(values: list[str]) -> tuple[float, float] | None:
 
 # ---------------------------------------------------------------- the classifier
 
+
 class LogisticHead:
     """Standardisation + multinomial logistic regression (L2, L-BFGS), applied as a torch module.
 
@@ -119,7 +124,7 @@ class LogisticHead:
         self.scale = torch.ones(n_features)
         self.c = c
 
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, max_iter: int = 500) -> "LogisticHead":
+    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0, max_iter: int = 500) -> LogisticHead:
         """Fit with scikit-learn's L-BFGS solver (fast in numpy), then hold the weights as torch tensors."""
         import warnings
 
@@ -164,11 +169,15 @@ class LogisticHead:
 
     def state_dict(self) -> dict:
         """Weights, bias, feature mean and scale as tensors (what `save_attacker` stores)."""
-        return {"weight": self.linear.weight.detach().clone(), "bias": self.linear.bias.detach().clone(),
-                "mean": self.mean.clone(), "scale": self.scale.clone()}
+        return {
+            "weight": self.linear.weight.detach().clone(),
+            "bias": self.linear.bias.detach().clone(),
+            "mean": self.mean.clone(),
+            "scale": self.scale.clone(),
+        }
 
     @classmethod
-    def from_state_dict(cls, state: dict, c: float = L2_C) -> "LogisticHead":
+    def from_state_dict(cls, state: dict, c: float = L2_C) -> LogisticHead:
         """A head rebuilt from `state_dict()` output."""
         import torch
 
@@ -183,9 +192,19 @@ class LogisticHead:
 
 # ---------------------------------------------------------------- the probe
 
-def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str | None], x_original: np.ndarray,
-                  x_anonymized: np.ndarray, valid: np.ndarray, seed: int = 0, n_boot: int = 200,
-                  attackers=ATTACKERS, extra: tuple[list, np.ndarray, np.ndarray] | None = None):
+
+def run_attribute(
+    spec: ProbeSpec,
+    labels: list[str | None],
+    speakers: list[str | None],
+    x_original: np.ndarray,
+    x_anonymized: np.ndarray,
+    valid: np.ndarray,
+    seed: int = 0,
+    n_boot: int = 200,
+    attackers=ATTACKERS,
+    extra: tuple[list, np.ndarray, np.ndarray] | None = None,
+):
     """Cross-validated attackers for one label column; returns (summary, per-utterance columns, confusions).
 
     `extra` = (labels, (M, F) original features, (M, F) anonymized features)
@@ -233,9 +252,16 @@ def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str 
         if "informed" in attackers:
             probs["informed"][test] = heads["A"].predict_proba(x_anonymized[idx][test])
 
-    summary, per_utt, confusions = {"classes": spec.classes, "n": int(len(idx)),
-                                     "split": "within-speaker folds" if is_speaker else "speaker-disjoint folds",
-                                     "folds": len(folds)}, {}, {}
+    summary, per_utt, confusions = (
+        {
+            "classes": spec.classes,
+            "n": int(len(idx)),
+            "split": "within-speaker folds" if is_speaker else "speaker-disjoint folds",
+            "folds": len(folds),
+        },
+        {},
+        {},
+    )
     if spec.note:
         summary["note"] = spec.note
     summary["speakers"] = len(set(spk.tolist()))
@@ -248,12 +274,20 @@ def run_attribute(spec: ProbeSpec, labels: list[str | None], speakers: list[str 
         acc = metrics.accuracy(y[scored], pred[scored])
         chance = _chance(y, scored)
         entry = {
-            "acc": acc, "uar": metrics.uar(y[scored], pred[scored]), "chance": chance,
+            "acc": acc,
+            "uar": metrics.uar(y[scored], pred[scored]),
+            "chance": chance,
             "norm": metrics.normalised_accuracy(acc, chance),
             "auc": metrics.roc_auc(y[scored], p[scored], k) if scored.sum() else float("nan"),
         }
-        entry["acc_ci"] = list(metrics.bootstrap_ci(lambda ix: metrics.accuracy(y[ix][scored[ix]], pred[ix][scored[ix]]),
-                                                    spk, n_boot=n_boot, seed=seed))
+        entry["acc_ci"] = list(
+            metrics.bootstrap_ci(
+                lambda ix, y=y, pred=pred, scored=scored: metrics.accuracy(y[ix][scored[ix]], pred[ix][scored[ix]]),
+                spk,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        )
         if spec.column in BINARY_NAMES and k == 2:
             # GenGAN's formula with its fixed 50 %, so figures compare with the paper's table.
             entry["GR"], entry["gr"] = acc, metrics.normalised_accuracy(acc, 50.0)
@@ -284,9 +318,11 @@ def _chance(y: np.ndarray, scored: np.ndarray) -> float:
     return 100.0 * float(np.bincount(tested).max()) / tested.size
 
 
-ROLES = {"original": "trained on original audio, tested on original audio (is the label learnable at all?)",
-         "ignorant": "trained on original audio, tested on anonymized audio",
-         "informed": "trained on anonymized audio, tested on anonymized audio"}
+ROLES = {
+    "original": "trained on original audio, tested on original audio (is the label learnable at all?)",
+    "ignorant": "trained on original audio, tested on anonymized audio",
+    "informed": "trained on anonymized audio, tested on anonymized audio",
+}
 
 
 def attacker_protocol(column: str, summary: dict, n_features: int, attacker=None) -> dict:
@@ -295,30 +331,52 @@ def attacker_protocol(column: str, summary: dict, n_features: int, attacker=None
     `summary`: the column's `run_attribute` summary (n, speakers, folds, split,
     extra_training); `attacker`: the run's `AttackerData` (--attacker-data) or None.
     """
-    family = f"multinomial logistic regression (L2, C = {L2_C}) on {n_features} features per utterance " \
-             "(resemblyzer speaker embedding, log-mel and prosody statistics)"
-    evaluated = {"utterances": summary["n"], "speakers": summary.get("speakers"), "folds": summary["folds"],
-                 "split": summary["split"]}
+    family = (
+        f"multinomial logistic regression (L2, C = {L2_C}) on {n_features} features per utterance "
+        "(resemblyzer speaker embedding, log-mel and prosody statistics)"
+    )
+    evaluated = {
+        "utterances": summary["n"],
+        "speakers": summary.get("speakers"),
+        "folds": summary["folds"],
+        "split": summary["split"],
+    }
     split = "split within speakers: closed-set speaker identification" if column == "speaker" else "speaker-disjoint"
-    trained = (f"each fold on the other folds of the evaluated set ({summary['n']} utterances, "
-               f"{summary.get('speakers')} speakers, {summary['folds']} folds, {split})")
+    trained = (
+        f"each fold on the other folds of the evaluated set ({summary['n']} utterances, "
+        f"{summary.get('speakers')} speakers, {summary['folds']} folds, {split})"
+    )
     extra = None
     if attacker is None:
         trained += ", and on no other corpus (no --attacker-data)"
     elif column == "speaker":
         trained += "; --attacker-data is not used for speaker identification"
     else:
-        used = [s for s, row in zip(attacker.speakers, attacker.label_rows)
-                if row.get(column) in summary["classes"]] if summary.get("extra_training") else []
-        extra = {"original": attacker.original, "anonymized": attacker.anonymized,
-                 "utterances": int(summary.get("extra_training", 0)), "speakers": len(set(used))}
-        trained += (f", plus {extra['utterances']} utterances of {extra['speakers']} other speakers of "
-                    f"--attacker-data {attacker.original} (its anonymized copy {attacker.anonymized} "
-                    "for the informed attacker)")
+        used = (
+            [s for s, row in zip(attacker.speakers, attacker.label_rows) if row.get(column) in summary["classes"]]
+            if summary.get("extra_training")
+            else []
+        )
+        extra = {
+            "original": attacker.original,
+            "anonymized": attacker.anonymized,
+            "utterances": int(summary.get("extra_training", 0)),
+            "speakers": len(set(used)),
+        }
+        trained += (
+            f", plus {extra['utterances']} utterances of {extra['speakers']} other speakers of "
+            f"--attacker-data {attacker.original} (its anonymized copy {attacker.anonymized} "
+            "for the informed attacker)"
+        )
     roles = dict(ROLES)
-    return {"family": family, "trained_on": {"evaluated": evaluated, "extra": extra}, "training": f"trained {trained}",
-            "attackers": roles, "text": f"{column} attackers: {family}; trained {trained}; "
-                                        f"ignorant: {roles['ignorant']}; informed: {roles['informed']}"}
+    return {
+        "family": family,
+        "trained_on": {"evaluated": evaluated, "extra": extra},
+        "training": f"trained {trained}",
+        "attackers": roles,
+        "text": f"{column} attackers: {family}; trained {trained}; "
+        f"ignorant: {roles['ignorant']}; informed: {roles['informed']}",
+    }
 
 
 def binary_roc_inputs(classes: list[str], labels: list[str | None], columns: dict) -> dict:
@@ -374,11 +432,22 @@ class AttributeProbe(Probe):
         labels = ctx.labels(self.name)
         extra = None
         if ctx.attacker is not None:
-            extra = ([row.get(self.name) for row in ctx.attacker.label_rows], ctx.attacker.x_original,
-                     ctx.attacker.x_anonymized)
+            extra = (
+                [row.get(self.name) for row in ctx.attacker.label_rows],
+                ctx.attacker.x_original,
+                ctx.attacker.x_anonymized,
+            )
         summary, columns, confusion = run_attribute(
-            self.spec, labels, ctx.speakers, ctx.data.original.features, ctx.data.anonymized.features, ctx.valid,
-            seed=ctx.config.seed, n_boot=ctx.config.n_boot, extra=extra)
+            self.spec,
+            labels,
+            ctx.speakers,
+            ctx.data.original.features,
+            ctx.data.anonymized.features,
+            ctx.valid,
+            seed=ctx.config.seed,
+            n_boot=ctx.config.n_boot,
+            extra=extra,
+        )
         plots = {"confusions": {self.name: confusion}}
         if len(self.spec.classes) == 2:
             plots["roc_inputs"] = {self.name: binary_roc_inputs(self.spec.classes, labels, columns)}
@@ -395,8 +464,10 @@ class AttributeProbe(Probe):
         chance = entry["original"].get("chance")
         label = "gr" if "gr" in entry["ignorant"] else "normalised"
         return [
-            (f"{key} accuracy % ({k} classes, chance {fmt(chance, 1)})",
-             *(fmt(entry[a].get("acc"), 1) + fmt_ci(entry[a], "acc") for a in ATTACKERS)),
+            (
+                f"{key} accuracy % ({k} classes, chance {fmt(chance, 1)})",
+                *(fmt(entry[a].get("acc"), 1) + fmt_ci(entry[a], "acc") for a in ATTACKERS),
+            ),
             (f"{key} UAR %", *(fmt(entry[a].get("uar"), 1) for a in ATTACKERS)),
             (f"{key} {label} (100 = private)", *(fmt(entry[a].get("gr", entry[a].get("norm")), 1) for a in ATTACKERS)),
             (f"{key} ROC AUC", *(fmt(entry[a].get("auc"), 3) for a in ATTACKERS)),
@@ -445,8 +516,8 @@ def train_attribute(options) -> dict:
 
     import torch
 
-    from anoncli.scoring.embeddings import ResemblyzerBackend
     from anoncli.evaluation.extraction import extract
+    from anoncli.scoring.embeddings import ResemblyzerBackend
 
     if not options.label:
         raise AnoncliError("--method attribute needs --label COLUMN (the label the attacker learns)")
@@ -457,7 +528,9 @@ def train_attribute(options) -> dict:
     started = time.time()
     corpus = options.open_corpus()
     if options.label not in corpus.label_columns:
-        raise InputError(f"--label {options.label!r}: not a label column of {options.corpus} (columns: {', '.join(corpus.label_columns) or 'none'})")
+        raise InputError(
+            f"--label {options.label!r}: not a label column of {options.corpus} (columns: {', '.join(corpus.label_columns) or 'none'})"
+        )
     pairs = [(u, u.path) for u in corpus.utterances]
     backend = ResemblyzerBackend()
     data = extract(pairs, backend, backend, need_signal=False, need_attr=True, corpus_root=corpus.root)
@@ -472,11 +545,25 @@ def train_attribute(options) -> dict:
     keep = np.array([data.ok[i] and labels[i] in spec.classes for i in range(len(labels))])
     y = np.array([spec.classes.index(labels[i]) for i in np.flatnonzero(keep)])
     head = LogisticHead(x.shape[1], len(spec.classes)).fit(x[keep], y, derive_seed(options.seed, "final"))
-    config = {"kind": MODEL_KIND, "label": spec.column, "classes": spec.classes, "c": L2_C,
-              "features": "resemblyzer-256+logmel-160+prosody-17", "n_features": int(x.shape[1]),
-              "corpus": str(corpus.root.resolve()), "n_train": int(keep.sum()), "seed": options.seed,
-              "cross_validated": summary["original"]}
+    config = {
+        "kind": MODEL_KIND,
+        "label": spec.column,
+        "classes": spec.classes,
+        "c": L2_C,
+        "features": "resemblyzer-256+logmel-160+prosody-17",
+        "n_features": int(x.shape[1]),
+        "corpus": str(corpus.root.resolve()),
+        "n_train": int(keep.sum()),
+        "seed": options.seed,
+        "cross_validated": summary["original"],
+    }
     save_attacker(out, head, config)
-    return {"out": str(out), "label": spec.column, "classes": spec.classes, "n_train": int(keep.sum()),
-            "cv_accuracy": summary["original"]["acc"], "cv_chance": summary["original"]["chance"],
-            "seconds": round(time.time() - started, 1)}
+    return {
+        "out": str(out),
+        "label": spec.column,
+        "classes": spec.classes,
+        "n_train": int(keep.sum()),
+        "cv_accuracy": summary["original"]["acc"],
+        "cv_chance": summary["original"]["chance"],
+        "seconds": round(time.time() - started, 1),
+    }

@@ -30,10 +30,10 @@ CHUNK = 32
 class SideArrays:
     """Per-utterance quantities of one side (original or anonymized), aligned with the pairs."""
 
-    embeddings: np.ndarray | None        # (N, D) from the ASV backend, L2-normalised
+    embeddings: np.ndarray | None  # (N, D) from the ASV backend, L2-normalised
     attacker_embeddings: np.ndarray | None  # (N, 256) resemblyzer, inside the attacker features
-    features: np.ndarray | None          # (N, F) attribute attackers' input
-    durations: np.ndarray                # (N,) seconds
+    features: np.ndarray | None  # (N, F) attribute attackers' input
+    durations: np.ndarray  # (N,) seconds
     f0: list[np.ndarray] | None
 
 
@@ -43,14 +43,14 @@ class Extracted:
 
     original: SideArrays
     anonymized: SideArrays
-    signal: dict[str, np.ndarray]        # stoi, f0_r, lsd_db, duration_ratio, level_change_db per pair
-    ok: np.ndarray                       # (N,) bool: both files decoded
+    signal: dict[str, np.ndarray]  # stoi, f0_r, lsd_db, duration_ratio, level_change_db per pair
+    ok: np.ndarray  # (N,) bool: both files decoded
     errors: list[str]
-    timings: dict[str, float]            # seconds per stage: decode, embed, f0+features, signal
-    notes: list[dict[str, str]]          # per pair: {"link.cosine" or "signal.<name>": why that score is NaN}
+    timings: dict[str, float]  # seconds per stage: decode, embed, f0+features, signal
+    notes: list[dict[str, str]]  # per pair: {"link.cosine" or "signal.<name>": why that score is NaN}
     # per pair: the anonymize run's link_cosine (resemblyzer) when its manifest had one, else NaN; None: no manifest scores
     manifest_link: np.ndarray | None = None
-    reused: int = 0                      # pairs whose signal scores came from the manifest
+    reused: int = 0  # pairs whose signal scores came from the manifest
     # pair index -> (side, reason): "original" or "anonymized", the file that could not be decoded into finite audio
     unreadable: dict[int, tuple[str, str]] = field(default_factory=dict)
 
@@ -157,22 +157,31 @@ class OriginalCache(KeyedFileCache):
         data = np.load(self.path, allow_pickle=False)
         keys = data["keys"].tolist()
         offsets = data["f0_offsets"]
-        return {key: {
-            "embedding": data["embeddings"][i], "attacker_embedding": data["attacker_embeddings"][i],
-            "features": data["features"][i], "duration": float(data["durations"][i]),
-            "f0": data["f0"][offsets[i]:offsets[i + 1]],
-        } for i, key in enumerate(keys)}
+        return {
+            key: {
+                "embedding": data["embeddings"][i],
+                "attacker_embedding": data["attacker_embeddings"][i],
+                "features": data["features"][i],
+                "duration": float(data["durations"][i]),
+                "f0": data["f0"][offsets[i] : offsets[i + 1]],
+            }
+            for i, key in enumerate(keys)
+        }
 
     def _write(self, handle) -> None:
         keys = sorted(self.entries)
         f0s = [self.entries[k]["f0"] for k in keys]
         offsets = np.concatenate([[0], np.cumsum([len(f) for f in f0s])]).astype(np.int64)
-        np.savez(handle, keys=np.array(keys), f0_offsets=offsets,
-                     f0=np.concatenate(f0s) if f0s else np.zeros(0),
-                     embeddings=np.stack([self.entries[k]["embedding"] for k in keys]),
-                     attacker_embeddings=np.stack([self.entries[k]["attacker_embedding"] for k in keys]),
-                     features=np.stack([self.entries[k]["features"] for k in keys]),
-                     durations=np.array([self.entries[k]["duration"] for k in keys]))
+        np.savez(
+            handle,
+            keys=np.array(keys),
+            f0_offsets=offsets,
+            f0=np.concatenate(f0s) if f0s else np.zeros(0),
+            embeddings=np.stack([self.entries[k]["embedding"] for k in keys]),
+            attacker_embeddings=np.stack([self.entries[k]["attacker_embedding"] for k in keys]),
+            features=np.stack([self.entries[k]["features"] for k in keys]),
+            durations=np.array([self.entries[k]["duration"] for k in keys]),
+        )
 
 
 def _describe(waves, durations, backend, attacker_backend, need_attr: bool, timings: dict) -> list[dict]:
@@ -210,7 +219,7 @@ def build_backends(asv_model: str | None, need_embed: bool, need_attr: bool):
 @dataclass
 class _ChunkResult:
     indices: list[int]
-    original: dict[int, dict]      # entries computed here (not from the cache)
+    original: dict[int, dict]  # entries computed here (not from the cache)
     anonymized: dict[int, dict]
     signal: dict[int, dict[str, float]]
     errors: list[str]
@@ -230,20 +239,31 @@ def _load_finite(path: Path) -> tuple[np.ndarray, float]:
     return wave, duration
 
 
-def _pair_signal(w_o: np.ndarray, d_o: float, w_a: np.ndarray, d_a: float, f0_o: np.ndarray,
-                 f0_a: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
+def _pair_signal(
+    w_o: np.ndarray, d_o: float, w_a: np.ndarray, d_a: float, f0_o: np.ndarray, f0_a: np.ndarray
+) -> tuple[dict[str, float], dict[str, str]]:
     """The signal scores of one decoded pair and the reasons for those that are NaN."""
     scores: dict[str, float] = signal_metrics.pair_scores(w_o, w_a, FEATURE_RATE, f0_o, f0_a)
     scores["lsd_db"] = signal_metrics.log_spectral_distance(w_o, w_a, FEATURE_RATE)
     scores["stoi_lag_ms"] = 1000 * getattr(scores["stoi"], "lag_s", float("nan"))
     scores["duration_ratio"] = signal_metrics.duration_ratio(d_o, d_a)  # from the file headers
-    notes = {f"signal.{name}": value.note for name, value in scores.items()
-             if isinstance(value, signal_metrics.Score) and value.note}
+    notes = {
+        f"signal.{name}": value.note
+        for name, value in scores.items()
+        if isinstance(value, signal_metrics.Score) and value.note
+    }
     return {name: float(value) for name, value in scores.items()}, notes
 
 
-def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict], backend, attacker_backend,
-                   need_signal: bool, need_attr: bool, known: dict[int, dict] | None = None) -> _ChunkResult:
+def _extract_chunk(
+    chunk: list[tuple[int, Path, Path]],
+    cached: dict[int, dict],
+    backend,
+    attacker_backend,
+    need_signal: bool,
+    need_attr: bool,
+    known: dict[int, dict] | None = None,
+) -> _ChunkResult:
     """Decode and describe one chunk of (index, original path, anonymized path).
 
     `known`: pair index -> the manifest's scores (`manifest_scores`); those
@@ -267,8 +287,14 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
     todo = [i for i in loaded if i not in cached]
     computed: dict[int, dict] = {}
     if todo:
-        described = _describe([loaded[i][0][0] for i in todo], [loaded[i][0][1] for i in todo], backend,
-                              attacker_backend, need_attr, timings)
+        described = _describe(
+            [loaded[i][0][0] for i in todo],
+            [loaded[i][0][1] for i in todo],
+            backend,
+            attacker_backend,
+            need_attr,
+            timings,
+        )
         computed = dict(zip(todo, described))
     indices = list(loaded)
     anonymized: dict[int, dict] = {}
@@ -279,8 +305,14 @@ def _extract_chunk(chunk: list[tuple[int, Path, Path]], cached: dict[int, dict],
         problem = signal_metrics.pair_problem(w_o, w_a, FEATURE_RATE, signal_metrics.MIN_SECONDS)
         notes[i] = {"link.cosine": problem} if problem else {}
     if indices:
-        described = _describe([loaded[i][1][0] for i in indices], [loaded[i][1][1] for i in indices], backend,
-                              attacker_backend, need_attr, timings)
+        described = _describe(
+            [loaded[i][1][0] for i in indices],
+            [loaded[i][1][1] for i in indices],
+            backend,
+            attacker_backend,
+            need_attr,
+            timings,
+        )
         for i, entry in zip(indices, described):
             anonymized[i] = entry
             if need_signal:
@@ -316,9 +348,19 @@ def _extract_chunk_in_worker(chunk, cached, asv_model, need_embed, need_signal, 
     return _extract_chunk(chunk, cached, *_WORKER_BACKENDS[key], need_signal, need_attr, known)
 
 
-def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_attr: bool = True,
-            use_cache: bool = True, corpus_root: Path | None = None, progress: bool = True,
-            executor=None, backend_spec: tuple | None = None, known: list[dict | None] | None = None) -> Extracted:
+def extract(
+    pairs,
+    backend,
+    attacker_backend,
+    need_signal: bool = True,
+    need_attr: bool = True,
+    use_cache: bool = True,
+    corpus_root: Path | None = None,
+    progress: bool = True,
+    executor=None,
+    backend_spec: tuple | None = None,
+    known: list[dict | None] | None = None,
+) -> Extracted:
     """Decode every pair once and compute all per-utterance quantities.
 
     `known` (per pair, from `manifest_scores`): scores the anonymize run
@@ -387,8 +429,9 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
         submitted = {}
         for start in range(0, n, CHUNK):
             chunk, cached, chunk_known = chunk_and_cached(start)
-            future = executor.submit(_extract_chunk_in_worker, chunk, cached, asv_model, need_embed, need_signal,
-                                     need_attr, chunk_known)
+            future = executor.submit(
+                _extract_chunk_in_worker, chunk, cached, asv_model, need_embed, need_signal, need_attr, chunk_known
+            )
             submitted[future] = (chunk, cached)
         pending = set(submitted)
         while pending:
@@ -403,8 +446,18 @@ def extract(pairs, backend, attacker_backend, need_signal: bool = True, need_att
     if any(known):
         link = np.array([entry["link_cosine"][0] if entry and "link_cosine" in entry else np.nan for entry in known])
     reused = sum(1 for i, entry in enumerate(known) if entry and ok[i]) if need_signal else 0
-    return Extracted(_stack(orig_entries, ok), _stack(anon_entries, ok), signal, ok, errors, timings, notes,
-                     link, reused, dict(sorted(unreadable.items())))
+    return Extracted(
+        _stack(orig_entries, ok),
+        _stack(anon_entries, ok),
+        signal,
+        ok,
+        errors,
+        timings,
+        notes,
+        link,
+        reused,
+        dict(sorted(unreadable.items())),
+    )
 
 
 def _stack(entries: list[dict | None], ok: np.ndarray) -> SideArrays:
@@ -421,7 +474,9 @@ def _stack(entries: list[dict | None], ok: np.ndarray) -> SideArrays:
         return np.stack([e[name] if e is not None else zero for e in entries]).astype(np.float32)
 
     return SideArrays(
-        embeddings=stack("embedding"), attacker_embeddings=stack("attacker_embedding"), features=stack("features"),
+        embeddings=stack("embedding"),
+        attacker_embeddings=stack("attacker_embedding"),
+        features=stack("features"),
         durations=np.array([e["duration"] if e is not None else np.nan for e in entries]),
         f0=[e["f0"] if e is not None else np.zeros(0) for e in entries],
     )

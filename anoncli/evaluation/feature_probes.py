@@ -29,8 +29,8 @@ writes them under stable keys (`stable_summary`), e.g.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -45,12 +45,13 @@ __all__ = ["evaluate_features", "default_probes", "FeatureProbe", "method_labels
 GENERIC_FEATURE_PROBES = ("utility:gender", "attacker:speaker|gender")
 
 
-
 class NoHeldOutUtterances(ValueError):
     """Every utterance with a feature output is of a speaker the model saw: there is nothing unseen to measure."""
 
-def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0,
-                      labels: dict | None = None):
+
+def evaluate_features(
+    original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0, labels: dict | None = None
+):
     """Train utility heads and attackers on intercepted outputs; return per-utterance rows and a summary.
 
     Args:
@@ -103,8 +104,9 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
         frame = frame[frame["status"] == "ok"]
     frame = held_out_rows(frame, anonymized_dir)
     if frame.empty:
-        raise NoHeldOutUtterances("every utterance is of a speaker the model saw in training or validation, "
-                                  "and those are left out")
+        raise NoHeldOutUtterances(
+            "every utterance is of a speaker the model saw in training or validation, and those are left out"
+        )
     if "utt_id" in frame:  # folds follow row order: the manifest's order (batches finish in any order) must not
         frame = frame.sort_values("utt_id", kind="stable")  # change the figures
     frame = frame.reset_index(drop=True)
@@ -172,16 +174,25 @@ def evaluate_features(original_corpus, anonymized_dir, manifest_table, probes=No
                 per_group[value or "all"] = {"skipped": str(err)}
                 continue
             for k, i in enumerate(idx):
-                rows.append({"utt_id": frame.loc[i, "utt_id"], "probe": probe, "label": result["label"][k],
-                             "predicted": result["predicted"][k], "correct": result["label"][k] == result["predicted"][k],
-                             "score": float(result["score"][k])})
+                rows.append(
+                    {
+                        "utt_id": frame.loc[i, "utt_id"],
+                        "probe": probe,
+                        "label": result["label"][k],
+                        "predicted": result["predicted"][k],
+                        "correct": result["label"][k] == result["predicted"][k],
+                        "score": float(result["score"][k]),
+                    }
+                )
             entry = {k: result[k] for k in ("accuracy", "chance", "auc", "auc_ovr", "n", "classes", "model")}
             # with one speaker per class a random split lets the head learn the speakers: say so
             entry["folds"] = fold_kind
             if kind != "utility":
                 entry["normalised"] = normalised_accuracy(result["accuracy"], result["chance"], full=1.0)
             per_group[value or "all"] = entry
-        summary[probe] = _combine(per_group) if group_column else per_group.get("all", {"skipped": "fewer than two classes"})
+        summary[probe] = (
+            _combine(per_group) if group_column else per_group.get("all", {"skipped": "fewer than two classes"})
+        )
     return rows, summary
 
 
@@ -195,8 +206,15 @@ def _combine(per_group: dict[str, dict]) -> dict:
     chance = sum(v["chance"] * v["n"] for v in scored.values()) / n
     aucs = [(v.get("auc_ovr"), v["n"]) for v in scored.values() if v.get("auc_ovr") is not None]
     auc = sum(a * k for a, k in aucs) / sum(k for _, k in aucs) if aucs else None
-    return {"accuracy": acc, "chance": chance, "auc": None, "auc_ovr": auc, "n": n,
-            "normalised": normalised_accuracy(acc, chance, full=1.0), "groups": per_group}
+    return {
+        "accuracy": acc,
+        "chance": chance,
+        "auc": None,
+        "auc_ovr": auc,
+        "n": n,
+        "normalised": normalised_accuracy(acc, chance, full=1.0),
+        "groups": per_group,
+    }
 
 
 def _speaker_groups_if_speaker_level(frame, column: str):
@@ -318,8 +336,11 @@ def method_labels(method: str) -> dict:
     utility = getattr(cls, "utility_label", None)
     if not utility:
         return dict(GENERIC_LABELS)
-    return {"utility": utility, "private": getattr(cls, "private_label", None),
-            "within": getattr(cls, "private_within", None)}
+    return {
+        "utility": utility,
+        "private": getattr(cls, "private_label", None),
+        "within": getattr(cls, "private_within", None),
+    }
 
 
 def resolve_labels(method: str, utility: str | None = None, private: str | None = None) -> dict:
@@ -378,8 +399,12 @@ def stable_summary(raw: dict, labels: dict) -> dict:
     asked for (`speech` also when the corpus only has `speech_present`).
     """
     out: dict = {"labels": {k: v for k, v in labels.items() if v}}
-    names = {"utility": "utility", "attacker": "attacker", "attacker-audio": "attacker_audio",
-             "attacker-unmasked": "attacker_unmasked"}
+    names = {
+        "utility": "utility",
+        "attacker": "attacker",
+        "attacker-audio": "attacker_audio",
+        "attacker-unmasked": "attacker_unmasked",
+    }
     asked = {labels.get("utility"), labels.get("private")}
     for probe, entry in raw.items():
         if probe == "sdr":
@@ -402,8 +427,10 @@ def stable_summary(raw: dict, labels: dict) -> dict:
             figures.pop("normalised", None)
         if within:
             figures["within"] = within
-            figures["groups"] = {g: {k: v for k, v in e.items() if k in ("accuracy", "chance", "auc", "auc_ovr", "n")}
-                                 for g, e in entry.get("groups", {}).items()}
+            figures["groups"] = {
+                g: {k: v for k, v in e.items() if k in ("accuracy", "chance", "auc", "auc_ovr", "n")}
+                for g, e in entry.get("groups", {}).items()
+            }
         out.setdefault(section, {})[column] = figures
     out["probes"] = raw
     return out
@@ -427,29 +454,50 @@ def _sdr_probe(frame, anonymized_dir: Path, original_corpus) -> tuple[list[dict]
         value = sdr_db(ref.samples, est_samples)
         # the same measure for the untouched mixture: how much the mask improved on doing nothing
         mixture = read_audio(Path(original_corpus) / row["source_path"])
-        baseline = sdr_db(ref.samples, resample(torch.from_numpy(mixture.samples), mixture.sample_rate, ref.sample_rate).numpy())
+        baseline = sdr_db(
+            ref.samples, resample(torch.from_numpy(mixture.samples), mixture.sample_rate, ref.sample_rate).numpy()
+        )
         values.append(value)
         inputs.append(baseline)
-        rows.append({"utt_id": row["utt_id"], "probe": "sdr", "label": None, "predicted": None,
-                     "correct": None, "score": value, "sdr_db": value, "sdr_input_db": baseline})
+        rows.append(
+            {
+                "utt_id": row["utt_id"],
+                "probe": "sdr",
+                "label": None,
+                "predicted": None,
+                "correct": None,
+                "score": value,
+                "sdr_db": value,
+                "sdr_input_db": baseline,
+            }
+        )
     if not values:
         return [], {"skipped": "no audio outputs with a clean event stem"}
     summary = {"sdr_db_mean": float(np.mean(values)), "sdr_db_median": float(np.median(values)), "n": len(values)}
     if "speech_present" in frame:
         # Without speech the input SDR is unbounded; report separation where there is something to separate.
-        flags = {r["utt_id"]: str(v).strip().lower() in ("1", "true", "yes")
-                 for r, v in zip(frame.to_dict("records"), frame["speech_present"])}
+        flags = {
+            r["utt_id"]: str(v).strip().lower() in ("1", "true", "yes")
+            for r, v in zip(frame.to_dict("records"), frame["speech_present"])
+        }
         speech = [i for i, r in enumerate(rows) if flags.get(r["utt_id"])]
         silent = [i for i, r in enumerate(rows) if not flags.get(r["utt_id"])]
         if speech:
-            summary.update({"sdr_db_mean_with_speech": float(np.mean([values[i] for i in speech])),
-                            "sdr_input_db_mean_with_speech": float(np.mean([inputs[i] for i in speech])),
-                            "n_with_speech": len(speech)})
+            summary.update(
+                {
+                    "sdr_db_mean_with_speech": float(np.mean([values[i] for i in speech])),
+                    "sdr_input_db_mean_with_speech": float(np.mean([inputs[i] for i in speech])),
+                    "n_with_speech": len(speech),
+                }
+            )
         if silent:
-            summary.update({"sdr_db_mean_without_speech": float(np.mean([values[i] for i in silent])),
-                            "n_without_speech": len(silent)})
+            summary.update(
+                {
+                    "sdr_db_mean_without_speech": float(np.mean([values[i] for i in silent])),
+                    "n_without_speech": len(silent),
+                }
+            )
     return rows, summary
-
 
 
 class FeatureProbe(Probe):
@@ -479,8 +527,9 @@ class FeatureProbe(Probe):
             frame = frame[frame["status"] == "ok"]
         probes = label_probes(labels, _feature_column(frame) is not None, frame, declared_probes(method)[1])
         try:
-            rows, summary = evaluate_features(ctx.config.original, ctx.config.anonymized, table, probes=probes,
-                                              seed=ctx.config.seed)
+            rows, summary = evaluate_features(
+                ctx.config.original, ctx.config.anonymized, table, probes=probes, seed=ctx.config.seed
+            )
         except (NotImplementedError, NoHeldOutUtterances) as err:
             return ProbeResult(notes=[f"features: not evaluated ({err})"])
         # the raw entries stay under their probe names ("utility:gender", ...) next to the stable keys
@@ -493,8 +542,12 @@ class FeatureProbe(Probe):
         from anoncli.evaluation.probes import fmt
 
         rows = []
-        for section, title in (("utility", "service"), ("attacker", "attacker"), ("attacker_audio", "attacker on audio"),
-                               ("attacker_unmasked", "attacker on unmasked input")):
+        for section, title in (
+            ("utility", "service"),
+            ("attacker", "attacker"),
+            ("attacker_audio", "attacker on audio"),
+            ("attacker_unmasked", "attacker on unmasked input"),
+        ):
             for column, figures in (entry.get(section) or {}).items():
                 if "accuracy" not in figures:
                     continue

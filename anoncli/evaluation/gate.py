@@ -33,8 +33,8 @@ class Condition:
     """One parsed gate condition: its text, the figure as written and as resolved, the operator and the threshold."""
 
     text: str
-    name: str       # as written
-    resolved: str   # the summary figure it refers to
+    name: str  # as written
+    resolved: str  # the summary figure it refers to
     op: str
     threshold: float
 
@@ -64,15 +64,29 @@ SCALES = {
     "GR": Scale("accuracy in %, 50 = chance", 0.0, 100.0, chance=50.0),
     "gr": Scale("normalised 0-100 = 100 - 2·|GR - 50|, 100 = chance", 0.0, 100.0),
     "minDCF": Scale("normalised minDCF, 1 = no better than rejecting every trial", 0.0),
-    "acc": _PERCENT, "uar": _PERCENT, "chance": _PERCENT, "norm": _PRIVACY,
+    "acc": _PERCENT,
+    "uar": _PERCENT,
+    "chance": _PERCENT,
+    "norm": _PRIVACY,
     "auc": Scale("ROC AUC 0-1, 0.5 = chance", 0.0, 1.0),
-    "WER": Scale("%", 0.0), "Aw": Scale("100 - WER, %", high=100.0),
-    "stoi": Scale("STOI, at most 1", -1.0, 1.0), "f0_r": Scale("Pearson r, -1 to 1", -1.0, 1.0),
-    "cosine_mean": _UNIT, "cosine_median": _UNIT,
-    "lsd_db": Scale("dB", 0.0), "level_change_db": Scale("dB"), "G_VD": Scale("dB"),
+    "WER": Scale("%", 0.0),
+    "Aw": Scale("100 - WER, %", high=100.0),
+    "stoi": Scale("STOI, at most 1", -1.0, 1.0),
+    "f0_r": Scale("Pearson r, -1 to 1", -1.0, 1.0),
+    "cosine_mean": _UNIT,
+    "cosine_median": _UNIT,
+    "lsd_db": Scale("dB", 0.0),
+    "level_change_db": Scale("dB"),
+    "G_VD": Scale("dB"),
     "duration_ratio": Scale("output/original duration", 0.0),
-    "n": _COUNT, "n_target": _COUNT, "n_nontarget": _COUNT, "passthrough": _COUNT, "cosine_missing": _COUNT,
-    "cosine_from_manifest": _COUNT, "folds": _COUNT, "speakers": _COUNT,
+    "n": _COUNT,
+    "n_target": _COUNT,
+    "n_nontarget": _COUNT,
+    "passthrough": _COUNT,
+    "cosine_missing": _COUNT,
+    "cosine_from_manifest": _COUNT,
+    "folds": _COUNT,
+    "speakers": _COUNT,
 }
 
 
@@ -93,7 +107,7 @@ def case_twin(figure: str, names) -> str | None:
 
 
 def describe_scale(figure: str, names=()) -> str:
-    """" (EER in %, 50 = chance; asv.OA.eer is normalised 0-100 = ..., 100 = chance)": the scale of a figure and
+    """ " (EER in %, 50 = chance; asv.OA.eer is normalised 0-100 = ..., 100 = chance)": the scale of a figure and
     of its case twin among `names`, for a gate message; "" when neither is known."""
     parts = []
     scale = scale_of(figure)
@@ -137,8 +151,14 @@ def resolve(name: str, flat: dict[str, float], aliases: dict[str, str]) -> str |
     return candidate if candidate in flat else None
 
 
-def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred: tuple[str, ...] = (),
-               aliases: dict[str, str] | None = None, skipped: Sequence[str] = ()) -> list[Condition]:
+def parse_gate(
+    text: str,
+    summary: dict,
+    expected: dict | None = None,
+    deferred: tuple[str, ...] = (),
+    aliases: dict[str, str] | None = None,
+    skipped: Sequence[str] = (),
+) -> list[Condition]:
     """Parse and resolve every condition; an unknown name or a bad condition is a usage error.
 
     `expected` (a skeleton of the summary the chosen probes will produce) lets
@@ -171,17 +191,24 @@ def parse_gate(text: str, summary: dict, expected: dict | None = None, deferred:
             continue
         scale = scale_of(resolved)
         if scale is not None and not scale.low <= number <= scale.high:
-            bounds = f"{scale.low:g} to {scale.high:g}" if math.isfinite(scale.low) and math.isfinite(scale.high) \
+            bounds = (
+                f"{scale.low:g} to {scale.high:g}"
+                if math.isfinite(scale.low) and math.isfinite(scale.high)
                 else (f"at least {scale.low:g}" if math.isfinite(scale.low) else f"at most {scale.high:g}")
-            raise AnoncliError(f"--gate {part.strip()!r}: {number:g} is outside the range of {resolved}, "
-                               f"{bounds}{describe_scale(resolved, flat)}")
+            )
+            raise AnoncliError(
+                f"--gate {part.strip()!r}: {number:g} is outside the range of {resolved}, "
+                f"{bounds}{describe_scale(resolved, flat)}"
+            )
         conditions.append(Condition(part.strip(), name, resolved, op, number))
     for name in unknown:
         reason = next((note for note in skipped if note.startswith(f"{name.partition('.')[0]}: ")), None)
         if reason is not None:
             raise AnoncliError(f"--gate: {name!r} cannot be measured on this corpus ({reason})")
     if unknown:
-        raise AnoncliError(f"--gate: unknown figure {', '.join(map(repr, unknown))}; valid names: {', '.join(figure_names(summary))}")
+        raise AnoncliError(
+            f"--gate: unknown figure {', '.join(map(repr, unknown))}; valid names: {', '.join(figure_names(summary))}"
+        )
     return conditions
 
 
@@ -193,8 +220,10 @@ def beyond_chance(conditions: list[Condition], names) -> list[str]:
         scale = scale_of(cond.resolved)
         if scale is None or scale.chance is None or cond.op not in (">=", ">") or cond.threshold <= scale.chance:
             continue
-        lines.append(f"--gate {cond.text!r}: {cond.resolved} above {scale.chance:g} means an attacker worse than "
-                     f"chance{describe_scale(cond.resolved, names)}")
+        lines.append(
+            f"--gate {cond.text!r}: {cond.resolved} above {scale.chance:g} means an attacker worse than "
+            f"chance{describe_scale(cond.resolved, names)}"
+        )
     return lines
 
 
@@ -232,16 +261,34 @@ def protocol_of(figure: str, protocols: dict[str, dict]) -> str | None:
     return f"{who}{protocol['family']}; {protocol['training']}"
 
 
-def gate_record(conditions: list[Condition], failed: list[tuple[Condition, float]], summary: dict,
-                protocols: dict[str, dict], passed: bool, unreadable: int = 0, allow_missing: int = 0) -> dict:
+def gate_record(
+    conditions: list[Condition],
+    failed: list[tuple[Condition, float]],
+    summary: dict,
+    protocols: dict[str, dict],
+    passed: bool,
+    unreadable: int = 0,
+    allow_missing: int = 0,
+) -> dict:
     """summary.json meta.gate: whether the gate passed, and per condition its figure, the measured value, whether
     it held and the attacker protocol it was checked under."""
     flat = flatten(summary)
     failing = {id(cond) for cond, _ in failed}
-    return {"passed": passed, "unreadable_pairs": unreadable, "allow_missing": allow_missing,
-            "conditions": [{"condition": cond.text, "figure": cond.resolved, "measured": flat.get(cond.resolved),
-                            "passed": id(cond) not in failing, "protocol": protocol_of(cond.resolved, protocols)}
-                           for cond in conditions]}
+    return {
+        "passed": passed,
+        "unreadable_pairs": unreadable,
+        "allow_missing": allow_missing,
+        "conditions": [
+            {
+                "condition": cond.text,
+                "figure": cond.resolved,
+                "measured": flat.get(cond.resolved),
+                "passed": id(cond) not in failing,
+                "protocol": protocol_of(cond.resolved, protocols),
+            }
+            for cond in conditions
+        ],
+    }
 
 
 def check_syntax(text: str) -> None:

@@ -69,8 +69,10 @@ def run_linkability(original: np.ndarray, anonymized: np.ndarray, speakers: list
     """
     cos = np.full(len(valid), np.nan)
     cos[valid] = link_cosines(original[valid], anonymized[valid])
-    summary = {"cosine_mean": float(np.mean(cos[valid])) if valid.any() else float("nan"),
-               "cosine_median": float(np.median(cos[valid])) if valid.any() else float("nan")}
+    summary = {
+        "cosine_mean": float(np.mean(cos[valid])) if valid.any() else float("nan"),
+        "cosine_median": float(np.median(cos[valid])) if valid.any() else float("nan"),
+    }
     keep = valid & np.array([s is not None for s in speakers])
     spk = np.array([s for s, k in zip(speakers, keep) if k])
     counts = Counter(spk.tolist())
@@ -78,8 +80,10 @@ def run_linkability(original: np.ndarray, anonymized: np.ndarray, speakers: list
     if len(counts) < 2:
         why = f"needs 2 or more speakers with a scored pair, {len(counts)} here"
     elif max(counts.values()) < 2:
-        why = ("needs a speaker with 2 or more scored utterances (S's diagonal compares different utterances of "
-               f"one speaker); each of the {len(counts)} speakers has one")
+        why = (
+            "needs a speaker with 2 or more scored utterances (S's diagonal compares different utterances of "
+            f"one speaker); each of the {len(counts)} speakers has one"
+        )
     else:
         s_oo, names = similarity_matrix(original[keep], original[keep], spk)
         s_aa, _ = similarity_matrix(anonymized[keep], anonymized[keep], spk)
@@ -89,8 +93,11 @@ def run_linkability(original: np.ndarray, anonymized: np.ndarray, speakers: list
         if d_oo > ZERO and d_aa > ZERO:
             summary["G_VD"] = float(10 * np.log10(d_aa / d_oo))
         else:
-            why = ("D_diag_oo is 0: the original speakers are not distinguishable" if d_oo <= ZERO else
-                   "D_diag_aa is 0: no speaker is distinguishable after anonymization (G_VD → −∞)")
+            why = (
+                "D_diag_oo is 0: the original speakers are not distinguishable"
+                if d_oo <= ZERO
+                else "D_diag_aa is 0: no speaker is distinguishable after anonymization (G_VD → −∞)"
+            )
     if why:
         summary["G_VD"], summary["G_VD_note"] = float("nan"), why
     return summary, {"link.cosine": cos}, matrices
@@ -105,8 +112,10 @@ def passthrough_note(summary: dict, cosines: np.ndarray, utt_ids: list[str]) -> 
         return []
     summary["passthrough_utts"] = flagged
     more = f"; and {len(flagged) - 3} more" if len(flagged) > 3 else ""
-    note = (f"linkability: {len(flagged)} of {len(utt_ids)} outputs keep the original voice (link cosine ≥ "
-            f"{PASSTHROUGH_COSINE}: not anonymized; linkability.passthrough_utts): {'; '.join(flagged[:3])}{more}")
+    note = (
+        f"linkability: {len(flagged)} of {len(utt_ids)} outputs keep the original voice (link cosine ≥ "
+        f"{PASSTHROUGH_COSINE}: not anonymized; linkability.passthrough_utts): {'; '.join(flagged[:3])}{more}"
+    )
     warn(note)
     return [note]
 
@@ -122,16 +131,19 @@ class LinkabilityProbe(Probe):
     gate_aliases = {"link": "linkability", "linkability": "linkability"}
 
     def expected(self) -> dict:
-        return dict.fromkeys(("cosine_mean", "cosine_median", "cosine_missing", "D_diag_oo", "D_diag_aa", "G_VD",
-                              "passthrough"), float("nan"))
+        return dict.fromkeys(
+            ("cosine_mean", "cosine_median", "cosine_missing", "D_diag_oo", "D_diag_aa", "G_VD", "passthrough"),
+            float("nan"),
+        )
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         data, valid = ctx.data, ctx.valid
         # a silent or too short pair has an embedding, but its cosine says nothing: NaN, noted
         scoreable = valid & np.array(["link.cosine" not in pair_notes for pair_notes in data.notes], dtype=bool)
-        summary, columns, _ = run_linkability(data.original.embeddings, data.anonymized.embeddings, ctx.speakers,
-                                              scoreable)
-        measured = columns["link.cosine"].copy()   # of the files as they are now (an output may be overwritten since)
+        summary, columns, _ = run_linkability(
+            data.original.embeddings, data.anonymized.embeddings, ctx.speakers, scoreable
+        )
+        measured = columns["link.cosine"].copy()  # of the files as they are now (an output may be overwritten since)
         reused = data.manifest_link if ctx.backend_name == "resemblyzer" else None
         if reused is not None:  # the anonymize run's own link_cosine (same encoder) where its manifest has one
             cos = columns["link.cosine"]
@@ -150,8 +162,14 @@ class LinkabilityProbe(Probe):
     def table_rows(cls, key: str, entry: dict) -> list[Row]:
         rows = [("link cosine original↔anonymized (mean)", "", fmt(entry.get("cosine_mean"), 3), "")]
         if entry.get("passthrough"):
-            rows.append((f"outputs that keep the original voice (link cosine ≥ {PASSTHROUGH_COSINE})", "",
-                         str(entry["passthrough"]), ""))
+            rows.append(
+                (
+                    f"outputs that keep the original voice (link cosine ≥ {PASSTHROUGH_COSINE})",
+                    "",
+                    str(entry["passthrough"]),
+                    "",
+                )
+            )
         if "G_VD" in entry:
             rows.append(("voice distinctiveness G_VD dB", "", fmt(entry.get("G_VD"), 2), ""))
         return rows

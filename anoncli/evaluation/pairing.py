@@ -23,13 +23,13 @@ FEATURE_SUFFIXES = (".npy",)
 class Pairing:
     """Original utterances paired with their anonymized files, how they were paired, and notes on what was left out."""
 
-    pairs: list[tuple[Utterance, Path]]           # (original utterance, anonymized audio file)
-    source: str                                   # "manifest" or "relative-paths"
-    feature_outputs: bool = False                 # the method wrote feature vectors, not audio
-    manifest_table: object | None = None          # pyarrow.Table when source == "manifest"
+    pairs: list[tuple[Utterance, Path]]  # (original utterance, anonymized audio file)
+    source: str  # "manifest" or "relative-paths"
+    feature_outputs: bool = False  # the method wrote feature vectors, not audio
+    manifest_table: object | None = None  # pyarrow.Table when source == "manifest"
     methods: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    unpaired: int = 0                             # original utterances with no anonymized output in the folder
+    unpaired: int = 0  # original utterances with no anonymized output in the folder
 
 
 def has_manifest(folder: Path) -> bool:
@@ -53,7 +53,9 @@ def pair_by_manifest(corpus: Corpus, anonymized: Path) -> Pairing:
     for needed in ("source_path", "output_path", "status"):
         if needed not in columns:
             raise InputError(f"{anonymized}: manifest has no {needed!r} column")
-    rows = table.select([c for c in ("utt_id", "source_path", "output_path", "features_path", "status", "method") if c in columns]).to_pylist()
+    rows = table.select(
+        [c for c in ("utt_id", "source_path", "output_path", "features_path", "status", "method") if c in columns]
+    ).to_pylist()
     # Manifests record where each input was read (a Kaldi wav.scp file, not the output name).
     by_rel = {**{u.rel_path: u for u in corpus.utterances}, **{u.source_path: u for u in corpus.utterances}}
     pairs, notes, methods = [], [], set()
@@ -85,13 +87,17 @@ def pair_by_manifest(corpus: Corpus, anonymized: Path) -> Pairing:
     if failed:
         notes.append(f"{failed} manifest rows have status 'failed' and are not evaluated")
     if missing_source:
-        notes.append(f"{missing_source} manifest rows name a source file that is not among the files evaluated from {corpus.root}")
+        notes.append(
+            f"{missing_source} manifest rows name a source file that is not among the files evaluated from {corpus.root}"
+        )
     if missing_output:
         notes.append(f"{missing_output} manifest rows name an output file that does not exist")
     unpaired = sum(u.utt_id not in covered for u in corpus.utterances)
     if unpaired:
-        notes.append(f"{unpaired} of {len(corpus.utterances)} original files have no anonymized output in {anonymized} "
-                     "(not done yet, failed or missing): the figures cover the others only")
+        notes.append(
+            f"{unpaired} of {len(corpus.utterances)} original files have no anonymized output in {anonymized} "
+            "(not done yet, failed or missing): the figures cover the others only"
+        )
     pairs.sort(key=lambda p: p[0].utt_id)
     return Pairing(pairs, "manifest", feature_outputs, table, sorted(methods), notes, unpaired)
 
@@ -103,7 +109,9 @@ def pair_by_relative_path(corpus: Corpus, anonymized: Path) -> Pairing:
     found: dict[str, str] = {}
     for rel in iter_audio_files(anonymized):
         found.setdefault(_stem_key(rel), rel)
-    pairs = [(u, anonymized / found[_stem_key(u.rel_path)]) for u in corpus.utterances if _stem_key(u.rel_path) in found]
+    pairs = [
+        (u, anonymized / found[_stem_key(u.rel_path)]) for u in corpus.utterances if _stem_key(u.rel_path) in found
+    ]
     notes = []
     missing = len(corpus.utterances) - len(pairs)
     if missing:
@@ -119,13 +127,24 @@ def pair_corpus(corpus: Corpus, anonymized: str | Path) -> Pairing:
     anonymized = Path(anonymized)
     if not anonymized.is_dir():
         raise InputError(f"{anonymized}: no such folder")
-    pairing = pair_by_manifest(corpus, anonymized) if has_manifest(anonymized) else pair_by_relative_path(corpus, anonymized)
+    pairing = (
+        pair_by_manifest(corpus, anonymized) if has_manifest(anonymized) else pair_by_relative_path(corpus, anonymized)
+    )
     table = pairing.manifest_table
-    if not pairing.pairs and not pairing.feature_outputs and table is not None and table.num_rows \
-            and table.column("source_path").null_count == table.num_rows:
-        raise InputError(f"{anonymized}: a pseudonymized run (its manifest names no source files), which cannot be "
-                         "paired with the originals; evaluate a run made without --pseudonymize, then release it "
-                         "with `anoncli export --pseudonymize`")
+    if (
+        not pairing.pairs
+        and not pairing.feature_outputs
+        and table is not None
+        and table.num_rows
+        and table.column("source_path").null_count == table.num_rows
+    ):
+        raise InputError(
+            f"{anonymized}: a pseudonymized run (its manifest names no source files), which cannot be "
+            "paired with the originals; evaluate a run made without --pseudonymize, then release it "
+            "with `anoncli export --pseudonymize`"
+        )
     if not pairing.pairs and not pairing.feature_outputs:
-        raise InputError(f"{anonymized}: no file pairs with an utterance of {corpus.root} (paths must mirror the original corpus)")
+        raise InputError(
+            f"{anonymized}: no file pairs with an utterance of {corpus.root} (paths must mirror the original corpus)"
+        )
     return pairing

@@ -66,24 +66,28 @@ class AttackerData:
 
     def describe(self) -> dict:
         """summary.json meta.attacker_data: the folders, utterance and speaker counts."""
-        return {"original": self.original, "anonymized": self.anonymized, "n": len(self.speakers),
-                "speakers": len(set(self.speakers))}
+        return {
+            "original": self.original,
+            "anonymized": self.anonymized,
+            "n": len(self.speakers),
+            "speakers": len(set(self.speakers)),
+        }
 
 
 @dataclass
 class ProbeContext:
     """What a probe may read: the run's settings, the corpus, the pairs and (once run) the extraction."""
 
-    config: Any                          # EvaluateConfig: seed, n_boot, trials, asr_model, progress, ...
-    corpus: Any                          # anoncli.corpus.Corpus of the original files
-    pairing: Any                         # evaluation.pairing.Pairing: (utterance, anonymized path) pairs, manifest
-    utts: list                           # the paired utterances, in pair order
-    speakers: list[str | None]           # speaker label per pair
-    label_rows: list[dict]               # labels per pair
-    data: Any = None                     # evaluation.extraction.Extracted, set after the extraction pass
-    backend_name: str = ""               # the speaker-embedding backend that made data's embeddings
-    executor: Any = None                 # a concurrent.futures-style pool when --jobs > 1 (or Dask), else None
-    attacker: "AttackerData | None" = None  # --attacker-data: more speakers for the attribute attackers to learn from
+    config: Any  # EvaluateConfig: seed, n_boot, trials, asr_model, progress, ...
+    corpus: Any  # anoncli.corpus.Corpus of the original files
+    pairing: Any  # evaluation.pairing.Pairing: (utterance, anonymized path) pairs, manifest
+    utts: list  # the paired utterances, in pair order
+    speakers: list[str | None]  # speaker label per pair
+    label_rows: list[dict]  # labels per pair
+    data: Any = None  # evaluation.extraction.Extracted, set after the extraction pass
+    backend_name: str = ""  # the speaker-embedding backend that made data's embeddings
+    executor: Any = None  # a concurrent.futures-style pool when --jobs > 1 (or Dask), else None
+    attacker: AttackerData | None = None  # --attacker-data: more speakers for the attribute attackers to learn from
 
     @property
     def utt_ids(self) -> list[str]:
@@ -104,11 +108,11 @@ class ProbeContext:
 class ProbeResult:
     """A probe's contribution to the report."""
 
-    summary: dict | None = None          # summary.json[probe.name]; None writes no section
+    summary: dict | None = None  # summary.json[probe.name]; None writes no section
     columns: dict[str, Any] = field(default_factory=dict)  # per-utterance columns of scores.parquet
     notes: list[str] = field(default_factory=list)
-    trials: dict | None = None           # columns of trials.parquet (the ASV probe)
-    plots: dict[str, Any] = field(default_factory=dict)    # inputs of report.make_plots, merged by kind:
+    trials: dict | None = None  # columns of trials.parquet (the ASV probe)
+    plots: dict[str, Any] = field(default_factory=dict)  # inputs of report.make_plots, merged by kind:
     # "trial_scores" {condition: (target, nontarget)}, "per_speaker" {condition: {speaker: EER}},
     # "confusions" {column: {attacker: matrix}}, "roc_inputs" {column: {attacker: (is_positive, score)}}
     tables: dict[str, list[dict]] = field(default_factory=dict)  # extra Parquet files: name -> rows
@@ -120,17 +124,17 @@ class ProbeResult:
 class Probe:
     """One probe instance; subclasses set the class attributes and implement `available` and `run`."""
 
-    kind: ClassVar[str]                                # its name in PROBES
+    kind: ClassVar[str]  # its name in PROBES
     needs: ClassVar[frozenset[str]] = frozenset({"pairs"})
-    table_rank: ClassVar[int] = 100                    # position of its rows in the table (low first)
-    gate_aliases: ClassVar[dict[str, str]] = {}        # gate name head -> summary prefix; "*": any other head
-    deferred_figures: ClassVar[bool] = False           # figure names only known after the run
+    table_rank: ClassVar[int] = 100  # position of its rows in the table (low first)
+    gate_aliases: ClassVar[dict[str, str]] = {}  # gate name head -> summary prefix; "*": any other head
+    deferred_figures: ClassVar[bool] = False  # figure names only known after the run
 
     def __init__(self, name: str | None = None):
         self.name = name or self.kind
 
     @classmethod
-    def available(cls, ctx: ProbeContext) -> tuple[list["Probe"], list[str]]:
+    def available(cls, ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
         """The instances this corpus allows, and a note for each that cannot run."""
         return [cls()], []
 
@@ -187,6 +191,7 @@ def table_rows(summary: dict) -> list[Row]:
 
 # ---------------------------------------------------------------- number formatting for table rows
 
+
 def fmt(value, digits: int = 2) -> str:
     """A figure with `digits` decimals; "–" for a missing or non-finite one."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -195,7 +200,7 @@ def fmt(value, digits: int = 2) -> str:
 
 
 def fmt_ci(entry: dict, key: str, digits: int = 1) -> str:
-    """" [low, high]" from entry[f"{key}_ci"], or "" when there is no finite interval."""
+    """ " [low, high]" from entry[f"{key}_ci"], or "" when there is no finite interval."""
     ci = entry.get(f"{key}_ci")
     if not ci or any(v is None or not math.isfinite(v) for v in ci):
         return ""

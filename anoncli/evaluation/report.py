@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+
 from anoncli.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 
 SUMMARY_NAME = "summary.json"
@@ -42,13 +43,18 @@ def write_table(path: Path, columns: dict[str, list | np.ndarray]) -> None:
     """Write `columns` as one Parquet file at `path`, atomically."""
     import pandas as pd
 
-    frame = pd.DataFrame({k: list(v) if isinstance(v, np.ndarray) and v.dtype == object and v.size < 1_000_000 else v
-                          for k, v in columns.items()})
+    frame = pd.DataFrame(
+        {
+            k: list(v) if isinstance(v, np.ndarray) and v.dtype == object and v.size < 1_000_000 else v
+            for k, v in columns.items()
+        }
+    )
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
 
 
 # ---------------------------------------------------------------- printed table
+
 
 def table_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     """(figure, original/OO, ignorant/OA, informed/AA) rows of the printed and HTML tables, from each probe."""
@@ -80,6 +86,7 @@ def print_table(summary: dict, file=None) -> None:
 
 # ---------------------------------------------------------------- plots
 
+
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -89,8 +96,9 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions: dict,
-               roc_inputs: dict | None = None) -> dict[str, bytes]:
+def make_plots(
+    summary: dict, trials: dict | None, per_speaker: dict, confusions: dict, roc_inputs: dict | None = None
+) -> dict[str, bytes]:
     """PNG plots as {name: bytes}: privacy-utility plane, ASV DET and per-speaker EERs, attacker ROC, confusion matrices."""
     import matplotlib
 
@@ -103,14 +111,21 @@ def make_plots(summary: dict, trials: dict | None, per_speaker: dict, confusions
     # Privacy–utility plane (GenGAN Fig. 4 style): privacy right, utility up.
     privacy_axes = []
     if "asv" in summary:
-        privacy_axes.append(("ASV eer (normalised)", lambda s, side: s["asv"].get("OO" if side == "O" else "OA", {}).get("eer")))
+        privacy_axes.append(
+            ("ASV eer (normalised)", lambda s, side: s["asv"].get("OO" if side == "O" else "OA", {}).get("eer"))
+        )
     gender_like = next((k for k, v in summary.items() if isinstance(v, dict) and "gr" in v.get("ignorant", {})), None)
     if gender_like:
-        privacy_axes.append((f"{gender_like} gr", lambda s, side: s[gender_like]["original" if side == "O" else "ignorant"]["gr"]))
+        privacy_axes.append(
+            (f"{gender_like} gr", lambda s, side: s[gender_like]["original" if side == "O" else "ignorant"]["gr"])
+        )
     if summary.get("asr", {}).get("original"):
         utility = ("Aw = 100 − WER", lambda s, side: s["asr"]["original" if side == "O" else "anonymized"]["Aw"])
     elif "signal" in summary:
-        utility = ("100 × STOI", lambda s, side: 100.0 if side == "O" else 100.0 * (s["signal"].get("stoi") or float("nan")))
+        utility = (
+            "100 × STOI",
+            lambda s, side: 100.0 if side == "O" else 100.0 * (s["signal"].get("stoi") or float("nan")),
+        )
     else:
         utility = None
     if privacy_axes and utility:
@@ -219,7 +234,9 @@ def write_html(report: Path, summary: dict, plots: dict[str, bytes]) -> None:
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.get("notes", []))
     images = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-        f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>" for name, data in plots.items())
+        f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>"
+        for name, data in plots.items()
+    )
     meta = summary.get("meta", {})
     protocols = "".join(f"<li>{html.escape(protocol['text'])}</li>" for protocol in meta.get("attackers", {}).values())
     attackers = f"<h2>Attackers</h2><ul>{protocols}</ul>\n" if protocols else ""

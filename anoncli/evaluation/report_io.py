@@ -14,9 +14,16 @@ from anoncli.evaluation.report import SCORES_NAME, SUMMARY_NAME
 # (most linkable, best recognised, largest error).
 LOW_IS_WORSE = ("signal.stoi", "signal.f0_r", "asr.original.Aw", "asr.anonymized.Aw")
 ALIASES = {
-    "asv.link": "link.cosine", "link": "link.cosine", "linkability": "link.cosine",
-    "asv": "asv.OA.score", "asv.OA": "asv.OA.score", "asv.AA": "asv.AA.score",
-    "stoi": "signal.stoi", "f0_r": "signal.f0_r", "lsd": "signal.lsd_db", "wer": "asr.anonymized.wer",
+    "asv.link": "link.cosine",
+    "link": "link.cosine",
+    "linkability": "link.cosine",
+    "asv": "asv.OA.score",
+    "asv.OA": "asv.OA.score",
+    "asv.AA": "asv.AA.score",
+    "stoi": "signal.stoi",
+    "f0_r": "signal.f0_r",
+    "lsd": "signal.lsd_db",
+    "wer": "asr.anonymized.wer",
     "asr": "asr.anonymized.wer",
 }
 
@@ -66,7 +73,9 @@ def worst_utterances(path: str | Path, n: int = 10, by: str = "asv.link") -> lis
     numeric = [c for c in frame.columns if "." in c and pd.api.types.is_float_dtype(frame[c])]
     column = resolve_column(by, numeric)
     if column is None:
-        raise InputError(f"--by {by!r}: no such per-utterance score in {path} (choose from: {', '.join(sorted(numeric))}, or asv.link)")
+        raise InputError(
+            f"--by {by!r}: no such per-utterance score in {path} (choose from: {', '.join(sorted(numeric))}, or asv.link)"
+        )
     ascending = column in LOW_IS_WORSE
     picked = frame[frame[column].notna()].sort_values(column, ascending=ascending, kind="mergesort").head(int(n))
     keep = [c for c in ("utt_id", "source_path", "speaker") if c in frame.columns]

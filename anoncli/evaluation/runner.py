@@ -46,11 +46,11 @@ class EvaluateConfig:
     scheduler: str | None = None
     allow_commands: bool = False
     files_from: list[tuple[int, str]] | None = None  # (line, path) of --files-from: only these files of ORIGINAL
-    utility: str | None = None   # feature outputs: --utility label column (default: the method's)
-    private: str | None = None   # feature outputs: --private label column (default: the method's)
+    utility: str | None = None  # feature outputs: --utility label column (default: the method's)
+    private: str | None = None  # feature outputs: --private label column (default: the method's)
     # --attacker-data: (original, anonymized) of other speakers the attribute attackers also train on
     attacker_data: tuple[Path, Path] | None = None
-    allow_missing: int = 0       # pairs with an unreadable file that the gate tolerates (--allow-missing)
+    allow_missing: int = 0  # pairs with an unreadable file that the gate tolerates (--allow-missing)
 
 
 @dataclass
@@ -96,8 +96,10 @@ def unreadable_meta(data, n_pairs: int) -> dict:
         meta[f"unreadable_{side}"] = len(files)
         if files:
             meta[f"unreadable_{side}_files"] = files
-            warn(f"{len(files)} of {n_pairs} {side} files cannot be read and are left out of every figure "
-                 f"(summary.json meta.unreadable_{side}_files, scores.parquet score_notes): {_first(files)}")
+            warn(
+                f"{len(files)} of {n_pairs} {side} files cannot be read and are left out of every figure "
+                f"(summary.json meta.unreadable_{side}_files, scores.parquet score_notes): {_first(files)}"
+            )
     return meta
 
 
@@ -121,8 +123,9 @@ def select_probes(requested: list[str] | None, available: list[Probe], why: list
     if unknown:
         reasons = [note for note in (why or []) if note.split(":", 1)[0] in unknown]
         because = f" ({'; '.join(reasons)})" if reasons else ""
-        raise AnoncliError(f"--probes: {', '.join(unknown)} not available for these labels{because}; "
-                           f"available: {', '.join(names)}")
+        raise AnoncliError(
+            f"--probes: {', '.join(unknown)} not available for these labels{because}; available: {', '.join(names)}"
+        )
     return [p for p in available if p.name in requested]
 
 
@@ -141,19 +144,42 @@ def _attacker_data(config: EvaluateConfig, tested_speakers: set, attacker_backen
     pairs = pair_corpus(corpus, anonymized).pairs
     kept = [(utt, path) for utt, path in pairs if utt.speaker is not None and utt.speaker not in tested_speakers]
     if not kept:
-        raise InputError(f"--attacker-data {original}: no utterance of a speaker other than those evaluated "
-                         f"({len(pairs)} pairs, every one of a tested speaker or without a speaker label)")
-    data = extract(kept, None, attacker_backend, need_signal=False, need_attr=True, use_cache=config.use_cache,
-                   corpus_root=corpus.root, progress=config.progress, executor=executor,
-                   backend_spec=(config.asv_model, False))
+        raise InputError(
+            f"--attacker-data {original}: no utterance of a speaker other than those evaluated "
+            f"({len(pairs)} pairs, every one of a tested speaker or without a speaker label)"
+        )
+    data = extract(
+        kept,
+        None,
+        attacker_backend,
+        need_signal=False,
+        need_attr=True,
+        use_cache=config.use_cache,
+        corpus_root=corpus.root,
+        progress=config.progress,
+        executor=executor,
+        backend_spec=(config.asv_model, False),
+    )
     ok = data.ok
     utts = [utt for (utt, _), good in zip(kept, ok) if good]
-    notes = [f"--attacker-data: {len(pairs) - len(kept)} of {len(pairs)} pairs left out (a speaker evaluated here, "
-             "or no speaker label)"] if len(kept) < len(pairs) else []
+    notes = (
+        [
+            f"--attacker-data: {len(pairs) - len(kept)} of {len(pairs)} pairs left out (a speaker evaluated here, "
+            "or no speaker label)"
+        ]
+        if len(kept) < len(pairs)
+        else []
+    )
     notes += [f"--attacker-data: {error}" for error in data.errors]
-    return AttackerData(original=str(original.resolve()), anonymized=str(anonymized.resolve()),
-                        speakers=[u.speaker for u in utts], label_rows=[u.labels for u in utts],
-                        x_original=data.original.features[ok], x_anonymized=data.anonymized.features[ok], notes=notes)
+    return AttackerData(
+        original=str(original.resolve()),
+        anonymized=str(anonymized.resolve()),
+        speakers=[u.speaker for u in utts],
+        label_rows=[u.labels for u in utts],
+        x_original=data.original.features[ok],
+        x_anonymized=data.anonymized.features[ok],
+        notes=notes,
+    )
 
 
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
@@ -174,8 +200,13 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     out = Path(config.out)
     if out.resolve() in (Path(config.original).resolve(), Path(config.anonymized).resolve()):
         raise AnoncliError(f"--out {out}: must not be the original or the anonymized folder")
-    corpus = open_corpus(config.original, config.labels_file, config.layout, allow_commands=config.allow_commands,
-                         labels_sep=config.labels_sep)
+    corpus = open_corpus(
+        config.original,
+        config.labels_file,
+        config.layout,
+        allow_commands=config.allow_commands,
+        labels_sep=config.labels_sep,
+    )
     if config.files_from is not None:
         from anoncli.corpus.selection import select_files
 
@@ -202,24 +233,36 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         notes.extend(label_notes)
     expected = {p.name: p.expected() for p in probes}
     if config.gate:  # unknown figure names fail now, before minutes of work
-        conditions = gate_mod.parse_gate(config.gate, expected, skipped=label_notes,
-                                         deferred=tuple(f"{p.name}." for p in probes if p.deferred_figures))
+        conditions = gate_mod.parse_gate(
+            config.gate,
+            expected,
+            skipped=label_notes,
+            deferred=tuple(f"{p.name}." for p in probes if p.deferred_figures),
+        )
         for line in gate_mod.beyond_chance(conditions, gate_mod.flatten(expected)):
             warn(line)
     prepare_out(out, config.overwrite)
     timings: dict[str, float] = {}
-    what = f"{len(pairing.pairs)} audio pair{'' if len(pairing.pairs) == 1 else 's'}" + \
-        (" and feature outputs" if pairing.feature_outputs else "")
+    what = f"{len(pairing.pairs)} audio pair{'' if len(pairing.pairs) == 1 else 's'}" + (
+        " and feature outputs" if pairing.feature_outputs else ""
+    )
     _log(f"evaluate: {what} ({pairing.source}); probes: {', '.join(names)}", config.progress)
     for note in notes:  # what will not be measured, and why (also in summary.json "notes")
         _log(f"evaluate: note: {note}", config.progress)
 
-    summary: dict = {"meta": {
-        "original": str(Path(config.original).resolve()), "anonymized": str(Path(config.anonymized).resolve()),
-        "pairing": pairing.source, "methods": pairing.methods, "n_pairs": len(pairing.pairs),
-        "unpaired_originals": pairing.unpaired,
-        "probes": names, "seed": config.seed, "anoncli_version": __version__,
-    }}
+    summary: dict = {
+        "meta": {
+            "original": str(Path(config.original).resolve()),
+            "anonymized": str(Path(config.anonymized).resolve()),
+            "pairing": pairing.source,
+            "methods": pairing.methods,
+            "n_pairs": len(pairing.pairs),
+            "unpaired_originals": pairing.unpaired,
+            "probes": names,
+            "seed": config.seed,
+            "anoncli_version": __version__,
+        }
+    }
     per_utt: dict[str, np.ndarray] = {}
     trial_columns: dict = {k: [] for k in ("condition", "model", "utt_id", "target", "score")}
     plot_inputs: dict[str, dict] = {"trial_scores": {}, "per_speaker": {}, "confusions": {}, "roc_inputs": {}}
@@ -240,12 +283,23 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         t0 = time.time()
         backend, attacker_backend = build_backends(config.asv_model, need_embed, need_attr)
         # scores the anonymize run already wrote to its manifest are reused, not computed again
-        extract_args = dict(need_signal="signal" in needs, need_attr=need_attr,
-                            use_cache=config.use_cache, corpus_root=corpus.root, progress=config.progress,
-                            known=manifest_scores(pairing, Path(config.anonymized)))
+        extract_args = {
+            "need_signal": "signal" in needs,
+            "need_attr": need_attr,
+            "use_cache": config.use_cache,
+            "corpus_root": corpus.root,
+            "progress": config.progress,
+            "known": manifest_scores(pairing, Path(config.anonymized)),
+        }
         # with an executor the chunks run on its workers, which build their encoders from backend_spec
-        data = extract(pairing.pairs, backend, attacker_backend, executor=ctx.executor,
-                       backend_spec=(config.asv_model, need_embed), **extract_args)
+        data = extract(
+            pairing.pairs,
+            backend,
+            attacker_backend,
+            executor=ctx.executor,
+            backend_spec=(config.asv_model, need_embed),
+            **extract_args,
+        )
         timings["extract"] = time.time() - t0
         timings.update({f"extract.{k}": v for k, v in data.timings.items()})
         notes.extend(data.errors)
@@ -283,14 +337,21 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     if ctx.data is not None:
         from anoncli.evaluation.extraction import UNREADABLE
 
-        per_utt["score_notes"] = ["; ".join(f"{column}: {why}" for column, why in pair_notes.items()
-                                            if column in per_utt or column == UNREADABLE)
-                                  or None for pair_notes in ctx.data.notes]
+        per_utt["score_notes"] = [
+            "; ".join(
+                f"{column}: {why}" for column, why in pair_notes.items() if column in per_utt or column == UNREADABLE
+            )
+            or None
+            for pair_notes in ctx.data.notes
+        ]
 
     t0 = time.time()
     summary["notes"] = notes
-    columns = {"utt_id": [u.utt_id for u in utts], "source_path": [u.source_path for u in utts],
-               "anonymized_path": [str(p) for _, p in pairing.pairs]}
+    columns = {
+        "utt_id": [u.utt_id for u in utts],
+        "source_path": [u.source_path for u in utts],
+        "anonymized_path": [str(p) for _, p in pairing.pairs],
+    }
     for name in corpus.label_columns:
         columns[name] = [row.get(name) for row in label_rows]
     columns.update(per_utt)
@@ -301,8 +362,13 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             import pandas as pd
 
             pd.DataFrame(rows).to_parquet(out / name, index=False)
-    plots = report.make_plots(summary, plot_inputs["trial_scores"], plot_inputs["per_speaker"],
-                              plot_inputs["confusions"], plot_inputs["roc_inputs"])
+    plots = report.make_plots(
+        summary,
+        plot_inputs["trial_scores"],
+        plot_inputs["per_speaker"],
+        plot_inputs["confusions"],
+        plot_inputs["roc_inputs"],
+    )
     timings["report"] = time.time() - t0
     timings["total"] = time.time() - started
     summary["timings_s"] = timings
@@ -317,37 +383,56 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         failed = gate_mod.check_gate(conditions, summary)
         unreadable = ctx.data.unreadable if ctx.data is not None else {}
         if len(unreadable) > config.allow_missing:  # a broken output must not pass because it was left out
-            print(f"anoncli: gate failed: {len(unreadable)} of {len(pairing.pairs)} pairs have a file that cannot be "
-                  f"read (--allow-missing {config.allow_missing}): "
-                  f"{_first([why for _, why in unreadable.values()])}", file=sys.stderr)
+            print(
+                f"anoncli: gate failed: {len(unreadable)} of {len(pairing.pairs)} pairs have a file that cannot be "
+                f"read (--allow-missing {config.allow_missing}): "
+                f"{_first([why for _, why in unreadable.values()])}",
+                file=sys.stderr,
+            )
             exit_code = EXIT_GATE
         kept = (summary.get("linkability") or {}).get("passthrough") or 0
         if kept and not any(cond.resolved == "linkability.passthrough" for cond in conditions):
             # an original voice must not be released because the gate asked about other figures
-            print(f"anoncli: gate failed: {kept} output(s) keep the original voice (link cosine >= 0.999; "
-                  f"linkability.passthrough_utts); name a bound (link.passthrough<={kept}) to allow them",
-                  file=sys.stderr)
+            print(
+                f"anoncli: gate failed: {kept} output(s) keep the original voice (link cosine >= 0.999; "
+                f"linkability.passthrough_utts); name a bound (link.passthrough<={kept}) to allow them",
+                file=sys.stderr,
+            )
             exit_code = EXIT_GATE
         if pairing.unpaired:  # a gate judges a whole corpus, not the part an incomplete run wrote
-            print(f"anoncli: gate failed: {config.anonymized} lacks {pairing.unpaired} of the "
-                  f"{len(corpus.utterances)} original files (finish the anonymize run, or narrow ORIGINAL with "
-                  "--files-from)", file=sys.stderr)
+            print(
+                f"anoncli: gate failed: {config.anonymized} lacks {pairing.unpaired} of the "
+                f"{len(corpus.utterances)} original files (finish the anonymize run, or narrow ORIGINAL with "
+                "--files-from)",
+                file=sys.stderr,
+            )
             exit_code = EXIT_GATE
         protocols = summary["meta"].get("attackers", {})
         for cond, value in failed:
             why = gate_mod.missing_reason(cond.resolved, summary)
-            shown = f"{value:.4g}{gate_mod.describe_scale(cond.resolved, gate_mod.flatten(summary))}" \
-                if np.isfinite(value) else "not measured" + (f" ({why})" if why else "")
+            shown = (
+                f"{value:.4g}{gate_mod.describe_scale(cond.resolved, gate_mod.flatten(summary))}"
+                if np.isfinite(value)
+                else "not measured" + (f" ({why})" if why else "")
+            )
             alias = f" ({cond.resolved})" if cond.resolved != cond.name else ""
             under = gate_mod.protocol_of(cond.resolved, protocols)
-            print(f"anoncli: gate failed: {cond.text}{alias}: measured {shown}" + (f" [{under}]" if under else ""),
-                  file=sys.stderr)
+            print(
+                f"anoncli: gate failed: {cond.text}{alias}: measured {shown}" + (f" [{under}]" if under else ""),
+                file=sys.stderr,
+            )
         if failed:
             exit_code = EXIT_GATE
         elif exit_code == EXIT_OK:
             _log(f"gate passed: {len(conditions)} condition(s)", config.progress)
-        summary["meta"]["gate"] = gate_mod.gate_record(conditions, failed, summary, protocols,
-                                                       passed=exit_code == EXIT_OK,
-                                                       unreadable=len(unreadable), allow_missing=config.allow_missing)
+        summary["meta"]["gate"] = gate_mod.gate_record(
+            conditions,
+            failed,
+            summary,
+            protocols,
+            passed=exit_code == EXIT_OK,
+            unreadable=len(unreadable),
+            allow_missing=config.allow_missing,
+        )
         report.write_summary(out, summary)
     return EvaluateResult(summary, exit_code, failed)

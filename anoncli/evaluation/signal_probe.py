@@ -12,13 +12,18 @@ from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
 from anoncli.scoring import metrics
 
 # The scores of the printed table and of the gate's early name check, with their table labels.
-TABLE_SCORES = (("stoi", "STOI"), ("f0_r", "F0 Pearson r"), ("lsd_db", "log-spectral distance dB"),
-                ("duration_ratio", "duration ratio"))
+TABLE_SCORES = (
+    ("stoi", "STOI"),
+    ("f0_r", "F0 Pearson r"),
+    ("lsd_db", "log-spectral distance dB"),
+    ("duration_ratio", "duration ratio"),
+)
 PER_PAIR_ONLY = ("stoi_lag_ms",)  # scores.parquet columns without a corpus figure
 
 
-def signal_summary(signal: dict[str, np.ndarray], speakers: np.ndarray, n_boot: int, seed: int,
-                   valid: np.ndarray | None = None) -> dict:
+def signal_summary(
+    signal: dict[str, np.ndarray], speakers: np.ndarray, n_boot: int, seed: int, valid: np.ndarray | None = None
+) -> dict:
     """Mean, median and bootstrap CI of each signal score over the pairs where it is a number.
 
     `signal` maps a score name to its (N,) per-pair values, `speakers` (N,) the
@@ -34,8 +39,12 @@ def signal_summary(signal: dict[str, np.ndarray], speakers: np.ndarray, n_boot: 
             continue
         summary[key] = float(np.mean(values[finite]))
         summary[f"{key}_median"] = float(np.median(values[finite]))
-        ci = metrics.bootstrap_ci(lambda ix, v=values, f=finite: float(np.mean(v[ix][f[ix]])) if f[ix].any() else None,
-                                  speakers, n_boot=n_boot, seed=seed)
+        ci = metrics.bootstrap_ci(
+            lambda ix, v=values, f=finite: float(np.mean(v[ix][f[ix]])) if f[ix].any() else None,
+            speakers,
+            n_boot=n_boot,
+            seed=seed,
+        )
         summary[f"{key}_ci"] = list(ci)
     return summary
 
@@ -60,5 +69,8 @@ class SignalProbe(Probe):
 
     @classmethod
     def table_rows(cls, key: str, entry: dict) -> list[Row]:
-        return [(f"signal {label} (mean)", "", fmt(entry[score], 3) + fmt_ci(entry, score, 3), "")
-                for score, label in TABLE_SCORES if score in entry]
+        return [
+            (f"signal {label} (mean)", "", fmt(entry[score], 3) + fmt_ci(entry, score, 3), "")
+            for score, label in TABLE_SCORES
+            if score in entry
+        ]

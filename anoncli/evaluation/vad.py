@@ -30,12 +30,12 @@ import numpy as np
 
 from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult, Row, fmt
 
-SAMPLE_RATE = 16000      # silero-vad's native rate; every clip is resampled to it (load_16k)
-FRAME = 512              # samples per frame the model scores at 16 kHz (32 ms)
-THRESHOLD = 0.5          # silero's default: a frame with speech probability >= 0.5 is speech
-SPEECH_LABELS = ("speech", "speech_present")   # speech-presence label columns, first found
+SAMPLE_RATE = 16000  # silero-vad's native rate; every clip is resampled to it (load_16k)
+FRAME = 512  # samples per frame the model scores at 16 kHz (32 ms)
+THRESHOLD = 0.5  # silero's default: a frame with speech probability >= 0.5 is speech
+SPEECH_LABELS = ("speech", "speech_present")  # speech-presence label columns, first found
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n"}
-CHUNK = 32               # clips per task on a worker pool
+CHUNK = 32  # clips per task on a worker pool
 SIDES = ("original", "anonymized")
 
 
@@ -154,12 +154,21 @@ def side_summary(fractions: np.ndarray, present: np.ndarray | None) -> dict:
 
 def vad_protocol(name: str) -> dict:
     """How the detector was built (summary.json meta.attackers.vad): pretrained elsewhere, nothing fitted here."""
-    family = (f"{name} voice activity detector (pretrained, weights bundled with the package; nothing trained on "
-              f"this data): fraction of 32-ms frames with speech probability >= {THRESHOLD}, the clip's score")
-    roles = {"original": "the detector on the original (input) audio",
-             "anonymized": "the detector on the anonymized audio"}
-    return {"family": family, "trained_on": None, "training": "not trained here", "attackers": roles,
-            "text": f"vad: {family}; scored on the original and on the anonymized audio"}
+    family = (
+        f"{name} voice activity detector (pretrained, weights bundled with the package; nothing trained on "
+        f"this data): fraction of 32-ms frames with speech probability >= {THRESHOLD}, the clip's score"
+    )
+    roles = {
+        "original": "the detector on the original (input) audio",
+        "anonymized": "the detector on the anonymized audio",
+    }
+    return {
+        "family": family,
+        "trained_on": None,
+        "training": "not trained here",
+        "attackers": roles,
+        "text": f"vad: {family}; scored on the original and on the anonymized audio",
+    }
 
 
 class VadProbe(Probe):
@@ -170,7 +179,7 @@ class VadProbe(Probe):
 
     kind = "vad"
     needs = frozenset({"pairs"})
-    table_rank = 65   # right after the features probe's trained attackers
+    table_rank = 65  # right after the features probe's trained attackers
     gate_aliases = {"vad": "vad.anonymized"}
 
     def __init__(self, name: str | None = None, column: str | None = None):
@@ -183,15 +192,18 @@ class VadProbe(Probe):
         named = cls.kind in (getattr(ctx.config, "probes", None) or [])
         if column or named:
             return [cls(column=column)], []
-        return [], [f"{cls.kind}: not probed (no speech-presence label: a `speech` yes/no or `speech_present` 1/0 "
-                    f"column; `--probes {cls.kind}` gives silero-vad's speech fractions without an AUC)"]
+        return [], [
+            f"{cls.kind}: not probed (no speech-presence label: a `speech` yes/no or `speech_present` 1/0 "
+            f"column; `--probes {cls.kind}` gives silero-vad's speech fractions without an AUC)"
+        ]
 
     def expected(self) -> dict:
         nan = float("nan")
         side = {"speech_fraction_mean": nan}
         if self.column:
-            side.update({"speech_fraction_mean_with_speech": nan, "speech_fraction_mean_without_speech": nan,
-                         "auc": nan})
+            side.update(
+                {"speech_fraction_mean_with_speech": nan, "speech_fraction_mean_without_speech": nan, "auc": nan}
+            )
         return {"n": nan, **{s: dict(side) for s in SIDES}}
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
@@ -201,9 +213,12 @@ class VadProbe(Probe):
         held_out = _held_out(ctx)
         todo = np.flatnonzero(held_out & ctx.valid)
         fractions = {side: np.full(n, np.nan) for side in SIDES}
-        jobs = [(int(i), side, str(path)) for i in todo
-                for side, path in zip(SIDES, (ctx.utts[i].path, ctx.pairing.pairs[i][1]))]
-        chunks = [jobs[k:k + CHUNK] for k in range(0, len(jobs), CHUNK)]
+        jobs = [
+            (int(i), side, str(path))
+            for i in todo
+            for side, path in zip(SIDES, (ctx.utts[i].path, ctx.pairing.pairs[i][1]))
+        ]
+        chunks = [jobs[k : k + CHUNK] for k in range(0, len(jobs), CHUNK)]
         bar = progress_bar(total=len(jobs), desc="vad", unit="files", enabled=ctx.config.progress, leave=False)
 
         def take(chunk, values) -> None:
@@ -218,8 +233,9 @@ class VadProbe(Probe):
             else:
                 from concurrent.futures import as_completed
 
-                futures = {ctx.executor.submit(speech_fractions_of_files, [job[2] for job in chunk]): chunk
-                           for chunk in chunks}
+                futures = {
+                    ctx.executor.submit(speech_fractions_of_files, [job[2] for job in chunk]): chunk for chunk in chunks
+                }
                 for future in as_completed(futures):
                     take(futures[future], future.result())
         finally:
@@ -227,8 +243,12 @@ class VadProbe(Probe):
 
         present = np.array([parse_presence(v) for v in ctx.labels(self.column)], dtype=object) if self.column else None
         scored = np.isfinite(fractions["original"]) & np.isfinite(fractions["anonymized"])
-        summary: dict = {"model": model_name(), "label": self.column, "n": int(scored.sum()),
-                         "left_out_train": int(np.count_nonzero(~held_out))}
+        summary: dict = {
+            "model": model_name(),
+            "label": self.column,
+            "n": int(scored.sum()),
+            "left_out_train": int(np.count_nonzero(~held_out)),
+        }
         notes = []
         if present is not None:
             positive = np.array([p is True for p in present])
@@ -255,12 +275,26 @@ class VadProbe(Probe):
         original, anonymized = entry["original"], entry["anonymized"]
         model = entry.get("model", "silero-vad")
         if "auc" not in anonymized:
-            return [(f"VAD speech fraction ({model})", fmt(original["speech_fraction_mean"], 3),
-                     fmt(anonymized["speech_fraction_mean"], 3), "")]
+            return [
+                (
+                    f"VAD speech fraction ({model})",
+                    fmt(original["speech_fraction_mean"], 3),
+                    fmt(anonymized["speech_fraction_mean"], 3),
+                    "",
+                )
+            ]
         return [
             (f"VAD speech AUC ({model})", fmt(original.get("auc"), 3), fmt(anonymized.get("auc"), 3), ""),
-            ("VAD speech fraction, clips with speech", fmt(original.get("speech_fraction_mean_with_speech"), 3),
-             fmt(anonymized.get("speech_fraction_mean_with_speech"), 3), ""),
-            ("VAD speech fraction, clips without", fmt(original.get("speech_fraction_mean_without_speech"), 3),
-             fmt(anonymized.get("speech_fraction_mean_without_speech"), 3), ""),
+            (
+                "VAD speech fraction, clips with speech",
+                fmt(original.get("speech_fraction_mean_with_speech"), 3),
+                fmt(anonymized.get("speech_fraction_mean_with_speech"), 3),
+                "",
+            ),
+            (
+                "VAD speech fraction, clips without",
+                fmt(original.get("speech_fraction_mean_without_speech"), 3),
+                fmt(anonymized.get("speech_fraction_mean_without_speech"), 3),
+                "",
+            ),
         ]

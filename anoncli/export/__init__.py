@@ -46,9 +46,15 @@ class ExportSummary:
     def as_dict(self) -> dict:
         """The summary as JSON-ready values (what `export --json` prints)."""
         return {
-            "dest": str(self.dest), "format": self.fmt, "utterances": self.utterances, "speakers": self.speakers,
-            "skipped_not_ok": self.skipped, "label_columns": self.columns, "dropped_columns": self.dropped_columns,
-            "mapping": str(self.mapping) if self.mapping else None, "notes": self.notes,
+            "dest": str(self.dest),
+            "format": self.fmt,
+            "utterances": self.utterances,
+            "speakers": self.speakers,
+            "skipped_not_ok": self.skipped,
+            "label_columns": self.columns,
+            "dropped_columns": self.dropped_columns,
+            "mapping": str(self.mapping) if self.mapping else None,
+            "notes": self.notes,
         }
 
 
@@ -132,7 +138,9 @@ def export_output(
             if len(set(localised)) != len(localised):
                 raise InputError(f"{out}: two utterance ids give the same file name under {dest / 'wav'}")
             if localised:
-                notes.append(f"{len(localised)} audio file(s) linked into wav/ (pseudonymous names or white space in the path)")
+                notes.append(
+                    f"{len(localised)} audio file(s) linked into wav/ (pseudonymous names or white space in the path)"
+                )
             if any(PurePosixPath(r.output_path).suffix.lower() != ".wav" for r in rows):
                 notes.append("wav.scp lists non-WAV files: Kaldi binaries read only WAV (anonymize with --format wav)")
             rows = rows_out
@@ -147,6 +155,13 @@ def export_output(
     if skipped:
         notes.append(f"{skipped} manifest row(s) not exported (status not ok)")
     return ExportSummary(
-        dest=dest, fmt=fmt, utterances=len(rows), speakers=speakers,
-        skipped=skipped, columns=columns, dropped_columns=dropped, mapping=mapping if pseudonymize else None, notes=notes,
+        dest=dest,
+        fmt=fmt,
+        utterances=len(rows),
+        speakers=speakers,
+        skipped=skipped,
+        columns=columns,
+        dropped_columns=dropped,
+        mapping=mapping if pseudonymize else None,
+        notes=notes,
     )

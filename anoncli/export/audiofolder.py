@@ -39,8 +39,11 @@ _SHARDED = re.compile(r"^data/[^/]*-\d{5}-of-\d{5}")
 def names_a_split(rel_path: str) -> bool:
     """Whether `datasets` would read a split name (train, dev, test, ...) in this relative path."""
     *folders, name = rel_path.split("/")
-    return (any(_SPLIT_DIR.search(folder) for folder in folders) or bool(_SPLIT_FILE.search(name))
-            or bool(_SHARDED.match(rel_path)))
+    return (
+        any(_SPLIT_DIR.search(folder) for folder in folders)
+        or bool(_SPLIT_FILE.search(name))
+        or bool(_SHARDED.match(rel_path))
+    )
 
 
 def _neutral_name(utt_id: str, suffix: str) -> str:
@@ -60,7 +63,9 @@ def place_file(source: Path, target: Path, link: bool) -> str:
     return "copied"
 
 
-def write_audiofolder(rows: list[ExportRow], columns: list[str], folder: Path, pseudonymous: bool, link: bool = True) -> list[str]:
+def write_audiofolder(
+    rows: list[ExportRow], columns: list[str], folder: Path, pseudonymous: bool, link: bool = True
+) -> list[str]:
     """Write audio and metadata.jsonl into `folder` (which exists and is empty); return notes.
 
     One JSON object per line: `file_name`, `utt_id`, `speaker` and the label
@@ -70,8 +75,10 @@ def write_audiofolder(rows: list[ExportRow], columns: list[str], folder: Path, p
     placed = {"linked": 0, "copied": 0}
     records = []
     # A pseudonymous export must not keep the original tree (folder names carry speakers).
-    names = [f"{row.utt_id}{PurePosixPath(row.output_path).suffix or '.wav'}" if pseudonymous else row.output_path
-             for row in rows]
+    names = [
+        f"{row.utt_id}{PurePosixPath(row.output_path).suffix or '.wav'}" if pseudonymous else row.output_path
+        for row in rows
+    ]
     neutral = any(names_a_split(name) for name in names)
     if neutral:
         names = [_neutral_name(row.utt_id, PurePosixPath(row.output_path).suffix or ".wav") for row in rows]
@@ -85,6 +92,8 @@ def write_audiofolder(rows: list[ExportRow], columns: list[str], folder: Path, p
         handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     notes = [f"{placed['linked']} file(s) hard-linked, {placed['copied']} copied"]
     if neutral:
-        notes.append("audio named audio/<hash> (the utt_id column keeps the ids): some paths hold a word "
-                     "(train, dev, test, ...) that Hugging Face datasets would read as a split")
+        notes.append(
+            "audio named audio/<hash> (the utt_id column keeps the ids): some paths hold a word "
+            "(train, dev, test, ...) that Hugging Face datasets would read as a split"
+        )
     return notes

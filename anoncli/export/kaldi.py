@@ -84,14 +84,18 @@ def write_kaldi(rows: list[ExportRow], folder: Path) -> tuple[int, list[str]]:
     """Write the data directory into `folder` (which exists and is empty); return the speakers written (spk2utt lines) and notes."""
     notes = []
     entries = sorted(zip(kaldi_ids(rows), rows), key=lambda e: e[0][0].encode())
-    for (utt, _), row in entries:
+    for _, row in entries:
         if re.search(r"\s", str(row.audio)):
-            raise InputError(f"{row.audio}: Kaldi's wav.scp cannot hold a path with white space (move the output folder)")
+            raise InputError(
+                f"{row.audio}: Kaldi's wav.scp cannot hold a path with white space (move the output folder)"
+            )
     # Sorted by utterance, the speakers must not go down (Kaldi sorts both files the same way).
     for ((utt1, spk1), _), ((utt2, spk2), _) in zip(entries, entries[1:]):
         if spk2.encode() < spk1.encode():
-            raise InputError(f"speaker ids {spk2!r} and {spk1!r} make Kaldi's utterance and speaker orders disagree "
-                             f"({spk1!r}'s utterance {utt1!r} sorts before {spk2!r}'s {utt2!r}); rename one of them")
+            raise InputError(
+                f"speaker ids {spk2!r} and {spk1!r} make Kaldi's utterance and speaker orders disagree "
+                f"({spk1!r}'s utterance {utt1!r} sorts before {spk2!r}'s {utt2!r}); rename one of them"
+            )
     _write(folder / "wav.scp", [f"{utt} {row.audio}" for (utt, _), row in entries])
     _write(folder / "utt2spk", [f"{utt} {spk}" for (utt, spk), _ in entries])
     by_speaker: dict[str, list[str]] = defaultdict(list)

@@ -13,9 +13,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from anoncli.atomic import atomic_path
 from anoncli.export.source import ExportRow
 from anoncli.jobs.pseudonyms import Pseudonymizer, load_or_create_key
-from anoncli.atomic import atomic_path
 
 # Columns that name a book, a reader or a file of the original corpus.
 IDENTIFYING_COLUMNS = {"chapter", "name", "path", "file_name", "source_path"}
@@ -35,27 +35,33 @@ def identifying_columns(rows: list[ExportRow], columns: list[str]) -> list[str]:
     return drop
 
 
-def pseudonymize_rows(rows: list[ExportRow], columns: list[str], mapping: Path) -> tuple[list[ExportRow], list[str], list[str]]:
+def pseudonymize_rows(
+    rows: list[ExportRow], columns: list[str], mapping: Path
+) -> tuple[list[ExportRow], list[str], list[str]]:
     """Rows with pseudonymous ids, the columns kept, the columns dropped; writes the mapping."""
     pseudonyms = Pseudonymizer(load_or_create_key(mapping))
     dropped = identifying_columns(rows, columns)
     kept = [c for c in columns if c not in dropped]
     new_rows = []
     for row in rows:
-        new_rows.append(replace(
-            row,
-            utt_id=pseudonyms.utterance(row.utt_id),
-            speaker=pseudonyms.speaker(row.speaker),
-            labels={c: row.labels.get(c) for c in kept},
-        ))
+        new_rows.append(
+            replace(
+                row,
+                utt_id=pseudonyms.utterance(row.utt_id),
+                speaker=pseudonyms.speaker(row.speaker),
+                labels={c: row.labels.get(c) for c in kept},
+            )
+        )
     write_mapping(mapping, rows, new_rows)
     return new_rows, kept, dropped
 
 
 def write_mapping(path: Path, originals: list[ExportRow], pseudonymous: list[ExportRow]) -> None:
     """The only file where original ids and pseudonyms meet; written atomically, owner-readable only."""
-    with atomic_path(path) as tmp, os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
-                                             newline="") as handle:
+    with (
+        atomic_path(path) as tmp,
+        os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", newline="") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(["utt_id", "speaker", "pseudo_utt_id", "pseudo_speaker"])
         for old, new in zip(originals, pseudonymous):

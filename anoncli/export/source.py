@@ -50,9 +50,13 @@ def read_output_rows(out: Path) -> tuple[list[ExportRow], list[str], int]:
         rows.append(ExportRow(row.utt_id, row.speaker, audio, row.output_path, labels))
     rows.sort(key=lambda r: r.utt_id)
     if not rows:
-        features = sum(1 for record in table.to_pylist() if record.get("status") == STATUS_OK and record.get("features_path"))
+        features = sum(
+            1 for record in table.to_pylist() if record.get("status") == STATUS_OK and record.get("features_path")
+        )
         if features:
-            raise InputError(f"{out}: its {features} finished utterances are feature vectors (features/*.npy), "
-                             "not audio: there is nothing to export as a Kaldi or audio folder")
+            raise InputError(
+                f"{out}: its {features} finished utterances are feature vectors (features/*.npy), "
+                "not audio: there is nothing to export as a Kaldi or audio folder"
+            )
         raise InputError(f"{out}: no finished (status ok) utterances to export")
     return rows, label_columns, skipped

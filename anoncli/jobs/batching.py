@@ -17,8 +17,8 @@ workers pay at all) from the total duration `estimate_total_seconds` finds.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import soundfile as sf
 
@@ -57,11 +57,12 @@ def durations(utterances: Sequence[Utterance], threads: int = HEADER_THREADS) ->
 
 def fixed_batches(items: Sequence[Utterance], size: int) -> list[list[Utterance]]:
     """`items` cut in order into batches of `size` (the last may be shorter)."""
-    return [list(items[start:start + size]) for start in range(0, len(items), size)]
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
-def duration_batches(utterances: Sequence[Utterance], max_seconds: float,
-                     lengths: Sequence[float] | None = None) -> list[list[Utterance]]:
+def duration_batches(
+    utterances: Sequence[Utterance], max_seconds: float, lengths: Sequence[float] | None = None
+) -> list[list[Utterance]]:
     """Utterances sorted by length (longest first), packed while the batch's total stays <= max_seconds.
 
     A single utterance longer than the cap gets a batch of its own. The order is
@@ -88,13 +89,13 @@ def duration_batches(utterances: Sequence[Utterance], max_seconds: float,
     return batches
 
 
-def make_batches(utterances: Sequence[Utterance], batch_size: int,
-                 max_batch_seconds: float | None = None) -> list[list[Utterance]]:
+def make_batches(
+    utterances: Sequence[Utterance], batch_size: int, max_batch_seconds: float | None = None
+) -> list[list[Utterance]]:
     """Duration buckets when a seconds cap is given, else consecutive groups of `batch_size`."""
     if max_batch_seconds is None:
         return fixed_batches(utterances, batch_size)
     return duration_batches(utterances, max_batch_seconds)
-
 
 
 # ---- automatic sizing: from the corpus's total duration ---------------------------------------------------

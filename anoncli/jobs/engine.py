@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from anoncli import __version__
-from anoncli.audio import output_intact
 from anoncli.atomic import atomic_write_json, atomic_write_text, is_temp_path
+from anoncli.audio import output_intact
 from anoncli.corpus import Corpus, open_corpus
 from anoncli.corpus.reading import SourceStamp, input_changed
 from anoncli.corpus.utterance import Utterance
@@ -34,8 +34,18 @@ from anoncli.methods import MethodOptions, create_method, method_class, method_n
 
 RUN_JSON = "run.json"
 # Settings that change what a method writes; a rerun into the same folder must not mix them.
-_RESULT_KEYS = ("method", "seed", "per_speaker", "checkpoint", "vocoder", "params", "fmt",
-                "output_sample_rate", "pseudonymize", "channel")
+_RESULT_KEYS = (
+    "method",
+    "seed",
+    "per_speaker",
+    "checkpoint",
+    "vocoder",
+    "params",
+    "fmt",
+    "output_sample_rate",
+    "pseudonymize",
+    "channel",
+)
 # Lines of failures and warnings a summary prints before pointing at the manifest.
 SHOWN_LINES = 20
 
@@ -55,7 +65,9 @@ class AnonymizeConfig:
     per_speaker: bool = False
     checkpoint: str | None = None
     vocoder: str | None = None
-    params: dict[str, str] = field(default_factory=dict)  # the method's own settings (--param, --alpha), see Method.options_class
+    params: dict[str, str] = field(
+        default_factory=dict
+    )  # the method's own settings (--param, --alpha), see Method.options_class
     device: str = "cpu"
     jobs: int = 1
     batch_size: int | None = None  # utterances per batch; None: sized from the total duration (auto_plan)
@@ -77,8 +89,14 @@ class AnonymizeConfig:
 
     def method_options(self) -> MethodOptions:
         """The generic `MethodOptions` (device, seed, per-speaker, checkpoint, vocoder, method params) for `create_method`."""
-        return MethodOptions(device=self.device, seed=self.seed, per_speaker=self.per_speaker,
-                             checkpoint=self.checkpoint, vocoder=self.vocoder, extra=dict(self.params))
+        return MethodOptions(
+            device=self.device,
+            seed=self.seed,
+            per_speaker=self.per_speaker,
+            checkpoint=self.checkpoint,
+            vocoder=self.vocoder,
+            extra=dict(self.params),
+        )
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that change what is written; a rerun into the same --out must match them."""
@@ -104,15 +122,21 @@ class Plan:
     changed: list[str] = field(default_factory=list)  # of redo: inputs whose bytes changed since their row was written
     lost: list[str] = field(default_factory=list)  # of redo: done rows whose output file is no longer in OUT
 
-
     def as_dict(self, config: AnonymizeConfig) -> dict[str, Any]:
         """The plan as JSON-ready counts (what --dry-run prints)."""
         return {
-            "corpus": str(config.corpus), "out": str(config.out), "method": config.method,
-            "shard": f"{config.shard[0]}/{config.shard[1]}", "corpus_files": len(self.corpus),
-            "shard_files": len(self.shard_utterances), "to_process": len(self.todo),
-            "already_done": self.skipped_done, "already_failed": self.skipped_failed, "to_redo": self.redo,
-            "changed_inputs": len(self.changed), "lost_outputs": len(self.lost),
+            "corpus": str(config.corpus),
+            "out": str(config.out),
+            "method": config.method,
+            "shard": f"{config.shard[0]}/{config.shard[1]}",
+            "corpus_files": len(self.corpus),
+            "shard_files": len(self.shard_utterances),
+            "to_process": len(self.todo),
+            "already_done": self.skipped_done,
+            "already_failed": self.skipped_failed,
+            "to_redo": self.redo,
+            "changed_inputs": len(self.changed),
+            "lost_outputs": len(self.lost),
             "ignored_non_audio_files": self.corpus.ignored_files,
         }
 
@@ -193,8 +217,10 @@ def check_paths(config: AnonymizeConfig) -> None:
     if out.is_dir() and not _is_anoncli_output(out):
         others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         if others:
-            raise InputError(f"--out {config.out}: holds other files ({_first_names(others)}) and no anoncli manifest; "
-                             "choose a new or empty folder")
+            raise InputError(
+                f"--out {config.out}: holds other files ({_first_names(others)}) and no anoncli manifest; "
+                "choose a new or empty folder"
+            )
 
 
 def _is_anoncli_output(out: Path) -> bool:
@@ -215,8 +241,10 @@ def _check_compatible(config: AnonymizeConfig) -> str | None:
         stored = json.loads((config.out / RUN_JSON).read_text()).get("config", {})
     before = stored.get("corpus")
     if before and Path(before) != config.corpus.resolve() and Path(before).is_dir():
-        raise AnoncliError(f"--out {config.out}: holds the anonymization of another corpus ({before}); "
-                           f"this run reads {config.corpus.resolve()}: use another --out")
+        raise AnoncliError(
+            f"--out {config.out}: holds the anonymization of another corpus ({before}); "
+            f"this run reads {config.corpus.resolve()}: use another --out"
+        )
     moved_from = before if before and Path(before) != config.corpus.resolve() else None
     previous = stored.get("result_settings")
     _check_settings(config, previous)
@@ -228,8 +256,10 @@ def _check_settings(config: AnonymizeConfig, previous: dict | None) -> None:
     current = json.loads(json.dumps(config.result_settings(), default=str))
     # another key names every file anew: even --overwrite would leave the old pseudonyms' files beside the new
     if previous and previous.get("pseudonym_key") and previous["pseudonym_key"] != current.get("pseudonym_key"):
-        raise AnoncliError(f"--out {config.out}: was pseudonymized with another key; give the --mapping FILE of "
-                           "that run (its key is kept beside it), or use another --out")
+        raise AnoncliError(
+            f"--out {config.out}: was pseudonymized with another key; give the --mapping FILE of "
+            "that run (its key is kept beside it), or use another --out"
+        )
     if not previous or config.overwrite:
         return
     if previous.get("alpha") is not None:  # a folder written when --alpha was a setting of its own
@@ -237,8 +267,10 @@ def _check_settings(config: AnonymizeConfig, previous: dict | None) -> None:
     changed = [key for key in current if key in previous and previous[key] != current[key]]
     if changed:
         details = ", ".join(f"{key}: {previous[key]!r} -> {current[key]!r}" for key in changed)
-        raise AnoncliError(f"--out {config.out}: holds a run with other settings ({details}); "
-                           "use another --out, or --overwrite to redo every file")
+        raise AnoncliError(
+            f"--out {config.out}: holds a run with other settings ({details}); "
+            "use another --out, or --overwrite to redo every file"
+        )
 
 
 def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
@@ -247,14 +279,22 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
     Raises InputError (exit 2) for a corpus that cannot be opened or holds no audio file.
     """
     if corpus is None:  # an empty --files-from selection is an empty corpus, not "no selection"
-        corpus = open_corpus(config.corpus, config.labels_file, layout=config.layout,
-                             allow_commands=config.allow_commands, labels_sep=config.labels_sep)
+        corpus = open_corpus(
+            config.corpus,
+            config.labels_file,
+            layout=config.layout,
+            allow_commands=config.allow_commands,
+            labels_sep=config.labels_sep,
+        )
         if not corpus.utterances:
             raise InputError(f"{config.corpus}: no audio files found (looked for: {_audio_extensions()})")
     shard_utts = select_shard(corpus.utterances, *config.shard)
     # each utterance's first row in OUT: its status and the stamp of the input it was made from
-    written = first_rows(config.out, ["status", "output_path", "features_path", *STAMP_COLUMNS]) \
-        if config.out.exists() else {}
+    written = (
+        first_rows(config.out, ["status", "output_path", "features_path", *STAMP_COLUMNS])
+        if config.out.exists()
+        else {}
+    )
     pseudonyms = _pseudonymizer(config)
 
     def key(utt: Utterance) -> str:
@@ -273,7 +313,9 @@ def plan(config: AnonymizeConfig, corpus: Corpus | None = None) -> Plan:
             todo.append(utt)
             redo += 1
             changed.append(utt.rel_path)
-        elif state != STATUS_FAILED and any(rel and not output_intact(config.out / fs_name(rel)) for rel in (output, features)):
+        elif state != STATUS_FAILED and any(
+            rel and not output_intact(config.out / fs_name(rel)) for rel in (output, features)
+        ):
             todo.append(utt)  # done once, but its output was deleted, moved, cut short or overwritten since
             redo += 1
             lost.append(output or features)
@@ -293,10 +335,14 @@ def check_method_options(method: str, checkpoint: str | None, vocoder: str | Non
         return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
     if checkpoint is not None and not cls.uses_checkpoint:
-        raise AnoncliError(f"--checkpoint: the {method} method uses no trained model; "
-                           f"did you mean --method {users('uses_checkpoint')}?")
+        raise AnoncliError(
+            f"--checkpoint: the {method} method uses no trained model; "
+            f"did you mean --method {users('uses_checkpoint')}?"
+        )
     if vocoder is not None and not cls.uses_vocoder:
-        raise AnoncliError(f"--vocoder: the {method} method uses no vocoder; did you mean --method {users('uses_vocoder')}?")
+        raise AnoncliError(
+            f"--vocoder: the {method} method uses no vocoder; did you mean --method {users('uses_vocoder')}?"
+        )
 
 
 def _audio_extensions(first: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "sph")) -> str:
@@ -343,8 +389,10 @@ def _shard_lock(config: AnonymizeConfig):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise AnoncliError(f"--out {config.out}: another anoncli job is writing shard {index}/{count} of it; "
-                               "wait for it to end, or use another --out") from None
+            raise AnoncliError(
+                f"--out {config.out}: another anoncli job is writing shard {index}/{count} of it; "
+                "wait for it to end, or use another --out"
+            ) from None
         try:
             yield
         finally:
@@ -360,7 +408,7 @@ def _remove_stale_temp_files(out: Path) -> None:
             if not is_temp_path(path):
                 continue
             owner = name.rsplit("-tmp-", 1)[-1]
-            if owner.startswith(host + "-") and not _alive(owner[len(host) + 1:]):
+            if owner.startswith(host + "-") and not _alive(owner[len(host) + 1 :]):
                 path.unlink(missing_ok=True)
 
 
@@ -386,8 +434,12 @@ def _versions() -> dict[str, str | None]:
             return None
 
     packages = ("torch", "torchaudio", "numpy", "pyarrow", "soundfile", "soxr", "numba")
-    return {"anoncli": __version__, "python": sys.version.split()[0], **{name: installed(name) for name in packages},
-            "platform": platform.platform()}
+    return {
+        "anoncli": __version__,
+        "python": sys.version.split()[0],
+        **{name: installed(name) for name in packages},
+        "platform": platform.platform(),
+    }
 
 
 def _run_record(config: AnonymizeConfig, started: bool = False) -> Path:
@@ -403,11 +455,20 @@ def _write_run_json(config: AnonymizeConfig, method_config: dict, summary: RunSu
     record = {
         "config": _config_record(config, method_config),
         "versions": _versions(),
-        "timings": {"started_unix": started, "wall_s": summary.wall_s, "audio_s": summary.audio_s,
-                    "realtime_factor": summary.realtime_factor},
-        "counts": {"processed": summary.processed, "ok": summary.ok, "failed": summary.failed,
-                   "skipped_already_done": summary.skipped, "skipped_failed_before": summary.skipped_failed,
-                   "failed_in_folder": summary.failed_in_folder},
+        "timings": {
+            "started_unix": started,
+            "wall_s": summary.wall_s,
+            "audio_s": summary.audio_s,
+            "realtime_factor": summary.realtime_factor,
+        },
+        "counts": {
+            "processed": summary.processed,
+            "ok": summary.ok,
+            "failed": summary.failed,
+            "skipped_already_done": summary.skipped,
+            "skipped_failed_before": summary.skipped_failed,
+            "failed_in_folder": summary.failed_in_folder,
+        },
         "scores": summary.scores or {"enabled": False},
     }
     atomic_write_json(_run_record(config), record)
@@ -424,8 +485,9 @@ def _config_record(config: AnonymizeConfig, method_config: dict) -> dict[str, An
     return json.loads(json.dumps(record, default=str))
 
 
-def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None,
-                  on_batch: Callable[[BatchResult], None] | None = None) -> RunSummary:
+def run_anonymize(
+    config: AnonymizeConfig, job_plan: Plan | None = None, on_batch: Callable[[BatchResult], None] | None = None
+) -> RunSummary:
     """Anonymize the shard's remaining utterances; returns counts, timings and what OUT holds afterwards.
 
     An OS-level failure (disk full, no permission, read-only file system, a
@@ -439,16 +501,19 @@ def run_anonymize(config: AnonymizeConfig, job_plan: Plan | None = None,
         raise environment_failure(err, None if err.filename else config.out, action=None) from None
 
 
-def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
-                   on_batch: Callable[[BatchResult], None] | None) -> RunSummary:
+def _run_anonymize(
+    config: AnonymizeConfig, job_plan: Plan | None, on_batch: Callable[[BatchResult], None] | None
+) -> RunSummary:
     started = time.time()
     check_paths(config)
     moved_from = _check_compatible(config) if config.out.exists() else None
     job_plan = job_plan or plan(config)
     if moved_from and not (job_plan.skipped_done or job_plan.redo) and manifest_files(config.out):
         # the first corpus's folder is gone: a moved corpus shares its files with OUT, another one does not
-        raise AnoncliError(f"--out {config.out}: holds the anonymization of a corpus that was at {moved_from}, "
-                           f"and none of its files is in {config.corpus.resolve()}: use another --out")
+        raise AnoncliError(
+            f"--out {config.out}: holds the anonymization of a corpus that was at {moved_from}, "
+            f"and none of its files is in {config.corpus.resolve()}: use another --out"
+        )
     check_method_options(config.method, config.checkpoint, config.vocoder)
     method = create_method(config.method, config.method_options())  # fail early on bad options/missing models
     method_config = method.config()
@@ -457,8 +522,14 @@ def _run_anonymize(config: AnonymizeConfig, job_plan: Plan | None,
         return _run_locked(config, job_plan, method, method_config, on_batch, started)
 
 
-def _run_locked(config: AnonymizeConfig, job_plan: Plan, method, method_config: dict,
-                on_batch: Callable[[BatchResult], None] | None, started: float) -> RunSummary:
+def _run_locked(
+    config: AnonymizeConfig,
+    job_plan: Plan,
+    method,
+    method_config: dict,
+    on_batch: Callable[[BatchResult], None] | None,
+    started: float,
+) -> RunSummary:
     _remove_stale_temp_files(config.out)
     if config.files_from is not None and not config.pseudonymize:
         # what `inspect --check` measures completeness against (a pseudonymized folder holds no original ids)
@@ -467,8 +538,13 @@ def _run_locked(config: AnonymizeConfig, job_plan: Plan, method, method_config: 
     pseudonyms = _pseudonymizer(config)
     if config.pseudonymize:
         index, count = config.shard
-        mapping = config.mapping if count == 1 else config.mapping.with_name(
-            f"{config.mapping.stem}-part-{index:05d}-of-{count:05d}{config.mapping.suffix}")
+        mapping = (
+            config.mapping
+            if count == 1
+            else config.mapping.with_name(
+                f"{config.mapping.stem}-part-{index:05d}-of-{count:05d}{config.mapping.suffix}"
+            )
+        )
         write_mapping(mapping, job_plan.shard_utterances, pseudonyms)
 
     redo_ids = [pseudonyms.utterance(u.utt_id) if pseudonyms else u.utt_id for u in job_plan.todo]
@@ -481,32 +557,58 @@ def _run_locked(config: AnonymizeConfig, job_plan: Plan, method, method_config: 
         from anoncli.jobs.scores import plan_scores
 
         score_plan = plan_scores(job_plan.corpus, job_plan.todo, config.channel, config.device)
-    spec = JobSpec(out=str(config.out), shard=config.shard, method=config.method,
-                   options=config.method_options(), label_columns=job_plan.corpus.label_columns,
-                   schema=schema, fmt=config.fmt, output_sample_rate=config.output_sample_rate,
-                   pseudonym_key=pseudonyms.key if pseudonyms else None, score=config.score, score_plan=score_plan,
-                   single_thread=config.device == "cpu", channel=config.channel)
-    summary = RunSummary(processed=0, ok=0, failed=0, skipped=job_plan.skipped_done, audio_s=0.0, wall_s=0.0,
-                         errors=[], skipped_failed=job_plan.skipped_failed)
+    spec = JobSpec(
+        out=str(config.out),
+        shard=config.shard,
+        method=config.method,
+        options=config.method_options(),
+        label_columns=job_plan.corpus.label_columns,
+        schema=schema,
+        fmt=config.fmt,
+        output_sample_rate=config.output_sample_rate,
+        pseudonym_key=pseudonyms.key if pseudonyms else None,
+        score=config.score,
+        score_plan=score_plan,
+        single_thread=config.device == "cpu",
+        channel=config.channel,
+    )
+    summary = RunSummary(
+        processed=0,
+        ok=0,
+        failed=0,
+        skipped=job_plan.skipped_done,
+        audio_s=0.0,
+        wall_s=0.0,
+        errors=[],
+        skipped_failed=job_plan.skipped_failed,
+    )
     if job_plan.changed:
-        summary.warnings.append(f"{len(job_plan.changed)} input file(s) changed since they were anonymized "
-                                f"(size or content), redone: {_first_names(job_plan.changed)}")
+        summary.warnings.append(
+            f"{len(job_plan.changed)} input file(s) changed since they were anonymized "
+            f"(size or content), redone: {_first_names(job_plan.changed)}"
+        )
     if config.per_speaker:
         unnamed = sum(u.speaker is None for u in job_plan.todo)
         if unnamed:
-            summary.warnings.append(f"--per-speaker: {unnamed} file(s) have no speaker label, so their draws are "
-                                    "per utterance (give speakers with a labels table or --labels)")
+            summary.warnings.append(
+                f"--per-speaker: {unnamed} file(s) have no speaker label, so their draws are "
+                "per utterance (give speakers with a labels table or --labels)"
+            )
     if job_plan.lost:
-        summary.warnings.append(f"{len(job_plan.lost)} output file(s) the manifest lists as done were missing "
-                                f"from {config.out} or damaged, redone: {_first_names(job_plan.lost)}")
+        summary.warnings.append(
+            f"{len(job_plan.lost)} output file(s) the manifest lists as done were missing "
+            f"from {config.out} or damaged, redone: {_first_names(job_plan.lost)}"
+        )
     if not _run_record(config).exists():  # a first run: its settings, before anything else is written
         atomic_write_json(_run_record(config, started=True), {"config": _config_record(config, method_config)})
     t0 = time.perf_counter()
     from anoncli.jobs.progress import JobProgress
 
     batches, jobs = _batches(job_plan.todo, config)
-    with PartMerger(config.out, config.shard, schema).open() as merger, \
-            JobProgress(total=len(job_plan.todo), enabled=config.progress) as progress:
+    with (
+        PartMerger(config.out, config.shard, schema).open() as merger,
+        JobProgress(total=len(job_plan.todo), enabled=config.progress) as progress,
+    ):
         for result in _execute(spec, batches, config, jobs):
             rows = result.rows
             if rows and result.pending_file is None:  # a local batch's rows: recorded here, converted once
@@ -571,8 +673,9 @@ def _execute(spec: JobSpec, batches: list[list[Utterance]], config: AnonymizeCon
         # Forked workers load the method as they start (while this process opens the manifest and
         # imports what merging needs) and return their rows; this process records the batches.
         spec = replace(spec, record_batches=False)
-    with make_executor(config.backend, jobs, spec.options.device, config.scheduler,
-                       preload=partial(preload_method, spec)) as executor:
+    with make_executor(
+        config.backend, jobs, spec.options.device, config.scheduler, preload=partial(preload_method, spec)
+    ) as executor:
         pending = {executor.submit(process_batch, spec, batch) for batch in batches}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -14,8 +14,8 @@ import os
 import secrets
 from pathlib import Path
 
-from anoncli.corpus.utterance import Utterance
 from anoncli.atomic import atomic_path
+from anoncli.corpus.utterance import Utterance
 
 
 def key_path(mapping: Path) -> Path:
@@ -80,5 +80,12 @@ def write_mapping(path: Path, utterances: list[Utterance], pseudonyms: Pseudonym
         writer = csv.writer(handle)
         writer.writerow(["utt_id", "source_path", "speaker", "pseudo_utt_id", "pseudo_speaker"])
         for utt in utterances:
-            writer.writerow([utt.utt_id, utt.source_path, utt.speaker or "", pseudonyms.utterance(utt.utt_id),
-                             pseudonyms.speaker(utt.speaker) or ""])
+            writer.writerow(
+                [
+                    utt.utt_id,
+                    utt.source_path,
+                    utt.speaker or "",
+                    pseudonyms.utterance(utt.utt_id),
+                    pseudonyms.speaker(utt.speaker) or "",
+                ]
+            )

@@ -63,22 +63,30 @@ class ScorePlan:
     corpus_root: str
     channel: int | None
     device: str
-    attributes: list[str]                      # attributes every row is scored for (p_orig / p_anon columns)
-    attackers: dict[str, str]                  # attribute -> shipped attacker name
+    attributes: list[str]  # attributes every row is scored for (p_orig / p_anon columns)
+    attackers: dict[str, str]  # attribute -> shipped attacker name
     enrolment: dict[str, list[Utterance]] | None  # speaker -> enrolment pool; None: no speaker labels
     notes: list[str] = field(default_factory=list)
     use_cache: bool = True
 
     def record(self) -> dict[str, Any]:
         """The run.json `scores` entry, before the distributions are added."""
-        return {"enabled": True, "attackers": dict(self.attackers), "attributes": list(self.attributes),
-                "asv_enrolment": (f"first {ENROL_UTTERANCES + 1} utterances of each speaker (by utterance id), "
-                                  f"the scored one left out") if self.enrolment is not None else None,
-                "notes": list(self.notes)}
+        return {
+            "enabled": True,
+            "attackers": dict(self.attackers),
+            "attributes": list(self.attributes),
+            "asv_enrolment": (
+                f"first {ENROL_UTTERANCES + 1} utterances of each speaker (by utterance id), the scored one left out"
+            )
+            if self.enrolment is not None
+            else None,
+            "notes": list(self.notes),
+        }
 
 
-def plan_scores(corpus: Corpus, todo: list[Utterance], channel: int | None = None, device: str = "cpu",
-                use_cache: bool = True) -> ScorePlan:
+def plan_scores(
+    corpus: Corpus, todo: list[Utterance], channel: int | None = None, device: str = "cpu", use_cache: bool = True
+) -> ScorePlan:
     """Choose the attackers and the enrolment pools for scoring `todo` (utterances of `corpus`)."""
     from anoncli.scoring.attackers import choose
 
@@ -101,8 +109,9 @@ def plan_scores(corpus: Corpus, todo: list[Utterance], channel: int | None = Non
         if choice.note and attribute in columns:
             notes.append(choice.note)
         elif attribute not in columns:
-            notes.append(f"{attribute}: the corpus has no {attribute} label; "
-                         f"{attribute}_p_orig/_p_anon are NaN (no label)")
+            notes.append(
+                f"{attribute}: the corpus has no {attribute} label; {attribute}_p_orig/_p_anon are NaN (no label)"
+            )
     unscored = sorted(columns - set(SCORE_ATTRIBUTES) - {"speaker", "transcript", "text", "language"})
     if unscored:
         notes.append(f"labels without a shipped attacker (not scored): {', '.join(unscored)}")
@@ -113,15 +122,16 @@ def plan_scores(corpus: Corpus, todo: list[Utterance], channel: int | None = Non
             if utt.speaker:
                 by_speaker.setdefault(utt.speaker, []).append(utt)
         wanted = {u.speaker for u in todo if u.speaker}
-        enrolment = {s: pool[:ENROL_UTTERANCES + 1] for s, pool in by_speaker.items() if s in wanted}
+        enrolment = {s: pool[: ENROL_UTTERANCES + 1] for s, pool in by_speaker.items() if s in wanted}
         single = sorted(s for s, pool in enrolment.items() if len(pool) < 2)
         if single:
-            notes.append(f"asv_score: {len(single)} speaker(s) with one utterance cannot be enrolled "
-                         f"(e.g. {', '.join(single[:5])})")
+            notes.append(
+                f"asv_score: {len(single)} speaker(s) with one utterance cannot be enrolled "
+                f"(e.g. {', '.join(single[:5])})"
+            )
     else:
         notes.append("asv_score: the corpus has no speaker labels; not scored (no speaker label)")
-    return ScorePlan(str(Path(corpus.root).resolve()), channel, device, attributes, chosen, enrolment, notes,
-                     use_cache)
+    return ScorePlan(str(Path(corpus.root).resolve()), channel, device, attributes, chosen, enrolment, notes, use_cache)
 
 
 # ---- worker side -------------------------------------------------------------------------------------------
@@ -235,16 +245,16 @@ def _enrolment_sides(plan: ScorePlan, prepared: Prepared, speakers: set[str]) ->
     return found
 
 
-def finish(plan: ScorePlan, prepared: Prepared, written: list[tuple[Utterance, dict, np.ndarray | None, int | None]]
-           ) -> list[str]:
+def finish(
+    plan: ScorePlan, prepared: Prepared, written: list[tuple[Utterance, dict, np.ndarray | None, int | None]]
+) -> list[str]:
     """Add the score columns to the rows of a batch's written outputs; returns warning lines.
 
     written: (utterance, its manifest row (updated in place), output wave or
     None for a features-only output, the wave's sample rate).
     """
-    from anoncli.scoring.quick_scores import NO_SPEAKER, to_16k, enrolment_centre, row_values
-
     from anoncli.scoring.attackers import normalise_label
+    from anoncli.scoring.quick_scores import NO_SPEAKER, enrolment_centre, row_values, to_16k
 
     if not written:
         return []
@@ -272,8 +282,14 @@ def finish(plan: ScorePlan, prepared: Prepared, written: list[tuple[Utterance, d
                 others = [u for u in plan.enrolment.get(utt.speaker, []) if u.utt_id != utt.utt_id]
                 enrol = enrolment_centre([pools.get(u.utt_id) for u in others[:ENROL_UTTERANCES]])
             labels = {a: normalise_label(a, utt.labels.get(a)) for a in plan.attributes}
-            scores = scorer.score_pair(prepared.waves[utt.utt_id], prepared.sides[utt.utt_id],
-                                       outputs.get(utt.utt_id), out_sides.get(utt.utt_id), enrol, labels)
+            scores = scorer.score_pair(
+                prepared.waves[utt.utt_id],
+                prepared.sides[utt.utt_id],
+                outputs.get(utt.utt_id),
+                out_sides.get(utt.utt_id),
+                enrol,
+                labels,
+            )
             row.update(row_values(scores))
         except Exception as err:  # a scoring bug must not lose the anonymized file: noted, reported
             row["score_notes"] = f"scores: not computed ({_failure(err)})"
@@ -290,9 +306,10 @@ def scores_record(out: Path, plan: ScorePlan, utt_ids: list[str]) -> dict[str, A
     record = plan.record()
     attackers, card = load_attackers()
     info = {a.name: a.info for a in attackers}
-    record["attackers"] = {attribute: {"attacker": name, **{k: v for k, v in info.get(name, {}).items()
-                                                            if k not in ("file", "name")}}
-                           for attribute, name in plan.attackers.items()}
+    record["attackers"] = {
+        attribute: {"attacker": name, **{k: v for k, v in info.get(name, {}).items() if k not in ("file", "name")}}
+        for attribute, name in plan.attackers.items()
+    }
     if card:
         record["attackers_card"] = str(ATTACKERS_FOLDER / ATTACKERS_CARD)
     from anoncli.errors import InputError

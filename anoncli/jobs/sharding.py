@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from anoncli.errors import AnoncliError, warn
 
@@ -17,8 +18,10 @@ def parse_shard(text: str | None, environ: dict[str, str] | None = None) -> tupl
     if text == "auto":
         env = os.environ if environ is None else environ
         if "SLURM_ARRAY_TASK_ID" not in env:  # not an array job: the whole corpus, said out loud
-            warn("--shard auto: no SLURM_ARRAY_TASK_ID (not a Slurm array job), so this run takes the whole "
-                 "corpus (shard 0/1)")
+            warn(
+                "--shard auto: no SLURM_ARRAY_TASK_ID (not a Slurm array job), so this run takes the whole "
+                "corpus (shard 0/1)"
+            )
             return 0, 1
         try:
             index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))

@@ -104,7 +104,9 @@ def output_rel_path(utt: Utterance, fmt: str, pseudonyms: Pseudonymizer | None) 
 
 def features_rel_path(utt: Utterance, pseudonyms: Pseudonymizer | None) -> str:
     """Where an utterance's feature output goes under OUT: `features/<stem or pseudonym>.npy`."""
-    stem = pseudonyms.utterance(utt.utt_id) if pseudonyms is not None else str(PurePosixPath(utt.rel_path).with_suffix(""))
+    stem = (
+        pseudonyms.utterance(utt.utt_id) if pseudonyms is not None else str(PurePosixPath(utt.rel_path).with_suffix(""))
+    )
     return f"{FEATURES_DIR}/{stem}.npy"
 
 
@@ -130,19 +132,25 @@ def seeding_identity(utt: Utterance, pseudonyms: Pseudonymizer | None) -> Uttera
     """
     if pseudonyms is None:
         return utt
-    return replace(utt, utt_id=pseudonyms.utterance(utt.utt_id),
-                   labels={**utt.labels, "speaker": pseudonyms.speaker(utt.speaker)})
+    return replace(
+        utt, utt_id=pseudonyms.utterance(utt.utt_id), labels={**utt.labels, "speaker": pseudonyms.speaker(utt.speaker)}
+    )
 
 
 def new_row(spec: JobSpec, utt: Utterance, pseudonyms: Pseudonymizer | None) -> ManifestRow:
     """An utterance's manifest row before it is processed; identifying fields are replaced when pseudonymizing."""
-    labels = {column: utt.labels.get(column) for column in spec.label_columns
-              if column != "speaker" and not (pseudonyms and column.startswith("label_"))}
+    labels = {
+        column: utt.labels.get(column)
+        for column in spec.label_columns
+        if column != "speaker" and not (pseudonyms and column.startswith("label_"))
+    }
     return ManifestRow(
         utt_id=pseudonyms.utterance(utt.utt_id) if pseudonyms else utt.utt_id,
         source_path=None if pseudonyms else utt.source_path,
         speaker=pseudonyms.speaker(utt.speaker) if pseudonyms else utt.speaker,
-        labels=labels, method=spec.method, anoncli_version=__version__,
+        labels=labels,
+        method=spec.method,
+        anoncli_version=__version__,
     )
 
 
@@ -201,11 +209,14 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
                 result.warnings.extend(f"{utt.rel_path}: {note}" for note in audio.notes)
             seeded = seeding_identity(utt, pseudonyms)
             params = method.utterance_params(seeded)
-            row.update(duration_s=audio.duration_s, sample_rate=audio.sample_rate, seed=method.utterance_seed(seeded),
-                       # the per-utterance draws only: the method's settings are in the schema metadata and run.json
-                       params=json.dumps(params, sort_keys=True, default=str))
-            loaded.append(_Loaded(utt, row, audio, _method_input(method, audio), params,
-                                  time.perf_counter() - started))
+            row.update(
+                duration_s=audio.duration_s,
+                sample_rate=audio.sample_rate,
+                seed=method.utterance_seed(seeded),
+                # the per-utterance draws only: the method's settings are in the schema metadata and run.json
+                params=json.dumps(params, sort_keys=True, default=str),
+            )
+            loaded.append(_Loaded(utt, row, audio, _method_input(method, audio), params, time.perf_counter() - started))
         except Exception as err:  # one bad file must not stop the batch
             rows.append(row.fail(_one_line(err), time.perf_counter() - started))
             result.errors.append(f"{utt.rel_path}: {_one_line(err)}")
@@ -216,8 +227,9 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
 
         # the originals' sides, before the method: a worker on the same speaker's next batch finds them cached
         rate = method.sample_rate
-        prepared = scores.prepare(spec.score_plan, [(item.utt, item.wave, rate or item.audio.sample_rate)
-                                                    for item in loaded])
+        prepared = scores.prepare(
+            spec.score_plan, [(item.utt, item.wave, rate or item.audio.sample_rate) for item in loaded]
+        )
     written = []  # (utterance, row, output wave or None, its rate) of the files written, for the scores
     method_started = time.perf_counter()
     outputs = _run_method(method, loaded)
@@ -229,8 +241,9 @@ def process_batch(spec: JobSpec, utterances: list[Utterance]) -> BatchResult:
         try:
             if isinstance(output, BaseException):
                 raise output
-            wave_out = _write_outputs(spec, method, out, item.utt, row, item.audio, output, pseudonyms,
-                                      item.wave.shape[-1])
+            wave_out = _write_outputs(
+                spec, method, out, item.utt, row, item.audio, output, pseudonyms, item.wave.shape[-1]
+            )
             row.update(status=STATUS_OK, elapsed_s=time.perf_counter() - started)
             written.append((item.utt, row, *(wave_out or (None, None))))
             rows.append(row)
@@ -324,8 +337,17 @@ def output_length(made: int, method_input: int, audio: Audio, rate_out: int) -> 
     return nominal if made == method_input else max(1, round(made * nominal / max(1, method_input)))
 
 
-def _write_outputs(spec, method: Method, out: Path, utt: Utterance, row: ManifestRow, audio: Audio, output,
-                   pseudonyms, method_input: int) -> tuple[np.ndarray, int] | None:
+def _write_outputs(
+    spec,
+    method: Method,
+    out: Path,
+    utt: Utterance,
+    row: ManifestRow,
+    audio: Audio,
+    output,
+    pseudonyms,
+    method_input: int,
+) -> tuple[np.ndarray, int] | None:
     """Write one utterance's outputs; returns the audio as written (samples, rate), at the method's rate (not
     resampled for writing, so that scores need no second resampling), or None for features only.
 

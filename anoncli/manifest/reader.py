@@ -36,7 +36,9 @@ def read_parquet_schema(path: Path) -> pa.Schema:
 
 def _unreadable(err: BaseException) -> str:
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return f"not a readable anoncli manifest file ({reason}); move it out of the folder (anonymize then redoes its files)"
+    return (
+        f"not a readable anoncli manifest file ({reason}); move it out of the folder (anonymize then redoes its files)"
+    )
 
 
 def manifest_files(out: Path) -> list[Path]:

@@ -12,8 +12,9 @@ pyarrow is imported only when a schema is built.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,7 +87,9 @@ class ManifestRow:
         """Fixed column name -> (Arrow type name, nullable), in schema order (labels go after `speaker`)."""
         cached = cls.__dict__.get("_fixed_columns")
         if cached is None:
-            cached = {f.name: (f.metadata["arrow"], f.metadata["nullable"]) for f in fields(cls) if "arrow" in f.metadata}
+            cached = {
+                f.name: (f.metadata["arrow"], f.metadata["nullable"]) for f in fields(cls) if "arrow" in f.metadata
+            }
             cls._fixed_columns = cached  # once per class: rows are built by the thousand
         return cached
 

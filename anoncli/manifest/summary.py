@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,8 +43,11 @@ def score_distributions(table: pa.Table, utt_ids: set[str] | None = None) -> dic
     if not columns or "status" not in table.column_names:
         return {}
     data = table.select(["utt_id", "status", *columns]).to_pydict()
-    keep = [i for i, status in enumerate(data["status"])
-            if status == STATUS_OK and (utt_ids is None or data["utt_id"][i] in utt_ids)]
+    keep = [
+        i
+        for i, status in enumerate(data["status"])
+        if status == STATUS_OK and (utt_ids is None or data["utt_id"][i] in utt_ids)
+    ]
     result = {}
     for column in columns:
         values = [data[column][i] for i in keep]

@@ -16,8 +16,8 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -82,8 +82,9 @@ def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
         return schema.empty_table()
     text = "\n".join(json.dumps(record, default=_json_value) for record in records)
     if _SURROGATE.search(text):  # a file name's bytes that Python decoded with surrogate escapes, e.g. in an error
-        text = "\n".join(json.dumps({k: _valid_text(v) for k, v in record.items()}, default=_json_value)
-                         for record in records)
+        text = "\n".join(
+            json.dumps({k: _valid_text(v) for k, v in record.items()}, default=_json_value) for record in records
+        )
     options = pa_json.ParseOptions(explicit_schema=plain, unexpected_field_behavior="ignore")
     table = pa_json.read_json(io.BytesIO(text.encode()), parse_options=options)
     # The reader refuses a null in a non-nullable column but marks every column nullable: put the flags back,

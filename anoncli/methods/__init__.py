@@ -40,5 +40,14 @@ def create_method(name: str, options: MethodOptions) -> Method:
     return method_class(name)(options)
 
 
-__all__ = ["Method", "MethodOptions", "MethodOutput", "REGISTRY", "DEFAULT_METHOD", "create_method", "method_class", "method_names",
-           "options_from_params"]
+__all__ = [
+    "Method",
+    "MethodOptions",
+    "MethodOutput",
+    "REGISTRY",
+    "DEFAULT_METHOD",
+    "create_method",
+    "method_class",
+    "method_names",
+    "options_from_params",
+]

@@ -18,9 +18,10 @@ imports torch: the lean CPU path.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from anoncli.errors import AnoncliError
 from anoncli.params import from_params
@@ -104,8 +105,10 @@ class Method(ABC):
         known = self.param_names()
         unknown = sorted(set(options.extra) - set(known))
         if unknown:  # a misspelt setting must not be silently ignored
-            raise AnoncliError(f"--param {unknown[0]}: unknown setting for {self.name} "
-                               f"(known: {', '.join(known) if known else 'none'})")
+            raise AnoncliError(
+                f"--param {unknown[0]}: unknown setting for {self.name} "
+                f"(known: {', '.join(known) if known else 'none'})"
+            )
         self.settings = options_from_params(self.options_class, options.extra) if self.options_class else None
 
     @classmethod
@@ -123,10 +126,10 @@ class Method(ABC):
 
     @property
     def device_type(self) -> str:
-        """"cpu", "cuda", ...: the device's kind, without importing torch."""
+        """ "cpu", "cuda", ...: the device's kind, without importing torch."""
         return str(self.options.device).split(":", 1)[0]
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 (a hook: most methods need nothing)
         """Load what `process` needs and construction deferred (compiled kernels, ...); idempotent.
 
         Workers call it once before their first batch; building a method to

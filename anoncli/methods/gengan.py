@@ -24,5 +24,7 @@ class GenGAN(LearnedMethod):
         return {"noise_seed": seed}
 
     def transform(self, norm: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
-        noise = torch.cat([gengan_noise_map(p["noise_seed"], norm.shape[-1], self.stride) for p in params]).to(self.device)
+        noise = torch.cat([gengan_noise_map(p["noise_seed"], norm.shape[-1], self.stride) for p in params]).to(
+            self.device
+        )
         return self.generate(self.modules["generator"], norm, {"noise": noise})

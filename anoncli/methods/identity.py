@@ -8,7 +8,8 @@ itself (decode, resample, 16-bit encode) costs, and it is the reference row
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -38,8 +38,9 @@ Two implementations of the same arithmetic: a compiled CPU kernel (numba,
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,8 +118,10 @@ class McAdams(Method):
                 f"[{ALPHA_MIN}, {ALPHA_MAX}] (1 leaves the voice unchanged; 0.5-0.9 is the usual range)"
             )
         if alpha == 1:
-            raise AnoncliError(f"--alpha {alpha}: 1 leaves the voice unchanged, which is no anonymization "
-                               "(--method identity is the control that keeps it); 0.5-0.9 is the usual range")
+            raise AnoncliError(
+                f"--alpha {alpha}: 1 leaves the voice unchanged, which is no anonymization "
+                "(--method identity is the control that keeps it); 0.5-0.9 is the usual range"
+            )
         self.backend = self._choose_backend(self.settings.backend)
         # The compiled kernel works on numpy arrays: the worker then never imports torch.
         self.tensor_inputs = self.backend != "compiled"
@@ -165,7 +168,7 @@ class McAdams(Method):
             "per_speaker": bool(self.options.per_speaker),
             "output_level": f"local: each frame's gain matches output and input energy over +-{LEVEL_REACH_FRAMES} frames",
             "pre_filter": f"DC and rumble removed before analysis: x - mean, minus 3 passes of a {RUMBLE_WINDOW_MS:g} ms "
-                        "centred moving average; the output level follows the filtered input",
+            "centred moving average; the output level follows the filtered input",
         }
 
     def process(self, waves: Sequence[Any], params: list[dict[str, Any]]) -> list[MethodOutput]:
@@ -201,10 +204,17 @@ class McAdams(Method):
         waves = [torch.from_numpy(w).to(self.device) if is_array else w for w, is_array in zip(waves, given_arrays)]
         waves = [remove_rumble(w, width) if p.get("highpass") else w for w, p in zip(waves, params)]
         nonempty = [i for i, w in enumerate(waves) if w.numel()]
-        results = mcadams_batch(
-            [waves[i] for i in nonempty], [alphas[i] for i in nonempty],
-            self.window.to(self.device), self.shift, self.lpc_order,
-        ) if nonempty else []
+        results = (
+            mcadams_batch(
+                [waves[i] for i in nonempty],
+                [alphas[i] for i in nonempty],
+                self.window.to(self.device),
+                self.shift,
+                self.lpc_order,
+            )
+            if nonempty
+            else []
+        )
         shaped = [torch.zeros(w.shape[0], dtype=torch.float64, device=self.device) for w in waves]
         for i, result in zip(nonempty, results):
             shaped[i] = result
@@ -221,8 +231,9 @@ class McAdams(Method):
         padded = np.zeros(layout.padded_length, dtype=np.float64)
         padded[layout.lead : layout.lead + layout.length] = source
         out = np.zeros_like(padded)
-        mcadams_overlap_add(padded, layout.n_frames, self.shift, self._window_np, self.lpc_order, alpha, out,
-                            self._kernel_settings)
+        mcadams_overlap_add(
+            padded, layout.n_frames, self.shift, self._window_np, self.lpc_order, alpha, out, self._kernel_settings
+        )
         return out[layout.lead : layout.lead + layout.length].astype(np.float32)
 
 

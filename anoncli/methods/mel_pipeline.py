@@ -42,8 +42,9 @@ class MelPipeline(Pipeline):
         outputs: list[torch.Tensor | None] = [None] * len(waves)
         for bucket in length_buckets([m.shape[-1] for m in mels]):
             longest = max(mels[i].shape[-1] for i in bucket)
-            batch = torch.stack([pad_to_stride(stats[i][0].unsqueeze(0), longest, method.stride).squeeze(0)
-                                 for i in bucket])
+            batch = torch.stack(
+                [pad_to_stride(stats[i][0].unsqueeze(0), longest, method.stride).squeeze(0) for i in bucket]
+            )
             result = method.transform(batch, [params[i] for i in bucket])
             for row, i in enumerate(bucket):
                 norm, mu, sigma = stats[i]

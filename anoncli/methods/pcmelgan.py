@@ -16,8 +16,10 @@ class PCMelGAN(LearnedMethod):
     name = "pcmelgan"
 
     def build(self, state: dict) -> dict[str, torch.nn.Module]:
-        modules = {"filter": pcmelgan_filter(self.model_config),
-                   "generator": pcmelgan_generator(self.model_config, len(self.classes))}
+        modules = {
+            "filter": pcmelgan_filter(self.model_config),
+            "generator": pcmelgan_generator(self.model_config, len(self.classes)),
+        }
         for name, module in modules.items():
             module.load_state_dict(state["models"][name])
         return modules

@@ -60,8 +60,10 @@ def pipeline_class(name: str, source: str = "the model") -> type[Pipeline]:
     Raises AnoncliError naming `source` (the checkpoint) for a name no pipeline has.
     """
     if name not in PIPELINES:
-        raise AnoncliError(f"{source}: declares the synthesis pipeline {name!r}, which this anoncli does not have "
-                           f"(known: {', '.join(sorted(PIPELINES))}); update anoncli or retrain the model")
+        raise AnoncliError(
+            f"{source}: declares the synthesis pipeline {name!r}, which this anoncli does not have "
+            f"(known: {', '.join(sorted(PIPELINES))}); update anoncli or retrain the model"
+        )
     module_name, class_name = PIPELINES[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
@@ -90,8 +92,10 @@ def require_samples(wave: torch.Tensor, minimum: int, sample_rate: int, analysis
     """Raise AudioError (the file fails with this reason) when `wave` (T,) has fewer than `minimum` samples,
     the least `analysis` needs for one frame: a method must not hand such a file back unchanged."""
     if wave.numel() < minimum:
-        raise AudioError(f"too short to transform: {wave.numel() / sample_rate * 1000:.1f} ms, "
-                         f"the {analysis} needs at least {minimum / sample_rate * 1000:.0f} ms")
+        raise AudioError(
+            f"too short to transform: {wave.numel() / sample_rate * 1000:.1f} ms, "
+            f"the {analysis} needs at least {minimum / sample_rate * 1000:.0f} ms"
+        )
 
 
 class Pipeline(ABC):

@@ -55,17 +55,30 @@ class Rdalm(Method):
         c = self.model_config = dict(state["config"])
         self.classes = list(state["classes"])
         self.sample_rate = int(c["sample_rate"])
-        self.pipeline = RdalmPipeline(c["sample_rate"], c["n_fft"], c["hop"], c["unet_width"], c["extractor_width"],
-                                      c["embedding"], len(self.classes))
+        self.pipeline = RdalmPipeline(
+            c["sample_rate"],
+            c["n_fft"],
+            c["hop"],
+            c["unet_width"],
+            c["extractor_width"],
+            c["embedding"],
+            len(self.classes),
+        )
         self.pipeline.load_state_dict(module_state(state, "pipeline"))
         self.pipeline.to(self.device).eval()
 
     def config(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint_path),
-                "emit": self.emit, "classes": self.classes,
-                "adversary": self.model_config.get("adversary"), "n_fft": self.model_config["n_fft"],
-                "hop": self.model_config["hop"], "embedding": self.model_config["embedding"],
-                "mask_input_level_dbfs": REFERENCE_DBFS, "mask_input_max_gain_db": MAX_LEVEL_GAIN_DB}
+        return {
+            "checkpoint": str(self.checkpoint_path),
+            "emit": self.emit,
+            "classes": self.classes,
+            "adversary": self.model_config.get("adversary"),
+            "n_fft": self.model_config["n_fft"],
+            "hop": self.model_config["hop"],
+            "embedding": self.model_config["embedding"],
+            "mask_input_level_dbfs": REFERENCE_DBFS,
+            "mask_input_max_gain_db": MAX_LEVEL_GAIN_DB,
+        }
 
     @torch.no_grad()
     def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[MethodOutput]:

@@ -51,8 +51,13 @@ class Siamese(Method):
         self.checkpoint_path, state = modelstore.load_method_checkpoint(self.name, options.checkpoint)
         c = self.model_config = dict(state["config"])
         self.sample_rate = int(c["sample_rate"])
-        self.net = SiameseNet(c["groups"], c["width"], self.sample_rate, norm=c.get("norm", "instance"),
-                              bottleneck=int(c.get("bottleneck", 0)))
+        self.net = SiameseNet(
+            c["groups"],
+            c["width"],
+            self.sample_rate,
+            norm=c.get("norm", "instance"),
+            bottleneck=int(c.get("bottleneck", 0)),
+        )
         self.net.load_state_dict(module_state(state, "net", self.checkpoint_path))
         self.net.to(self.device).eval()
         # speakers the extractor saw (training and model selection): the evaluation leaves them out
@@ -65,16 +70,28 @@ class Siamese(Method):
         return {"noise_seed": self.utterance_seed(utt)} if self.noise > 0 else {}
 
     def config(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint_path),
-                "loss": self.model_config["loss"], "groups": self.model_config["groups"],
-                "width": self.model_config["width"], "norm": self.model_config.get("norm", "instance"),
-                "bottleneck": self.model_config.get("bottleneck", 0), "noise": self.noise,
-                "utility": self.model_config.get("utility"), "classes": self.classes,
-                "feature_dim": self.net.feature_dim, "train_speakers": self.train_speakers}
+        return {
+            "checkpoint": str(self.checkpoint_path),
+            "loss": self.model_config["loss"],
+            "groups": self.model_config["groups"],
+            "width": self.model_config["width"],
+            "norm": self.model_config.get("norm", "instance"),
+            "bottleneck": self.model_config.get("bottleneck", 0),
+            "noise": self.noise,
+            "utility": self.model_config.get("utility"),
+            "classes": self.classes,
+            "feature_dim": self.net.feature_dim,
+            "train_speakers": self.train_speakers,
+        }
 
     @torch.no_grad()
     def process(self, waves: list[torch.Tensor], params: list[dict[str, Any]]) -> list[MethodOutput]:
         # One at a time: the time-average makes the vector independent of padding.
-        return [MethodOutput(features=add_feature_noise(self.net(w[None].to(self.device))[0].cpu(), self.noise,
-                                                        p.get("noise_seed", 0)).numpy())
-                for w, p in zip(waves, params)]
+        return [
+            MethodOutput(
+                features=add_feature_noise(
+                    self.net(w[None].to(self.device))[0].cpu(), self.noise, p.get("noise_seed", 0)
+                ).numpy()
+            )
+            for w, p in zip(waves, params)
+        ]

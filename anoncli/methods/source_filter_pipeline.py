@@ -43,14 +43,20 @@ class SourceFilterPipeline(Pipeline):
         super().__init__(method, state, options)
         config = method.model_config
         if options.vocoder not in (None, "source_filter"):
-            raise AnoncliError(f"--vocoder {options.vocoder}: this {method.name} model moves pitch and energy "
-                               "and synthesises with the source-filter path only (--vocoder source_filter)")
+            raise AnoncliError(
+                f"--vocoder {options.vocoder}: this {method.name} model moves pitch and energy "
+                "and synthesises with the source-filter path only (--vocoder source_filter)"
+            )
         missing = [k for k in ("prosody_bounds", "prosody_hidden") if k not in config]
         missing += [] if "prosody" in state.get("models", {}) else ["models.prosody"]
         if missing:
-            raise AnoncliError(f"{method.checkpoint_path}: a source-filter model without {', '.join(missing)} "
-                               "(the prosody head): an incomplete checkpoint; retrain or re-export it")
-        self.prosody = ProsodyHead(len(method.classes), bounds=config["prosody_bounds"], hidden=config["prosody_hidden"])
+            raise AnoncliError(
+                f"{method.checkpoint_path}: a source-filter model without {', '.join(missing)} "
+                "(the prosody head): an incomplete checkpoint; retrain or re-export it"
+            )
+        self.prosody = ProsodyHead(
+            len(method.classes), bounds=config["prosody_bounds"], hidden=config["prosody_hidden"]
+        )
         self.prosody.load_state_dict(state["models"]["prosody"])
         self.prosody.eval()
         self.vocoder_name = "source_filter"
@@ -80,7 +86,7 @@ class SourceFilterPipeline(Pipeline):
         log_f0 = torch.from_numpy(np.log(np.maximum(features.f0, 1.0)).astype(np.float32))
         energy = torch.from_numpy(source_filter.frame_energy_db(features.envelope))
         stats = utterance_stats(log_f0, voiced, energy)
-        if not bool(voiced.any()):   # no F0 evidence: the head reads the training mean in its place
+        if not bool(voiced.any()):  # no F0 evidence: the head reads the training mean in its place
             stats = self.prosody.without_f0(stats)
         label = torch.tensor([self.prosody_target(params)])
         prosody = self.prosody(stats[None], label, prosody_noise(params.get("noise_seed", params.get("seed", 0))))[0]

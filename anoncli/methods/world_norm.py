@@ -86,7 +86,9 @@ class WorldNormPipeline(Pipeline):
         self.vocoder_name = "world"
         covariance = method.model_config.get("covariance", "full")
         if covariance not in COVARIANCES:
-            raise AnoncliError(f"{source}: covariance {covariance!r} in the model's config (known: {', '.join(COVARIANCES)})")
+            raise AnoncliError(
+                f"{source}: covariance {covariance!r} in the model's config (known: {', '.join(COVARIANCES)})"
+            )
         self.full = covariance == "full"
 
     def utterance_params(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -112,8 +114,13 @@ class WorldNormPipeline(Pipeline):
         return torch.from_numpy(world_features.synthesize(out.with_(mcep=changed)))
 
 
-def save_model(sampler: PseudoSpeakers, folder: str | Path, card: dict | None = None,
-               sample_rate: int = 16000, covariance: str = "full") -> Path:
+def save_model(
+    sampler: PseudoSpeakers,
+    folder: str | Path,
+    card: dict | None = None,
+    sample_rate: int = 16000,
+    covariance: str = "full",
+) -> Path:
     """Write a world_norm model: `folder/model.safetensors` (the sampler's arrays) and `folder/card.json`
     (`card`'s keys plus method and model; `covariance` one of COVARIANCES). Returns the weights' path;
     OSError when the folder is not writable, ValueError for an unknown `covariance`."""
@@ -125,13 +132,22 @@ def save_model(sampler: PseudoSpeakers, folder: str | Path, card: dict | None = 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "model.safetensors"
-    save_file({f"{SAMPLER}.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in sampler.arrays().items()},
-              weights)
-    config = {"synthesis": WorldNormPipeline.name, "sample_rate": int(sample_rate),
-              "frame_period_ms": world_features.FRAME_PERIOD_MS, "n_mcep": world_features.N_MCEP,
-              "covariance": covariance}
-    atomic_write_json(folder / "card.json", {**(card or {}), "method": WorldNorm.name,
-                                             "model": {"config": config, "classes": list(sampler.genders),
-                                                       "attribute": "gender"}})
+    save_file(
+        {f"{SAMPLER}.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in sampler.arrays().items()}, weights
+    )
+    config = {
+        "synthesis": WorldNormPipeline.name,
+        "sample_rate": int(sample_rate),
+        "frame_period_ms": world_features.FRAME_PERIOD_MS,
+        "n_mcep": world_features.N_MCEP,
+        "covariance": covariance,
+    }
+    atomic_write_json(
+        folder / "card.json",
+        {
+            **(card or {}),
+            "method": WorldNorm.name,
+            "model": {"config": config, "classes": list(sampler.genders), "attribute": "gender"},
+        },
+    )
     return weights
-

@@ -33,7 +33,7 @@ def _slice_cond(cond: dict, start: int, stop: int, stride: int) -> dict:
     out = {}
     for key, value in cond.items():
         if key in TIME_KEYS and value is not None:
-            out[key] = value[..., start // stride: stop // stride]
+            out[key] = value[..., start // stride : stop // stride]
         else:
             out[key] = value
     return out
@@ -69,7 +69,9 @@ def crossfade_starts(total: int, chunk: int, overlap: int, stride: int) -> list[
 
 
 @torch.no_grad()
-def generate(generator, mel: torch.Tensor, cond: dict | None = None, chunk_frames: int = 1024, overlap: int = 128) -> torch.Tensor:
+def generate(
+    generator, mel: torch.Tensor, cond: dict | None = None, chunk_frames: int = 1024, overlap: int = 128
+) -> torch.Tensor:
     """(B, n_mels, F) normalised mel -> generator output of the same shape, for any F.
 
     The mel is padded to a multiple of the generator's stride; mels longer than
@@ -108,7 +110,7 @@ def generate(generator, mel: torch.Tensor, cond: dict | None = None, chunk_frame
         if index == 0:
             w[:overlap] = 1.0
         if index == len(starts) - 1:
-            w[chunk - overlap:] = 1.0
+            w[chunk - overlap :] = 1.0
         out[..., start:stop] += piece * w
         weight[start:stop] += w
     return (out / weight.clamp(min=1e-6)).squeeze(1)[..., :frames]

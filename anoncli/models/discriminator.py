@@ -25,16 +25,28 @@ class AlexNetDiscriminator(nn.Module):
         c = [max(4, int(round(n * width))) for n in (64, 192, 384, 256, 256)]
         fc = max(16, int(round(1024 * width)))
         self.features = nn.Sequential(
-            nn.Conv2d(1, c[0], 5, stride=first_stride, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(1, c[0], 5, stride=first_stride, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(c[0], c[1], 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(c[1], c[2], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c[2], c[3], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c[3], c[4], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
         )
         self.pool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(c[4] * 36, fc), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(fc, fc), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(c[4] * 36, fc),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(fc, fc),
+            nn.ReLU(inplace=True),
             nn.Linear(fc, num_outputs),
         )
 

@@ -68,8 +68,9 @@ def pcmelgan_filter(config: dict) -> UNet:
 
 def pcmelgan_generator(config: dict, num_classes: int) -> UNet:
     """PCMelGAN's generator G: z plus a target class (conditioning {"z", "label": (B,) class indices})."""
-    injection = PCMelGANInjection(config["channels"][-1], bottleneck_height(config["channels"]), PCMELGAN_NOISE_DIM,
-                                  num_classes)
+    injection = PCMelGANInjection(
+        config["channels"][-1], bottleneck_height(config["channels"]), PCMELGAN_NOISE_DIM, num_classes
+    )
     return UNet(config["channels"], injection, residual=config["residual"])
 
 
@@ -83,6 +84,12 @@ def pcmelgan_z(seed: int) -> torch.Tensor:
 def psegan_generator(config: dict, num_classes: int) -> UNet:
     """PSEGAN: a U-Net with a gated, dilated residual bottleneck over time, conditioned on a target class."""
     channels = config["channels"]
-    bottleneck = GatedDilatedBottleneck(channels[-1], bottleneck_height(channels), num_classes, width=config["gated_width"],
-                                        hidden=config["gated_hidden"], stacks=config["gated_stacks"])
+    bottleneck = GatedDilatedBottleneck(
+        channels[-1],
+        bottleneck_height(channels),
+        num_classes,
+        width=config["gated_width"],
+        hidden=config["gated_hidden"],
+        stacks=config["gated_stacks"],
+    )
     return UNet(channels, bottleneck, residual=config["residual"])

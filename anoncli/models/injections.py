@@ -28,7 +28,9 @@ from anoncli.models.unet import Bottleneck
 class PCMelGANInjection(Bottleneck):
     """z in R^10 -> Linear -> a (C, h) map repeated over time; optional label -> one extra channel."""
 
-    def __init__(self, channels: int = 128, height: int = 5, noise_dim: int = 10, num_classes: int = 0, embed_dim: int = 16):
+    def __init__(
+        self, channels: int = 128, height: int = 5, noise_dim: int = 10, num_classes: int = 0, embed_dim: int = 16
+    ):
         super().__init__()
         self.channels, self.height, self.noise_dim, self.num_classes = channels, height, noise_dim, num_classes
         self.noise_proj = nn.Linear(noise_dim, channels * height)
@@ -91,17 +93,24 @@ class GatedDilatedBottleneck(Bottleneck):
     embedding added to every time step.
     """
 
-    def __init__(self, channels: int = 128, height: int = 5, num_classes: int = 0, width: int = 128,
-                 hidden: int = 64, dilations=(1, 2, 4, 8, 16, 32), stacks: int = 1, embed_dim: int = 16):
+    def __init__(
+        self,
+        channels: int = 128,
+        height: int = 5,
+        num_classes: int = 0,
+        width: int = 128,
+        hidden: int = 64,
+        dilations=(1, 2, 4, 8, 16, 32),
+        stacks: int = 1,
+        embed_dim: int = 16,
+    ):
         super().__init__()
         self.channels, self.height, self.num_classes = channels, height, num_classes
         flat = channels * height
         self.input = nn.Conv1d(flat + (embed_dim if num_classes else 0), width, 1)
         if num_classes:
             self.embedding = nn.Embedding(num_classes, embed_dim)
-        self.blocks = nn.ModuleList(
-            GatedResidualBlock(width, hidden, d) for _ in range(stacks) for d in dilations
-        )
+        self.blocks = nn.ModuleList(GatedResidualBlock(width, hidden, d) for _ in range(stacks) for d in dilations)
         self.output = nn.Sequential(nn.ReLU(), nn.Conv1d(width, flat, 1))
 
     def forward(self, features: torch.Tensor, cond: dict) -> torch.Tensor:

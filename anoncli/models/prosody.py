@@ -63,8 +63,9 @@ def active_frames(energy_db: torch.Tensor) -> torch.Tensor:
     return energy_db > energy_db.max() - ACTIVE_RANGE_DB
 
 
-def utterance_stats(log_f0: torch.Tensor, voiced: torch.Tensor, energy_db: torch.Tensor,
-                    active: torch.Tensor | None = None) -> torch.Tensor:
+def utterance_stats(
+    log_f0: torch.Tensor, voiced: torch.Tensor, energy_db: torch.Tensor, active: torch.Tensor | None = None
+) -> torch.Tensor:
     """(T,) log-F0 (natural log Hz), (T,) voiced mask, (T,) frame energy dB -> (STATS_DIM,) statistics.
 
     `active` defaults to the frames within ACTIVE_RANGE_DB of the loudest frame of `energy_db`.
@@ -77,8 +78,9 @@ def utterance_stats(log_f0: torch.Tensor, voiced: torch.Tensor, energy_db: torch
     return torch.stack(_summary(log_f0[voiced]) + _summary(relative) + [voiced_fraction.to(log_f0)])
 
 
-def apply_prosody(log_f0: torch.Tensor, voiced: torch.Tensor, energy_db: torch.Tensor,
-                  params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_prosody(
+    log_f0: torch.Tensor, voiced: torch.Tensor, energy_db: torch.Tensor, params: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply one utterance's prosody params (4,) -> (new log-F0 (T,), energy gain in dB (T,)).
 
     Unvoiced frames keep their (meaningless) log-F0 value; the caller keeps them unvoiced.
@@ -111,8 +113,11 @@ class ProsodyHead(nn.Module):
         self.register_buffer("bounds", torch.tensor([float(b) for b in bounds]))
         self.embedding = nn.Embedding(num_classes, embed_dim)
         self.net = nn.Sequential(
-            nn.Linear(STATS_DIM + embed_dim + NOISE_DIM, hidden), nn.LeakyReLU(0.2),
-            nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, len(PROSODY_OUTPUTS)),
+            nn.Linear(STATS_DIM + embed_dim + NOISE_DIM, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, len(PROSODY_OUTPUTS)),
         )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
@@ -154,7 +159,7 @@ def warp_logmel(logmel: torch.Tensor, log_warp: torch.Tensor, centres: torch.Ten
     Linear interpolation between neighbouring bands (held at the edges); differentiable in `log_warp`.
     """
     centres = centres.to(logmel)
-    query = centres[None, :] / torch.exp(log_warp)[:, None]                      # (B, n_mels)
+    query = centres[None, :] / torch.exp(log_warp)[:, None]  # (B, n_mels)
     query = torch.maximum(torch.minimum(query, centres[-1]), centres[0])
     upper = torch.searchsorted(centres, query.detach().contiguous()).clamp(1, centres.shape[0] - 1)
     lower = upper - 1

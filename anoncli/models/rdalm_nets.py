@@ -34,8 +34,9 @@ REFERENCE_DBFS = -22.0
 MAX_LEVEL_GAIN_DB = 60.0
 
 
-def level_gain(wave: torch.Tensor, sample_rate: int, reference_dbfs: float = REFERENCE_DBFS,
-               max_gain_db: float = MAX_LEVEL_GAIN_DB) -> torch.Tensor:
+def level_gain(
+    wave: torch.Tensor, sample_rate: int, reference_dbfs: float = REFERENCE_DBFS, max_gain_db: float = MAX_LEVEL_GAIN_DB
+) -> torch.Tensor:
     """Gain (0-d float32 tensor on the wave's device) that brings a wave (samples,) at `sample_rate` Hz to `reference_dbfs`.
 
     The level is the RMS (full scale 1.0) of the span from its first to its
@@ -86,14 +87,19 @@ class SeparationUNet(nn.Module):
         self.encoder = nn.ModuleList()
         c_in = 1
         for c in ch:
-            self.encoder.append(nn.Sequential(nn.Conv2d(c_in, c, 5, stride=2, padding=2), nn.BatchNorm2d(c), nn.LeakyReLU(0.2)))
+            self.encoder.append(
+                nn.Sequential(nn.Conv2d(c_in, c, 5, stride=2, padding=2), nn.BatchNorm2d(c), nn.LeakyReLU(0.2))
+            )
             c_in = c
         self.decoder = nn.ModuleList()
         for i in range(len(ch) - 1, 0, -1):
             # input: deepest map (first) or previous decoder output concatenated with the skip
             c_in = ch[i] if i == len(ch) - 1 else ch[i] * 2
-            layers = [nn.ConvTranspose2d(c_in, ch[i - 1], 5, stride=2, padding=2, output_padding=1),
-                      nn.BatchNorm2d(ch[i - 1]), nn.ReLU()]
+            layers = [
+                nn.ConvTranspose2d(c_in, ch[i - 1], 5, stride=2, padding=2, output_padding=1),
+                nn.BatchNorm2d(ch[i - 1]),
+                nn.ReLU(),
+            ]
             if len(self.decoder) < 3:
                 layers.append(nn.Dropout2d(0.5))
             self.decoder.append(nn.Sequential(*layers))
@@ -168,8 +174,13 @@ class SpeechDiscriminator(nn.Module):
     front (the evaluation attacker also standardises its input).
     """
 
-    def __init__(self, embedding: int = 64, standardize: bool = False, hidden: tuple[int, ...] = (48, 32, 16),
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        embedding: int = 64,
+        standardize: bool = False,
+        hidden: tuple[int, ...] = (48, 32, 16),
+        dropout: float = 0.0,
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.BatchNorm1d(embedding, affine=False)] if standardize else []
         c_in = embedding
@@ -216,8 +227,16 @@ def grl_weight(epoch: int, warmup_epochs: int, ramp_epochs: int, max_weight: flo
 class RdalmPipeline(nn.Module):
     """Frozen U-Net + extractor + event classifier, as `anoncli anonymize --method rdalm` runs them."""
 
-    def __init__(self, sample_rate: int, n_fft: int, hop: int, unet_width: float, extractor_width: float,
-                 embedding: int, n_events: int):
+    def __init__(
+        self,
+        sample_rate: int,
+        n_fft: int,
+        hop: int,
+        unet_width: float,
+        extractor_width: float,
+        embedding: int,
+        n_events: int,
+    ):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.spec = Spectrogram(n_fft, hop)

@@ -17,7 +17,9 @@ from anoncli.atomic import atomic_path
 from anoncli.errors import AnoncliError
 
 
-def save_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+def save_file(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
     """Write `tensors` (name -> tensor; moved to the CPU, made contiguous) atomically to `path`.
 
     metadata: strings stored in the header (`__metadata__`). Raises OSError

@@ -8,8 +8,8 @@ pairs together and pushes different-gender pairs at least `margin` apart.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 PAPER_CHANNELS = (64, 128, 256, 512, 512)
 
@@ -17,8 +17,9 @@ PAPER_CHANNELS = (64, 128, 256, 512, 512)
 class MfccFrontEnd(nn.Module):
     """64 mel bands, 32 cepstra, 26 ms Hamming-free (Hann) window, 13 ms step, as in the paper."""
 
-    def __init__(self, sample_rate: int = 16000, n_mfcc: int = 32, n_mels: int = 64,
-                 win_ms: float = 26.0, hop_ms: float = 13.0):
+    def __init__(
+        self, sample_rate: int = 16000, n_mfcc: int = 32, n_mels: int = 64, win_ms: float = 26.0, hop_ms: float = 13.0
+    ):
         super().__init__()
         import torchaudio
 
@@ -26,7 +27,9 @@ class MfccFrontEnd(nn.Module):
         hop = int(round(sample_rate * hop_ms / 1000))
         n_fft = 1 << (win - 1).bit_length()
         self.mfcc = torchaudio.transforms.MFCC(
-            sample_rate=sample_rate, n_mfcc=n_mfcc, log_mels=True,
+            sample_rate=sample_rate,
+            n_mfcc=n_mfcc,
+            log_mels=True,
             melkwargs={"n_fft": n_fft, "win_length": win, "hop_length": hop, "n_mels": n_mels, "center": True},
         )
 
@@ -75,8 +78,15 @@ class SiameseNet(nn.Module):
     the same from precomputed cepstra (training crops).
     """
 
-    def __init__(self, groups: int = 3, width: float = 1.0, sample_rate: int = 16000, n_mfcc: int = 32,
-                 norm: str = "instance", bottleneck: int = 0):
+    def __init__(
+        self,
+        groups: int = 3,
+        width: float = 1.0,
+        sample_rate: int = 16000,
+        n_mfcc: int = 32,
+        norm: str = "instance",
+        bottleneck: int = 0,
+    ):
         super().__init__()
         if not 1 <= groups <= 5:
             raise ValueError("groups must be 1..5")
@@ -105,15 +115,16 @@ class SiameseNet(nn.Module):
     def embed_mfcc(self, mfcc: torch.Tensor) -> torch.Tensor:
         """Features (B, feature_dim) from MFCCs (B, 1, n_mfcc, frames): normalise, conv groups, mean over time, project."""
         x = cepstral_mvn(mfcc) if self.norm_kind == "cmvn" else self.norm(mfcc)
-        x = self.groups(x)                             # (B, C, bins, frames)
+        x = self.groups(x)  # (B, C, bins, frames)
         return self.project(x.mean(dim=3).flatten(1))  # (B, feature_dim)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.embed_mfcc(self.front(waves))
 
 
-def add_feature_noise(features: torch.Tensor, std: float, seed: int | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def add_feature_noise(
+    features: torch.Tensor, std: float, seed: int | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """features + N(0, std²) per element (std 0: unchanged). The noise comes from `generator`, or from a
     fresh generator seeded with `seed` (so a released vector is reproducible from its recorded seed)."""
     if std <= 0:
@@ -143,7 +154,9 @@ class UtilityHead(nn.Module):
 
     def __init__(self, feature_dim: int, n_classes: int, hidden: int = 1024, dropout: float = 0.5):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        self.body = nn.Sequential(
+            nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+        )
 
     def forward(self, features):
         return self.body(features)

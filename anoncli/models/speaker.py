@@ -19,15 +19,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 import torchaudio
+from torch import nn
 
 from anoncli.errors import AnoncliError
 
 EMBED_DIM = 256
 ENCODER_RATE = 16000
-ENCODER_WIN = 400     # 25 ms at 16 kHz
-ENCODER_HOP = 160     # 10 ms at 16 kHz
+ENCODER_WIN = 400  # 25 ms at 16 kHz
+ENCODER_HOP = 160  # 10 ms at 16 kHz
 ENCODER_MELS = 40
 
 
@@ -51,8 +51,9 @@ class MelSpeakerEncoder(nn.Module):
     Raises AnoncliError when the rate is not 16 kHz or resemblyzer's weights are missing.
     """
 
-    def __init__(self, filterbank: torch.Tensor, sample_rate: int, n_fft: int, hop_length: int,
-                 weights: Path | None = None):
+    def __init__(
+        self, filterbank: torch.Tensor, sample_rate: int, n_fft: int, hop_length: int, weights: Path | None = None
+    ):
         super().__init__()
         if sample_rate != ENCODER_RATE:
             raise AnoncliError(f"the resemblyzer speaker matcher works at 16 kHz, not {sample_rate} Hz")
@@ -63,14 +64,14 @@ class MelSpeakerEncoder(nn.Module):
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         self.eval()
-        fb = filterbank.detach().float()                                  # (n_freqs, n_mels)
-        band_bins = fb.sum(dim=0).clamp(min=1e-8)                          # bins' weight per band
-        spread = fb / fb.sum(dim=1, keepdim=True).clamp(min=1e-8)          # (n_freqs, n_mels), rows sum to 1
-        self.register_buffer("to_bins", spread / band_bins[None, :])       # mel magnitude -> bin magnitude
+        fb = filterbank.detach().float()  # (n_freqs, n_mels)
+        band_bins = fb.sum(dim=0).clamp(min=1e-8)  # bins' weight per band
+        spread = fb / fb.sum(dim=1, keepdim=True).clamp(min=1e-8)  # (n_freqs, n_mels), rows sum to 1
+        self.register_buffer("to_bins", spread / band_bins[None, :])  # mel magnitude -> bin magnitude
         fb40 = torchaudio.functional.melscale_fbanks(
             n_fft // 2 + 1, 0.0, sample_rate / 2.0, ENCODER_MELS, sample_rate, norm="slaney", mel_scale="slaney"
         )
-        self.register_buffer("fb40", fb40)                                 # (n_freqs, 40)
+        self.register_buffer("fb40", fb40)  # (n_freqs, 40)
         # resemblyzer's 400-sample Hann window has 400/n_fft of our window's gain (power: squared).
         self.power_scale = (ENCODER_WIN / float(n_fft)) ** 2
         self.time_scale = hop_length / float(ENCODER_HOP)
@@ -92,13 +93,15 @@ class MelSpeakerEncoder(nn.Module):
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, F) -> (B, 256) L2-normalised speaker embeddings."""
-        with torch.backends.cudnn.flags(enabled=False):   # cuDNN LSTM has no double backward; plain is fine
+        with torch.backends.cudnn.flags(enabled=False):  # cuDNN LSTM has no double backward; plain is fine
             _, (hidden, _) = self.lstm(self.encoder_input(logmel))
         raw = torch.relu(self.linear(hidden[-1]))
         return raw / raw.norm(dim=1, keepdim=True).clamp(min=1e-8)
 
 
-def speaker_consistency_loss(encoder: MelSpeakerEncoder, original: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+def speaker_consistency_loss(
+    encoder: MelSpeakerEncoder, original: torch.Tensor, generated: torch.Tensor
+) -> torch.Tensor:
     """1 - cosine between the speaker embeddings of input and output (B, n_mels, F) log-mels."""
     with torch.no_grad():
         target = encoder(original)

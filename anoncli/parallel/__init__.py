@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from functools import partial
-from typing import Callable
 
 from anoncli.errors import AnoncliError
 
@@ -80,8 +80,9 @@ def _start_worker(preload: Callable[[], object] | None) -> None:
         preload()
 
 
-def local_executor(jobs: int, device: str = "cpu", backend: str | None = None,
-                   preload: Callable[[], object] | None = None) -> Executor:
+def local_executor(
+    jobs: int, device: str = "cpu", backend: str | None = None, preload: Callable[[], object] | None = None
+) -> Executor:
     """Local worker processes; `preload` runs in each as it starts (forked pools only)."""
     backend = backend or os.environ.get("ANONCLI_BACKEND", "process")
     if backend not in LOCAL_POOLS:
@@ -93,12 +94,22 @@ def local_executor(jobs: int, device: str = "cpu", backend: str | None = None,
     method = "spawn" if device.startswith("cuda") else "fork"
     if method == "spawn":  # a spawned worker would have to unpickle `preload`; its caches load on first use
         preload = None
-    return _CancelOnError(ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
-                                              initializer=partial(_start_worker, preload)))
+    return _CancelOnError(
+        ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context(method),
+            initializer=partial(_start_worker, preload),
+        )
+    )
 
 
-def make_executor(backend: str = "local", jobs: int = 1, device: str = "cpu", scheduler: str | None = None,
-                  preload: Callable[[], object] | None = None):
+def make_executor(
+    backend: str = "local",
+    jobs: int = 1,
+    device: str = "cpu",
+    scheduler: str | None = None,
+    preload: Callable[[], object] | None = None,
+):
     """A context-managed executor for `backend` with `jobs` workers on `device`.
 
     `preload` (picklable, no arguments) runs once per worker before its first

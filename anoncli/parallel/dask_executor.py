@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from anoncli.errors import AnoncliError
 
@@ -56,8 +56,14 @@ def _worker_plugin_class():
 class DaskExecutor:
     """`submit(fn, *args)` -> concurrent.futures.Future, run as a Dask task."""
 
-    def __init__(self, jobs: int = 1, scheduler: str | None = None, preload: Callable[[], object] | None = None,
-                 retries: int = TASK_RETRIES, device: str = "cpu"):
+    def __init__(
+        self,
+        jobs: int = 1,
+        scheduler: str | None = None,
+        preload: Callable[[], object] | None = None,
+        retries: int = TASK_RETRIES,
+        device: str = "cpu",
+    ):
         self.jobs = max(1, jobs)
         self.device = device
         self.scheduler = scheduler
@@ -69,11 +75,13 @@ class DaskExecutor:
         self._plugin_name: str | None = None
         self._dask_config = None
 
-    def __enter__(self) -> "DaskExecutor":
+    def __enter__(self) -> DaskExecutor:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise AnoncliError("--backend dask needs the 'distributed' package (pip install 'dask[distributed]')") from None
+            raise AnoncliError(
+                "--backend dask needs the 'distributed' package (pip install 'dask[distributed]')"
+            ) from None
         if self.scheduler:
             try:
                 self.client = Client(self.scheduler, timeout=CONNECT_TIMEOUT_S)
@@ -86,14 +94,20 @@ class DaskExecutor:
             # (spawn re-imports everything); CUDA cannot be used after fork, so GPU workers spawn.
             # The setting stays in force while the cluster lives, for workers the nannies restart.
             start_method = "spawn" if self.device.startswith("cuda") else "fork"
-            self._dask_config = dask.config.set({"distributed.worker.multiprocessing-method": start_method,
-                                                 **LOCAL_CLUSTER_QUIET})
+            self._dask_config = dask.config.set(
+                {"distributed.worker.multiprocessing-method": start_method, **LOCAL_CLUSTER_QUIET}
+            )
         try:
             if not self.scheduler:
                 # Processes, one thread each: N single-threaded torch workers on N cores.
-                self._cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                             silence_logs=logging.ERROR)
+                self._cluster = LocalCluster(
+                    n_workers=self.jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.ERROR,
+                )
                 self.client = Client(self._cluster)
             if self.preload is not None:
                 self._plugin_name = f"anoncli-preload-{uuid.uuid4().hex[:12]}"

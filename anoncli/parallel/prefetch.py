@@ -14,8 +14,9 @@ items are loaded by background threads up to `depth` ahead of the consumer.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,7 +36,7 @@ class PipelinedExecutor:
         self.preload = preload
         self._pool: ThreadPoolExecutor | None = None
 
-    def __enter__(self) -> "PipelinedExecutor":
+    def __enter__(self) -> PipelinedExecutor:
         if self.preload is not None:
             self.preload()
         self._pool = ThreadPoolExecutor(max_workers=self.depth, thread_name_prefix="anoncli-pipeline")
@@ -78,4 +79,3 @@ class Prefetcher(Generic[T, R]):
             finally:
                 for _item, future in window:
                     future.cancel()
-

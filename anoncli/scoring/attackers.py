@@ -21,8 +21,8 @@ passes arrays to `Attacker`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -34,8 +34,9 @@ GENDER_SYNONYMS = {"m": "male", "man": "male", "f": "female", "woman": "female"}
 
 def attacker_features(embedding: np.ndarray, prosody: np.ndarray) -> np.ndarray:
     """(N_FEATURES,) float32 attacker input: an L2-normalised (256,) embedding ⊕ (17,) prosody statistics."""
-    return np.concatenate([np.asarray(embedding, np.float32).reshape(-1),
-                           np.asarray(prosody, np.float32).reshape(-1)]).astype(np.float32)
+    return np.concatenate(
+        [np.asarray(embedding, np.float32).reshape(-1), np.asarray(prosody, np.float32).reshape(-1)]
+    ).astype(np.float32)
 
 
 def normalise_label(attribute: str, value: object) -> str | None:
@@ -54,13 +55,13 @@ def normalise_label(attribute: str, value: object) -> str | None:
 class Attacker:
     """One trained attacker: standardisation and a multinomial logistic regression over `classes`."""
 
-    name: str                 # e.g. "gender", "emotion-emodb"
-    attribute: str            # the label column it predicts
+    name: str  # e.g. "gender", "emotion-emodb"
+    attribute: str  # the label column it predicts
     classes: list[str]
-    mean: np.ndarray          # (D,)
-    scale: np.ndarray         # (D,)
-    weight: np.ndarray        # (C, D)
-    bias: np.ndarray          # (C,)
+    mean: np.ndarray  # (D,)
+    scale: np.ndarray  # (D,)
+    weight: np.ndarray  # (C, D)
+    bias: np.ndarray  # (C,)
     info: dict = field(default_factory=dict)  # its card entry (training data, held-out accuracy)
 
     def __post_init__(self) -> None:
@@ -70,8 +71,10 @@ class Attacker:
         self.bias = np.asarray(self.bias, np.float64).reshape(-1)
         c, d = self.weight.shape
         if c != len(self.classes) or self.bias.shape != (c,) or self.mean.shape != (d,) or self.scale.shape != (d,):
-            raise ValueError(f"attacker {self.name}: weight {self.weight.shape}, bias {self.bias.shape}, "
-                             f"mean {self.mean.shape}, scale {self.scale.shape} do not fit {c} classes")
+            raise ValueError(
+                f"attacker {self.name}: weight {self.weight.shape}, bias {self.bias.shape}, "
+                f"mean {self.mean.shape}, scale {self.scale.shape} do not fit {c} classes"
+            )
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(N, C) class probabilities for (N, D) features (rows sum to 1)."""
@@ -101,9 +104,9 @@ class Choice:
     """Which attacker scores an attribute on a corpus, and what it cannot score."""
 
     attribute: str
-    attacker: str | None                       # None: no shipped attacker knows any of the labels
+    attacker: str | None  # None: no shipped attacker knows any of the labels
     unknown: dict[str, int] = field(default_factory=dict)  # label value -> utterances the attacker cannot score
-    note: str | None = None                    # for run.json
+    note: str | None = None  # for run.json
 
 
 def choose(attribute: str, values: Iterable[object], attackers: list[Attacker], language: str | None = None) -> Choice:
@@ -123,18 +126,28 @@ def choose(attribute: str, values: Iterable[object], attackers: list[Attacker], 
         return Choice(attribute, None, note=f"{attribute}: no utterance is labelled; not scored")
     if not candidates:
         return Choice(attribute, None, dict(counts), f"{attribute}: no shipped attacker; not scored")
-    best = max(sorted(candidates, key=lambda a: a.name),
-               key=lambda a: (sum(n for label, n in counts.items() if label in a.classes),
-                              language is not None and a.info.get("language") == language))
+    best = max(
+        sorted(candidates, key=lambda a: a.name),
+        key=lambda a: (
+            sum(n for label, n in counts.items() if label in a.classes),
+            language is not None and a.info.get("language") == language,
+        ),
+    )
     unknown = {label: n for label, n in sorted(counts.items()) if label not in best.classes}
     if len(unknown) == len(counts):
         known = sorted({c for a in candidates for c in a.classes})
-        return Choice(attribute, None, unknown,
-                      f"{attribute}: the shipped attackers know none of this corpus's labels "
-                      f"({', '.join(sorted(unknown))}; they know {', '.join(known)}); not scored")
+        return Choice(
+            attribute,
+            None,
+            unknown,
+            f"{attribute}: the shipped attackers know none of this corpus's labels "
+            f"({', '.join(sorted(unknown))}; they know {', '.join(known)}); not scored",
+        )
     note = None
     if unknown:
         listed = ", ".join(f"{label!r} ({n})" for label, n in unknown.items())
-        note = (f"{attribute}: labels the shipped attacker {best.name} does not know are not scored: {listed}; "
-                f"it knows {', '.join(best.classes)}")
+        note = (
+            f"{attribute}: labels the shipped attacker {best.name} does not know are not scored: {listed}; "
+            f"it knows {', '.join(best.classes)}"
+        )
     return Choice(attribute, best.name, unknown, note)

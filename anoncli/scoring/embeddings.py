@@ -38,11 +38,11 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 # resemblyzer's hyper-parameters (resemblyzer/hparams.py) and inference settings (VoiceEncoder.embed_utterance).
-PARTIAL_FRAMES = 160          # 1.6 s of 10 ms mel frames per partial utterance
-PARTIAL_RATE = 1.3            # partials per second
-MIN_COVERAGE = 0.75           # a last partial needs this share of real frames
+PARTIAL_FRAMES = 160  # 1.6 s of 10 ms mel frames per partial utterance
+PARTIAL_RATE = 1.3  # partials per second
+MIN_COVERAGE = 0.75  # a last partial needs this share of real frames
 NORM_TARGET_DBFS = -30.0
-VAD_WINDOW = 480              # 30 ms at 16 kHz
+VAD_WINDOW = 480  # 30 ms at 16 kHz
 VAD_AVERAGE_WIDTH = 8
 VAD_MAX_SILENCE = 6
 
@@ -100,19 +100,24 @@ def _trim_long_silences(wave: np.ndarray) -> np.ndarray:
     vad = _webrtcvad.create()
     _webrtcvad.init(vad)
     _webrtcvad.set_mode(vad, 3)
-    flags = np.array([_webrtcvad.process(vad, EMBED_RATE, pcm[2 * start:2 * (start + VAD_WINDOW)], VAD_WINDOW)
-                      for start in range(0, len(wave), VAD_WINDOW)], dtype=np.float64)
+    flags = np.array(
+        [
+            _webrtcvad.process(vad, EMBED_RATE, pcm[2 * start : 2 * (start + VAD_WINDOW)], VAD_WINDOW)
+            for start in range(0, len(wave), VAD_WINDOW)
+        ],
+        dtype=np.float64,
+    )
     if not flags.size:
         return wave
     padded = np.concatenate([np.zeros((VAD_AVERAGE_WIDTH - 1) // 2), flags, np.zeros(VAD_AVERAGE_WIDTH // 2)])
     total = np.cumsum(padded)
     total[VAD_AVERAGE_WIDTH:] = total[VAD_AVERAGE_WIDTH:] - total[:-VAD_AVERAGE_WIDTH]
-    mask = np.round(total[VAD_AVERAGE_WIDTH - 1:] / VAD_AVERAGE_WIDTH).astype(bool)
+    mask = np.round(total[VAD_AVERAGE_WIDTH - 1 :] / VAD_AVERAGE_WIDTH).astype(bool)
     # binary dilation with a centred structure of VAD_MAX_SILENCE + 1 ones (scipy.ndimage's, zero border);
     # the centred slice of the full convolution, as mode="same" returns the longer input's length (a wave
     # of fewer windows than the structure got a mask longer than itself)
     dilated = np.convolve(mask.astype(np.int32), np.ones(VAD_MAX_SILENCE + 1, np.int32), mode="full")
-    mask = dilated[VAD_MAX_SILENCE // 2:VAD_MAX_SILENCE // 2 + len(mask)] > 0
+    mask = dilated[VAD_MAX_SILENCE // 2 : VAD_MAX_SILENCE // 2 + len(mask)] > 0
     return wave[np.repeat(mask, VAD_WINDOW)]
 
 
@@ -156,7 +161,7 @@ class ResemblyzerBackend:
         if needed >= len(wave):
             wave = np.pad(wave, (0, needed - len(wave)))
         mel = mel_power(wave)  # resemblyzer's own front end (25 ms / 10 ms, 40 mels), faster
-        return np.stack([mel[s:s + PARTIAL_FRAMES] for s in starts])
+        return np.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
 
     def embed(self, waves: list[np.ndarray]) -> np.ndarray:
         """Embeddings of 16 kHz float32 mono waves, shape (len(waves), 256), L2-normalised float32.
@@ -184,7 +189,7 @@ class ResemblyzerBackend:
         try:
             with torch.inference_mode():
                 for start in range(0, len(stacked), PARTIALS_PER_BATCH):
-                    batch = torch.from_numpy(stacked[start:start + PARTIALS_PER_BATCH]).to(self.device)
+                    batch = torch.from_numpy(stacked[start : start + PARTIALS_PER_BATCH]).to(self.device)
                     outputs.append(self.encoder(batch).cpu().numpy())
         finally:
             torch.set_num_threads(threads)
@@ -202,14 +207,20 @@ class SpeechBrainFolderBackend:
     def __init__(self, folder: Path, device: str = "cpu"):
         folder = Path(folder)
         if not folder.is_dir():
-            raise AnoncliError(f"--asv-model {folder}: no such folder (a local model folder is required; nothing is downloaded)")
+            raise AnoncliError(
+                f"--asv-model {folder}: no such folder (a local model folder is required; nothing is downloaded)"
+            )
         if not (folder / "hyperparams.yaml").is_file():
-            raise AnoncliError(f"--asv-model {folder}: no hyperparams.yaml (expected a speechbrain model folder or an `anoncli train --method asv` run)")
+            raise AnoncliError(
+                f"--asv-model {folder}: no hyperparams.yaml (expected a speechbrain model folder or an `anoncli train --method asv` run)"
+            )
         # A path speechbrain cannot find becomes a hub id; make sure that can never reach the network.
         os.environ["HF_HUB_OFFLINE"] = "1"
         from speechbrain.inference.speaker import EncoderClassifier
 
-        self.model = EncoderClassifier.from_hparams(source=str(folder.resolve()), savedir=str(folder.resolve()), run_opts={"device": device})
+        self.model = EncoderClassifier.from_hparams(
+            source=str(folder.resolve()), savedir=str(folder.resolve()), run_opts={"device": device}
+        )
         self.name = f"speechbrain:{folder.name}"
 
     def embed(self, waves: list[np.ndarray]) -> np.ndarray:
@@ -235,7 +246,9 @@ class SpeakerEncoder:
         from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
         self.fbank = Fbank(n_mels=config["n_mels"], sample_rate=EMBED_RATE)
-        self.model = ECAPA_TDNN(config["n_mels"], lin_neurons=config["lin_neurons"], channels=config["channels"]).to(device)
+        self.model = ECAPA_TDNN(config["n_mels"], lin_neurons=config["lin_neurons"], channels=config["channels"]).to(
+            device
+        )
         self.device = device
 
     def features(self, waves):
@@ -283,7 +296,9 @@ def load_backend(asv_model: str | Path | None, device: str = "cpu") -> Embedding
         return ResemblyzerBackend(device)
     folder = Path(asv_model)
     if not folder.is_dir():
-        raise AnoncliError(f"--asv-model {folder}: no such folder (give 'resemblyzer', a speechbrain model folder or an anoncli ASV run)")
+        raise AnoncliError(
+            f"--asv-model {folder}: no such folder (give 'resemblyzer', a speechbrain model folder or an anoncli ASV run)"
+        )
     if (folder / "model.json").is_file():
         return EcapaBackend(folder, device)
     return SpeechBrainFolderBackend(folder, device)

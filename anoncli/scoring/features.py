@@ -110,13 +110,15 @@ def prosody_features(wave: np.ndarray, f0: np.ndarray) -> np.ndarray:
     return np.asarray(
         _stats(log_f0)
         + _stats(log_rms[active] - log_rms.max())
-        + [float(np.mean(delta_f0)) if delta_f0.size else 0.0,
-           float(np.mean(voiced)) if voiced.size else 0.0,
-           float(np.mean(active)),
-           float(np.log(duration + 1e-3)),
-           float(np.mean(np.abs(np.diff(active.astype(int))))) if active.size > 1 else 0.0,
-           float(np.mean(voiced[: len(active)][active[: len(voiced)]])) if voiced.size and active.any() else 0.0,
-           float(np.std(np.diff(log_rms))) if log_rms.size > 1 else 0.0],
+        + [
+            float(np.mean(delta_f0)) if delta_f0.size else 0.0,
+            float(np.mean(voiced)) if voiced.size else 0.0,
+            float(np.mean(active)),
+            float(np.log(duration + 1e-3)),
+            float(np.mean(np.abs(np.diff(active.astype(int))))) if active.size > 1 else 0.0,
+            float(np.mean(voiced[: len(active)][active[: len(voiced)]])) if voiced.size and active.any() else 0.0,
+            float(np.std(np.diff(log_rms))) if log_rms.size > 1 else 0.0,
+        ],
         dtype=np.float32,
     )
 
@@ -134,5 +136,6 @@ def spectral_features(wave: np.ndarray) -> np.ndarray:
 
 def attribute_features(wave16k: np.ndarray, f0: np.ndarray, embedding: np.ndarray) -> np.ndarray:
     """The attackers' input: speaker embedding ⊕ spectral stats ⊕ prosody stats."""
-    return np.concatenate([np.asarray(embedding, dtype=np.float32), spectral_features(wave16k),
-                           prosody_features(wave16k, f0)]).astype(np.float32)
+    return np.concatenate(
+        [np.asarray(embedding, dtype=np.float32), spectral_features(wave16k), prosody_features(wave16k, f0)]
+    ).astype(np.float32)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 SPEECHBRAIN_MAX_TRIALS = 4000  # speechbrain's EER/minDCF scan every threshold: 15 s at 13 500 trials
 
 
@@ -126,7 +125,9 @@ def roc_curve_points(target_scores, nontarget_scores) -> tuple[np.ndarray, np.nd
     return fa, miss
 
 
-def bootstrap_ci(statistic, groups: np.ndarray, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    statistic, groups: np.ndarray, n_boot: int = 200, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI of `statistic(indices)` resampling whole groups (speakers) with replacement.
 
     Resampling speakers rather than utterances keeps the interval honest when

@@ -41,7 +41,8 @@ MEMORY_ENTRIES = 4096  # most recent entries kept in memory as well
 def cache_root() -> Path:
     """$ANONCLI_CACHE, else $XDG_CACHE_HOME/anoncli, else ~/.cache/anoncli."""
     root = os.environ.get("ANONCLI_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "anoncli")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "anoncli"
+    )
     return Path(root)
 
 
@@ -72,8 +73,8 @@ class OriginalCache:
         self.folder = cache_root() / "originals" / tag
         self.enabled = enabled
         self.memory: OrderedDict[str, Side] = OrderedDict()
-        self.reads = 0    # entries read from disk
-        self.writes = 0   # entries written to disk
+        self.reads = 0  # entries read from disk
+        self.writes = 0  # entries written to disk
 
     def _path(self, key: str) -> Path:
         return self.folder / f"{_digest(key)}.npz"
@@ -113,9 +114,16 @@ class OriginalCache:
             return
         try:
             with atomic_path(self._path(key)) as tmp, open(tmp, "wb") as handle:  # a handle: savez adds no suffix
-                np.savez(handle, key=np.array(key), problem=np.array(side.problem or ""),
-                         embedding=np.zeros(0, np.float32) if side.embedding is None else np.asarray(side.embedding, np.float32),
-                         f0=np.asarray(side.f0, np.float32), prosody=np.asarray(side.prosody, np.float32))
+                np.savez(
+                    handle,
+                    key=np.array(key),
+                    problem=np.array(side.problem or ""),
+                    embedding=np.zeros(0, np.float32)
+                    if side.embedding is None
+                    else np.asarray(side.embedding, np.float32),
+                    f0=np.asarray(side.f0, np.float32),
+                    prosody=np.asarray(side.prosody, np.float32),
+                )
             self.writes += 1
         except OSError as err:
             self.enabled = False

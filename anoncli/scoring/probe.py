@@ -9,7 +9,8 @@ item gets exactly one out-of-fold prediction.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,9 @@ def make_folds(labels: Sequence, groups: Sequence | None = None, n_folds: int = 
     return [f for f in folds if f.size]
 
 
-def _train_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, hidden: int = 256,
-               steps: int = 400, dropout: float = 0.3):
+def _train_mlp(
+    x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, hidden: int = 256, steps: int = 400, dropout: float = 0.3
+):
     """A one-hidden-layer MLP trained for a fixed number of Adam steps on minibatches of 128."""
     import torch
     from torch import nn
@@ -107,9 +109,16 @@ def _macro_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def cross_validated_probe(features: np.ndarray, labels: Sequence, groups: Sequence | None = None,
-                          n_folds: int = 5, seed: int = 0, hidden: int = 256, steps: int = 400,
-                          models: Sequence[str] = ("mlp", "linear")) -> dict[str, Any]:
+def cross_validated_probe(
+    features: np.ndarray,
+    labels: Sequence,
+    groups: Sequence | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
+    hidden: int = 256,
+    steps: int = 400,
+    models: Sequence[str] = ("mlp", "linear"),
+) -> dict[str, Any]:
     """Out-of-fold predictions of a classifier (the service's head or the attacker).
 
     Each model in `models` ("mlp": one hidden layer; "linear": logistic

@@ -81,7 +81,7 @@ def to_16k(samples, rate: int) -> np.ndarray:
 
 
 def side_problem(wave: np.ndarray) -> str | None:
-    """"too short" or "silent" for a 16 kHz wave no embedding can describe; None otherwise."""
+    """ "too short" or "silent" for a 16 kHz wave no embedding can describe; None otherwise."""
     if len(wave) < signal_metrics.MIN_SECONDS * FEATURE_RATE:
         return signal_metrics.TOO_SHORT
     return SILENT if is_silent(wave) else None
@@ -121,13 +121,20 @@ class QuickScorer:
         """
         a, b = to_16k(original, original_sr), to_16k(anonymized, anonymized_sr)
         sides = self.describe([a, b])
-        scores = {name: value for name, value in self.score_pair(a, sides[0], b, sides[1]).items()
-                  if name in SCORE_COLUMNS}
+        scores = {
+            name: value for name, value in self.score_pair(a, sides[0], b, sides[1]).items() if name in SCORE_COLUMNS
+        }
         return row_values(scores)
 
-    def score_pair(self, original: np.ndarray, original_side: Side, output: np.ndarray | None,
-                   output_side: Side | None, enrolment: np.ndarray | str | None = None,
-                   labels: dict[str, str | None] | None = None) -> dict[str, signal_metrics.Score]:
+    def score_pair(
+        self,
+        original: np.ndarray,
+        original_side: Side,
+        output: np.ndarray | None,
+        output_side: Side | None,
+        enrolment: np.ndarray | str | None = None,
+        labels: dict[str, str | None] | None = None,
+    ) -> dict[str, signal_metrics.Score]:
         """Every score of one pair as {column: Score}.
 
         original, output: (n,) 16 kHz waves (output None for a method that wrote
@@ -152,8 +159,9 @@ class QuickScorer:
             scores.update(self._attribute_scores(attribute, label, original_side, output_side))
         return scores
 
-    def _attribute_scores(self, attribute: str, label: str | None, original: Side,
-                          output: Side | None) -> dict[str, signal_metrics.Score]:
+    def _attribute_scores(
+        self, attribute: str, label: str | None, original: Side, output: Side | None
+    ) -> dict[str, signal_metrics.Score]:
         column_orig, column_anon = p_columns(attribute)
         attacker = self.attackers.get(attribute)
         if label is None or attacker is None or label not in attacker.classes:

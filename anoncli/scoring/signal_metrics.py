@@ -19,26 +19,26 @@ column.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from anoncli.dsp import pitch
 from anoncli.dsp.levels import is_silent, rms_dbfs
 
-STOI_RATE = 10000           # STOI's rate; resampling ourselves avoids pystoi's slow resampler
-MIN_SECONDS = 0.25          # shorter pairs get no STOI or link cosine: pystoi needs a few 384-ms segments
+STOI_RATE = 10000  # STOI's rate; resampling ourselves avoids pystoi's slow resampler
+MIN_SECONDS = 0.25  # shorter pairs get no STOI or link cosine: pystoi needs a few 384-ms segments
 SILENT = "silent"
 TOO_SHORT = "too short"
 EMPTY = "empty original"
 SIDES = ("original", "output")
 PAIR_SCORES = ("stoi", "f0_r", "duration_ratio", "level_change_db")
 MAX_EXTRA_LAG_S = pitch.MAX_EXTRA_LAG_FRAMES * pitch.FRAME_MS / 1000  # lag search beyond the length difference
-ENVELOPE_WINDOW = 256       # samples at STOI_RATE: STOI's 25.6-ms frame
-ENVELOPE_HOP = 20           # samples at STOI_RATE: the lag's resolution (2 ms)
+ENVELOPE_WINDOW = 256  # samples at STOI_RATE: STOI's 25.6-ms frame
+ENVELOPE_HOP = 20  # samples at STOI_RATE: the lag's resolution (2 ms)
 SAME_LENGTH_MAX_LAG_S = 1.0  # equal-length pairs: lags searched either way (s)
-SAME_LENGTH_MARGIN = 0.1     # equal-length pairs: how much better than lag 0 a shift's envelope r must be
-ENVELOPE_RANGE_DB = 60      # envelope floor below its loudest frame: silence does not steer the alignment
+SAME_LENGTH_MARGIN = 0.1  # equal-length pairs: how much better than lag 0 a shift's envelope r must be
+ENVELOPE_RANGE_DB = 60  # envelope floor below its loudest frame: silence does not steer the alignment
 
 
 class Score(float):
@@ -85,8 +85,9 @@ def missing(note: str) -> Score:
     return Score(float("nan"), note)
 
 
-def pair_problem(reference: np.ndarray, processed: np.ndarray, sample_rate: int,
-                 min_seconds: float = 0.0) -> str | None:
+def pair_problem(
+    reference: np.ndarray, processed: np.ndarray, sample_rate: int, min_seconds: float = 0.0
+) -> str | None:
     """Why a pair of waves cannot be scored, or None: "silent original", "silent output" or "too short".
 
     "too short": either side is shorter than `min_seconds`; silence: even the loudest
@@ -101,7 +102,7 @@ def pair_problem(reference: np.ndarray, processed: np.ndarray, sample_rate: int,
 
 
 def score_notes(scores: Mapping[str, float]) -> str | None:
-    """"stoi: too short; f0_r: unvoiced output" for the NaN scores of one row that carry a note; None when none do."""
+    """ "stoi: too short; f0_r: unvoiced output" for the NaN scores of one row that carry a note; None when none do."""
     notes = [f"{name}: {value.note}" for name, value in scores.items() if isinstance(value, Score) and value.note]
     return "; ".join(notes) or None
 
@@ -243,7 +244,9 @@ def link_cosine(original_embedding: np.ndarray, anonymized_embedding: np.ndarray
     """
     if problem:
         return missing(problem)
-    return Score(float(np.dot(np.asarray(original_embedding, np.float64), np.asarray(anonymized_embedding, np.float64))))
+    return Score(
+        float(np.dot(np.asarray(original_embedding, np.float64), np.asarray(anonymized_embedding, np.float64)))
+    )
 
 
 def log_spectral_distance(reference: np.ndarray, processed: np.ndarray, sample_rate: int) -> float:
@@ -276,8 +279,13 @@ def duration_ratio(reference_seconds: float, processed_seconds: float) -> Score:
     return Score(processed_seconds / reference_seconds) if reference_seconds > 0 else missing(EMPTY)
 
 
-def pair_scores(reference: np.ndarray, processed: np.ndarray, sample_rate: int,
-                f0_reference: np.ndarray | None = None, f0_processed: np.ndarray | None = None) -> dict[str, Score]:
+def pair_scores(
+    reference: np.ndarray,
+    processed: np.ndarray,
+    sample_rate: int,
+    f0_reference: np.ndarray | None = None,
+    f0_processed: np.ndarray | None = None,
+) -> dict[str, Score]:
     """The utility scores of one pair: {"stoi", "f0_r", "duration_ratio", "level_change_db"} -> `Score`.
 
     reference, processed: (n,) mono float at `sample_rate` Hz; f0_reference /

@@ -19,14 +19,14 @@ from functools import lru_cache
 
 import numpy as np
 
-RATE = 10000        # the rate STOI is defined at; callers resample to it
+RATE = 10000  # the rate STOI is defined at; callers resample to it
 FRAME = 256
 HOP = FRAME // 2
 NFFT = 512
 BANDS = 15
 MIN_BAND_HZ = 150
-SEGMENT = 30        # frames per intermediate intelligibility segment (384 ms)
-BETA_DB = -15.0     # lower SDR bound of the clipping
+SEGMENT = 30  # frames per intermediate intelligibility segment (384 ms)
+BETA_DB = -15.0  # lower SDR bound of the clipping
 DYNAMIC_RANGE_DB = 40
 EPS = np.finfo(np.float64).eps
 
@@ -41,8 +41,10 @@ def _band_matrix() -> np.ndarray:
     freqs = np.linspace(0, RATE, NFFT + 1)[: NFFT // 2 + 1]
     k = np.arange(BANDS, dtype=np.float64)
     matrix = np.zeros((BANDS, len(freqs)))
-    for band, (low, high) in enumerate(zip(MIN_BAND_HZ * 2.0 ** ((2 * k - 1) / 6), MIN_BAND_HZ * 2.0 ** ((2 * k + 1) / 6))):
-        matrix[band, np.argmin(np.square(freqs - low)):np.argmin(np.square(freqs - high))] = 1
+    for band, (low, high) in enumerate(
+        zip(MIN_BAND_HZ * 2.0 ** ((2 * k - 1) / 6), MIN_BAND_HZ * 2.0 ** ((2 * k + 1) / 6))
+    ):
+        matrix[band, np.argmin(np.square(freqs - low)) : np.argmin(np.square(freqs - high))] = 1
     return matrix
 
 

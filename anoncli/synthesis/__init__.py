@@ -33,8 +33,16 @@ VOCODERS: dict[str, str] = {
 # Chosen by measurement (copy-synthesis STOI and speed, docs/vocoders.md).
 DEFAULT_VOCODER = "phase"
 
-__all__ = ["DEFAULT_VOCODER", "LogMel", "VOCODERS", "Vocoder", "create_vocoder", "denormalize",
-           "normalize", "vocoder_names"]
+__all__ = [
+    "DEFAULT_VOCODER",
+    "LogMel",
+    "VOCODERS",
+    "Vocoder",
+    "create_vocoder",
+    "denormalize",
+    "normalize",
+    "vocoder_names",
+]
 
 
 def vocoder_names() -> list[str]:
@@ -42,8 +50,9 @@ def vocoder_names() -> list[str]:
     return sorted(VOCODERS)
 
 
-def create_vocoder(name: str | None, sample_rate: int, device: str = "cpu",
-                   checkpoint: str | None = None, **options: Any) -> Vocoder:
+def create_vocoder(
+    name: str | None, sample_rate: int, device: str = "cpu", checkpoint: str | None = None, **options: Any
+) -> Vocoder:
     """Build a vocoder by name (None -> DEFAULT_VOCODER); options go to the backend (e.g. n_iter, f0_factor)."""
     name = name or DEFAULT_VOCODER
     if str(device) == "auto":

@@ -39,7 +39,7 @@ class Vocoder(ABC):
 
     def config(self) -> dict[str, Any]:
         """Settings recorded in the manifest / run.json so a result can be reproduced."""
-        return {"vocoder": self.name, **{k: v for k, v in self.options.items()}}
+        return {"vocoder": self.name, **dict(self.options)}
 
     def check_shapes(self, new_logmel: torch.Tensor, original_wave: torch.Tensor) -> None:
         """Check that `new_logmel` is (n_mels, frames) with the frame count `LogMel` gives `original_wave`; ValueError otherwise."""
@@ -67,8 +67,8 @@ def mel_gain_to_linear(mel: LogMel, original_mag: torch.Tensor, new_logmel: torc
     no band covers takes the gain of the nearest band.
     """
     old_logmel = mel.mel_from_magnitude(original_mag.unsqueeze(0)).squeeze(0)
-    log_gain = (new_logmel - old_logmel).clamp(-MAX_LOG10_GAIN, MAX_LOG10_GAIN)   # (n_mels, F)
-    weights = mel.filterbank.to(log_gain)                                            # (n_freqs, n_mels)
+    log_gain = (new_logmel - old_logmel).clamp(-MAX_LOG10_GAIN, MAX_LOG10_GAIN)  # (n_mels, F)
+    weights = mel.filterbank.to(log_gain)  # (n_freqs, n_mels)
     totals = weights.sum(dim=1, keepdim=True)
     uncovered = totals.squeeze(1) <= 0
     if bool(uncovered.any()):
@@ -76,13 +76,13 @@ def mel_gain_to_linear(mel: LogMel, original_mag: torch.Tensor, new_logmel: torc
         weights = weights.clone()
         weights[uncovered] = torch.nn.functional.one_hot(nearest[uncovered], weights.shape[1]).to(weights)
         totals = weights.sum(dim=1, keepdim=True)
-    bin_log_gain = (weights / totals) @ log_gain                                    # (n_freqs, F)
+    bin_log_gain = (weights / totals) @ log_gain  # (n_freqs, F)
     return torch.pow(10.0, bin_log_gain)
 
 
 def _nearest_band(weights: torch.Tensor) -> torch.Tensor:
     """For each STFT bin, the mel band whose peak bin is closest."""
-    peaks = weights.argmax(dim=0).to(torch.float32)                                  # (n_mels,)
+    peaks = weights.argmax(dim=0).to(torch.float32)  # (n_mels,)
     bins = torch.arange(weights.shape[0], dtype=torch.float32, device=weights.device)
     return (bins[:, None] - peaks[None, :].to(bins.device)).abs().argmin(dim=1)
 
@@ -97,16 +97,17 @@ def overlap_add(mel: LogMel, spectrum: torch.Tensor, length: int) -> torch.Tenso
     n_fft, hop = mel.n_fft, mel.hop_length
     frames = spectrum.shape[-1]
     window = torch.hann_window(n_fft, dtype=torch.float32, device=spectrum.device)
-    chunks = torch.fft.irfft(spectrum, n=n_fft, dim=0) * window[:, None]            # (n_fft, F)
+    chunks = torch.fft.irfft(spectrum, n=n_fft, dim=0) * window[:, None]  # (n_fft, F)
     total = (frames - 1) * hop + n_fft
     signal = torch.nn.functional.fold(
         chunks.unsqueeze(0), output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop)
     ).reshape(-1)
     envelope = torch.nn.functional.fold(
         (window**2)[:, None].expand(n_fft, frames).unsqueeze(0),
-        output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop),
+        output_size=(1, total),
+        kernel_size=(1, n_fft),
+        stride=(1, hop),
     ).reshape(-1)
     signal = signal / envelope.clamp(min=1e-8)
     start = mel.side_pad
     return fit_length(signal[start:], length)
-

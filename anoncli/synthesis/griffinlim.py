@@ -28,8 +28,15 @@ class GriffinLimVocoder(Vocoder):
     name = "griffinlim"
     needs_original = False
 
-    def __init__(self, sample_rate: int, device: str = "cpu", checkpoint: str | None = None,
-                 n_iter: int = DEFAULT_ITERATIONS, momentum: float = 0.99, **options):
+    def __init__(
+        self,
+        sample_rate: int,
+        device: str = "cpu",
+        checkpoint: str | None = None,
+        n_iter: int = DEFAULT_ITERATIONS,
+        momentum: float = 0.99,
+        **options,
+    ):
         super().__init__(sample_rate, device, checkpoint, n_iter=int(n_iter), momentum=float(momentum), **options)
         self.n_iter = int(n_iter)
         # (n_freqs, n_mels): linear magnitude ~= inverse @ mel
@@ -37,8 +44,13 @@ class GriffinLimVocoder(Vocoder):
         # rand_init=False: a zero-phase start makes the output reproducible
         # (torchaudio's random start ignores any generator we could seed).
         self.griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=self.mel.n_fft, n_iter=self.n_iter, win_length=self.mel.n_fft, hop_length=self.mel.hop_length,
-            power=1.0, momentum=float(momentum), rand_init=False,
+            n_fft=self.mel.n_fft,
+            n_iter=self.n_iter,
+            win_length=self.mel.n_fft,
+            hop_length=self.mel.hop_length,
+            power=1.0,
+            momentum=float(momentum),
+            rand_init=False,
         ).to(self.device)
 
     def magnitude_from_logmel(self, logmel: torch.Tensor) -> torch.Tensor:

@@ -52,12 +52,21 @@ class LogMel(torch.nn.Module):
         self.fmax = float(fmax) if fmax is not None else sample_rate / 2.0
         self.side_pad = (self.n_fft - self.hop_length) // 2
         self.spectrogram = torchaudio.transforms.Spectrogram(
-            n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.n_fft,
-            window_fn=torch.hann_window, power=None, center=False,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.n_fft,
+            window_fn=torch.hann_window,
+            power=None,
+            center=False,
         )
         self.mel_scale = torchaudio.transforms.MelScale(
-            n_mels=self.n_mels, sample_rate=self.sample_rate, f_min=self.fmin, f_max=self.fmax,
-            n_stft=self.n_fft // 2 + 1, norm="slaney", mel_scale="slaney",
+            n_mels=self.n_mels,
+            sample_rate=self.sample_rate,
+            f_min=self.fmin,
+            f_max=self.fmax,
+            n_stft=self.n_fft // 2 + 1,
+            norm="slaney",
+            mel_scale="slaney",
         )
 
     @property

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from anoncli.errors import AnoncliError
 
 RATIOS = (8, 8, 2, 2)
-PUBLIC_SAMPLE_RATE = 22050       # what a bare melgan-neurips state dict was trained at
+PUBLIC_SAMPLE_RATE = 22050  # what a bare melgan-neurips state dict was trained at
 
 
 def _norm_except_dim0(v: torch.Tensor) -> torch.Tensor:
@@ -59,8 +59,16 @@ class _WeightNormMixin:
 class WNConv1d(_WeightNormMixin, nn.Module):
     """`nn.Conv1d` with legacy weight-norm parameters (bias, weight_g, weight_v), so melgan-neurips checkpoints load strictly."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, dilation: int = 1, groups: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+    ):
         super().__init__()
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         self._init_weight_norm(nn.Conv1d(in_channels, out_channels, kernel_size, groups=groups))
@@ -72,8 +80,9 @@ class WNConv1d(_WeightNormMixin, nn.Module):
 class WNConvTranspose1d(_WeightNormMixin, nn.Module):
     """`nn.ConvTranspose1d` with legacy weight-norm parameters (bias, weight_g, weight_v; g of shape (in, 1, 1))."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, output_padding: int):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, output_padding: int
+    ):
         super().__init__()
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         # ConvTranspose weights are (in, out, k): legacy weight_norm's g is then (in, 1, 1).
@@ -104,8 +113,7 @@ class ResidualBlock(nn.Module):
 class Generator(nn.Module):
     """(B, n_mels, frames) log-mel -> (B, 1, frames * prod(ratios)) wave in [-1, 1]."""
 
-    def __init__(self, n_mels: int = 80, ngf: int = 32, n_residual_layers: int = 3,
-                 ratios: tuple[int, ...] = RATIOS):
+    def __init__(self, n_mels: int = 80, ngf: int = 32, n_residual_layers: int = 3, ratios: tuple[int, ...] = RATIOS):
         super().__init__()
         self.n_mels, self.ngf, self.n_residual_layers, self.ratios = n_mels, ngf, n_residual_layers, tuple(ratios)
         self.hop_length = 1
@@ -116,8 +124,9 @@ class Generator(nn.Module):
         for r in self.ratios:
             layers += [
                 nn.LeakyReLU(0.2),
-                WNConvTranspose1d(channels, channels // 2, kernel_size=2 * r, stride=r,
-                                  padding=r // 2 + r % 2, output_padding=r % 2),
+                WNConvTranspose1d(
+                    channels, channels // 2, kernel_size=2 * r, stride=r, padding=r // 2 + r % 2, output_padding=r % 2
+                ),
             ]
             channels //= 2
             layers += [ResidualBlock(channels, dilation=3**j) for j in range(n_residual_layers)]
@@ -129,8 +138,12 @@ class Generator(nn.Module):
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments (n_mels, ngf, n_residual_layers, ratios) as JSON-ready values, to rebuild the generator."""
-        return {"n_mels": self.n_mels, "ngf": self.ngf, "n_residual_layers": self.n_residual_layers,
-                "ratios": list(self.ratios)}
+        return {
+            "n_mels": self.n_mels,
+            "ngf": self.ngf,
+            "n_residual_layers": self.n_residual_layers,
+            "ratios": list(self.ratios),
+        }
 
 
 class ScaleDiscriminator(nn.Module):
@@ -142,11 +155,19 @@ class ScaleDiscriminator(nn.Module):
         channels = ndf
         for _ in range(n_layers):
             previous, channels = channels, min(channels * downsampling, max_channels)
-            layers.append(nn.Sequential(
-                WNConv1d(previous, channels, kernel_size=downsampling * 10 + 1, stride=downsampling,
-                         padding=downsampling * 5, groups=previous // 4),
-                nn.LeakyReLU(0.2),
-            ))
+            layers.append(
+                nn.Sequential(
+                    WNConv1d(
+                        previous,
+                        channels,
+                        kernel_size=downsampling * 10 + 1,
+                        stride=downsampling,
+                        padding=downsampling * 5,
+                        groups=previous // 4,
+                    ),
+                    nn.LeakyReLU(0.2),
+                )
+            )
         previous, channels = channels, min(channels * 2, max_channels)
         layers.append(nn.Sequential(WNConv1d(previous, channels, kernel_size=5, padding=2), nn.LeakyReLU(0.2)))
         layers.append(WNConv1d(channels, 1, kernel_size=3, padding=1))
@@ -163,11 +184,13 @@ class ScaleDiscriminator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     """Three discriminators on the wave, the wave average-pooled by 2 and by 4."""
 
-    def __init__(self, scales: int = 3, ndf: int = 16, n_layers: int = 4, downsampling: int = 4,
-                 max_channels: int = 1024):
+    def __init__(
+        self, scales: int = 3, ndf: int = 16, n_layers: int = 4, downsampling: int = 4, max_channels: int = 1024
+    ):
         super().__init__()
         self.discriminators = nn.ModuleList(
-            ScaleDiscriminator(ndf, n_layers, downsampling, max_channels) for _ in range(scales))
+            ScaleDiscriminator(ndf, n_layers, downsampling, max_channels) for _ in range(scales)
+        )
         self.pool = nn.AvgPool1d(4, stride=2, padding=1, count_include_pad=False)
 
     def forward(self, wave: torch.Tensor) -> list[list[torch.Tensor]]:
@@ -180,7 +203,9 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 @torch.no_grad()
-def generate(generator: Generator, logmel: torch.Tensor, chunk_frames: int = 1024, context_frames: int = 32) -> torch.Tensor:
+def generate(
+    generator: Generator, logmel: torch.Tensor, chunk_frames: int = 1024, context_frames: int = 32
+) -> torch.Tensor:
     """(B, n_mels, F) -> (B, F * hop) in chunks, so a long file needs bounded memory.
 
     Each chunk is generated with `context_frames` of neighbouring mel on both
@@ -196,18 +221,22 @@ def generate(generator: Generator, logmel: torch.Tensor, chunk_frames: int = 102
         stop = min(frames, start + chunk_frames)
         left, right = max(0, start - context_frames), min(frames, stop + context_frames)
         wave = generator(logmel[..., left:right])[:, 0]
-        pieces.append(wave[:, (start - left) * hop:(stop - left) * hop])
+        pieces.append(wave[:, (start - left) * hop : (stop - left) * hop])
     return torch.cat(pieces, dim=-1)
 
 
 def _infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     if "model.1.weight_v" not in state:
         raise ValueError("no 'model.1.weight_v' key: not a melgan-neurips generator state dict")
-    first = state["model.1.weight_v"]                        # (ngf * 16, n_mels, 7)
+    first = state["model.1.weight_v"]  # (ngf * 16, n_mels, 7)
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.shortcut\.", k))}
     n_residual_layers = len(blocks) // len(RATIOS)
-    return {"n_mels": int(first.shape[1]), "ngf": int(first.shape[0]) // 2 ** len(RATIOS),
-            "n_residual_layers": n_residual_layers, "ratios": list(RATIOS)}
+    return {
+        "n_mels": int(first.shape[1]),
+        "ngf": int(first.shape[0]) // 2 ** len(RATIOS),
+        "n_residual_layers": n_residual_layers,
+        "ratios": list(RATIOS),
+    }
 
 
 def _find_checkpoint_file(path: Path) -> Path:
@@ -215,15 +244,17 @@ def _find_checkpoint_file(path: Path) -> Path:
         for name in ("checkpoints/best.pt", "checkpoints/last.pt", "generator.pt", "model.pt"):
             if (path / name).is_file():
                 return path / name
-        raise AnoncliError(f"{path}: no checkpoints/best.pt, checkpoints/last.pt, generator.pt or model.pt "
-                           "in this MelGAN run folder")
+        raise AnoncliError(
+            f"{path}: no checkpoints/best.pt, checkpoints/last.pt, generator.pt or model.pt in this MelGAN run folder"
+        )
     if not path.is_file():
         raise AnoncliError(f"{path}: no such MelGAN checkpoint")
     return path
 
 
-def load_melgan(path: str | Path, sample_rate: int | None = None,
-                device: str | torch.device = "cpu") -> tuple[Generator, int]:
+def load_melgan(
+    path: str | Path, sample_rate: int | None = None, device: str | torch.device = "cpu"
+) -> tuple[Generator, int]:
     """Load a generator from a melgan-neurips state dict or from our training output.
 
     Returns (generator in eval mode, the sample rate its mels were made at).

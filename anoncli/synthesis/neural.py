@@ -14,8 +14,8 @@ import torch
 from anoncli.audio import resample
 from anoncli.errors import AnoncliError
 from anoncli.synthesis.base import Vocoder, fit_length
-from anoncli.synthesis.melgan import generate, load_melgan
 from anoncli.synthesis.mel import LogMel
+from anoncli.synthesis.melgan import generate, load_melgan
 
 
 class MelGANVocoder(Vocoder):
@@ -29,8 +29,14 @@ class MelGANVocoder(Vocoder):
     name = "melgan"
     needs_original = False
 
-    def __init__(self, sample_rate: int, device: str = "cpu", checkpoint: str | None = None,
-                 checkpoint_sample_rate: int | None = None, **options):
+    def __init__(
+        self,
+        sample_rate: int,
+        device: str = "cpu",
+        checkpoint: str | None = None,
+        checkpoint_sample_rate: int | None = None,
+        **options,
+    ):
         checkpoint = checkpoint or _registered_checkpoint()
         super().__init__(sample_rate, device, checkpoint, **options)
         self.generator, self.model_rate = load_melgan(checkpoint, checkpoint_sample_rate, self.device)
@@ -45,13 +51,12 @@ class MelGANVocoder(Vocoder):
 
     def to_model_rate(self, logmel: torch.Tensor, length: int) -> torch.Tensor:
         """Re-express a working-rate log-mel (n_mels, F) as the generator's rate log-mel."""
-        magnitude = (self.inverse @ torch.pow(10.0, logmel)).clamp(min=0.0)          # (n_freqs, F)
+        magnitude = (self.inverse @ torch.pow(10.0, logmel)).clamp(min=0.0)  # (n_freqs, F)
         source_hz = torch.linspace(0, self.sample_rate / 2, magnitude.shape[0], device=magnitude.device)
         target_hz = torch.linspace(0, self.model_rate / 2, self.model_mel.n_freqs, device=magnitude.device)
-        regridded = _interp_rows(magnitude.T, source_hz, target_hz).T                    # zero above the old Nyquist
+        regridded = _interp_rows(magnitude.T, source_hz, target_hz).T  # zero above the old Nyquist
         frames = self.model_mel.frames_for(round(length * self.model_rate / self.sample_rate))
-        regridded = torch.nn.functional.interpolate(regridded[None], size=frames, mode="linear",
-                                                    align_corners=False)[0]
+        regridded = torch.nn.functional.interpolate(regridded[None], size=frames, mode="linear", align_corners=False)[0]
         return self.model_mel.mel_from_magnitude(regridded[None])[0]
 
     @torch.no_grad()

@@ -24,6 +24,6 @@ class PhaseVocoder(Vocoder):
     def synthesize(self, new_logmel: torch.Tensor, original_wave: torch.Tensor) -> torch.Tensor:
         self.check_shapes(new_logmel, original_wave)
         wave = original_wave.to(self.device, torch.float32)
-        spectrum = self.mel.complex_stft(wave.unsqueeze(0)).squeeze(0)                # (n_freqs, F)
+        spectrum = self.mel.complex_stft(wave.unsqueeze(0)).squeeze(0)  # (n_freqs, F)
         gain = mel_gain_to_linear(self.mel, spectrum.abs(), new_logmel.to(self.device, torch.float32))
         return overlap_add(self.mel, spectrum * gain, wave.shape[-1]).cpu()

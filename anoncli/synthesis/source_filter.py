@@ -55,11 +55,11 @@ ACTIVE_RANGE_DB = 40.0
 class WorldFeatures:
     """WORLD parameters of one utterance at 10 ms frames (T frames, B = fft_size/2 + 1 bins)."""
 
-    f0: np.ndarray            # (T,) Hz, 0 where unvoiced
-    envelope: np.ndarray      # (T, B) power spectral envelope
+    f0: np.ndarray  # (T,) Hz, 0 where unvoiced
+    envelope: np.ndarray  # (T, B) power spectral envelope
     aperiodicity: np.ndarray  # (T, B) in [0, 1]
     sample_rate: int
-    length: int               # samples of the analysed wave
+    length: int  # samples of the analysed wave
 
 
 @lru_cache(maxsize=4)
@@ -112,8 +112,12 @@ def warp_bins(values: np.ndarray, warp: float) -> np.ndarray:
     return np.ascontiguousarray(interp_axis(values, bins, bins / warp, axis=1))
 
 
-def resynthesize(features: WorldFeatures, f0: np.ndarray | None = None, band_log10_gain: torch.Tensor | None = None,
-                 warp: float = 1.0) -> torch.Tensor:
+def resynthesize(
+    features: WorldFeatures,
+    f0: np.ndarray | None = None,
+    band_log10_gain: torch.Tensor | None = None,
+    warp: float = 1.0,
+) -> torch.Tensor:
     """Wave (length,) float32 from WORLD features with a new F0 (T,) Hz, a (80, T) log10 band gain and a warp."""
     envelope = warp_bins(features.envelope, warp)
     ap = warp_bins(features.aperiodicity, warp) if features.aperiodicity.size else None
@@ -123,13 +127,18 @@ def resynthesize(features: WorldFeatures, f0: np.ndarray | None = None, band_log
         mel = envelope_mel(features.sample_rate)
         magnitude = torch.from_numpy(np.sqrt(envelope).T.astype(np.float32)) * ENVELOPE_SCALE
         old = mel.mel_from_magnitude(magnitude.unsqueeze(0)).squeeze(0)
-        gain = mel_gain_to_linear(mel, magnitude, old + band_log10_gain.to(old)).numpy()      # (B, T) magnitude
+        gain = mel_gain_to_linear(mel, magnitude, old + band_log10_gain.to(old)).numpy()  # (B, T) magnitude
         envelope = np.ascontiguousarray(envelope * (gain.T.astype(np.float64) ** 2))
     f0 = features.f0 if f0 is None else np.clip(np.asarray(f0, dtype=np.float64), 0.0, None)
-    out = pyworld.synthesize(np.ascontiguousarray(f0, dtype=np.float64), envelope, np.ascontiguousarray(ap),
-                             features.sample_rate, FRAME_PERIOD_MS)
+    out = pyworld.synthesize(
+        np.ascontiguousarray(f0, dtype=np.float64),
+        envelope,
+        np.ascontiguousarray(ap),
+        features.sample_rate,
+        FRAME_PERIOD_MS,
+    )
     peak = float(np.abs(out).max()) if out.size else 0.0
-    if peak > 0.999:   # WORLD can overshoot after a large gain; keep the file valid
+    if peak > 0.999:  # WORLD can overshoot after a large gain; keep the file valid
         out = out * (0.999 / peak)
     return fit_length(torch.from_numpy(out.astype(np.float32)), features.length)
 
@@ -146,8 +155,9 @@ class SourceFilterVocoder(Vocoder):
     name = "source_filter"
     needs_original = True
 
-    def __init__(self, sample_rate: int, device: str = "cpu", checkpoint: str | None = None,
-                 f0_factor: float = 1.0, **options):
+    def __init__(
+        self, sample_rate: int, device: str = "cpu", checkpoint: str | None = None, f0_factor: float = 1.0, **options
+    ):
         super().__init__(sample_rate, "cpu", checkpoint, f0_factor=float(f0_factor), **options)
         self.f0_factor = float(f0_factor)
 
@@ -156,7 +166,7 @@ class SourceFilterVocoder(Vocoder):
         self.check_shapes(new_logmel, original_wave)
         wave = original_wave.detach().to("cpu", torch.float32)
         features = analyse(wave, self.sample_rate)
-        change = (new_logmel.cpu().float() - self.mel(wave.unsqueeze(0)).squeeze(0)).numpy()   # (80, F)
+        change = (new_logmel.cpu().float() - self.mel(wave.unsqueeze(0)).squeeze(0)).numpy()  # (80, F)
         hop_s = self.mel.hop_length / self.sample_rate
         mel_times = (np.arange(change.shape[1]) + 0.5) * hop_s
         world_times = np.arange(features.f0.shape[0]) * FRAME_PERIOD_MS / 1000.0

@@ -41,8 +41,15 @@ class WorldVocoder(Vocoder):
     name = "world"
     needs_original = True
 
-    def __init__(self, sample_rate: int, device: str = "cpu", checkpoint: str | None = None,
-                 f0_factor: float = 1.0, f0_method: str = "harvest", **options):
+    def __init__(
+        self,
+        sample_rate: int,
+        device: str = "cpu",
+        checkpoint: str | None = None,
+        f0_factor: float = 1.0,
+        f0_method: str = "harvest",
+        **options,
+    ):
         if f0_method not in ("harvest", "dio"):
             raise ValueError(f"unknown F0 method {f0_method!r} (harvest or dio)")
         super().__init__(sample_rate, "cpu", checkpoint, f0_factor=float(f0_factor), f0_method=f0_method, **options)
@@ -61,11 +68,12 @@ class WorldVocoder(Vocoder):
         aperiodicity = pyworld.d4c(x, f0, times, self.sample_rate)
         return f0, envelope, aperiodicity
 
-    def envelope_gain(self, new_logmel: torch.Tensor, original_wave: torch.Tensor,
-                      world_frames: int, world_bins: int) -> np.ndarray:
+    def envelope_gain(
+        self, new_logmel: torch.Tensor, original_wave: torch.Tensor, world_frames: int, world_bins: int
+    ) -> np.ndarray:
         """(world_frames, world_bins) power gain from the mel change."""
         magnitude = self.mel.magnitude_stft(original_wave.unsqueeze(0)).squeeze(0)
-        gain = mel_gain_to_linear(self.mel, magnitude, new_logmel.to(torch.float32)).numpy()   # (n_freqs, F)
+        gain = mel_gain_to_linear(self.mel, magnitude, new_logmel.to(torch.float32)).numpy()  # (n_freqs, F)
         log_gain = np.log(gain)
         if np.allclose(log_gain, 0.0):
             return np.ones((world_frames, world_bins))
@@ -74,9 +82,9 @@ class WorldVocoder(Vocoder):
         world_times = np.arange(world_frames) * FRAME_PERIOD_MS / 1000.0
         stft_freqs = np.linspace(0.0, self.sample_rate / 2.0, log_gain.shape[0])
         world_freqs = np.linspace(0.0, self.sample_rate / 2.0, world_bins)
-        over_time = interp_axis(log_gain, mel_times, world_times, axis=1)           # (n_freqs, Tw)
-        over_both = interp_axis(over_time, stft_freqs, world_freqs, axis=0)         # (bins, Tw)
-        return np.ascontiguousarray(np.exp(2.0 * over_both.T))     # WORLD's envelope is a power spectrum
+        over_time = interp_axis(log_gain, mel_times, world_times, axis=1)  # (n_freqs, Tw)
+        over_both = interp_axis(over_time, stft_freqs, world_freqs, axis=0)  # (bins, Tw)
+        return np.ascontiguousarray(np.exp(2.0 * over_both.T))  # WORLD's envelope is a power spectrum
 
     @torch.no_grad()
     def synthesize(self, new_logmel: torch.Tensor, original_wave: torch.Tensor) -> torch.Tensor:

@@ -48,13 +48,13 @@ POWER_FLOOR = 1e-16
 class CodedWorld:
     """One utterance's compact WORLD features at `FRAME_PERIOD_MS` frames (T frames)."""
 
-    mcep: np.ndarray       # (T, N_MCEP) float64 coded, level-free envelope
-    level_db: np.ndarray   # (T,) float64 frame level, dB (mean envelope power)
-    log_f0: np.ndarray     # (T,) float64 ln(F0 / Hz), 0 where unvoiced
-    voiced: np.ndarray     # (T,) bool
-    bap: np.ndarray        # (T, A) float64 coded band aperiodicity
+    mcep: np.ndarray  # (T, N_MCEP) float64 coded, level-free envelope
+    level_db: np.ndarray  # (T,) float64 frame level, dB (mean envelope power)
+    log_f0: np.ndarray  # (T,) float64 ln(F0 / Hz), 0 where unvoiced
+    voiced: np.ndarray  # (T,) bool
+    bap: np.ndarray  # (T, A) float64 coded band aperiodicity
     sample_rate: int
-    length: int            # samples of the analysed wave
+    length: int  # samples of the analysed wave
 
     @property
     def f0(self) -> np.ndarray:
@@ -86,8 +86,10 @@ def analyse(wave: np.ndarray, sample_rate: int, aperiodicity: bool = True) -> Co
         wave = wave.detach().cpu().numpy()
     x = np.ascontiguousarray(np.asarray(wave, dtype=np.float64).reshape(-1))
     if x.size < min_samples(sample_rate):
-        raise AudioError(f"too short for WORLD analysis: {x.size / sample_rate * 1000:.1f} ms, "
-                         f"at least {FRAME_PERIOD_MS:.0f} ms needed")
+        raise AudioError(
+            f"too short for WORLD analysis: {x.size / sample_rate * 1000:.1f} ms, "
+            f"at least {FRAME_PERIOD_MS:.0f} ms needed"
+        )
     size = fft_size(sample_rate)
     f0, times = pyworld.dio(x, sample_rate, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEIL_HZ, frame_period=FRAME_PERIOD_MS)
     f0 = pyworld.stonemask(x, f0, times, sample_rate)
@@ -101,14 +103,22 @@ def analyse(wave: np.ndarray, sample_rate: int, aperiodicity: bool = True) -> Co
         bap = np.zeros((len(f0), 0))
     voiced = f0 > 0
     log_f0 = np.where(voiced, np.log(np.maximum(f0, 1e-3)), 0.0)
-    return CodedWorld(mcep=mcep, level_db=10.0 * np.log10(power), log_f0=log_f0, voiced=voiced, bap=bap,
-                      sample_rate=int(sample_rate), length=int(x.size))
+    return CodedWorld(
+        mcep=mcep,
+        level_db=10.0 * np.log10(power),
+        log_f0=log_f0,
+        voiced=voiced,
+        bap=bap,
+        sample_rate=int(sample_rate),
+        length=int(x.size),
+    )
 
 
 def envelope(features: CodedWorld) -> np.ndarray:
     """(T, fft_size/2 + 1) power envelope decoded from the coded envelope and the frame level."""
-    decoded = pyworld.decode_spectral_envelope(np.ascontiguousarray(features.mcep, dtype=np.float64),
-                                               features.sample_rate, fft_size(features.sample_rate))
+    decoded = pyworld.decode_spectral_envelope(
+        np.ascontiguousarray(features.mcep, dtype=np.float64), features.sample_rate, fft_size(features.sample_rate)
+    )
     # the decoded shape's mean power is not exactly 1: the level is the frame's, not the coder's
     decoded /= np.maximum(decoded.mean(axis=1, keepdims=True), POWER_FLOOR)
     return decoded * (10.0 ** (features.level_db / 10.0))[:, None]
@@ -123,8 +133,13 @@ def synthesize(features: CodedWorld) -> np.ndarray:
         raise ValueError("synthesis needs the aperiodicity (analyse(..., aperiodicity=True))")
     size = fft_size(features.sample_rate)
     ap = pyworld.decode_aperiodicity(np.ascontiguousarray(features.bap, dtype=np.float64), features.sample_rate, size)
-    out = pyworld.synthesize(np.ascontiguousarray(features.f0, dtype=np.float64), envelope(features),
-                             np.ascontiguousarray(ap), features.sample_rate, FRAME_PERIOD_MS)
+    out = pyworld.synthesize(
+        np.ascontiguousarray(features.f0, dtype=np.float64),
+        envelope(features),
+        np.ascontiguousarray(ap),
+        features.sample_rate,
+        FRAME_PERIOD_MS,
+    )
     out = np.asarray(out, dtype=np.float64)
     peak = float(np.abs(out).max()) if out.size else 0.0
     if peak > 0.999:

@@ -39,8 +39,8 @@ The VoicePrivacy challenges use the same pseudo-speaker idea with x-vectors
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -61,12 +61,12 @@ CORR_SHRINK = 0.02
 class Stats:
     """One utterance's or speaker's statistics (see the module text); `f0_mean`/`f0_std` are None without F0."""
 
-    mcep_mean: np.ndarray        # (N_MCEP,)
-    mcep_std: np.ndarray         # (N_MCEP,)
-    f0_mean: float | None        # mean ln(F0 / Hz) over voiced frames
-    f0_std: float | None         # its standard deviation
-    level_db: float              # mean active frame level, dB
-    mcep_corr: np.ndarray | None = None   # (N_MCEP, N_MCEP) correlation of the coded envelope, or None
+    mcep_mean: np.ndarray  # (N_MCEP,)
+    mcep_std: np.ndarray  # (N_MCEP,)
+    f0_mean: float | None  # mean ln(F0 / Hz) over voiced frames
+    f0_std: float | None  # its standard deviation
+    level_db: float  # mean active frame level, dB
+    mcep_corr: np.ndarray | None = None  # (N_MCEP, N_MCEP) correlation of the coded envelope, or None
 
     @property
     def vector(self) -> np.ndarray:
@@ -79,7 +79,7 @@ class Stats:
     def from_vector(cls, vector: np.ndarray, level_db: float = 0.0) -> Stats:
         """The inverse of `vector` (the level is not in it)."""
         v = np.asarray(vector, dtype=np.float64)
-        return cls(v[:N_MCEP].copy(), np.exp(v[N_MCEP:2 * N_MCEP]), float(v[-2]), float(np.exp(v[-1])), level_db)
+        return cls(v[:N_MCEP].copy(), np.exp(v[N_MCEP : 2 * N_MCEP]), float(v[-2]), float(np.exp(v[-1])), level_db)
 
 
 def active_frames(features: CodedWorld, range_db: float = ACTIVE_RANGE_DB) -> np.ndarray:
@@ -94,7 +94,7 @@ def correlation(frames: np.ndarray) -> np.ndarray | None:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = np.corrcoef(frames, rowvar=False)
-    corr = np.nan_to_num(corr, nan=0.0)          # a constant dimension correlates with nothing
+    corr = np.nan_to_num(corr, nan=0.0)  # a constant dimension correlates with nothing
     np.fill_diagonal(corr, 1.0)
     return (1.0 - CORR_SHRINK) * corr + CORR_SHRINK * np.eye(frames.shape[1])
 
@@ -125,8 +125,14 @@ def pool_stats(utterances: Iterable[CodedWorld]) -> Stats:
     mcep_mean, mcep_std = _moments(frames)
     f0 = _moments(np.concatenate([u.log_f0[u.voiced] for u in utterances]))
     level = float(np.mean(np.concatenate([u.level_db[m] for u, m in zip(utterances, masks)])))
-    return Stats(mcep_mean, mcep_std, None if f0 is None else float(f0[0]), None if f0 is None else float(f0[1]), level,
-                 correlation(frames))
+    return Stats(
+        mcep_mean,
+        mcep_std,
+        None if f0 is None else float(f0[0]),
+        None if f0 is None else float(f0[1]),
+        level,
+        correlation(frames),
+    )
 
 
 def utterance_stats(features: CodedWorld) -> Stats:
@@ -162,8 +168,14 @@ def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
     return uniform_filter1d(values, size=max(1, width), mode="nearest")
 
 
-def flatten_to_speaker(features: CodedWorld, speaker: Stats, f0_keep: float = 0.5, level_keep: float = 0.5,
-                       smooth_ms: float = 200.0, full: bool = True) -> CodedWorld:
+def flatten_to_speaker(
+    features: CodedWorld,
+    speaker: Stats,
+    f0_keep: float = 0.5,
+    level_keep: float = 0.5,
+    smooth_ms: float = 200.0,
+    full: bool = True,
+) -> CodedWorld:
     """Emotion normalisation: the utterance's statistics replaced by its `speaker`'s pooled ones, contours flattened.
 
     log-F0: standardised with the utterance's statistics, its deviation around the declination line (least
@@ -184,12 +196,14 @@ def flatten_to_speaker(features: CodedWorld, speaker: Stats, f0_keep: float = 0.
         slope, intercept = np.polyfit(times[voiced], z[voiced], 1)
         line = slope * times + intercept
         flat = line + f0_keep * (z - line)
-        flat = flat - flat[voiced].mean()        # the mean is the speaker's
+        flat = flat - flat[voiced].mean()  # the mean is the speaker's
         out = out.with_(log_f0=np.where(voiced, speaker.f0_mean + speaker.f0_std * flat, 0.0))
     active = active_frames(features)
     slow = _moving_average(features.level_db, int(round(smooth_ms / FRAME_PERIOD_MS)))
     slow_new = speaker.level_db + level_keep * (slow - own.level_db)
-    level_db = np.where(active, features.level_db - slow + slow_new, features.level_db + speaker.level_db - own.level_db)
+    level_db = np.where(
+        active, features.level_db - slow + slow_new, features.level_db + speaker.level_db - own.level_db
+    )
     return out.with_(level_db=level_db)
 
 
@@ -200,10 +214,10 @@ class PseudoSpeakers:
     correlation matrices (N_MCEP, N_MCEP; None: the draws carry none); `speakers[g]` is how many speakers fitted it."""
 
     genders: tuple[str, ...]
-    means: np.ndarray       # (G, STAT_DIM)
-    chols: np.ndarray       # (G, STAT_DIM, STAT_DIM)
-    speakers: np.ndarray    # (G,) int
-    corrs: np.ndarray | None = None   # (G, N_MCEP, N_MCEP)
+    means: np.ndarray  # (G, STAT_DIM)
+    chols: np.ndarray  # (G, STAT_DIM, STAT_DIM)
+    speakers: np.ndarray  # (G,) int
+    corrs: np.ndarray | None = None  # (G, N_MCEP, N_MCEP)
 
     def draw(self, seed: int) -> tuple[str, Stats]:
         """The pseudo-speaker of `seed`: a gender uniformly, then its statistics (level 0: not drawn).
@@ -228,17 +242,23 @@ class PseudoSpeakers:
         chols = np.asarray(arrays["chols"], dtype=np.float64)
         speakers = np.asarray(arrays["speakers"]).astype(np.int64)
         corrs = np.asarray(arrays["corrs"], dtype=np.float64) if "corrs" in arrays else None
-        if means.shape != (len(genders), STAT_DIM) or chols.shape != (len(genders), STAT_DIM, STAT_DIM) \
-                or speakers.shape != (len(genders),) \
-                or (corrs is not None and corrs.shape != (len(genders), N_MCEP, N_MCEP)):
-            raise ValueError(f"pseudo-speaker arrays of shapes {means.shape}, {chols.shape}, {speakers.shape}"
-                             f"{'' if corrs is None else ', ' + str(corrs.shape)} do not describe "
-                             f"{len(genders)} genders of {STAT_DIM} statistics")
+        if (
+            means.shape != (len(genders), STAT_DIM)
+            or chols.shape != (len(genders), STAT_DIM, STAT_DIM)
+            or speakers.shape != (len(genders),)
+            or (corrs is not None and corrs.shape != (len(genders), N_MCEP, N_MCEP))
+        ):
+            raise ValueError(
+                f"pseudo-speaker arrays of shapes {means.shape}, {chols.shape}, {speakers.shape}"
+                f"{'' if corrs is None else ', ' + str(corrs.shape)} do not describe "
+                f"{len(genders)} genders of {STAT_DIM} statistics"
+            )
         return cls(genders, means, chols, speakers, corrs)
 
 
-def fit_pseudo_speakers(speaker_stats: dict[str, Stats], genders: dict[str, str],
-                        classes: tuple[str, ...] = GENDERS) -> PseudoSpeakers:
+def fit_pseudo_speakers(
+    speaker_stats: dict[str, Stats], genders: dict[str, str], classes: tuple[str, ...] = GENDERS
+) -> PseudoSpeakers:
     """Fit the pseudo-speaker distribution on speaker-level statistics (`pool_stats` of each speaker's utterances).
 
     speaker_stats: speaker -> Stats (speakers without F0 are skipped); genders: speaker -> one of `classes`
@@ -249,8 +269,11 @@ def fit_pseudo_speakers(speaker_stats: dict[str, Stats], genders: dict[str, str]
 
     means, chols, counts, corrs = [], [], [], []
     for gender in classes:
-        usable = [speaker_stats[s] for s in sorted(speaker_stats)
-                  if genders.get(s) == gender and speaker_stats[s].f0_mean is not None]
+        usable = [
+            speaker_stats[s]
+            for s in sorted(speaker_stats)
+            if genders.get(s) == gender and speaker_stats[s].f0_mean is not None
+        ]
         rows = [stats.vector for stats in usable]
         if len(rows) < 2:
             raise ValueError(f"{len(rows)} {gender} speaker(s) with F0: at least 2 are needed to fit a distribution")
@@ -262,5 +285,6 @@ def fit_pseudo_speakers(speaker_stats: dict[str, Stats], genders: dict[str, str]
         counts.append(len(rows))
         matrices = [stats.mcep_corr for stats in usable if stats.mcep_corr is not None]
         corrs.append(np.mean(matrices, axis=0) if matrices else np.eye(N_MCEP))
-    return PseudoSpeakers(tuple(classes), np.stack(means), np.stack(chols), np.asarray(counts, dtype=np.int64),
-                          np.stack(corrs))
+    return PseudoSpeakers(
+        tuple(classes), np.stack(means), np.stack(chols), np.asarray(counts, dtype=np.int64), np.stack(corrs)
+    )

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -65,8 +65,13 @@ def make_librispeech(parent: Path) -> FakeCorpus:
             write_tone(folder / f"{utt}.flac", int(spk) + n)
             text = f"WORDS OF SPEAKER {spk} NUMBER {n}"
             trans.append(f"{utt} {text}")
-            expected[utt] = {"speaker": spk, "gender": "female" if speakers[spk][0] == "F" else "male",
-                             "chapter": chapter, "subset": "dev-clean", "transcript": text}
+            expected[utt] = {
+                "speaker": spk,
+                "gender": "female" if speakers[spk][0] == "F" else "male",
+                "chapter": chapter,
+                "subset": "dev-clean",
+                "transcript": text,
+            }
         (folder / f"{spk}-{chapter}.trans.txt").write_text("\n".join(trans) + "\n")
     return FakeCorpus(root, "librispeech", expected)
 
@@ -75,7 +80,9 @@ def make_libritts(parent: Path) -> FakeCorpus:
     """LibriTTS: per-utterance WAV with .normalized.txt, and speakers.tsv."""
     root = parent / "LibriTTS"
     root.mkdir(parents=True, exist_ok=True)
-    (root / "speakers.tsv").write_text("READER\tGENDER\tSUBSET\tNAME\n1272\tM\tdev-clean\tJohn Rose\n2035\tF\tdev-clean\tSharon Bautista\n")
+    (root / "speakers.tsv").write_text(
+        "READER\tGENDER\tSUBSET\tNAME\n1272\tM\tdev-clean\tJohn Rose\n2035\tF\tdev-clean\tSharon Bautista\n"
+    )
     expected = {}
     for spk, chapter in (("1272", "128104"), ("2035", "147961")):
         for n in range(2):
@@ -85,8 +92,13 @@ def make_libritts(parent: Path) -> FakeCorpus:
             text = f"Sentence {n} read by {spk}."
             (folder / f"{utt}.normalized.txt").write_text(text)
             (folder / f"{utt}.original.txt").write_text(text.upper())
-            expected[utt] = {"speaker": spk, "gender": "male" if spk == "1272" else "female",
-                             "chapter": chapter, "subset": "dev-clean", "transcript": text}
+            expected[utt] = {
+                "speaker": spk,
+                "gender": "male" if spk == "1272" else "female",
+                "chapter": chapter,
+                "subset": "dev-clean",
+                "transcript": text,
+            }
     return FakeCorpus(root, "libritts", expected)
 
 
@@ -109,10 +121,15 @@ def make_vctk(parent: Path) -> FakeCorpus:
             for mic in ("mic1", "mic2"):
                 utt = f"{spk}_{n:03d}_{mic}"
                 write_tone(root / "wav48_silence_trimmed" / spk / f"{utt}.flac", int(spk[1:]) + n)
-                expected[utt] = {"speaker": spk, "gender": "female" if spk == "p225" else "male",
-                                 "age": "23" if spk == "p225" else "22", "accent": "English",
-                                 "region": "Southern England" if spk == "p225" else "Surrey",
-                                 "transcript": text, "mic": mic}
+                expected[utt] = {
+                    "speaker": spk,
+                    "gender": "female" if spk == "p225" else "male",
+                    "age": "23" if spk == "p225" else "22",
+                    "accent": "English",
+                    "region": "Southern England" if spk == "p225" else "Surrey",
+                    "transcript": text,
+                    "mic": mic,
+                }
     return FakeCorpus(root, "vctk", expected)
 
 
@@ -126,9 +143,15 @@ def make_ravdess(parent: Path) -> FakeCorpus:
             intensity = "01" if emotion in ("01",) else "02"
             stem = f"03-01-{emotion}-{intensity}-02-01-{actor}"
             write_tone(root / f"Actor_{actor}" / f"{stem}.wav", int(actor) + int(emotion))
-            expected[stem] = {"speaker": actor, "gender": "male" if actor == "01" else "female", "emotion": name,
-                              "intensity": "normal" if intensity == "01" else "strong", "statement": "02",
-                              "transcript": "Dogs are sitting by the door", "vocal_channel": "speech"}
+            expected[stem] = {
+                "speaker": actor,
+                "gender": "male" if actor == "01" else "female",
+                "emotion": name,
+                "intensity": "normal" if intensity == "01" else "strong",
+                "statement": "02",
+                "transcript": "Dogs are sitting by the door",
+                "vocal_channel": "speech",
+            }
     return FakeCorpus(root, "ravdess", expected)
 
 
@@ -143,14 +166,21 @@ def make_cremad(parent: Path) -> FakeCorpus:
         writer.writerow(["1002", "21", "Female", "Caucasian", "Not Hispanic"])
     expected = {}
     for actor in ("1001", "1002"):
-        for sentence, emotion, level, name, intensity in (("DFA", "ANG", "XX", "anger", "unspecified"),
-                                                          ("IEO", "HAP", "HI", "happiness", "high"),
-                                                          ("TSI", "SAD", "LO", "sadness", "low")):
+        for sentence, emotion, level, name, intensity in (
+            ("DFA", "ANG", "XX", "anger", "unspecified"),
+            ("IEO", "HAP", "HI", "happiness", "high"),
+            ("TSI", "SAD", "LO", "sadness", "low"),
+        ):
             stem = f"{actor}_{sentence}_{emotion}_{level}"
             write_tone(root / "AudioWAV" / f"{stem}.wav", int(actor) + len(stem))
-            expected[stem] = {"speaker": actor, "gender": "male" if actor == "1001" else "female",
-                              "age": "51" if actor == "1001" else "21", "emotion": name, "intensity": intensity,
-                              "text_id": sentence}
+            expected[stem] = {
+                "speaker": actor,
+                "gender": "male" if actor == "1001" else "female",
+                "age": "51" if actor == "1001" else "21",
+                "emotion": name,
+                "intensity": intensity,
+                "text_id": sentence,
+            }
     expected["1001_IEO_HAP_HI"]["transcript"] = "It's eleven o'clock"
     return FakeCorpus(root, "cremad", expected)
 
@@ -159,7 +189,15 @@ def make_emodb(parent: Path, metadata: bool = False) -> FakeCorpus:
     """EmoDB as distributed: wav/SSTTTEV.wav, no label file (or, with `metadata`, an audiofolder table too)."""
     root = parent / "emodb"
     expected = {}
-    letters = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness", "N": "neutral"}
+    letters = {
+        "W": "anger",
+        "L": "boredom",
+        "E": "disgust",
+        "A": "fear",
+        "F": "happiness",
+        "T": "sadness",
+        "N": "neutral",
+    }
     for i, (speaker, gender) in enumerate((("03", "male"), ("08", "female"))):
         for j, (letter, emotion) in enumerate(letters.items()):
             text = "a01" if j % 2 else "b10"
@@ -185,18 +223,26 @@ def make_timit(parent: Path) -> FakeCorpus:
     root = parent / "TIMIT"
     expected = {}
     for split, region, speaker in (("TRAIN", "DR1", "FCJF0"), ("TEST", "DR2", "MABC0")):
-        for text_id, text in (("SA1", "She had your dark suit in greasy wash water all year."),
-                              ("SX12", "Bright sunshine shimmers on the ocean.")):
+        for text_id, text in (
+            ("SA1", "She had your dark suit in greasy wash water all year."),
+            ("SX12", "Bright sunshine shimmers on the ocean."),
+        ):
             folder = root / split / region / speaker
             _nist(folder / f"{text_id}.WAV", len(speaker) + len(text_id))
             (folder / f"{text_id}.TXT").write_text(f"0 {int(DURATION_S * 16000)} {text}\n")
             words = text.rstrip(".").split()
             step = int(DURATION_S * 16000) // len(words)
             (folder / f"{text_id}.WRD").write_text(
-                "".join(f"{i * step} {(i + 1) * step} {w.lower()}\n" for i, w in enumerate(words)))
+                "".join(f"{i * step} {(i + 1) * step} {w.lower()}\n" for i, w in enumerate(words))
+            )
             expected[f"{speaker}_{text_id}"] = {
-                "speaker": speaker, "gender": "female" if speaker[0] == "F" else "male",
-                "dialect_region": region, "split": split.lower(), "text_id": text_id, "transcript": text}
+                "speaker": speaker,
+                "gender": "female" if speaker[0] == "F" else "male",
+                "dialect_region": region,
+                "split": split.lower(),
+                "text_id": text_id,
+                "transcript": text,
+            }
     return FakeCorpus(root, "timit", expected)
 
 
@@ -204,10 +250,24 @@ def make_audiomnist(parent: Path) -> FakeCorpus:
     """AudioMNIST: data/NN/D_NN_I.wav and audioMNIST_meta.txt (with a trailing comma, as some copies have)."""
     root = parent / "AudioMNIST"
     meta = {
-        "01": {"accent": "german", "age": "30", "gender": "male", "native speaker": "no",
-               "origin": "Europe, Germany, Wuerzburg", "recordingdate": "17-06-22-11-04-28", "recordingroom": "Kino"},
-        "02": {"accent": "German", "age": "25", "gender": "female", "native speaker": "yes",
-               "origin": "Europe, Germany, Hamburg", "recordingdate": "17-06-26-17-57-29", "recordingroom": "Kino"},
+        "01": {
+            "accent": "german",
+            "age": "30",
+            "gender": "male",
+            "native speaker": "no",
+            "origin": "Europe, Germany, Wuerzburg",
+            "recordingdate": "17-06-22-11-04-28",
+            "recordingroom": "Kino",
+        },
+        "02": {
+            "accent": "German",
+            "age": "25",
+            "gender": "female",
+            "native speaker": "yes",
+            "origin": "Europe, Germany, Hamburg",
+            "recordingdate": "17-06-26-17-57-29",
+            "recordingroom": "Kino",
+        },
     }
     (root / "data").mkdir(parents=True, exist_ok=True)
     # The published file is JSON with a trailing comma after the last speaker.
@@ -219,8 +279,13 @@ def make_audiomnist(parent: Path) -> FakeCorpus:
             for rep in (0, 1):
                 stem = f"{digit}_{speaker}_{rep}"
                 write_tone(root / "data" / speaker / f"{stem}.wav", digit + rep)
-                expected[stem] = {"speaker": speaker, "gender": meta[speaker]["gender"], "age": meta[speaker]["age"],
-                                  "digit": str(digit), "transcript": ("zero", "seven")[digit == 7]}
+                expected[stem] = {
+                    "speaker": speaker,
+                    "gender": meta[speaker]["gender"],
+                    "age": meta[speaker]["age"],
+                    "digit": str(digit),
+                    "transcript": ("zero", "seven")[digit == 7],
+                }
     return FakeCorpus(root, "audiomnist", expected)
 
 
@@ -233,8 +298,13 @@ def make_fsdd(parent: Path) -> FakeCorpus:
             for rep in (0, 10):
                 stem = f"{digit}_{speaker}_{rep}"
                 write_tone(root / "recordings" / f"{stem}.wav", digit + rep)
-                expected[stem] = {"speaker": speaker, "gender": "male", "digit": str(digit),
-                                  "transcript": ("three", "nine")[digit == 9], "repetition": str(rep)}
+                expected[stem] = {
+                    "speaker": speaker,
+                    "gender": "male",
+                    "digit": str(digit),
+                    "transcript": ("three", "nine")[digit == 9],
+                    "repetition": str(rep),
+                }
     return FakeCorpus(root, "fsdd", expected)
 
 
@@ -243,10 +313,13 @@ def make_kaldi(parent: Path) -> FakeCorpus:
     audio = parent / "kaldi_audio"
     root = parent / "data" / "dev"
     root.mkdir(parents=True, exist_ok=True)
-    rows = [("spk1-utt1", "spk1", "f", "HELLO WORLD", "neu"), ("spk1-utt2", "spk1", "f", "GOOD MORNING", "hap"),
-            ("spk2-utt1", "spk2", "m", "SEE YOU", "ang")]
+    rows = [
+        ("spk1-utt1", "spk1", "f", "HELLO WORLD", "neu"),
+        ("spk1-utt2", "spk1", "f", "GOOD MORNING", "hap"),
+        ("spk2-utt1", "spk2", "m", "SEE YOU", "ang"),
+    ]
     scp = []
-    for i, (utt, spk, _, _, _) in enumerate(rows):
+    for i, (utt, _, _, _, _) in enumerate(rows):
         if i == 0:
             write_tone(root / "local_wav" / f"{utt}.wav", i)
             scp.append(f"{utt} local_wav/{utt}.wav")
@@ -259,16 +332,22 @@ def make_kaldi(parent: Path) -> FakeCorpus:
     (root / "text").write_text("".join(f"{u} {t}\n" for u, _, _, t, _ in rows))
     (root / "utt2emo").write_text("".join(f"{u} {e}\n" for u, _, _, _, e in rows))
     emotions = {"neu": "neutral", "hap": "happiness", "ang": "anger"}
-    expected = {u: {"speaker": s, "gender": "female" if g == "f" else "male", "transcript": t, "emotion": emotions[e]}
-                for u, s, g, t, e in rows}
+    expected = {
+        u: {"speaker": s, "gender": "female" if g == "f" else "male", "transcript": t, "emotion": emotions[e]}
+        for u, s, g, t, e in rows
+    }
     return FakeCorpus(root, "kaldi", expected)
 
 
 def make_audiofolder(parent: Path, kind: str = "csv") -> FakeCorpus:
     """Hugging Face audiofolder: four clips and metadata.csv (or metadata.jsonl with `kind="jsonl"`) with speaker, gender, emotion."""
     root = parent / "my_dataset"
-    rows = [("clips/a.wav", "alice", "F", "anger"), ("clips/b.wav", "alice", "F", "neutral"),
-            ("clips/c.wav", "bob", "M", "anger"), ("clips/sub/d.wav", "bob", "m", "sadness")]
+    rows = [
+        ("clips/a.wav", "alice", "F", "anger"),
+        ("clips/b.wav", "alice", "F", "neutral"),
+        ("clips/c.wav", "bob", "M", "anger"),
+        ("clips/sub/d.wav", "bob", "m", "sadness"),
+    ]
     for i, (name, *_) in enumerate(rows):
         write_tone(root / name, i)
     records = [{"file_name": n, "speaker": s, "gender": g, "emotion": e} for n, s, g, e in rows]
@@ -279,8 +358,10 @@ def make_audiofolder(parent: Path, kind: str = "csv") -> FakeCorpus:
             writer = csv.DictWriter(handle, fieldnames=list(records[0]))
             writer.writeheader()
             writer.writerows(records)
-    expected = {n.rsplit(".", 1)[0]: {"speaker": s, "gender": "female" if g.upper() == "F" else "male", "emotion": e}
-                for n, s, g, e in rows}
+    expected = {
+        n.rsplit(".", 1)[0]: {"speaker": s, "gender": "female" if g.upper() == "F" else "male", "emotion": e}
+        for n, s, g, e in rows
+    }
     return FakeCorpus(root, "audiofolder", expected)
 
 

@@ -40,21 +40,21 @@ class TrainOptions:
     corpus: Path
     out: Path
     labels_file: Path | None = None
-    labels_sep: str | None = None     # CSV separator of labels_file (sniffed when None)
+    labels_sep: str | None = None  # CSV separator of labels_file (sniffed when None)
     layout: str = "auto"
-    label: str | None = None          # attribute probes: the label column to learn
-    attribute: str | None = None      # learned methods: the private attribute column
-    utility: str | None = None        # representation methods: the utility label column
+    label: str | None = None  # attribute probes: the label column to learn
+    attribute: str | None = None  # learned methods: the private attribute column
+    utility: str | None = None  # representation methods: the utility label column
     epochs: int | None = None
     batch_size: int | None = None
     device: str = "auto"
     seed: int = 0
     overwrite: bool = False
-    config: str | None = None         # "quick" / "full" or a path to a JSON config
+    config: str | None = None  # "quick" / "full" or a path to a JSON config
     extra: dict[str, str] = field(default_factory=dict)
-    register: bool = False            # --register: make the run's model what `--method M` uses by default
+    register: bool = False  # --register: make the run's model what `--method M` uses by default
     max_minutes: float | None = None  # --max-minutes: stop after the epoch that passes this wall time (resumable)
-    progress: bool = True             # --no-progress / -q: no bars and no per-epoch lines on stderr
+    progress: bool = True  # --no-progress / -q: no bars and no per-epoch lines on stderr
 
     def open_corpus(self):
         """The training corpus with its labels (`labels_file`, `labels_sep`) and `layout`.

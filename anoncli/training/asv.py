@@ -49,8 +49,16 @@ class AsvConfig(TrainConfig):
 
 PRESETS = {
     "quick": AsvConfig(epochs=10, batch_size=32, amp=False),
-    "full": AsvConfig(epochs=60, batch_size=32, crop_s=2.0, lr=1e-3, n_mels=80, channels=[512, 512, 512, 512, 1536],
-                      lin_neurons=192, amp=False),
+    "full": AsvConfig(
+        epochs=60,
+        batch_size=32,
+        crop_s=2.0,
+        lr=1e-3,
+        n_mels=80,
+        channels=[512, 512, 512, 512, 1536],
+        lin_neurons=192,
+        amp=False,
+    ),
 }
 
 
@@ -62,7 +70,7 @@ def crop_batch(waves: list[np.ndarray], indices, crop: int, gen: torch.Generator
         wave = waves[int(i)]
         if len(wave) > crop:
             start = int(torch.randint(0, len(wave) - crop, (1,), generator=gen))
-            batch[row] = wave[start:start + crop]
+            batch[row] = wave[start : start + crop]
         else:  # short utterance: repeat it to fill the crop
             batch[row] = np.resize(wave, crop)
     return torch.from_numpy(batch)
@@ -75,7 +83,7 @@ class AsvTrainer(Trainer):
     method = "asv"
     config_class = AsvConfig
     presets = PRESETS
-    selection = ("val_score", "max")   # no validation: every epoch is the newest best
+    selection = ("val_score", "max")  # no validation: every epoch is the newest best
 
     def setup(self) -> None:
         from speechbrain.lobes.models.ECAPA_TDNN import Classifier
@@ -108,14 +116,16 @@ class AsvTrainer(Trainer):
         return ["encoder"]
 
     def model_info(self) -> dict:
-        return {"config": {"sample_rate": RATE, **{key: getattr(self.config, key) for key in MODEL_KEYS}},
-                "speakers": self.speakers}
+        return {
+            "config": {"sample_rate": RATE, **{key: getattr(self.config, key) for key in MODEL_KEYS}},
+            "speakers": self.speakers,
+        }
 
     def batches(self, epoch: int):
         size = self.config.batch_size
         order = torch.randperm(len(self.waves), generator=self.rng)
         # batch norm cannot train on one item: a lone leftover waits for the next epoch
-        return [order[s:s + size] for s in range(0, len(order), size) if len(order[s:s + size]) >= 2]
+        return [order[s : s + size] for s in range(0, len(order), size) if len(order[s : s + size]) >= 2]
 
     def train_step(self, indices: torch.Tensor) -> dict[str, float]:
         x = crop_batch(self.waves, indices, int(self.config.crop_s * RATE), self.rng)
@@ -127,16 +137,21 @@ class AsvTrainer(Trainer):
 
     def card(self, result: FitResult) -> dict:
         # `kind` and the encoder's sizes at the top: what `scoring.embeddings.EcapaBackend` reads
-        return {"kind": MODEL_KIND, **{key: getattr(self.config, key) for key in MODEL_KEYS}, "sample_rate": RATE,
-                "speakers": self.speakers, "corpus": str(self.corpus.root.resolve()),
-                "n_utterances": len(self.waves)}
+        return {
+            "kind": MODEL_KIND,
+            **{key: getattr(self.config, key) for key in MODEL_KEYS},
+            "sample_rate": RATE,
+            "speakers": self.speakers,
+            "corpus": str(self.corpus.root.resolve()),
+            "n_utterances": len(self.waves),
+        }
 
     def finish(self, result: FitResult) -> dict:
         """Export the encoder's weights as RUN/model.pt once every epoch is done (a run stopped by its time
         budget is not yet an encoder to evaluate with)."""
         exported = result.run.root / "model.pt"
         if result.stopped == "max_minutes":
-            exported.unlink(missing_ok=True)     # an earlier run's, left by --overwrite
+            exported.unlink(missing_ok=True)  # an earlier run's, left by --overwrite
         else:
             best = torch.load(result.run.best_path, map_location="cpu", weights_only=True)
             atomic_torch_save(best["models"]["encoder"], exported)

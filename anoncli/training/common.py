@@ -58,7 +58,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def pick_device(name: str | None) -> torch.device:
-    """"auto"/None -> cuda when visible, else cpu; refuse cuda without a GPU."""
+    """ "auto"/None -> cuda when visible, else cpu; refuse cuda without a GPU."""
     name = (name or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -98,7 +98,9 @@ def speaker_split(
     for utt in utterances:
         speaker = utt.labels.get("speaker")
         if not speaker:
-            raise AnoncliError(f"{getattr(utt, 'rel_path', utt)}: no speaker label (a speaker-disjoint split needs one)")
+            raise AnoncliError(
+                f"{getattr(utt, 'rel_path', utt)}: no speaker label (a speaker-disjoint split needs one)"
+            )
         by_speaker[str(speaker)].append(utt)
     speakers = sorted(by_speaker)
     if len(speakers) < 2:
@@ -138,8 +140,9 @@ def speaker_split(
     return train, val, sorted(chosen_set)
 
 
-def check_split_classes(train: Sequence, val: Sequence, label_of, column: str, what: str = "",
-                        need_val: bool = True) -> None:
+def check_split_classes(
+    train: Sequence, val: Sequence, label_of, column: str, what: str = "", need_val: bool = True
+) -> None:
     """Refuse a split whose training speakers (and, with `need_val`, validation speakers) cover fewer than
     2 classes of `column`, then say on stderr how many speakers and utterances train and validate.
 
@@ -148,6 +151,7 @@ def check_split_classes(train: Sequence, val: Sequence, label_of, column: str, w
     attacker scored on one class measures nothing. `what` names the run in the stderr line ("" says nothing).
     Raises AnoncliError (exit 2), one line naming the speakers of each class and how to fix the split.
     """
+
     def classes_of(utts) -> dict[str, set[str]]:
         out: dict[str, set[str]] = defaultdict(set)
         for utt in utts:
@@ -162,14 +166,16 @@ def check_split_classes(train: Sequence, val: Sequence, label_of, column: str, w
             only = ", ".join(sorted(classes)) or "none"
             sides = "training and validation" if need_val else "training"
             speakers = sum(len(spk) for spk in every.values())
-            possible = len(every) >= 2 and (all(len(spk) >= 2 for spk in every.values()) if need_val
-                                            else speakers > len(every))
+            possible = len(every) >= 2 and (
+                all(len(spk) >= 2 for spk in every.values()) if need_val else speakers > len(every)
+            )
             if possible:
                 fix = f"name validation speakers that leave {sides} a speaker of each class with --param val_speakers=SPK,..."
             else:
                 fix = f"use a corpus with at least {2 if need_val else 1} speakers of each {column} class ({sides} need each)"
-            raise AnoncliError(f"the {part} speakers cover only one {column} class ({only}; speakers by class: "
-                               f"{corpus}): {fix}")
+            raise AnoncliError(
+                f"the {part} speakers cover only one {column} class ({only}; speakers by class: {corpus}): {fix}"
+            )
     if what:
         report_split(what, train, val)
 
@@ -239,8 +245,14 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 class RunFolder:
     """Checkpoints, log and model card of one training run, with resume."""
 
-    def __init__(self, out: Path, config: dict, overwrite: bool = False, resume_keys: Sequence[str] | None = None,
-                 create: bool = True):
+    def __init__(
+        self,
+        out: Path,
+        config: dict,
+        overwrite: bool = False,
+        resume_keys: Sequence[str] | None = None,
+        create: bool = True,
+    ):
         """Check `out` can hold a run of `config` (with `overwrite`, clear what a previous run left);
         `create` makes the folder and writes config.json now, else `create()` does it later (after
         the data is checked, so a bad corpus leaves no run folder behind).
@@ -262,7 +274,9 @@ class RunFolder:
             # bad settings) holds nothing to continue, so a corrected command starts it afresh
             previous = json.loads(saved.read_text())
             keys = resume_keys if resume_keys is not None else [k for k in config if k not in ("epochs",)]
-            changed = [k for k in keys if json.dumps(previous.get(k), default=str) != json.dumps(config.get(k), default=str)]
+            changed = [
+                k for k in keys if json.dumps(previous.get(k), default=str) != json.dumps(config.get(k), default=str)
+            ]
             if changed:
                 raise AnoncliError(
                     f"{self.root}: holds a run with a different config ({', '.join(changed)}); "
@@ -353,7 +367,7 @@ class RunFolder:
                 try:
                     if int(json.loads(line).get("epoch", 0) or 0) <= epoch:
                         kept.append(line + "\n")
-                except ValueError:          # a line cut short by a kill
+                except ValueError:  # a line cut short by a kill
                     continue
             with atomic_path(path) as tmp:
                 tmp.write_text("".join(kept))

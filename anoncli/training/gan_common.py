@@ -78,12 +78,16 @@ class GANConfig(TrainConfig):
         levels = len(self.channels)
         most = max(n for n in range(1, 8) if N_MELS % 2 ** (n - 1) == 0)
         if not 1 <= levels <= most or any(w < 1 for w in self.channels):
-            raise AnoncliError(f"--param channels={shown}: expected 1 to {most} positive encoder widths, one per "
-                               f"U-Net level (the {N_MELS} mel bands must divide by 2**(levels - 1)), e.g. channels=8,16,32")
+            raise AnoncliError(
+                f"--param channels={shown}: expected 1 to {most} positive encoder widths, one per "
+                f"U-Net level (the {N_MELS} mel bands must divide by 2**(levels - 1)), e.g. channels=8,16,32"
+            )
         stride = 2 ** (levels - 1)
         if self.segment_frames < stride or self.segment_frames % stride:
-            raise AnoncliError(f"--param segment_frames={self.segment_frames}: expected a multiple of {stride} "
-                               f"(the stride of a {levels}-level U-Net)")
+            raise AnoncliError(
+                f"--param segment_frames={self.segment_frames}: expected a multiple of {stride} "
+                f"(the stride of a {levels}-level U-Net)"
+            )
 
 
 class GANTrainer(Trainer):
@@ -129,19 +133,31 @@ class GANTrainer(Trainer):
             utterances = [u for u in utterances if str(u.speaker) not in set(c.exclude_speakers)]
         labelled = [u for u in utterances if u.labels.get(attribute)]
         if not labelled:
-            raise AnoncliError(f"{options.corpus}: no utterance has a {attribute!r} label (a metadata.csv or --labels is needed)")
+            raise AnoncliError(
+                f"{options.corpus}: no utterance has a {attribute!r} label (a metadata.csv or --labels is needed)"
+            )
         classes = sorted({str(u.labels[attribute]) for u in labelled})
         if len(classes) < 2:
-            raise AnoncliError(f"{options.corpus}: the {attribute!r} label has a single value ({classes[0]}); nothing to hide")
+            raise AnoncliError(
+                f"{options.corpus}: the {attribute!r} label has a single value ({classes[0]}); nothing to hide"
+            )
         speaker_level = all(
             len({u.labels[attribute] for u in labelled if u.speaker == s}) == 1 for s in {u.speaker for u in labelled}
         )
         self.train_utts, self.val_utts, self.val_speakers = speaker_split(
-            labelled, c.val_speakers or None, c.val_fraction, c.seed,
+            labelled,
+            c.val_speakers or None,
+            c.val_fraction,
+            c.seed,
             stratify_label=attribute if speaker_level else None,
         )
-        check_split_classes(self.train_utts, self.val_utts, lambda u: u.labels[attribute], attribute,
-                            what=self.train_name() if c.progress else "")
+        check_split_classes(
+            self.train_utts,
+            self.val_utts,
+            lambda u: u.labels[attribute],
+            attribute,
+            what=self.train_name() if c.progress else "",
+        )
         self.classes = classes
         self.corpus_root = Path(options.corpus).resolve()
         self.data_fingerprint = data_fingerprint(labelled)
@@ -166,9 +182,14 @@ class GANTrainer(Trainer):
     def data_card(self, train_speakers: list[str], train: int, val: int) -> dict:
         """The card's `data` and `labels` entries."""
         return {
-            "data": {"corpus": str(self.corpus_root), "train_speakers": train_speakers,
-                     "val_speakers": list(self.val_speakers), "excluded_speakers": list(self.config.exclude_speakers),
-                     "train_utterances": train, "val_utterances": val},
+            "data": {
+                "corpus": str(self.corpus_root),
+                "train_speakers": train_speakers,
+                "val_speakers": list(self.val_speakers),
+                "excluded_speakers": list(self.config.exclude_speakers),
+                "train_utterances": train,
+                "val_utterances": val,
+            },
             "labels": {"attribute": self.attribute, "classes": list(self.classes)},
         }
 
@@ -198,7 +219,7 @@ class MelItem:
     utt_id: str
     speaker: str
     label: int
-    norm: torch.Tensor      # (n_mels, F) normalised to [-1, 1]
+    norm: torch.Tensor  # (n_mels, F) normalised to [-1, 1]
     mu: float
     sigma: float
 
@@ -211,7 +232,9 @@ def _cache_key(utterances, sample_rate: int, mel: LogMel) -> str:
     return digest.hexdigest()[:16]
 
 
-def compute_mels(utterances, sample_rate: int, mel: LogMel, cache_dir: Path | None, progress: bool = True) -> dict[str, torch.Tensor]:
+def compute_mels(
+    utterances, sample_rate: int, mel: LogMel, cache_dir: Path | None, progress: bool = True
+) -> dict[str, torch.Tensor]:
     """utt_id -> (n_mels, F) log-mel at `sample_rate`, computed once and cached (float32)."""
     cache_file = cache_dir / f"mels-{_cache_key(utterances, sample_rate, mel)}.pt" if cache_dir else None
     if cache_file is not None and cache_file.exists():
@@ -236,26 +259,29 @@ def random_crops(items: list[MelItem], frames: int, generator: torch.Generator) 
         if mel.shape[-1] < frames:
             mel = torch.nn.functional.pad(mel.unsqueeze(0), (0, frames - mel.shape[-1]), mode="replicate").squeeze(0)
         start = int(torch.randint(0, mel.shape[-1] - frames + 1, (1,), generator=generator))
-        crops.append(mel[:, start:start + frames])
+        crops.append(mel[:, start : start + frames])
     return torch.stack(crops).unsqueeze(1), torch.tensor([i.label for i in items], dtype=torch.long)
 
 
 def shuffled_batches(items: list, batch_size: int, generator: torch.Generator) -> list[list]:
     """One epoch of shuffled batches of `batch_size` items from `generator`; a last batch of one is dropped (BatchNorm)."""
     order = torch.randperm(len(items), generator=generator).tolist()
-    chunks = [[items[i] for i in order[start:start + batch_size]] for start in range(0, len(order), batch_size)]
+    chunks = [[items[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
     return [chunk for chunk in chunks if len(chunk) >= 2]
 
 
 # --------------------------------------------------------------------------- validation attacker
 
 
-def train_attacker(train: list[MelItem], num_classes: int, config: MelGANConfig, device: torch.device,
-                   generator: torch.Generator) -> AlexNetDiscriminator:
+def train_attacker(
+    train: list[MelItem], num_classes: int, config: MelGANConfig, device: torch.device, generator: torch.Generator
+) -> AlexNetDiscriminator:
     """A classifier of the private attribute trained on original mels of the training speakers, then frozen."""
     from anoncli.progress import progress_bar
 
-    model = AlexNetDiscriminator(num_classes, width=config.attacker_width, first_stride=config.d_first_stride).to(device)
+    model = AlexNetDiscriminator(num_classes, width=config.attacker_width, first_stride=config.d_first_stride).to(
+        device
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     model.train()
     bar = progress_bar(range(config.attacker_steps), desc="validation attacker", enabled=config.progress, leave=False)
@@ -304,13 +330,26 @@ class MelGANConfig(GANConfig):
     distortion_weight: float = 1.0
 
 
-def mel_presets(config_class: type[MelGANConfig], quick: dict[str, Any], full: dict[str, Any]) -> dict[str, MelGANConfig]:
+def mel_presets(
+    config_class: type[MelGANConfig], quick: dict[str, Any], full: dict[str, Any]
+) -> dict[str, MelGANConfig]:
     """The quick (2 CPU cores, ~30 min) and full (GPU) presets of a mel-domain GAN: the shared settings,
     then the method's `quick` / `full` values."""
     shared = {"epochs": 30, "batch_size": 16, "val_every": 4, "threads": 1}
-    full_shared = dict(shared, residual=False, epochs=100, batch_size=64, segment_frames=128, d_width=1.0,
-                       d_first_stride=1, attacker_width=0.5, attacker_steps=2000, d_warmup_steps=0, val_every=1,
-                       threads=8)
+    full_shared = dict(
+        shared,
+        residual=False,
+        epochs=100,
+        batch_size=64,
+        segment_frames=128,
+        d_width=1.0,
+        d_first_stride=1,
+        attacker_width=0.5,
+        attacker_steps=2000,
+        d_warmup_steps=0,
+        val_every=1,
+        threads=8,
+    )
     return {"quick": config_class(**{**shared, **quick}), "full": config_class(**{**full_shared, **full})}
 
 
@@ -379,8 +418,9 @@ class MelGANTrainer(GANTrainer):
         self.skipped = len(labelled) - len(mels)
         self.check_sizes(self.train, self.val)
         self.build(len(self.classes))
-        self.attacker = AlexNetDiscriminator(len(self.classes), width=c.attacker_width,
-                                             first_stride=c.d_first_stride).to(self.device)
+        self.attacker = AlexNetDiscriminator(
+            len(self.classes), width=c.attacker_width, first_stride=c.d_first_stride
+        ).to(self.device)
         self.val_acc_original: float | None = None
 
     def start(self) -> None:
@@ -427,7 +467,8 @@ class MelGANTrainer(GANTrainer):
             "val_attacker_acc": acc_anon,
             "val_attacker_acc_original": self.val_acc_original,
             "val_privacy": normalised_accuracy(acc_anon, 1.0 / len(self.classes), full=1.0),
-            "val_l1": sum(float((o.cpu() - i.norm).abs().mean()) for o, i in zip(outputs, self.val)) / max(1, len(outputs)),
+            "val_l1": sum(float((o.cpu() - i.norm).abs().mean()) for o, i in zip(outputs, self.val))
+            / max(1, len(outputs)),
         }
         metrics.update(self.extra_validation(self.val, outputs))
         metrics["val_score"] = self.score(metrics)

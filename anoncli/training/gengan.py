@@ -32,15 +32,22 @@ from anoncli.training.source_filter_gan import SourceFilterTrainer, sf_presets
 SYNTHETIC_VARIANCE = 0.05
 
 
-def synthetic_soft_target(batch: int, num_classes: int, generator: torch.Generator | None = None,
-                          variance: float = SYNTHETIC_VARIANCE, device=None) -> torch.Tensor:
+def synthetic_soft_target(
+    batch: int,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+    variance: float = SYNTHETIC_VARIANCE,
+    device=None,
+) -> torch.Tensor:
     """(batch, K) rows of probabilities near uniform: K = 2 gives [1 - p, p] with p ~ N(0.5, variance) in [0, 1]."""
-    std = variance ** 0.5
+    std = variance**0.5
     if num_classes == 2:
         p = (0.5 + std * torch.randn(batch, generator=generator)).clamp(0.0, 1.0)
         target = torch.stack([1.0 - p, p], dim=1)
     else:
-        raw = (1.0 / num_classes + std * torch.randn(batch, num_classes, generator=generator) / num_classes).clamp(min=0.0)
+        raw = (1.0 / num_classes + std * torch.randn(batch, num_classes, generator=generator) / num_classes).clamp(
+            min=0.0
+        )
         raw = raw + 1e-6
         target = raw / raw.sum(dim=1, keepdim=True)
     return target.to(device) if device is not None else target
@@ -74,7 +81,14 @@ class GenGANTrainer(MelGANTrainer):
     config_class = GenGANConfig
     presets = mel_presets(
         GenGANConfig,
-        quick={"lr_g": 1e-3, "lr_d": 3e-4, "adv_weight": 1.0, "d_fake_target": "true", "epochs": 20, "val_fraction": 0.5},
+        quick={
+            "lr_g": 1e-3,
+            "lr_d": 3e-4,
+            "adv_weight": 1.0,
+            "d_fake_target": "true",
+            "epochs": 20,
+            "val_fraction": 0.5,
+        },
         full={"lr_g": 1e-3, "lr_d": 1e-3, "adv_weight": 1.0, "d_fake_target": "synthetic", "epochs": 100},
     )
 
@@ -102,13 +116,17 @@ class GenGANTrainer(MelGANTrainer):
         if self.config.d_fake_target == "true":
             fake_loss = nn.functional.cross_entropy(fake_logits.float(), labels)
         else:
-            fake_loss = soft_cross_entropy(fake_logits, synthetic_soft_target(batch, self.num_classes, self.rng, device=x.device))
+            fake_loss = soft_cross_entropy(
+                fake_logits, synthetic_soft_target(batch, self.num_classes, self.rng, device=x.device)
+            )
         self.optimize("discriminator", real_loss + fake_loss)
         return {"g_mse": distortion.item(), "g_adv": adv.item(), "d_real": real_loss.item(), "d_fake": fake_loss.item()}
 
     @torch.no_grad()
     def anonymize_val(self, item: MelItem, index: int) -> torch.Tensor:
-        noise = gengan_noise_map(self.config.seed * 7919 + index, item.norm.shape[-1], self.generator.stride).to(self.device)
+        noise = gengan_noise_map(self.config.seed * 7919 + index, item.norm.shape[-1], self.generator.stride).to(
+            self.device
+        )
         return generate(self.generator, item.norm.unsqueeze(0).to(self.device), {"noise": noise}).squeeze(0)
 
 

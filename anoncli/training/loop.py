@@ -149,7 +149,14 @@ class TrainConfig:
 
     # Settings that say how long or where to run, not what is learnt: they may change on resume.
     run_settings: ClassVar[tuple[str, ...]] = (
-        "epochs", "patience", "max_minutes", "threads", "progress", "register", "val_every", "val_every_steps",
+        "epochs",
+        "patience",
+        "max_minutes",
+        "threads",
+        "progress",
+        "register",
+        "val_every",
+        "val_every_steps",
     )
 
     def check(self) -> None:
@@ -183,8 +190,10 @@ def resolve_config(trainer_class: type[Trainer], options: TrainOptions) -> Train
     else:
         path = Path(choice)
         if not path.is_file():
-            raise AnoncliError(f"--config {choice!r}: neither a preset of {name} ({', '.join(presets)}) nor a JSON file"
-                               + trainer_class.preset_hint(choice))
+            raise AnoncliError(
+                f"--config {choice!r}: neither a preset of {name} ({', '.join(presets)}) nor a JSON file"
+                + trainer_class.preset_hint(choice)
+            )
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as err:
@@ -193,8 +202,10 @@ def resolve_config(trainer_class: type[Trainer], options: TrainOptions) -> Train
             raise AnoncliError(f"{path}: a JSON config must be an object")
         base = data.pop("base", trainer_class.default_preset)
         if base not in presets:
-            raise AnoncliError(f"{path}: unknown base preset {base!r} for {name} (choose from: {', '.join(presets)})"
-                               + trainer_class.preset_hint(base))
+            raise AnoncliError(
+                f"{path}: unknown base preset {base!r} for {name} (choose from: {', '.join(presets)})"
+                + trainer_class.preset_hint(base)
+            )
         values = {k: v for k, v in data.items() if not k.startswith("_")}
         config = from_params(trainer_class.config_class, values, base=presets[base], strict=True, what=f"{path}:")
     config = from_params(trainer_class.config_class, options.extra, base=config, strict=True)
@@ -205,9 +216,9 @@ def resolve_config(trainer_class: type[Trainer], options: TrainOptions) -> Train
         overrides["batch_size"] = options.batch_size
     if options.max_minutes is not None:
         overrides["max_minutes"] = options.max_minutes
-    if options.register:               # a config file or --param register=yes may say so too
+    if options.register:  # a config file or --param register=yes may say so too
         overrides["register"] = True
-    if not options.progress:           # --no-progress wins over a config's progress=yes
+    if not options.progress:  # --no-progress wins over a config's progress=yes
         overrides["progress"] = False
     config = dataclasses.replace(config, **overrides)
     config.check()
@@ -236,8 +247,12 @@ def capture_rng(generator: torch.Generator | None = None) -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -254,7 +269,9 @@ def restore_rng(state: dict, generator: torch.Generator | None = None) -> None:
         random.setstate((version, tuple(internal), gauss))
     if "numpy" in state:
         n = state["numpy"]
-        np.random.set_state(("MT19937", n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        np.random.set_state(
+            ("MT19937", n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+        )
     # a checkpoint loaded onto a GPU (map_location) holds the states there; torch takes them on the CPU
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
@@ -295,18 +312,18 @@ class FitResult:
 class Trainer:
     """Base class of every trainer: declare the model, the loop in `fit` does the rest (see the module doc)."""
 
-    method: ClassVar[str] = ""                       # model kind in the checkpoint (anonymize --method)
-    name: ClassVar[str] = ""                         # `train --method` name when it differs from `method`
+    method: ClassVar[str] = ""  # model kind in the checkpoint (anonymize --method)
+    name: ClassVar[str] = ""  # `train --method` name when it differs from `method`
     config_class: ClassVar[type[TrainConfig]] = TrainConfig
     presets: ClassVar[dict[str, TrainConfig]] = {}
     default_preset: ClassVar[str] = "quick"
-    selection: ClassVar[tuple[str, str]] = ("val_score", "max")   # (figure of validate(), "max" or "min")
+    selection: ClassVar[tuple[str, str]] = ("val_score", "max")  # (figure of validate(), "max" or "min")
 
     def __init__(self, options: TrainOptions, config: TrainConfig | None = None):
         self.options = options
         self.config = config if config is not None else resolve_config(type(self), options)
         self.device = pick_device(options.device)
-        self.rng = torch.Generator()              # seeded by fit; every data draw comes from it
+        self.rng = torch.Generator()  # seeded by fit; every data draw comes from it
         self.rng.manual_seed(self.config.seed)
         self.data_fingerprint: str | None = None
         self.run: RunFolder | None = None
@@ -454,12 +471,16 @@ def checkpoint_state(trainer: Trainer, loop: dict) -> dict:
 def _load_checkpoint(trainer: Trainer, state: dict, run: RunFolder) -> dict:
     """Restore networks, optimisers, random states and counters from `state`; return its `loop` dict."""
     if state.get("format_version") != FORMAT_VERSION or "loop" not in state:
-        raise AnoncliError(f"{run.last_path}: a checkpoint of an older anoncli (format "
-                           f"{state.get('format_version', state.get('format', 1))}) cannot be resumed; "
-                           "start over with --overwrite or another --out (its model still loads for anonymize)")
+        raise AnoncliError(
+            f"{run.last_path}: a checkpoint of an older anoncli (format "
+            f"{state.get('format_version', state.get('format', 1))}) cannot be resumed; "
+            "start over with --overwrite or another --out (its model still loads for anonymize)"
+        )
     if trainer.data_fingerprint and state.get("data_fingerprint") not in (None, trainer.data_fingerprint):
-        raise AnoncliError(f"{run.root}: was trained on other data (fingerprint {state['data_fingerprint']}, "
-                           f"now {trainer.data_fingerprint}); use another --out or --overwrite to start over")
+        raise AnoncliError(
+            f"{run.root}: was trained on other data (fingerprint {state['data_fingerprint']}, "
+            f"now {trainer.data_fingerprint}); use another --out or --overwrite to start over"
+        )
     for name, module in trainer.modules().items():
         module.load_state_dict(state["models"][name])
     for name, optimizer in trainer.optimizers().items():
@@ -497,8 +518,13 @@ def fit(trainer: Trainer) -> dict:
     metric, mode = trainer.selection
     limit_cpu_threads(config.threads or None)
     run_config = {"method": name, **config.to_dict()}
-    run = RunFolder(options.out, run_config, overwrite=options.overwrite, create=False,
-                    resume_keys=[k for k in run_config if k not in config.run_settings])
+    run = RunFolder(
+        options.out,
+        run_config,
+        overwrite=options.overwrite,
+        create=False,
+        resume_keys=[k for k in run_config if k not in config.run_settings],
+    )
     trainer.run = run
     started = time.time()
     seed_everything(config.seed)
@@ -507,9 +533,16 @@ def fit(trainer: Trainer) -> dict:
     for module in trainer.modules().values():
         module.to(trainer.device)
     run.create()
-    loop = {"metric": metric, "mode": mode, "best": -math.inf if mode == "max" else math.inf, "best_epoch": -1,
-            "best_metrics": {}, "bad_validations": 0, "stopped": None}
-    state = run.resume("cpu")            # load_state_dict copies onto the modules' device
+    loop = {
+        "metric": metric,
+        "mode": mode,
+        "best": -math.inf if mode == "max" else math.inf,
+        "best_epoch": -1,
+        "best_metrics": {},
+        "bad_validations": 0,
+        "stopped": None,
+    }
+    state = run.resume("cpu")  # load_state_dict copies onto the modules' device
     if state is not None:
         loop = _load_checkpoint(trainer, state, run)
         run.truncate_log(trainer.epoch)
@@ -518,9 +551,12 @@ def fit(trainer: Trainer) -> dict:
         run.truncate_log(0)
         trainer.start()
     last_epoch = trainer.total_epochs()
-    if loop.get("stopped") == "patience" and trainer.epoch < last_epoch and (not config.patience
-            or loop["bad_validations"] < config.patience):
-        loop["stopped"] = None            # a larger --param patience lets a stopped run go on
+    if (
+        loop.get("stopped") == "patience"
+        and trainer.epoch < last_epoch
+        and (not config.patience or loop["bad_validations"] < config.patience)
+    ):
+        loop["stopped"] = None  # a larger --param patience lets a stopped run go on
 
     def validate_now() -> dict[str, float]:
         for module in trainer.modules().values():
@@ -557,8 +593,14 @@ def fit(trainer: Trainer) -> dict:
             total = min(total, config.steps_per_epoch) if total is not None else config.steps_per_epoch
         step_figures: dict[str, float] | None = None
         step_figures_at = -1
-        bar = progress_bar(total=total, desc=f"{name} epoch {epoch}/{last_epoch}", unit="step",
-                           enabled=config.progress, log_step_percent=100, leave=False)
+        bar = progress_bar(
+            total=total,
+            desc=f"{name} epoch {epoch}/{last_epoch}",
+            unit="step",
+            enabled=config.progress,
+            log_step_percent=100,
+            leave=False,
+        )
         for batch in batches:
             with trainer.autocast():
                 losses = {k: float(v) for k, v in trainer.train_step(batch).items()}
@@ -584,7 +626,7 @@ def fit(trainer: Trainer) -> dict:
         best = False
         if epoch % config.val_every == 0 or epoch == last_epoch or out_of_time:
             if step_figures is not None and step_figures_at == trainer.step:
-                row.update(step_figures)        # validated (and judged) at this very step already
+                row.update(step_figures)  # validated (and judged) at this very step already
             else:
                 figures = validate_now()
                 row.update(figures)
@@ -592,24 +634,34 @@ def fit(trainer: Trainer) -> dict:
             if config.patience and loop["bad_validations"] >= config.patience:
                 loop["stopped"] = stopped = "patience"
         if out_of_time and not loop.get("stopped"):
-            stopped = "max_minutes"       # not checkpointed: the next session goes on
+            stopped = "max_minutes"  # not checkpointed: the next session goes on
         loop["metrics"] = {k: v for k, v in row.items() if k.startswith("val")}
         row["elapsed_s"] = round(time.time() - started, 3)
-        run.log(row)            # before the checkpoint: a kill in between leaves a row the resume drops,
-        run.save(checkpoint_state(trainer, loop), best=best)      # never a checkpoint without its row
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                          if isinstance(v, float) and k not in ("elapsed_s",))
-        if config.progress:     # --no-progress / -q: resume and stop notes only
+        run.log(row)  # before the checkpoint: a kill in between leaves a row the resume drops,
+        run.save(checkpoint_state(trainer, loop), best=best)  # never a checkpoint without its row
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k not in ("elapsed_s",))
+        if config.progress:  # --no-progress / -q: resume and stop notes only
             progress_line(f"{name} epoch {epoch}/{last_epoch}: {shown}")
     if stopped == "patience":
-        progress_line(f"{name}: stopped after epoch {trainer.epoch}: no better {metric} in {config.patience} validations")
+        progress_line(
+            f"{name}: stopped after epoch {trainer.epoch}: no better {metric} in {config.patience} validations"
+        )
     elif stopped == "max_minutes":
-        progress_line(f"{name}: stopping after epoch {trainer.epoch}: max_minutes={config.max_minutes:g} reached "
-                      "(run the same command again to continue)")
+        progress_line(
+            f"{name}: stopping after epoch {trainer.epoch}: max_minutes={config.max_minutes:g} reached "
+            "(run the same command again to continue)"
+        )
 
-    result = FitResult(run=run, epoch=trainer.epoch, step=trainer.step, best_epoch=int(loop["best_epoch"]),
-                       best=float(loop["best"]), best_metrics=dict(loop.get("best_metrics") or {}),
-                       stopped=stopped, seconds=time.time() - started)
+    result = FitResult(
+        run=run,
+        epoch=trainer.epoch,
+        step=trainer.step,
+        best_epoch=int(loop["best_epoch"]),
+        best=float(loop["best"]),
+        best_metrics=dict(loop.get("best_metrics") or {}),
+        stopped=stopped,
+        seconds=time.time() - started,
+    )
     card = {
         "method": trainer.method,
         "trainer": name,
@@ -627,8 +679,14 @@ def fit(trainer: Trainer) -> dict:
     }
     card.update(trainer.card(result))
     run.write_card(card)
-    summary: dict[str, Any] = {"run": str(run.root), "best_epoch": result.best_epoch, "best_score": result.best,
-                               "epochs": result.epoch, "steps": result.step, "validation": card["validation"]}
+    summary: dict[str, Any] = {
+        "run": str(run.root),
+        "best_epoch": result.best_epoch,
+        "best_score": result.best,
+        "epochs": result.epoch,
+        "steps": result.step,
+        "validation": card["validation"],
+    }
     if result.stopped:
         summary["stopped"] = result.stopped
     summary.update(trainer.finish(result))

@@ -68,12 +68,14 @@ PRESETS = {
     # validation STOI up (0.65 after 350 steps on emodb-dev), not a usable vocoder.
     # The discriminator's widest layers are capped at 256 channels (the paper: 1024,
     # 16 M parameters and a 200 MB checkpoint with Adam's moments).
-    "quick": MelGANVocoderConfig(batch_size=4, epochs=8, steps_per_epoch=50, mel_weight=45.0, d_max_channels=256,
-                                 val_files=8, threads=1),
+    "quick": MelGANVocoderConfig(
+        batch_size=4, epochs=8, steps_per_epoch=50, mel_weight=45.0, d_max_channels=256, val_files=8, threads=1
+    ),
     # The paper's recipe (melgan-neurips: batch 16, segment 8192, no mel loss), for a GPU:
     # 200 k steps, validated every 500.
-    "full": MelGANVocoderConfig(batch_size=16, epochs=400, steps_per_epoch=500, mel_weight=0.0, d_max_channels=1024,
-                                val_files=24, threads=0),
+    "full": MelGANVocoderConfig(
+        batch_size=16, epochs=400, steps_per_epoch=500, mel_weight=0.0, d_max_channels=1024, val_files=24, threads=0
+    ),
 }
 
 
@@ -84,9 +86,9 @@ def random_segments(waves: list[torch.Tensor], count: int, length: int, gen: tor
         wave = waves[int(torch.randint(len(waves), (1,), generator=gen))]
         if len(wave) > length:
             start = int(torch.randint(len(wave) - length + 1, (1,), generator=gen))
-            batch[row] = wave[start:start + length]
+            batch[row] = wave[start : start + length]
         else:
-            batch[row, :len(wave)] = wave
+            batch[row, : len(wave)] = wave
     return batch
 
 
@@ -100,11 +102,14 @@ def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Ten
     return sum(F.relu(1 - r[-1]).mean() + F.relu(1 + f[-1]).mean() for r, f in zip(real, fake))
 
 
-def generator_losses(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+def generator_losses(
+    real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(adversarial hinge loss, feature-matching L1 averaged over the scales' hidden layers)."""
     adversarial = sum(-f[-1].mean() for f in fake)
-    matching = [F.l1_loss(f_layer, r_layer.detach()) for r, f in zip(real, fake)
-                for r_layer, f_layer in zip(r[:-1], f[:-1])]
+    matching = [
+        F.l1_loss(f_layer, r_layer.detach()) for r, f in zip(real, fake) for r_layer, f_layer in zip(r[:-1], f[:-1])
+    ]
     return adversarial, torch.stack(matching).mean()
 
 
@@ -131,7 +136,8 @@ class MelGANVocoderTrainer(Trainer):
             raise AnoncliError(f"{self.options.corpus}: no audio files")
         self.corpus = corpus
         self.train_utts, self.val_utts, self.val_speakers = speaker_split(
-            corpus.utterances, c.val_speakers or None, c.val_fraction, c.seed)
+            corpus.utterances, c.val_speakers or None, c.val_fraction, c.seed
+        )
         if c.progress:
             report_split(self.train_name(), self.train_utts, self.val_utts)
         self.data_fingerprint = data_fingerprint(corpus.utterances)
@@ -141,8 +147,10 @@ class MelGANVocoderTrainer(Trainer):
         self.generator = Generator(self.mel.n_mels, c.ngf, c.n_residual_layers)
         self.discriminator = MultiScaleDiscriminator(c.d_scales, c.ndf, c.d_layers, c.d_downsampling, c.d_max_channels)
         betas = (c.beta1, c.beta2)
-        self.opts = {"generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=betas),
-                     "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=betas)}
+        self.opts = {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=betas),
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=betas),
+        }
 
     def modules(self):
         return {"generator": self.generator, "discriminator": self.discriminator}
@@ -155,18 +163,20 @@ class MelGANVocoderTrainer(Trainer):
 
     def model_info(self) -> dict:
         # `generator` at the top level: what `synthesis.melgan.load_melgan` reads (the same tensors as models["generator"])
-        return {"config": {"sample_rate": self.config.sample_rate, **self.generator.architecture()},
-                "generator": self.generator.state_dict()}
+        return {
+            "config": {"sample_rate": self.config.sample_rate, **self.generator.architecture()},
+            "generator": self.generator.state_dict(),
+        }
 
     def batches(self, epoch: int):
         c = self.config
-        count = c.steps_per_epoch or max(1, len(self.train_waves) // c.batch_size)   # 0: one pass over the audio
+        count = c.steps_per_epoch or max(1, len(self.train_waves) // c.batch_size)  # 0: one pass over the audio
         return (random_segments(self.train_waves, c.batch_size, c.segment, self.rng) for _ in range(count))
 
     def train_step(self, real: torch.Tensor) -> dict[str, float]:
         c = self.config
         real = real.to(self.device)
-        fake = self.generator(self.mel(real))[..., :real.shape[-1]]
+        fake = self.generator(self.mel(real))[..., : real.shape[-1]]
         real = real.unsqueeze(1)
         loss_d = discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
         self.optimize("discriminator", loss_d)
@@ -176,8 +186,12 @@ class MelGANVocoderTrainer(Trainer):
         if c.mel_weight:
             loss_g = loss_g + c.mel_weight * loss_mel
         self.optimize("generator", loss_g)
-        return {"loss_d": loss_d.item(), "loss_adv": adversarial.item(), "loss_fm": matching.item(),
-                "loss_mel": loss_mel.item()}
+        return {
+            "loss_d": loss_d.item(),
+            "loss_adv": adversarial.item(),
+            "loss_fm": matching.item(),
+            "loss_mel": loss_mel.item(),
+        }
 
     def validate(self) -> dict[str, float]:
         """Copy-synthesis of whole held-out utterances: mean STOI and mel L1."""
@@ -188,24 +202,35 @@ class MelGANVocoderTrainer(Trainer):
         scores, mel_errors = [], []
         for wave in self.val_waves:
             logmel = self.mel(wave[None].to(self.device))
-            out = self.generator(logmel)[0, 0, :wave.shape[-1]]
+            out = self.generator(logmel)[0, 0, : wave.shape[-1]]
             mel_errors.append(float(F.l1_loss(self.mel(out[None]), logmel)))
-            scores.append(float(stoi(wave.numpy().astype(np.float64), out.cpu().numpy().astype(np.float64),
-                                     self.mel.sample_rate)))
+            scores.append(
+                float(stoi(wave.numpy().astype(np.float64), out.cpu().numpy().astype(np.float64), self.mel.sample_rate))
+            )
         return {"val_stoi": float(np.mean(scores)), "val_mel_l1": float(np.mean(mel_errors))}
 
     def card(self, result: FitResult) -> dict:
         return {
             "kind": "vocoder",
-            "data": {"corpus": str(self.corpus.root.resolve()), "files": len(self.corpus.utterances),
-                     "train_files": len(self.train_utts), "val_files": len(self.val_utts),
-                     "train_speakers": sorted({u.speaker for u in self.train_utts}), "val_speakers": self.val_speakers},
+            "data": {
+                "corpus": str(self.corpus.root.resolve()),
+                "files": len(self.corpus.utterances),
+                "train_files": len(self.train_utts),
+                "val_files": len(self.val_utts),
+                "train_speakers": sorted({u.speaker for u in self.train_utts}),
+                "val_speakers": self.val_speakers,
+            },
             "sample_rate": self.config.sample_rate,
             "mel": "anoncli.synthesis.mel.LogMel (n_fft 1024, hop 256, 80 Slaney mels, log10 magnitude)",
-            "validation": {"criterion": "copy-synthesis STOI", "stoi": result.best_metrics.get("val_stoi"),
-                           **result.best_metrics},
-            "files": {"checkpoint": "checkpoints/best.pt",
-                      "generator": "generator.pt (plain state dict, melgan-neurips keys)"},
+            "validation": {
+                "criterion": "copy-synthesis STOI",
+                "stoi": result.best_metrics.get("val_stoi"),
+                **result.best_metrics,
+            },
+            "files": {
+                "checkpoint": "checkpoints/best.pt",
+                "generator": "generator.pt (plain state dict, melgan-neurips keys)",
+            },
         }
 
     def finish(self, result: FitResult) -> dict:

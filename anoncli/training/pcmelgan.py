@@ -59,9 +59,22 @@ class PCMelGANTrainer(MelGANTrainer):
     config_class = PCMelGANConfig
     presets = mel_presets(
         PCMelGANConfig,
-        quick={"lr_g": 1e-3, "lr_d": 3e-4, "val_fraction": 0.5, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 12},
-        full={"lr_g": 1e-4, "lr_d": 4e-4, "distortion_lambda": 100.0, "distortion_eps": 1e-3, "epochs": 100,
-              "batch_size": 128},
+        quick={
+            "lr_g": 1e-3,
+            "lr_d": 3e-4,
+            "val_fraction": 0.5,
+            "distortion_lambda": 100.0,
+            "distortion_eps": 1e-3,
+            "epochs": 12,
+        },
+        full={
+            "lr_g": 1e-4,
+            "lr_d": 4e-4,
+            "distortion_lambda": 100.0,
+            "distortion_eps": 1e-3,
+            "epochs": 100,
+            "batch_size": 128,
+        },
     )
 
     def build(self, num_classes: int) -> None:
@@ -80,7 +93,12 @@ class PCMelGANTrainer(MelGANTrainer):
         }
 
     def modules(self):
-        return {"filter": self.filter, "generator": self.generator, "filter_d": self.filter_d, "generator_d": self.generator_d}
+        return {
+            "filter": self.filter,
+            "generator": self.generator,
+            "filter_d": self.filter_d,
+            "generator_d": self.generator_d,
+        }
 
     def optimizers(self):
         return self.opts
@@ -100,22 +118,26 @@ class PCMelGANTrainer(MelGANTrainer):
         targets = torch.randint(0, k, (batch,), generator=self.rng).to(x.device)
         # F: fool the filter discriminator into the other class, stay close to x
         filtered = self.filter(x, {"z": z_f})
-        loss_f = nn.functional.cross_entropy(self.filter_d(filtered).float(), other_class(labels, k, self.rng)) \
-            + c.distortion_lambda * hinge_distortion(filtered, x, c.distortion_eps)
+        loss_f = nn.functional.cross_entropy(
+            self.filter_d(filtered).float(), other_class(labels, k, self.rng)
+        ) + c.distortion_lambda * hinge_distortion(filtered, x, c.distortion_eps)
         self.optimize("filter", loss_f)
         # G: from the filtered mel, sound like the drawn target class to GD
         filtered = filtered.detach()
         generated = self.generator(filtered, {"z": z_g, "label": targets})
-        loss_g = nn.functional.cross_entropy(self.generator_d(generated).float(), targets) \
-            + c.distortion_lambda * hinge_distortion(generated, x, c.distortion_eps)
+        loss_g = nn.functional.cross_entropy(
+            self.generator_d(generated).float(), targets
+        ) + c.distortion_lambda * hinge_distortion(generated, x, c.distortion_eps)
         self.optimize("generator", loss_g)
         # FD: recover the true class from F's output
         loss_fd = nn.functional.cross_entropy(self.filter_d(filtered).float(), labels)
         self.optimize("filter_d", loss_fd)
         # GD: true class on real mels, the extra "fake" class on G's output
         fake_class = torch.full_like(labels, k)
-        loss_gd = 0.5 * (nn.functional.cross_entropy(self.generator_d(x).float(), labels)
-                         + nn.functional.cross_entropy(self.generator_d(generated.detach()).float(), fake_class))
+        loss_gd = 0.5 * (
+            nn.functional.cross_entropy(self.generator_d(x).float(), labels)
+            + nn.functional.cross_entropy(self.generator_d(generated.detach()).float(), fake_class)
+        )
         self.optimize("generator_d", loss_gd)
         return {"f": loss_f.item(), "g": loss_g.item(), "fd": loss_fd.item(), "gd": loss_gd.item()}
 
@@ -125,7 +147,9 @@ class PCMelGANTrainer(MelGANTrainer):
         target = torch.tensor([index % self.num_classes], device=self.device)
         mel = item.norm.unsqueeze(0).to(self.device)
         filtered = generate(self.filter, mel, {"z": pcmelgan_z(seed).to(self.device)})
-        return generate(self.generator, filtered, {"z": pcmelgan_z(seed + 1).to(self.device), "label": target}).squeeze(0)
+        return generate(self.generator, filtered, {"z": pcmelgan_z(seed + 1).to(self.device), "label": target}).squeeze(
+            0
+        )
 
 
 class PCMelGANSourceFilterTrainer(SourceFilterTrainer):

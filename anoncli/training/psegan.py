@@ -59,10 +59,30 @@ class PSEGANTrainer(MelGANTrainer):
     model_keys = ("sample_rate", "channels", "residual", "gated_width", "gated_hidden", "gated_stacks")
     presets = mel_presets(
         PSEGANConfig,
-        quick={"lr_g": 1e-3, "lr_d": 3e-4, "dist_weight": 2.0, "speaker_weight": 5.0, "gated_width": 96,
-               "gated_hidden": 48, "gated_stacks": 1, "segment_frames": 64, "epochs": 12, "speaker_val_weight": 1.0},
-        full={"lr_g": 1e-4, "lr_d": 2e-4, "dist_weight": 10.0, "speaker_weight": 5.0, "gated_width": 256,
-              "gated_hidden": 128, "gated_stacks": 2, "segment_frames": 192, "epochs": 100, "speaker_val_weight": 1.0},
+        quick={
+            "lr_g": 1e-3,
+            "lr_d": 3e-4,
+            "dist_weight": 2.0,
+            "speaker_weight": 5.0,
+            "gated_width": 96,
+            "gated_hidden": 48,
+            "gated_stacks": 1,
+            "segment_frames": 64,
+            "epochs": 12,
+            "speaker_val_weight": 1.0,
+        },
+        full={
+            "lr_g": 1e-4,
+            "lr_d": 2e-4,
+            "dist_weight": 10.0,
+            "speaker_weight": 5.0,
+            "gated_width": 256,
+            "gated_hidden": 128,
+            "gated_stacks": 2,
+            "segment_frames": 192,
+            "epochs": 100,
+            "speaker_val_weight": 1.0,
+        },
     )
 
     def build(self, num_classes: int) -> None:
@@ -82,12 +102,15 @@ class PSEGANTrainer(MelGANTrainer):
         distortion = nn.functional.l1_loss(fake.float(), x.float())
         # the matcher needs real log-mels: undo each crop's utterance normalisation on both sides
         mu, sigma = self.batch_stats[:, 0, None, None], self.batch_stats[:, 1, None, None]
-        speaker = speaker_consistency_loss(self.matcher, denormalize(x.squeeze(1).float(), mu, sigma),
-                                           denormalize(fake.squeeze(1).float(), mu, sigma))
+        speaker = speaker_consistency_loss(
+            self.matcher, denormalize(x.squeeze(1).float(), mu, sigma), denormalize(fake.squeeze(1).float(), mu, sigma)
+        )
         self.optimize("generator", adv + c.dist_weight * distortion + c.speaker_weight * speaker)
         fake_class = torch.full_like(labels, k)
-        loss_d = 0.5 * (nn.functional.cross_entropy(self.discriminator(x).float(), labels)
-                        + nn.functional.cross_entropy(self.discriminator(fake.detach()).float(), fake_class))
+        loss_d = 0.5 * (
+            nn.functional.cross_entropy(self.discriminator(x).float(), labels)
+            + nn.functional.cross_entropy(self.discriminator(fake.detach()).float(), fake_class)
+        )
         self.optimize("discriminator", loss_d)
         return {"g_adv": adv.item(), "g_l1": distortion.item(), "g_spk": speaker.item(), "d": loss_d.item()}
 

@@ -99,13 +99,40 @@ PRESETS = {
     # CPU-sized: quarter widths, epochs and reset period P scaled down ~6x from the paper.
     "quick": RdalmConfig(epochs=40, batch_size=16, threads=1, amp=False),
     # The paper's sizes: full widths, GRL weight 0 for 30 epochs, reset every P = 60 epochs.
-    "full": RdalmConfig(n_fft=1024, hop=256, clip_s=4.0, unet_width=1.0, extractor_width=1.0, unet_epochs=100,
-                        epochs=300, warmup_epochs=30, ramp_epochs=30, refresh_every=60, refresh_epochs=100,
-                        batch_size=32, threads=0, amp=False),
+    "full": RdalmConfig(
+        n_fft=1024,
+        hop=256,
+        clip_s=4.0,
+        unet_width=1.0,
+        extractor_width=1.0,
+        unet_epochs=100,
+        epochs=300,
+        warmup_epochs=30,
+        ramp_epochs=30,
+        refresh_every=60,
+        refresh_epochs=100,
+        batch_size=32,
+        threads=0,
+        amp=False,
+    ),
 }
 # the settings that describe the networks and labels (the checkpoint's `config`, what inference reads)
-MODEL_KEYS = ("sample_rate", "n_fft", "hop", "clip_s", "unet_width", "extractor_width", "embedding", "adversary",
-              "adversary_hidden", "adversary_dropout", "disc_standardize", "utility", "attribute", "seed")
+MODEL_KEYS = (
+    "sample_rate",
+    "n_fft",
+    "hop",
+    "clip_s",
+    "unet_width",
+    "extractor_width",
+    "embedding",
+    "adversary",
+    "adversary_hidden",
+    "adversary_dropout",
+    "disc_standardize",
+    "utility",
+    "attribute",
+    "seed",
+)
 
 
 def _fit_length(wave: torch.Tensor, n: int) -> torch.Tensor:
@@ -126,7 +153,9 @@ def load_items(corpus_root, utterances, config, need_event: bool = True):
         if need_event:
             rel = utt.labels.get("clean_event")
             if not rel:
-                raise AnoncliError(f"{utt.rel_path}: no clean_event label (make the corpus with anoncli.tools.make_mixtures)")
+                raise AnoncliError(
+                    f"{utt.rel_path}: no clean_event label (make the corpus with anoncli.tools.make_mixtures)"
+                )
             events.append(_fit_length(_load(Path(corpus_root) / rel, config.sample_rate), n))
     return torch.stack(mixes), (torch.stack(events) if need_event else None)
 
@@ -146,8 +175,12 @@ def level_gains(mixes: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 def make_discriminator(config: RdalmConfig) -> SpeechDiscriminator:
     """The speech-presence adversary configured by `embedding`, `disc_standardize`, `adversary_hidden` and `adversary_dropout`."""
-    return SpeechDiscriminator(config.embedding, config.disc_standardize, tuple(int(h) for h in config.adversary_hidden),
-                               float(config.adversary_dropout))
+    return SpeechDiscriminator(
+        config.embedding,
+        config.disc_standardize,
+        tuple(int(h) for h in config.adversary_hidden),
+        float(config.adversary_dropout),
+    )
 
 
 def validation_split(utterances, fraction: float, seed: int) -> tuple[list, list]:
@@ -157,8 +190,11 @@ def validation_split(utterances, fraction: float, seed: int) -> tuple[list, list
     key = [str(u.labels.get("event_source_id") or u.labels.get("event_source") or u.utt_id) for u in utterances]
     sources = sorted(set(key))
     rng = np.random.default_rng(seed)
-    chosen = set(rng.permutation(sources)[:max(1, int(round(fraction * len(sources))))].tolist())
-    return ([u for u, k in zip(utterances, key) if k not in chosen], [u for u, k in zip(utterances, key) if k in chosen])
+    chosen = set(rng.permutation(sources)[: max(1, int(round(fraction * len(sources))))].tolist())
+    return (
+        [u for u, k in zip(utterances, key) if k not in chosen],
+        [u for u, k in zip(utterances, key) if k in chosen],
+    )
 
 
 class RdalmTrainer(Trainer):
@@ -170,11 +206,13 @@ class RdalmTrainer(Trainer):
     method = "rdalm"
     config_class = RdalmConfig
     presets = PRESETS
-    selection = ("val_score", "max")   # no per-epoch validation: every epoch is the newest best
+    selection = ("val_score", "max")  # no per-epoch validation: every epoch is the newest best
 
     def __init__(self, options: TrainOptions, config: RdalmConfig | None = None):
         super().__init__(options, config)
-        labels = {key: value for key, value in (("utility", options.utility), ("attribute", options.attribute)) if value}
+        labels = {
+            key: value for key, value in (("utility", options.utility), ("attribute", options.attribute)) if value
+        }
         if labels:
             self.config = dataclasses.replace(self.config, **labels)
 
@@ -196,20 +234,25 @@ class RdalmTrainer(Trainer):
         self.test_utts = [u for u in all_utts if (u.labels.get("split") or "train") == "test"]
         self.train_utts, self.val_utts = validation_split(train_utts, c.val_fraction, c.seed)
         if len(self.train_utts) < 4:
-            raise AnoncliError(f"{self.options.corpus}: too few training mixtures with a {c.utility!r} label "
-                               f"({len(self.train_utts)})")
+            raise AnoncliError(
+                f"{self.options.corpus}: too few training mixtures with a {c.utility!r} label ({len(self.train_utts)})"
+            )
         self.classes = sorted({u.labels[c.utility] for u in self.train_utts})
         self.y_event = torch.tensor([self.classes.index(u.labels[c.utility]) for u in self.train_utts])
         self.y_speech = torch.from_numpy(speech_labels(self.train_utts, c.attribute))
-        self.pipe = RdalmPipeline(c.sample_rate, c.n_fft, c.hop, c.unet_width, c.extractor_width, c.embedding,
-                                  len(self.classes))
+        self.pipe = RdalmPipeline(
+            c.sample_rate, c.n_fft, c.hop, c.unet_width, c.extractor_width, c.embedding, len(self.classes)
+        )
         self.disc = make_discriminator(c)
-        self.opts = {"unet": torch.optim.Adam(self.pipe.unet.parameters(), lr=c.lr),
-                     "features": torch.optim.Adam(list(self.pipe.extractor.parameters())
-                                                  + list(self.pipe.classifier.parameters()), lr=c.lr),
-                     "disc": torch.optim.Adam(self.disc.parameters(), lr=c.lr)}
-        self.magnitudes = None    # stage (a): (mixture, clean event) STFT magnitudes and the mixtures' level gains
-        self.inputs = None        # stage (b): log-mels of the frozen mask's output
+        self.opts = {
+            "unet": torch.optim.Adam(self.pipe.unet.parameters(), lr=c.lr),
+            "features": torch.optim.Adam(
+                list(self.pipe.extractor.parameters()) + list(self.pipe.classifier.parameters()), lr=c.lr
+            ),
+            "disc": torch.optim.Adam(self.disc.parameters(), lr=c.lr),
+        }
+        self.magnitudes = None  # stage (a): (mixture, clean event) STFT magnitudes and the mixtures' level gains
+        self.inputs = None  # stage (b): log-mels of the frozen mask's output
         self.weight, self.reset = 0.0, False
 
     def start(self) -> None:
@@ -229,40 +272,56 @@ class RdalmTrainer(Trainer):
         return ["pipeline"]
 
     def model_info(self) -> dict:
-        return {"config": {key: getattr(self.config, key) for key in MODEL_KEYS}, "classes": self.classes,
-                "attribute": self.config.attribute}
+        return {
+            "config": {key: getattr(self.config, key) for key in MODEL_KEYS},
+            "classes": self.classes,
+            "attribute": self.config.attribute,
+        }
 
     def batches(self, epoch: int):
         c, bs = self.config, self.config.batch_size
         if epoch <= self.mask_epochs:
             if self.magnitudes is None:
                 waves = load_items(self.corpus_root, self.train_utts, c)
-                with torch.no_grad():   # (mixture, event) magnitudes, kept on the CPU
-                    self.magnitudes = tuple(torch.cat([self.pipe.spec.stft(w[s:s + bs].to(self.device)).abs().cpu()
-                                                       for s in range(0, len(w), bs)]).unsqueeze(1) for w in waves)
+                with torch.no_grad():  # (mixture, event) magnitudes, kept on the CPU
+                    self.magnitudes = tuple(
+                        torch.cat(
+                            [
+                                self.pipe.spec.stft(w[s : s + bs].to(self.device)).abs().cpu()
+                                for s in range(0, len(w), bs)
+                            ]
+                        ).unsqueeze(1)
+                        for w in waves
+                    )
                 self.magnitudes += (level_gains(waves[0], c.sample_rate),)
             order = torch.randperm(len(self.train_utts), generator=self.rng)
-            return [("mask", order[s:s + bs]) for s in range(0, len(order), bs)]
-        if self.inputs is None:   # the frozen mask's log-mels, computed once
+            return [("mask", order[s : s + bs]) for s in range(0, len(order), bs)]
+        if self.inputs is None:  # the frozen mask's log-mels, computed once
             mixes, _ = load_items(self.corpus_root, self.train_utts, c, need_event=False)
             self.pipe.unet.eval()
             with torch.no_grad():
                 gains = level_gains(mixes, c.sample_rate)
-                self.inputs = torch.cat([self.pipe.logmel(self.pipe.masked(mixes[s:s + bs].to(self.device),
-                                                                           gains[s:s + bs].to(self.device))[0]).cpu()
-                                         for s in range(0, len(mixes), bs)])
+                self.inputs = torch.cat(
+                    [
+                        self.pipe.logmel(
+                            self.pipe.masked(mixes[s : s + bs].to(self.device), gains[s : s + bs].to(self.device))[0]
+                        ).cpu()
+                        for s in range(0, len(mixes), bs)
+                    ]
+                )
             self.magnitudes = None
-        index = epoch - self.mask_epochs - 1      # stage (b)'s epoch, from 0
+        index = epoch - self.mask_epochs - 1  # stage (b)'s epoch, from 0
         self.reset = bool(c.adversary and index > 0 and index % c.refresh_every == 0)
-        if self.reset:   # RDAL-M's periodic reset: a fresh adversary trained on the frozen features
-            self.disc.load_state_dict(_fresh_discriminator(self.pipe, self.inputs, self.y_speech, c, self.device,
-                                                           self.rng).state_dict())
+        if self.reset:  # RDAL-M's periodic reset: a fresh adversary trained on the frozen features
+            self.disc.load_state_dict(
+                _fresh_discriminator(self.pipe, self.inputs, self.y_speech, c, self.device, self.rng).state_dict()
+            )
             self.opts["disc"] = torch.optim.Adam(self.disc.parameters(), lr=c.lr)
             self.pipe.extractor.train()
         self.weight = grl_weight(index, c.warmup_epochs, c.ramp_epochs, c.max_grl_weight) if c.adversary else 0.0
         order = torch.randperm(len(self.inputs), generator=self.rng)
         # batch norm needs two items: a lone leftover item waits for the next epoch
-        return [("features", order[s:s + bs]) for s in range(0, len(order), bs) if len(order[s:s + bs]) >= 2]
+        return [("features", order[s : s + bs]) for s in range(0, len(order), bs) if len(order[s : s + bs]) >= 2]
 
     def train_step(self, batch) -> dict[str, float]:
         stage, idx = batch
@@ -272,7 +331,11 @@ class RdalmTrainer(Trainer):
             loss = F.l1_loss(self.pipe.unet(m * gain.reshape(-1, 1, 1, 1)) * m, e)
             self.optimize("unet", loss)
             return {"l1": loss.item()}
-        x, ye, ys = self.inputs[idx].to(self.device), self.y_event[idx].to(self.device), self.y_speech[idx].to(self.device)
+        x, ye, ys = (
+            self.inputs[idx].to(self.device),
+            self.y_event[idx].to(self.device),
+            self.y_speech[idx].to(self.device),
+        )
         z = self.pipe.extractor(x)
         # extra adversary updates on detached features keep it ahead of the extractor
         for _ in range(self.config.disc_steps if self.weight > 0 else 0):
@@ -282,47 +345,64 @@ class RdalmTrainer(Trainer):
         speech_logit = self.disc(grad_reverse(z, self.weight))
         speech_loss = F.binary_cross_entropy_with_logits(speech_logit, ys)
         self.optimize(("features", "disc"), event_loss + speech_loss)
-        return {"event_loss": event_loss.item(), "speech_loss": speech_loss.item(),
-                "event_acc": float((logits.argmax(1) == ye).float().mean()),
-                "speech_acc": float(((speech_logit > 0).float() == ys).float().mean()),
-                "grl_weight": self.weight, "adversary_reset": float(self.reset)}
+        return {
+            "event_loss": event_loss.item(),
+            "speech_loss": speech_loss.item(),
+            "event_acc": float((logits.argmax(1) == ye).float().mean()),
+            "speech_acc": float(((speech_logit > 0).float() == ys).float().mean()),
+            "grl_weight": self.weight,
+            "adversary_reset": float(self.reset),
+        }
 
     def card(self, result: FitResult) -> dict:
         c = self.config
         self.pipe.eval()
         self.held_out = _report(self.pipe, self.corpus_root, self.test_utts, self.classes, c, self.device)
-        self.validation = _report(self.pipe, self.corpus_root, self.val_utts, self.classes, c, self.device) \
-            if self.val_utts else {}
+        self.validation = (
+            _report(self.pipe, self.corpus_root, self.val_utts, self.classes, c, self.device) if self.val_utts else {}
+        )
         seen = self.train_utts + self.val_utts
-        return {"corpus": str(Path(self.options.corpus).resolve()), "utility": c.utility, "attribute": c.attribute,
-                "classes": self.classes, "n_train": len(self.train_utts), "n_val": len(self.val_utts),
-                "n_test": len(self.test_utts), "held_out": self.held_out,
-                "train_speakers": sorted({str(u.speaker) for u in seen if u.speaker}),
-                "held_out_speakers": sorted({str(u.speaker) for u in self.test_utts if u.speaker}),
-                "train_event_sources": sorted({str(u.labels.get("event_source_id") or "") for u in seen} - {""}),
-                "held_out_event_sources": sorted({str(u.labels.get("event_source_id") or "")
-                                                  for u in self.test_utts} - {""}),
-                "validation": self.validation, "train_seconds": round(result.seconds, 1),
-                "paper": {"event_accuracy": 0.86, "speech_attacker_accuracy": 0.50, "speech_attacker_auc": 0.50}}
+        return {
+            "corpus": str(Path(self.options.corpus).resolve()),
+            "utility": c.utility,
+            "attribute": c.attribute,
+            "classes": self.classes,
+            "n_train": len(self.train_utts),
+            "n_val": len(self.val_utts),
+            "n_test": len(self.test_utts),
+            "held_out": self.held_out,
+            "train_speakers": sorted({str(u.speaker) for u in seen if u.speaker}),
+            "held_out_speakers": sorted({str(u.speaker) for u in self.test_utts if u.speaker}),
+            "train_event_sources": sorted({str(u.labels.get("event_source_id") or "") for u in seen} - {""}),
+            "held_out_event_sources": sorted(
+                {str(u.labels.get("event_source_id") or "") for u in self.test_utts} - {""}
+            ),
+            "validation": self.validation,
+            "train_seconds": round(result.seconds, 1),
+            "paper": {"event_accuracy": 0.86, "speech_attacker_accuracy": 0.50, "speech_attacker_auc": 0.50},
+        }
 
     def finish(self, result: FitResult) -> dict:
         """The held-out figures (and the validation sources' under `validation`)."""
-        return {"train_seconds": round(result.seconds, 1), **self.held_out,
-                **({"validation": self.validation} if self.validation else {})}
+        return {
+            "train_seconds": round(result.seconds, 1),
+            **self.held_out,
+            **({"validation": self.validation} if self.validation else {}),
+        }
 
 
 def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechDiscriminator:
     """A new discriminator trained on frozen features; it becomes the adversary (RDAL-M's reset)."""
     pipe.extractor.eval()
     with torch.no_grad():
-        feats = torch.cat([pipe.extractor(inputs[s:s + 64].to(device)) for s in range(0, len(inputs), 64)])
+        feats = torch.cat([pipe.extractor(inputs[s : s + 64].to(device)) for s in range(0, len(inputs), 64)])
     disc = make_discriminator(config).to(device)
     opt = torch.optim.Adam(disc.parameters(), lr=config.lr)
     ys = y_speech.to(device)
     for _ in range(config.refresh_epochs):
         order = torch.randperm(len(feats), generator=gen)
         for s in range(0, len(order), config.batch_size):
-            idx = order[s:s + config.batch_size].to(device)
+            idx = order[s : s + config.batch_size].to(device)
             if len(idx) < 2:
                 continue
             loss = F.binary_cross_entropy_with_logits(disc(feats[idx]), ys[idx])
@@ -350,6 +430,11 @@ def _report(pipe, corpus_root, test_utts, classes, config, device) -> dict:
     out = {"event_accuracy": float(np.mean(correct)), "sdr_db_mean": float(np.mean(sdrs)), "n_test": len(test_utts)}
     if 0 < ys.sum() < len(ys):
         probe = cross_validated_probe(np.stack(feats), ys.astype(int), seed=config.seed)
-        out.update({"speech_attacker_accuracy": probe["accuracy"], "speech_attacker_auc": probe["auc"],
-                    "speech_attacker_chance": probe["chance"]})
+        out.update(
+            {
+                "speech_attacker_accuracy": probe["accuracy"],
+                "speech_attacker_auc": probe["auc"],
+                "speech_attacker_chance": probe["chance"],
+            }
+        )
     return out

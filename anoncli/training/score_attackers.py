@@ -107,13 +107,17 @@ def _features(corpus, name: str, cache_dir: Path) -> dict:
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         if str(data["version"]) == FEATURES_VERSION and data["utt_ids"].tolist() == ids:
-            return {"features": data["features"], "utt_ids": ids, "speakers": data["speakers"].tolist(),
-                    "labels": {c: [v or None for v in data[f"label_{c}"].tolist()] for c in columns}}
+            return {
+                "features": data["features"],
+                "utt_ids": ids,
+                "speakers": data["speakers"].tolist(),
+                "labels": {c: [v or None for v in data[f"label_{c}"].tolist()] for c in columns},
+            }
     scorer = QuickScorer("cpu")
     features, kept = [], []
     started = time.time()
     for start in range(0, len(corpus.utterances), CHUNK):
-        chunk = corpus.utterances[start:start + CHUNK]
+        chunk = corpus.utterances[start : start + CHUNK]
         waves = []
         for utt in chunk:
             audio = read_utterance_audio(utt)
@@ -125,13 +129,21 @@ def _features(corpus, name: str, cache_dir: Path) -> dict:
             features.append(attacker_features(side.embedding, side.prosody))
             kept.append(utt)
     _log(f"{name}: {len(kept)} utterances described in {time.time() - started:.0f} s")
-    result = {"features": np.stack(features), "utt_ids": [u.utt_id for u in kept],
-              "speakers": [u.speaker or u.utt_id for u in kept],
-              "labels": {c: [u.labels.get(c) for u in kept] for c in columns}}
+    result = {
+        "features": np.stack(features),
+        "utt_ids": [u.utt_id for u in kept],
+        "speakers": [u.speaker or u.utt_id for u in kept],
+        "labels": {c: [u.labels.get(c) for u in kept] for c in columns},
+    }
     if result["utt_ids"] == ids:  # cache only complete corpora (the check above compares every id)
-        np.savez(cache, version=np.array(FEATURES_VERSION), features=result["features"], utt_ids=np.array(ids),
-                 speakers=np.array(result["speakers"]),
-                 **{f"label_{c}": np.array([v or "" for v in result["labels"][c]]) for c in columns})
+        np.savez(
+            cache,
+            version=np.array(FEATURES_VERSION),
+            features=result["features"],
+            utt_ids=np.array(ids),
+            speakers=np.array(result["speakers"]),
+            **{f"label_{c}": np.array([v or "" for v in result["labels"][c]]) for c in columns},
+        )
     return result
 
 
@@ -171,7 +183,9 @@ def _choose_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ScoreAtt
     return min(losses, key=losses.get)
 
 
-def _held_out(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sources: np.ndarray, config: ScoreAttackersConfig) -> dict:
+def _held_out(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, sources: np.ndarray, config: ScoreAttackersConfig
+) -> dict:
     """Nested speaker-grouped cross-validation: accuracy, UAR, mean p(true), log loss on unseen speakers."""
     from sklearn.metrics import balanced_accuracy_score, log_loss
 
@@ -191,16 +205,23 @@ def _held_out(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sources: np.ndar
 
     def figures(mask: np.ndarray) -> dict:
         """Utterance and speaker counts, accuracy, UAR and mean true-class posterior over the rows in `mask`."""
-        return {"utterances": int(mask.sum()), "speakers": len(set(groups[mask].tolist())),
-                "accuracy": round(float(np.mean(predicted[mask] == y[mask])), 4),
-                "uar": round(float(balanced_accuracy_score(y[mask], predicted[mask])), 4),
-                "mean_p_true": round(float(np.mean(p_true[mask])), 4)}
+        return {
+            "utterances": int(mask.sum()),
+            "speakers": len(set(groups[mask].tolist())),
+            "accuracy": round(float(np.mean(predicted[mask] == y[mask])), 4),
+            "uar": round(float(balanced_accuracy_score(y[mask], predicted[mask])), 4),
+            "mean_p_true": round(float(np.mean(p_true[mask])), 4),
+        }
 
     result = figures(np.ones(len(y), bool))
-    result.update(log_loss=round(float(log_loss(y, np.clip(proba, 1e-12, 1), labels=classes)), 4),
-                  chance_uniform=round(1 / len(classes), 4), chance_majority=round(float(majority), 4),
-                  folds=f"{config.outer_folds} outer speaker-grouped folds, C chosen by {config.inner_folds} inner "
-                        f"speaker-grouped folds (log loss)", c_per_fold=chosen)
+    result.update(
+        log_loss=round(float(log_loss(y, np.clip(proba, 1e-12, 1), labels=classes)), 4),
+        chance_uniform=round(1 / len(classes), 4),
+        chance_majority=round(float(majority), 4),
+        folds=f"{config.outer_folds} outer speaker-grouped folds, C chosen by {config.inner_folds} inner "
+        f"speaker-grouped folds (log loss)",
+        c_per_fold=chosen,
+    )
     if len(set(sources.tolist())) > 1:
         result["per_corpus"] = {s: figures(sources == s) for s in sorted(set(sources.tolist()))}
     return result
@@ -222,7 +243,7 @@ class ScoreAttackersTrainer(Trainer):
     config_class = ScoreAttackersConfig
     presets = PRESETS
     default_preset = "default"
-    selection = ("val_score", "max")   # nothing to select: the one epoch is the model
+    selection = ("val_score", "max")  # nothing to select: the one epoch is the model
 
     def setup(self) -> None:
         from anoncli.corpus import open_corpus
@@ -234,7 +255,7 @@ class ScoreAttackersTrainer(Trainer):
         corpora = {name: open_corpus(root / name) for name in names}
         self.data_fingerprint = data_fingerprint([u for corpus in corpora.values() for u in corpus.utterances])
         self.data = {name: _features(corpus, name, self.run.cache_dir) for name, corpus in corpora.items()}
-        self.fitted: dict[str, dict] = {}   # attacker -> {"tensors": {mean, scale, weight, bias}, "entry": card entry}
+        self.fitted: dict[str, dict] = {}  # attacker -> {"tensors": {mean, scale, weight, bias}, "entry": card entry}
 
     def modules(self):
         return {}
@@ -270,23 +291,36 @@ class ScoreAttackersTrainer(Trainer):
         model = _model(c, config.seed).fit(x, y)
         scaler, regression = model[0], model[1]
         weight, bias = _binary_as_softmax(regression.coef_, regression.intercept_)
-        attacker = Attacker(attacker_name, column, [str(k) for k in regression.classes_], scaler.mean_,
-                            scaler.scale_, weight, bias)
+        attacker = Attacker(
+            attacker_name, column, [str(k) for k in regression.classes_], scaler.mean_, scaler.scale_, weight, bias
+        )
         if not np.allclose(attacker.probabilities(x[:50]), model.predict_proba(x[:50]), atol=1e-5):
             raise AnoncliError(f"{attacker_name}: exported weights do not reproduce the model")
         entry = {
-            "name": attacker_name, "attribute": column, "file": f"{attacker_name}.safetensors",
-            "classes": attacker.classes, "language": language,
-            "model": "standardisation + multinomial logistic regression (scikit-learn lbfgs)", "C": float(c),
-            "training_data": {n: {"utterances": int(np.sum(corpora == n)),
-                                  "speakers": len({g for g, s in zip(groups, corpora) if s == n})}
-                              for n in sorted(set(corpora.tolist()))},
+            "name": attacker_name,
+            "attribute": column,
+            "file": f"{attacker_name}.safetensors",
+            "classes": attacker.classes,
+            "language": language,
+            "model": "standardisation + multinomial logistic regression (scikit-learn lbfgs)",
+            "C": float(c),
+            "training_data": {
+                n: {
+                    "utterances": int(np.sum(corpora == n)),
+                    "speakers": len({g for g, s in zip(groups, corpora) if s == n}),
+                }
+                for n in sorted(set(corpora.tolist()))
+            },
             "held_out_speakers": held_out,
         }
-        self.fitted[attacker_name] = {"tensors": {k: torch.from_numpy(np.asarray(v, np.float32))
-                                                  for k, v in attacker.tensors().items()}, "entry": entry}
-        _log(f"{attacker_name}: {len(y)} utterances, {len(set(groups.tolist()))} speakers, held-out accuracy "
-             f"{held_out['accuracy']:.3f} (UAR {held_out['uar']:.3f}, chance {held_out['chance_majority']:.3f}), C={c}")
+        self.fitted[attacker_name] = {
+            "tensors": {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in attacker.tensors().items()},
+            "entry": entry,
+        }
+        _log(
+            f"{attacker_name}: {len(y)} utterances, {len(set(groups.tolist()))} speakers, held-out accuracy "
+            f"{held_out['accuracy']:.3f} (UAR {held_out['uar']:.3f}, chance {held_out['chance_majority']:.3f}), C={c}"
+        )
         return {}
 
     def validate(self) -> dict[str, float]:
@@ -299,15 +333,21 @@ class ScoreAttackersTrainer(Trainer):
 
     def extra_state(self) -> dict:
         # the card entries are plain JSON values: a round trip makes numpy scalars python ones (weights_only)
-        return {"attackers": {name: {"tensors": fitted["tensors"], "entry": json.loads(json.dumps(fitted["entry"]))}
-                              for name, fitted in self.fitted.items()}}
+        return {
+            "attackers": {
+                name: {"tensors": fitted["tensors"], "entry": json.loads(json.dumps(fitted["entry"]))}
+                for name, fitted in self.fitted.items()
+            }
+        }
 
     def load_extra_state(self, state: dict) -> None:
         self.fitted = dict(state.get("attackers") or {})
 
     def card(self, result: FitResult) -> dict:
-        return {"attackers": {name: fitted["entry"]["held_out_speakers"] for name, fitted in self.fitted.items()},
-                "files": {"attackers": "card.json and <attacker>.safetensors (anoncli/pretrained/attackers form)"}}
+        return {
+            "attackers": {name: fitted["entry"]["held_out_speakers"] for name, fitted in self.fitted.items()},
+            "files": {"attackers": "card.json and <attacker>.safetensors (anoncli/pretrained/attackers form)"},
+        }
 
     def finish(self, result: FitResult) -> dict:
         """Write `<attacker>.safetensors` and the attackers' card.json (the shipped form) into the run folder."""
@@ -318,21 +358,28 @@ class ScoreAttackersTrainer(Trainer):
         out, names = result.run.root, list(self.config.corpora)
         entries = [self.fitted[name]["entry"] for name in ATTACKERS if name in self.fitted]
         for entry in entries:
-            save_file({k: v.contiguous() for k, v in self.fitted[entry["name"]]["tensors"].items()}, out / entry["file"],
-                      metadata={"attacker": entry["name"], "attribute": entry["attribute"], "features": FEATURE_NAMES,
-                                "classes": json.dumps(entry["classes"])})
+            save_file(
+                {k: v.contiguous() for k, v in self.fitted[entry["name"]]["tensors"].items()},
+                out / entry["file"],
+                metadata={
+                    "attacker": entry["name"],
+                    "attribute": entry["attribute"],
+                    "features": FEATURE_NAMES,
+                    "classes": json.dumps(entry["classes"]),
+                },
+            )
         default = list(self.config.corpora) == list(DEFAULT_CORPORA)
         card = {
             "kind": "anoncli-score-attackers",
             "features": FEATURE_NAMES,
             "feature_detail": "256-d resemblyzer (GE2E) embedding, L2-normalised, then 17 statistics of log F0 "
-                              "(DIO/StoneMask), frame loudness and voicing (anoncli.scoring.features.prosody_features)",
+            "(DIO/StoneMask), frame loudness and voicing (anoncli.scoring.features.prosody_features)",
             "data": {n: LICENCES.get(n, "see the corpus") for n in names},
             "licence_note": "weights are derived from the corpora above; RAVDESS-derived models carry its "
-                            "non-commercial (CC BY-NC-SA 4.0) terms, EmoDB-derived ones its research-use terms",
+            "non-commercial (CC BY-NC-SA 4.0) terms, EmoDB-derived ones its research-use terms",
             "attackers": entries,
             "command": "anoncli train --method score-attackers ../shared/corpora --out runs/score-attackers "
-                       f"--seed {self.config.seed}" + ("" if default else f" --param corpora={','.join(names)}"),
+            f"--seed {self.config.seed}" + ("" if default else f" --param corpora={','.join(names)}"),
             "seed": self.config.seed,
             "data_fingerprint": self.data_fingerprint,
             "anoncli_version": __version__,

@@ -26,9 +26,18 @@ from anoncli.training.common import atomic_write_json
 MAX_BYTES = 20 * 1024 * 1024
 
 
-def ship(run: Path, dest: Path, method: str, modules: list[str], command: str, data: dict,
-         attribute: str = "", labels: dict | None = None, settings: dict | None = None,
-         data_command: str = "") -> dict:
+def ship(
+    run: Path,
+    dest: Path,
+    method: str,
+    modules: list[str],
+    command: str,
+    data: dict,
+    attribute: str = "",
+    labels: dict | None = None,
+    settings: dict | None = None,
+    data_command: str = "",
+) -> dict:
     """Write DEST/model.safetensors and DEST/card.json from RUN; return the card.
 
     Args:
@@ -51,8 +60,11 @@ def ship(run: Path, dest: Path, method: str, modules: list[str], command: str, d
     checkpoint = run / "checkpoints" / "best.pt"
     state = load_model(checkpoint if checkpoint.is_file() else run / "checkpoints" / "last.pt", "cpu")
     card_in = json.loads((run / "model.json").read_text())
-    tensors = {f"{module}.{name}": value.float() if value.is_floating_point() else value
-               for module in modules for name, value in state["models"][module].items()}
+    tensors = {
+        f"{module}.{name}": value.float() if value.is_floating_point() else value
+        for module in modules
+        for name, value in state["models"][module].items()
+    }
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     if size > MAX_BYTES:
         raise ValueError(f"{run}: {size / 1e6:.1f} MB of weights, more than the 20 MB a shipped model may have")
@@ -117,10 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="JSON file with the card's data section")
     parser.add_argument("--attribute", default="")
     parser.add_argument("--labels", default="", help="utility=COL,private=COL[,within=COL]")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=NUMBER",
-                        help="a config entry of the shipped model (numbers), e.g. noise=0.05")
-    parser.add_argument("--report", action="append", default=[], metavar="NAME=REPORT",
-                        help="only add the features figures of an evaluate report to an already shipped card")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=NUMBER",
+        help="a config entry of the shipped model (numbers), e.g. noise=0.05",
+    )
+    parser.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="NAME=REPORT",
+        help="only add the features figures of an evaluate report to an already shipped card",
+    )
     parser.add_argument("--report-commands", default="", help="the anonymize/evaluate commands of --report")
     args = parser.parse_args(argv)
     if args.report:
@@ -129,8 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     labels = dict(part.split("=", 1) for part in args.labels.split(",") if "=" in part)
     settings = {k: float(v) for k, v in (item.split("=", 1) for item in args.set)}
-    card = ship(args.run, args.dest, args.method, args.modules.split(","), args.command,
-                json.loads(args.data.read_text()), args.attribute, labels, settings, args.data_command)
+    card = ship(
+        args.run,
+        args.dest,
+        args.method,
+        args.modules.split(","),
+        args.command,
+        json.loads(args.data.read_text()),
+        args.attribute,
+        labels,
+        settings,
+        args.data_command,
+    )
     print(json.dumps({"dest": str(args.dest), "heldout": card["heldout"]}, default=str))
     return 0
 

@@ -90,11 +90,13 @@ class SiameseConfig(TrainConfig):
 
 PRESETS = {
     # CPU-sized: a quarter of the paper's channel widths, 3 groups.
-    "quick": SiameseConfig(groups=3, width=0.25, epochs=12, pairs_per_epoch=768, batch_size=32, head_epochs=40,
-                           threads=1, amp=False),
+    "quick": SiameseConfig(
+        groups=3, width=0.25, epochs=12, pairs_per_epoch=768, batch_size=32, head_epochs=40, threads=1, amp=False
+    ),
     # The paper's network (channels 64..512); G is the paper's swept hyper-parameter.
-    "full": SiameseConfig(groups=4, width=1.0, epochs=60, pairs_per_epoch=4096, batch_size=64, head_epochs=100,
-                          threads=0, amp=False),
+    "full": SiameseConfig(
+        groups=4, width=1.0, epochs=60, pairs_per_epoch=4096, batch_size=64, head_epochs=100, threads=0, amp=False
+    ),
 }
 
 
@@ -103,7 +105,7 @@ def random_crop(wave: torch.Tensor, length: int, gen: torch.Generator) -> torch.
     if wave.shape[-1] < length:
         wave = wave.repeat(*([1] * (wave.dim() - 1)), length // max(1, wave.shape[-1]) + 1)
     start = int(torch.randint(0, wave.shape[-1] - length + 1, (1,), generator=gen))
-    return wave[..., start:start + length]
+    return wave[..., start : start + length]
 
 
 def draw_pairs(labels: np.ndarray, n_pairs: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,13 +151,18 @@ def load_mfccs(net: SiameseNet, utts, config: SiameseConfig, desc: str) -> list[
 
 
 @torch.no_grad()
-def embed(net: SiameseNet, mfccs: list[torch.Tensor], device: torch.device, noise: float = 0.0,
-          seed: int = 0) -> np.ndarray:
+def embed(
+    net: SiameseNet, mfccs: list[torch.Tensor], device: torch.device, noise: float = 0.0, seed: int = 0
+) -> np.ndarray:
     """Features of whole utterances from their cached MFCCs (one at a time: lengths differ), with the
     released feature noise (`noise` std; item k's noise seeded with seed + k)."""
     net.eval()
-    return np.stack([add_feature_noise(net.embed_mfcc(m[None].to(device))[0].cpu(), noise, seed + k).numpy()
-                     for k, m in enumerate(mfccs)])
+    return np.stack(
+        [
+            add_feature_noise(net.embed_mfcc(m[None].to(device))[0].cpu(), noise, seed + k).numpy()
+            for k, m in enumerate(mfccs)
+        ]
+    )
 
 
 def mfcc_statistics(mfccs: list[torch.Tensor]) -> np.ndarray:
@@ -168,8 +175,9 @@ def split_utterances(utts, config: SiameseConfig, seed: int) -> dict[str, list]:
     splits = {u.labels.get("split") for u in utts}
     if not config.val_speakers and {"train", "test"} <= splits:
         return {name: [u for u in utts if u.labels.get("split") == name] for name in ("train", "val", "test")}
-    train_utts, val_utts, _ = speaker_split(utts, config.val_speakers or None, config.val_fraction, seed,
-                                            stratify_label=config.utility)
+    train_utts, val_utts, _ = speaker_split(
+        utts, config.val_speakers or None, config.val_fraction, seed, stratify_label=config.utility
+    )
     return {"train": train_utts, "val": [], "test": val_utts}
 
 
@@ -182,7 +190,7 @@ class SiameseTrainer(Trainer):
     method = "siamese"
     config_class = SiameseConfig
     presets = PRESETS
-    selection = ("val_score", "max")   # no per-epoch validation: every epoch is the newest best
+    selection = ("val_score", "max")  # no per-epoch validation: every epoch is the newest best
 
     def __init__(self, options: TrainOptions, config: SiameseConfig | None = None):
         super().__init__(options, config)
@@ -204,8 +212,14 @@ class SiameseTrainer(Trainer):
         self.train_utts = train_utts = self.parts["train"]
         # held-out speakers: the validation split, else the test split the report scores
         held_out = self.parts["val"] or self.parts["test"]
-        check_split_classes(train_utts, held_out, lambda u: u.labels[c.utility], c.utility,
-                            what=self.train_name() if c.progress else "", need_val=False)
+        check_split_classes(
+            train_utts,
+            held_out,
+            lambda u: u.labels[c.utility],
+            c.utility,
+            what=self.train_name() if c.progress else "",
+            need_val=False,
+        )
         self.classes = sorted({u.labels[c.utility] for u in train_utts})
         self.y_train = np.asarray([self.classes.index(u.labels[c.utility]) for u in train_utts])
         self.speakers = sorted({str(u.speaker) for u in train_utts})
@@ -221,9 +235,11 @@ class SiameseTrainer(Trainer):
         self.head = UtilityHead(self.net.feature_dim, len(self.classes), c.head_hidden)
         params = list(self.net.parameters()) + (list(self.ce_head.parameters()) if c.loss == "ce" else [])
         params += list(self.adversary.parameters()) if c.grl_weight > 0 else []
-        self.opts = {"features": torch.optim.Adam(params, lr=c.lr),
-                     "head": torch.optim.Adam(self.head.parameters(), lr=c.lr)}
-        self.frozen: torch.Tensor | None = None     # stage 2's features of the training utterances
+        self.opts = {
+            "features": torch.optim.Adam(params, lr=c.lr),
+            "head": torch.optim.Adam(self.head.parameters(), lr=c.lr),
+        }
+        self.frozen: torch.Tensor | None = None  # stage 2's features of the training utterances
         self.weight = 0.0
 
     def modules(self):
@@ -237,10 +253,27 @@ class SiameseTrainer(Trainer):
 
     def model_info(self) -> dict:
         c = self.config
-        config = {key: getattr(c, key) for key in ("sample_rate", "groups", "width", "norm", "bottleneck", "noise",
-                                                   "loss", "head_hidden", "utility", "seed")}
-        return {"config": config, "classes": self.classes, "feature_dim": self.net.feature_dim,
-                "train_speakers": self.seen_speakers}
+        config = {
+            key: getattr(c, key)
+            for key in (
+                "sample_rate",
+                "groups",
+                "width",
+                "norm",
+                "bottleneck",
+                "noise",
+                "loss",
+                "head_hidden",
+                "utility",
+                "seed",
+            )
+        }
+        return {
+            "config": config,
+            "classes": self.classes,
+            "feature_dim": self.net.feature_dim,
+            "train_speakers": self.seen_speakers,
+        }
 
     def extra_state(self) -> dict:
         return {"extractor_epochs": self.config.epochs, "epoch": self.epoch}
@@ -249,21 +282,25 @@ class SiameseTrainer(Trainer):
         """Refuse another `epochs` once the head stage has begun (the head learnt the extractor's features)."""
         done = int(state.get("extractor_epochs", self.config.epochs))
         if done != self.config.epochs and int(state.get("epoch", 0)) > done:
-            raise AnoncliError(f"{self.options.out}: its extractor was trained for {done} epochs and its head on those "
-                               f"features; --epochs {self.config.epochs} would need both again: use --overwrite "
-                               "or another --out")
+            raise AnoncliError(
+                f"{self.options.out}: its extractor was trained for {done} epochs and its head on those "
+                f"features; --epochs {self.config.epochs} would need both again: use --overwrite "
+                "or another --out"
+            )
 
     def batches(self, epoch: int):
         c = self.config
-        if epoch <= c.epochs:   # stage 1: pairs of crops for the extractor
+        if epoch <= c.epochs:  # stage 1: pairs of crops for the extractor
             self.weight = grl_weight(epoch - 1, c.grl_warmup_epochs, c.grl_ramp_epochs, c.grl_weight)
             a_idx, b_idx, diff = draw_pairs(self.y_train, c.pairs_per_epoch, self.rng)
-            return [("features", a_idx[s:s + c.batch_size], b_idx[s:s + c.batch_size], diff[s:s + c.batch_size])
-                    for s in range(0, len(a_idx), c.batch_size)]
+            return [
+                ("features", a_idx[s : s + c.batch_size], b_idx[s : s + c.batch_size], diff[s : s + c.batch_size])
+                for s in range(0, len(a_idx), c.batch_size)
+            ]
         if self.frozen is None:  # stage 2: the utility head on frozen features of whole utterances
             self.frozen = torch.from_numpy(embed(self.net, self.mfccs, self.device, c.noise, c.seed)).to(self.device)
         order = torch.randperm(len(self.y_train), generator=self.rng)
-        return [("head", order[s:s + c.batch_size]) for s in range(0, len(order), c.batch_size)]
+        return [("head", order[s : s + c.batch_size]) for s in range(0, len(order), c.batch_size)]
 
     def train_step(self, batch) -> dict[str, float]:
         if batch[0] == "head":
@@ -277,7 +314,7 @@ class SiameseTrainer(Trainer):
         if c.loss == "contrastive":
             xb = torch.stack([random_crop(self.mfccs[i], self.crop, self.rng) for i in b_idx]).to(device)
             feats = add_feature_noise(self.net.embed_mfcc(torch.cat([xa, xb])), c.noise, generator=self.rng)
-            loss = contrastive_loss(feats[:len(xa)], feats[len(xa):], torch.from_numpy(diff).to(device), c.margin)
+            loss = contrastive_loss(feats[: len(xa)], feats[len(xa) :], torch.from_numpy(diff).to(device), c.margin)
             who = torch.cat([self.s_train[a_idx], self.s_train[b_idx]]).to(device)
         else:
             feats = add_feature_noise(self.net.embed_mfcc(xa), c.noise, generator=self.rng)
@@ -294,21 +331,37 @@ class SiameseTrainer(Trainer):
     def card(self, result: FitResult) -> dict:
         c = self.config
         args = (self.net, self.head, self.classes)
-        self.report = {name: _report(*args, self.parts[name], c, self.device, self.train_utts, self.mfccs)
-                       for name in ("val", "test") if self.parts[name]}
-        return {"corpus": str(self.corpus_root), "utility": c.utility, "classes": self.classes,
-                "train_speakers": self.speakers, "n_train_utterances": len(self.train_utts),
-                "val_speakers": sorted({str(u.speaker) for u in self.parts["val"]}),
-                "held_out_speakers": sorted({str(u.speaker) for u in self.parts["test"]}),
-                "train_seconds": round(result.seconds, 1), "held_out": self.report.get("test", {}),
-                "validation": self.report.get("val", {}),
-                "paper": {"dataset": "TIMIT, 20 speakers", "gender_accuracy": 0.94, "attacker_speaker_id": 0.11,
-                          "chance": 0.10}}
+        self.report = {
+            name: _report(*args, self.parts[name], c, self.device, self.train_utts, self.mfccs)
+            for name in ("val", "test")
+            if self.parts[name]
+        }
+        return {
+            "corpus": str(self.corpus_root),
+            "utility": c.utility,
+            "classes": self.classes,
+            "train_speakers": self.speakers,
+            "n_train_utterances": len(self.train_utts),
+            "val_speakers": sorted({str(u.speaker) for u in self.parts["val"]}),
+            "held_out_speakers": sorted({str(u.speaker) for u in self.parts["test"]}),
+            "train_seconds": round(result.seconds, 1),
+            "held_out": self.report.get("test", {}),
+            "validation": self.report.get("val", {}),
+            "paper": {
+                "dataset": "TIMIT, 20 speakers",
+                "gender_accuracy": 0.94,
+                "attacker_speaker_id": 0.11,
+                "chance": 0.10,
+            },
+        }
 
     def finish(self, result: FitResult) -> dict:
         """The held-out test figures (and the validation speakers' under `validation`)."""
-        return {"train_seconds": round(result.seconds, 1), **self.report.get("test", {}),
-                **({"validation": self.report["val"]} if "val" in self.report else {})}
+        return {
+            "train_seconds": round(result.seconds, 1),
+            **self.report.get("test", {}),
+            **({"validation": self.report["val"]} if "val" in self.report else {}),
+        }
 
 
 def _report(net, head, classes, utts, config, device, train_utts, train_mfccs) -> dict:
@@ -328,8 +381,11 @@ def _report(net, head, classes, utts, config, device, train_utts, train_mfccs) -
         pred = head(torch.from_numpy(feats).to(device)).argmax(1).cpu().numpy()
     truth = np.asarray([classes.index(u.labels[utility]) if u.labels[utility] in classes else -1 for u in utts])
     groups = [utility, *config.attacker_groups]
-    out = {"utility_accuracy": float(np.mean(pred == truth)), "n_held_out": len(utts),
-           "speakers": len({u.speaker for u in utts})}
+    out = {
+        "utility_accuracy": float(np.mean(pred == truth)),
+        "n_held_out": len(utts),
+        "speakers": len({u.speaker for u in utts}),
+    }
     out["attacker_speaker_id"] = _attack_within(feats, utts, groups, config.seed)
     out["attacker_on_mfcc_statistics"] = _attack_within(mfcc_statistics(mfccs), utts, groups, config.seed)
     keys = {"/".join(str(u.labels.get(c, "")) for c in groups) for u in utts}
@@ -350,10 +406,17 @@ def _attack_within(feats, utts, group_columns, seed) -> dict:
         speakers = [str(utts[i].speaker) for i in idx]
         if len(set(speakers)) >= 2:
             probe = cross_validated_probe(feats[idx], speakers, seed=seed)
-            result[value] = {"accuracy": probe["accuracy"], "chance": probe["chance"], "speakers": len(set(speakers)),
-                             "n": len(idx)}
+            result[value] = {
+                "accuracy": probe["accuracy"],
+                "chance": probe["chance"],
+                "speakers": len(set(speakers)),
+                "n": len(idx),
+            }
     if result:
         n = sum(v["n"] for v in result.values())
-        result["mean"] = {"accuracy": sum(v["accuracy"] * v["n"] for v in result.values()) / n,
-                          "chance": sum(v["chance"] * v["n"] for v in result.values()) / n, "n": n}
+        result["mean"] = {
+            "accuracy": sum(v["accuracy"] * v["n"] for v in result.values()) / n,
+            "chance": sum(v["chance"] * v["n"] for v in result.values()) / n,
+            "n": n,
+        }
     return result

@@ -132,8 +132,15 @@ def sf_presets(hide_speaker_trait: bool) -> dict[str, SourceFilterConfig]:
     move F0 range and energy shape, keep the speaker)."""
     trait = hide_speaker_trait
     quick = SourceFilterConfig(
-        epochs=30, steps_per_epoch=30, batch_size=16, segment_frames=128, val_every=3, val_fraction=0.15,
-        d_warmup_steps=100, amp=False, cache_dir="/tmp/anoncli-sf-cache",
+        epochs=30,
+        steps_per_epoch=30,
+        batch_size=16,
+        segment_frames=128,
+        val_every=3,
+        val_fraction=0.15,
+        d_warmup_steps=100,
+        amp=False,
+        cache_dir="/tmp/anoncli-sf-cache",
         prosody_bounds=[0.8, 0.7, 0.7, 0.2] if trait else [0.3, 1.0, 1.0, 0.05],
         dist_weight=0.5 if trait else 1.0,
         speaker_weight=0.0 if trait else 5.0,
@@ -143,12 +150,27 @@ def sf_presets(hide_speaker_trait: bool) -> dict[str, SourceFilterConfig]:
         speaker_val_weight=-0.3 if trait else 1.0,
         stoi_floor=0.75 if trait else 0.8,
     )
-    full = SourceFilterConfig(**{
-        **quick.__dict__, "epochs": 100, "steps_per_epoch": 200, "batch_size": 32, "segment_frames": 256,
-        "lr_g": 2e-4, "lr_d": 2e-4, "gated_width": 256, "gated_hidden": 128, "gated_stacks": 2, "d_width": 1.0,
-        "d_first_stride": 1, "d_warmup_steps": 500, "val_every": 2, "val_utterances": 120,
-        "attacker_utterances": 1000, "threads": 8,
-    })
+    full = SourceFilterConfig(
+        **{
+            **quick.__dict__,
+            "epochs": 100,
+            "steps_per_epoch": 200,
+            "batch_size": 32,
+            "segment_frames": 256,
+            "lr_g": 2e-4,
+            "lr_d": 2e-4,
+            "gated_width": 256,
+            "gated_hidden": 128,
+            "gated_stacks": 2,
+            "d_width": 1.0,
+            "d_first_stride": 1,
+            "d_warmup_steps": 500,
+            "val_every": 2,
+            "val_utterances": 120,
+            "attacker_utterances": 1000,
+            "threads": 8,
+        }
+    )
     return {"sf-quick": quick, "sf-full": full}
 
 
@@ -162,11 +184,11 @@ class SFItem:
     utt_id: str
     speaker: str
     label: int
-    env: torch.Tensor       # (80, T) envelope log-mel (log10 magnitude)
-    log_f0: torch.Tensor    # (T,) natural log Hz (0 where unvoiced)
-    voiced: torch.Tensor    # (T,) bool
-    energy: torch.Tensor    # (T,) dB
-    stats: torch.Tensor     # (STATS_DIM,)
+    env: torch.Tensor  # (80, T) envelope log-mel (log10 magnitude)
+    log_f0: torch.Tensor  # (T,) natural log Hz (0 where unvoiced)
+    voiced: torch.Tensor  # (T,) bool
+    energy: torch.Tensor  # (T,) dB
+    stats: torch.Tensor  # (STATS_DIM,)
     mu: float
     sigma: float
     utt: Any
@@ -210,7 +232,9 @@ def make_item(utt, label: int, feats: dict) -> SFItem:
     voiced = feats["log_f0"] > 0
     stats = utterance_stats(feats["log_f0"], voiced, feats["energy"])
     mu, sigma = float(env.mean()), float(env.std())
-    return SFItem(utt.utt_id, str(utt.speaker), label, env, feats["log_f0"], voiced, feats["energy"], stats, mu, sigma, utt)
+    return SFItem(
+        utt.utt_id, str(utt.speaker), label, env, feats["log_f0"], voiced, feats["energy"], stats, mu, sigma, utt
+    )
 
 
 # --------------------------------------------------------------------------- models
@@ -222,10 +246,12 @@ class EvidenceDiscriminator(nn.Module):
     def __init__(self, outputs: int, width: float, first_stride: int, use_embedding: bool):
         super().__init__()
         self.envelope = AlexNetDiscriminator(outputs, width=width, first_stride=first_stride)
-        self.stats = nn.Sequential(nn.Linear(STATS_DIM, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2),
-                                   nn.Linear(64, outputs))
-        self.embedding = (nn.Sequential(nn.Linear(256, 64), nn.LeakyReLU(0.2), nn.Linear(64, outputs))
-                          if use_embedding else None)
+        self.stats = nn.Sequential(
+            nn.Linear(STATS_DIM, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2), nn.Linear(64, outputs)
+        )
+        self.embedding = (
+            nn.Sequential(nn.Linear(256, 64), nn.LeakyReLU(0.2), nn.Linear(64, outputs)) if use_embedding else None
+        )
 
     def forward(self, env: torch.Tensor, stats: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
         """Envelope crops (B, 1, 80, S), stats (B, STATS_DIM) and optional speaker embeddings (B, 256) -> summed logits (B, outputs)."""
@@ -233,8 +259,6 @@ class EvidenceDiscriminator(nn.Module):
         if self.embedding is not None and embedding is not None:
             logits = logits + self.embedding(embedding)
         return logits
-
-
 
 
 # --------------------------------------------------------------------------- trainer
@@ -249,8 +273,17 @@ class SourceFilterTrainer(GANTrainer):
     presets: ClassVar[dict] = sf_presets(True)
     default_preset: ClassVar[str] = "sf-quick"
     selection = ("val_score", "max")
-    model_keys: ClassVar[tuple[str, ...]] = ("synthesis", "sample_rate", "channels", "residual", "gated_width",
-                                             "gated_hidden", "gated_stacks", "prosody_bounds", "prosody_hidden")
+    model_keys: ClassVar[tuple[str, ...]] = (
+        "synthesis",
+        "sample_rate",
+        "channels",
+        "residual",
+        "gated_width",
+        "gated_hidden",
+        "gated_stacks",
+        "prosody_bounds",
+        "prosody_hidden",
+    )
     # a filter network F before the generator, with its own discriminator (PCMelGAN)
     filter_stage: ClassVar[bool] = False
 
@@ -277,11 +310,16 @@ class SourceFilterTrainer(GANTrainer):
         """
         c = self.config
         self.split()
-        feats = load_features(self.train_utts + self.val_utts, c.sample_rate, Path(c.cache_dir).expanduser(), c.progress)
+        feats = load_features(
+            self.train_utts + self.val_utts, c.sample_rate, Path(c.cache_dir).expanduser(), c.progress
+        )
 
         def items(group) -> list[SFItem]:
-            return [make_item(u, self.label_of(u), feats[u.utt_id]) for u in group
-                    if u.utt_id in feats and int(feats[u.utt_id]["log_f0"].gt(0).sum()) >= 5]
+            return [
+                make_item(u, self.label_of(u), feats[u.utt_id])
+                for u in group
+                if u.utt_id in feats and int(feats[u.utt_id]["log_f0"].gt(0).sum()) >= 5
+            ]
 
         self.train, self.val = items(self.train_utts), items(self.val_utts)
         self.corpus_name = self.corpus_root.name
@@ -297,20 +335,31 @@ class SourceFilterTrainer(GANTrainer):
         head.stats_std.copy_(stats.std(0).clamp(min=1e-3))
         self.networks["prosody"] = head
         labels = torch.tensor([i.label for i in self.train])
-        self.stats_mean, self.stats_std = head.stats_mean.clone().to(self.device), head.stats_std.clone().to(self.device)
-        self.class_stats = torch.stack([stats[labels == j].mean(0) if bool((labels == j).any()) else stats.mean(0)
-                                        for j in range(k)]).to(self.device)
+        self.stats_mean, self.stats_std = (
+            head.stats_mean.clone().to(self.device),
+            head.stats_std.clone().to(self.device),
+        )
+        self.class_stats = torch.stack(
+            [stats[labels == j].mean(0) if bool((labels == j).any()) else stats.mean(0) for j in range(k)]
+        ).to(self.device)
         self.discriminator = EvidenceDiscriminator(k + 1, c.d_width, c.d_first_stride, c.use_embedding)
-        self.filter_d = AlexNetDiscriminator(k, width=c.d_width, first_stride=c.d_first_stride) if self.filter_stage else None
+        self.filter_d = (
+            AlexNetDiscriminator(k, width=c.d_width, first_stride=c.d_first_stride) if self.filter_stage else None
+        )
         mel = sf.envelope_mel(c.sample_rate)
         self.centres = band_centres(mel.filterbank).to(self.device)
         needs_matcher = c.use_embedding or c.speaker_weight > 0
-        self.matcher = (MelSpeakerEncoder(mel.filterbank, mel.sample_rate, mel.n_fft,
-                                          int(sf.FRAME_PERIOD_MS * mel.sample_rate / 1000)).to(self.device)
-                        if needs_matcher else None)
-        for item in self.train:      # the contours the prosody losses need, on the training device
+        self.matcher = (
+            MelSpeakerEncoder(
+                mel.filterbank, mel.sample_rate, mel.n_fft, int(sf.FRAME_PERIOD_MS * mel.sample_rate / 1000)
+            ).to(self.device)
+            if needs_matcher
+            else None
+        )
+        for item in self.train:  # the contours the prosody losses need, on the training device
             item.log_f0, item.voiced, item.energy, item.stats = (
-                t.to(self.device) for t in (item.log_f0, item.voiced, item.energy, item.stats))
+                t.to(self.device) for t in (item.log_f0, item.voiced, item.energy, item.stats)
+            )
         g_params = [p for m in self.networks.values() for p in m.parameters()]
         self.opt_g = torch.optim.Adam(g_params, lr=c.lr_g, betas=(0.5, 0.9))
         d_params = list(self.discriminator.parameters()) + (list(self.filter_d.parameters()) if self.filter_d else [])
@@ -342,7 +391,7 @@ class SourceFilterTrainer(GANTrainer):
                 env = nn.functional.pad(env.unsqueeze(0), (0, frames - env.shape[-1]), mode="replicate").squeeze(0)
             start = int(torch.randint(0, env.shape[-1] - frames + 1, (1,), generator=self.rng))
             starts.append(start)
-            envs.append(env[:, start:start + frames])
+            envs.append(env[:, start : start + frames])
         return torch.stack(envs).to(self.device), starts
 
     def norm_stats(self, stats: torch.Tensor) -> torch.Tensor:
@@ -363,9 +412,12 @@ class SourceFilterTrainer(GANTrainer):
         fake_stats, gains = [], []
         for item, p, start in zip(items, params, starts):
             new_log_f0, gain = apply_prosody(item.log_f0, item.voiced, item.energy, p)
-            fake_stats.append(utterance_stats(new_log_f0, item.voiced, item.energy + gain,
-                                              active=item.energy > item.energy.max() - 40.0))
-            g = gain[start:start + frames]
+            fake_stats.append(
+                utterance_stats(
+                    new_log_f0, item.voiced, item.energy + gain, active=item.energy > item.energy.max() - 40.0
+                )
+            )
+            g = gain[start : start + frames]
             gains.append(nn.functional.pad(g, (0, frames - g.shape[0]), mode="replicate") if g.shape[0] < frames else g)
         mu = torch.tensor([i.mu for i in items], device=self.device)[:, None, None]
         sigma = torch.tensor([i.sigma for i in items], device=self.device)[:, None, None]
@@ -373,8 +425,18 @@ class SourceFilterTrainer(GANTrainer):
         x_in = ((warped - mu) / (3 * sigma + 1e-6)).clamp(-1, 1).unsqueeze(1)
         out, filtered = self.envelope_change(x_in, targets)
         fake_raw = out.squeeze(1) * (3 * sigma + 1e-6) + mu + torch.stack(gains)[:, None, :] / 20.0
-        return {"params": params, "stats": torch.stack(fake_stats), "x_in": x_in, "out": out, "filtered": filtered,
-                "raw": fake_raw, "env_raw": env_raw, "mu": mu, "sigma": sigma, "stats_real": stats_real}
+        return {
+            "params": params,
+            "stats": torch.stack(fake_stats),
+            "x_in": x_in,
+            "out": out,
+            "filtered": filtered,
+            "raw": fake_raw,
+            "env_raw": env_raw,
+            "mu": mu,
+            "sigma": sigma,
+            "stats_real": stats_real,
+        }
 
     def d_input(self, raw: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """A raw envelope crop normalised per utterance for the discriminator: (B, 80, S) -> (B, 1, 80, S)."""
@@ -400,7 +462,9 @@ class SourceFilterTrainer(GANTrainer):
         dist = self.distortion(f["out"], f["x_in"])
         dims = list(c.prior_dims)
         prior = (((f["stats"] - self.class_stats[targets]) / self.stats_std)[:, dims] ** 2).mean() if dims else adv * 0
-        loss_g = c.adv_weight * adv + c.dist_weight * dist + c.prior_weight * prior + c.param_reg * (f["params"] ** 2).mean()
+        loss_g = (
+            c.adv_weight * adv + c.dist_weight * dist + c.prior_weight * prior + c.param_reg * (f["params"] ** 2).mean()
+        )
         losses = {"g_adv": adv.item(), "g_dist": dist.item(), "g_prior": prior.item()}
         if c.speaker_weight > 0 and emb_fake is not None:
             spk = (1.0 - (emb_fake * emb_real).sum(1)).mean()
@@ -417,10 +481,17 @@ class SourceFilterTrainer(GANTrainer):
         # "fake": PCMelGAN/PSEGAN's extra fake class; "source": D learns to recover the *source* class from
         # generated data too (an informed attacker), so the generator must remove what betrays it
         fake_target = torch.full_like(labels, k) if c.d_fake == "fake" else labels
-        loss_d = 0.5 * (nn.functional.cross_entropy(self.discriminator(real_d, self.norm_stats(f["stats_real"]), emb_real), labels)
-                        + nn.functional.cross_entropy(self.discriminator(fake_d.detach(), self.norm_stats(f["stats"].detach()),
-                                                                         None if emb_fake is None else emb_fake.detach()),
-                                                      fake_target))
+        loss_d = 0.5 * (
+            nn.functional.cross_entropy(self.discriminator(real_d, self.norm_stats(f["stats_real"]), emb_real), labels)
+            + nn.functional.cross_entropy(
+                self.discriminator(
+                    fake_d.detach(),
+                    self.norm_stats(f["stats"].detach()),
+                    None if emb_fake is None else emb_fake.detach(),
+                ),
+                fake_target,
+            )
+        )
         if self.filter_d is not None:
             loss_d = loss_d + nn.functional.cross_entropy(self.filter_d(f["filtered"].detach()), labels)
         self.optimize("discriminator", loss_d)
@@ -429,6 +500,7 @@ class SourceFilterTrainer(GANTrainer):
 
     def start(self) -> None:
         """Teach the discriminator the classes on real data before the game (a CPU budget needs it)."""
+
         def draw():
             picks = torch.randint(0, len(self.train), (self.config.batch_size,), generator=self.rng).tolist()
             items = [self.train[i] for i in picks]
@@ -437,17 +509,26 @@ class SourceFilterTrainer(GANTrainer):
             sigma = torch.tensor([i.sigma for i in items], device=self.device)[:, None, None]
             with torch.no_grad():
                 emb = self.embed(env_raw)
-            return (self.d_input(env_raw, mu, sigma), self.norm_stats(torch.stack([i.stats for i in items])), emb,
-                    torch.tensor([i.label for i in items], device=self.device))
+            return (
+                self.d_input(env_raw, mu, sigma),
+                self.norm_stats(torch.stack([i.stats for i in items])),
+                emb,
+                torch.tensor([i.label for i in items], device=self.device),
+            )
 
         self.warm_up(self.config.d_warmup_steps, [("discriminator", self.discriminator)], draw)
 
     # ---- audio-domain validation
     def inference_state(self) -> dict:
         """The checkpoint-style state an anonymizer loads: method, model config, classes, attribute and module weights."""
-        return {"format_version": modelstore.FORMAT_VERSION, "method": self.method, **self.model_info(),
-                "models": {name: {k: v.detach().clone() for k, v in m.state_dict().items()}
-                           for name, m in self.networks.items()}}
+        return {
+            "format_version": modelstore.FORMAT_VERSION,
+            "method": self.method,
+            **self.model_info(),
+            "models": {
+                name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in self.networks.items()
+            },
+        }
 
     def prepare_validation(self) -> None:
         """Pick validation and attacker utterances, and fit the audio-domain attribute attacker on the originals."""
@@ -473,7 +554,9 @@ class SourceFilterTrainer(GANTrainer):
         self.attacker.fit(x_train, [i.label for i in train])
         self.val_original = self.audio_features(self.val_waves)
         self.val_embed_original = self.val_original[:, :256]
-        self.val_acc_original = float(np.mean(self.attacker.predict(self.val_original) == np.array([i.label for i in val])))
+        self.val_acc_original = float(
+            np.mean(self.attacker.predict(self.val_original) == np.array([i.label for i in val]))
+        )
         self.validation_ready = True
 
     def read_wave(self, utt) -> np.ndarray:
@@ -487,7 +570,9 @@ class SourceFilterTrainer(GANTrainer):
         from anoncli.scoring.signal_metrics import f0_track
 
         embeddings = self.backend.embed(waves)
-        return np.stack([attribute_features(w, f0_track(w, self.config.sample_rate), e) for w, e in zip(waves, embeddings)])
+        return np.stack(
+            [attribute_features(w, f0_track(w, self.config.sample_rate), e) for w, e in zip(waves, embeddings)]
+        )
 
     def validate(self) -> dict[str, float]:
         """Anonymise the validation set as `anonymize` would: attacker accuracy, privacy, speaker cosine, STOI and the score."""
@@ -500,7 +585,7 @@ class SourceFilterTrainer(GANTrainer):
         outputs = []
         for item, wave in zip(self.val_set, self.val_waves):
             result = method.process([torch.from_numpy(wave)], [method.utterance_params(item.utt)])[0]
-            audio = getattr(result, "audio", result)       # a MethodOutput (or a bare tensor)
+            audio = getattr(result, "audio", result)  # a MethodOutput (or a bare tensor)
             outputs.append(np.asarray(audio.numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32))
         feats = self.audio_features(outputs)
         labels = np.array([i.label for i in self.val_set])
@@ -511,8 +596,14 @@ class SourceFilterTrainer(GANTrainer):
         privacy = normalised_accuracy(acc, 1.0 / len(self.classes), full=1.0)
         c = self.config
         score = privacy - c.speaker_val_weight * 100.0 * (1.0 - cos) - 300.0 * max(0.0, c.stoi_floor - stoi_mean)
-        return {"val_acc": acc, "val_acc_original": self.val_acc_original, "val_privacy": privacy,
-                "val_speaker_cos": cos, "val_stoi": stoi_mean, "val_score": score}
+        return {
+            "val_acc": acc,
+            "val_acc_original": self.val_acc_original,
+            "val_privacy": privacy,
+            "val_speaker_cos": cos,
+            "val_stoi": stoi_mean,
+            "val_score": score,
+        }
 
     # ---- the card and the shipped form
     def card(self, result: FitResult) -> dict:
@@ -524,11 +615,13 @@ class SourceFilterTrainer(GANTrainer):
         return {
             **card,
             "synthesis": "source_filter",
-            "command": "anoncli " + " ".join(sys.argv[1:]) if sys.argv and "anoncli" in sys.argv[0] else " ".join(sys.argv),
+            "command": "anoncli " + " ".join(sys.argv[1:])
+            if sys.argv and "anoncli" in sys.argv[0]
+            else " ".join(sys.argv),
             "validation": {
                 "what": "validation speakers anonymized through the inference path (WORLD resynthesis); attacker = "
-                        "logistic regression on resemblyzer embedding + spectral + prosody statistics trained on the "
-                        "training speakers' original audio; speaker_cos = resemblyzer cosine original vs anonymized",
+                "logistic regression on resemblyzer embedding + spectral + prosody statistics trained on the "
+                "training speakers' original audio; speaker_cos = resemblyzer cosine original vs anonymized",
                 **result.best_metrics,
             },
         }
@@ -542,11 +635,22 @@ def export_shipped(checkpoint: Path, out_dir: Path, card: dict) -> Path:
     """Write the inference modules of a checkpoint as `model.safetensors` + `card.json` (the shipped form)."""
     state = modelstore.load_model(checkpoint, "cpu")
     names = state.get("inference_modules") or sorted(state["models"])
-    tensors = {f"{name}.{key}": value.float() if value.is_floating_point() else value
-               for name in names for key, value in state["models"][name].items()}
+    tensors = {
+        f"{name}.{key}": value.float() if value.is_floating_point() else value
+        for name in names
+        for key, value in state["models"][name].items()
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, out_dir / "model.safetensors", metadata={"method": state["method"]})
-    full = {**card, "model": {"config": state["config"], "classes": state["classes"], "attribute": state["attribute"],
-                              "epoch": state.get("epoch"), "modules": sorted(names)}}
+    full = {
+        **card,
+        "model": {
+            "config": state["config"],
+            "classes": state["classes"],
+            "attribute": state["attribute"],
+            "epoch": state.get("epoch"),
+            "modules": sorted(names),
+        },
+    }
     (out_dir / "card.json").write_text(json.dumps(full, indent=2, default=str) + "\n")
     return out_dir / "model.safetensors"

@@ -21,8 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-GROUPS = {"all": slice(0, None), "embedding": slice(0, 256), "log-mel": slice(256, 416),
-          "prosody": slice(416, 433), "log-mel+prosody": slice(256, 433)}
+GROUPS = {
+    "all": slice(0, None),
+    "embedding": slice(0, 256),
+    "log-mel": slice(256, 416),
+    "prosody": slice(416, 433),
+    "log-mel+prosody": slice(256, 433),
+}
 
 
 def main() -> None:
@@ -37,7 +42,9 @@ def main() -> None:
     parser.add_argument("anonymized", type=Path, nargs="+")
     parser.add_argument("--files-from", required=True)
     parser.add_argument("--label", default="emotion")
-    parser.add_argument("--validation", required=True, help="comma-separated speakers held out from the attacker's training")
+    parser.add_argument(
+        "--validation", required=True, help="comma-separated speakers held out from the attacker's training"
+    )
     args = parser.parse_args()
 
     corpus = select_files(open_corpus(args.corpus), read_file_list(args.files_from))
@@ -45,8 +52,9 @@ def main() -> None:
     validation = args.validation.split(",")
     for folder in args.anonymized:
         pairs = pair_corpus(corpus, folder).pairs
-        ex = extract(pairs, None, attacker_backend, need_signal=False, need_attr=True, corpus_root=args.corpus,
-                     progress=False)
+        ex = extract(
+            pairs, None, attacker_backend, need_signal=False, need_attr=True, corpus_root=args.corpus, progress=False
+        )
         utts = [utt for (utt, _), ok in zip(pairs, ex.ok) if ok]
         xo, xa = ex.original.features[ex.ok], ex.anonymized.features[ex.ok]
         labels = [u.labels[args.label] for u in utts]
@@ -54,16 +62,20 @@ def main() -> None:
         y = np.array([classes.index(v) for v in labels])
         test = np.isin([u.labels["speaker"] for u in utts], validation)
         train = ~test
-        print(f"{folder}: {args.label}, {len(classes)} classes; attacker trained on {train.sum()} files, "
-              f"tested on {test.sum()} ({args.validation}); accuracy %")
+        print(
+            f"{folder}: {args.label}, {len(classes)} classes; attacker trained on {train.sum()} files, "
+            f"tested on {test.sum()} ({args.validation}); accuracy %"
+        )
         for group, columns in GROUPS.items():
             head = LogisticHead(xo[:, columns].shape[1], len(classes)).fit(xo[train][:, columns], y[train], 0)
             original = (head.predict_proba(xo[test][:, columns]).argmax(1) == y[test]).mean()
             ignorant = (head.predict_proba(xa[test][:, columns]).argmax(1) == y[test]).mean()
             informed_head = LogisticHead(xa[:, columns].shape[1], len(classes)).fit(xa[train][:, columns], y[train], 0)
             informed = (informed_head.predict_proba(xa[test][:, columns]).argmax(1) == y[test]).mean()
-            print(f"  {group:16s} original {original * 100:5.1f}  ignorant {ignorant * 100:5.1f}  "
-                  f"informed {informed * 100:5.1f}")
+            print(
+                f"  {group:16s} original {original * 100:5.1f}  ignorant {ignorant * 100:5.1f}  "
+                f"informed {informed * 100:5.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,11 @@ def _librispeech_val(table: list[dict], n: int) -> set[str]:
     """n train-clean speakers with ≥ 12 s, half of each gender, drawn with seed 0."""
     chosen: set[str] = set()
     for gender in ("female", "male"):
-        pool = sorted(r["speaker"] for r in table
-                      if r["subset"] != "test-other" and r["gender"] == gender and float(r["duration_s"]) >= 12)
+        pool = sorted(
+            r["speaker"]
+            for r in table
+            if r["subset"] != "test-other" and r["gender"] == gender and float(r["duration_s"]) >= 12
+        )
         chosen |= set(random.Random(0).sample(pool, n // 2))
     return chosen
 
@@ -54,9 +57,17 @@ def _segments(source: Path, row: dict, out: Path, pieces: int) -> list[dict]:
     for k in range(pieces):
         name = f"{row['utt_id']}-part{k + 1}.flac"
         if not (folder / name).exists():
-            sf.write(folder / name, wave[k * step:(k + 1) * step], rate)
-        rows.append({"path": f"librispeech-val/{name}", "utt_id": f"{row['utt_id']}-part{k + 1}", "speaker": row["speaker"],
-                     "gender": row["gender"], "corpus": "librispeech", "split": "val"})
+            sf.write(folder / name, wave[k * step : (k + 1) * step], rate)
+        rows.append(
+            {
+                "path": f"librispeech-val/{name}",
+                "utt_id": f"{row['utt_id']}-part{k + 1}",
+                "speaker": row["speaker"],
+                "gender": row["gender"],
+                "corpus": "librispeech",
+                "split": "val",
+            }
+        )
     return rows
 
 
@@ -88,8 +99,16 @@ def main() -> None:
             else:
                 actor = int(row["speaker"].split("_")[-1])
                 split = "test" if actor in test else "val" if actor in val else "train"
-            rows.append({"path": f"{name}/{row['path']}", "utt_id": row["utt_id"], "speaker": row["speaker"],
-                         "gender": row["gender"], "corpus": name, "split": split})
+            rows.append(
+                {
+                    "path": f"{name}/{row['path']}",
+                    "utt_id": row["utt_id"],
+                    "speaker": row["speaker"],
+                    "gender": row["gender"],
+                    "corpus": name,
+                    "split": split,
+                }
+            )
     with open(args.out / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -33,11 +33,18 @@ def main() -> None:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--exclude", default="", help="folder with a metadata.csv, or comma-separated speakers")
-    parser.add_argument("--covariance", default="full", choices=("full", "diagonal"),
-                        help="impose the coded envelope's mean and covariance (full) or mean and std (diagonal)")
+    parser.add_argument(
+        "--covariance",
+        default="full",
+        choices=("full", "diagonal"),
+        help="impose the coded envelope's mean and covariance (full) or mean and std (diagonal)",
+    )
     args = parser.parse_args()
-    exclude = {r["speaker"] for r in rows(Path(args.exclude))} if args.exclude and Path(args.exclude).is_dir() else \
-        {s for s in args.exclude.split(",") if s}
+    exclude = (
+        {r["speaker"] for r in rows(Path(args.exclude))}
+        if args.exclude and Path(args.exclude).is_dir()
+        else {s for s in args.exclude.split(",") if s}
+    )
     files: dict[str, list[Path]] = {}
     genders: dict[str, str] = {}
     for row in sorted(rows(args.corpus), key=lambda r: r.get("path") or r.get("file_name")):
@@ -58,9 +65,12 @@ def main() -> None:
         if index % 20 == 0:
             print(f"{index}/{len(files)} speakers, {time.time() - start:.0f} s", file=sys.stderr)
     sampler = fit_pseudo_speakers(stats, genders)
-    card = {"trained_on": str(args.corpus), "excluded_speakers": sorted(exclude),
-            "speakers": {g: int(n) for g, n in zip(sampler.genders, sampler.speakers)},
-            "command": " ".join(sys.argv)}
+    card = {
+        "trained_on": str(args.corpus),
+        "excluded_speakers": sorted(exclude),
+        "speakers": {g: int(n) for g, n in zip(sampler.genders, sampler.speakers)},
+        "command": " ".join(sys.argv),
+    }
     print(save_model(sampler, args.out, card, covariance=args.covariance))
 
 

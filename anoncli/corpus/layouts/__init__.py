@@ -24,8 +24,18 @@ from anoncli.errors import InputError
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
-        Kaldi(), LibriSpeech(), LibriTTS(), VCTK(), RAVDESS(), CremaD(), EmoDB(), TIMIT(),
-        AudioMNIST(), FSDD(), AudioFolder(), Plain(),
+        Kaldi(),
+        LibriSpeech(),
+        LibriTTS(),
+        VCTK(),
+        RAVDESS(),
+        CremaD(),
+        EmoDB(),
+        TIMIT(),
+        AudioMNIST(),
+        FSDD(),
+        AudioFolder(),
+        Plain(),
     )
 }
 # Layouts recognised from their file names (checked on a sample of the walk).

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from anoncli.corpus.labels import METADATA_NAMES, find_metadata, load_labels
-from anoncli.errors import warn
 from anoncli.corpus.layouts.base import Detection, Layout, LayoutResult, Scan
 from anoncli.corpus.utterance import Utterance, utt_id_from_rel_path
 from anoncli.corpus.walk import text_name
+from anoncli.errors import warn
 
 
 def path_utterances(scan: Scan) -> list[Utterance]:
@@ -35,8 +35,9 @@ def split_tables(scan: Scan) -> list[tuple[Path, str]]:
     return [(table, folder) for folder, table in sorted(found.items())]
 
 
-def attach_table(utterances: list[Utterance], table: Path, root: Path, split: str | None = None,
-                 sep: str | None = None) -> tuple[list[str], int, int, int]:
+def attach_table(
+    utterances: list[Utterance], table: Path, root: Path, split: str | None = None, sep: str | None = None
+) -> tuple[list[str], int, int, int]:
     """Merge a label table into the utterances in place; the table's values win.
 
     With `split`, the table lists paths relative to root/split and only the
@@ -51,7 +52,7 @@ def attach_table(utterances: list[Utterance], table: Path, root: Path, split: st
     for utt in utterances:
         if prefix and not utt.rel_path.startswith(prefix):
             continue
-        row = label_map.get(text_name(utt.rel_path)[len(prefix):])  # tables name files in UTF-8
+        row = label_map.get(text_name(utt.rel_path)[len(prefix) :])  # tables name files in UTF-8
         if row is None:
             unlisted += 1
             for column in columns:
@@ -95,8 +96,9 @@ class AudioFolder(Layout):
             return Detection(self.name, 1.0, f"metadata tables in {', '.join(f for _, f in splits)}")
         return None
 
-    def load(self, scan: Scan, labels_file: Path | None = None, labels_sep: str | None = None,
-             **options) -> LayoutResult:
+    def load(
+        self, scan: Scan, labels_file: Path | None = None, labels_sep: str | None = None, **options
+    ) -> LayoutResult:
         table = labels_file or find_metadata(scan.root)
         utterances = path_utterances(scan)
         if table is not None:
@@ -104,7 +106,9 @@ class AudioFolder(Layout):
             return LayoutResult(utterances, columns, str(table), table_notes(table, unlisted, absent))
         splits = split_tables(scan)
         if not splits:
-            return LayoutResult(utterances, [], None, ["no metadata.csv, metadata.jsonl or metadata.parquet: no labels"])
+            return LayoutResult(
+                utterances, [], None, ["no metadata.csv, metadata.jsonl or metadata.parquet: no labels"]
+            )
         columns: list[str] = []
         unlisted = absent = 0
         for split_table, split in splits:

@@ -20,6 +20,7 @@ ACCEPT_SHARE = 0.9
 # Detection parses at most this many names, spread evenly over the sorted list.
 DETECT_SAMPLE = 2000
 
+
 @dataclass
 class Scan:
     """One walk of a corpus folder, shared by every layout's detector and loader."""
@@ -29,7 +30,7 @@ class Scan:
     stats: WalkStats
 
     @classmethod
-    def of(cls, root: Path) -> "Scan":
+    def of(cls, root: Path) -> Scan:
         """Walk `root` once: its audio paths (sorted) and the walk's statistics and side files."""
         stats = WalkStats()
         audio = sorted(iter_audio_files(root, stats))
@@ -177,7 +178,9 @@ class FilenameLayout(Layout):
         notes = list(context.get("_notes", []))
         utterances, skipped = prefer_lossless(utterances)
         if skipped:
-            notes.append(f"{skipped} file(s) skipped: the same utterance exists as WAV or FLAC (e.g. CREMA-D's AudioMP3/)")
+            notes.append(
+                f"{skipped} file(s) skipped: the same utterance exists as WAV or FLAC (e.g. CREMA-D's AudioMP3/)"
+            )
         if unmatched:
             notes.append(
                 f"{unmatched} audio file(s) do not follow the {self.title} naming; they are kept, "

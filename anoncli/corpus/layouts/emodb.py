@@ -12,19 +12,26 @@ import re
 from anoncli.corpus.layouts.base import FilenameLayout
 
 EMOTIONS = {
-    "W": "anger",      # Ärger (Wut)
-    "L": "boredom",    # Langeweile
-    "E": "disgust",    # Ekel
-    "A": "fear",       # Angst
+    "W": "anger",  # Ärger (Wut)
+    "L": "boredom",  # Langeweile
+    "E": "disgust",  # Ekel
+    "A": "fear",  # Angst
     "F": "happiness",  # Freude
-    "T": "sadness",    # Trauer
+    "T": "sadness",  # Trauer
     "N": "neutral",
 }
 
 SPEAKERS = {  # speaker: (gender, age)
-    "03": ("male", "31"), "08": ("female", "34"), "09": ("female", "21"), "10": ("male", "32"),
-    "11": ("male", "26"), "12": ("male", "30"), "13": ("female", "32"), "14": ("female", "35"),
-    "15": ("male", "25"), "16": ("female", "31"),
+    "03": ("male", "31"),
+    "08": ("female", "34"),
+    "09": ("female", "21"),
+    "10": ("male", "32"),
+    "11": ("male", "26"),
+    "12": ("male", "30"),
+    "13": ("female", "32"),
+    "14": ("female", "35"),
+    "15": ("male", "25"),
+    "16": ("female", "31"),
 }
 
 TEXTS = {

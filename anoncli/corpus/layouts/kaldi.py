@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from anoncli.corpus.labels import normalise_emotion
-from anoncli.corpus.labels import normalise_gender
+from anoncli.corpus.labels import normalise_emotion, normalise_gender
 from anoncli.corpus.layouts.base import Detection, Layout, LayoutResult, Scan
 from anoncli.corpus.utterance import Utterance
 from anoncli.errors import InputError
@@ -58,8 +57,10 @@ def read_table(path: Path) -> Iterator[tuple[int, str, str]]:
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
             except UnicodeDecodeError as err:
-                raise InputError(f"{path}: line {number}: not UTF-8 text (byte 0x{raw[err.start]:02x} "
-                                 f"at column {err.start + 1}); save the file as UTF-8") from None
+                raise InputError(
+                    f"{path}: line {number}: not UTF-8 text (byte 0x{raw[err.start]:02x} "
+                    f"at column {err.start + 1}); save the file as UTF-8"
+                ) from None
             if "\x00" in line:
                 raise InputError(f"{path}: line {number}: holds a NUL byte (a binary file?)")
             if not line:
@@ -99,7 +100,9 @@ class Kaldi(Layout):
             if not (root / name).is_file():
                 raise InputError(f"{root}: a Kaldi data folder needs {name}")
         if (root / "segments").is_file():
-            raise InputError(f"{root / 'segments'}: Kaldi segments (several utterances per recording) are not supported")
+            raise InputError(
+                f"{root / 'segments'}: Kaldi segments (several utterances per recording) are not supported"
+            )
         scp = root / "wav.scp"
         sources: dict[str, tuple[int, str]] = {}
         for number, key, rest in read_table(scp):
@@ -109,12 +112,22 @@ class Kaldi(Layout):
                 raise InputError(f"{scp}: line {number}: no path after {key!r}")
             sources[key] = (number, rest)
         utt2spk = read_map(root / "utt2spk")
-        gender_of = {k: normalise_gender(v) for k, v in read_map(root / "spk2gender").items()} if (root / "spk2gender").is_file() else {}
+        gender_of = (
+            {k: normalise_gender(v) for k, v in read_map(root / "spk2gender").items()}
+            if (root / "spk2gender").is_file()
+            else {}
+        )
         text = read_map(root / "text") if (root / "text").is_file() else {}
-        emotion = {k: normalise_emotion(v) for k, v in read_map(root / "utt2emo").items()} if (root / "utt2emo").is_file() else {}
+        emotion = (
+            {k: normalise_emotion(v) for k, v in read_map(root / "utt2emo").items()}
+            if (root / "utt2emo").is_file()
+            else {}
+        )
         missing = [u for u in utt2spk if u not in sources]
         if missing:
-            raise InputError(f"{root / 'utt2spk'}: {len(missing)} utterance(s) have no wav.scp entry (first: {missing[0]!r})")
+            raise InputError(
+                f"{root / 'utt2spk'}: {len(missing)} utterance(s) have no wav.scp entry (first: {missing[0]!r})"
+            )
         extra = [u for u in sources if u not in utt2spk]
         if extra:
             raise InputError(f"{scp}: {len(extra)} entr(ies) are not in utt2spk (first: {extra[0]!r})")
@@ -143,8 +156,10 @@ class Kaldi(Layout):
                     path = root / path
                 if not path.is_file():
                     if path.is_symlink() and not path.exists():
-                        raise InputError(f"{scp}: line {number}: {source!r} is a broken symbolic link "
-                                         f"(points to {os.readlink(path)!r}, which does not exist)")
+                        raise InputError(
+                            f"{scp}: line {number}: {source!r} is a broken symbolic link "
+                            f"(points to {os.readlink(path)!r}, which does not exist)"
+                        )
                     raise InputError(
                         f"{scp}: line {number}: {source!r} does not exist (relative paths are read from {root})"
                     )
@@ -168,5 +183,7 @@ class Kaldi(Layout):
             for key in list(utt.labels):
                 if key not in columns:
                     del utt.labels[key]
-        notes = [f"{commands} wav.scp entries are piped commands, run because commands were allowed"] if commands else []
+        notes = (
+            [f"{commands} wav.scp entries are piped commands, run because commands were allowed"] if commands else []
+        )
         return LayoutResult(utterances, columns, str(scp), notes)

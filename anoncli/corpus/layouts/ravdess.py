@@ -11,8 +11,14 @@ import re
 from anoncli.corpus.layouts.base import FilenameLayout
 
 EMOTIONS = {
-    "01": "neutral", "02": "calm", "03": "happiness", "04": "sadness",
-    "05": "anger", "06": "fear", "07": "disgust", "08": "surprise",
+    "01": "neutral",
+    "02": "calm",
+    "03": "happiness",
+    "04": "sadness",
+    "05": "anger",
+    "06": "fear",
+    "07": "disgust",
+    "08": "surprise",
 }
 INTENSITY = {"01": "normal", "02": "strong"}
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}

@@ -12,6 +12,7 @@ import re
 
 from anoncli.corpus.layouts.base import FilenameLayout, LayoutResult, Scan
 
+
 class TIMIT(FilenameLayout):
     """TIMIT (LDC93S1): region, gender and speaker from the folders, the transcript from the .TXT beside the audio."""
 

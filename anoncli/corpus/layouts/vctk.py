@@ -77,9 +77,11 @@ class VCTK(FilenameLayout):
         transcript = None
         if context["txt"] is not None:
             try:
-                transcript = (context["txt"] / speaker / f"{speaker}_{number}.txt").read_text(
-                    encoding="utf-8", errors="replace"
-                ).strip()
+                transcript = (
+                    (context["txt"] / speaker / f"{speaker}_{number}.txt")
+                    .read_text(encoding="utf-8", errors="replace")
+                    .strip()
+                )
             except OSError:
                 pass
         info = context["speakers"].get(speaker, {})

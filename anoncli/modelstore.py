@@ -3,7 +3,9 @@
 Layout: `$ANONCLI_MODELS/<method>/` (default `~/.cache/anoncli/models/<method>/`)
 holding `model.pt` (the best checkpoint) and `model.json` (its card). A run
 folder given with `--checkpoint RUN` is used as it is (its `checkpoints/best.pt`,
-else `checkpoints/last.pt`); a path to a `.pt` file also works.
+else `checkpoints/last.pt`, else a `model.pt`, else a `model.safetensors` with
+its `card.json`: the shipped form, e.g. a copy of `anoncli/pretrained/<method>/`);
+a path to a `.pt` or `.safetensors` file also works.
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ def method_dir(method: str) -> Path:
 
 
 def checkpoint_in_run(run_dir: Path) -> Path | None:
-    """The checkpoint a run folder offers: best.pt, else last.pt, else a model.pt."""
+    """The checkpoint a folder offers: a run's best.pt, else its last.pt, else a model.pt, else a
+    model.safetensors with its card.json beside it (the shipped form); None when it holds none of them."""
     for candidate in (run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt", run_dir / MODEL_FILE):
         if candidate.is_file():
             return candidate
+    shipped = run_dir / SHIPPED_WEIGHTS
+    if shipped.is_file() and (run_dir / SHIPPED_CARD).is_file():
+        return shipped
     return None
 
 
@@ -48,7 +54,7 @@ def register(method: str, run_dir: str | os.PathLike) -> Path:
     """Copy a run's best checkpoint and card into the store; return the stored model path."""
     run_dir = Path(run_dir)
     source = checkpoint_in_run(run_dir)
-    if source is None:
+    if source is None or source.suffix != ".pt":  # the store holds checkpoints (model.pt), not the shipped form
         raise AnoncliError(f"{run_dir}: no checkpoint to register (expected checkpoints/best.pt)")
     target_dir = method_dir(method)
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +185,8 @@ def find(method: str, checkpoint: str | os.PathLike | None = None) -> Path:
             found = checkpoint_in_run(path)
             if found is None:
                 raise AnoncliError(
-                    f"--checkpoint {path}: no checkpoints/best.pt, checkpoints/last.pt or model.pt in it"
+                    f"--checkpoint {path}: no checkpoints/best.pt, checkpoints/last.pt, model.pt, "
+                    f"or {SHIPPED_WEIGHTS} with its {SHIPPED_CARD} in it"
                 )
             return found
         raise AnoncliError(f"--checkpoint {path}: no such file or folder")

@@ -13,9 +13,14 @@ networks' place, `transform`); WORLD resynthesis of the same length.
 
 The model is the fitted pseudo-speaker distribution: `model.safetensors`
 (tensors `sampler.means` (G, 82), `sampler.chols` (G, 82, 82),
-`sampler.speakers` (G,), `sampler.corrs` (G, 40, 40)) and `card.json` (method `world_norm`, config with
-`synthesis: world_norm`, classes = the genders), written by `save_model`
-and loaded with `--checkpoint DIR/model.safetensors`. The residual slot is
+`sampler.speakers` (G,), `sampler.corrs` (G, 40, 40)) and `card.json` (method `world_norm`, config
+(`model_config`) with `synthesis: world_norm`, `covariance` and `clip_sigma`, classes = the genders),
+written by `save_model`. `anoncli train --method world_norm` fits one
+(`anoncli.training.world_norm`: its run folder's checkpoint holds the same
+tensors and config, and the run also gets the `model.safetensors` form); it
+loads with `--checkpoint RUN`, `--checkpoint DIR` (a folder holding
+`model.safetensors` and `card.json`) or the file itself, and the model
+shipped in `anoncli/pretrained/world_norm/` is the default. The residual slot is
 the identity: a generator that learns a bounded residual on the normalised
 features (zero-initialised last layer) goes there next.
 """
@@ -33,7 +38,7 @@ from anoncli.methods.base import MethodOptions, MethodOutput
 from anoncli.methods.learned import LearnedMethod
 from anoncli.methods.pipeline import Pipeline, require_samples
 from anoncli.synthesis import world_features
-from anoncli.synthesis.world_norm import PseudoSpeakers, impose, utterance_stats
+from anoncli.synthesis.world_norm import CLIP_SIGMA, PseudoSpeakers, impose, utterance_stats
 
 SAMPLER = "sampler"
 # config["covariance"]: "full" imposes the pseudo-speaker's mean and covariance of the coded envelope
@@ -79,9 +84,12 @@ class WorldNormPipeline(Pipeline):
         if not tensors:
             raise AnoncliError(f"{source}: no pseudo-speaker sampler in the model (tensors {SAMPLER}.*)")
         try:
-            arrays = {k: v.double().numpy() if v.is_floating_point() else v.numpy() for k, v in tensors.items()}
-            self.sampler = PseudoSpeakers.from_arrays(arrays, method.classes)
-        except (KeyError, ValueError) as err:
+            arrays = {
+                k: v.cpu().double().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in tensors.items()
+            }
+            clip_sigma = float(method.model_config.get("clip_sigma", CLIP_SIGMA))
+            self.sampler = PseudoSpeakers.from_arrays(arrays, method.classes, clip_sigma)
+        except (KeyError, ValueError, TypeError) as err:
             raise AnoncliError(f"{source}: unusable pseudo-speaker sampler ({err})") from None
         self.vocoder_name = "world"
         covariance = method.model_config.get("covariance", "full")
@@ -114,18 +122,34 @@ class WorldNormPipeline(Pipeline):
         return torch.from_numpy(world_features.synthesize(out.with_(mcep=changed)))
 
 
+def model_config(sample_rate: int = 16000, covariance: str = "full", clip_sigma: float = CLIP_SIGMA) -> dict:
+    """The config a world_norm model declares (what the pipeline reads): synthesis, sample_rate (Hz),
+    frame period (ms), coded envelope size, `covariance` (one of COVARIANCES) and `clip_sigma` (where a
+    pseudo-speaker's standard normal draw is clipped). ValueError for an unknown `covariance`."""
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance {covariance!r}: choose {' or '.join(COVARIANCES)}")
+    return {
+        "synthesis": WorldNormPipeline.name,
+        "sample_rate": int(sample_rate),
+        "frame_period_ms": world_features.FRAME_PERIOD_MS,
+        "n_mcep": world_features.N_MCEP,
+        "covariance": covariance,
+        "clip_sigma": float(clip_sigma),
+    }
+
+
 def save_model(
     sampler: PseudoSpeakers,
     folder: str | Path,
     card: dict | None = None,
     sample_rate: int = 16000,
     covariance: str = "full",
+    attribute: str = "gender",
 ) -> Path:
     """Write a world_norm model: `folder/model.safetensors` (the sampler's arrays) and `folder/card.json`
-    (`card`'s keys plus method and model; `covariance` one of COVARIANCES). Returns the weights' path;
-    OSError when the folder is not writable, ValueError for an unknown `covariance`."""
-    if covariance not in COVARIANCES:
-        raise ValueError(f"covariance {covariance!r}: choose {' or '.join(COVARIANCES)}")
+    (`card`'s keys plus method and model: `model_config` with the sampler's clip sigma, classes, `attribute`).
+    Returns the weights' path; OSError when the folder is not writable, ValueError for an unknown `covariance`."""
+    config = model_config(sample_rate, covariance, sampler.clip_sigma)
     from anoncli.atomic import atomic_write_json
     from anoncli.models.safetensors_io import save_file
 
@@ -135,19 +159,12 @@ def save_model(
     save_file(
         {f"{SAMPLER}.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in sampler.arrays().items()}, weights
     )
-    config = {
-        "synthesis": WorldNormPipeline.name,
-        "sample_rate": int(sample_rate),
-        "frame_period_ms": world_features.FRAME_PERIOD_MS,
-        "n_mcep": world_features.N_MCEP,
-        "covariance": covariance,
-    }
     atomic_write_json(
         folder / "card.json",
         {
             **(card or {}),
             "method": WorldNorm.name,
-            "model": {"config": config, "classes": list(sampler.genders), "attribute": "gender"},
+            "model": {"config": config, "classes": list(sampler.genders), "attribute": attribute},
         },
     )
     return weights

@@ -20,7 +20,8 @@ matrix, which the distribution holds as each gender's mean.
   from a distribution fitted on training speakers' statistics vectors
   (`fit_pseudo_speakers`): the target gender 50/50, then a Gaussian of that
   gender's speakers (mean and Ledoit-Wolf shrunk covariance, Ledoit & Wolf
-  2004, scikit-learn), its standard normal draw clipped to ±`CLIP_SIGMA`.
+  2004, scikit-learn), its standard normal draw clipped to ±`clip_sigma`
+  (default `CLIP_SIGMA`).
   Its envelope correlation is its gender's mean speaker correlation.
   The draw is a point of a continuous distribution, never a copy of a real
   speaker, and it depends on the seed only, not on the source. Frame level,
@@ -211,20 +212,22 @@ def flatten_to_speaker(
 class PseudoSpeakers:
     """Per gender (`genders`, index g): the mean (STAT_DIM,) and the lower Cholesky factor (STAT_DIM, STAT_DIM)
     of a Gaussian over speakers' statistics vectors, and the mean of the speakers' coded-envelope
-    correlation matrices (N_MCEP, N_MCEP; None: the draws carry none); `speakers[g]` is how many speakers fitted it."""
+    correlation matrices (N_MCEP, N_MCEP; None: the draws carry none); `speakers[g]` is how many speakers fitted it.
+    A draw's standard normal vector is clipped to ±`clip_sigma`."""
 
     genders: tuple[str, ...]
     means: np.ndarray  # (G, STAT_DIM)
     chols: np.ndarray  # (G, STAT_DIM, STAT_DIM)
     speakers: np.ndarray  # (G,) int
     corrs: np.ndarray | None = None  # (G, N_MCEP, N_MCEP)
+    clip_sigma: float = CLIP_SIGMA
 
     def draw(self, seed: int) -> tuple[str, Stats]:
         """The pseudo-speaker of `seed`: a gender uniformly, then its statistics (level 0: not drawn).
         Depends on `seed` and the fitted parameters only."""
         rng = np.random.default_rng(int(seed) & ((1 << 63) - 1))
         g = int(rng.integers(len(self.genders)))
-        z = np.clip(rng.standard_normal(self.means.shape[1]), -CLIP_SIGMA, CLIP_SIGMA)
+        z = np.clip(rng.standard_normal(self.means.shape[1]), -self.clip_sigma, self.clip_sigma)
         stats = Stats.from_vector(self.means[g] + self.chols[g] @ z)
         stats.mcep_corr = None if self.corrs is None else self.corrs[g]
         return self.genders[g], stats
@@ -235,8 +238,13 @@ class PseudoSpeakers:
         return arrays if self.corrs is None else {**arrays, "corrs": self.corrs}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], genders: Iterable[str]) -> PseudoSpeakers:
-        """The inverse of `arrays`; ValueError when the shapes do not fit together or the genders' count."""
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], genders: Iterable[str], clip_sigma: float = CLIP_SIGMA
+    ) -> PseudoSpeakers:
+        """The inverse of `arrays` (`clip_sigma` is not among them: the model's config holds it); ValueError
+        when the shapes do not fit together or the genders' count, or `clip_sigma` is not positive."""
+        if not clip_sigma > 0:
+            raise ValueError(f"clip_sigma {clip_sigma}: expected a positive number of standard deviations")
         genders = tuple(genders)
         means = np.asarray(arrays["means"], dtype=np.float64)
         chols = np.asarray(arrays["chols"], dtype=np.float64)
@@ -253,17 +261,21 @@ class PseudoSpeakers:
                 f"{'' if corrs is None else ', ' + str(corrs.shape)} do not describe "
                 f"{len(genders)} genders of {STAT_DIM} statistics"
             )
-        return cls(genders, means, chols, speakers, corrs)
+        return cls(genders, means, chols, speakers, corrs, float(clip_sigma))
 
 
 def fit_pseudo_speakers(
-    speaker_stats: dict[str, Stats], genders: dict[str, str], classes: tuple[str, ...] = GENDERS
+    speaker_stats: dict[str, Stats],
+    genders: dict[str, str],
+    classes: tuple[str, ...] = GENDERS,
+    clip_sigma: float = CLIP_SIGMA,
 ) -> PseudoSpeakers:
     """Fit the pseudo-speaker distribution on speaker-level statistics (`pool_stats` of each speaker's utterances).
 
     speaker_stats: speaker -> Stats (speakers without F0 are skipped); genders: speaker -> one of `classes`
-    (others skipped). Deterministic: speakers are taken in sorted order, and Ledoit-Wolf has no randomness.
-    Raises ValueError when a class has fewer than 2 usable speakers.
+    (others skipped); clip_sigma: where the draws' standard normal vectors are clipped. Deterministic:
+    speakers are taken in sorted order, and Ledoit-Wolf has no randomness. Raises ValueError when a class
+    has fewer than 2 usable speakers.
     """
     from sklearn.covariance import LedoitWolf
 
@@ -286,5 +298,10 @@ def fit_pseudo_speakers(
         matrices = [stats.mcep_corr for stats in usable if stats.mcep_corr is not None]
         corrs.append(np.mean(matrices, axis=0) if matrices else np.eye(N_MCEP))
     return PseudoSpeakers(
-        tuple(classes), np.stack(means), np.stack(chols), np.asarray(counts, dtype=np.int64), np.stack(corrs)
+        tuple(classes),
+        np.stack(means),
+        np.stack(chols),
+        np.asarray(counts, dtype=np.int64),
+        np.stack(corrs),
+        float(clip_sigma),
     )

@@ -30,6 +30,7 @@ TRAINERS: dict[str, str] = {
     "attribute": "anoncli.evaluation.attribute:train_attribute",
     "asv": "anoncli.training.asv:AsvTrainer",
     "score-attackers": "anoncli.training.score_attackers:ScoreAttackersTrainer",
+    "world_norm": "anoncli.training.world_norm:WorldNormTrainer",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from synth_audio import voiced
 from test_learned_pipelines import whispered
 from typer.testing import CliRunner
 
+from anoncli import modelstore
 from anoncli.cli.app import app
 from anoncli.errors import AudioError
 from anoncli.manifest.reader import read_manifest
@@ -236,3 +238,48 @@ def test_anonymize_loads_a_saved_sampler(tmp_path, monkeypatch):
     assert not torch.equal(method.process([torch.from_numpy(speech(0.8, seed=4, **HIGH))], [params])[0].audio, first)
     with pytest.raises(ValueError):
         save_model(sampler(), tmp_path / "bad", covariance="block")
+
+
+# --------------------------------------------------------------------------- the shipped model
+
+SHIPPED = Path(modelstore.__file__).resolve().parent / "pretrained" / "world_norm"
+
+
+def test_shipped_model_card_is_complete():
+    weights = SHIPPED / "model.safetensors"
+    assert weights.stat().st_size < 512 * 1024  # fitted statistics: a few hundred kB at most
+    card = json.loads((SHIPPED / "card.json").read_text())
+    assert card["method"] == "world_norm" and card["model"]["config"]["synthesis"] == "world_norm"
+    assert card["model"]["classes"] == ["female", "male"] and card["model"]["attribute"] == "gender"
+    data = card["data"]
+    assert "CC BY 4.0" in data["licence"] and data["corpus"]
+    # speaker-disjoint from the speakers its figures are measured on
+    assert len(data["excluded_speakers"]) == 19 and not set(data["excluded_speakers"]) & set(data["train_speakers"])
+    assert sum(data["train_speakers_by_class"].values()) == len(data["train_speakers"])
+    assert card["command"].startswith("anoncli train --method world_norm") and isinstance(card["seed"], int)
+    assert card["heldout"]["gender_informed_accuracy"] and card["heldout"]["protocol"]
+    notice = (Path(modelstore.__file__).resolve().parents[1] / "NOTICE").read_text()
+    assert "anoncli/pretrained/world_norm/" in notice
+
+
+def test_shipped_model_changes_a_voice_reproducibly_per_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANONCLI_MODELS", str(tmp_path / "store"))  # a fresh machine: no local model
+    method = create_method("world_norm", MethodOptions(seed=3))
+    assert method.checkpoint_path == SHIPPED / "model.safetensors"
+    assert method.config()["model_sha256"] == modelstore.file_sha256(method.checkpoint_path)
+    listed = {(m["method"], m["source"]) for m in modelstore.list_models()}
+    assert ("world_norm", "shipped") in listed
+    wave = torch.from_numpy(speech(1.0, seed=2, **LOW))
+
+    def run(seed: int) -> np.ndarray:
+        params = method.pipeline.utterance_params({}, seed)
+        return method.process([wave], [params])[0].audio.numpy()
+
+    first, again, other = run(11), run(11), run(12)
+    assert first.shape == wave.shape and np.isfinite(first).all() and np.abs(first).max() > 0.01
+    assert np.array_equal(first, again)  # the same seed, the same pseudo-speaker and output
+    assert not np.allclose(first, other, atol=1e-3)  # another seed, another one
+    assert abs(np.corrcoef(first, wave.numpy())[0, 1]) < 0.5
+    # the voice heard moves: the output's mean F0 is the drawn pseudo-speaker's, not the source's
+    _, target = method.pipeline.sampler.draw(11)
+    assert active_mean_f0(first) == pytest.approx(np.exp(target.f0_mean), rel=0.05)

@@ -162,8 +162,10 @@ class WorldNormTrainer(Trainer):
             check_split_classes(train, [], lambda u: u.labels[attribute], attribute, need_val=False)
         except AnoncliError as err:
             left_out = len({str(u.speaker) for u in labelled}) - len({str(u.speaker) for u in train})
-            note = f" ({left_out} held-out speakers left out first)" if left_out else ""
-            raise AnoncliError(f"{options.corpus}: {err}{note}") from None
+            note = f"; {left_out} held-out speakers were left out first" if left_out else ""
+            raise AnoncliError(
+                f"{options.corpus}: {err} (world_norm fits each {attribute} on 2 or more speakers{note})"
+            ) from None
         genders: dict[str, str] = {}
         for utt in sorted(train, key=lambda u: u.utt_id):
             speaker, gender = str(utt.speaker), str(utt.labels[attribute])

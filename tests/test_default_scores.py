@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +305,28 @@ def test_a_scoring_failure_keeps_the_outputs_and_says_why(corpus, tmp_path, monk
             row["stoi"] is None
             and "scores: not computed (RuntimeError: encoder weights unreadable)" in row["score_notes"]
         )
+
+
+def test_worst_table_wraps_long_file_names_instead_of_cutting_them():
+    """At 80 columns (a log, a pipe) a long file name folds onto more lines; the ranking is the title."""
+    from rich.console import Console
+
+    from anoncli.cli.inspect import _worst_table
+
+    name = "speaker_with_a_long_name/session_2026_12_06/utterance_number_0042_take_3"
+    rows = [
+        {
+            "utt_id": name,
+            "source_path": name + ".flac",
+            "speaker": "speaker_with_a_long_name",
+            "by": "link_cosine",
+            "value": 0.98765,
+        }
+    ]
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))
+    console.print(_worst_table(rows, "most linkable"))
+    text = console.export_text()
+    assert "…" not in text and "by link_cosine" in text
+    body = [line.split("│") for line in text.splitlines() if line.startswith("│")]
+    assert "".join(cells[1].strip() for cells in body) == name
+    assert "".join(cells[2].strip() for cells in body) == name + ".flac"

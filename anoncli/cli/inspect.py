@@ -142,11 +142,14 @@ def _scores_table(scores: dict[str, dict]):
 def _worst_table(worst: list[dict], what: str):
     from rich.table import Table
 
-    table = Table(title=f"{what} by {worst[0].get('by', '')}")
-    for column in worst[0]:
-        table.add_column(column)
+    by = worst[0].get("by", "")
+    table = Table(title=f"{what} by {by}")
+    # the ranking name is the title, not a column repeated on every row; names wrap instead of being cut off
+    columns = [column for column in worst[0] if column != "by"]
+    for column in columns:
+        table.add_column(column, overflow="fold")
     for row in worst:
-        table.add_row(*(_cell(row.get(column, "")) for column in worst[0]))
+        table.add_row(*(_cell(row.get(column, "")) for column in columns))
     return table
 
 

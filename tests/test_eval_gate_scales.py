@@ -138,3 +138,14 @@ def test_evaluate_gate_lines_say_the_scale(tmp_path):
         f"gate failed: asv.OA.EER>=80: measured {eer:.4g} (EER in %, 50 = chance; asv.OA.eer is normalised"
         in gated.stderr
     )
+
+
+def test_a_figure_equal_to_its_threshold_up_to_rounding_noise_meets_it():
+    """gr = 100 - 2|x - 50| comes out as 89.99999999999999 for 45 %: the gate must not fail a printed 90 >= 90."""
+    from anoncli.evaluation.gate import check_gate
+
+    summary = {"gender": {"informed": {"gr": 89.99999999999999}, "original": {"GR": 55.00000000000001}}}
+    conditions = parse_gate("gender.informed.gr>=90,gender.original.GR<=55", summary, {})
+    assert check_gate(conditions, summary) == []
+    summary["gender"]["informed"]["gr"] = 89.9999
+    assert [cond.text for cond, _ in check_gate(conditions, summary)] == ["gender.informed.gr>=90"]

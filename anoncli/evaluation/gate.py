@@ -227,13 +227,20 @@ def beyond_chance(conditions: list[Condition], names) -> list[str]:
     return lines
 
 
+GATE_DIGITS = 9  # significant digits a measured figure is compared at (far above any reported precision)
+
+
 def check_gate(conditions: list[Condition], summary: dict) -> list[tuple[Condition, float]]:
-    """The conditions that fail, each with the measured value (NaN when not measured)."""
+    """The conditions that fail, each with the measured value (NaN when not measured).
+
+    The value is compared at `GATE_DIGITS` significant digits, as it is printed: a normalised
+    score of 89.99999999999999 (floating-point noise of 100 - 2·|x - 50|) meets `>=90`.
+    """
     flat = flatten(summary)
     failed = []
     for cond in conditions:
         value = flat.get(cond.resolved, float("nan"))
-        if math.isnan(value) or not OPERATORS[cond.op](value, cond.threshold):
+        if math.isnan(value) or not OPERATORS[cond.op](float(f"{value:.{GATE_DIGITS}g}"), cond.threshold):
             failed.append((cond, value))
     return failed
 

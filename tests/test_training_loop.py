@@ -149,6 +149,12 @@ def test_patience_and_time_budget_stop_early_and_resume(tmp_path):
     assert again["epochs"] == 3 and "stopped" not in again
 
 
+def test_a_budget_spent_in_the_last_epoch_is_a_finished_run(tmp_path, capsys):
+    done = ToyTrainer.train(options(tmp_path / "t", epochs=1, max_minutes=1e-6, extra={"progress": "off"}))
+    assert done["epochs"] == 1 and "stopped" not in done
+    assert "max_minutes" not in capsys.readouterr().err
+
+
 def test_typed_config_from_presets_files_and_params(tmp_path):
     config = resolve_config(
         ToyTrainer, options(tmp_path / "r", extra={"channels": "4,8,16", "amp": "off", "lr": "1e-4"})

@@ -633,7 +633,7 @@ def fit(trainer: Trainer) -> dict:
                 best = judge(figures)
             if config.patience and loop["bad_validations"] >= config.patience:
                 loop["stopped"] = stopped = "patience"
-        if out_of_time and not loop.get("stopped"):
+        if out_of_time and not loop.get("stopped") and epoch < last_epoch:  # after the last epoch: finished
             stopped = "max_minutes"  # not checkpointed: the next session goes on
         loop["metrics"] = {k: v for k, v in row.items() if k.startswith("val")}
         row["elapsed_s"] = round(time.time() - started, 3)

@@ -305,6 +305,27 @@ def run_attribute(
     return summary, per_utt, confusions
 
 
+LEARNABLE_MARGIN = 5.0  # points of accuracy above chance that the original-audio attacker must reach
+
+
+def learnability_note(column: str, entry: dict) -> str | None:
+    """Why the probe's privacy figures say nothing, or None: the attacker trained and tested on original audio
+    (`entry["original"]`) does not learn the label, i.e. its accuracy is within LEARNABLE_MARGIN points of chance
+    or the lower end of its bootstrap CI (acc_ci) is at or below chance. Then every gr/normalised accuracy reads
+    "private" even for unchanged audio (OO/OA/AA protocol, Tomashenko et al. 2022)."""
+    original = entry.get("original") or {}
+    acc, chance = original.get("acc"), original.get("chance")
+    if acc is None or chance is None or not np.isfinite(acc) or not np.isfinite(chance):
+        return None
+    low = (original.get("acc_ci") or [float("nan")])[0]
+    if acc - chance >= LEARNABLE_MARGIN and not (low is not None and np.isfinite(low) and low <= chance):
+        return None
+    return (
+        f"{column}: the attacker does not learn the label on original audio ({acc:.0f} % against chance "
+        f"{chance:.0f} %): its privacy figures say nothing about the method; use more speakers or --attacker-data"
+    )
+
+
 def _chance(y: np.ndarray, scored: np.ndarray) -> float:
     """Chance level (%): the share of the most frequent class among the tested utterances.
 
@@ -452,7 +473,10 @@ class AttributeProbe(Probe):
         if len(self.spec.classes) == 2:
             plots["roc_inputs"] = {self.name: binary_roc_inputs(self.spec.classes, labels, columns)}
         protocol = attacker_protocol(self.name, summary, ctx.data.original.features.shape[1], ctx.attacker)
-        return ProbeResult(summary, columns, plots=plots, protocol=protocol)
+        unlearnable = learnability_note(self.name, summary)
+        summary["learnable"] = unlearnable is None
+        notes = [unlearnable] if unlearnable else []
+        return ProbeResult(summary, columns, notes=notes, plots=plots, protocol=protocol)
 
     @classmethod
     def owns(cls, key: str, entry) -> bool:

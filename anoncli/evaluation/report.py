@@ -224,8 +224,40 @@ def make_plots(
     return plots
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and bool(np.isfinite(value))
+
+
+def gate_html(gate: dict | None) -> str:
+    """The report's Gate section from summary.json meta.gate: passed/failed, and per condition the measured
+    value, whether it held and the attacker protocol it was checked under; "" when no --gate was given."""
+    if not gate:
+        return ""
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(cell))}</td>"
+            for cell in (
+                cond["condition"],
+                cond["figure"],
+                f"{cond['measured']:.4g}" if _finite(cond.get("measured")) else "not measured",
+                "pass" if cond["passed"] else "FAIL",
+                cond.get("protocol") or "",
+            )
+        )
+        + "</tr>"
+        for cond in gate.get("conditions", [])
+    )
+    head = "".join(f"<th>{h}</th>" for h in ("condition", "figure", "measured", "result", "protocol"))
+    verdict = "passed" if gate.get("passed") else "failed"
+    return (
+        f"<h2>Gate: {verdict}</h2><p>unreadable pairs: {gate.get('unreadable_pairs', 0)} "
+        f"(--allow-missing {gate.get('allow_missing', 0)})</p><table><tr>{head}</tr>{rows}</table>\n"
+    )
+
+
 def write_html(report: Path, summary: dict, plots: dict[str, bytes]) -> None:
-    """Write `report.html` (table, notes, embedded plots, timings) and the plots as `plots/<name>.png`, atomically."""
+    """Write `report.html` (attacker protocols, gate, table, notes, embedded plots, timings) and the plots as `plots/<name>.png`, atomically."""
     rows = table_rows(summary)
     body = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS) + "</tr>"]
     for row in rows:
@@ -252,7 +284,7 @@ Anonymized: <code>{html.escape(str(meta.get("anonymized", "")))}</code> ({html.e
 Utterances evaluated: {meta.get("n_pairs", "")}; anoncli {html.escape(str(meta.get("anoncli_version", "")))}; seed {meta.get("seed", "")}.
 Normalised scores (eer, gr, normalised): 100 = attacker at chance (private), 0 = attacker perfect.
 Brackets: 95 % bootstrap intervals over speakers.</p>
-{attackers}{"".join(body)}
+{attackers}{gate_html(meta.get("gate"))}{"".join(body)}
 <h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
 <h2>Plots</h2>{images}
 <h2>Timings (s)</h2><p>{html.escape(", ".join(f"{k}: {v:.1f}" for k, v in timings.items()))}</p>

@@ -103,6 +103,21 @@ def unreadable_meta(data, n_pairs: int) -> dict:
     return meta
 
 
+def unscored_note(pair_notes: list[dict[str, str]], names: list[str]) -> str | None:
+    """One note on the pairs left out of STOI, link cosine and ASV because a side is silent or too short
+    (`anoncli.scoring.signal_metrics.pair_problem`), naming the first few; None when every pair was scored."""
+    from anoncli.scoring.signal_metrics import TOO_SHORT
+
+    problems = [(name, notes["link.cosine"]) for name, notes in zip(names, pair_notes) if "link.cosine" in notes]
+    if not problems:
+        return None
+    short = sum(why == TOO_SHORT for _, why in problems)
+    return (
+        f"signal/link/asv: {len(problems)} of {len(pair_notes)} pairs not scored ({len(problems) - short} silent, "
+        f"{short} too short; scores.parquet score_notes): {_first([f'{name} ({why})' for name, why in problems])}"
+    )
+
+
 def available_probes(ctx: ProbeContext) -> tuple[list[Probe], list[str]]:
     """Every registered probe's instances for this corpus, in run order, and notes on what cannot be probed."""
     probes, notes = [], []
@@ -344,6 +359,10 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             or None
             for pair_notes in ctx.data.notes
         ]
+        unscored = unscored_note(ctx.data.notes, [u.utt_id for u in utts])
+        if unscored:
+            notes.append(unscored)
+            _log(f"evaluate: note: {unscored}", config.progress)
 
     t0 = time.time()
     summary["notes"] = notes
@@ -434,5 +453,6 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             unreadable=len(unreadable),
             allow_missing=config.allow_missing,
         )
+        report.write_html(out, summary, plots)  # again, now with the gate's section
         report.write_summary(out, summary)
     return EvaluateResult(summary, exit_code, failed)

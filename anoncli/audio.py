@@ -221,6 +221,8 @@ def _decode(source, where: str, channel: int | None = None) -> Audio:
         if isinstance(err, OSError) and not isinstance(err, sf.LibsndfileError):
             raise AudioError(f"{where}: cannot read ({err.strerror or err})") from None
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if is_path:  # soundfile names the file as it was given, bytes (see _native): show it as text
+            reason = reason.replace(repr(_native(source)), repr(os.fsdecode(source)))
         raise AudioError(f"{where}: cannot decode audio ({reason})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{where}: no samples")

@@ -148,7 +148,14 @@ def anonymize(
         typer.Option("--pseudonymize", help="Random pseudonyms for file, utterance and speaker ids; needs --mapping."),
     ] = False,
     mapping: Annotated[
-        Path | None, typer.Option("--mapping", help="Where to write the id -> pseudonym mapping (outside --out).")
+        Path | None,
+        typer.Option(
+            "--mapping",
+            metavar="FILE",
+            help="Where to write the id -> pseudonym mapping (outside --out): a CSV file whatever its extension "
+            "(columns utt_id, source_path, speaker, pseudo_utt_id, pseudo_speaker); the pseudonym key goes to "
+            "FILE.key. Both are readable by their owner only (mode 0600): the mapping alone reverses the pseudonyms.",
+        ),
     ] = None,
     score: Annotated[
         bool,

@@ -378,25 +378,46 @@ def _shard_lock(config: AnonymizeConfig):
 
     Raises AnoncliError (exit 2) naming the folder and shard when another
     process holds it (an advisory `flock`, released when that process ends,
-    however it ends).
+    however it ends). The lock file is removed while still held when the run
+    ends; a job that opened it just before checks, once it holds the lock, that
+    the name still leads to the file it locked, and otherwise starts over.
     """
     import fcntl
 
     index, count = config.shard
     folder = config.out / "manifest"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f".lock-part-{index:05d}-of-{count:05d}", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AnoncliError(
-                f"--out {config.out}: another anoncli job is writing shard {index}/{count} of it; "
-                "wait for it to end, or use another --out"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    path = folder / f".lock-part-{index:05d}-of-{count:05d}"
+    while True:
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AnoncliError(
+                    f"--out {config.out}: another anoncli job is writing shard {index}/{count} of it; "
+                    "wait for it to end, or use another --out"
+                ) from None
+            try:
+                if not _same_file(path, handle):
+                    continue  # removed (or replaced) by the job that held it: lock the file now there
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(OSError):
+                        path.unlink()  # while held: no other job can lock this file and then find it gone unseen
+                return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _same_file(path: Path, handle) -> bool:
+    """Whether `path` still names the file `handle` has open (same device and inode)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _remove_stale_temp_files(out: Path) -> None:

@@ -7,6 +7,7 @@ on a speaker's pseudonym while nobody without the key can recompute them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -75,8 +76,10 @@ class Pseudonymizer:
 
 
 def write_mapping(path: Path, utterances: list[Utterance], pseudonyms: Pseudonymizer) -> None:
-    """The only place original ids and pseudonyms meet; written atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+    """The only place original ids and pseudonyms meet: a CSV (utt_id, source_path, speaker, pseudo_utt_id,
+    pseudo_speaker) written atomically and readable by its owner only (created with mode 0600, like the key:
+    the mapping alone reverses the pseudonyms). Raises OSError with `path` unchanged when the write fails."""
+    with atomic_path(path) as tmp, _owner_only(tmp) as handle:
         writer = csv.writer(handle)
         writer.writerow(["utt_id", "source_path", "speaker", "pseudo_utt_id", "pseudo_speaker"])
         for utt in utterances:
@@ -89,3 +92,11 @@ def write_mapping(path: Path, utterances: list[Utterance], pseudonyms: Pseudonym
                     pseudonyms.speaker(utt.speaker) or "",
                 ]
             )
+
+
+def _owner_only(path: Path):
+    """A new text file at `path` opened for writing, created with mode 0600 (never wider, even for a moment)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a leftover of a killed write would keep its old mode
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "w", newline="")

@@ -102,7 +102,7 @@ class GANTrainer(Trainer):
     def __init__(self, options: TrainOptions, config: GANConfig | None = None):
         super().__init__(options, config)
         # the resolved attribute is part of the run's config (a resumed run must hide the same one)
-        attribute = options.attribute or self.config.attribute or self.default_attribute
+        attribute = self.config.attribute or self.default_attribute
         self.config = dataclasses.replace(self.config, attribute=attribute)
         self.attribute = attribute
 

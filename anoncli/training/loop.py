@@ -176,7 +176,8 @@ class TrainConfig:
 def resolve_config(trainer_class: type[Trainer], options: TrainOptions) -> TrainConfig:
     """The run's config: a preset or a JSON file (`--config`; a file may name a `base` preset,
     default the trainer's `default_preset`), then `--param` pairs, then `--epochs`, `--batch-size`,
-    `--max-minutes`, `--register`, `--no-progress` and `--seed`.
+    `--max-minutes`, `--register`, `--no-progress`, `--seed`, and `--attribute` / `--utility` for a
+    config with that label field.
 
     Every value goes through `anoncli.params` (typed by the config's fields). Raises
     AnoncliError (exit 2), one line naming the key or the file, for an unknown preset,
@@ -220,6 +221,10 @@ def resolve_config(trainer_class: type[Trainer], options: TrainOptions) -> Train
         overrides["register"] = True
     if not options.progress:  # --no-progress wins over a config's progress=yes
         overrides["progress"] = False
+    fields = {field.name for field in dataclasses.fields(trainer_class.config_class)}
+    for name, value in (("attribute", options.attribute), ("utility", options.utility)):
+        if value and name in fields:  # --attribute / --utility name a label column of the config
+            overrides[name] = value
     config = dataclasses.replace(config, **overrides)
     config.check()
     return config

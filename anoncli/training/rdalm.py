@@ -32,7 +32,6 @@ or the older `speech_present` (1/0).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +46,6 @@ from anoncli.modelstore import find, load_model
 from anoncli.progress import progress_bar
 from anoncli.scoring.probe import cross_validated_probe
 from anoncli.scoring.signal_metrics import sdr_db
-from anoncli.training import TrainOptions
 from anoncli.training.loop import FitResult, TrainConfig, Trainer, data_fingerprint
 
 
@@ -207,14 +205,6 @@ class RdalmTrainer(Trainer):
     config_class = RdalmConfig
     presets = PRESETS
     selection = ("val_score", "max")  # no per-epoch validation: every epoch is the newest best
-
-    def __init__(self, options: TrainOptions, config: RdalmConfig | None = None):
-        super().__init__(options, config)
-        labels = {
-            key: value for key, value in (("utility", options.utility), ("attribute", options.attribute)) if value
-        }
-        if labels:
-            self.config = dataclasses.replace(self.config, **labels)
 
     @property
     def mask_epochs(self) -> int:

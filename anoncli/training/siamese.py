@@ -29,7 +29,6 @@ next to the same attacker on plain MFCC statistics for reference.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +40,6 @@ from anoncli.errors import AnoncliError
 from anoncli.models.rdalm_nets import grl_weight
 from anoncli.models.siamese_net import SiameseNet, SpeakerAdversary, UtilityHead, add_feature_noise, contrastive_loss
 from anoncli.scoring.probe import cross_validated_probe
-from anoncli.training import TrainOptions
 from anoncli.training.common import atomic_torch_save, check_split_classes, load_waves, speaker_split
 from anoncli.training.loop import FitResult, TrainConfig, Trainer, data_fingerprint
 
@@ -191,11 +189,6 @@ class SiameseTrainer(Trainer):
     config_class = SiameseConfig
     presets = PRESETS
     selection = ("val_score", "max")  # no per-epoch validation: every epoch is the newest best
-
-    def __init__(self, options: TrainOptions, config: SiameseConfig | None = None):
-        super().__init__(options, config)
-        if options.utility:
-            self.config = dataclasses.replace(self.config, utility=options.utility)
 
     def total_epochs(self) -> int:
         return self.config.epochs + self.config.head_epochs

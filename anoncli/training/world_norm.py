@@ -136,7 +136,7 @@ class WorldNormTrainer(Trainer):
     def __init__(self, options: TrainOptions, config: WorldNormConfig | None = None):
         super().__init__(options, config)
         # the resolved column is part of the run's config (a resumed run must use the same one)
-        attribute = options.attribute or self.config.attribute or DEFAULT_ATTRIBUTE
+        attribute = self.config.attribute or DEFAULT_ATTRIBUTE
         self.config = dataclasses.replace(self.config, attribute=attribute)
         self.attribute = attribute
 

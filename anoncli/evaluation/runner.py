@@ -391,39 +391,32 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     timings["report"] = time.time() - t0
     timings["total"] = time.time() - started
     summary["timings_s"] = timings
-    report.write_html(out, summary, plots)
-    report.write_summary(out, summary)
-    if config.print_table:
-        report.print_table(summary)
-
-    exit_code, failed = EXIT_OK, []
+    # the gate is checked first, so the report is written once with its section; its lines follow the table
+    exit_code, failed, gate_lines = EXIT_OK, [], []
     if config.gate:
         conditions = gate_mod.parse_gate(config.gate, summary, expected)
         failed = gate_mod.check_gate(conditions, summary)
         unreadable = ctx.data.unreadable if ctx.data is not None else {}
         if len(unreadable) > config.allow_missing:  # a broken output must not pass because it was left out
-            print(
+            gate_lines.append(
                 f"anoncli: gate failed: {len(unreadable)} of {len(pairing.pairs)} pairs have a file that cannot be "
                 f"read (--allow-missing {config.allow_missing}): "
-                f"{_first([why for _, why in unreadable.values()])}",
-                file=sys.stderr,
+                f"{_first([why for _, why in unreadable.values()])}"
             )
             exit_code = EXIT_GATE
         kept = (summary.get("linkability") or {}).get("passthrough") or 0
         if kept and not any(cond.resolved == "linkability.passthrough" for cond in conditions):
             # an original voice must not be released because the gate asked about other figures
-            print(
+            gate_lines.append(
                 f"anoncli: gate failed: {kept} output(s) keep the original voice (link cosine >= 0.999; "
-                f"linkability.passthrough_utts); name a bound (link.passthrough<={kept}) to allow them",
-                file=sys.stderr,
+                f"linkability.passthrough_utts); name a bound (link.passthrough<={kept}) to allow them"
             )
             exit_code = EXIT_GATE
         if pairing.unpaired:  # a gate judges a whole corpus, not the part an incomplete run wrote
-            print(
+            gate_lines.append(
                 f"anoncli: gate failed: {config.anonymized} lacks {pairing.unpaired} of the "
                 f"{len(corpus.utterances)} original files (finish the anonymize run, or narrow ORIGINAL with "
-                "--files-from)",
-                file=sys.stderr,
+                "--files-from)"
             )
             exit_code = EXIT_GATE
         protocols = summary["meta"].get("attackers", {})
@@ -436,14 +429,11 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             )
             alias = f" ({cond.resolved})" if cond.resolved != cond.name else ""
             under = gate_mod.protocol_of(cond.resolved, protocols)
-            print(
-                f"anoncli: gate failed: {cond.text}{alias}: measured {shown}" + (f" [{under}]" if under else ""),
-                file=sys.stderr,
+            gate_lines.append(
+                f"anoncli: gate failed: {cond.text}{alias}: measured {shown}" + (f" [{under}]" if under else "")
             )
         if failed:
             exit_code = EXIT_GATE
-        elif exit_code == EXIT_OK:
-            _log(f"gate passed: {len(conditions)} condition(s)", config.progress)
         summary["meta"]["gate"] = gate_mod.gate_record(
             conditions,
             failed,
@@ -453,6 +443,12 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             unreadable=len(unreadable),
             allow_missing=config.allow_missing,
         )
-        report.write_html(out, summary, plots)  # again, now with the gate's section
-        report.write_summary(out, summary)
+    report.write_html(out, summary, plots)
+    report.write_summary(out, summary)
+    if config.print_table:
+        report.print_table(summary)
+    for line in gate_lines:
+        print(line, file=sys.stderr)
+    if config.gate and exit_code == EXIT_OK:
+        _log(f"gate passed: {len(conditions)} condition(s)", config.progress)
     return EvaluateResult(summary, exit_code, failed)

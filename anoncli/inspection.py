@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from functools import cache
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,14 @@ import soundfile as sf
 
 from anoncli.audio import audio_length, output_intact
 from anoncli.corpus.walk import fs_name
-from anoncli.errors import InputError
+from anoncli.errors import AnoncliError, InputError
 from anoncli.evaluation import report_io
 from anoncli.evaluation.linkability import passthrough
 from anoncli.manifest.layout import manifest_dir, part_files, pending_files, read_selection
 from anoncli.manifest.reader import manifest_config, manifest_files, read_manifest, read_parquet, read_parquet_schema
 from anoncli.manifest.schema import SCORE_VALUE_COLUMNS, STATUS_OK
 from anoncli.manifest.summary import badness, score_distributions
+from anoncli.methods import method_class
 
 # `inspect OUT --worst N --by NAME` on an output folder: report-style names of the manifest's score columns.
 OUTPUT_ALIASES = {
@@ -257,8 +259,16 @@ def check_output(out: Path, config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# methods that keep every voice by design (a control measuring the codec alone): counted apart, not a problem
-CONTROL_METHODS = frozenset({"identity"})
+@cache
+def _is_control(method: str | None) -> bool:
+    """Whether a manifest's method keeps every voice by design (`Method.control`, e.g. identity): its outputs
+    that keep the voice are counted apart, not a problem. An unknown name is not a control."""
+    if not method:
+        return False
+    try:
+        return bool(method_class(method).control)
+    except AnoncliError:
+        return False
 
 
 def _add_passthrough(path: Path, names: list[str], found: dict[bool, list[str]]) -> None:
@@ -273,7 +283,7 @@ def _add_passthrough(path: Path, names: list[str], found: dict[bool, list[str]])
         rows.column("utt_id").to_pylist(), rows.column("status").to_pylist(), methods, hits
     ):
         if hit and state == STATUS_OK:
-            found[method in CONTROL_METHODS].append(utt)
+            found[_is_control(method)].append(utt)
 
 
 def _readable(path: Path) -> bool:

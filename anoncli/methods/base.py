@@ -93,6 +93,9 @@ class Method(ABC):
     # line refuses --checkpoint or --vocoder for a method that would ignore them.
     uses_checkpoint: ClassVar[bool] = False
     uses_vocoder: ClassVar[bool] = False
+    # True for a control that keeps every voice by design (identity: what decoding and encoding alone
+    # cost), not an anonymization: `inspect --check` counts its outputs that keep the voice apart.
+    control: ClassVar[bool] = False
     # True: `process` takes torch tensors on `self.device`; False: numpy float32 arrays (no torch needed).
     tensor_inputs: bool = True
     # The representation-level probes `evaluate` runs on this method's output (their names are

@@ -20,6 +20,7 @@ class Identity(Method):
     """Passes audio through unchanged at the input's own rate: a control, not an anonymisation."""
 
     name = "identity"
+    control = True
     sample_rate = None
     tensor_inputs = False
 

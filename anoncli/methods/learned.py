@@ -57,7 +57,8 @@ class LearnedMethod(Method):
         self.model_sha256: str | None = state.get("sha256") or modelstore.file_sha256(self.checkpoint_path)
         self.sample_rate = int(self.model_config.get("sample_rate", 16000))
         pipeline = pipeline_class(declared_pipeline(state, str(self.checkpoint_path)), str(self.checkpoint_path))
-        self.modules = self.build(state)
+        # a pipeline that brings its own networks (world_norm with a generator) builds them; else the method
+        self.modules = pipeline.networks(state, self.model_config) or self.build(state)
         for module in self.modules.values():
             module.to(self.device).eval()
         self.stride = next(iter(self.modules.values())).stride

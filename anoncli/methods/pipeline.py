@@ -113,6 +113,12 @@ class Pipeline(ABC):
         self.method = method
         self.vocoder_name: str = ""
 
+    @classmethod
+    def networks(cls, state: dict, config: dict) -> dict[str, torch.nn.Module] | None:
+        """The networks of a model whose pipeline builds them itself (weights loaded from `state`), or None:
+        the method's `build` makes them (the default)."""
+        return None
+
     def utterance_params(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         """The networks' per-utterance draws `params` plus what this pipeline draws from `seed` (none by default)."""
         return params

@@ -41,6 +41,7 @@ from anoncli.synthesis import world_features
 from anoncli.synthesis.world_norm import CLIP_SIGMA, PseudoSpeakers, impose, utterance_stats
 
 SAMPLER = "sampler"
+GENERATOR = "generator"
 # config["covariance"]: "full" imposes the pseudo-speaker's mean and covariance of the coded envelope
 # (whitening and colouring), "diagonal" its per-dimension mean and std only
 COVARIANCES = ("full", "diagonal")
@@ -99,6 +100,23 @@ class WorldNormPipeline(Pipeline):
             )
         self.full = covariance == "full"
 
+    @classmethod
+    def networks(cls, state: dict, config: dict) -> dict[str, torch.nn.Module] | None:
+        """A model with a `generator` (`anoncli train --method gengan-world`, `pcmelgan-world`): the bounded
+        residual generator its `config["generator"]` describes, weights loaded; None without one (the method's
+        own residual slot). AnoncliError for a generator config or weights that do not fit."""
+        tensors = (state.get("models") or {}).get(GENERATOR)
+        if not tensors:
+            return None
+        from anoncli.models.world_nets import build_generator
+
+        try:
+            generator = build_generator(config[GENERATOR])
+            generator.load_state_dict(tensors)
+        except (KeyError, ValueError, TypeError, RuntimeError) as err:
+            raise AnoncliError(f"the model's generator cannot be built ({str(err).splitlines()[0]})") from None
+        return {GENERATOR: generator}
+
     def utterance_params(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         """The drawn target gender and the seed of the pseudo-speaker draw (recorded in the manifest)."""
         gender, _ = self.sampler.draw(seed)
@@ -115,11 +133,31 @@ class WorldNormPipeline(Pipeline):
         wave = wave.to("cpu", torch.float32)
         require_samples(wave, world_features.min_samples(rate), rate, "WORLD analysis")
         features = world_features.analyse(wave.numpy(), rate)
-        _, target = self.sampler.draw(params["pseudo_seed"])
+        gender, target = self.sampler.draw(params["pseudo_seed"])
         out = impose(features, utterance_stats(features), target, full=self.full)
+        if GENERATOR in self.method.modules:
+            return torch.from_numpy(world_features.synthesize(self.generate(out, gender, params["pseudo_seed"])))
         coded = torch.from_numpy(out.mcep.T[None].astype(np.float32)).to(self.method.device)
         changed = self.method.transform(coded, [params])[0].cpu().double().numpy().T
         return torch.from_numpy(world_features.synthesize(out.with_(mcep=changed)))
+
+    def generate(self, features, gender: str, seed: int):
+        """The generator's bounded residual on normalised `features` (CodedWorld), conditioned on the drawn
+        `gender` and fed the noise of `seed`; voicing and level are kept."""
+        from anoncli.models.world_nets import frame_features, noise_channel, split_features
+
+        generator = self.method.modules[GENERATOR]
+        x = frame_features(features.mcep, features.log_f0, features.voiced, features.bap, features.level_db)
+        cond = torch.zeros(1, generator.cond)
+        if generator.cond:
+            cond[0, self.method.classes.index(gender)] = 1.0
+        noise = noise_channel(seed, x.shape[-1])
+        device = self.method.device
+        out = generator(x[None].to(device), cond.to(device), noise.to(device))[0]
+        parts = split_features(out)
+        bap = features.bap.copy()
+        bap[:, :1] = parts["bap"]
+        return features.with_(mcep=parts["mcep"], log_f0=np.where(features.voiced, parts["log_f0"], 0.0), bap=bap)
 
 
 def model_config(sample_rate: int = 16000, covariance: str = "full", clip_sigma: float = CLIP_SIGMA) -> dict:

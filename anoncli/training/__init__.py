@@ -31,6 +31,9 @@ TRAINERS: dict[str, str] = {
     "asv": "anoncli.training.asv:AsvTrainer",
     "score-attackers": "anoncli.training.score_attackers:ScoreAttackersTrainer",
     "world_norm": "anoncli.training.world_norm:WorldNormTrainer",
+    # bounded residual generators on normalised WORLD features (write gengan / pcmelgan models)
+    "gengan-world": "anoncli.training.world_gan:WorldGanTrainer",
+    "pcmelgan-world": "anoncli.training.world_gan:PCMelGanWorldTrainer",
 }
 
 

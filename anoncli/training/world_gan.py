@@ -1,0 +1,567 @@
+"""`anoncli train --method gengan-world | pcmelgan-world`: a bounded residual generator on normalised WORLD
+features, trained against informed attackers refit on its own output.
+
+The model of `--method gengan` / `--method pcmelgan` with the `world_norm`
+pipeline (`anoncli.methods.world_norm`): explicit pseudo-speaker
+normalisation (`anoncli.synthesis.world_norm`, the PCMelGAN "filter" made
+explicit), then the paper's generator, 1-D over time
+(`anoncli.models.world_nets.WorldResidualGenerator`: a zero-initialised,
+bounded residual, so training starts at the normalised output and no frame
+moves by more than `bound` standard deviations), then WORLD synthesis.
+
+The private attribute (`--attribute`, default gender) is attacked, in the
+loop, by what the evaluation's attackers read, computed differentiably from
+the generated features (`attacker_frames`: the envelope's 40-band log-mel,
+log-F0, voicing, aperiodicity and level per frame; `utterance_statistics`:
+their means and standard deviations over the active frames and voiced
+frames, the utterance-level vector a linear attacker reads):
+
+* a frame-level discriminator (1-D CNN with mean and std pooling) updated at
+  every step on the current outputs, the source's class as its target;
+* a fresh logistic regression (scikit-learn, L2) refit at the start of every
+  epoch on the statistics of the current outputs of every training
+  utterance: a stale discriminator is easy to fool, a refit one is not.
+
+The generator's loss: both attackers' posteriors pushed to uniform (KL from
+the uniform distribution), plus `l1_weight` × the mean absolute change in
+standard deviations. The target class of each item is drawn 50/50 with its
+pseudo-speaker (`PseudoSpeakers.draw`) and conditions the generator.
+
+Validation (speaker-disjoint: `val_fraction` of the speakers, stratified by
+class): the validation utterances are normalised with fixed draws and
+generated; `val_informed` is the accuracy of a logistic regression trained
+and tested on these outputs' statistics with speaker-disjoint folds (the
+informed attacker of the validation speakers), `val_stoi` the STOI (pystoi)
+of `stoi_utterances` resynthesised utterances against their original audio,
+`val_change` the mean absolute change. The checkpoint kept (`val_score`,
+lower is better) is `val_informed` plus `stoi_penalty` × how far STOI falls
+below `stoi_floor`.
+
+The held-out speakers (`exclude_speakers`, `exclude_corpus`) are left out of
+everything, as in `anoncli train --method world_norm`. The features of every
+utterance are analysed once into the run folder (`features.npz`), so a
+resumed run reads no audio again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anoncli.errors import AnoncliError
+from anoncli.models.world_nets import (
+    LEVEL,
+    LOG_F0,
+    N_MCEP,
+    WorldResidualGenerator,
+    frame_features,
+    split_features,
+)
+from anoncli.progress import write as progress_line
+from anoncli.training import TrainOptions
+from anoncli.training.common import check_split_classes, speaker_split
+from anoncli.training.loop import TrainConfig, Trainer, data_fingerprint
+from anoncli.training.world_norm import Sampler, excluded_speakers
+
+DEFAULT_ATTRIBUTE = "gender"
+N_MELS = 40
+ACTIVE_LEVEL = -4.0  # level channel (dB / 10 below the loudest frame): frames within 40 dB are active
+
+
+@dataclass
+class WorldGanConfig(TrainConfig):
+    """Settings: the private column (`attribute`), the held-out speakers (`exclude_speakers`,
+    `exclude_corpus`), the validation share of the speakers (`val_fraction`); the generator (`width`
+    hidden channels, `bound` standard deviations at most) and its Adam `lr`; the frame discriminator
+    (`d_width`, `d_lr`); the loss weights (`adv_weight` frame discriminator, `refit_weight` the epoch's
+    refit linear attacker, `l1_weight` the change); training crops of `crop_frames` 5-ms frames; the
+    selection (`stoi_floor`, `stoi_penalty`, `stoi_utterances`); the pseudo-speakers' `clip_sigma`; the
+    analysis rate `sample_rate`."""
+
+    attribute: str | None = None
+    exclude_speakers: list[str] = field(default_factory=list)
+    exclude_corpus: str = ""
+    val_fraction: float = 0.2
+    width: int = 48
+    bound: float = 1.0
+    lr: float = 5e-4
+    d_width: int = 64
+    d_lr: float = 1e-3
+    adv_weight: float = 1.0
+    refit_weight: float = 1.0
+    l1_weight: float = 0.3
+    crop_frames: int = 400
+    stoi_floor: float = 0.74
+    stoi_penalty: float = 2.0
+    stoi_utterances: int = 8
+    clip_sigma: float = 2.0
+    sample_rate: int = 16000
+
+    def check(self) -> None:
+        """AnoncliError for a bound or width that is not positive, a val_fraction outside (0, 0.5] or crops under 32 frames."""
+        super().check()
+        if not self.bound > 0 or self.width < 4 or self.d_width < 4:
+            raise AnoncliError("--param bound, width and d_width must be positive (width, d_width at least 4)")
+        if not 0 < self.val_fraction <= 0.5:
+            raise AnoncliError(f"--param val_fraction={self.val_fraction}: expected a share in (0, 0.5]")
+        if self.crop_frames < 32:
+            raise AnoncliError(f"--param crop_frames={self.crop_frames}: at least 32 frames")
+
+
+PRESETS = {
+    "quick": WorldGanConfig(epochs=2, batch_size=4, steps_per_epoch=3, width=8, d_width=8, crop_frames=64, threads=2),
+    "default": WorldGanConfig(epochs=30, batch_size=16, steps_per_epoch=60, grad_clip=5.0, threads=2),
+}
+
+
+class FrameAttacker(nn.Module):
+    """The in-loop discriminator: (B, C, T) attacker frames -> (B, classes) logits (three strided 1-D
+    convolutions, then the mean and std over time of the active frames, then a linear layer)."""
+
+    def __init__(self, channels: int, classes: int, width: int = 64):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv1d(channels, width, 5, stride=2, padding=2),
+            nn.LeakyReLU(0.2),
+            nn.Conv1d(width, width, 5, stride=2, padding=2),
+            nn.LeakyReLU(0.2),
+            nn.Conv1d(width, width, 5, padding=2),
+            nn.LeakyReLU(0.2),
+        )
+        self.out = nn.Linear(2 * width, classes)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        h = self.convs(frames)
+        return self.out(torch.cat([h.mean(dim=-1), h.std(dim=-1)], dim=1))
+
+
+class AttackerFeatures(nn.Module):
+    """Differentiable attacker evidence from generated frame features (B, FEATURES, T) -> (B, N_MELS + 4, T):
+    the envelope's log-mel (the coded envelope decoded by WORLD's linear cepstral decoder, times the
+    frame level, through a 40-band mel filterbank), then log-F0, voicing, aperiodicity and level."""
+
+    def __init__(self, sample_rate: int):
+        super().__init__()
+        import pyworld
+        import torchaudio
+
+        from anoncli.synthesis.world_features import fft_size
+
+        size = fft_size(sample_rate)
+        basis = np.log(pyworld.decode_spectral_envelope(np.eye(N_MCEP), sample_rate, size))  # (40, bins)
+        bank = torchaudio.functional.melscale_fbanks(size // 2 + 1, 60.0, sample_rate / 2, N_MELS, sample_rate)
+        self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)))
+        self.register_buffer("bank", bank.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_env = torch.einsum("bct,cf->btf", x[:, :N_MCEP], self.basis)
+        log_env = log_env - torch.logsumexp(log_env, dim=-1, keepdim=True) + np.log(log_env.shape[-1])
+        level = x[:, LEVEL] * 10.0 * np.log(10.0) / 10.0  # dB / 10 -> ln power
+        mel = torch.log(torch.exp(log_env + level[..., None]) @ self.bank + 1e-8).transpose(1, 2)
+        return torch.cat([mel / 10.0, x[:, LOG_F0 : LEVEL + 1]], dim=1)
+
+
+def utterance_statistics(frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N_MELS + 4, T) attacker frames -> (B, 2 * N_MELS + 7) statistics: log-mel mean and std over
+    the active frames, log-F0 mean and std over the voiced frames, the voiced share, aperiodicity mean
+    and std, level std. Differentiable; `lengths` (B,) limits each item to its first frames."""
+    batch, _, frames_n = frames.shape
+    valid = torch.ones(batch, frames_n, device=frames.device)
+    if lengths is not None:
+        valid = (torch.arange(frames_n, device=frames.device)[None] < lengths[:, None]).float()
+    level = frames[:, N_MELS + 3]
+    active = valid * (level > ACTIVE_LEVEL).float()
+    voiced = valid * frames[:, N_MELS + 1]
+
+    def moments(values: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = weight / weight.sum(dim=-1, keepdim=True).clamp_min(1.0)
+        if values.dim() == 3:
+            w = w[:, None]
+        mean = (values * w).sum(dim=-1)
+        var = ((values - mean[..., None]) ** 2 * w).sum(dim=-1)
+        return mean, torch.sqrt(var + 1e-6)
+
+    mel_mean, mel_std = moments(frames[:, :N_MELS], active)
+    f0_mean, f0_std = moments(frames[:, N_MELS], voiced)
+    bap_mean, bap_std = moments(frames[:, N_MELS + 2], active)
+    _, level_std = moments(level, valid)
+    share = voiced.sum(-1) / valid.sum(-1).clamp_min(1.0)
+    return torch.cat(
+        [mel_mean, mel_std, torch.stack([f0_mean, f0_std, share, bap_mean / 10.0, bap_std / 10.0, level_std], 1)], 1
+    )
+
+
+@dataclass
+class _Utterance:
+    speaker: str
+    label: int
+    z: np.ndarray  # (T, 40) envelope whitened with the utterance's own statistics
+    f0_z: np.ndarray  # (T,) log-F0 standardised with the utterance's own statistics (0 unvoiced)
+    voiced: np.ndarray  # (T,) bool
+    bap: np.ndarray  # (T, 1)
+    level_db: np.ndarray  # (T,)
+
+
+def _whiten(features, full: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The envelope whitened (standardised, decorrelated) and log-F0 standardised with the utterance's own
+    statistics: what `impose` does before colouring with the target's."""
+    from anoncli.synthesis.world_norm import _matrix_power, utterance_stats
+
+    own = utterance_stats(features)
+    z = (features.mcep - own.mcep_mean) / own.mcep_std
+    if full and own.mcep_corr is not None:
+        z = z @ _matrix_power(own.mcep_corr, -0.5)
+    f0 = np.zeros_like(features.log_f0)
+    if own.f0_mean is not None:
+        f0 = np.where(features.voiced, (features.log_f0 - own.f0_mean) / own.f0_std, 0.0)
+    return z, f0
+
+
+class WorldGanTrainer(Trainer):
+    """`anoncli train --method gengan-world`: GenGAN's U-Net (with noise) as a bounded residual on normalised
+    WORLD features, against informed attackers (see the module text). Writes a `gengan` model."""
+
+    method = "gengan"
+    name = "gengan-world"
+    body = "gengan"
+    config_class = WorldGanConfig
+    presets = PRESETS
+    default_preset = "default"
+    selection = ("val_score", "min")
+
+    def __init__(self, options: TrainOptions, config: WorldGanConfig | None = None):
+        super().__init__(options, config)
+        attribute = self.config.attribute or DEFAULT_ATTRIBUTE
+        self.config = dataclasses.replace(self.config, attribute=attribute)
+        self.attribute = attribute
+
+    # ------------------------------------------------------------------ data
+    def setup(self) -> None:
+        c, options = self.config, self.options
+        torch.set_num_threads(max(1, c.threads or 1))
+        corpus = options.open_corpus()
+        if corpus.label_columns and self.attribute not in corpus.label_columns:
+            raise AnoncliError(
+                f"{options.corpus}: no {self.attribute!r} label column (columns: {', '.join(corpus.label_columns)})"
+            )
+        self.excluded = excluded_speakers(c, options)
+        held = set(self.excluded)
+        utts = sorted(
+            (u for u in corpus.utterances if u.speaker and u.labels.get(self.attribute) and str(u.speaker) not in held),
+            key=lambda u: u.utt_id,
+        )
+        if not utts:
+            raise AnoncliError(f"{options.corpus}: no utterance with a speaker and a {self.attribute!r} label")
+        train, val, self.val_speakers = speaker_split(utts, None, c.val_fraction, c.seed, stratify_label=self.attribute)
+        check_split_classes(train, val, lambda u: u.labels[self.attribute], self.attribute)
+        self.classes = sorted({str(u.labels[self.attribute]) for u in utts})
+        self.data_fingerprint = data_fingerprint(utts)
+        analysed = self._analyse(train + val)
+        self.train_items = [self._item(u, analysed[u.utt_id]) for u in train if u.utt_id in analysed]
+        self.val_items = [self._item(u, analysed[u.utt_id]) for u in val if u.utt_id in analysed]
+        self.val_waves = {u.utt_id: analysed[u.utt_id][1] for u in val[: c.stoi_utterances] if u.utt_id in analysed}
+        self.val_ids = [u.utt_id for u in val if u.utt_id in analysed]
+        self._fit_sampler(train, analysed)
+        self.generator = WorldResidualGenerator(self.body, len(self.classes), c.width, c.bound).to(self.device)
+        self.attack = AttackerFeatures(c.sample_rate).to(self.device)
+        self.disc = FrameAttacker(N_MELS + 4, len(self.classes), c.d_width).to(self.device)
+        self._set_scaling()
+        self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=(0.5, 0.9))
+        self.d_opt = torch.optim.Adam(self.disc.parameters(), lr=c.d_lr, betas=(0.5, 0.9))
+        self.linear: dict[str, torch.Tensor] | None = None
+        if c.progress:
+            progress_line(
+                f"{self.name}: {len(self.train_items)} training / {len(self.val_items)} validation utterances "
+                f"({len({i.speaker for i in self.train_items})} / {len(self.val_speakers)} speakers), "
+                f"{len(self.excluded)} held-out speakers excluded"
+            )
+
+    def _analyse(self, utts: list) -> dict:
+        """utt_id -> (CodedWorld, wave) for every utterance, cached in the run folder (`features.npz`)."""
+        from anoncli.synthesis import world_features
+        from anoncli.synthesis.world_features import CodedWorld
+        from anoncli.training.common import resampled_waves
+
+        rate = self.config.sample_rate
+        cache = Path(self.run.root) / "features.npz" if self.run is not None else None
+        stored: dict = {}
+        if cache is not None and cache.exists():
+            with np.load(cache, allow_pickle=False) as data:
+                for key in data.files:
+                    utt_id, _, part = key.rpartition("/")
+                    stored.setdefault(utt_id, {})[part] = data[key]
+        out, fresh = {}, {}
+        wanted = {u.utt_id for u in utts}
+        needed = [u for u in utts if u.utt_id not in stored]
+        for utt, wave in resampled_waves(needed, rate, "WORLD analysis", self.config.progress) if needed else []:
+            if len(wave) < world_features.min_samples(rate) * 40:
+                continue
+            f = world_features.analyse(wave.numpy(), rate)
+            fresh[utt.utt_id] = {
+                "mcep": f.mcep,
+                "level_db": f.level_db,
+                "log_f0": f.log_f0,
+                "voiced": f.voiced,
+                "bap": f.bap,
+                "wave": wave.numpy().astype(np.float32),
+            }
+        stored.update(fresh)
+        if fresh and cache is not None:
+            from anoncli.atomic import atomic_path
+
+            with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **{f"{k}/{p}": v for k, parts in stored.items() for p, v in parts.items()})
+        for utt_id, parts in stored.items():
+            if utt_id not in wanted:
+                continue
+            features = CodedWorld(
+                parts["mcep"],
+                parts["level_db"],
+                parts["log_f0"],
+                parts["voiced"].astype(bool),
+                parts["bap"],
+                rate,
+                len(parts["wave"]),
+            )
+            out[utt_id] = (features, parts["wave"])
+        return out
+
+    def _item(self, utt, analysed) -> _Utterance:
+        features, _ = analysed
+        z, f0 = _whiten(features)
+        return _Utterance(
+            str(utt.speaker),
+            self.classes.index(str(utt.labels[self.attribute])),
+            z.astype(np.float32),
+            f0.astype(np.float32),
+            features.voiced,
+            features.bap[:, :1].astype(np.float32),
+            features.level_db.astype(np.float32),
+        )
+
+    def _fit_sampler(self, train: list, analysed: dict) -> None:
+        from collections import defaultdict
+
+        from anoncli.synthesis.world_norm import _matrix_power, fit_pseudo_speakers, pool_stats
+
+        per_speaker, genders = defaultdict(list), {}
+        for u in train:
+            if u.utt_id in analysed:
+                per_speaker[str(u.speaker)].append(analysed[u.utt_id][0])
+                genders[str(u.speaker)] = str(u.labels[self.attribute])
+        stats = {s: pool_stats(items) for s, items in sorted(per_speaker.items())}
+        try:
+            self.pseudo = fit_pseudo_speakers(stats, genders, tuple(self.classes), self.config.clip_sigma)
+        except ValueError as err:
+            raise AnoncliError(f"{self.options.corpus}: {err}") from None
+        self.sampler = Sampler(len(self.classes))
+        self.sampler.load_arrays(self.pseudo.arrays())
+        self.colour = torch.from_numpy(
+            np.stack([_matrix_power(c, 0.5) for c in self.pseudo.corrs]).astype(np.float32)
+        )  # (G, 40, 40)
+
+    # ------------------------------------------------------------------ normalisation, batches
+    def normalised(self, item: _Utterance, seed: int, start: int = 0, frames: int | None = None):
+        """(FEATURES, T) normalised frames of `item` coloured with the pseudo-speaker of `seed`, and its class index."""
+        gender, target = self.pseudo.draw(seed)
+        g = self.classes.index(gender)
+        end = len(item.z) if frames is None else start + frames
+        z = torch.from_numpy(item.z[start:end]) @ self.colour[g]
+        mcep = z.numpy() * target.mcep_std + target.mcep_mean
+        f0 = np.where(item.voiced[start:end], item.f0_z[start:end] * target.f0_std + target.f0_mean, 0.0)
+        x = frame_features(mcep, f0, item.voiced[start:end], item.bap[start:end], item.level_db[start:end])
+        return x, g
+
+    def _set_scaling(self) -> None:
+        xs = [self.normalised(item, 1000 + i)[0] for i, item in enumerate(self.train_items[:200])]
+        frames = torch.cat(xs, dim=1)
+        self.generator.set_scaling(frames.mean(dim=1), frames.std(dim=1))
+
+    def batches(self, epoch: int):
+        self._refit(epoch)
+        c = self.config
+        for _ in range(c.steps_per_epoch or 50):
+            picks = torch.randint(len(self.train_items), (c.batch_size,), generator=self.rng).tolist()
+            xs, targets, labels = [], [], []
+            for index in picks:
+                item = self.train_items[index]
+                crop = min(c.crop_frames, len(item.z))
+                start = int(torch.randint(len(item.z) - crop + 1, (1,), generator=self.rng))
+                seed = int(torch.randint(1 << 31, (1,), generator=self.rng))
+                x, g = self.normalised(item, seed, start, crop)
+                if crop < c.crop_frames:
+                    x = F.pad(x[None], (0, c.crop_frames - crop), mode="replicate")[0]
+                xs.append(x)
+                targets.append(g)
+                labels.append(item.label)
+            noise = torch.randn(len(xs), 1, c.crop_frames, generator=self.rng)
+            yield torch.stack(xs), torch.tensor(targets), torch.tensor(labels), noise
+
+    # ------------------------------------------------------------------ attackers
+    def _generate(self, x: torch.Tensor, targets: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        cond = F.one_hot(targets, len(self.classes)).float().to(self.device)
+        return self.generator(x.to(self.device), cond, None if noise is None else noise.to(self.device))
+
+    @torch.no_grad()
+    def _statistics(self, items: list[_Utterance], seeds: list[int]) -> np.ndarray:
+        rows = []
+        for item, seed in zip(items, seeds):
+            x, g = self.normalised(item, seed)
+            noise = torch.randn(1, 1, x.shape[-1], generator=torch.Generator().manual_seed(seed))
+            out = self._generate(x[None], torch.tensor([g]), noise)
+            rows.append(utterance_statistics(self.attack(out)).cpu().numpy()[0])
+        return np.stack(rows)
+
+    def _refit(self, epoch: int) -> None:
+        """A fresh logistic regression on the statistics of the current outputs of every training utterance."""
+        from sklearn.linear_model import LogisticRegression
+
+        was = self.generator.training
+        self.generator.eval()
+        seeds = [epoch * 100003 + i for i in range(len(self.train_items))]
+        x = self._statistics(self.train_items, seeds)
+        self.generator.train(was)
+        y = np.asarray([item.label for item in self.train_items])
+        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+        model = LogisticRegression(C=1.0, max_iter=500).fit((x - mean) / scale, y)
+        coef = model.coef_ if len(self.classes) > 2 else np.concatenate([-model.coef_, model.coef_]) / 2
+        intercept = model.intercept_ if len(self.classes) > 2 else np.array([-1, 1]) * model.intercept_[0] / 2
+        self.linear = {
+            "mean": torch.from_numpy(mean).float(),
+            "scale": torch.from_numpy(scale).float(),
+            "weight": torch.from_numpy(coef).float(),
+            "bias": torch.from_numpy(intercept).float(),
+        }
+        self.refit_accuracy = float(model.score((x - mean) / scale, y))
+
+    def _linear_logits(self, stats: torch.Tensor) -> torch.Tensor:
+        lin = {k: v.to(stats.device) for k, v in self.linear.items()}
+        return ((stats - lin["mean"]) / lin["scale"]) @ lin["weight"].T + lin["bias"]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "sampler": self.sampler, "discriminator": self.disc}
+
+    def inference_modules(self) -> list[str]:
+        return ["generator", "sampler"]
+
+    def optimizers(self):
+        return {"generator": self.g_opt, "discriminator": self.d_opt}
+
+    def train_step(self, batch) -> dict[str, float]:
+        c = self.config
+        x, targets, labels, noise = batch
+        labels = labels.to(self.device)
+        out = self._generate(x, targets, noise if self.body == "gengan" else None)
+        evidence = self.attack(out)
+        d_loss = F.cross_entropy(self.disc(evidence.detach()), labels)
+        self.optimize("discriminator", d_loss)
+        uniform = -F.log_softmax(self.disc(evidence), dim=1).mean(dim=1)
+        refit = -F.log_softmax(self._linear_logits(utterance_statistics(evidence)), dim=1).mean(dim=1)
+        x = x.to(self.device)
+        change = ((out - x).abs() / self.generator.std[:, None]).mean()
+        g_loss = c.adv_weight * uniform.mean() + c.refit_weight * refit.mean() + c.l1_weight * change
+        self.optimize("generator", g_loss)
+        return {
+            "d_loss": d_loss.item(),
+            "g_adv": uniform.mean().item(),
+            "g_refit": refit.mean().item(),
+            "change": change.item(),
+        }
+
+    def validate(self) -> dict[str, float]:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GroupKFold, cross_val_score
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        c = self.config
+        draws = 3
+        items = [item for item in self.val_items for _ in range(draws)]
+        seeds = [7919 * i + d for i in range(len(self.val_items)) for d in range(draws)]
+        x = self._statistics(items, seeds)
+        y = np.asarray([item.label for item in items])
+        groups = np.asarray([item.speaker for item in items])
+        folds = min(5, len(set(groups)))
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
+        informed = float(np.mean(cross_val_score(model, x, y, groups=groups, cv=GroupKFold(folds))))
+        stoi, change = self._stoi()
+        score = informed + c.stoi_penalty * max(0.0, c.stoi_floor - stoi)
+        return {
+            "val_informed": 100.0 * informed,
+            "val_stoi": stoi,
+            "val_change": change,
+            "val_refit_train": 100.0 * getattr(self, "refit_accuracy", float("nan")),
+            "val_score": score,
+        }
+
+    def _stoi(self) -> tuple[float, float]:
+        from pystoi import stoi as pystoi
+
+        from anoncli.synthesis import world_features
+        from anoncli.synthesis.world_features import CodedWorld
+
+        scores, changes = [], []
+        for index, utt_id in enumerate(self.val_ids[: len(self.val_waves)]):
+            item, wave = self.val_items[index], self.val_waves[utt_id]
+            x, g = self.normalised(item, 31 + index)
+            noise = torch.randn(1, 1, x.shape[-1], generator=torch.Generator().manual_seed(31 + index))
+            out = self._generate(x[None], torch.tensor([g]), noise)[0].cpu()
+            changes.append(float(((out - x).abs() / self.generator.std.cpu()[:, None]).mean()))
+            parts = split_features(out)
+            features = CodedWorld(
+                parts["mcep"],
+                item.level_db.astype(np.float64),
+                parts["log_f0"],
+                item.voiced,
+                parts["bap"],
+                self.config.sample_rate,
+                len(wave),
+            )
+            audio = world_features.synthesize(features)
+            scores.append(float(pystoi(wave, audio, self.config.sample_rate)))
+        return (float(np.mean(scores)) if scores else float("nan")), (float(np.mean(changes)) if changes else 0.0)
+
+    def extra_state(self) -> dict:
+        return {"linear": self.linear, "refit_accuracy": getattr(self, "refit_accuracy", None)}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.linear = state.get("linear")
+        if state.get("refit_accuracy") is not None:
+            self.refit_accuracy = float(state["refit_accuracy"])
+
+    def model_info(self) -> dict:
+        from anoncli.methods.world_norm import model_config
+
+        config = model_config(self.config.sample_rate, "full", self.config.clip_sigma)
+        return {
+            "config": {**config, "generator": self.generator.config()},
+            "classes": list(self.classes),
+            "attribute": self.attribute,
+        }
+
+    def card(self, result) -> dict:
+        return {
+            "data": {
+                "corpus": str(self.options.corpus),
+                "attribute": self.attribute,
+                "train_speakers": sorted({i.speaker for i in self.train_items}),
+                "validation_speakers": list(self.val_speakers),
+                "excluded_speakers": list(self.excluded),
+            },
+            "labels": {"attribute": self.attribute, "classes": list(self.classes)},
+        }
+
+
+class PCMelGanWorldTrainer(WorldGanTrainer):
+    """`anoncli train --method pcmelgan-world`: PCMelGAN's generator (a residual stack conditioned on the sampled
+    class; the normalisation is its filter) on normalised WORLD features. Writes a `pcmelgan` model."""
+
+    method = "pcmelgan"
+    name = "pcmelgan-world"
+    body = "pcmelgan"

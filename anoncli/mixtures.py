@@ -9,12 +9,21 @@ CPU experiments.
 
 Level convention: `snr_db` is the event-to-speech ratio over the whole clip,
 10·log10(Σ event² / Σ speech²). Speech is the interference RDAL-M removes, so
-the event is the "signal".
+the event is the "signal". `level_dbfs` is the mixture's absolute level: the
+RMS (full scale 1.0) of its active span (`anoncli.dsp.levels.active_span`, the
+measure RDAL-M's level-invariant mask uses); a mixture drawn at a level is
+scaled, with its stems, to it (lower only where its peak would clip).
+
+Event sources: clips cut from one recording share a source and stay on one
+side of the split. A numeric source id is a Freesound sound id (UrbanSound8K's
+`fsID`) and is written `fsNNN`, as ESC-50's `source_id` is, so a recording
+that is in two event corpora is one source.
 
 Output layout (OUT):
     OUT/mixtures/             the corpus to train on / anonymize
-        metadata.csv          file_name, event (class), speech (yes/no), speech_present (1/0), snr_db, speech_source,
-                              speaker, event_source, event_source_id, clean_event, clean_speech, split
+        metadata.csv          file_name, event (class), speech (yes/no), speech_present (1/0), snr_db, level_dbfs,
+                              speech_source, speaker, event_source, event_source_id, event_corpus (the events
+                              folder's name), event_fold, clean_event, clean_speech, split
         <event>/<id>.wav      mixtures
     OUT/stems/event/<id>.wav  the clean event (for the separation loss and SDR)
     OUT/stems/speech/<id>.wav the clean speech as placed in the mixture (silence if none)
@@ -31,6 +40,7 @@ import numpy as np
 
 from anoncli.atomic import atomic_path
 from anoncli.audio import read_audio, resample, write_audio
+from anoncli.dsp.levels import active_span, rms_dbfs
 from anoncli.errors import InputError
 
 EVENT_CLASSES = ("tone", "noise_burst", "chirp", "clicks", "siren")
@@ -114,10 +124,23 @@ class EventFile:
     path: Path
     event: str
     source: str = ""  # recording the clip was cut from (clips of one source stay on one side of a split)
+    corpus: str = ""  # the events folder's name (e.g. events-dev, esc50-dev)
+    fold: str = ""  # the corpus's own fold (ESC-50), if it has one
 
 
-def list_events(events_dir: str | Path, labels_file: str | Path | None = None) -> list[EventFile]:
-    """Event recordings with their class: sub-folder name, or a CSV with file_name/path and label/event."""
+def source_key(source: str) -> str:
+    """A source id as the split compares it: a numeric id (a Freesound sound id) as `fsNNN`, others unchanged."""
+    source = str(source).strip()
+    return f"fs{source}" if source.isdigit() else source
+
+
+def list_events(
+    events_dir: str | Path, labels_file: str | Path | None = None, aliases: dict[str, str] | None = None
+) -> list[EventFile]:
+    """Event recordings with their class: sub-folder name, or a CSV with file_name/path and label/event
+    (and optionally source_id/fsID/source and fold). `aliases` renames classes (e.g. {"dog_bark": "dog"}:
+    one sound under two corpora's names). Sources are `source_key`s. Raises InputError for a missing
+    folder or labels file, a CSV without the needed columns, or no recordings."""
     from anoncli.corpus.walk import iter_audio_files
 
     events_dir = Path(events_dir)
@@ -136,16 +159,29 @@ def list_events(events_dir: str | Path, labels_file: str | Path | None = None) -
         if key is None or col is None:
             raise InputError(f"{labels_file}: needs a file_name/path column and an event/label/class column")
         source = next((k for k in ("source_id", "fsID", "source") if rows and k in rows[0]), None)
-        files = [EventFile(events_dir / r[key], r[col], str(r[source]) if source else "") for r in rows if r.get(col)]
+        fold = "fold" if rows and "fold" in rows[0] else None
+        files = [
+            EventFile(
+                events_dir / r[key],
+                r[col],
+                source_key(r[source]) if source else "",
+                events_dir.name,
+                str(r[fold]) if fold else "",
+            )
+            for r in rows
+            if r.get(col)
+        ]
     else:
         files = []
         for rel in sorted(iter_audio_files(events_dir)):
             parts = Path(rel).parts
             if len(parts) < 2:
                 raise InputError(f"{events_dir}: {rel} is not in a class sub-folder (or pass a labels file)")
-            files.append(EventFile(events_dir / rel, parts[0]))
+            files.append(EventFile(events_dir / rel, parts[0], corpus=events_dir.name))
     if not files:
         raise InputError(f"{events_dir}: no event recordings found")
+    for f in files:
+        f.event = (aliases or {}).get(f.event, f.event)
     return sorted(files, key=lambda f: str(f.path))
 
 
@@ -178,18 +214,42 @@ def mix_at_snr(event: np.ndarray, speech: np.ndarray, snr_db: float) -> tuple[np
     return (event + speech).astype(np.float32), speech
 
 
-def _draw_snr(snr_db, rng: np.random.Generator) -> float:
+def _draw(value, rng: np.random.Generator) -> float:
     """A fixed value, a (low, high) range drawn uniformly, or a list of values drawn from."""
-    if isinstance(snr_db, tuple):
-        return float(rng.uniform(*snr_db))
-    if isinstance(snr_db, list):
-        return float(snr_db[int(rng.integers(len(snr_db)))])
-    return float(snr_db)
+    if isinstance(value, tuple):
+        return float(rng.uniform(*value))
+    if isinstance(value, list):
+        return float(value[int(rng.integers(len(value)))])
+    return float(value)
+
+
+def active_level_dbfs(wave: np.ndarray, sample_rate: int) -> float:
+    """Level (dBFS, full scale 1.0) of a wave (samples,): the RMS of its active span (`dsp.levels.active_span`,
+    frames within 40 dB of the loudest plus 0.3 s), as RDAL-M's mask measures it; -inf for silence."""
+    start, stop = active_span(wave, sample_rate)
+    return rms_dbfs(wave[start:stop])
+
+
+def held_out_sources(events: list[EventFile], fraction: float, folds, rng: np.random.Generator) -> set[str]:
+    """Event sources of the test split: in a corpus with folds, the sources of every clip in `folds` (when
+    given); elsewhere a `fraction` of each class's sources (at least one, never all of a class's
+    sources), drawn per events corpus and class. A source is one recording wherever it appears."""
+    chosen: set[str] = set()
+    for corpus, event_class in sorted({(ev.corpus, ev.event) for ev in events}):
+        group = [ev for ev in events if ev.corpus == corpus and ev.event == event_class]
+        if folds and all(ev.fold for ev in group):
+            chosen |= {ev.source or str(ev.path) for ev in group if ev.fold in folds}
+            continue
+        sources = sorted({ev.source or str(ev.path) for ev in group})
+        n_test = min(len(sources) - 1, int(round(len(sources) * fraction)))
+        if fraction > 0 and len(sources) >= 2:
+            chosen |= set(rng.permutation(sources)[: max(1, n_test)].tolist())
+    return chosen
 
 
 def make_mixtures(
     speech_corpus: str | Path | list,
-    events_dir: str | Path,
+    events_dir: str | Path | list,
     out: str | Path,
     *,
     snr_db: float | tuple[float, float] | list[float] = 0.0,
@@ -204,13 +264,18 @@ def make_mixtures(
     overwrite: bool = False,
     per_event: int = 1,
     test_speakers: list[str] | None = None,
+    level_dbfs: float | tuple[float, float] | list[float] | None = None,
+    test_folds: list[str] | None = None,
+    event_aliases: dict[str, str] | None = None,
+    splits: list[str] | None = None,
 ) -> Path:
     """Mix each event recording with a speech utterance (or none), write wavs, stems and metadata.
 
     Args:
         speech_corpus: one speech corpus folder, or a list of them (speakers pooled).
         events_dir: event recordings (class sub-folders, a labels CSV, or a folder with a
-            metadata.csv holding path, label and source_id, as events-dev).
+            metadata.csv holding path, label and source_id, as events-dev), or a list of such
+            folders (classes and sources pooled; `events_labels` applies to a single folder only).
         snr_db: event-to-speech ratio in dB: a fixed value, a (low, high) range drawn
             uniformly per mixture, or a list of values drawn from.
         speech_fraction: share of mixtures with speech; the rest are the event alone.
@@ -218,6 +283,14 @@ def make_mixtures(
         test_fraction: share of event sources per class (clips cut from one recording share a source)
             and, unless `test_speakers` is given, of speakers in the test split.
         test_speakers: speakers whose speech goes only into test mixtures.
+        level_dbfs: the mixture's absolute level (`active_level_dbfs`): fixed, a (low, high) range
+            drawn uniformly, or a list; None keeps the event's own level. Drawn from a stream of its
+            own, so the same seed at another level gives the same mixtures at that level.
+        test_folds: folds (e.g. ESC-50's "4") whose sources form the test split of a corpus with a
+            fold column; other corpora use `test_fraction`.
+        event_aliases: class renames applied to every events folder, e.g. {"dog_bark": "dog"}.
+        splits: write only the mixtures of these splits (e.g. ["test"]); every draw stays as it is
+            when all are written.
 
     `split` (train/test) is decided per event source, so the clips of one
     recording never sit on both sides, and test mixtures take speech only from
@@ -232,7 +305,12 @@ def make_mixtures(
     meta_path = corpus_dir / "metadata.csv"
     if meta_path.exists() and not overwrite:
         raise InputError(f"{meta_path}: mixtures already exist (pass --overwrite to make them again)")
-    events = list_events(events_dir, events_labels)
+    folders = events_dir if isinstance(events_dir, (list, tuple)) else [events_dir]
+    events = [
+        ev
+        for folder in folders
+        for ev in list_events(folder, events_labels if len(folders) == 1 else None, event_aliases)
+    ]
     speech = []
     for folder in speech_corpus if isinstance(speech_corpus, (list, tuple)) else [speech_corpus]:
         speech += open_corpus(folder, labels_file=speech_labels).utterances
@@ -245,12 +323,7 @@ def make_mixtures(
 
     # Event sources and speakers of the test split.
     # (drawn per event class, so every class with two or more sources is on both sides)
-    test_sources: set[str] = set()
-    for event_class in sorted({ev.event for ev in events}):
-        sources = sorted({ev.source or str(ev.path) for ev in events if ev.event == event_class})
-        n_test_sources = min(len(sources) - 1, int(round(len(sources) * test_fraction)))
-        if test_fraction > 0 and len(sources) >= 2:
-            test_sources |= set(rng.permutation(sources)[: max(1, n_test_sources)].tolist())
+    held_out = held_out_sources(events, test_fraction, [str(f) for f in test_folds or []], rng)
     speakers = sorted({u.speaker for u in speech if u.speaker})
     if test_speakers is not None:
         test_set = set(test_speakers)
@@ -263,21 +336,25 @@ def make_mixtures(
         "train": [u for u in speech if u.speaker not in test_set] or speech,
         "test": [u for u in speech if u.speaker in test_set] or speech,
     }
-    pools_rng = {k: list(rng.permutation(len(v))) for k, v in pool.items()}
+    # one draw stream per split, so writing only some splits (`splits`) changes no draw of the others
+    split_rngs = {k: np.random.default_rng([seed, 7, i]) for i, k in enumerate(pool)}
+    pools_rng = {k: list(split_rngs[k].permutation(len(v))) for k, v in pool.items()}
 
     rows = []
     n_samples = int(duration_s * sample_rate)
     for k, e_index in enumerate(order):
         item_rng = np.random.default_rng([seed, int(e_index), k])
         ev = events[int(e_index)]
-        split = "test" if (ev.source or str(ev.path)) in test_sources else "train"
+        split = "test" if (ev.source or str(ev.path)) in held_out else "train"
+        if splits is not None and split not in splits:
+            continue
         event = _fit(_load(ev.path, sample_rate), n_samples, item_rng)
-        snr = _draw_snr(snr_db, item_rng)
+        snr = _draw(snr_db, item_rng)
         has_speech = item_rng.random() < speech_fraction and np.any(event)
         utt = None
         if has_speech:
             if not pools_rng[split]:
-                pools_rng[split] = list(rng.permutation(len(pool[split])))
+                pools_rng[split] = list(split_rngs[split].permutation(len(pool[split])))
             utt = pool[split][pools_rng[split].pop()]
             voice = _fit(_load(utt.path, sample_rate), n_samples, item_rng)
             if not np.any(voice):
@@ -287,6 +364,10 @@ def make_mixtures(
         else:
             voice = np.zeros(n_samples, dtype=np.float32)
             mixture = event.copy()
+        if level_dbfs is not None and np.any(mixture):
+            target = _draw(level_dbfs, np.random.default_rng([seed, int(e_index), k, 1]))
+            scale = 10 ** ((target - active_level_dbfs(mixture, sample_rate)) / 20)
+            mixture, event, voice = mixture * scale, event * scale, voice * scale
         # One common gain keeps mixture = event + speech exact after clipping protection.
         peak = float(np.max(np.abs(mixture))) if mixture.size else 0.0
         if peak > 0.95:
@@ -303,15 +384,20 @@ def make_mixtures(
                 "speech": "yes" if has_speech else "no",
                 "speech_present": int(bool(has_speech)),  # the same as 1/0 (older corpora had only this)
                 "snr_db": round(snr, 3) if has_speech else "",
+                "level_dbfs": round(active_level_dbfs(mixture, sample_rate), 2) if np.any(mixture) else "",
                 "speech_source": str(utt.path) if utt else "",
                 "speaker": (utt.speaker or "") if utt else "",
                 "event_source": str(ev.path),
                 "event_source_id": ev.source,
+                "event_corpus": ev.corpus,
+                "event_fold": ev.fold,
                 "clean_event": f"../stems/event/{name}.wav",
                 "clean_speech": f"../stems/speech/{name}.wav",
                 "split": split,
             }
         )
+    if not rows:
+        raise InputError(f"{out}: no mixtures in the splits {', '.join(splits or [])}")
     with atomic_path(meta_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

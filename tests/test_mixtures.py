@@ -119,3 +119,90 @@ def test_command_line_tool_synthesizes_and_mixes(speech, tmp_path, capsys):
     snrs = [float(r["snr_db"]) for r in rows if r["speech_present"] == "1"]
     assert snrs and all(-3 <= s <= 3 for s in snrs)
     assert make_mixtures_main([str(speech), str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2")]) == 2
+
+
+def _event_folder(root, name, rows, seed):
+    """An audiofolder of events: metadata.csv (path, label, source_id[, fold]) and one noise clip per row."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    header = ["path", "label", "source_id"] + (["fold"] if len(rows[0]) == 3 else [])
+    lines = [",".join(header)]
+    for i, row in enumerate(rows):
+        path = f"wav/{name}_{i}.wav"
+        (root / "wav").mkdir(exist_ok=True)
+        sf.write(root / path, (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
+        lines.append(",".join([path, *row]))
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_two_event_corpora_split_by_fold_and_source_with_aliases(speech, tmp_path):
+    """ESC-50-like folds decide its test split; the other corpus draws sources per class; a Freesound id in both
+    corpora (123 and fs123) is one source on one side; aliases merge class names; columns name the corpus."""
+    urban = _event_folder(
+        tmp_path / "urban",
+        "u",
+        [("dog_bark", s) for s in ("123", "123", "200", "201", "202")] + [("siren", s) for s in ("300", "301")],
+        1,
+    )
+    esc = _event_folder(
+        tmp_path / "esc",
+        "e",
+        [("dog", "fs123", "1"), ("dog", "fs400", "1"), ("dog", "fs401", "2"), ("rain", "fs500", "1")]
+        + [("rain", "fs501", "2"), ("rain", "fs502", "2")],
+        2,
+    )
+    corpus = make_mixtures(
+        speech,
+        [urban, esc],
+        tmp_path / "mix",
+        duration_s=0.5,
+        test_fraction=0.4,
+        test_folds=["2"],
+        event_aliases={"dog_bark": "dog"},
+        seed=3,
+    )
+    rows = _rows(corpus)
+    assert {r["event"] for r in rows} == {"dog", "siren", "rain"}
+    assert {r["event_corpus"] for r in rows} == {"urban", "esc"}
+    side = {}
+    for r in rows:
+        assert side.setdefault(r["event_source_id"], r["split"]) == r["split"], r["event_source_id"]
+    assert "123" not in side and {"fs123", "fs200", "fs400", "fs401", "fs501"} <= set(side)
+    assert all(side[s] == "test" for s in ("fs401", "fs501", "fs502"))  # ESC fold 2
+    assert side["fs400"] == side["fs500"] == "train"  # ESC fold 1, no shared recording
+    urban_dog = {r["event_source_id"] for r in rows if r["event_corpus"] == "urban" and r["event"] == "dog"}
+    assert {side[s] for s in urban_dog} == {"train", "test"}  # drawn per class: both sides
+    assert {r["event_fold"] for r in rows if r["event_corpus"] == "esc"} == {"1", "2"}
+
+
+def test_levels_are_drawn_measured_and_the_same_mixtures_at_a_fixed_level(speech, events, tmp_path):
+    from anoncli.mixtures import active_level_dbfs
+
+    kwargs = {"snr_db": (-5.0, 10.0), "duration_s": 0.5, "test_fraction": 0.5, "seed": 5}
+    ranged = _rows(make_mixtures(speech, events, tmp_path / "range", level_dbfs=(-50.0, -10.0), **kwargs))
+    levels = []
+    for row in ranged:
+        mixture, rate = sf.read(tmp_path / "range" / "mixtures" / row["file_name"], dtype="float64")
+        assert abs(active_level_dbfs(mixture, rate) - float(row["level_dbfs"])) < 0.1
+        levels.append(float(row["level_dbfs"]))
+        if row["speech"] == "yes":
+            assert -5.0 <= float(row["snr_db"]) <= 10.0
+    assert min(levels) >= -50.01 and max(levels) <= -9.99 and max(levels) - min(levels) > 15
+    # the same seed at two fixed levels: the same mixtures, 25 dB apart (test split only, identical draws)
+    low = make_mixtures(speech, events, tmp_path / "low", level_dbfs=-50.0, splits=["test"], **kwargs)
+    high = make_mixtures(speech, events, tmp_path / "high", level_dbfs=-25.0, **kwargs)
+    test_rows = [r for r in _rows(high) if r["split"] == "test"]
+    assert [r["file_name"] for r in _rows(low)] == [r["file_name"] for r in test_rows]
+    assert {r["split"] for r in _rows(low)} == {"test"}
+    low_levels = {r["file_name"]: float(r["level_dbfs"]) for r in _rows(low)}
+    for row in test_rows:
+        a, _ = sf.read(low / row["file_name"], dtype="float64")
+        b, _ = sf.read(high / row["file_name"], dtype="float64")
+        assert low_levels[row["file_name"]] == pytest.approx(-50.0, abs=0.05)
+        # -25 dBFS, or lower where the peak would clip (then the peak is at 0.95)
+        level = float(row["level_dbfs"])
+        assert level == pytest.approx(-25.0, abs=0.05) or (level < -25 and np.max(np.abs(b)) > 0.94)
+        np.testing.assert_allclose(a * 10 ** ((level + 50) / 20), b, atol=2e-3)
+    with pytest.raises(InputError, match="no mixtures"):
+        make_mixtures(speech, events, tmp_path / "none", splits=["nosuch"], **kwargs)

@@ -246,3 +246,44 @@ def test_silent_and_near_silent_inputs_stay_finite_and_no_louder(shipped_rdalm):
     assert float(level_gain(torch.from_numpy(cases["-120 dBFS"]), 16000)) == pytest.approx(
         10 ** (MAX_LEVEL_GAIN_DB / 20)
     )
+
+
+def test_augment_shifts_and_masks_each_item_reproducibly():
+    from anoncli.training.rdalm import augment
+
+    x = torch.randn(5, 1, 16, 40)
+    a = augment(x, torch.Generator().manual_seed(3), max_band=4, max_span=6)
+    b = augment(x, torch.Generator().manual_seed(3), max_band=4, max_span=6)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    for i in range(5):
+        # outside the masks, the item is the original shifted in time: its values are a subset of the item's
+        filled = torch.isclose(a[i], x[i].mean())
+        assert torch.isin(a[i][~filled], x[i]).all()
+        assert filled.sum() <= 4 * 40 + 16 * 6
+
+
+def test_two_event_corpora_per_corpus_accuracy_and_a_level_free_embedding(tmp_path):
+    """Trained with feature_gain, the embedding of one mixture is the same at -50 and -15 dBFS; the report gives
+    the event accuracy of each events corpus."""
+    speech = make_corpus(tmp_path / "speech", per_speaker=3, duration_s=0.5)
+    first = synthesize_events(tmp_path / "urban", per_class=5, duration_s=0.5, classes=("tone", "clicks"), seed=1)
+    second = synthesize_events(tmp_path / "esc", per_class=5, duration_s=0.5, classes=("chirp", "siren"), seed=2)
+    corpus = make_mixtures(
+        speech,
+        [first, second],
+        tmp_path / "mix",
+        duration_s=0.5,
+        test_fraction=0.5,
+        level_dbfs=(-50.0, -10.0),
+        per_event=2,
+        seed=4,
+    )
+    get_trainer("rdalm")(_options(corpus, tmp_path / "run", feature_gain="true", augment="true", embedding="8"))
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    by_group = card["held_out"]["event_accuracy_by_group"]
+    assert set(by_group) == {"urban", "esc"} and all(0 <= v <= 1 for v in by_group.values())
+    method = create_method("rdalm", MethodOptions(checkpoint=str(tmp_path / "run"), extra={"emit": "features"}))
+    assert method.pipeline.feature_gain
+    wave = torch.from_numpy(_speech_and_siren()[:8000].astype(np.float32))
+    quiet, loud = (method.process([wave * 10 ** (level / 20)], [{}])[0].features for level in (-50, -15))
+    assert np.allclose(quiet, loud, rtol=1e-3, atol=1e-4)

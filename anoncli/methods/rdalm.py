@@ -63,6 +63,7 @@ class Rdalm(Method):
             c["extractor_width"],
             c["embedding"],
             len(self.classes),
+            bool(c.get("feature_gain", False)),
         )
         self.pipeline.load_state_dict(module_state(state, "pipeline"))
         self.pipeline.to(self.device).eval()

@@ -10,7 +10,10 @@ to hide whether speech was present.
 At anonymization the mask is level-invariant: the U-Net reads the mixture's
 magnitude scaled to `REFERENCE_DBFS` (`level_gain`), and the mask it returns
 is applied to the unscaled mixture, so the same sound at -48 or -18 dBFS
-loses the same parts, and the output keeps the input's level.
+loses the same parts, and the output keeps the input's level. With
+`feature_gain` (models trained so) the extractor also reads the masked
+magnitude at the reference level, so the embedding does not carry the input's
+level either.
 """
 
 from __future__ import annotations
@@ -236,9 +239,11 @@ class RdalmPipeline(nn.Module):
         extractor_width: float,
         embedding: int,
         n_events: int,
+        feature_gain: bool = False,
     ):
         super().__init__()
         self.sample_rate = int(sample_rate)
+        self.feature_gain = bool(feature_gain)
         self.spec = Spectrogram(n_fft, hop)
         self.unet = SeparationUNet(unet_width)
         self.logmel = LogMel(sample_rate, n_fft)
@@ -263,7 +268,12 @@ class RdalmPipeline(nn.Module):
         phase = spec / spec.abs().clamp_min(1e-8)
         return self.spec.istft(masked[:, 0] * phase, len(wave))[0]
 
+    def features(self, waves: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """Log-mels (B, 1, n_mels, T) the extractor reads: of the masked magnitude of waves (B, samples), read by
+        the U-Net at `gains` (B,) (`level_gain`); with `feature_gain`, the masked magnitude is scaled by them too."""
+        masked, _ = self.masked(waves, gains)
+        return self.logmel(masked * gains.reshape(-1, 1, 1, 1) if self.feature_gain else masked)
+
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         """The event embedding (embedding,) of one wave (samples,) after speech suppression (level-invariant mask)."""
-        masked, _ = self.masked(wave[None], level_gain(wave, self.sample_rate)[None])
-        return self.extractor(self.logmel(masked))[0]
+        return self.extractor(self.features(wave[None], level_gain(wave, self.sample_rate)[None]))[0]

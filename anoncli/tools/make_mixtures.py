@@ -39,6 +39,20 @@ def main(argv: list[str] | None = None) -> int:
         "speech_corpus", help="corpus folder with speech (metadata.csv with speaker is used if present)"
     )
     parser.add_argument("events_dir", help="folder of event recordings, one sub-folder per class")
+    parser.add_argument(
+        "--more-events", action="append", default=[], metavar="DIR", help="another events folder (repeatable)"
+    )
+    parser.add_argument(
+        "--level",
+        type=_snr,
+        default=None,
+        help="mixture level in dBFS (RMS of its active span): fixed, LOW:HIGH or A,B,C (default: the event's own)",
+    )
+    parser.add_argument(
+        "--test-folds", default=None, help="comma-separated folds whose sources are the test split (ESC-50: 4)"
+    )
+    parser.add_argument("--event-alias", action="append", default=[], metavar="OLD=NEW", help="rename an event class")
+    parser.add_argument("--only-split", default=None, choices=("train", "test"), help="write only this split")
     parser.add_argument("--out", required=True, help="output folder (mixtures/, stems/)")
     parser.add_argument(
         "--snr",
@@ -91,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
             )
         test_speakers = [v.strip() for v in args.test_speakers.split(",") if v.strip()] if args.test_speakers else None
+        aliases = dict(pair.split("=", 1) for pair in args.event_alias if "=" in pair)
         corpus = make_mixtures(
             [args.speech_corpus, *args.more_speech],
-            args.events_dir,
+            [args.events_dir, *args.more_events] if args.more_events else args.events_dir,
             args.out,
             snr_db=args.snr,
             speech_fraction=args.speech_fraction,
@@ -106,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             per_event=args.per_event,
             test_speakers=test_speakers,
+            level_dbfs=args.level,
+            test_folds=args.test_folds.split(",") if args.test_folds else None,
+            event_aliases=aliases,
+            splits=[args.only_split] if args.only_split else None,
         )
     except AnoncliError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -16,7 +16,11 @@ features and its weights replace the adversary's (RDAL-M's periodic reset).
 256 with `adversary_dropout` 0.3, the family of the evaluation attacker.
 `disc_steps` extra adversary updates per batch (on detached features) and
 `disc_standardize` (batch-normalised adversary input) are experiments, off by
-default (docs/results.md). `--param adversary=false` trains the non-private baseline (same schedule,
+default (docs/results.md). `feature_gain` makes the extractor read the masked
+magnitude at the reference level too (a level-free embedding); `augment`
+shifts each training log-mel in time (circularly) and blanks one band of
+mel channels and one span of frames (SpecAugment, Park et al., Interspeech
+2019) in stage (b). `--param adversary=false` trains the non-private baseline (same schedule,
 weight always 0). `--param unet_from=RUN` reuses another run's stage (a).
 Both stages are epochs of one run of the training loop (`anoncli.training.loop.fit`:
 `unet_epochs`, then `epochs`), so a killed run resumes in either stage.
@@ -24,7 +28,8 @@ Both stages are epochs of one run of the training loop (`anoncli.training.loop.f
 Only items whose `split` label is not "test" are used; a `val_fraction` of
 the training event sources (column `event_source_id`) is held out for
 validation figures. The report (model.json `held_out`, and `validation`) gives
-event accuracy, the speech attacker retrained from scratch on the frozen
+event accuracy (also per events corpus, column `group`, by default
+`event_corpus`), the speech attacker retrained from scratch on the frozen
 embeddings of the held-out mixtures (cross-validated: the figure `anoncli
 evaluate` reports) and the mask's SDR. The private label is `speech` (yes/no)
 or the older `speech_present` (1/0).
@@ -60,7 +65,10 @@ class RdalmConfig(TrainConfig):
     for `warmup_epochs`, ramped to `max_grl_weight` over `ramp_epochs`; every `refresh_every` epochs a
     fresh adversary trained `refresh_epochs` epochs on the frozen features replaces it. `utility` and
     `attribute` are the event and speech label columns (`--utility`, `--attribute`); `val_fraction`
-    of the training event sources is held out for the validation figures."""
+    of the training event sources is held out for the validation figures. `feature_gain`: the extractor
+    reads the masked magnitude brought to the reference level; `augment`: time shift and SpecAugment
+    masks on stage (b)'s log-mels; `group`: the label column the held-out event accuracy is also given per
+    value of (the events corpus)."""
 
     sample_rate: int = 16000
     n_fft: int = 512
@@ -85,6 +93,9 @@ class RdalmConfig(TrainConfig):
     utility: str = "event"
     attribute: str = "speech"
     val_fraction: float = 0.0
+    feature_gain: bool = False
+    augment: bool = False
+    group: str = "event_corpus"
 
     def check(self) -> None:
         """Raise AnoncliError for a reset period below 1."""
@@ -130,6 +141,7 @@ MODEL_KEYS = (
     "utility",
     "attribute",
     "seed",
+    "feature_gain",
 )
 
 
@@ -231,7 +243,14 @@ class RdalmTrainer(Trainer):
         self.y_event = torch.tensor([self.classes.index(u.labels[c.utility]) for u in self.train_utts])
         self.y_speech = torch.from_numpy(speech_labels(self.train_utts, c.attribute))
         self.pipe = RdalmPipeline(
-            c.sample_rate, c.n_fft, c.hop, c.unet_width, c.extractor_width, c.embedding, len(self.classes)
+            c.sample_rate,
+            c.n_fft,
+            c.hop,
+            c.unet_width,
+            c.extractor_width,
+            c.embedding,
+            len(self.classes),
+            c.feature_gain,
         )
         self.disc = make_discriminator(c)
         self.opts = {
@@ -293,9 +312,7 @@ class RdalmTrainer(Trainer):
                 gains = level_gains(mixes, c.sample_rate)
                 self.inputs = torch.cat(
                     [
-                        self.pipe.logmel(
-                            self.pipe.masked(mixes[s : s + bs].to(self.device), gains[s : s + bs].to(self.device))[0]
-                        ).cpu()
+                        self.pipe.features(mixes[s : s + bs].to(self.device), gains[s : s + bs].to(self.device)).cpu()
                         for s in range(0, len(mixes), bs)
                     ]
                 )
@@ -322,7 +339,7 @@ class RdalmTrainer(Trainer):
             self.optimize("unet", loss)
             return {"l1": loss.item()}
         x, ye, ys = (
-            self.inputs[idx].to(self.device),
+            (augment(self.inputs[idx], self.rng) if self.config.augment else self.inputs[idx]).to(self.device),
             self.y_event[idx].to(self.device),
             self.y_speech[idx].to(self.device),
         )
@@ -381,6 +398,26 @@ class RdalmTrainer(Trainer):
         }
 
 
+def augment(logmels: torch.Tensor, gen: torch.Generator, max_band: int = 8, max_span: int = 25) -> torch.Tensor:
+    """Log-mels (B, 1, n_mels, T) each shifted circularly in time by a random number of frames, with one band of
+    up to `max_band` mel channels and one span of up to `max_span` frames set to the item's mean (SpecAugment's
+    frequency and time masks, Park et al., Interspeech 2019). Draws from `gen`; returns a new tensor."""
+    b, _, n_mels, t = logmels.shape
+    out = logmels.clone()
+    shifts = torch.randint(0, t, (b,), generator=gen)
+    bands = torch.randint(0, max_band + 1, (b,), generator=gen)
+    spans = torch.randint(0, max_span + 1, (b,), generator=gen)
+    f0 = (torch.rand(b, generator=gen) * (n_mels - bands + 1)).long()
+    t0 = (torch.rand(b, generator=gen) * (t - spans + 1).clamp_min(1)).long()
+    for i in range(b):
+        item = torch.roll(out[i], int(shifts[i]), dims=-1)
+        fill = item.mean()
+        item[:, f0[i] : f0[i] + bands[i], :] = fill
+        item[:, :, t0[i] : t0[i] + spans[i]] = fill
+        out[i] = item
+    return out
+
+
 def _fresh_discriminator(pipe, inputs, y_speech, config, device, gen) -> SpeechDiscriminator:
     """A new discriminator trained on frozen features; it becomes the adversary (RDAL-M's reset)."""
     pipe.extractor.eval()
@@ -408,16 +445,21 @@ def _report(pipe, corpus_root, test_utts, classes, config, device) -> dict:
         return {}
     pipe.eval()
     mixes, events = load_items(corpus_root, test_utts, config)
-    feats, correct, sdrs = [], [], []
+    feats, correct, sdrs, groups = [], [], [], []
     with torch.no_grad():
         for utt, mix, event in zip(test_utts, mixes, events):
             z = pipe.embed(mix.to(device))
             feats.append(z.cpu().numpy())
             label = utt.labels[config.utility]
             correct.append(label in classes and int(pipe.classifier(z[None]).argmax()) == classes.index(label))
+            groups.append(str(utt.labels.get(config.group) or ""))
             sdrs.append(sdr_db(event.numpy(), pipe.suppress(mix.to(device)).cpu().numpy()))
     ys = speech_labels(test_utts, config.attribute)
     out = {"event_accuracy": float(np.mean(correct)), "sdr_db_mean": float(np.mean(sdrs)), "n_test": len(test_utts)}
+    if len(set(groups) - {""}) > 1:  # per events corpus: each has its own target
+        out["event_accuracy_by_group"] = {
+            g: float(np.mean([ok for ok, h in zip(correct, groups) if h == g])) for g in sorted(set(groups) - {""})
+        }
     if 0 < ys.sum() < len(ys):
         probe = cross_validated_probe(np.stack(feats), ys.astype(int), seed=config.seed)
         out.update(

@@ -36,7 +36,7 @@ import numpy as np
 
 from anoncli.evaluation.probes import Probe, ProbeContext, ProbeResult
 from anoncli.scoring.metrics import normalised_accuracy
-from anoncli.scoring.probe import cross_validated_probe
+from anoncli.scoring.probe import cross_validated_probe, enrolment_split
 from anoncli.scoring.signal_metrics import sdr_db
 
 __all__ = ["evaluate_features", "default_probes", "FeatureProbe", "method_labels", "label_probes", "stable_summary"]
@@ -50,7 +50,14 @@ class NoHeldOutUtterances(ValueError):
 
 
 def evaluate_features(
-    original_corpus, anonymized_dir, manifest_table, probes=None, seed: int = 0, labels: dict | None = None
+    original_corpus,
+    anonymized_dir,
+    manifest_table,
+    probes=None,
+    seed: int = 0,
+    labels: dict | None = None,
+    enrol_s: float | None = None,
+    exclude_seen: bool = True,
 ):
     """Train utility heads and attackers on intercepted outputs; return per-utterance rows and a summary.
 
@@ -78,6 +85,13 @@ def evaluate_features(
         labels: {"utility", "private", "within"} label columns; when given (and
             `probes` is None) the probes are planned from them (`label_probes`)
             instead of the method's declared probe list.
+        enrol_s: when given, the closed-set speaker attacker ("attacker:speaker",
+            within groups or not) enrols on about `enrol_s` seconds of each
+            speaker (the manifest's `duration_s`; `scoring.probe.enrolment_split`)
+            and is scored on the rest of that speaker's items, instead of
+            cross-validating over all of them.
+        exclude_seen: False keeps the speakers the model saw (for a figure that
+            says so); the `split` == "train" rows are dropped either way.
 
     Only held-out items are evaluated: rows with a `split` label of "train" are
     dropped, and so are speakers the model card lists as `train_speakers`
@@ -102,7 +116,7 @@ def evaluate_features(
     frame = manifest_table.to_pandas() if hasattr(manifest_table, "to_pandas") else pd.DataFrame(manifest_table)
     if "status" in frame:
         frame = frame[frame["status"] == "ok"]
-    frame = held_out_rows(frame, anonymized_dir)
+    frame = held_out_rows(frame, anonymized_dir if exclude_seen else None)
     if frame.empty:
         raise NoHeldOutUtterances(
             "every utterance is of a speaker the model saw in training or validation, and those are left out"
@@ -168,12 +182,20 @@ def evaluate_features(
                 sources = frame.loc[idx, "event_source_id"].astype(str).to_numpy()
                 if len(set(sources)) >= 2 and (pd.Series(labels).groupby(sources).nunique() == 1).all():
                     fold_groups, fold_kind = sources, "source-disjoint"
+            enrolment = bool(enrol_s) and kind == "attacker" and column == "speaker"
+            if enrolment and "duration_s" not in frame:
+                per_group[value or "all"] = {"skipped": "enrolment by duration needs a duration_s column"}
+                continue
             try:
-                result = cross_validated_probe(x[idx], labels, fold_groups, seed=seed)
+                folds = None
+                if enrolment:  # one split: about enrol_s seconds of each speaker to learn from, the rest to test
+                    fold_kind = f"enrolment {enrol_s:g} s per speaker"
+                    folds = [enrolment_split(labels, frame.loc[idx, "duration_s"].to_numpy(float), enrol_s, seed)[1]]
+                result = cross_validated_probe(x[idx], labels, fold_groups, seed=seed, folds=folds)
             except ValueError as err:
                 per_group[value or "all"] = {"skipped": str(err)}
                 continue
-            for k, i in enumerate(idx):
+            for k, i in enumerate(idx[result["index"]]):
                 rows.append(
                     {
                         "utt_id": frame.loc[i, "utt_id"],
@@ -287,11 +309,12 @@ def _train_speakers_from_run(anonymized_dir: Path) -> list[str]:
     return found
 
 
-def held_out_rows(frame, anonymized_dir: Path):
-    """Drop items the model was trained on: split == train, or speakers in the card's train_speakers."""
+def held_out_rows(frame, anonymized_dir: Path | None):
+    """Drop items the model was trained on: split == train, or speakers in the card's train_speakers
+    (read from `anonymized_dir`'s run.json; None keeps them)."""
     if "split" in frame and frame["split"].notna().any():
         frame = frame[frame["split"].astype(str) != "train"]
-    train_speakers = set(_train_speakers_from_run(anonymized_dir))
+    train_speakers = set(_train_speakers_from_run(anonymized_dir)) if anonymized_dir is not None else set()
     if train_speakers and "speaker" in frame:
         frame = frame[~frame["speaker"].astype(str).isin(train_speakers)]
     return frame

@@ -4,7 +4,9 @@
 representation probes use it, and so do the trainers' held-out reports.
 `cross_validated_probe` trains a small classifier (an MLP or logistic
 regression) on all folds but one and predicts the held-out fold, so every
-item gets exactly one out-of-fold prediction.
+item gets exactly one out-of-fold prediction. `enrolment_split` makes the
+one split of a closed-set speaker attacker that enrols on a fixed amount of
+speech per speaker and is tested on the rest.
 """
 
 from __future__ import annotations
@@ -57,6 +59,44 @@ def make_folds(labels: Sequence, groups: Sequence | None = None, n_folds: int = 
             fold[rows] = np.arange(len(rows)) % k
     folds = [np.flatnonzero(fold == j) for j in range(k)]
     return [f for f in folds if f.size]
+
+
+def enrolment_split(
+    speakers: Sequence, durations: Sequence[float], enrol_s: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(enrolment, test) item indices: each speaker enrols on about `enrol_s` seconds, is tested on the rest.
+
+    Args:
+        speakers: (N,) speaker of each item.
+        durations: (N,) duration of each item in seconds.
+        enrol_s: seconds of speech per speaker to enrol on.
+        seed: seed of the per-speaker shuffle.
+
+    A speaker's items are shuffled (seeded) and taken into the enrolment set
+    until their total reaches `enrol_s` seconds, keeping at least one item for
+    the test set; a speaker with a single item is enrolment only (a class the
+    attacker knows, never tested). Raises ValueError for a duration that is
+    missing, not finite or negative, or when `enrol_s` is not positive.
+    """
+    speakers = np.asarray([str(s) for s in speakers])
+    durations = np.asarray(durations, dtype=np.float64)
+    if durations.shape != speakers.shape:
+        raise ValueError(f"{len(durations)} durations for {len(speakers)} items")
+    if not (enrol_s > 0):
+        raise ValueError(f"enrolment of {enrol_s} s: expected a positive number of seconds")
+    if not np.isfinite(durations).all() or (durations < 0).any():
+        raise ValueError("an item has no usable duration (missing, not finite or negative)")
+    rng = np.random.default_rng(seed)
+    enrol: list[int] = []
+    for speaker in np.unique(speakers):
+        items = rng.permutation(np.flatnonzero(speakers == speaker))
+        total, taken = 0.0, 0
+        while taken < len(items) and total < enrol_s and (taken < len(items) - 1 or taken == 0):
+            total += durations[items[taken]]
+            taken += 1
+        enrol += items[:taken].tolist()
+    enrol_idx = np.sort(np.asarray(enrol, dtype=int))
+    return enrol_idx, np.setdiff1d(np.arange(len(speakers)), enrol_idx)
 
 
 def _train_mlp(
@@ -118,6 +158,7 @@ def cross_validated_probe(
     hidden: int = 256,
     steps: int = 400,
     models: Sequence[str] = ("mlp", "linear"),
+    folds: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Out-of-fold predictions of a classifier (the service's head or the attacker).
 
@@ -129,12 +170,20 @@ def cross_validated_probe(
     predicted (class names), score (P(positive) for 2 classes, else
     P(predicted)), accuracy, chance (majority share), auc (2 classes only),
     auc_ovr (macro one-vs-rest AUC, any number of classes), n and model.
+
+    `folds` (test index arrays, e.g. `[enrolment_split(...)[1]]`) replaces the
+    folds `make_folds` would make: each is predicted by a model trained on every
+    item outside it, and only items in some fold are scored. `index` gives the
+    scored items (all of them without `folds`), in the order of label,
+    predicted and score.
     """
-    results = [_cross_validate(features, labels, groups, n_folds, seed, model, hidden, steps) for model in models]
+    results = [
+        _cross_validate(features, labels, groups, n_folds, seed, model, hidden, steps, folds) for model in models
+    ]
     return max(results, key=lambda r: r["accuracy"])
 
 
-def _cross_validate(features, labels, groups, n_folds, seed, model_kind, hidden, steps) -> dict[str, Any]:
+def _cross_validate(features, labels, groups, n_folds, seed, model_kind, hidden, steps, folds=None) -> dict[str, Any]:
     import torch
 
     x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
@@ -145,7 +194,13 @@ def _cross_validate(features, labels, groups, n_folds, seed, model_kind, hidden,
     proba = np.zeros((len(y), len(classes)), dtype=np.float64)
     if len(classes) < 2:
         raise ValueError("a probe needs at least two classes")
-    for k, test in enumerate(make_folds(names, groups, n_folds, seed)):
+    if folds is None:
+        folds = make_folds(names, groups, n_folds, seed)
+    folds = [np.asarray(f, dtype=int) for f in folds]
+    scored = np.unique(np.concatenate(folds)) if folds else np.arange(0)
+    if scored.size == 0:
+        raise ValueError("no item to predict (every fold is empty)")
+    for k, test in enumerate(folds):
         train = np.setdiff1d(np.arange(len(y)), test)
         if len(test) == 0:
             continue
@@ -165,6 +220,7 @@ def _cross_validate(features, labels, groups, n_folds, seed, model_kind, hidden,
             p /= p.sum(1, keepdims=True)
         proba[test] = p
         predicted[test] = p.argmax(1)
+    y, predicted, proba, names = y[scored], predicted[scored], proba[scored], names[scored]
     counts = np.bincount(y, minlength=len(classes))
     score = proba[:, 1] if len(classes) == 2 else proba[np.arange(len(y)), predicted]
     return {
@@ -172,6 +228,7 @@ def _cross_validate(features, labels, groups, n_folds, seed, model_kind, hidden,
         "predicted": [classes[i] for i in predicted],
         "label": names.tolist(),
         "score": score,
+        "index": scored,
         "accuracy": float(np.mean(predicted == y)),
         "chance": float(counts.max() / counts.sum()),
         "auc": binary_auc(y == 1, proba[:, 1]) if len(classes) == 2 else None,

@@ -1,6 +1,7 @@
 """Write one corpus folder for Siamese training from librispeech-dev and ravdess-dev (links, no copies).
 
     python recipes/siamese/make_corpus.py ../shared/corpora OUT [--val-actors 9-12] [--val-librispeech 20]
+        [--multi] [--emodb]
 
 OUT/metadata.csv lists every file of both corpora (paths through the links
 OUT/librispeech and OUT/ravdess) with speaker, gender, `corpus` and a
@@ -8,6 +9,13 @@ speaker-disjoint `split`:
   train  LibriSpeech train-clean-100 (200 speakers) + RAVDESS actors 01–12
          (minus the --val-actors, which become "val": model selection only)
   test   LibriSpeech test-other (6 speakers, 10 utterances each) + RAVDESS actors 13–16
+
+--multi adds librispeech-multi-dev (link OUT/librispeech-multi): its
+TEST_SPEAKERS are "test" and its VALIDATION_SPEAKERS "val" (several
+utterances each, for an attacker that enrols on about 60 s per speaker), and
+their one librispeech-dev utterance is left out of training; its other
+speakers' utterances are "train". --emodb adds emodb-dev's speakers (link
+OUT/emodb) to training.
 
 --val-librispeech N moves N train-clean speakers (half of each gender, drawn
 with a fixed seed among those with at least 12 s) to "val" as well. Each has
@@ -23,6 +31,12 @@ import csv
 import os
 import random
 from pathlib import Path
+
+# librispeech-multi-dev speakers (7-16 utterances each): held out for the figures (5 f, 4 m) and for
+# choosing the release noise (5 f, 4 m), drawn with random.Random(0) among those with 90 s or more;
+# the one left (ls1737, 59 s) trains.
+TEST_SPEAKERS = ("ls1898", "ls2416", "ls3526", "ls4680", "ls669", "ls3242", "ls332", "ls7312", "ls8629")
+VALIDATION_SPEAKERS = ("ls226", "ls32", "ls3947", "ls5789", "ls6272", "ls118", "ls1867", "ls3664", "ls460")
 
 
 def actors(text: str) -> set[int]:
@@ -79,11 +93,17 @@ def main() -> None:
     parser.add_argument("--test-actors", default="13-16")
     parser.add_argument("--val-librispeech", type=int, default=0, help="train-clean speakers moved to validation")
     parser.add_argument("--val-segments", type=int, default=3, help="pieces each such speaker's utterance is cut into")
+    parser.add_argument("--multi", action="store_true", help="add librispeech-multi-dev (held-out speakers)")
+    parser.add_argument("--emodb", action="store_true", help="add emodb-dev's speakers to training")
     args = parser.parse_args()
     val, test = actors(args.val_actors), actors(args.test_actors)
+    multi_split = dict.fromkeys(TEST_SPEAKERS, "test") | dict.fromkeys(VALIDATION_SPEAKERS, "val")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, folder in (("librispeech", "librispeech-dev"), ("ravdess", "ravdess-dev")):
+    corpora = [("librispeech", "librispeech-dev"), ("ravdess", "ravdess-dev")]
+    corpora += [("librispeech-multi", "librispeech-multi-dev")] if args.multi else []
+    corpora += [("emodb", "emodb-dev")] if args.emodb else []
+    for name, folder in corpora:
         link = args.out / name
         if not link.exists():
             os.symlink((args.corpora / folder).resolve(), link)
@@ -94,8 +114,14 @@ def main() -> None:
             if row["speaker"] in held_back:
                 rows += _segments(args.corpora / folder / row["path"], row, args.out, args.val_segments)
                 continue
+            if name == "librispeech" and args.multi and row["speaker"] in multi_split:
+                continue  # a held-out multi-utterance speaker: never in training
             if name == "librispeech":
                 split = "test" if row["subset"] == "test-other" else "train"
+            elif name == "librispeech-multi":
+                split = multi_split.get(row["speaker"], "train")
+            elif name == "emodb":
+                split = "train"
             else:
                 actor = int(row["speaker"].split("_")[-1])
                 split = "test" if actor in test else "val" if actor in val else "train"
@@ -105,7 +131,7 @@ def main() -> None:
                     "utt_id": row["utt_id"],
                     "speaker": row["speaker"],
                     "gender": row["gender"],
-                    "corpus": name,
+                    "corpus": "librispeech" if name.startswith("librispeech") else name,
                     "split": split,
                 }
             )

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "siamese": "anoncli.methods.siamese:Siamese",
     "rdalm": "anoncli.methods.rdalm:Rdalm",
     "world_norm": "anoncli.methods.world_norm:WorldNorm",
+    "world_phone": "anoncli.methods.world_phone:WorldPhone",
 }
 
 DEFAULT_METHOD = "mcadams"

@@ -38,6 +38,7 @@ PIPELINES: dict[str, str] = {
     "mel": "anoncli.methods.mel_pipeline:MelPipeline",
     "source_filter": "anoncli.methods.source_filter_pipeline:SourceFilterPipeline",
     "world_norm": "anoncli.methods.world_norm:WorldNormPipeline",
+    "world_phone": "anoncli.methods.world_phone:WorldPhonePipeline",
 }
 # the pipeline of a checkpoint whose config names none (mel-domain models trained before the source-filter ones)
 DEFAULT_PIPELINE = "mel"
@@ -112,6 +113,13 @@ class Pipeline(ABC):
     def __init__(self, method: Any, state: dict, options: MethodOptions):
         self.method = method
         self.vocoder_name: str = ""
+
+    # a pipeline whose transform needs statistics pooled over each speaker's utterances in the corpus
+    two_pass: ClassVar[bool] = False
+
+    def corpus_statistics(self, utterances: list, progress: bool = True) -> dict | None:
+        """The first pass of a two-pass pipeline over the whole corpus (see `Method.corpus_statistics`); None."""
+        return None
 
     @classmethod
     def networks(cls, state: dict, config: dict) -> dict[str, torch.nn.Module] | None:

@@ -31,9 +31,11 @@ TRAINERS: dict[str, str] = {
     "asv": "anoncli.training.asv:AsvTrainer",
     "score-attackers": "anoncli.training.score_attackers:ScoreAttackersTrainer",
     "world_norm": "anoncli.training.world_norm:WorldNormTrainer",
-    # bounded residual generators on normalised WORLD features (write gengan / pcmelgan models)
+    "world_phone": "anoncli.training.world_phone:WorldPhoneTrainer",
+    # bounded residual generators on normalised WORLD features (write gengan / pcmelgan / psegan models)
     "gengan-world": "anoncli.training.world_gan:WorldGanTrainer",
     "pcmelgan-world": "anoncli.training.world_gan:PCMelGanWorldTrainer",
+    "psegan-world": "anoncli.training.world_gan:PSEGANWorldTrainer",
 }
 
 

@@ -128,3 +128,69 @@ def test_one_short_run_writes_a_model_that_anonymizes(trainer, tmp_path, monkeyp
     first = anonymizer.process([wave], [params])[0].audio
     assert first.shape == wave.shape and torch.isfinite(first).all()
     assert torch.equal(first, anonymizer.process([wave], [params])[0].audio)
+
+
+def make_emotion_corpus(root: Path) -> Path:
+    """6 speakers (3 per gender), 2 emotions, 3 utterances each: angry ones higher and brighter."""
+    root.mkdir(parents=True)
+    rows = []
+    for s in range(6):
+        for k in range(3):
+            emotion = "angry" if k % 2 else "calm"
+            f0 = (200.0 if s % 2 else 105.0) * (1.2 if emotion == "angry" else 1.0)
+            rel = f"s{s}_{k}.wav"
+            sf.write(root / rel, voice(f0, 0.7 + 0.1 * k, seed=10 * s + k, bright=0.75 if k % 2 else 0.55), RATE)
+            rows.append(
+                {"file_name": rel, "speaker": f"s{s}", "gender": "female" if s % 2 else "male", "emotion": emotion}
+            )
+    with open(root / "metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_psegan_world_trains_on_speaker_normalised_features_and_anonymizes_in_two_passes(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANONCLI_MODELS", str(tmp_path / "store"))
+    corpus = make_emotion_corpus(tmp_path / "corpus")
+    run = tmp_path / "run"
+    args = ["train", "--method", "psegan-world", str(corpus), "--out", str(run), "--config", "quick", "--seed", "1"]
+    args += ["--param", "val_fraction=0.34", "--param", "stoi_utterances=1"]
+    result = CliRunner().invoke(app, [*args, "--format", "json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    state = modelstore.load_model(run / "checkpoints" / "best.pt")
+    assert state["method"] == "psegan" and state["attribute"] == "emotion"
+    assert state["config"]["normalisation"] == "speaker" and set(state["models"]) >= {"generator"}
+    assert "sampler" not in state["models"] and state["config"]["generator"]["cond"] == 0
+    # the first pass pools each speaker's statistics; a file alone without a speaker label is its own key
+    anonymizer = create_method("psegan", MethodOptions(checkpoint=str(run)))
+    assert anonymizer.two_pass
+    from anoncli.corpus import open_corpus
+
+    utterances = open_corpus(corpus).utterances
+    table = anonymizer.corpus_statistics(utterances, progress=False)
+    assert sorted(table) == [f"speaker:s{s}" for s in range(6)] and len(table["speaker:s0"]["mcep_mean"]) == 40
+    # the job: two passes, every file anonymized, the statistics of the original voices not left behind
+    out = tmp_path / "anon"
+    result = CliRunner().invoke(
+        app,
+        ["anonymize", str(corpus), "--method", "psegan", "--checkpoint", str(run), "--out", str(out)]
+        + ["--jobs", "1", "--no-progress", "--no-score"],
+    )
+    assert result.exit_code == 0, result.output
+    from anoncli.manifest.reader import read_manifest
+
+    rows = read_manifest(out).to_pylist()
+    assert len(rows) == 18 and {r["status"] for r in rows} == {"ok"}
+    assert {json.loads(r["params"])["speaker"] for r in rows} == {f"speaker:s{s}" for s in range(6)}
+    assert not list(out.glob(".corpus-statistics*"))
+    # two utterances of one speaker are brought to the same F0 level (the speaker's, not the emotion's)
+    from anoncli.synthesis.world_features import analyse
+
+    def median_f0(path):
+        f = analyse(sf.read(path)[0], RATE)
+        return float(np.median(f.f0[f.voiced]))
+
+    by_name = {Path(r["source_path"]).name: out / r["output_path"] for r in rows}
+    calm, angry = median_f0(by_name["s0_0.wav"]), median_f0(by_name["s0_1.wav"])
+    assert abs(np.log(angry / calm)) < 0.6 * np.log(1.2)

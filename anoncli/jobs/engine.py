@@ -31,6 +31,7 @@ from anoncli.manifest.reader import STAMP_COLUMNS, first_rows, manifest_config, 
 from anoncli.manifest.schema import STATUS_FAILED, manifest_schema
 from anoncli.manifest.writer import PartMerger, records_table, remove_rows, write_batch_table
 from anoncli.methods import MethodOptions, create_method, method_class, method_names
+from anoncli.progress import write as progress_line
 
 RUN_JSON = "run.json"
 # Settings that change what a method writes; a rerun into the same folder must not mix them.
@@ -572,6 +573,10 @@ def _run_locked(
     if job_plan.redo:
         remove_rows(config.out, redo_ids)
 
+    options = config.method_options()
+    statistics_file = _corpus_statistics(config, job_plan, method) if method.two_pass else None
+    if statistics_file is not None:
+        options = replace(options, corpus_statistics=str(statistics_file))
     schema = manifest_schema(job_plan.corpus.label_columns, _config_record(config, method_config))
     score_plan = None
     if config.score:
@@ -582,7 +587,7 @@ def _run_locked(
         out=str(config.out),
         shard=config.shard,
         method=config.method,
-        options=config.method_options(),
+        options=options,
         label_columns=job_plan.corpus.label_columns,
         schema=schema,
         fmt=config.fmt,
@@ -646,6 +651,8 @@ def _run_locked(
             if on_batch is not None:
                 on_batch(result)
     summary.wall_s = time.perf_counter() - t0
+    if statistics_file is not None:
+        statistics_file.unlink(missing_ok=True)  # the original voices' statistics: not left in the release
     summary.failed_in_folder = failed_in_folder(config, job_plan.shard_utterances)
     if score_plan is not None:
         from anoncli.jobs.scores import scores_record
@@ -654,6 +661,38 @@ def _run_locked(
         summary.scores = scores_record(config.out, score_plan, keys)
     _write_run_json(config, method_config, summary, started)
     return summary
+
+
+CORPUS_STATISTICS_NAME = ".corpus-statistics.json"
+
+
+def _corpus_statistics(config: AnonymizeConfig, job_plan: Plan, method) -> Path:
+    """The first pass of a two-pass method: its statistics over every file of the corpus (all shards), written
+    atomically to the hidden OUT/.corpus-statistics.json (a shard's own file when sharded), reused by a resumed
+    run while the corpus's files and the model are the same (a fingerprint of both). They describe the
+    original voices, so the file is removed when the job has gone through every file: it is never part of
+    what is released."""
+    import hashlib
+
+    utterances = job_plan.corpus.utterances
+    digest = hashlib.sha256(json.dumps([method.config(), config.seed], sort_keys=True, default=str).encode())
+    for utt in utterances:
+        digest.update(f"{utt.utt_id}\t{utt.speaker or ''}\t{utt.path}\n".encode())
+    fingerprint = digest.hexdigest()[:16]
+    index, count = config.shard
+    name = CORPUS_STATISTICS_NAME if count == 1 else f".corpus-statistics-{index:05d}-of-{count:05d}.json"
+    path = config.out / name
+    if path.exists():
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+                return path
+        except (OSError, ValueError):
+            pass  # damaged: computed again
+    if config.progress:
+        progress_line(f"first pass: {method.name} pools each speaker's statistics over {len(utterances)} files")
+    statistics = method.corpus_statistics(utterances, progress=config.progress)
+    atomic_write_json(path, {"fingerprint": fingerprint, "method": method.name, "statistics": statistics})
+    return path
 
 
 DEFAULT_BATCH_SIZE = 16  # with --max-batch-seconds, which ignores it

@@ -47,6 +47,8 @@ class MethodOptions:
     checkpoint: str | None = None
     vocoder: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # a two-pass method's corpus statistics (`Method.corpus_statistics`), as the JSON file the engine wrote
+    corpus_statistics: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,17 @@ class Method(ABC):
         Workers call it once before their first batch; building a method to
         check its options (the engine does, before any work) stays cheap.
         """
+
+    @property
+    def two_pass(self) -> bool:
+        """Whether the method needs `corpus_statistics` over the whole corpus before it processes a file."""
+        return False
+
+    def corpus_statistics(self, utterances: Sequence[Utterance], progress: bool = True) -> dict | None:
+        """A two-pass method's first pass: statistics over all of `utterances` (the whole corpus), as a
+        JSON-serialisable dict that the engine writes to a file and hands back to every worker through
+        `MethodOptions.corpus_statistics` (the path). None (the default): the method needs none."""
+        return None
 
     def utterance_seed(self, utt: Utterance) -> int:
         """Per-utterance seed, or per-speaker with --per-speaker (same voice for one speaker)."""

@@ -26,6 +26,14 @@ if TYPE_CHECKING:
     from anoncli.corpus.utterance import Utterance
 
 CHUNK_FRAMES = 1024
+
+
+def speaker_key(utt: Utterance) -> str:
+    """The key a two-pass pipeline pools an utterance's statistics under: its speaker, or the file alone
+    (`utt:` and its id) when it has no speaker label."""
+    return f"speaker:{utt.speaker}" if utt.speaker else f"utt:{utt.utt_id}"
+
+
 CHUNK_OVERLAP = 128
 
 
@@ -89,7 +97,17 @@ class LearnedMethod(Method):
     # ---- shared
     def utterance_params(self, utt: Utterance) -> dict[str, Any]:
         seed = self.utterance_seed(utt)
-        return self.pipeline.utterance_params(self.network_params(seed), seed)
+        params = self.pipeline.utterance_params(self.network_params(seed), seed)
+        if self.pipeline.two_pass:  # the key of the statistics the first pass pooled for this file
+            params["speaker"] = speaker_key(utt)
+        return params
+
+    @property
+    def two_pass(self) -> bool:
+        return self.pipeline.two_pass
+
+    def corpus_statistics(self, utterances, progress: bool = True) -> dict | None:
+        return self.pipeline.corpus_statistics(list(utterances), progress) if self.pipeline.two_pass else None
 
     def target_index(self, params: dict[str, Any]) -> int:
         """Index in `classes` of the utterance's drawn target class (`params["target"]`)."""

@@ -41,6 +41,9 @@ from anoncli.synthesis import world_features
 from anoncli.synthesis.world_norm import CLIP_SIGMA, PseudoSpeakers, impose, utterance_stats
 
 SAMPLER = "sampler"
+# config["normalisation"]: "pseudo" imposes a pseudo-speaker drawn per utterance (gender, identity);
+# "speaker" the speaker's own statistics pooled over the corpus, contours flattened (emotion; two passes)
+NORMALISATIONS = ("pseudo", "speaker")
 GENERATOR = "generator"
 # config["covariance"]: "full" imposes the pseudo-speaker's mean and covariance of the coded envelope
 # (whitening and colouring), "diagonal" its per-dimension mean and std only
@@ -82,6 +85,19 @@ class WorldNormPipeline(Pipeline):
             raise AnoncliError(f"--vocoder {options.vocoder}: a world_norm model synthesises with WORLD only")
         tensors = state.get("models", {}).get(SAMPLER)
         source = getattr(method, "checkpoint_path", "the model")
+        self.vocoder_name = "world"
+        self.full = True
+        normalisation = method.model_config.get("normalisation", "pseudo")
+        if normalisation not in NORMALISATIONS:
+            raise AnoncliError(f"{source}: normalisation {normalisation!r} (known: {', '.join(NORMALISATIONS)})")
+        if normalisation == "speaker":  # emotion: each speaker's own pooled statistics, a two-pass job
+            self.two_pass = True
+            self.sampler = None
+            self.f0_keep = float(method.model_config.get("f0_keep", 0.5))
+            self.level_keep = float(method.model_config.get("level_keep", 0.5))
+            self.statistics_file = options.corpus_statistics
+            self._table: dict | None = None
+            return
         if not tensors:
             raise AnoncliError(f"{source}: no pseudo-speaker sampler in the model (tensors {SAMPLER}.*)")
         try:
@@ -117,8 +133,53 @@ class WorldNormPipeline(Pipeline):
             raise AnoncliError(f"the model's generator cannot be built ({str(err).splitlines()[0]})") from None
         return {GENERATOR: generator}
 
+    def corpus_statistics(self, utterances: list, progress: bool = True) -> dict | None:
+        """The first pass of the speaker normalisation: each speaker's `Stats` pooled over all their files
+        (`speaker_key`: a file without a speaker is its own), as JSON-ready lists; None for a pseudo-speaker
+        model. A file that cannot be read or is shorter than a frame is left out (it fails in the second pass)."""
+        if not self.two_pass:
+            return None
+        from collections import defaultdict
+
+        from anoncli.audio import read_audio, resample
+        from anoncli.errors import AudioError
+        from anoncli.methods.learned import speaker_key
+        from anoncli.progress import progress_bar
+        from anoncli.synthesis.world_norm import pool_stats
+
+        rate = self.method.sample_rate
+        grouped = defaultdict(list)
+        for utt in progress_bar(utterances, desc="speaker statistics", unit="file", enabled=progress):
+            try:
+                audio = read_audio(utt.path)
+            except (AudioError, OSError):
+                continue
+            wave = resample(audio.samples, audio.sample_rate, rate) if audio.sample_rate != rate else audio.samples
+            if len(wave) < world_features.min_samples(rate):
+                continue
+            grouped[speaker_key(utt)].append(world_features.analyse(wave, rate, aperiodicity=False))
+        return {key: stats_to_json(pool_stats(items)) for key, items in sorted(grouped.items())}
+
+    def speaker_stats(self, key: str):
+        """The pooled `Stats` of `key` from the first pass's file, or None when the file does not list it."""
+        if self._table is None:
+            import json
+
+            if not self.statistics_file:
+                raise AnoncliError(
+                    "this model normalises each speaker to their own statistics: it runs as a two-pass "
+                    "`anoncli anonymize` job (the speakers' statistics were not computed)"
+                )
+            with open(self.statistics_file, encoding="utf-8") as handle:
+                self._table = json.load(handle)["statistics"]
+        entry = self._table.get(key)
+        return None if entry is None else stats_from_json(entry)
+
     def utterance_params(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        """The drawn target gender and the seed of the pseudo-speaker draw (recorded in the manifest)."""
+        """The drawn target gender and the seed of the pseudo-speaker draw (recorded in the manifest); the
+        speaker normalisation draws nothing but the generator's noise (`seed`)."""
+        if self.two_pass:
+            return {**params, "pseudo_seed": int(seed)}
         gender, _ = self.sampler.draw(seed)
         return {**params, "target": gender, "pseudo_seed": int(seed)}
 
@@ -133,6 +194,15 @@ class WorldNormPipeline(Pipeline):
         wave = wave.to("cpu", torch.float32)
         require_samples(wave, world_features.min_samples(rate), rate, "WORLD analysis")
         features = world_features.analyse(wave.numpy(), rate)
+        if self.two_pass:
+            from anoncli.synthesis.world_norm import flatten_to_speaker
+
+            own = self.speaker_stats(params.get("speaker", ""))
+            stats = own if own is not None else utterance_stats(features)
+            out = flatten_to_speaker(features, stats, self.f0_keep, self.level_keep)
+            if GENERATOR in self.method.modules:
+                out = self.generate(out, None, params["pseudo_seed"])
+            return torch.from_numpy(world_features.synthesize(out))
         gender, target = self.sampler.draw(params["pseudo_seed"])
         out = impose(features, utterance_stats(features), target, full=self.full)
         if GENERATOR in self.method.modules:
@@ -149,7 +219,7 @@ class WorldNormPipeline(Pipeline):
         generator = self.method.modules[GENERATOR]
         x = frame_features(features.mcep, features.log_f0, features.voiced, features.bap, features.level_db)
         cond = torch.zeros(1, generator.cond)
-        if generator.cond:
+        if generator.cond and gender is not None:
             cond[0, self.method.classes.index(gender)] = 1.0
         noise = noise_channel(seed, x.shape[-1])
         device = self.method.device
@@ -158,6 +228,33 @@ class WorldNormPipeline(Pipeline):
         bap = features.bap.copy()
         bap[:, :1] = parts["bap"]
         return features.with_(mcep=parts["mcep"], log_f0=np.where(features.voiced, parts["log_f0"], 0.0), bap=bap)
+
+
+def stats_to_json(stats) -> dict:
+    """A `Stats` as plain lists and floats (the first pass's file)."""
+    return {
+        "mcep_mean": stats.mcep_mean.tolist(),
+        "mcep_std": stats.mcep_std.tolist(),
+        "f0_mean": stats.f0_mean,
+        "f0_std": stats.f0_std,
+        "level_db": stats.level_db,
+        "mcep_corr": None if stats.mcep_corr is None else np.round(stats.mcep_corr, 6).tolist(),
+    }
+
+
+def stats_from_json(entry: dict):
+    """The inverse of `stats_to_json`."""
+    from anoncli.synthesis.world_norm import Stats
+
+    corr = entry.get("mcep_corr")
+    return Stats(
+        np.asarray(entry["mcep_mean"], dtype=np.float64),
+        np.asarray(entry["mcep_std"], dtype=np.float64),
+        entry["f0_mean"],
+        entry["f0_std"],
+        float(entry["level_db"]),
+        None if corr is None else np.asarray(corr, dtype=np.float64),
+    )
 
 
 def model_config(sample_rate: int = 16000, covariance: str = "full", clip_sigma: float = CLIP_SIGMA) -> dict:

@@ -101,6 +101,8 @@ class WorldGanConfig(TrainConfig):
     stoi_penalty: float = 2.0
     stoi_utterances: int = 8
     clip_sigma: float = 2.0
+    f0_keep: float = 0.5
+    level_keep: float = 0.5
     sample_rate: int = 16000
 
     def check(self) -> None:
@@ -110,6 +112,9 @@ class WorldGanConfig(TrainConfig):
             raise AnoncliError("--param bound, width and d_width must be positive (width, d_width at least 4)")
         if not 0 < self.val_fraction <= 0.5:
             raise AnoncliError(f"--param val_fraction={self.val_fraction}: expected a share in (0, 0.5]")
+        for name in ("f0_keep", "level_keep"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise AnoncliError(f"--param {name}={getattr(self, name)}: expected a share in [0, 1]")
         if self.crop_frames < 32:
             raise AnoncliError(f"--param crop_frames={self.crop_frames}: at least 32 frames")
 
@@ -206,6 +211,7 @@ class _Utterance:
     voiced: np.ndarray  # (T,) bool
     bap: np.ndarray  # (T, 1)
     level_db: np.ndarray  # (T,)
+    frames: torch.Tensor | None = None  # (FEATURES, T) normalised frames, when they do not depend on a draw
 
 
 def _whiten(features, full: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -230,6 +236,10 @@ class WorldGanTrainer(Trainer):
     method = "gengan"
     name = "gengan-world"
     body = "gengan"
+    # "pseudo": a pseudo-speaker drawn per item (gender, identity); "speaker": the speaker's own pooled
+    # statistics with flattened contours (emotion; `flatten_to_speaker`)
+    normalisation = "pseudo"
+    default_attribute = DEFAULT_ATTRIBUTE
     config_class = WorldGanConfig
     presets = PRESETS
     default_preset = "default"
@@ -237,7 +247,7 @@ class WorldGanTrainer(Trainer):
 
     def __init__(self, options: TrainOptions, config: WorldGanConfig | None = None):
         super().__init__(options, config)
-        attribute = self.config.attribute or DEFAULT_ATTRIBUTE
+        attribute = self.config.attribute or self.default_attribute
         self.config = dataclasses.replace(self.config, attribute=attribute)
         self.attribute = attribute
 
@@ -263,12 +273,15 @@ class WorldGanTrainer(Trainer):
         self.classes = sorted({str(u.labels[self.attribute]) for u in utts})
         self.data_fingerprint = data_fingerprint(utts)
         analysed = self._analyse(train + val)
+        self.speaker_stats = self._speaker_stats(train + val, analysed) if self.normalisation == "speaker" else {}
         self.train_items = [self._item(u, analysed[u.utt_id]) for u in train if u.utt_id in analysed]
         self.val_items = [self._item(u, analysed[u.utt_id]) for u in val if u.utt_id in analysed]
         self.val_waves = {u.utt_id: analysed[u.utt_id][1] for u in val[: c.stoi_utterances] if u.utt_id in analysed}
         self.val_ids = [u.utt_id for u in val if u.utt_id in analysed]
-        self._fit_sampler(train, analysed)
-        self.generator = WorldResidualGenerator(self.body, len(self.classes), c.width, c.bound).to(self.device)
+        if self.normalisation == "pseudo":
+            self._fit_sampler(train, analysed)
+        cond = len(self.classes) if self.normalisation == "pseudo" else 0
+        self.generator = WorldResidualGenerator(self.body, cond, c.width, c.bound).to(self.device)
         self.attack = AttackerFeatures(c.sample_rate).to(self.device)
         self.disc = FrameAttacker(N_MELS + 4, len(self.classes), c.d_width).to(self.device)
         self._set_scaling()
@@ -332,9 +345,29 @@ class WorldGanTrainer(Trainer):
             out[utt_id] = (features, parts["wave"])
         return out
 
+    def _speaker_stats(self, utts: list, analysed: dict) -> dict:
+        """speaker -> `Stats` pooled over all their analysed utterances (the emotion normalisation's target)."""
+        from collections import defaultdict
+
+        from anoncli.synthesis.world_norm import pool_stats
+
+        per_speaker = defaultdict(list)
+        for u in utts:
+            if u.utt_id in analysed:
+                per_speaker[str(u.speaker)].append(analysed[u.utt_id][0])
+        return {s: pool_stats(items) for s, items in sorted(per_speaker.items())}
+
     def _item(self, utt, analysed) -> _Utterance:
         features, _ = analysed
         z, f0 = _whiten(features)
+        frames = None
+        if self.normalisation == "speaker":
+            from anoncli.synthesis.world_norm import flatten_to_speaker
+
+            c = self.config
+            flat = flatten_to_speaker(features, self.speaker_stats[str(utt.speaker)], c.f0_keep, c.level_keep)
+            frames = frame_features(flat.mcep, flat.log_f0, flat.voiced, flat.bap, flat.level_db)
+            features = flat  # its level is the speaker's (the synthesis reads the item's level)
         return _Utterance(
             str(utt.speaker),
             self.classes.index(str(utt.labels[self.attribute])),
@@ -343,6 +376,7 @@ class WorldGanTrainer(Trainer):
             features.voiced,
             features.bap[:, :1].astype(np.float32),
             features.level_db.astype(np.float32),
+            frames,
         )
 
     def _fit_sampler(self, train: list, analysed: dict) -> None:
@@ -368,7 +402,11 @@ class WorldGanTrainer(Trainer):
 
     # ------------------------------------------------------------------ normalisation, batches
     def normalised(self, item: _Utterance, seed: int, start: int = 0, frames: int | None = None):
-        """(FEATURES, T) normalised frames of `item` coloured with the pseudo-speaker of `seed`, and its class index."""
+        """(FEATURES, T) normalised frames of `item` coloured with the pseudo-speaker of `seed`, and its class
+        index (speaker normalisation: the item's precomputed frames, class 0)."""
+        if item.frames is not None:
+            end = item.frames.shape[-1] if frames is None else start + frames
+            return item.frames[:, start:end], 0
         gender, target = self.pseudo.draw(seed)
         g = self.classes.index(gender)
         end = len(item.z) if frames is None else start + frames
@@ -405,7 +443,7 @@ class WorldGanTrainer(Trainer):
 
     # ------------------------------------------------------------------ attackers
     def _generate(self, x: torch.Tensor, targets: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        cond = F.one_hot(targets, len(self.classes)).float().to(self.device)
+        cond = F.one_hot(targets, len(self.classes)).float().to(self.device) if self.generator.cond else None
         return self.generator(x.to(self.device), cond, None if noise is None else noise.to(self.device))
 
     @torch.no_grad()
@@ -445,10 +483,11 @@ class WorldGanTrainer(Trainer):
         return ((stats - lin["mean"]) / lin["scale"]) @ lin["weight"].T + lin["bias"]
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"generator": self.generator, "sampler": self.sampler, "discriminator": self.disc}
+        sampler = {"sampler": self.sampler} if self.normalisation == "pseudo" else {}
+        return {"generator": self.generator, **sampler, "discriminator": self.disc}
 
     def inference_modules(self) -> list[str]:
-        return ["generator", "sampler"]
+        return ["generator", "sampler"] if self.normalisation == "pseudo" else ["generator"]
 
     def optimizers(self):
         return {"generator": self.g_opt, "discriminator": self.d_opt}
@@ -473,6 +512,16 @@ class WorldGanTrainer(Trainer):
             "g_refit": refit.mean().item(),
             "change": change.item(),
         }
+
+    def _val_features(self, item: _Utterance, out: torch.Tensor, wave_length: int):
+        """The CodedWorld of a generated (FEATURES, T) item, for synthesis."""
+        from anoncli.synthesis.world_features import CodedWorld
+
+        parts = split_features(out)
+        level = item.level_db.astype(np.float64)
+        return CodedWorld(
+            parts["mcep"], level, parts["log_f0"], item.voiced, parts["bap"], self.config.sample_rate, wave_length
+        )
 
     def validate(self) -> dict[str, float]:
         from sklearn.linear_model import LogisticRegression
@@ -504,7 +553,6 @@ class WorldGanTrainer(Trainer):
         from pystoi import stoi as pystoi
 
         from anoncli.synthesis import world_features
-        from anoncli.synthesis.world_features import CodedWorld
 
         scores, changes = [], []
         for index, utt_id in enumerate(self.val_ids[: len(self.val_waves)]):
@@ -513,17 +561,7 @@ class WorldGanTrainer(Trainer):
             noise = torch.randn(1, 1, x.shape[-1], generator=torch.Generator().manual_seed(31 + index))
             out = self._generate(x[None], torch.tensor([g]), noise)[0].cpu()
             changes.append(float(((out - x).abs() / self.generator.std.cpu()[:, None]).mean()))
-            parts = split_features(out)
-            features = CodedWorld(
-                parts["mcep"],
-                item.level_db.astype(np.float64),
-                parts["log_f0"],
-                item.voiced,
-                parts["bap"],
-                self.config.sample_rate,
-                len(wave),
-            )
-            audio = world_features.synthesize(features)
+            audio = world_features.synthesize(self._val_features(item, out, len(wave)))
             scores.append(float(pystoi(wave, audio, self.config.sample_rate)))
         return (float(np.mean(scores)) if scores else float("nan")), (float(np.mean(changes)) if changes else 0.0)
 
@@ -538,9 +576,12 @@ class WorldGanTrainer(Trainer):
     def model_info(self) -> dict:
         from anoncli.methods.world_norm import model_config
 
-        config = model_config(self.config.sample_rate, "full", self.config.clip_sigma)
+        c = self.config
+        config = {**model_config(c.sample_rate, "full", c.clip_sigma), "generator": self.generator.config()}
+        if self.normalisation == "speaker":
+            config.update(normalisation="speaker", f0_keep=c.f0_keep, level_keep=c.level_keep)
         return {
-            "config": {**config, "generator": self.generator.config()},
+            "config": config,
             "classes": list(self.classes),
             "attribute": self.attribute,
         }
@@ -565,3 +606,16 @@ class PCMelGanWorldTrainer(WorldGanTrainer):
     method = "pcmelgan"
     name = "pcmelgan-world"
     body = "pcmelgan"
+
+
+class PSEGANWorldTrainer(WorldGanTrainer):
+    """`anoncli train --method psegan-world`: PSEGAN's gated dilated bottleneck on WORLD features normalised to
+    each speaker's own pooled statistics with flattened F0 and level contours (`flatten_to_speaker`: the
+    speaker is kept, the emotion's utterance-level cues removed), against emotion attackers. Writes a
+    `psegan` model, which `anonymize` runs in two passes (the speakers' statistics first)."""
+
+    method = "psegan"
+    name = "psegan-world"
+    body = "psegan"
+    normalisation = "speaker"
+    default_attribute = "emotion"

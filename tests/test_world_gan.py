@@ -76,7 +76,7 @@ def test_attacker_evidence_is_the_envelope_log_mel():
     reference = np.log(env @ attack.bank.double().numpy() + 1e-8).T / 10.0
     np.testing.assert_allclose(evidence[0, :40].detach().numpy(), reference, atol=2e-3)
     stats = utterance_statistics(evidence)
-    assert stats.shape == (1, 2 * 40 + 6)
+    assert stats.shape == (1, 4 * 40 + 6)
     stats.sum().backward()  # the attackers' gradient reaches the generator's features
     assert x.grad is not None and x.grad[:, :N_MCEP].abs().sum() > 0 and torch.isfinite(x.grad).all()
     assert BAP == N_MCEP + 2

@@ -173,9 +173,10 @@ class AttackerFeatures(nn.Module):
 
 
 def utterance_statistics(frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, N_MELS + 4, T) attacker frames -> (B, 2 * N_MELS + 7) statistics: log-mel mean and std over
-    the active frames, log-F0 mean and std over the voiced frames, the voiced share, aperiodicity mean
-    and std, level std. Differentiable; `lengths` (B,) limits each item to its first frames."""
+    """(B, N_MELS + 4, T) attacker frames -> (B, 4 * N_MELS + 6) statistics: log-mel mean and std over
+    the active frames and those of its frame-to-frame change (the evaluation's spectral statistics), log-F0
+    mean and std over the voiced frames, the voiced share, aperiodicity mean and std, level std.
+    Differentiable; `lengths` (B,) limits each item to its first frames."""
     batch, _, frames_n = frames.shape
     valid = torch.ones(batch, frames_n, device=frames.device)
     if lengths is not None:
@@ -193,12 +194,21 @@ def utterance_statistics(frames: torch.Tensor, lengths: torch.Tensor | None = No
         return mean, torch.sqrt(var + 1e-6)
 
     mel_mean, mel_std = moments(frames[:, :N_MELS], active)
+    both = active[:, 1:] * active[:, :-1]
+    delta_mean, delta_std = moments(frames[:, :N_MELS, 1:] - frames[:, :N_MELS, :-1], both)
     f0_mean, f0_std = moments(frames[:, N_MELS], voiced)
     bap_mean, bap_std = moments(frames[:, N_MELS + 2], active)
     _, level_std = moments(level, valid)
     share = voiced.sum(-1) / valid.sum(-1).clamp_min(1.0)
     return torch.cat(
-        [mel_mean, mel_std, torch.stack([f0_mean, f0_std, share, bap_mean / 10.0, bap_std / 10.0, level_std], 1)], 1
+        [
+            mel_mean,
+            mel_std,
+            delta_mean,
+            delta_std,
+            torch.stack([f0_mean, f0_std, share, bap_mean / 10.0, bap_std / 10.0, level_std], 1),
+        ],
+        1,
     )
 
 

@@ -29,7 +29,12 @@ from anoncli.models.world_nets import (
     frame_features,
 )
 from anoncli.synthesis import world_features
-from anoncli.training.world_gan import AttackerFeatures, utterance_statistics
+from anoncli.training.world_gan import (
+    AttackerFeatures,
+    EnvelopeSpeakerEmbedding,
+    reference_log_power,
+    utterance_statistics,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gan_helpers import RATE, voice  # noqa: E402
@@ -80,6 +85,18 @@ def test_attacker_evidence_is_the_envelope_log_mel():
     stats.sum().backward()  # the attackers' gradient reaches the generator's features
     assert x.grad is not None and x.grad[:, :N_MCEP].abs().sum() > 0 and torch.isfinite(x.grad).all()
     assert BAP == N_MCEP + 2
+    # the speaker embedding of the envelope: resemblyzer's encoder, unit length, its gradient reaches the frames
+    embedder = EnvelopeSpeakerEmbedding(RATE, reference_log_power([wave]))
+    x.grad = None
+    embedding = embedder(attack.power(x))
+    assert embedding.shape == (1, 256) and torch.allclose(embedding.norm(dim=1), torch.ones(1), atol=1e-5)
+    embedding.sum().backward()
+    assert x.grad[:, :N_MCEP].abs().sum() > 0
+    # a long item is embedded in 1.6 s partials: the same vector whatever the item's loudness
+    long = torch.cat([x.detach()] * 6, dim=-1)
+    quieter = long.clone()
+    quieter[:, -1] -= 1.0  # 10 dB down
+    assert torch.allclose(embedder(attack.power(long)), embedder(attack.power(quieter)), atol=1e-4)
 
 
 def make_gender_corpus(root: Path) -> Path:

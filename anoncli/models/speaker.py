@@ -93,10 +93,27 @@ class MelSpeakerEncoder(nn.Module):
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, F) -> (B, 256) L2-normalised speaker embeddings."""
+        return self.embed_frames(self.encoder_input(logmel))
+
+    def embed_frames(self, mel40: torch.Tensor) -> torch.Tensor:
+        """(B, F, 40) mel power at resemblyzer's 10 ms hop -> (B, 256) L2-normalised embeddings."""
         with torch.backends.cudnn.flags(enabled=False):  # cuDNN LSTM has no double backward; plain is fine
-            _, (hidden, _) = self.lstm(self.encoder_input(logmel))
+            _, (hidden, _) = self.lstm(mel40)
         raw = torch.relu(self.linear(hidden[-1]))
         return raw / raw.norm(dim=1, keepdim=True).clamp(min=1e-8)
+
+    def power_input(self, power: torch.Tensor) -> torch.Tensor:
+        """(B, n_fft/2 + 1, F) power spectra at this encoder's `n_fft` and hop -> (B, F', 40) mel power at a
+        10 ms hop (the 40 Slaney bands, the window gain and the time resampling of `encoder_input`)."""
+        mel40 = torch.einsum("fm,bft->bmt", self.fb40, power.float() * self.power_scale)
+        frames = max(1, int(round(mel40.shape[-1] * self.time_scale)))
+        mel40 = nn.functional.interpolate(mel40, size=frames, mode="linear", align_corners=False)
+        return mel40.transpose(1, 2)
+
+    @classmethod
+    def for_power(cls, sample_rate: int, n_fft: int, hop_length: int) -> MelSpeakerEncoder:
+        """An encoder fed power spectra (`power_input`) rather than log-mels."""
+        return cls(torch.ones(n_fft // 2 + 1, 1), sample_rate, n_fft, hop_length)
 
 
 def speaker_consistency_loss(

@@ -19,8 +19,11 @@ frames, the utterance-level vector a linear attacker reads):
 * a frame-level discriminator (1-D CNN with mean and std pooling) updated at
   every step on the current outputs, the source's class as its target;
 * a fresh logistic regression (scikit-learn, L2) refit at the start of every
-  epoch on the statistics of the current outputs of every training
-  utterance: a stale discriminator is easy to fool, a refit one is not.
+  epoch on the current outputs of every training utterance: a stale
+  discriminator is easy to fool, a refit one is not. It reads what the
+  evaluation's attacker reads: a resemblyzer speaker embedding (its frozen
+  encoder on the envelope's mel power, `EnvelopeSpeakerEmbedding`; off with
+  `embedding=no`) and the spectral and prosody statistics.
 
 The generator's loss: both attackers' posteriors pushed to uniform (KL from
 the uniform distribution), plus `l1_weight` × the mean absolute change in
@@ -103,6 +106,7 @@ class WorldGanConfig(TrainConfig):
     clip_sigma: float = 2.0
     f0_keep: float = 0.5
     level_keep: float = 0.5
+    embedding: bool = True
     sample_rate: int = 16000
 
     def check(self) -> None:
@@ -164,12 +168,64 @@ class AttackerFeatures(nn.Module):
         self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)))
         self.register_buffer("bank", bank.float())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def power(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, FEATURES, T) -> (B, T, bins) envelope power (relative to the loudest frame's level)."""
         log_env = torch.einsum("bct,cf->btf", x[:, :N_MCEP], self.basis)
         log_env = log_env - torch.logsumexp(log_env, dim=-1, keepdim=True) + np.log(log_env.shape[-1])
-        level = x[:, LEVEL] * 10.0 * np.log(10.0) / 10.0  # dB / 10 -> ln power
-        mel = torch.log(torch.exp(log_env + level[..., None]) @ self.bank + 1e-8).transpose(1, 2)
+        level = x[:, LEVEL] * np.log(10.0)  # dB / 10 -> ln power
+        return torch.exp(log_env + level[..., None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mel = torch.log(self.power(x) @ self.bank + 1e-8).transpose(1, 2)
         return torch.cat([mel / 10.0, x[:, LOG_F0 : LEVEL + 1]], dim=1)
+
+
+class EnvelopeSpeakerEmbedding(nn.Module):
+    """resemblyzer's frozen encoder (`anoncli.models.speaker.MelSpeakerEncoder`) on the envelope power of
+    generated frames: (B, T, bins) -> (B, 256) L2-normalised, differentiable. Each item's mel power is
+    scaled so that its active frames' mean log power is `reference` (that of real speech normalised to
+    -30 dBFS, as resemblyzer normalises its input); long items are cut into resemblyzer's 1.6 s partials
+    (50 % overlap) whose embeddings are averaged and normalised again, as `embed_utterance` does."""
+
+    PARTIAL = 160  # 10-ms frames
+
+    def __init__(self, sample_rate: int, reference: float):
+        super().__init__()
+        from anoncli.models.speaker import MelSpeakerEncoder
+        from anoncli.synthesis.world_features import FRAME_PERIOD_MS, fft_size
+
+        hop = int(round(sample_rate * FRAME_PERIOD_MS / 1000.0))
+        self.encoder = MelSpeakerEncoder.for_power(sample_rate, fft_size(sample_rate), hop)
+        self.reference = float(reference)
+
+    def forward(self, power: torch.Tensor) -> torch.Tensor:
+        mel = self.encoder.power_input(power.transpose(1, 2))  # (B, F, 40)
+        log_total = torch.log(mel.sum(dim=-1) + 1e-10)
+        active = (log_total > log_total.max(dim=1, keepdim=True).values - 40.0 / 10.0 * np.log(10.0)).float()
+        mean = (log_total * active).sum(1) / active.sum(1).clamp_min(1.0)
+        mel = mel * torch.exp(self.reference - mean)[:, None, None]
+        frames = mel.shape[1]
+        if frames <= int(1.5 * self.PARTIAL):
+            return self.encoder.embed_frames(mel)
+        starts = list(range(0, frames - self.PARTIAL + 1, self.PARTIAL // 2))
+        parts = torch.stack([self.encoder.embed_frames(mel[:, s : s + self.PARTIAL]) for s in starts], dim=1)
+        mean_embedding = parts.mean(dim=1)
+        return mean_embedding / mean_embedding.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def reference_log_power(waves: list[np.ndarray]) -> float:
+    """The mean, over `waves` (16 kHz), of the active frames' mean log mel power of the wave normalised
+    to -30 dBFS: resemblyzer's input level (its `normalize_volume` target), for `EnvelopeSpeakerEmbedding`."""
+    from anoncli.scoring.features import mel_power
+
+    values = []
+    for wave in waves:
+        rms_db = 10.0 * np.log10(np.mean(np.square(wave, dtype=np.float64)) + 1e-12)
+        mel = mel_power(wave * 10.0 ** ((-30.0 - rms_db) / 20.0), 40)
+        log_total = np.log(mel.sum(axis=1) + 1e-10)
+        active = log_total > log_total.max() - 4.0 * np.log(10.0)
+        values.append(float(log_total[active].mean()))
+    return float(np.mean(values)) if values else 0.0
 
 
 def utterance_statistics(frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -293,6 +349,10 @@ class WorldGanTrainer(Trainer):
         cond = len(self.classes) if self.normalisation == "pseudo" else 0
         self.generator = WorldResidualGenerator(self.body, cond, c.width, c.bound).to(self.device)
         self.attack = AttackerFeatures(c.sample_rate).to(self.device)
+        self.embedder = None
+        if c.embedding:
+            waves = [analysed[u.utt_id][1] for u in train[:30] if u.utt_id in analysed]
+            self.embedder = EnvelopeSpeakerEmbedding(c.sample_rate, reference_log_power(waves)).to(self.device)
         self.disc = FrameAttacker(N_MELS + 4, len(self.classes), c.d_width).to(self.device)
         self._set_scaling()
         self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=(0.5, 0.9))
@@ -456,6 +516,16 @@ class WorldGanTrainer(Trainer):
         cond = F.one_hot(targets, len(self.classes)).float().to(self.device) if self.generator.cond else None
         return self.generator(x.to(self.device), cond, None if noise is None else noise.to(self.device))
 
+    def evidence(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generated (B, FEATURES, T) -> the attacker frames (B, N_MELS + 4, T) and the utterance vector the
+        refit attacker reads: the speaker embedding (with `embedding`) and `utterance_statistics`, as the
+        evaluation's attacker reads a resemblyzer embedding and spectral and prosody statistics."""
+        frames = self.attack(out)
+        stats = utterance_statistics(frames)
+        if self.embedder is not None:
+            stats = torch.cat([self.embedder(self.attack.power(out)), stats], dim=1)
+        return frames, stats
+
     @torch.no_grad()
     def _statistics(self, items: list[_Utterance], seeds: list[int]) -> np.ndarray:
         rows = []
@@ -463,7 +533,7 @@ class WorldGanTrainer(Trainer):
             x, g = self.normalised(item, seed)
             noise = torch.randn(1, 1, x.shape[-1], generator=torch.Generator().manual_seed(seed))
             out = self._generate(x[None], torch.tensor([g]), noise)
-            rows.append(utterance_statistics(self.attack(out)).cpu().numpy()[0])
+            rows.append(self.evidence(out)[1].cpu().numpy()[0])
         return np.stack(rows)
 
     def _refit(self, epoch: int) -> None:
@@ -507,11 +577,11 @@ class WorldGanTrainer(Trainer):
         x, targets, labels, noise = batch
         labels = labels.to(self.device)
         out = self._generate(x, targets, noise if self.body == "gengan" else None)
-        evidence = self.attack(out)
+        evidence, vector = self.evidence(out)
         d_loss = F.cross_entropy(self.disc(evidence.detach()), labels)
         self.optimize("discriminator", d_loss)
         uniform = -F.log_softmax(self.disc(evidence), dim=1).mean(dim=1)
-        refit = -F.log_softmax(self._linear_logits(utterance_statistics(evidence)), dim=1).mean(dim=1)
+        refit = -F.log_softmax(self._linear_logits(vector), dim=1).mean(dim=1)
         x = x.to(self.device)
         change = ((out - x).abs() / self.generator.std[:, None]).mean()
         g_loss = c.adv_weight * uniform.mean() + c.refit_weight * refit.mean() + c.l1_weight * change

@@ -179,6 +179,8 @@ def test_psegan_world_trains_on_speaker_normalised_features_and_anonymizes_in_tw
     assert state["method"] == "psegan" and state["attribute"] == "emotion"
     assert state["config"]["normalisation"] == "speaker" and set(state["models"]) >= {"generator"}
     assert "sampler" not in state["models"] and state["config"]["generator"]["cond"] == 0
+    steps = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(0.5 < r["speaker_cosine"] <= 1.0 for r in steps if r["kind"] == "step")  # the speaker matcher ran
     # the first pass pools each speaker's statistics; a file alone without a speaker label is its own key
     anonymizer = create_method("psegan", MethodOptions(checkpoint=str(run)))
     assert anonymizer.two_pass

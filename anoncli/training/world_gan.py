@@ -83,7 +83,9 @@ class WorldGanConfig(TrainConfig):
     `exclude_corpus`), the validation share of the speakers (`val_fraction`); the generator (`width`
     hidden channels, `bound` standard deviations at most) and its Adam `lr`; the frame discriminator
     (`d_width`, `d_lr`); the loss weights (`adv_weight` frame discriminator, `refit_weight` the epoch's
-    refit linear attacker, `l1_weight` the change); training crops of `crop_frames` 5-ms frames; the
+    refit linear attacker, `l1_weight` the change, `speaker_weight` one minus the cosine between the speaker
+    embeddings of output and input, PSEGAN's speaker matcher; `embedding` gives the refit attacker the
+    output's speaker embedding); training crops of `crop_frames` 5-ms frames; the
     selection (`stoi_floor`, `stoi_penalty`, `stoi_utterances`); the pseudo-speakers' `clip_sigma`; the
     analysis rate `sample_rate`."""
 
@@ -107,6 +109,7 @@ class WorldGanConfig(TrainConfig):
     f0_keep: float = 0.5
     level_keep: float = 0.5
     embedding: bool = True
+    speaker_weight: float = 0.0
     sample_rate: int = 16000
 
     def check(self) -> None:
@@ -585,12 +588,20 @@ class WorldGanTrainer(Trainer):
         x = x.to(self.device)
         change = ((out - x).abs() / self.generator.std[:, None]).mean()
         g_loss = c.adv_weight * uniform.mean() + c.refit_weight * refit.mean() + c.l1_weight * change
+        figures = {}
+        if c.speaker_weight and self.embedder is not None:  # PSEGAN's speaker matcher: keep the input's speaker
+            with torch.no_grad():
+                target = self.embedder(self.attack.power(x))
+            kept = (vector[:, : target.shape[1]] * target).sum(dim=1).mean()
+            g_loss = g_loss + c.speaker_weight * (1.0 - kept)
+            figures["speaker_cosine"] = kept.item()
         self.optimize("generator", g_loss)
         return {
             "d_loss": d_loss.item(),
             "g_adv": uniform.mean().item(),
             "g_refit": refit.mean().item(),
             "change": change.item(),
+            **figures,
         }
 
     def _val_features(self, item: _Utterance, out: torch.Tensor, wave_length: int):
@@ -699,3 +710,7 @@ class PSEGANWorldTrainer(WorldGanTrainer):
     body = "psegan"
     normalisation = "speaker"
     default_attribute = "emotion"
+    presets = {
+        "quick": dataclasses.replace(PRESETS["quick"], speaker_weight=1.0, stoi_floor=0.8),
+        "default": dataclasses.replace(PRESETS["default"], speaker_weight=1.0, stoi_floor=0.8),
+    }

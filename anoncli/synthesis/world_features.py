@@ -14,7 +14,9 @@ aperiodicity):
   frame is unvoiced `log_f0` is 0 and means nothing;
 * `bap` (T, A): band aperiodicity coded by `pyworld.code_aperiodicity`
   (A = `pyworld.get_num_aperiodicities(rate)`: 1 band at 16 kHz, 3 at 22.05
-  kHz; WORLD's bands are 3 kHz wide).
+  kHz; WORLD's bands are 3 kHz wide), analysed on every second frame
+  (`APERIODICITY_STRIDE`) and interpolated linearly in between: D4C is the
+  slowest part of the analysis, and the bands change slowly.
 
 `synthesize` is the inverse: `pyworld.decode_spectral_envelope`, the level
 put back, `pyworld.decode_aperiodicity`, `pyworld.synthesize`. The round trip
@@ -40,6 +42,8 @@ from anoncli.synthesis.source_filter import F0_CEIL_HZ, F0_FLOOR_HZ
 
 FRAME_PERIOD_MS = 5.0
 N_MCEP = 40
+# D4C (aperiodicity) runs on every second frame, interpolated in between (see `analyse`)
+APERIODICITY_STRIDE = 2
 # floor of the envelope's mean power (avoids log(0) on digital silence)
 POWER_FLOOR = 1e-16
 
@@ -97,8 +101,12 @@ def analyse(wave: np.ndarray, sample_rate: int, aperiodicity: bool = True) -> Co
     power = np.maximum(envelope.mean(axis=1), POWER_FLOOR)
     mcep = pyworld.code_spectral_envelope(np.ascontiguousarray(envelope / power[:, None]), sample_rate, N_MCEP)
     if aperiodicity:
-        ap = pyworld.d4c(x, f0, times, sample_rate, fft_size=size)
-        bap = pyworld.code_aperiodicity(ap, sample_rate)
+        # D4C is half of the analysis' time: it runs on every APERIODICITY_STRIDE-th frame and the coded
+        # band aperiodicity (a smooth, 3-kHz-band contour) is interpolated linearly in between
+        picked = np.arange(0, len(f0), APERIODICITY_STRIDE)
+        ap = pyworld.d4c(x, f0[picked], times[picked], sample_rate, fft_size=size)
+        coarse = pyworld.code_aperiodicity(ap, sample_rate)
+        bap = np.stack([np.interp(np.arange(len(f0)), picked, band) for band in coarse.T], axis=1)
     else:
         bap = np.zeros((len(f0), 0))
     voiced = f0 > 0

@@ -112,6 +112,7 @@ def train(
     summary = trainer(options)
     emit(summary, fmt, _print_summary, quiet)
     if "registered" in summary and not quiet:  # a method model: say how `anonymize` gets it
+        method = summary.get("method") or method  # gengan-world trains a gengan model
         if summary["registered"]:
             typer.echo(
                 f"anoncli train: registered: `anoncli anonymize --method {method}` now uses {summary['registered']}",

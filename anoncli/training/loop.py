@@ -686,6 +686,7 @@ def fit(trainer: Trainer) -> dict:
     run.write_card(card)
     summary: dict[str, Any] = {
         "run": str(run.root),
+        "method": trainer.method,  # the model's kind: what `anonymize --method` loads it as
         "best_epoch": result.best_epoch,
         "best_score": result.best,
         "epochs": result.epoch,

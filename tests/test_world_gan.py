@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from anoncli import modelstore
 from anoncli.cli.app import app
+from anoncli.errors import AnoncliError
 from anoncli.methods import MethodOptions, create_method
 from anoncli.models.world_nets import (
     BAP,
@@ -145,6 +146,20 @@ def test_one_short_run_writes_a_model_that_anonymizes(trainer, tmp_path, monkeyp
     first = anonymizer.process([wave], [params])[0].audio
     assert first.shape == wave.shape and torch.isfinite(first).all()
     assert torch.equal(first, anonymizer.process([wave], [params])[0].audio)
+    # --param strength scales the generator's change: 0 is the normalisation alone
+    none = create_method(method, MethodOptions(checkpoint=str(run), seed=3, extra={"strength": "0"}))
+    features = world_features.analyse(wave.numpy(), RATE)
+    from anoncli.synthesis.world_norm import impose, utterance_stats
+
+    gender, target = none.pipeline.sampler.draw(params["pseudo_seed"])
+    normalised = impose(features, utterance_stats(features), target)
+    unchanged = none.pipeline.generate(normalised, gender, params["pseudo_seed"])
+    np.testing.assert_allclose(unchanged.mcep, normalised.mcep, atol=1e-4)
+    for bad in ("1.5", "x"):
+        with pytest.raises(AnoncliError):
+            create_method(method, MethodOptions(checkpoint=str(run), extra={"strength": bad}))
+    with pytest.raises(AnoncliError):  # a mel-domain or world_norm model has nothing to scale
+        create_method("world_norm", MethodOptions(extra={"strength": "0.5"}))
 
 
 def make_emotion_corpus(root: Path) -> Path:

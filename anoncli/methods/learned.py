@@ -49,6 +49,9 @@ class LearnedMethod(Method):
     """
 
     sample_rate: int | None = 16000
+    # --param strength=S (0..1): how much of a bounded residual generator's change is applied (pipelines
+    # with such a generator only; the others refuse it)
+    extra_params = ("strength",)
     uses_checkpoint = True
     uses_vocoder = True  # the pipeline the checkpoint declares says which vocoders it accepts
 

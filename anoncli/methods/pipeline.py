@@ -110,9 +110,26 @@ class Pipeline(ABC):
 
     name: ClassVar[str]
 
+    # whether the pipeline reads --param strength (a residual generator's share); the others refuse it
+    takes_strength: ClassVar[bool] = False
+
     def __init__(self, method: Any, state: dict, options: MethodOptions):
         self.method = method
         self.vocoder_name: str = ""
+        self.strength = 1.0
+        given = options.extra.get("strength")
+        if given is not None:
+            if not self.takes_strength:
+                raise AnoncliError(
+                    f"--param strength: the {self.name} pipeline of this {method.name} model has no residual "
+                    "generator to scale (a model trained with --method gengan-world, pcmelgan-world or psegan-world has)"
+                )
+            try:
+                self.strength = float(given)
+            except (TypeError, ValueError):
+                raise AnoncliError(f"--param strength={given}: expected a number in [0, 1]") from None
+            if not 0.0 <= self.strength <= 1.0:
+                raise AnoncliError(f"--param strength={given}: expected a number in [0, 1]")
 
     # a pipeline whose transform needs statistics pooled over each speaker's utterances in the corpus
     two_pass: ClassVar[bool] = False

@@ -78,9 +78,12 @@ class WorldNormPipeline(Pipeline):
     """
 
     name = "world_norm"
+    takes_strength = True
 
     def __init__(self, method: Any, state: dict, options: MethodOptions):
         super().__init__(method, state, options)
+        if options.extra.get("strength") is not None and GENERATOR not in method.modules:
+            raise AnoncliError(f"--param strength: {getattr(method, 'checkpoint_path', 'the model')} has no generator")
         if options.vocoder not in (None, "world"):
             raise AnoncliError(f"--vocoder {options.vocoder}: a world_norm model synthesises with WORLD only")
         tensors = state.get("models", {}).get(SAMPLER)
@@ -223,7 +226,7 @@ class WorldNormPipeline(Pipeline):
             cond[0, self.method.classes.index(gender)] = 1.0
         noise = noise_channel(seed, x.shape[-1])
         device = self.method.device
-        out = generator(x[None].to(device), cond.to(device), noise.to(device))[0]
+        out = generator(x[None].to(device), cond.to(device), noise.to(device), strength=self.strength)[0]
         parts = split_features(out)
         bap = features.bap.copy()
         bap[:, :1] = parts["bap"]

@@ -74,8 +74,9 @@ class WorldResidualGenerator(nn.Module):
     """A bounded residual on (B, FEATURES, T) frame features; see the module text.
 
     body: one of BODIES; cond: class channels (0: none); width: hidden channels; bound: the largest
-    change in standard deviations. `forward(x, cond=None, noise=None)`: x (B, FEATURES, T) in feature
-    units, cond (B, cond) one-hot, noise (B, 1, T) (gengan only; zeros when None) -> (B, FEATURES, T).
+    change in standard deviations. `forward(x, cond=None, noise=None, strength=1.0)`: x (B, FEATURES, T)
+    in feature units, cond (B, cond) one-hot, noise (B, 1, T) (gengan only; zeros when None), strength
+    the share of the residual applied (0: the input back) -> (B, FEATURES, T).
     Any T >= 1 (the U-Net pads to a multiple of 4 and crops back). ValueError for an unknown body or
     a bound that is not positive.
     """
@@ -135,7 +136,11 @@ class WorldResidualGenerator(nn.Module):
         return h
 
     def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, noise: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         batch, _, frames = x.shape
         z = (x - self.mean[:, None]) / self.std[:, None]
@@ -146,7 +151,7 @@ class WorldResidualGenerator(nn.Module):
             parts.append(cond.to(z)[:, :, None].expand(batch, self.cond, frames))
         if self.body == "gengan":
             parts.append(torch.zeros(batch, 1, frames, device=z.device) if noise is None else noise.to(z))
-        delta = self.bound * torch.tanh(self.head(self._hidden(torch.cat(parts, dim=1))))
+        delta = strength * self.bound * torch.tanh(self.head(self._hidden(torch.cat(parts, dim=1))))
         index = torch.as_tensor(CHANGED_INDEX, device=x.device)
         change = torch.zeros_like(x).index_copy(1, index, delta * self.std[index][:, None])
         out = x + change

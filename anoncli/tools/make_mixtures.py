@@ -7,6 +7,10 @@ With --synthesize-events N, EVENTS_DIR is first filled with N synthetic events
 per class (tone, noise_burst, chirp, clicks, siren); otherwise EVENTS_DIR must
 hold recordings in one sub-folder per class, or a metadata.csv with path, label and
 source_id (clips of one source stay on one side of the split), or pass --events-labels CSV.
+--more-events pools further events folders (--event-alias OLD=NEW merges class names,
+--test-folds F puts the sources of a corpus's folds F in the test split), --level draws
+each mixture's level in dBFS, and --only-split test writes only the test mixtures (the
+same ones, e.g. at another --level).
 """
 
 from __future__ import annotations

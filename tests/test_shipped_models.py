@@ -20,8 +20,9 @@ from anoncli.scoring.signal_metrics import f0_track
 RATE = 16000
 PRETRAINED = Path(modelstore.__file__).resolve().parent / "pretrained"
 # the representation-level models (siamese, rdalm) are tested in test_shipped_features_models.py, the fitted
-# statistics of world_norm (no networks, no validation figures) in test_world_norm.py
-FEATURE_METHODS = ("siamese", "rdalm", "world_norm")
+# statistics of world_norm (no networks, no validation figures) in test_world_norm.py, world_phone (a phone
+# classifier, an inventory and those statistics) in test_world_phone.py
+FEATURE_METHODS = ("siamese", "rdalm", "world_norm", "world_phone")
 SHIPPED = (
     sorted(
         p.name for p in PRETRAINED.iterdir() if (p / "model.safetensors").is_file() and p.name not in FEATURE_METHODS

@@ -158,3 +158,20 @@ def test_trainer_short_run_and_method_round_trip(tmp_path, monkeypatch):
 
     with pytest.raises(AnoncliError, match="detail"):
         create_method("world_phone", MethodOptions(checkpoint=str(run), extra={"detail": "2"}))
+
+
+def test_shipped_model_loads_by_default_and_names_its_data(tmp_path, monkeypatch):
+    from anoncli.cli.env import shipped_data_licences
+
+    monkeypatch.setenv("ANONCLI_MODELS", str(tmp_path / "empty-store"))
+    assert modelstore.find("world_phone") == modelstore.shipped_model("world_phone")
+    card = json.loads((modelstore.shipped_dir("world_phone") / "card.json").read_text())
+    assert "CC BY 4.0" in card["data"]["licence"] and "CC BY 4.0" in shipped_data_licences()["world_phone"]
+    assert "ls32" in card["data"]["excluded_speakers"] and "ls32" not in card["model"]["config"]["pool_speakers"]
+    method = create_method("world_phone", MethodOptions())
+    assert method.model_config["synthesis"] == "world_phone" and len(method.pipeline.inventory.genders) >= 100
+    wave = torch.from_numpy(voiced(0.6, RATE, 120.0, seed=4))
+    params = method.pipeline.utterance_params({}, 11)
+    first = method.process([wave], [params])[0].audio
+    assert torch.equal(first, method.process([wave], [params])[0].audio)
+    assert np.corrcoef(first.numpy(), wave.numpy())[0, 1] < 0.9

@@ -33,6 +33,7 @@ from anoncli.synthesis import world_features
 from anoncli.training.world_gan import (
     AttackerFeatures,
     EnvelopeSpeakerEmbedding,
+    envelope_correlation,
     reference_log_power,
     utterance_statistics,
 )
@@ -98,6 +99,18 @@ def test_attacker_evidence_is_the_envelope_log_mel():
     quieter = long.clone()
     quieter[:, -1] -= 1.0  # 10 dB down
     assert torch.allclose(embedder(attack.power(long)), embedder(attack.power(quieter)), atol=1e-4)
+
+
+def test_envelope_correlation_ignores_constant_shifts_and_sees_changed_time_courses():
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(2, 40, 160, generator=gen).cumsum(-1)
+    assert envelope_correlation(ref, ref).item() == pytest.approx(1.0, abs=1e-5)
+    shifted = ref + torch.linspace(-3, 3, 40)[None, :, None]  # a constant tilt per band
+    assert envelope_correlation(shifted, ref).item() == pytest.approx(1.0, abs=1e-5)
+    reversed_time = ref.flip(-1)
+    assert envelope_correlation(reversed_time, ref).item() < 0.5
+    short = envelope_correlation(ref[..., :30], ref[..., :30])  # shorter than a segment: one segment
+    assert short.item() == pytest.approx(1.0, abs=1e-5)
 
 
 def make_gender_corpus(root: Path) -> Path:

@@ -27,7 +27,11 @@ frames, the utterance-level vector a linear attacker reads):
 
 The generator's loss: both attackers' posteriors pushed to uniform (KL from
 the uniform distribution), plus `l1_weight` × the mean absolute change in
-standard deviations. The target class of each item is drawn 50/50 with its
+standard deviations, plus `envelope_weight` × one minus the correlation of
+the mel bands' temporal envelopes with the input's over 384-ms segments
+(`envelope_correlation`: STOI's measure of intelligibility, on the
+envelope; a change constant over a segment, a formant or level shift, costs
+nothing, a change of the envelopes' time course does). The target class of each item is drawn 50/50 with its
 pseudo-speaker (`PseudoSpeakers.draw`) and conditions the generator.
 
 Validation (speaker-disjoint: `val_fraction` of the speakers, stratified by
@@ -83,7 +87,9 @@ class WorldGanConfig(TrainConfig):
     `exclude_corpus`), the validation share of the speakers (`val_fraction`); the generator (`width`
     hidden channels, `bound` standard deviations at most) and its Adam `lr`; the frame discriminator
     (`d_width`, `d_lr`); the loss weights (`adv_weight` frame discriminator, `refit_weight` the epoch's
-    refit linear attacker, `l1_weight` the change, `speaker_weight` one minus the cosine between the speaker
+    refit linear attacker (its L2 `refit_c`), `l1_weight` the change, `envelope_weight` one minus the
+    mel bands' temporal envelope correlation with the input (`envelope_correlation`, a STOI-like term),
+    `speaker_weight` one minus the cosine between the speaker
     embeddings of output and input, PSEGAN's speaker matcher; `embedding` gives the refit attacker the
     output's speaker embedding); training crops of `crop_frames` 5-ms frames; the
     selection (`stoi_floor`, `stoi_penalty`, `stoi_utterances`); the pseudo-speakers' `clip_sigma`; the
@@ -109,6 +115,8 @@ class WorldGanConfig(TrainConfig):
     f0_keep: float = 0.5
     level_keep: float = 0.5
     embedding: bool = True
+    envelope_weight: float = 3.0
+    refit_c: float = 0.1
     speaker_weight: float = 0.0
     sample_rate: int = 16000
 
@@ -229,6 +237,23 @@ def reference_log_power(waves: list[np.ndarray]) -> float:
         active = log_total > log_total.max() - 4.0 * np.log(10.0)
         values.append(float(log_total[active].mean()))
     return float(np.mean(values)) if values else 0.0
+
+
+def envelope_correlation(out: torch.Tensor, ref: torch.Tensor, segment: int = 77) -> torch.Tensor:
+    """The mean correlation, per mel band and 384-ms segment (77 frames of 5 ms, STOI's analysis length;
+    Taal et al., 2011), between the temporal log-mel envelopes of `out` and `ref` (B, bands, T): an
+    intelligibility term that a change constant over a segment (a formant or level shift) does not lower,
+    and that a change of the band envelopes' time course does. Differentiable; segments of active frames
+    are not singled out (silence correlates trivially)."""
+    frames = out.shape[-1] // segment * segment
+    if frames == 0:
+        segment, frames = out.shape[-1], out.shape[-1]
+    a = out[..., :frames].unfold(-1, segment, segment)
+    b = ref[..., :frames].unfold(-1, segment, segment)
+    a = a - a.mean(dim=-1, keepdim=True)
+    b = b - b.mean(dim=-1, keepdim=True)
+    r = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-6)
+    return r.mean()
 
 
 def utterance_statistics(frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -530,10 +555,11 @@ class WorldGanTrainer(Trainer):
         return frames, stats
 
     @torch.no_grad()
-    def _statistics(self, items: list[_Utterance], seeds: list[int]) -> np.ndarray:
+    def _statistics(self, items: list[_Utterance], seeds: list[int], max_frames: int = 1600) -> np.ndarray:
+        """The refit attacker's vectors of the outputs of `items` (at most their first `max_frames`, 8 s)."""
         rows = []
         for item, seed in zip(items, seeds):
-            x, g = self.normalised(item, seed)
+            x, g = self.normalised(item, seed, 0, min(len(item.z), max_frames))
             noise = torch.randn(1, 1, x.shape[-1], generator=torch.Generator().manual_seed(seed))
             out = self._generate(x[None], torch.tensor([g]), noise)
             rows.append(self.evidence(out)[1].cpu().numpy()[0])
@@ -550,7 +576,7 @@ class WorldGanTrainer(Trainer):
         self.generator.train(was)
         y = np.asarray([item.label for item in self.train_items])
         mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-        model = LogisticRegression(C=1.0, max_iter=500).fit((x - mean) / scale, y)
+        model = LogisticRegression(C=self.config.refit_c, max_iter=500).fit((x - mean) / scale, y)
         coef = model.coef_ if len(self.classes) > 2 else np.concatenate([-model.coef_, model.coef_]) / 2
         intercept = model.intercept_ if len(self.classes) > 2 else np.array([-1, 1]) * model.intercept_[0] / 2
         self.linear = {
@@ -587,7 +613,9 @@ class WorldGanTrainer(Trainer):
         refit = -F.log_softmax(self._linear_logits(vector), dim=1).mean(dim=1)
         x = x.to(self.device)
         change = ((out - x).abs() / self.generator.std[:, None]).mean()
+        envelope_kept = envelope_correlation(evidence[:, :N_MELS], self.attack(x)[:, :N_MELS])
         g_loss = c.adv_weight * uniform.mean() + c.refit_weight * refit.mean() + c.l1_weight * change
+        g_loss = g_loss + c.envelope_weight * (1.0 - envelope_kept)
         figures = {}
         if c.speaker_weight and self.embedder is not None:  # PSEGAN's speaker matcher: keep the input's speaker
             with torch.no_grad():
@@ -601,6 +629,7 @@ class WorldGanTrainer(Trainer):
             "g_adv": uniform.mean().item(),
             "g_refit": refit.mean().item(),
             "change": change.item(),
+            "envelope_r": envelope_kept.item(),
             **figures,
         }
 

@@ -206,3 +206,16 @@ def test_levels_are_drawn_measured_and_the_same_mixtures_at_a_fixed_level(speech
         np.testing.assert_allclose(a * 10 ** ((level + 50) / 20), b, atol=2e-3)
     with pytest.raises(InputError, match="no mixtures"):
         make_mixtures(speech, events, tmp_path / "none", splits=["nosuch"], **kwargs)
+
+
+def test_command_line_pools_event_folders_at_a_level(speech, tmp_path, capsys):
+    first = synthesize_events(tmp_path / "a", per_class=3, duration_s=0.5, classes=("tone", "clicks"), seed=1)
+    second = synthesize_events(tmp_path / "b", per_class=3, duration_s=0.5, classes=("chirp",), seed=2)
+    args = [str(speech), str(first), "--more-events", str(second), "--event-alias", "clicks=click", "--level=-40"]
+    args += ["--duration", "0.5", "--test-fraction", "0.4", "--seed", "2"]
+    assert make_mixtures_main([*args, "--out", str(tmp_path / "all")]) == 0
+    assert make_mixtures_main([*args, "--out", str(tmp_path / "test"), "--only-split", "test"]) == 0
+    rows, test_rows = _rows(tmp_path / "all" / "mixtures"), _rows(tmp_path / "test" / "mixtures")
+    assert {r["event"] for r in rows} == {"tone", "click", "chirp"} and {r["event_corpus"] for r in rows} == {"a", "b"}
+    assert all(abs(float(r["level_dbfs"]) + 40) < 0.05 for r in rows)
+    assert [r["file_name"] for r in test_rows] == [r["file_name"] for r in rows if r["split"] == "test"]

@@ -66,6 +66,12 @@ def test_generator_starts_as_the_identity_and_keeps_its_bound(body):
         assert change[:, N_MCEP - 1].max() > 0.1  # it does move the envelope
         assert torch.equal(y[:, VOICED], x[:, VOICED, :length])  # voicing and level are kept
         assert torch.all(y[:, LOG_F0][x[:, VOICED, :length] == 0] == 0)  # unvoiced frames keep no F0
+    tight = WorldResidualGenerator(body, cond=2, width=8, bound=0.5, f0_bound=0.1)
+    tight.set_scaling(torch.zeros(FEATURES), torch.full((FEATURES,), 2.0))
+    torch.nn.init.normal_(tight.head.weight, std=10.0)
+    y = tight(x, cond, torch.randn(2, 1, 50))
+    assert (y - x)[:, LOG_F0].abs().max() <= 0.1 * 2.0 + 1e-5 < (y - x)[:, :N_MCEP].abs().max()
+    assert tight.config()["f0_bound"] == 0.1
     with pytest.raises(ValueError):
         WorldResidualGenerator("vits")
     with pytest.raises(ValueError):

@@ -14,7 +14,8 @@ the first `CHANGED` channels (envelope, log-F0, aperiodicity):
 
 so an untrained generator is the identity (training starts at the
 normalised output) and no frame moves by more than `bound` standard
-deviations, whatever the training does (the intelligibility budget).
+deviations (log-F0: `f0_bound`), whatever the training does (the
+intelligibility budget: moving F0 costs STOI most).
 Voicing and level pass through unchanged.
 
 Three bodies, after the papers' generators, made 1-D over time:
@@ -74,7 +75,8 @@ class WorldResidualGenerator(nn.Module):
     """A bounded residual on (B, FEATURES, T) frame features; see the module text.
 
     body: one of BODIES; cond: class channels (0: none); width: hidden channels; bound: the largest
-    change in standard deviations. `forward(x, cond=None, noise=None, strength=1.0)`: x (B, FEATURES, T)
+    change in standard deviations; f0_bound: the same for log-F0 (default `bound`; its standard
+    deviation is the voiced frames' log-F0's, `set_scaling`). `forward(x, cond=None, noise=None, strength=1.0)`: x (B, FEATURES, T)
     in feature units, cond (B, cond) one-hot, noise (B, 1, T) (gengan only; zeros when None), strength
     the share of the residual applied (0: the input back) -> (B, FEATURES, T).
     Any T >= 1 (the U-Net pads to a multiple of 4 and crops back). ValueError for an unknown body or
@@ -83,13 +85,21 @@ class WorldResidualGenerator(nn.Module):
 
     stride = 1
 
-    def __init__(self, body: str = "gengan", cond: int = 2, width: int = 64, bound: float = 1.0):
+    def __init__(
+        self, body: str = "gengan", cond: int = 2, width: int = 64, bound: float = 1.0, f0_bound: float | None = None
+    ):
         super().__init__()
         if body not in BODIES:
             raise ValueError(f"generator body {body!r}: choose one of {', '.join(BODIES)}")
         if not bound > 0:
             raise ValueError(f"bound {bound}: expected a positive number of standard deviations")
         self.body, self.cond, self.width, self.bound = body, int(cond), int(width), float(bound)
+        self.f0_bound = self.bound if f0_bound is None else float(f0_bound)
+        if not self.f0_bound >= 0:
+            raise ValueError(f"f0_bound {f0_bound}: expected a number of standard deviations, at least 0")
+        limits = torch.full((len(CHANGED_INDEX),), self.bound)
+        limits[CHANGED_INDEX.index(LOG_F0)] = self.f0_bound
+        self.register_buffer("limits", limits, persistent=False)
         self.register_buffer("mean", torch.zeros(FEATURES))
         self.register_buffer("std", torch.ones(FEATURES))
         cin = FEATURES + self.cond + (1 if body == "gengan" else 0)
@@ -113,7 +123,13 @@ class WorldResidualGenerator(nn.Module):
 
     def config(self) -> dict:
         """The constructor's arguments (what a model's config stores to rebuild the network)."""
-        return {"body": self.body, "cond": self.cond, "width": self.width, "bound": self.bound}
+        return {
+            "body": self.body,
+            "cond": self.cond,
+            "width": self.width,
+            "bound": self.bound,
+            "f0_bound": self.f0_bound,
+        }
 
     def set_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """The per-channel standardisation (FEATURES,) of the training features (std floored at 1e-3)."""
@@ -151,7 +167,7 @@ class WorldResidualGenerator(nn.Module):
             parts.append(cond.to(z)[:, :, None].expand(batch, self.cond, frames))
         if self.body == "gengan":
             parts.append(torch.zeros(batch, 1, frames, device=z.device) if noise is None else noise.to(z))
-        delta = strength * self.bound * torch.tanh(self.head(self._hidden(torch.cat(parts, dim=1))))
+        delta = strength * self.limits[:, None] * torch.tanh(self.head(self._hidden(torch.cat(parts, dim=1))))
         index = torch.as_tensor(CHANGED_INDEX, device=x.device)
         change = torch.zeros_like(x).index_copy(1, index, delta * self.std[index][:, None])
         out = x + change
@@ -162,8 +178,13 @@ class WorldResidualGenerator(nn.Module):
 
 def build_generator(config: dict) -> WorldResidualGenerator:
     """A generator from a model's `generator` config (`WorldResidualGenerator.config()`); KeyError/ValueError when bad."""
+    f0_bound = config.get("f0_bound")
     return WorldResidualGenerator(
-        str(config["body"]), int(config["cond"]), int(config["width"]), float(config["bound"])
+        str(config["body"]),
+        int(config["cond"]),
+        int(config["width"]),
+        float(config["bound"]),
+        None if f0_bound is None else float(f0_bound),
     )
 
 

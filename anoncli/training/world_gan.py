@@ -28,9 +28,9 @@ frames, the utterance-level vector a linear attacker reads):
 The generator's loss: both attackers' posteriors pushed to uniform (KL from
 the uniform distribution), plus `l1_weight` × the mean absolute change in
 standard deviations, plus `envelope_weight` × one minus the correlation of
-the mel bands' temporal envelopes with the input's over 384-ms segments
-(`envelope_correlation`: STOI's measure of intelligibility, on the
-envelope; a change constant over a segment, a formant or level shift, costs
+the one-third octave bands' temporal envelopes with the input's over
+384-ms segments of active frames (`envelope_correlation`: STOI's measure of
+intelligibility, on the envelope; a change constant over a segment, a formant or level shift, costs
 nothing, a change of the envelopes' time course does). The target class of each item is drawn 50/50 with its
 pseudo-speaker (`PseudoSpeakers.draw`) and conditions the generator.
 
@@ -66,6 +66,7 @@ from anoncli.models.world_nets import (
     LEVEL,
     LOG_F0,
     N_MCEP,
+    VOICED,
     WorldResidualGenerator,
     frame_features,
     split_features,
@@ -85,10 +86,11 @@ ACTIVE_LEVEL = -4.0  # level channel (dB / 10 below the loudest frame): frames w
 class WorldGanConfig(TrainConfig):
     """Settings: the private column (`attribute`), the held-out speakers (`exclude_speakers`,
     `exclude_corpus`), the validation share of the speakers (`val_fraction`); the generator (`width`
-    hidden channels, `bound` standard deviations at most) and its Adam `lr`; the frame discriminator
+    hidden channels, `bound` standard deviations at most, `f0_bound` for log-F0) and its Adam `lr`; the frame discriminator
     (`d_width`, `d_lr`); the loss weights (`adv_weight` frame discriminator, `refit_weight` the epoch's
     refit linear attacker (its L2 `refit_c`), `l1_weight` the change, `envelope_weight` one minus the
-    mel bands' temporal envelope correlation with the input (`envelope_correlation`, a STOI-like term),
+    one-third octave bands' temporal envelope correlation with the input over the active frames
+    (`envelope_correlation`, STOI's measure on the envelope),
     `speaker_weight` one minus the cosine between the speaker
     embeddings of output and input, PSEGAN's speaker matcher; `embedding` gives the refit attacker the
     output's speaker embedding); training crops of `crop_frames` 5-ms frames; the
@@ -101,6 +103,7 @@ class WorldGanConfig(TrainConfig):
     val_fraction: float = 0.2
     width: int = 48
     bound: float = 1.0
+    f0_bound: float = 0.2
     lr: float = 5e-4
     d_width: int = 64
     d_lr: float = 1e-3
@@ -178,6 +181,10 @@ class AttackerFeatures(nn.Module):
         bank = torchaudio.functional.melscale_fbanks(size // 2 + 1, 60.0, sample_rate / 2, N_MELS, sample_rate)
         self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)))
         self.register_buffer("bank", bank.float())
+        hz = np.arange(size // 2 + 1) * sample_rate / size
+        centres = 150.0 * 2.0 ** (np.arange(15) / 3.0)
+        octaves = np.stack([(hz >= c * 2 ** (-1 / 6)) & (hz < c * 2 ** (1 / 6)) for c in centres], axis=1)
+        self.register_buffer("octaves", torch.from_numpy(octaves.astype(np.float32)))  # (bins, 15)
 
     def power(self, x: torch.Tensor) -> torch.Tensor:
         """(B, FEATURES, T) -> (B, T, bins) envelope power (relative to the loudest frame's level)."""
@@ -185,6 +192,10 @@ class AttackerFeatures(nn.Module):
         log_env = log_env - torch.logsumexp(log_env, dim=-1, keepdim=True) + np.log(log_env.shape[-1])
         level = x[:, LEVEL] * np.log(10.0)  # dB / 10 -> ln power
         return torch.exp(log_env + level[..., None])
+
+    def third_octave(self, power: torch.Tensor) -> torch.Tensor:
+        """(B, T, bins) power -> (B, 15, T) one-third octave band magnitudes (centres 150 Hz · 2^(k/3), STOI's bands)."""
+        return torch.sqrt(power @ self.octaves + 1e-10).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mel = torch.log(self.power(x) @ self.bank + 1e-8).transpose(1, 2)
@@ -239,21 +250,31 @@ def reference_log_power(waves: list[np.ndarray]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
-def envelope_correlation(out: torch.Tensor, ref: torch.Tensor, segment: int = 77) -> torch.Tensor:
-    """The mean correlation, per mel band and 384-ms segment (77 frames of 5 ms, STOI's analysis length;
-    Taal et al., 2011), between the temporal log-mel envelopes of `out` and `ref` (B, bands, T): an
-    intelligibility term that a change constant over a segment (a formant or level shift) does not lower,
-    and that a change of the band envelopes' time course does. Differentiable; segments of active frames
-    are not singled out (silence correlates trivially)."""
+def envelope_correlation(
+    out: torch.Tensor, ref: torch.Tensor, active: torch.Tensor | None = None, segment: int = 77
+) -> torch.Tensor:
+    """STOI's intermediate intelligibility measure (Taal et al., 2011) on band envelopes: the mean
+    correlation, per band and 384-ms segment (77 frames of 5 ms), between the temporal envelopes of `out`
+    and `ref` (B, bands, T; STOI uses one-third octave band magnitudes, `AttackerFeatures.third_octave`).
+    `active` (B, T) 0/1 marks the frames that count (STOI drops silent frames); a segment counts with its
+    share of active frames, a segment less than half active not at all. A change constant over a segment
+    (a formant or level shift) does not lower it; a change of the envelopes' time course does. Differentiable."""
     frames = out.shape[-1] // segment * segment
     if frames == 0:
         segment, frames = out.shape[-1], out.shape[-1]
+    if active is None:
+        active = torch.ones(out.shape[0], out.shape[-1], device=out.device)
+    w = active[:, None, :frames].unfold(-1, segment, segment)  # (B, 1, S, segment)
     a = out[..., :frames].unfold(-1, segment, segment)
     b = ref[..., :frames].unfold(-1, segment, segment)
-    a = a - a.mean(dim=-1, keepdim=True)
-    b = b - b.mean(dim=-1, keepdim=True)
-    r = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-6)
-    return r.mean()
+    share = w.mean(dim=-1)  # (B, 1, S)
+    norm_w = w / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    a = (a - (a * norm_w).sum(-1, keepdim=True)) * w
+    b = (b - (b * norm_w).sum(-1, keepdim=True)) * w
+    r = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-6)  # (B, bands, S)
+    weight = (share >= 0.5).float() * share
+    weight = weight.expand_as(r)
+    return (r * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
 def utterance_statistics(frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -375,7 +396,7 @@ class WorldGanTrainer(Trainer):
         if self.normalisation == "pseudo":
             self._fit_sampler(train, analysed)
         cond = len(self.classes) if self.normalisation == "pseudo" else 0
-        self.generator = WorldResidualGenerator(self.body, cond, c.width, c.bound).to(self.device)
+        self.generator = WorldResidualGenerator(self.body, cond, c.width, c.bound, c.f0_bound).to(self.device)
         self.attack = AttackerFeatures(c.sample_rate).to(self.device)
         self.embedder = None
         if c.embedding:
@@ -515,9 +536,15 @@ class WorldGanTrainer(Trainer):
         return x, g
 
     def _set_scaling(self) -> None:
+        """The generator's standardisation from the training items' normalised frames; log-F0's mean and
+        std are the voiced frames' (over all frames its std would be the voiced/unvoiced jump)."""
         xs = [self.normalised(item, 1000 + i)[0] for i, item in enumerate(self.train_items[:200])]
         frames = torch.cat(xs, dim=1)
-        self.generator.set_scaling(frames.mean(dim=1), frames.std(dim=1))
+        mean, std = frames.mean(dim=1), frames.std(dim=1)
+        voiced = frames[LOG_F0][frames[VOICED] > 0]
+        if voiced.numel() > 1:
+            mean[LOG_F0], std[LOG_F0] = voiced.mean(), voiced.std()
+        self.generator.set_scaling(mean, std)
 
     def batches(self, epoch: int):
         self._refit(epoch)
@@ -613,7 +640,10 @@ class WorldGanTrainer(Trainer):
         refit = -F.log_softmax(self._linear_logits(vector), dim=1).mean(dim=1)
         x = x.to(self.device)
         change = ((out - x).abs() / self.generator.std[:, None]).mean()
-        envelope_kept = envelope_correlation(evidence[:, :N_MELS], self.attack(x)[:, :N_MELS])
+        active = (x[:, LEVEL] > ACTIVE_LEVEL).float()
+        envelope_kept = envelope_correlation(
+            self.attack.third_octave(self.attack.power(out)), self.attack.third_octave(self.attack.power(x)), active
+        )
         g_loss = c.adv_weight * uniform.mean() + c.refit_weight * refit.mean() + c.l1_weight * change
         g_loss = g_loss + c.envelope_weight * (1.0 - envelope_kept)
         figures = {}

@@ -17,8 +17,10 @@ with the utterance's seed in the manifest) and measures, with
   rest (`scoring.probe.enrolment_split`), averaged over `--splits` seeded
   draws of the enrolment set.
 
-The figures go to WORK/heldout.json (and a markdown table on stdout). A
-speaker the model saw in training is named in the output (`seen`).
+The figures go to WORK/heldout.json (and a markdown table on stdout);
+`--card CARD.json` also writes them into a shipped model's card (under
+`heldout_enrolment`, or `validation_enrolment` for `--set val`). A speaker
+the model saw in training is named in the output (`seen_in_training`).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--enrol-s", type=float, default=60.0)
     parser.add_argument("--splits", type=int, default=3, help="draws of the enrolment set to average")
     parser.add_argument("--seed", type=int, default=0, help="anonymize's run seed (the release noise)")
+    parser.add_argument("--card", type=Path, default=None, help="a shipped card.json to add the figures to")
     args = parser.parse_args()
     actors = args.ravdess_actors or ("13-16" if args.set == "test" else "9-12")
     librispeech = args.librispeech or ",".join(TEST_SPEAKERS if args.set == "test" else VALIDATION_SPEAKERS)
@@ -134,7 +137,7 @@ def main() -> None:
         seen = sorted(set(speakers) & set(_train_speakers_from_run(anon)))
         rows = [measure(anon, float(s), args.seed, args.enrol_s, args.splits) for s in args.noise.split(",")]
         results[name] = {"speakers": speakers, "seen_in_training": seen, "enrol_s": args.enrol_s, "rows": rows}
-        print(f"\n{name} ({len(speakers)} speakers; seen in training: {', '.join(seen) or 'none'})")
+        print(f"\n{name} ({len(speakers)} speakers; seen in training or validation: {', '.join(seen) or 'none'})")
         print("| noise | gender | attacker CV (chance) | attacker enrolled (chance) | enrolled draws |")
         print("|---|---|---|---|---|")
         for r in rows:
@@ -144,6 +147,12 @@ def main() -> None:
                 f" | {100 * r['attacker_enrolled']:.1f} ({100 * r['chance_enrolled']:.1f}) | {draws} |"
             )
     (args.work / "heldout.json").write_text(json.dumps(results, indent=1))
+    if args.card:
+        card = json.loads(args.card.read_text())
+        command = " ".join(["python recipes/siamese/heldout.py", *sys.argv[1:]])
+        key = "heldout_enrolment" if args.set == "test" else "validation_enrolment"
+        card[key] = {"command": command, **results}
+        args.card.write_text(json.dumps(card, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -164,17 +164,17 @@ class WorldNormPipeline(Pipeline):
         return {key: stats_to_json(pool_stats(items)) for key, items in sorted(grouped.items())}
 
     def speaker_stats(self, key: str):
-        """The pooled `Stats` of `key` from the first pass's file, or None when the file does not list it."""
+        """The pooled `Stats` of `key` from the first pass's file, or None when the file does not list it or
+        there is none (`process` called outside an `anonymize` job): the file is then normalised to its own
+        statistics, as a speaker with one file."""
         if self._table is None:
             import json
 
-            if not self.statistics_file:
-                raise AnoncliError(
-                    "this model normalises each speaker to their own statistics: it runs as a two-pass "
-                    "`anoncli anonymize` job (the speakers' statistics were not computed)"
-                )
-            with open(self.statistics_file, encoding="utf-8") as handle:
-                self._table = json.load(handle)["statistics"]
+            if not self.statistics_file:  # not run by the job engine (a library call): every file is its own
+                self._table = {}
+            else:
+                with open(self.statistics_file, encoding="utf-8") as handle:
+                    self._table = json.load(handle)["statistics"]
         entry = self._table.get(key)
         return None if entry is None else stats_from_json(entry)
 

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 from scipy.signal import lfilter
-from test_shipped_models import _energy_range_db, voiced_signal
+from test_shipped_models import _energy_range_db, params_for, voiced_signal
 
 from anoncli.errors import AnoncliError, AudioError
 from anoncli.jobs.engine import AnonymizeConfig, run_anonymize
@@ -21,6 +21,7 @@ from anoncli.manifest.reader import read_manifest
 from anoncli.methods import MethodOptions, create_method, method_class
 from anoncli.methods.mel_pipeline import MelPipeline
 from anoncli.methods.source_filter_pipeline import SourceFilterPipeline
+from anoncli.methods.world_norm import WorldNormPipeline
 from anoncli.models.generators import gengan_generator
 from anoncli.synthesis import source_filter
 
@@ -63,7 +64,7 @@ def shape_distance_db(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def anonymise(method, wave: np.ndarray, target: str) -> np.ndarray:
-    return method.process([torch.from_numpy(wave)], [{"noise_seed": 1, "target": target}])[0].audio.numpy()
+    return method.process([torch.from_numpy(wave)], [params_for(method, 1, target)])[0].audio.numpy()
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -71,15 +72,16 @@ def test_whispered_speech_is_transformed_by_each_shipped_model(name):
     wave = whispered()
     assert not (source_filter.analyse(wave, RATE).f0 > 0).any(), "the test signal must have no voiced frame"
     method = create_method(name, MethodOptions(seed=0))
-    assert isinstance(method.pipeline, SourceFilterPipeline)
+    assert isinstance(method.pipeline, (SourceFilterPipeline, WorldNormPipeline))
     # plain WORLD resynthesis (new noise, same envelope): what the transformation is measured against
     resynthesised = source_filter.resynthesize(source_filter.analyse(wave, RATE)).numpy()
     for target in method.classes[:2]:
         out = anonymise(method, wave, target)
         assert out.shape == wave.shape and np.isfinite(out).all() and np.abs(out).max() > 0.01
         assert abs(np.corrcoef(wave, out)[0, 1]) < 0.5
-        if name == "psegan":  # the emotion model keeps the speaker's envelope, and moves the energy contour
-            assert _energy_range_db(out) >= 1.15 * _energy_range_db(resynthesised), target
+        if name == "psegan":  # the emotion model keeps the speaker, and moves the energy contour or the envelope
+            moved = abs(_energy_range_db(out) / _energy_range_db(resynthesised) - 1) >= 0.15
+            assert moved or shape_distance_db(out, resynthesised) >= 1.5, target
         else:  # the gender models move the envelope towards the target
             assert shape_distance_db(out, resynthesised) >= 3.0, target
 
@@ -117,7 +119,7 @@ def test_a_wave_shorter_than_one_analysis_frame_raises_instead_of_passing_throug
     """Below the reader's 20 ms floor only through the API; a batch then fails that file (see the worker)."""
     method = create_method(name, MethodOptions(seed=0))
     with pytest.raises(AudioError, match="too short to transform"):
-        anonymise(method, loud_cut(0.005), method.classes[0])
+        anonymise(method, loud_cut(0.004), method.classes[0])
 
 
 def mel_state(**extra) -> dict:
@@ -136,7 +138,8 @@ def mel_state(**extra) -> dict:
 
 
 def test_the_model_declares_its_pipeline():
-    assert isinstance(create_method("gengan", MethodOptions()).pipeline, SourceFilterPipeline)
+    assert isinstance(create_method("pcmelgan", MethodOptions()).pipeline, SourceFilterPipeline)
+    assert isinstance(create_method("gengan", MethodOptions()).pipeline, WorldNormPipeline)
     # a state as the trainers write it, with keys the method does not read
     state = mel_state(format_version=2, trainer_config={"epochs": 1}, data_fingerprint="abc")
     method = method_class("gengan").from_state(state, MethodOptions(seed=1))

@@ -74,7 +74,7 @@ def anonymize(
         list[str] | None,
         typer.Option(
             "--param",
-            help="A method setting KEY=VALUE; repeatable. Known keys: mcadams alpha, backend, highpass; siamese noise; rdalm emit (an unknown key is an error).",
+            help="A method setting KEY=VALUE; repeatable. Known keys: mcadams alpha, backend, highpass; siamese noise; rdalm emit; world_phone pool_size, power, detail; gengan, pcmelgan, psegan, world_norm and world_phone strength (0-1, the share of a residual generator's change applied, for models trained by --method gengan-world, pcmelgan-world or psegan-world) (an unknown key is an error).",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",

@@ -26,15 +26,13 @@ if TYPE_CHECKING:
     from anoncli.corpus.utterance import Utterance
 
 CHUNK_FRAMES = 1024
+CHUNK_OVERLAP = 128
 
 
 def speaker_key(utt: Utterance) -> str:
     """The key a two-pass pipeline pools an utterance's statistics under: its speaker, or the file alone
     (`utt:` and its id) when it has no speaker label."""
     return f"speaker:{utt.speaker}" if utt.speaker else f"utt:{utt.utt_id}"
-
-
-CHUNK_OVERLAP = 128
 
 
 class LearnedMethod(Method):

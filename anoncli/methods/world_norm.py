@@ -89,7 +89,12 @@ class WorldNormPipeline(Pipeline):
         tensors = state.get("models", {}).get(SAMPLER)
         source = getattr(method, "checkpoint_path", "the model")
         self.vocoder_name = "world"
-        self.full = True
+        covariance = method.model_config.get("covariance", "full")
+        if covariance not in COVARIANCES:
+            raise AnoncliError(
+                f"{source}: covariance {covariance!r} in the model's config (known: {', '.join(COVARIANCES)})"
+            )
+        self.full = covariance == "full"
         normalisation = method.model_config.get("normalisation", "pseudo")
         if normalisation not in NORMALISATIONS:
             raise AnoncliError(f"{source}: normalisation {normalisation!r} (known: {', '.join(NORMALISATIONS)})")
@@ -111,13 +116,6 @@ class WorldNormPipeline(Pipeline):
             self.sampler = PseudoSpeakers.from_arrays(arrays, method.classes, clip_sigma)
         except (KeyError, ValueError, TypeError) as err:
             raise AnoncliError(f"{source}: unusable pseudo-speaker sampler ({err})") from None
-        self.vocoder_name = "world"
-        covariance = method.model_config.get("covariance", "full")
-        if covariance not in COVARIANCES:
-            raise AnoncliError(
-                f"{source}: covariance {covariance!r} in the model's config (known: {', '.join(COVARIANCES)})"
-            )
-        self.full = covariance == "full"
 
     @classmethod
     def networks(cls, state: dict, config: dict) -> dict[str, torch.nn.Module] | None:
@@ -202,7 +200,7 @@ class WorldNormPipeline(Pipeline):
 
             own = self.speaker_stats(params.get("speaker", ""))
             stats = own if own is not None else utterance_stats(features)
-            out = flatten_to_speaker(features, stats, self.f0_keep, self.level_keep)
+            out = flatten_to_speaker(features, stats, self.f0_keep, self.level_keep, full=self.full)
             if GENERATOR in self.method.modules:
                 out = self.generate(out, None, params["pseudo_seed"])
             return torch.from_numpy(world_features.synthesize(out))

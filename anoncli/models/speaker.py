@@ -85,11 +85,7 @@ class MelSpeakerEncoder(nn.Module):
         """(B, n_mels, F) log10 magnitude mel -> (B, F', 40) mel power at a 10 ms hop."""
         magnitude = torch.pow(10.0, logmel.float())
         bins = torch.einsum("fm,bmt->bft", self.to_bins, magnitude)
-        power = bins.pow(2) * self.power_scale
-        mel40 = torch.einsum("fm,bft->bmt", self.fb40, power)
-        frames = max(1, int(round(mel40.shape[-1] * self.time_scale)))
-        mel40 = nn.functional.interpolate(mel40, size=frames, mode="linear", align_corners=False)
-        return mel40.transpose(1, 2)
+        return self.power_input(bins.pow(2))
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, F) -> (B, 256) L2-normalised speaker embeddings."""

@@ -100,7 +100,7 @@ def correlation(frames: np.ndarray) -> np.ndarray | None:
     return (1.0 - CORR_SHRINK) * corr + CORR_SHRINK * np.eye(frames.shape[1])
 
 
-def _matrix_power(matrix: np.ndarray, power: float) -> np.ndarray:
+def matrix_power(matrix: np.ndarray, power: float) -> np.ndarray:
     """A symmetric positive definite matrix to a real power (eigendecomposition)."""
     values, vectors = np.linalg.eigh(matrix)
     return (vectors * np.maximum(values, 1e-12) ** power) @ vectors.T
@@ -153,7 +153,7 @@ def impose(features: CodedWorld, source: Stats, target: Stats, level: bool = Fal
     """
     z = (features.mcep - source.mcep_mean) / source.mcep_std
     if full and source.mcep_corr is not None and target.mcep_corr is not None:
-        z = z @ (_matrix_power(source.mcep_corr, -0.5) @ _matrix_power(target.mcep_corr, 0.5))
+        z = z @ (matrix_power(source.mcep_corr, -0.5) @ matrix_power(target.mcep_corr, 0.5))
     mcep = z * target.mcep_std + target.mcep_mean
     log_f0 = features.log_f0
     if features.voiced.any() and None not in (source.f0_mean, source.f0_std, target.f0_mean, target.f0_std):

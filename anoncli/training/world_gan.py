@@ -46,7 +46,9 @@ below `stoi_floor`.
 
 The held-out speakers (`exclude_speakers`, `exclude_corpus`) are left out of
 everything, as in `anoncli train --method world_norm`. The features of every
-utterance are analysed once into the run folder (`features.npz`), so a
+utterance are analysed once into the run's cache (`RUN/cache/world-features.npz`; the
+audio itself only of the validation utterances and the few training ones the speaker
+embedding's level reference reads), so a
 resumed run reads no audio again.
 """
 
@@ -54,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,6 +79,8 @@ from anoncli.training.loop import TrainConfig, Trainer, data_fingerprint
 from anoncli.training.world_norm import Sampler, excluded_speakers
 
 DEFAULT_ATTRIBUTE = "gender"
+# training utterances whose audio sets the speaker embedding's level reference (`reference_log_power`)
+REFERENCE_UTTERANCES = 30
 N_MELS = 40
 ACTIVE_LEVEL = -4.0  # level channel (dB / 10 below the loudest frame): frames within 40 dB are active
 
@@ -277,15 +280,13 @@ def envelope_correlation(
     return (r * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
-def utterance_statistics(frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+def utterance_statistics(frames: torch.Tensor) -> torch.Tensor:
     """(B, N_MELS + 4, T) attacker frames -> (B, 4 * N_MELS + 6) statistics: log-mel mean and std over
     the active frames and those of its frame-to-frame change (the evaluation's spectral statistics), log-F0
     mean and std over the voiced frames, the voiced share, aperiodicity mean and std, level std.
-    Differentiable; `lengths` (B,) limits each item to its first frames."""
+    Differentiable."""
     batch, _, frames_n = frames.shape
     valid = torch.ones(batch, frames_n, device=frames.device)
-    if lengths is not None:
-        valid = (torch.arange(frames_n, device=frames.device)[None] < lengths[:, None]).float()
     level = frames[:, N_MELS + 3]
     active = valid * (level > ACTIVE_LEVEL).float()
     voiced = valid * frames[:, N_MELS + 1]
@@ -321,23 +322,29 @@ def utterance_statistics(frames: torch.Tensor, lengths: torch.Tensor | None = No
 class _Utterance:
     speaker: str
     label: int
-    z: np.ndarray  # (T, 40) envelope whitened with the utterance's own statistics
-    f0_z: np.ndarray  # (T,) log-F0 standardised with the utterance's own statistics (0 unvoiced)
+    # pseudo-speaker normalisation: the envelope whitened and log-F0 standardised (0 unvoiced) with the
+    # utterance's own statistics, (T, 40) and (T,), coloured per draw; None for the speaker normalisation
+    z: np.ndarray | None
+    f0_z: np.ndarray | None
     voiced: np.ndarray  # (T,) bool
     bap: np.ndarray  # (T, 1)
     level_db: np.ndarray  # (T,)
     frames: torch.Tensor | None = None  # (FEATURES, T) normalised frames, when they do not depend on a draw
 
+    @property
+    def n_frames(self) -> int:
+        return len(self.level_db)
+
 
 def _whiten(features, full: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The envelope whitened (standardised, decorrelated) and log-F0 standardised with the utterance's own
     statistics: what `impose` does before colouring with the target's."""
-    from anoncli.synthesis.world_norm import _matrix_power, utterance_stats
+    from anoncli.synthesis.world_norm import matrix_power, utterance_stats
 
     own = utterance_stats(features)
     z = (features.mcep - own.mcep_mean) / own.mcep_std
     if full and own.mcep_corr is not None:
-        z = z @ _matrix_power(own.mcep_corr, -0.5)
+        z = z @ matrix_power(own.mcep_corr, -0.5)
     f0 = np.zeros_like(features.log_f0)
     if own.f0_mean is not None:
         f0 = np.where(features.voiced, (features.log_f0 - own.f0_mean) / own.f0_std, 0.0)
@@ -369,7 +376,6 @@ class WorldGanTrainer(Trainer):
     # ------------------------------------------------------------------ data
     def setup(self) -> None:
         c, options = self.config, self.options
-        torch.set_num_threads(max(1, c.threads or 1))
         corpus = options.open_corpus()
         if corpus.label_columns and self.attribute not in corpus.label_columns:
             raise AnoncliError(
@@ -387,12 +393,13 @@ class WorldGanTrainer(Trainer):
         check_split_classes(train, val, lambda u: u.labels[self.attribute], self.attribute)
         self.classes = sorted({str(u.labels[self.attribute]) for u in utts})
         self.data_fingerprint = data_fingerprint(utts)
-        analysed = self._analyse(train + val)
+        reference_ids = [u.utt_id for u in train[:REFERENCE_UTTERANCES]]
+        analysed = self._analyse(train + val, keep_waves={u.utt_id for u in val} | set(reference_ids))
         self.speaker_stats = self._speaker_stats(train + val, analysed) if self.normalisation == "speaker" else {}
         self.train_items = [self._item(u, analysed[u.utt_id]) for u in train if u.utt_id in analysed]
         self.val_items = [self._item(u, analysed[u.utt_id]) for u in val if u.utt_id in analysed]
-        self.val_waves = {u.utt_id: analysed[u.utt_id][1] for u in val[: c.stoi_utterances] if u.utt_id in analysed}
         self.val_ids = [u.utt_id for u in val if u.utt_id in analysed]
+        self.val_waves = {utt_id: analysed[utt_id][1] for utt_id in self.val_ids[: c.stoi_utterances]}
         if self.normalisation == "pseudo":
             self._fit_sampler(train, analysed)
         cond = len(self.classes) if self.normalisation == "pseudo" else 0
@@ -400,7 +407,7 @@ class WorldGanTrainer(Trainer):
         self.attack = AttackerFeatures(c.sample_rate).to(self.device)
         self.embedder = None
         if c.embedding:
-            waves = [analysed[u.utt_id][1] for u in train[:30] if u.utt_id in analysed]
+            waves = [analysed[utt_id][1] for utt_id in reference_ids if utt_id in analysed]
             self.embedder = EnvelopeSpeakerEmbedding(c.sample_rate, reference_log_power(waves)).to(self.device)
         self.disc = FrameAttacker(N_MELS + 4, len(self.classes), c.d_width).to(self.device)
         self._set_scaling()
@@ -414,14 +421,15 @@ class WorldGanTrainer(Trainer):
                 f"{len(self.excluded)} held-out speakers excluded"
             )
 
-    def _analyse(self, utts: list) -> dict:
-        """utt_id -> (CodedWorld, wave) for every utterance, cached in the run folder (`features.npz`)."""
+    def _analyse(self, utts: list, keep_waves: set[str]) -> dict:
+        """utt_id -> (CodedWorld, wave or None) for every utterance, cached in RUN/cache/world-features.npz;
+        the wave is kept (and cached) only for the ids in `keep_waves`."""
         from anoncli.synthesis import world_features
         from anoncli.synthesis.world_features import CodedWorld
         from anoncli.training.common import resampled_waves
 
         rate = self.config.sample_rate
-        cache = Path(self.run.root) / "features.npz" if self.run is not None else None
+        cache = self.run.cache_dir / "world-features.npz" if self.run is not None else None
         stored: dict = {}
         if cache is not None and cache.exists():
             with np.load(cache, allow_pickle=False) as data:
@@ -441,7 +449,8 @@ class WorldGanTrainer(Trainer):
                 "log_f0": f.log_f0,
                 "voiced": f.voiced,
                 "bap": f.bap,
-                "wave": wave.numpy().astype(np.float32),
+                "length": np.asarray(len(wave)),
+                **({"wave": wave.numpy().astype(np.float32)} if utt.utt_id in keep_waves else {}),
             }
         stored.update(fresh)
         if fresh and cache is not None:
@@ -459,9 +468,9 @@ class WorldGanTrainer(Trainer):
                 parts["voiced"].astype(bool),
                 parts["bap"],
                 rate,
-                len(parts["wave"]),
+                int(parts["length"]),
             )
-            out[utt_id] = (features, parts["wave"])
+            out[utt_id] = (features, parts.get("wave"))
         return out
 
     def _speaker_stats(self, utts: list, analysed: dict) -> dict:
@@ -478,9 +487,10 @@ class WorldGanTrainer(Trainer):
 
     def _item(self, utt, analysed) -> _Utterance:
         features, _ = analysed
-        z, f0 = _whiten(features)
-        frames = None
-        if self.normalisation == "speaker":
+        z = f0 = frames = None
+        if self.normalisation == "pseudo":  # whitened once; each draw colours it (`normalised`)
+            z, f0 = (a.astype(np.float32) for a in _whiten(features))
+        else:
             from anoncli.synthesis.world_norm import flatten_to_speaker
 
             c = self.config
@@ -490,8 +500,8 @@ class WorldGanTrainer(Trainer):
         return _Utterance(
             str(utt.speaker),
             self.classes.index(str(utt.labels[self.attribute])),
-            z.astype(np.float32),
-            f0.astype(np.float32),
+            z,
+            f0,
             features.voiced,
             features.bap[:, :1].astype(np.float32),
             features.level_db.astype(np.float32),
@@ -501,7 +511,7 @@ class WorldGanTrainer(Trainer):
     def _fit_sampler(self, train: list, analysed: dict) -> None:
         from collections import defaultdict
 
-        from anoncli.synthesis.world_norm import _matrix_power, fit_pseudo_speakers, pool_stats
+        from anoncli.synthesis.world_norm import fit_pseudo_speakers, matrix_power, pool_stats
 
         per_speaker, genders = defaultdict(list), {}
         for u in train:
@@ -516,7 +526,7 @@ class WorldGanTrainer(Trainer):
         self.sampler = Sampler(len(self.classes))
         self.sampler.load_arrays(self.pseudo.arrays())
         self.colour = torch.from_numpy(
-            np.stack([_matrix_power(c, 0.5) for c in self.pseudo.corrs]).astype(np.float32)
+            np.stack([matrix_power(c, 0.5) for c in self.pseudo.corrs]).astype(np.float32)
         )  # (G, 40, 40)
 
     # ------------------------------------------------------------------ normalisation, batches
@@ -528,7 +538,7 @@ class WorldGanTrainer(Trainer):
             return item.frames[:, start:end], 0
         gender, target = self.pseudo.draw(seed)
         g = self.classes.index(gender)
-        end = len(item.z) if frames is None else start + frames
+        end = item.n_frames if frames is None else start + frames
         z = torch.from_numpy(item.z[start:end]) @ self.colour[g]
         mcep = z.numpy() * target.mcep_std + target.mcep_mean
         f0 = np.where(item.voiced[start:end], item.f0_z[start:end] * target.f0_std + target.f0_mean, 0.0)
@@ -554,8 +564,8 @@ class WorldGanTrainer(Trainer):
             xs, targets, labels = [], [], []
             for index in picks:
                 item = self.train_items[index]
-                crop = min(c.crop_frames, len(item.z))
-                start = int(torch.randint(len(item.z) - crop + 1, (1,), generator=self.rng))
+                crop = min(c.crop_frames, item.n_frames)
+                start = int(torch.randint(item.n_frames - crop + 1, (1,), generator=self.rng))
                 seed = int(torch.randint(1 << 31, (1,), generator=self.rng))
                 x, g = self.normalised(item, seed, start, crop)
                 if crop < c.crop_frames:
@@ -586,7 +596,7 @@ class WorldGanTrainer(Trainer):
         """The refit attacker's vectors of the outputs of `items` (at most their first `max_frames`, 8 s)."""
         rows = []
         for item, seed in zip(items, seeds):
-            x, g = self.normalised(item, seed, 0, min(len(item.z), max_frames))
+            x, g = self.normalised(item, seed, 0, min(item.n_frames, max_frames))
             noise = torch.randn(1, 1, x.shape[-1], generator=torch.Generator().manual_seed(seed))
             out = self._generate(x[None], torch.tensor([g]), noise)
             rows.append(self.evidence(out)[1].cpu().numpy()[0])

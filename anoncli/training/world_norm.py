@@ -288,12 +288,11 @@ class WorldNormTrainer(Trainer):
             "files": {"shipped_form": "model.safetensors and card.json (anoncli/pretrained/world_norm form)"},
         }
 
-    def finish(self, result: FitResult) -> dict:
-        """Write the shipped form (`model.safetensors`, `card.json`) of the fitted distribution into the run."""
+    def shipped_card(self) -> dict:
+        """The card of the run's shipped form: data, config, command, seed, data fingerprint, anoncli version."""
         from anoncli import __version__
-        from anoncli.methods.world_norm import save_model
 
-        card = {
+        return {
             "data": self.data_card(),
             "config": self.config.to_dict(),
             "command": self.command(),
@@ -301,6 +300,12 @@ class WorldNormTrainer(Trainer):
             "data_fingerprint": self.data_fingerprint,
             "anoncli_version": __version__,
         }
+
+    def finish(self, result: FitResult) -> dict:
+        """Write the shipped form (`model.safetensors`, `card.json`) of the fitted distribution into the run."""
+        from anoncli.methods.world_norm import save_model
+
+        card = self.shipped_card()
         info = self.model_info()
         weights = save_model(
             self.pseudo_speakers(),

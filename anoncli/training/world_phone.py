@@ -324,18 +324,13 @@ class WorldPhoneTrainer(WorldNormTrainer):
 
     def finish(self, result: FitResult) -> dict:
         """Write the shipped form (`model.safetensors`, `card.json`) of the best checkpoint into the run."""
-        from anoncli import __version__, modelstore
+        from anoncli import modelstore
         from anoncli.methods.world_phone import save_model
 
         state = modelstore.load_model(result.run.best_path)
         tensors = {f"{m}.{k}": v for m in state["inference_modules"] for k, v in state["models"][m].items()}
         card = {
-            "data": self.data_card(),
-            "config": self.config.to_dict(),
-            "command": self.command(),
-            "seed": self.config.seed,
-            "data_fingerprint": self.data_fingerprint,
-            "anoncli_version": __version__,
+            **self.shipped_card(),
             "validation": dict(result.best_metrics),
             "best_epoch": result.best_epoch,
         }
